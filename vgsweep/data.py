@@ -1,0 +1,140 @@
+"""Data sets in IDX format (MNIST, Fashion-MNIST): read, check, and put on the device.
+
+Files are looked for in torchvision's layout, `<root>/<Folder>/raw/<name>[.gz]`, gzipped or not.
+When they are missing and `data.download` is true, torchvision downloads them there.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+# name -> (folder under root, torchvision class, number of classes)
+DATASETS: dict[str, tuple[str, str, int]] = {
+    "mnist": ("MNIST", "MNIST", 10),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST", 10),
+}
+FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+_DTYPES = {0x08: np.uint8}
+
+
+class DataError(RuntimeError):
+    pass
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped): magic (0, 0, dtype, ndim), ndim big-endian sizes, data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read {path}: {e}") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DataError(f"{path}: header says {dims} ({int(np.prod(dims))} values), file holds {body.size}")
+    return body.reshape(dims)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an IDX file (gzipped if the name ends in .gz). Used to make test data."""
+    a = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with opener(path, "wb") as f:
+        f.write(header + a.tobytes())
+
+
+def _find(raw_dir: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (raw_dir / name).is_file():
+            return raw_dir / name
+    return None
+
+
+def raw_dir(name: str, root: str | Path) -> Path:
+    return Path(root) / DATASETS[name][0] / "raw"
+
+
+def locate(name: str, root: str | Path, download: bool) -> dict[str, Path]:
+    """Paths of the four files; downloads through torchvision if allowed and any is missing."""
+    d = raw_dir(name, root)
+    found = {k: _find(d, stem) for k, stem in FILES.items()}
+    if all(found.values()):
+        return found  # type: ignore[return-value]
+    missing = ", ".join(FILES[k] for k, v in found.items() if v is None)
+    if not download:
+        raise DataError(f"data.root={str(root)!r}: {missing} not found in {d} "
+                        "(set data.download=true to fetch them, or point data.root at a folder "
+                        f"holding {DATASETS[name][0]}/raw/)")
+    import torchvision.datasets as tvd
+
+    log.info("downloading %s into %s", name, root)
+    for train in (True, False):
+        getattr(tvd, DATASETS[name][1])(str(root), train=train, download=True)
+    return locate(name, root, download=False)
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # (N, D) float32 in [0, 1]
+    y: torch.Tensor  # (N,) int64
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    test: Split
+    num_classes: int
+
+    @property
+    def input_dim(self) -> int:
+        return self.train.x.shape[1]
+
+
+_CACHE: dict[tuple, Dataset] = {}
+
+
+def load(name: str, root: str | Path, download: bool, device: torch.device,
+         limit_train: int | None = None, limit_test: int | None = None) -> Dataset:
+    """The data set on `device`: pixels / 255, flattened. Cached per (name, root, device, limits)."""
+    key = (name, str(Path(root).resolve()), str(device), limit_train, limit_test)
+    if key in _CACHE:
+        return _CACHE[key]
+    paths = locate(name, root, download)
+    arrays = {k: read_idx(p) for k, p in paths.items()}
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataError(f"{paths[f'{split}_x']}, {paths[f'{split}_y']}: expected images (N, H, W) "
+                            f"and labels (N,), got {x.shape} and {y.shape}")
+    n_cls = DATASETS[name][2]
+    splits = {}
+    for split, limit in (("train", limit_train), ("test", limit_test)):
+        x, y = arrays[f"{split}_x"][:limit], arrays[f"{split}_y"][:limit]
+        if y.max() >= n_cls:
+            raise DataError(f"{paths[f'{split}_y']}: label {int(y.max())} >= {n_cls} classes")
+        xt = torch.from_numpy(x.reshape(len(x), -1).astype(np.float32) / 255.0).to(device)
+        splits[split] = Split(xt, torch.from_numpy(y.astype(np.int64)).to(device))
+    ds = Dataset(name, splits["train"], splits["test"], n_cls)
+    _CACHE[key] = ds
+    return ds

@@ -1,0 +1,181 @@
+"""Activations, weight initialisers, and the packed MLP: K independent networks trained as one.
+
+A pack stacks the K runs' parameters in one flat tensor `theta` of shape (K, P): each layer's
+weight (in, out) and bias (out) are views into it, so one batched matmul (`baddbmm`) serves all K
+networks, and the optimiser and the gradient noise act on (K, P) at once. Runs never mix: every
+operation is per row of K, so a run's numbers do not depend on what else is in its pack.
+
+Adding an activation or an init scheme: one function here, one entry in the registry, one YAML
+file in conf/activation or conf/init. The parametrised tests pick it up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+# --- activations --------------------------------------------------------------------------------
+# Each takes (h, negative_slope) so that all share one signature; only leaky_relu reads the slope.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "logistic": lambda h, a: torch.sigmoid(h),
+    "tanh": lambda h, a: torch.tanh(h),
+    "relu": lambda h, a: F.relu(h),
+    "leaky_relu": lambda h, a: F.leaky_relu(h, a),
+    "swish": lambda h, a: h * torch.sigmoid(h),  # z * sigmoid(z), beta = 1 (= SiLU)
+    "gelu": lambda h, a: F.gelu(h),
+    "elu": lambda h, a: F.elu(h),
+    "identity": lambda h, a: h,
+}
+
+
+# --- initialisers -------------------------------------------------------------------------------
+# Each returns a (fan_in, fan_out) weight drawn with the run's own CPU generator; biases are zero.
+def _xavier(fan_in: int, fan_out: int, g: torch.Generator, std: float) -> torch.Tensor:
+    limit = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot uniform, Keras' default
+    return (torch.rand(fan_in, fan_out, generator=g, dtype=torch.float64) * 2 - 1) * limit
+
+
+def _he(fan_in: int, fan_out: int, g: torch.Generator, std: float) -> torch.Tensor:
+    return torch.randn(fan_in, fan_out, generator=g, dtype=torch.float64) * math.sqrt(2.0 / fan_in)
+
+
+def _normal(fan_in: int, fan_out: int, g: torch.Generator, std: float) -> torch.Tensor:
+    return torch.randn(fan_in, fan_out, generator=g, dtype=torch.float64) * std
+
+
+def _zero(fan_in: int, fan_out: int, g: torch.Generator, std: float) -> torch.Tensor:
+    return torch.zeros(fan_in, fan_out, dtype=torch.float64)
+
+
+INITS: dict[str, Callable[[int, int, torch.Generator, float], torch.Tensor]] = {
+    "xavier": _xavier,
+    "he": _he,
+    "normal": _normal,
+    "zero": _zero,
+}
+
+
+# --- the packed network -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Arch:
+    """What every run of a pack shares: the shapes and the math that cannot vary per run."""
+
+    sizes: tuple[int, ...]  # (in, h1, ..., hL, out)
+    bn_layers: tuple[int, ...]  # indices of hidden layers followed by batch norm
+    bn_mode: str  # frozen | batch
+    bn_eps: float
+    bn_momentum: float
+
+
+@dataclass(frozen=True)
+class Member:
+    """What may differ between the runs of a pack."""
+
+    activation: str
+    negative_slope: float
+    init: str
+    init_std: float
+    double_softmax: bool
+
+
+class PackedMLP:
+    """K MLPs with identical shapes. Parameters: `theta` (K, P), a leaf tensor with requires_grad."""
+
+    def __init__(self, arch: Arch, members: list[Member], generators: list[torch.Generator],
+                 device: torch.device):
+        self.arch, self.members, self.K = arch, members, len(members)
+        self.layout: list[tuple[str, int, tuple[int, ...]]] = []  # (name, offset, shape)
+        off = 0
+        sizes = arch.sizes
+        for i in range(len(sizes) - 1):
+            for name, shape in ((f"W{i}", (sizes[i], sizes[i + 1])), (f"b{i}", (sizes[i + 1],))):
+                self.layout.append((name, off, shape))
+                off += math.prod(shape)
+            if i in arch.bn_layers:
+                for name in (f"bn{i}.gamma", f"bn{i}.beta"):
+                    self.layout.append((name, off, (sizes[i + 1],)))
+                    off += sizes[i + 1]
+        self.P = off
+        theta = torch.zeros(self.K, self.P, dtype=torch.float64)
+        for k, (m, g) in enumerate(zip(members, generators)):
+            for name, o, shape in self.layout:
+                if name.startswith("W"):
+                    theta[k, o:o + math.prod(shape)] = INITS[m.init](*shape, g, m.init_std).flatten()
+                elif name.endswith("gamma"):
+                    theta[k, o:o + shape[0]] = 1.0
+        self.theta = theta.to(device=device, dtype=torch.float32).requires_grad_(True)
+        # Running statistics for `batch` BN, per run: (K, F) each.
+        self.running = {
+            i: (torch.zeros(self.K, sizes[i + 1], device=device), torch.ones(self.K, sizes[i + 1], device=device))
+            for i in arch.bn_layers
+        }
+        # Runs sorted by activation lie in contiguous slices of K; one call per distinct activation.
+        self.act_groups: list[tuple[int, int, str, float]] = []
+        for k, m in enumerate(members):
+            key = (m.activation, m.negative_slope)
+            if self.act_groups and self.act_groups[-1][2:] == key:
+                s, _, a, ns = self.act_groups[-1]
+                self.act_groups[-1] = (s, k + 1, a, ns)
+            else:
+                self.act_groups.append((k, k + 1, *key))
+        self.double_softmax = torch.tensor([m.double_softmax for m in members], device=device)
+        self.any_double_softmax = bool(self.double_softmax.any())
+
+    def params(self, theta: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Views of `theta` per layout entry, shaped (K, *shape)."""
+        t = self.theta if theta is None else theta
+        return {n: t[:, o:o + math.prod(s)].view(self.K, *s) for n, o, s in self.layout}
+
+    def activate(self, h: torch.Tensor) -> torch.Tensor:
+        if len(self.act_groups) == 1:
+            _, _, a, ns = self.act_groups[0]
+            return ACTIVATIONS[a](h, ns)
+        return torch.cat([ACTIVATIONS[a](h[s:e], ns) for s, e, a, ns in self.act_groups], dim=0)
+
+    def _bn(self, i: int, h: torch.Tensor, p: dict, train: bool) -> torch.Tensor:
+        a = self.arch
+        gamma, beta = p[f"bn{i}.gamma"].unsqueeze(1), p[f"bn{i}.beta"].unsqueeze(1)  # (K, 1, F)
+        if a.bn_mode == "frozen":
+            # Keras BatchNormalization in inference mode with its initial moving statistics
+            # (mean 0, variance 1), which the original code never updates.
+            return h * (gamma / math.sqrt(1.0 + a.bn_eps)) + beta
+        mean_r, var_r = self.running[i]
+        if train:
+            mean = h.mean(dim=1)  # (K, F)
+            var = h.var(dim=1, unbiased=False)
+            with torch.no_grad():
+                n = h.shape[1]
+                mean_r.mul_(a.bn_momentum).add_(mean.detach(), alpha=1 - a.bn_momentum)
+                unbiased = var.detach() * (n / max(n - 1, 1))
+                var_r.mul_(a.bn_momentum).add_(unbiased, alpha=1 - a.bn_momentum)
+        else:
+            mean, var = mean_r, var_r
+        hn = (h - mean.unsqueeze(1)) * torch.rsqrt(var.unsqueeze(1) + a.bn_eps)
+        return hn * gamma + beta
+
+    def forward(self, x: torch.Tensor, train: bool, theta: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (K, B, D) per-run inputs or (B, D) shared inputs. Returns logits (K, B, C)."""
+        p = self.params(theta)
+        L = len(self.arch.sizes) - 1
+        h = x
+        for i in range(L):
+            W, b = p[f"W{i}"], p[f"b{i}"].unsqueeze(1)  # (K, in, out), (K, 1, out)
+            h = torch.baddbmm(b, h, W) if h.dim() == 3 else torch.matmul(h, W) + b
+            if i < L - 1:
+                h = self.activate(h)
+                if i in self.arch.bn_layers:
+                    h = self._bn(i, h, p, train)
+        if self.any_double_softmax:
+            h = torch.where(self.double_softmax.view(-1, 1, 1), torch.softmax(h, dim=-1), h)
+        return h
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-run mean softmax cross-entropy: logits (K, B, C), y (K, B) or (B,) -> (K,)."""
+        K, B, C = logits.shape
+        y = y.expand(K, B) if y.dim() == 1 else y
+        ce = F.cross_entropy(logits.reshape(K * B, C).float(), y.reshape(K * B), reduction="none")
+        return ce.view(K, B).mean(dim=1)

@@ -1,0 +1,28 @@
+"""Figures of single runs (learning curves). Matplotlib with the Agg backend: no display needed."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def learning_curve(history: list[dict[str, float]], title: str):
+    """Loss and accuracy per epoch, train and test, as one figure of two panels."""
+    epochs = range(1, len(history) + 1)
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(7.0, 2.8), constrained_layout=True)
+    for split, style in (("train", "-"), ("test", "--")):
+        ax_l.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
+        ax_a.plot(epochs, [100 * h[f"{split}_acc"] for h in history], style, label=split)
+    ax_l.set(xlabel="epoch", ylabel="cross-entropy loss")
+    ax_a.set(xlabel="epoch", ylabel="accuracy (%)")
+    for ax in (ax_l, ax_a):
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def close(fig) -> None:
+    plt.close(fig)

@@ -1,0 +1,236 @@
+"""The one trainer: a pack of K >= 1 runs with the same shapes, trained as one program.
+
+The whole data set sits on the device. Each epoch, each run draws its own permutation; a step
+gathers (K, B, D) inputs, runs the packed forward/backward, adds each run's gradient noise and
+takes the optimiser step, all without a host sync. Loss and accuracy sums stay on the device and
+are read once per epoch, together with the test metrics.
+
+Packing never changes a run: every random stream (init, input noise, shuffling, gradient noise)
+comes from a generator seeded by the run's own seed and the stream's name, never from its
+position in the pack, and every operation acts on each row of K separately.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from omegaconf import DictConfig
+
+from vgsweep.config import enum_value, resolve_device
+from vgsweep.data import Dataset, load
+from vgsweep.nn import Arch, Member, PackedMLP
+from vgsweep.optim import PackOptimizer
+
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+EVAL_CHUNK = 4096  # test rows per forward pass in evaluation: bounds memory at K x 4096 x width
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """A 63-bit seed for one named random stream of one run."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{stream}".encode()).digest()[:8], "big") >> 1
+
+
+def generator(seed: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(stream_seed(seed, stream))
+    return g
+
+
+def arch_of(cfg: DictConfig, input_dim: int, num_classes: int) -> Arch:
+    hidden = list(cfg.model.hidden)
+    bn = cfg.regime.bn
+    placement = enum_value(bn.placement)
+    layers = {"none": (), "last": (len(hidden) - 1,), "all": tuple(range(len(hidden)))}[placement]
+    return Arch(sizes=(input_dim, *hidden, num_classes), bn_layers=layers,
+                bn_mode=enum_value(bn.mode), bn_eps=float(bn.eps),
+                bn_momentum=float(bn.momentum))
+
+
+def member_of(cfg: DictConfig) -> Member:
+    return Member(activation=cfg.activation.name, negative_slope=float(cfg.activation.negative_slope),
+                  init=cfg.init.name, init_std=float(cfg.init.std),
+                  double_softmax=bool(cfg.model.double_softmax))
+
+
+def pack_key(cfg: DictConfig) -> tuple:
+    """Runs with equal keys can share a pack: same shapes, BN math, data, schedule and device."""
+    d, t, bn = cfg.data, cfg.train, cfg.regime.bn
+    bn_key = (enum_value(bn.placement), enum_value(bn.mode), float(bn.eps), float(bn.momentum))
+    return (tuple(cfg.model.hidden), bn_key, d.name, str(d.root), d.limit_train, d.limit_test,
+            t.epochs, t.batch_size, t.drop_last, cfg.optimizer.name, enum_value(cfg.precision),
+            str(resolve_device(cfg.device)))
+
+
+@dataclass
+class EpochReport:
+    epoch: int  # 0-based
+    metrics: list[dict[str, float]]  # one per run, in the order the configs were given
+    seconds: float  # wall time of this epoch for the whole pack (training + evaluation)
+    diverged: list[bool]  # runs whose training loss became NaN or inf in this epoch
+
+
+@dataclass
+class PackResult:
+    history: list[list[dict[str, float]]]  # [run][epoch] -> metrics
+    diverged_at: list[Optional[int]]  # epoch at which a run diverged, or None
+    device_name: str
+
+
+def _precision_ctx(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool):
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] | None = None,
+               dataset: Dataset | None = None) -> PackResult:
+    """Train the runs of `cfgs` (all with the same `pack_key`) together; returns their histories."""
+    keys = {pack_key(c) for c in cfgs}
+    if len(keys) != 1:
+        raise ValueError(f"configs of one pack must share shapes and schedule, got {len(keys)} kinds")
+    c0 = cfgs[0]
+    device = resolve_device(c0.device)
+    ds = dataset or load(c0.data.name, c0.data.root, c0.data.download, device,
+                         c0.data.limit_train, c0.data.limit_test)
+    # Order runs by activation so each activation acts on a contiguous slice of K; undo at the end.
+    order = sorted(range(len(cfgs)), key=lambda k: (cfgs[k].activation.name, cfgs[k].activation.negative_slope))
+    runs = [cfgs[k] for k in order]
+    K = len(runs)
+    seeds = [int(c.seed) for c in runs]
+
+    model = PackedMLP(arch_of(c0, ds.input_dim, ds.num_classes), [member_of(c) for c in runs],
+                      [generator(s, "init") for s in seeds], device)
+
+    def col(values, dtype=torch.float32):  # per-run setting as a (K, 1) tensor on the device
+        return torch.tensor(values, dtype=dtype, device=device).view(K, 1)
+
+    o = [c.optimizer for c in runs]
+    lr = col([x.lr for x in o])
+    opt = PackOptimizer(c0.optimizer.name, model.theta, {
+        "lr": lr, "momentum": col([x.momentum for x in o]), "beta1": col([x.beta1 for x in o]),
+        "beta2": col([x.beta2 for x in o]), "eps": col([x.eps for x in o])})
+
+    # Training inputs, each run with its own fixed input noise: (K, N, D).
+    N, B = ds.train.x.shape[0], int(c0.train.batch_size)
+    X = ds.train.x.unsqueeze(0).repeat(K, 1, 1)
+    for k, c in enumerate(runs):
+        if c.data.input_noise_std > 0:
+            noise = torch.randn(X.shape[1:], generator=generator(seeds[k], "input_noise", device), device=device)
+            X[k].add_(noise, alpha=float(c.data.input_noise_std))
+    Y = ds.train.y
+    shuffle_g = [generator(s, "shuffle", device) for s in seeds]
+
+    # Gradient noise: per-run schedule parameters; rows of runs without noise stay zero.
+    gn = [c.regime.grad_noise for c in runs]
+    noisy = [k for k in range(K) if gn[k].enabled and gn[k].eta > 0]
+    noise_g = {k: generator(seeds[k], "grad_noise", device) for k in noisy}
+    eta = col([float(g.eta) if g.enabled else 0.0 for g in gn]).squeeze(1)
+    gamma = col([float(g.gamma) for g in gn]).squeeze(1)
+    per_step = col([enum_value(g.unit) == "step" for g in gn]).squeeze(1)
+    as_var = col([enum_value(g.gives) == "variance" for g in gn]).squeeze(1)
+    noise_buf = torch.zeros_like(model.theta) if noisy else None
+
+    steps = N // B if c0.train.drop_last else math.ceil(N / B)
+    if steps == 0:
+        raise ValueError(f"train.batch_size={B} is larger than the {N} training examples with drop_last")
+    kidx = torch.arange(K, device=device).view(K, 1)
+    precision = enum_value(c0.precision)
+    history: list[list[dict[str, float]]] = [[] for _ in range(K)]
+    diverged_at: list[Optional[int]] = [None] * K
+    live = torch.ones(K, 1, device=device)  # 0 for diverged runs: their updates stop
+    gstep = 0
+
+    with _tf32(precision == "tf32" and device.type == "cuda"):
+        for epoch in range(int(c0.train.epochs)):
+            t0 = time.perf_counter()
+            perm = torch.stack([torch.randperm(N, generator=g, device=device) for g in shuffle_g])  # (K, N)
+            loss_sum = torch.zeros(K, device=device)
+            correct = torch.zeros(K, device=device)
+            for s in range(steps):
+                idx = perm[:, s * B:(s + 1) * B]  # (K, B)
+                xb, yb = X[kidx, idx], Y[idx]  # (K, B, D), (K, B)
+                with _precision_ctx(precision, device):
+                    logits = model.forward(xb, train=True)  # (K, B, C)
+                losses = model.loss(logits, yb)  # (K,)
+                (grad,) = torch.autograd.grad(losses.sum(), model.theta)  # (K, P)
+                if noisy:
+                    t = per_step * gstep + (1 - per_step) * epoch
+                    sched = eta / (1.0 + t) ** gamma
+                    std = torch.where(as_var > 0, sched.sqrt(), sched)
+                    for k in noisy:
+                        noise_buf[k].normal_(generator=noise_g[k])
+                    grad.addcmul_(noise_buf, std.view(K, 1))
+                opt.hp["lr"] = lr * live
+                opt.step(model.theta.data, grad)
+                with torch.no_grad():
+                    loss_sum += losses.detach()
+                    correct += (logits.argmax(-1) == yb).sum(1)
+                gstep += 1
+            test_loss, test_correct = _evaluate(model, ds, precision, device)
+            row = torch.stack([loss_sum / steps, correct / (steps * B) if c0.train.drop_last else correct / N,
+                               test_loss / ds.test.x.shape[0], test_correct / ds.test.x.shape[0]], 1)
+            row = row.cpu()  # the one host sync of the epoch
+            seconds = time.perf_counter() - t0
+            bad = [bool(not math.isfinite(row[k, 0])) and diverged_at[k] is None for k in range(K)]
+            for k in range(K):
+                if bad[k]:
+                    diverged_at[k] = epoch
+                    live[k] = 0.0
+                if diverged_at[k] is None or bad[k]:
+                    history[k].append({m: float(row[k, i]) for i, m in enumerate(METRICS)})
+            if on_epoch:
+                inv = {k_sorted: k_orig for k_sorted, k_orig in enumerate(order)}
+                metrics = [None] * K
+                div = [False] * K
+                for k in range(K):
+                    if diverged_at[k] is None or bad[k]:
+                        metrics[inv[k]] = history[k][-1]
+                    div[inv[k]] = bad[k]
+                on_epoch(EpochReport(epoch, metrics, seconds, div))  # type: ignore[arg-type]
+            if all(d is not None for d in diverged_at):
+                break
+
+    out_hist: list = [None] * K
+    out_div: list = [None] * K
+    for k_sorted, k_orig in enumerate(order):
+        out_hist[k_orig], out_div[k_orig] = history[k_sorted], diverged_at[k_sorted]
+    return PackResult(out_hist, out_div, device_name(device))
+
+
+@torch.no_grad()
+def _evaluate(model: PackedMLP, ds: Dataset, precision: str, device: torch.device):
+    """Summed test loss and correct count per run, (K,) each; the test inputs are shared and clean."""
+    K = model.K
+    loss_sum = torch.zeros(K, device=device)
+    correct = torch.zeros(K, device=device)
+    for i in range(0, ds.test.x.shape[0], EVAL_CHUNK):
+        x, y = ds.test.x[i:i + EVAL_CHUNK], ds.test.y[i:i + EVAL_CHUNK]
+        with _precision_ctx(precision, device):
+            logits = model.forward(x, train=False)  # (K, n, C)
+        loss_sum += model.loss(logits, y) * x.shape[0]
+        correct += (logits.argmax(-1) == y).sum(1)
+    return loss_sum, correct
