@@ -67,6 +67,42 @@ def pack_key(cfg: DictConfig) -> tuple:
             str(resolve_device(cfg.device)))
 
 
+class GradNoise:
+    """Adds each run's N(0, s_t^2) to its gradient row, from the run's own generator.
+
+    s_t = eta / (1 + t)^gamma with t the epoch or the step (per run), read as the standard
+    deviation or the variance (per run). Runs without noise draw nothing and get nothing.
+    """
+
+    def __init__(self, cfgs: list, seeds: list[int], theta: torch.Tensor):
+        K, device = theta.shape[0], theta.device
+
+        def vec(values):
+            return torch.tensor(values, dtype=torch.float32, device=device)
+
+        self.noisy = [k for k, g in enumerate(cfgs) if g.enabled and g.eta > 0]
+        self.gens = {k: generator(seeds[k], "grad_noise", device) for k in self.noisy}
+        self.eta = vec([float(g.eta) if g.enabled else 0.0 for g in cfgs])
+        self.gamma = vec([float(g.gamma) for g in cfgs])
+        self.per_step = vec([enum_value(g.unit) == "step" for g in cfgs])
+        self.as_var = vec([enum_value(g.gives) == "variance" for g in cfgs]) > 0
+        self.buf = torch.zeros_like(theta) if self.noisy else None  # rows of quiet runs stay 0
+        self.K = K
+
+    def std(self, epoch: int, step: int) -> torch.Tensor:
+        """(K,) standard deviations at this epoch and step (0-based), computed on the device."""
+        t = self.per_step * step + (1 - self.per_step) * epoch
+        s = self.eta / (1.0 + t) ** self.gamma
+        return torch.where(self.as_var, s.sqrt(), s)
+
+    def apply(self, grad: torch.Tensor, epoch: int, step: int) -> None:
+        if not self.noisy:
+            return
+        for k in self.noisy:
+            self.buf[k].normal_(generator=self.gens[k])
+        grad.addcmul_(self.buf, self.std(epoch, step).view(self.K, 1))
+
+
 @dataclass
 class EpochReport:
     epoch: int  # 0-based
@@ -144,15 +180,7 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
     Y = ds.train.y
     shuffle_g = [generator(s, "shuffle", device) for s in seeds]
 
-    # Gradient noise: per-run schedule parameters; rows of runs without noise stay zero.
-    gn = [c.regime.grad_noise for c in runs]
-    noisy = [k for k in range(K) if gn[k].enabled and gn[k].eta > 0]
-    noise_g = {k: generator(seeds[k], "grad_noise", device) for k in noisy}
-    eta = col([float(g.eta) if g.enabled else 0.0 for g in gn]).squeeze(1)
-    gamma = col([float(g.gamma) for g in gn]).squeeze(1)
-    per_step = col([enum_value(g.unit) == "step" for g in gn]).squeeze(1)
-    as_var = col([enum_value(g.gives) == "variance" for g in gn]).squeeze(1)
-    noise_buf = torch.zeros_like(model.theta) if noisy else None
+    grad_noise = GradNoise([c.regime.grad_noise for c in runs], seeds, model.theta)
 
     steps = N // B if c0.train.drop_last else math.ceil(N / B)
     if steps == 0:
@@ -177,13 +205,7 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
                     logits = model.forward(xb, train=True)  # (K, B, C)
                 losses = model.loss(logits, yb)  # (K,)
                 (grad,) = torch.autograd.grad(losses.sum(), model.theta)  # (K, P)
-                if noisy:
-                    t = per_step * gstep + (1 - per_step) * epoch
-                    sched = eta / (1.0 + t) ** gamma
-                    std = torch.where(as_var > 0, sched.sqrt(), sched)
-                    for k in noisy:
-                        noise_buf[k].normal_(generator=noise_g[k])
-                    grad.addcmul_(noise_buf, std.view(K, 1))
+                grad_noise.apply(grad, epoch, gstep)
                 opt.hp["lr"] = lr * live
                 opt.step(model.theta.data, grad)
                 with torch.no_grad():

@@ -1,0 +1,89 @@
+"""Composition of every group option, validation of bad values, and the config hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, HydraException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from tests.conftest import compose_cfg
+from vgsweep.app import CONF_DIR
+from vgsweep.config import ConfigError, config_hash, validate
+
+GROUPS = ["activation", "depth", "regime", "init", "dataset", "optimizer"]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((Path(CONF_DIR) / g).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_group_option_composes_and_validates(group, option):
+    cfg = compose_cfg([f"{group}={option}", "device=cpu"])
+    validate(cfg)
+    if group == "depth":
+        assert cfg.model.depth == int(option) == len(cfg.model.hidden)
+    elif group == "dataset":
+        assert cfg.data.name == option
+    else:
+        assert cfg[group].name == option
+
+
+def test_defaults_reproduce_the_original_code():
+    cfg = compose_cfg(["regime=gna_bn"])
+    assert cfg.seed == 42 and cfg.train.epochs == 100 and cfg.init.name == "xavier"
+    assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == 3e-4 and cfg.optimizer.momentum == 0.9
+    gn, bn = cfg.regime.grad_noise, cfg.regime.bn
+    assert gn.enabled and gn.eta == 1.0 and gn.gamma == 0.55
+    assert gn.unit.value == "epoch" and gn.gives.value == "std"
+    assert bn.placement.value == "last" and bn.mode.value == "frozen" and bn.eps == 1e-3
+    assert cfg.model.double_softmax is False
+    assert cfg.activation.negative_slope == 0.2
+    five = compose_cfg(["depth=5"])
+    assert list(five.model.hidden) == [512, 512, 256, 256, 128] and five.train.batch_size == 512
+    two = compose_cfg([])
+    assert list(two.model.hidden) == [512, 512] and two.train.batch_size == 1024
+
+
+@pytest.mark.parametrize("override,key,accepted", [
+    ("train.epochs=0", "train.epochs", "positive int"),
+    ("train.batch_size=-4", "train.batch_size", "positive int"),
+    ("optimizer.lr=-0.1", "optimizer.lr", "positive float"),
+    ("optimizer.momentum=1.5", "optimizer.momentum", "[0, 1)"),
+    ("model.hidden=[]", "model.hidden", "non-empty list"),
+    ("model.hidden=[512,0]", "model.hidden[1]", "positive int"),
+    ("model.hidden=[512,512,512]", "model.depth", "len(model.hidden) = 3"),
+    ("activation.name=sigmoidd", "activation.name", "logistic"),
+    ("init.name=glorot", "init.name", "xavier"),
+    ("regime.grad_noise.eta=-1", "regime.grad_noise.eta", ">= 0"),
+    ("data.input_noise_std=-0.1", "data.input_noise_std", ">= 0"),
+    ("device=tpu", "device", "auto, cpu"),
+    ("data.limit_train=0", "data.limit_train", "positive int"),
+])
+def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted):
+    cfg = compose_cfg([override, "device=cpu"] if not override.startswith("device") else [override])
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    assert e.value.key == key
+    assert key in str(e.value) and accepted in str(e.value)
+
+
+@pytest.mark.parametrize("override,exc,fragment", [
+    ("activation=sigmoidd", ConfigCompositionException, "Could not find 'activation/sigmoidd'"),
+    ("depth=7", ConfigCompositionException, "Could not find 'depth/7'"),
+    ("train.epoch=3", ConfigKeyError, "epoch"),
+    ("train.epochs=abc", ValidationError, "abc"),
+    ("regime.grad_noise.unit=minute", ValidationError, "minute"),
+    ("regime.bn.mode=sometimes", ValidationError, "sometimes"),
+])
+def test_composition_rejects_unknown_options_keys_and_types(override, exc, fragment):
+    with pytest.raises((exc, HydraException)) as e:
+        compose_cfg([override])
+    assert fragment in str(e.value)
+
+
+def test_config_hash_ignores_where_and_tracks_what():
+    base = compose_cfg(["device=cpu"])
+    assert config_hash(base) == config_hash(compose_cfg(["device=auto", "data.root=/elsewhere",
+                                                         "tracking.uri=sqlite:////tmp/x.db"]))
+    assert config_hash(base) != config_hash(compose_cfg(["seed=43"]))
+    assert config_hash(base) != config_hash(compose_cfg(["regime=gna"]))

@@ -1,0 +1,109 @@
+"""Activations (derivative bounds), initialisers, and both batch-norm modes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from vgsweep.app import CONF_DIR
+from vgsweep.nn import ACTIVATIONS, INITS, Arch, Member, PackedMLP
+
+# Supremum of |f'(z)| over the real line (Agarap et al. discuss the first three).
+DERIVATIVE_MAX = {"logistic": 0.25, "tanh": 1.0, "swish": 1.0998, "relu": 1.0, "leaky_relu": 1.0,
+                  "identity": 1.0, "elu": 1.0, "gelu": 1.1289}
+
+
+def test_every_activation_has_a_config_file_and_a_bound():
+    options = {p.stem for p in (Path(CONF_DIR) / "activation").glob("*.yaml")}
+    assert options == set(ACTIVATIONS) == set(DERIVATIVE_MAX)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_derivative_bound(name):
+    z = torch.linspace(-12, 12, 200_001, dtype=torch.float64, requires_grad=True)
+    (d,) = torch.autograd.grad(ACTIVATIONS[name](z, 0.2).sum(), z)
+    assert d.abs().max().item() == pytest.approx(DERIVATIVE_MAX[name], abs=1e-4)
+
+
+def test_activation_values():
+    z = torch.tensor([-2.0, 0.0, 3.0])
+    assert torch.allclose(ACTIVATIONS["leaky_relu"](z, 0.2), torch.tensor([-0.4, 0.0, 3.0]))
+    assert torch.allclose(ACTIVATIONS["swish"](z, 0.2), z * torch.sigmoid(z))
+    assert torch.allclose(ACTIVATIONS["logistic"](z, 0.2), 1 / (1 + torch.exp(-z)))
+
+
+def test_every_init_has_a_config_file():
+    assert {p.stem for p in (Path(CONF_DIR) / "init").glob("*.yaml")} == set(INITS)
+
+
+@pytest.mark.parametrize("name,expected_std", [
+    ("xavier", math.sqrt(2.0 / (300 + 200))),  # uniform(-l, l) has std l / sqrt(3), l = sqrt(6/(in+out))
+    ("he", math.sqrt(2.0 / 300)),
+    ("normal", 0.05),
+    ("zero", 0.0),
+])
+def test_init_statistics(name, expected_std):
+    g = torch.Generator().manual_seed(0)
+    w = INITS[name](300, 200, g, 0.05)
+    assert w.shape == (300, 200)
+    assert w.std().item() == pytest.approx(expected_std, rel=0.03, abs=1e-12)
+    if name == "xavier":
+        assert w.abs().max().item() <= math.sqrt(6.0 / 500)
+
+
+def _model(members, bn_layers=(), bn_mode="frozen", seed_base=0, sizes=(6, 5, 4, 3)):
+    arch = Arch(sizes, bn_layers, bn_mode, 1e-3, 0.99)
+    gens = [torch.Generator().manual_seed(seed_base + i) for i in range(len(members))]
+    return PackedMLP(arch, members, gens, torch.device("cpu"))
+
+
+M = Member("relu", 0.2, "xavier", 0.05, False)
+
+
+def test_biases_zero_and_bn_gamma_one():
+    m = _model([M, M], bn_layers=(1,))
+    p = m.params()
+    for name, t in p.items():
+        if name.startswith("b") and not name.startswith("bn"):
+            assert torch.count_nonzero(t) == 0, name
+    assert torch.all(p["bn1.gamma"] == 1) and torch.all(p["bn1.beta"] == 0)
+
+
+def test_packed_forward_equals_each_run_alone():
+    acts = [Member(a, 0.2, "xavier", 0.05, False) for a in ("logistic", "logistic", "relu", "tanh")]
+    packed = _model(acts)
+    x = torch.randn(4, 7, 6)
+    out = packed.forward(x, train=True)
+    for k, a in enumerate(acts):
+        alone = _model([a], seed_base=k)
+        assert torch.allclose(alone.forward(x[k:k + 1], train=True)[0], out[k], atol=1e-6)
+
+
+def test_frozen_bn_is_an_affine_map_with_the_keras_constant():
+    m = _model([M], bn_layers=(0,), bn_mode="frozen")
+    with torch.no_grad():
+        p = m.params()
+        p["bn0.gamma"].fill_(2.0)
+        p["bn0.beta"].fill_(0.5)
+    h = torch.randn(1, 9, 5)
+    expected = 2.0 * h / math.sqrt(1 + 1e-3) + 0.5
+    assert torch.allclose(m._bn(0, h, m.params(), train=True), expected)
+    assert torch.allclose(m._bn(0, h, m.params(), train=False), expected)  # same in both modes
+
+
+def test_batch_bn_matches_torch_batchnorm():
+    m = _model([M, M], bn_layers=(0,), bn_mode="batch")
+    ref = torch.nn.BatchNorm1d(5, eps=1e-3, momentum=0.01)  # torch's momentum = 1 - Keras' 0.99
+    h = torch.randn(2, 16, 5) * 3 + 1
+    y = m._bn(0, h, m.params(), train=True)
+    y_ref = ref.train()(h[1])
+    assert torch.allclose(y[1], y_ref, atol=1e-5)
+    assert torch.allclose(y[0].mean(0), torch.zeros(5), atol=1e-5)  # each run uses its own batch
+    mean_r, var_r = m.running[0]
+    assert torch.allclose(mean_r[1], ref.running_mean, atol=1e-6)
+    assert torch.allclose(var_r[1], ref.running_var, atol=1e-6)
+    h2 = torch.randn(2, 4, 5)
+    assert torch.allclose(m._bn(0, h2, m.params(), train=False)[1], ref.eval()(h2[1]), atol=1e-5)

@@ -1,0 +1,103 @@
+"""The trainer: gradient noise, determinism, learning, divergence, and packing never changes a run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tests.conftest import compose_cfg
+from vgsweep.optim import noise_std
+from vgsweep.trainer import GradNoise, train_pack
+
+
+def test_noise_schedule_formula():
+    assert noise_std(0, 1.0, 0.55, "std") == 1.0
+    assert noise_std(3, 1.0, 0.55, "std") == pytest.approx(4 ** -0.55)
+    assert noise_std(3, 0.3, 0.55, "variance") == pytest.approx(math.sqrt(0.3 * 4 ** -0.55))
+
+
+def _gn(**kw):
+    cfg = compose_cfg(["regime=gna", *[f"regime.grad_noise.{k}={v}" for k, v in kw.items()]])
+    return cfg.regime.grad_noise
+
+
+def test_grad_noise_has_the_scheduled_std_per_run():
+    quiet = compose_cfg(["regime=baseline"]).regime.grad_noise
+    cfgs = [_gn(), quiet, _gn(unit="step"), _gn(gives="variance", eta=0.25)]
+    theta = torch.zeros(4, 200_000)
+    gn = GradNoise(cfgs, [1, 2, 3, 4], theta)
+    epoch, step = 3, 10
+    grad = torch.zeros_like(theta)
+    gn.apply(grad, epoch, step)
+    expected = [noise_std(epoch, 1.0, 0.55, "std"), 0.0, noise_std(step, 1.0, 0.55, "std"),
+                noise_std(epoch, 0.25, 0.55, "variance")]
+    for k, e in enumerate(expected):
+        assert grad[k].std().item() == pytest.approx(e, rel=0.02, abs=1e-9)
+        assert abs(grad[k].mean().item()) < 0.02 * max(e, 1e-3) + 1e-9
+    assert torch.allclose(gn.std(epoch, step), torch.tensor(expected))
+
+
+def test_grad_noise_stream_depends_on_the_seed_only():
+    a = GradNoise([_gn(), _gn()], [7, 8], torch.zeros(2, 50))
+    b = GradNoise([_gn()], [8], torch.zeros(1, 50))
+    ga, gb = torch.zeros(2, 50), torch.zeros(1, 50)
+    a.apply(ga, 0, 0)
+    b.apply(gb, 0, 0)
+    assert torch.equal(ga[1], gb[0])
+
+
+def _acc(res):
+    return [h[-1]["test_acc"] for h in res.history]
+
+
+def test_same_config_twice_gives_identical_metrics(small_cfg):
+    cfg = small_cfg("regime=gna_bn", "activation=swish")
+    a, b = train_pack([cfg]), train_pack([cfg])
+    assert a.history == b.history
+    assert len(a.history[0]) == 2 and set(a.history[0][0]) == {"train_loss", "train_acc", "test_loss", "test_acc"}
+
+
+def test_it_learns(small_cfg):
+    res = train_pack([small_cfg("activation=relu", "train.epochs=8")])
+    hist = res.history[0]
+    assert hist[-1]["test_acc"] > 0.5  # 10 classes: chance is 0.1
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+
+
+def test_seeds_differ(small_cfg):
+    a, b = train_pack([small_cfg("seed=1")]), train_pack([small_cfg("seed=2")])
+    assert a.history[0][0]["train_loss"] != b.history[0][0]["train_loss"]
+
+
+@pytest.mark.parametrize("regime", ["baseline", "gna", "gna_bn", "gna_bn_batch", "bn", "bn_batch"])
+def test_packing_never_changes_a_run(small_cfg, regime):
+    """A job alone and the same job packed with differently-configured others: same per-epoch metrics."""
+    job = small_cfg(f"regime={regime}", "activation=tanh", "seed=5")
+    alone = train_pack([job]).history[0]
+    others = [small_cfg(f"regime={regime}", f"activation={a}", f"seed={s}", f"init={i}",
+                        "regime.grad_noise.enabled=true", "regime.grad_noise.unit=step",
+                        f"optimizer.lr={lr}")
+              for a, s, i, lr in (("relu", 1, "he", 0.02), ("logistic", 2, "normal", 0.005),
+                                  ("tanh", 3, "xavier", 0.01), ("swish", 4, "zero", 0.01))]
+    packed = train_pack([others[0], others[1], job, others[2], others[3]])
+    for e_alone, e_packed in zip(alone, packed.history[2]):
+        for m in e_alone:
+            assert e_packed[m] == pytest.approx(e_alone[m], rel=1e-5, abs=1e-6), m
+    assert len(packed.history[2]) == len(alone)
+
+
+def test_a_diverging_run_fails_alone(small_cfg):
+    bad = small_cfg("activation=relu", "seed=2", "optimizer.lr=1e20", "train.epochs=3")
+    good3 = small_cfg("activation=relu", "seed=1", "train.epochs=3")
+    res = train_pack([good3, bad])
+    assert res.diverged_at == [None, 0]
+    assert len(res.history[0]) == 3 and len(res.history[1]) == 1
+    alone = train_pack([good3]).history[0]
+    assert res.history[0][-1]["test_acc"] == pytest.approx(alone[-1]["test_acc"], abs=1e-6)
+
+
+def test_a_pack_needs_one_shape(small_cfg):
+    with pytest.raises(ValueError, match="share shapes"):
+        train_pack([small_cfg("depth=2", "model.hidden=[16,16]"), small_cfg("depth=5", "model.hidden=[8,8,8,8,8]")])
