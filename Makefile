@@ -1,0 +1,39 @@
+# vgsweep: `make help` lists the targets.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ARGS   ?=
+PORT   ?= 5000
+STORE  := sqlite:///$(CURDIR)/mlflow.db
+
+.DEFAULT_GOAL := help
+.PHONY: help install sweep table ui test test-fast clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install vgsweep with its test tools
+
+sweep: install ## the paper grid (experiment=paper_table1; add ARGS="seed=0,1,2"), then the table
+	$(PY) -m vgsweep experiment=paper_table1 $(ARGS)
+	$(MAKE) table
+
+table: install ## results/table.md and results/table.csv from MLflow (TABLE_ARGS="--experiment X")
+	$(PY) -m vgsweep.table --out results $(TABLE_ARGS)
+
+ui: install ## the MLflow UI over the project's store, on 127.0.0.1 (PORT=5000)
+	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
+
+test: install ## the whole test suite (unit + end-to-end + real MNIST), CPU only
+	$(PY) -m pytest
+
+test-fast: install ## unit tests only (no subprocess CLI runs, no real MNIST)
+	$(PY) -m pytest -m "not e2e and not mnist"
+
+clean: ## remove caches and Hydra's outputs (keeps mlflow.db, mlartifacts/ and results/)
+	rm -rf .pytest_cache outputs multirun/*/ && find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,102 @@
+"""End to end: the real CLI in a subprocess, a real SQLite store, tiny data in MNIST's format."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import SMALL, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def sweep(tiny_root, tmp_path_factory):
+    """One small multirun shared by the tests of this module: 2 activations x 2 regimes x 2 seeds."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    args = ["-m", "activation=relu,tanh", "regime=baseline,gna", "seed=0,1", "depth=2",
+            *[a for a in SMALL if not a.startswith("tracking.learning_curve")],
+            f"data.root={tiny_root}", f"tracking.uri={uri}", "regime.grad_noise.eta=0.01",
+            f"hydra.sweep.dir={tmp / 'multirun'}"]
+    proc = run_cli(args, cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp, uri, proc
+
+
+def _runs(uri):
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("agarap2019")
+    return c, c.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_every_job_is_one_finished_run_with_params_tags_metrics(sweep):
+    tmp, uri, _ = sweep
+    client, runs = _runs(uri)
+    assert len(runs) == 8
+    combos = {(r.data.params["activation.name"], r.data.params["regime.name"], r.data.params["seed"]) for r in runs}
+    assert len(combos) == 8
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        p, t = r.data.params, r.data.tags
+        assert p["model.hidden"] == "[16, 16]" and p["train.epochs"] == "2" and p["optimizer.lr"] == "0.01"
+        assert len(t["vgsweep.config_hash"]) == 16 and t["vgsweep.torch_version"] and t["vgsweep.device"].startswith("cpu")
+        assert t["vgsweep.git_commit"] and f"seed={p['seed']}" in t["vgsweep.overrides"]
+        for m in ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds"):
+            hist = client.get_metric_history(r.info.run_id, m)
+            assert sorted(h.step for h in hist) == [0, 1], m
+        assert 0.0 <= r.data.metrics["test_acc"] <= 1.0
+    assert len({r.data.tags["vgsweep.config_hash"] for r in runs}) == 8
+
+
+def test_artifacts_and_hydra_output_dirs(sweep):
+    tmp, uri, _ = sweep
+    client, runs = _runs(uri)
+    r = runs[0]
+    top = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"config.yaml", "learning_curve.png", "hydra"} <= top
+    hydra_files = {Path(a.path).name for a in client.list_artifacts(r.info.run_id, "hydra")}
+    assert {"config.yaml", "overrides.yaml", "hydra.yaml"} <= hydra_files
+    local = Path(client.download_artifacts(r.info.run_id, "learning_curve.png", str(tmp)))
+    assert local.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    job_dirs = sorted((tmp / "multirun").iterdir())
+    assert len([d for d in job_dirs if (d / ".hydra" / "config.yaml").is_file()]) == 8
+
+
+def test_table_from_the_store(sweep):
+    tmp, uri, _ = sweep
+    out = tmp / "results"
+    proc = run_cli(["--tracking-uri", uri, "--out", str(out)], cwd=tmp, module="vgsweep.table")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| gna | relu |" in proc.stdout and (out / "table.md").read_text() in proc.stdout
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert len(rows) == 4 and all(r["n"] == "2" for r in rows)
+    _, runs = _runs(uri)
+
+    def mean(act, regime):
+        v = [100 * r.data.metrics["test_acc"] for r in runs
+             if r.data.params["activation.name"] == act and r.data.params["regime.name"] == regime]
+        return sum(v) / len(v)
+
+    for r in rows:
+        assert float(r["mean"]) == pytest.approx(mean(r["activation"], r["regime"]))
+        if r["regime"] == "gna":
+            assert float(r["delta"]) == pytest.approx(mean(r["activation"], "gna") - mean(r["activation"], "baseline"))
+            assert float(r["delta_lo"]) <= float(r["delta"]) <= float(r["delta_hi"])
+            assert float(r["published"]) > 0
+
+
+def test_bad_input_fails_before_training_and_leaves_the_store_alone(sweep, tiny_root):
+    tmp, uri, _ = sweep
+    db = tmp / "mlflow.db"
+    before = db.read_bytes()
+    proc = run_cli(["-m", "seed=0,1", *SMALL, "train.epochs=0", f"data.root={tiny_root}",
+                    f"tracking.uri={uri}", f"hydra.sweep.dir={tmp / 'bad'}"], cwd=tmp)
+    assert proc.returncode != 0
+    assert "train.epochs=0" in proc.stderr and "positive int" in proc.stderr
+    assert db.read_bytes() == before
+    _, runs = _runs(uri)
+    assert len(runs) == 8

@@ -1,0 +1,37 @@
+"""The real MNIST files in ../shared/data, read by the real loader, and one short real run."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import SHARED_DATA, compose_cfg
+from vgsweep.data import load
+from vgsweep.trainer import train_pack
+
+pytestmark = pytest.mark.mnist
+
+if not (SHARED_DATA / "MNIST" / "raw").is_dir():
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(f"CI=true but the real MNIST is missing from {SHARED_DATA}")
+    pytest.skip(f"real MNIST not found in {SHARED_DATA}", allow_module_level=True)
+
+
+def test_loader_reads_the_real_files():
+    ds = load("mnist", SHARED_DATA, False, torch.device("cpu"))
+    assert ds.train.x.shape == (60000, 784) and ds.test.x.shape == (10000, 784)
+    assert 0.0 <= ds.train.x.min() and ds.train.x.max() == 1.0
+    train_counts = np.bincount(ds.train.y.numpy(), minlength=10).tolist()
+    test_counts = np.bincount(ds.test.y.numpy(), minlength=10).tolist()
+    assert train_counts == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert test_counts == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_one_epoch_of_the_paper_net_learns():
+    cfg = compose_cfg(["device=cpu", f"data.root={SHARED_DATA}", "data.download=false", "train.epochs=1",
+                       "activation=relu", "regime=gna_bn", "optimizer.lr=0.01"])
+    hist = train_pack([cfg]).history[0]
+    assert hist[0]["test_acc"] > 0.8

@@ -1,0 +1,86 @@
+"""The aggregator on runs with known accuracies: means, deltas, intervals, dedup, paper format."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from vgsweep.table import aggregate, cell, delta_interval, published_cell, to_markdown
+
+
+def _runs(rows):
+    out = []
+    for i, (act, regime, depth, seed, acc, *extra) in enumerate(rows):
+        r = {"data.name": "mnist", "model.depth": str(depth), "activation.name": act, "regime.name": regime,
+             "seed": str(seed), "run_id": f"r{i}", "start_time": i, "config_hash": f"{act}{regime}{depth}{seed}",
+             "test_acc": acc, "optimizer.lr": "0.0003"}
+        if extra:
+            r.update(extra[0])
+            r["config_hash"] += str(sorted(extra[0].items()))
+        out.append(r)
+    return pd.DataFrame(out)
+
+
+BASE = [70.0, 72.0, 74.0]
+GNA = [75.0, 78.0, 78.5]
+
+
+def _grid():
+    rows = [("logistic", "baseline", 2, s, a) for s, a in enumerate(BASE)]
+    rows += [("logistic", "gna", 2, s, a) for s, a in enumerate(GNA)]
+    rows += [("tanh", "baseline", 2, 0, 91.0), ("tanh", "gna", 2, 0, 90.5)]
+    return _runs(rows)
+
+
+def test_mean_std_and_delta():
+    df = aggregate(_grid())
+    gna = df[(df.activation == "logistic") & (df.regime == "gna")].iloc[0]
+    assert gna["n"] == 3
+    assert gna["mean"] == pytest.approx(sum(GNA) / 3)
+    assert gna["std"] == pytest.approx(pd.Series(GNA).std(ddof=1))
+    assert gna["delta"] == pytest.approx(sum(GNA) / 3 - sum(BASE) / 3)
+    assert gna["published"] == 75.05 and gna["ours_minus_published"] == pytest.approx(gna["mean"] - 75.05)
+    tanh = df[(df.activation == "tanh") & (df.regime == "gna")].iloc[0]
+    assert tanh["delta"] == pytest.approx(-0.5) and math.isnan(tanh["delta_lo"])  # one seed: no interval
+
+
+def test_paired_interval_by_seed():
+    d = pd.Series(GNA) - pd.Series(BASE)
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    lo, hi = delta_interval(pd.Series(GNA), pd.Series(BASE))
+    assert (lo, hi) == pytest.approx((d.mean() - half, d.mean() + half))
+
+
+def test_welch_interval_when_seeds_differ():
+    a, b = pd.Series([1.0, 2.0, 3.0], index=[0, 1, 2]), pd.Series([0.0, 0.5], index=[5, 6])
+    r = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert delta_interval(a, b) == pytest.approx((r.low, r.high))
+
+
+def test_duplicate_configs_count_once():
+    runs = pd.concat([_grid(), _runs([("logistic", "baseline", 2, 0, 10.0)]).assign(
+        config_hash="logisticbaseline20", start_time=99)])
+    base = aggregate(runs).query("activation == 'logistic' and regime == 'baseline'").iloc[0]
+    assert base["n"] == 3 and base["mean"] == pytest.approx((10.0 + 72 + 74) / 3)  # newest kept
+
+
+def test_a_swept_key_becomes_a_column_but_implied_ones_do_not():
+    rows = [("relu", "baseline", 2, 0, 90.0, {"optimizer.lr": "0.1", "train.batch_size": "1024"}),
+            ("relu", "baseline", 2, 0, 80.0, {"optimizer.lr": "0.01", "train.batch_size": "1024"}),
+            ("relu", "baseline", 5, 0, 85.0, {"optimizer.lr": "0.1", "train.batch_size": "512"})]
+    df = aggregate(_runs(rows))
+    assert "optimizer.lr" in df.columns and "train.batch_size" not in df.columns
+    assert len(df) == 3
+
+
+def test_cells_in_the_papers_format():
+    df = aggregate(_grid())
+    gna = df[(df.activation == "logistic") & (df.regime == "gna")].iloc[0]
+    assert cell(gna) == f"{gna['mean']:.2f} ± {gna['std']:.2f} (+{gna['delta']:.2f}*)"
+    assert published_cell("logistic", "gna", 2) == "75.05 (+9.93)"
+    md = to_markdown(df)
+    assert "| gna | logistic |" in md and "75.05 (+9.93)" in md and "2-layer published" in md
+    assert md.index("| baseline | logistic") < md.index("| baseline | tanh") < md.index("| gna | logistic")
