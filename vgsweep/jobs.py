@@ -28,6 +28,7 @@ class Job:
     cfg: DictConfig
     output_dir: Optional[Path] = None  # the job's Hydra output dir (holds .hydra/ and the log)
     overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
+    log_file: Optional[Path] = None  # per-epoch lines of this job are appended here
 
 
 @dataclass
@@ -52,15 +53,23 @@ def check_all(jobs: list[Job]) -> None:
             raise ConfigError(e.key, e.value, e.accepted + where) from None
 
 
-def group_packs(jobs: list[Job], max_pack: int | None = None) -> list[list[int]]:
-    """Indices of jobs grouped by pack key, in first-seen order, each pack at most `max_pack`."""
+def group_packs(jobs: list[Job], max_pack: int | None = None, memory_budget_gb: float | None = None) -> list[list[int]]:
+    """Indices of jobs grouped by pack key, in first-seen order; a pack holds at most `max_pack`
+    runs and at most what fits the memory budget, split into near-equal parts."""
+    from vgsweep.config import resolve_device
+    from vgsweep.trainer import bytes_per_run, memory_budget
+
     groups: dict[tuple, list[int]] = {}
     for i, j in enumerate(jobs):
         groups.setdefault(pack_key(j.cfg), []).append(i)
     packs = []
     for idx in groups.values():
-        n = max_pack or len(idx)
-        packs += [idx[i:i + n] for i in range(0, len(idx), n)]
+        cfg = jobs[idx[0]].cfg
+        fit = max(1, memory_budget(resolve_device(cfg.device), memory_budget_gb) // bytes_per_run(cfg))
+        n = min(max_pack or len(idx), fit, len(idx))
+        parts = -(-len(idx) // n)  # ceil: as few packs as allowed, of near-equal size
+        size = -(-len(idx) // parts)
+        packs += [idx[i:i + size] for i in range(0, len(idx), size)]
     return packs
 
 
@@ -76,7 +85,7 @@ def _tags(job: Job, pack_size: int, device: str) -> dict[str, str]:
     }
 
 
-def run_pack(jobs: list[Job]) -> list[Outcome]:
+def run_pack(jobs: list[Job], progress=None) -> list[Outcome]:
     """Train one pack and record every job of it as its own MLflow run."""
     from vgsweep.config import resolve_device
     from vgsweep.trainer import device_name
@@ -91,14 +100,23 @@ def run_pack(jobs: list[Job]) -> list[Outcome]:
         loggers.append(tracking.RunLogger(client, exp, run_name(j.cfg), params, _tags(j, len(jobs), device)))
         log.info("run %s: %s", loggers[-1].run_id, run_name(j.cfg))
 
+    files = [open(j.log_file, "a") if j.log_file else None for j in jobs]  # noqa: SIM115
+
     def on_epoch(r: EpochReport) -> None:
         for k, lg in enumerate(loggers):
-            if r.metrics[k] is not None:
-                lg.log_metrics({**r.metrics[k], "epoch_seconds": r.seconds}, step=r.epoch)
+            m = r.metrics[k]
+            if m is not None:
+                lg.log_metrics({**m, "epoch_seconds": r.seconds}, step=r.epoch)
+                if files[k]:
+                    files[k].write(f"epoch {r.epoch + 1}: " + " ".join(f"{n}={v:.6g}" for n, v in m.items())
+                                   + f" (pack of {len(jobs)}, {r.seconds:.3f} s)\n")
         done = [m for m in r.metrics if m is not None]
-        best = max((m["test_acc"] for m in done), default=float("nan"))
-        log.info("epoch %d/%d: %d runs, %.2f s, best test acc %.4f", r.epoch + 1,
-                 jobs[0].cfg.train.epochs, len(done), r.seconds, best)
+        if progress is not None:
+            progress.epoch_done(r.epoch, len(done))
+        else:
+            best = max((m["test_acc"] for m in done), default=float("nan"))
+            log.info("epoch %d/%d: %d runs, %.2f s, best test acc %.4f", r.epoch + 1,
+                     jobs[0].cfg.train.epochs, len(done), r.seconds, best)
 
     try:
         result = train_pack([j.cfg for j in jobs], on_epoch=on_epoch)
@@ -109,6 +127,10 @@ def run_pack(jobs: list[Job]) -> list[Outcome]:
             lg.finish("FAILED")
         log.error("pack failed: %s\n%s", reason, traceback.format_exc())
         raise
+    finally:
+        for f in files:
+            if f:
+                f.close()
 
     outcomes = []
     for j, lg, hist, div in zip(jobs, loggers, result.history, result.diverged_at):
@@ -131,11 +153,21 @@ def run_pack(jobs: list[Job]) -> list[Outcome]:
     return outcomes
 
 
-def run_jobs(jobs: list[Job], max_pack: int | None = None) -> list[Outcome]:
-    """Validate all jobs, then train them pack by pack. Returns one Outcome per job, in order."""
+def run_jobs(jobs: list[Job], max_pack: int | None = None, memory_budget_gb: float | None = None,
+             progress: str | None = None) -> list[Outcome]:
+    """Validate all jobs, then train them pack by pack. Returns one Outcome per job, in order.
+
+    progress: None logs every epoch (a single job); auto | bar | log show the sweep's progress."""
+    from vgsweep.progress import Progress
+
     check_all(jobs)
+    packs = group_packs(jobs, max_pack, memory_budget_gb)
+    log.info("%d jobs in %d packs: %s", len(jobs), len(packs), ", ".join(str(len(p)) for p in packs))
+    prog = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs)) for p in packs], progress) if progress else None
     outcomes: list[Optional[Outcome]] = [None] * len(jobs)
-    for pack in group_packs(jobs, max_pack):
-        for i, o in zip(pack, run_pack([jobs[i] for i in pack])):
+    for pack in packs:
+        for i, o in zip(pack, run_pack([jobs[i] for i in pack], prog)):
             outcomes[i] = o
+        if prog:
+            prog.pack_done()
     return outcomes  # type: ignore[return-value]

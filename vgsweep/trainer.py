@@ -103,6 +103,36 @@ class GradNoise:
         grad.addcmul_(self.buf, self.std(epoch, step).view(self.K, 1))
 
 
+# (train examples, test examples, input dim) of the known data sets, for memory estimates.
+DATASET_SIZES = {"mnist": (60000, 10000, 784), "fashion_mnist": (60000, 10000, 784)}
+
+
+def bytes_per_run(cfg: DictConfig) -> int:
+    """Device memory one run adds to a pack (upper estimate, bytes): its noisy copy of the training
+    inputs, parameters with gradient, optimiser and noise buffers, one step's activations, and
+    its share of evaluation and permutation."""
+    n_train, _, dim = DATASET_SIZES.get(cfg.data.name, (60000, 10000, 784))
+    n_train = min(n_train, cfg.data.limit_train or n_train)
+    sizes = (dim, *cfg.model.hidden, 10)
+    P = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])) + 2 * sum(cfg.model.hidden)
+    B = int(cfg.train.batch_size)
+    acts = B * (dim + 4 * sum(sizes[1:]))  # gathered batch; pre/post activations and their grads
+    evals = EVAL_CHUNK * 3 * max(sizes[1:])
+    return 4 * (n_train * dim + 5 * P + acts + evals) + 8 * n_train
+
+
+def memory_budget(device: torch.device, budget_gb: float | None) -> int:
+    """Bytes a pack may use: the given budget, else 80% of free GPU memory or half the free RAM."""
+    if budget_gb:
+        return int(budget_gb * 2**30)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(0.8 * free)
+    import os
+
+    return int(0.5 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
 @dataclass
 class EpochReport:
     epoch: int  # 0-based

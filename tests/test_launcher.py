@@ -1,0 +1,70 @@
+"""The packed launcher: same numbers as one job at a time, every job recorded, packs split to fit."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import SMALL, compose_cfg, run_cli
+from vgsweep.jobs import Job, group_packs
+from vgsweep.trainer import bytes_per_run
+
+GRID = ["activation=relu,tanh", "regime=baseline,gna,gna_bn,gna_bn_batch", "seed=3"]
+
+
+def _metrics(uri):
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("agarap2019")
+    out = {}
+    for r in c.search_runs([exp.experiment_id], max_results=1000):
+        assert r.info.status == "FINISHED"
+        key = (r.data.params["activation.name"], r.data.params["regime.name"])
+        out[key] = {m: [h.value for h in sorted(c.get_metric_history(r.info.run_id, m), key=lambda h: h.step)]
+                    for m in ("train_loss", "test_acc", "test_loss")}
+        out[key]["pack_size"] = int(r.data.tags["vgsweep.pack_size"])
+    return out
+
+
+@pytest.mark.e2e
+def test_packed_and_basic_launchers_give_the_same_runs(tiny_root, tmp_path):
+    common = [*SMALL, f"data.root={tiny_root}", "regime.grad_noise.eta=0.01"]
+    res = {}
+    for launcher in ("packed", "basic"):
+        uri = f"sqlite:///{tmp_path / launcher}.db"
+        proc = run_cli(["-m", *GRID, *common, f"tracking.uri={uri}", f"hydra/launcher={launcher}",
+                        f"hydra.sweep.dir={tmp_path / launcher}"], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        res[launcher] = _metrics(uri)
+    assert set(res["packed"]) == set(res["basic"]) and len(res["basic"]) == 8
+    for key, m in res["basic"].items():
+        p = res["packed"][key]
+        assert m["pack_size"] == 1 and p["pack_size"] == (4 if "bn" not in key[1] else 2)
+        for name in ("train_loss", "test_acc", "test_loss"):
+            assert p[name] == pytest.approx(m[name], rel=1e-5, abs=1e-6), (key, name)
+    # every packed job has its own Hydra dir with .hydra/ and a log of its epochs
+    logs = sorted((tmp_path / "packed").glob("*/app.log"))
+    assert len(logs) == 8
+    assert all(log.read_text().count("epoch ") == 2 for log in logs)
+    assert all((log.parent / ".hydra" / "overrides.yaml").is_file() for log in logs)
+
+
+@pytest.mark.e2e
+def test_a_bad_job_stops_the_sweep_before_any_training(tiny_root, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    proc = run_cli(["-m", "optimizer.lr=0.01,-1", *[a for a in SMALL if "lr" not in a], f"data.root={tiny_root}",
+                    f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'mr'}"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "optimizer.lr=-1" in proc.stderr and "positive float" in proc.stderr and "in job [" in proc.stderr
+    assert not (tmp_path / "m.db").exists()  # nothing trained, nothing recorded
+
+
+def test_packs_split_by_shape_and_by_budget():
+    cfgs = [compose_cfg(["device=cpu", f"seed={s}", f"depth={d}"]) for d in (2, 5) for s in range(5)]
+    jobs = [Job(c) for c in cfgs]
+    assert group_packs(jobs) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert group_packs(jobs, max_pack=2) == [[0, 1], [2, 3], [4], [5, 6], [7, 8], [9]]
+    per_run = bytes_per_run(cfgs[0])
+    assert 150e6 < per_run < 400e6  # dominated by its noisy copy of MNIST: 60000 x 784 x 4 bytes
+    budget = 3.5 * max(per_run, bytes_per_run(cfgs[5])) / 2**30
+    packs = group_packs(jobs, memory_budget_gb=budget)
+    assert [len(p) for p in packs] == [3, 2, 3, 2]

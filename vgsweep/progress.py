@@ -1,0 +1,51 @@
+"""Progress of a sweep: packs, epochs, runs finished, ETA.
+
+On a terminal one line rewrites itself; elsewhere (CI, files, `nohup`) it degrades to a log line
+per epoch at most every few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+log = logging.getLogger("vgsweep.progress")
+LOG_EVERY_S = 5.0
+
+
+class Progress:
+    def __init__(self, packs: list[tuple[int, int]], mode: str = "auto"):
+        """packs: (runs, epochs) per pack. Work is counted in run-epochs."""
+        self.packs, self.total = packs, sum(k * e for k, e in packs)
+        self.done_work, self.runs_done, self.pack = 0, 0, 0
+        self.t0 = time.monotonic()
+        self.live = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
+        self._last_log = 0.0
+
+    def line(self, epoch: int) -> str:
+        k, e = self.packs[self.pack]
+        el = time.monotonic() - self.t0
+        eta = el / self.done_work * (self.total - self.done_work) if self.done_work else float("nan")
+        n_runs = sum(k for k, _ in self.packs)
+        return (f"pack {self.pack + 1}/{len(self.packs)} ({k} runs) | epoch {epoch + 1}/{e} | "
+                f"runs finished {self.runs_done}/{n_runs} | elapsed {el:.0f} s | ETA {eta:.0f} s")
+
+    def epoch_done(self, epoch: int, live_runs: int) -> None:
+        self.done_work += live_runs
+        text = self.line(epoch)
+        if self.live:
+            sys.stderr.write("\r" + text.ljust(100))
+            sys.stderr.flush()
+        elif time.monotonic() - self._last_log > LOG_EVERY_S or epoch + 1 == self.packs[self.pack][1]:
+            log.info(text)
+            self._last_log = time.monotonic()
+
+    def pack_done(self) -> None:
+        k, e = self.packs[self.pack]
+        self.runs_done += k
+        self.done_work = sum(kk * ee for kk, ee in self.packs[:self.pack + 1])  # diverged runs stop early
+        self.pack += 1
+        if self.live:
+            sys.stderr.write("\n" if self.pack == len(self.packs) else "")
+            sys.stderr.flush()
