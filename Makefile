@@ -3,10 +3,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 PORT   ?= 5000
+DATA_ROOT ?= data
 STORE  := sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install sweep table ui test test-fast clean
+.PHONY: help install sweep table ui test test-fast bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +35,9 @@ test: install ## the whole test suite (unit + end-to-end + real MNIST), CPU only
 
 test-fast: install ## unit tests only (no subprocess CLI runs, no real MNIST)
 	$(PY) -m pytest -m "not e2e and not mnist"
+
+bench: install ## time the paper grid packed (fp32, tf32) vs one job at a time; DATA_ROOT=.devdata on the GPU machine
+	$(PY) bench/grid.py --data-root $(DATA_ROOT) --out results/bench $(BENCH_ARGS)
 
 clean: ## remove caches and Hydra's outputs (keeps mlflow.db, mlartifacts/ and results/)
 	rm -rf .pytest_cache outputs multirun/*/ && find . -name __pycache__ -prune -exec rm -rf {} +

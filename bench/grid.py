@@ -1,0 +1,105 @@
+"""Benchmark: the paper grid through the real CLI with MLflow logging, packed vs one job at a time.
+
+    python bench/grid.py --data-root .devdata              # on the GPU machine (make bench)
+    python bench/grid.py --data-root ../shared/data --epochs 2 --limit-train 6000   # a CPU smoke
+
+Packed: `python -m vgsweep experiment=paper_table1` (30 runs x --epochs), timed from launch to the
+process exit, which comes after the last MLflow run is FINISHED; once per --precision.
+One at a time: the same 30 configs with `hydra/launcher=basic` and only --basic-epochs epochs each;
+each job's time at --epochs is extrapolated from its MLflow record: (run wall time - its epochs'
+seconds) + mean epoch seconds x --epochs, plus the process start-up once. Prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(args: list[str], log: Path) -> float:
+    t0 = time.perf_counter()
+    with log.open("w") as f:
+        proc = subprocess.run([sys.executable, "-m", "vgsweep", *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}); see {log}:\n" + log.read_text()[-3000:])
+    return wall
+
+
+def runs(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("bench")
+    return c, c.search_runs([exp.experiment_id], max_results=1000)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", default="data")
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--basic-epochs", type=int, default=2, help="epochs per job in the one-at-a-time run")
+    ap.add_argument("--precision", default="fp32,tf32", help="comma list for the packed runs")
+    ap.add_argument("--limit-train", type=int, default=None, help="fewer training examples (CPU smoke)")
+    ap.add_argument("--extra", nargs="*", default=[], help="more overrides for every run")
+    ap.add_argument("--out", type=Path, default=None, help="folder for bench.json and logs")
+    a = ap.parse_args()
+    out = a.out or Path(tempfile.mkdtemp(prefix="vgsweep-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
+    common = ["experiment=paper_table1", f"data.root={Path(a.data_root).resolve()}", "data.download=false",
+              "study=bench", *a.extra]
+    if a.limit_train:
+        common.append(f"data.limit_train={a.limit_train}")
+
+    import torch
+
+    result = {"date": date.today().isoformat(), "torch": torch.__version__, "python": platform.python_version(),
+              "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+              "epochs": a.epochs, "packed": {}}
+    for prec in a.precision.split(","):
+        uri = f"sqlite:///{out / f'packed_{prec}.db'}"
+        wall = cli([*common, f"train.epochs={a.epochs}", f"precision={prec}", f"tracking.uri={uri}",
+                    f"hydra.sweep.dir={out / f'packed_{prec}'}"], out / f"packed_{prec}.log")
+        _, rs = runs(uri)
+        assert len(rs) == 30 and all(r.info.status == "FINISHED" for r in rs), "packed grid incomplete"
+        result["packed"][prec] = {"wall_s": wall, "packs": sorted({int(r.data.tags["vgsweep.pack_size"]) for r in rs})}
+        print(f"packed {prec}: {wall:.1f} s for 30 runs x {a.epochs} epochs", flush=True)
+
+    uri = f"sqlite:///{out / 'basic.db'}"
+    wall = cli([*common, f"train.epochs={a.basic_epochs}", "hydra/launcher=basic", f"tracking.uri={uri}",
+                f"hydra.sweep.dir={out / 'basic'}"], out / "basic.log")
+    client, rs = runs(uri)
+    per_job, run_total = [], 0.0
+    for r in rs:
+        secs = [m.value for m in client.get_metric_history(r.info.run_id, "epoch_seconds")]
+        run_s = (r.info.end_time - r.info.start_time) / 1000
+        run_total += run_s
+        per_job.append(run_s - sum(secs) + sum(secs) / len(secs) * a.epochs)
+    startup = max(wall - run_total, 0.0)
+    basic_total = startup + sum(per_job)
+    result["basic"] = {"measured_wall_s": wall, "epochs_run": a.basic_epochs, "startup_s": startup,
+                       "extrapolated_s": basic_total}
+    (out / "bench.json").write_text(json.dumps(result, indent=2))
+
+    print(f"\n{result['device']}, torch {result['torch']}, {result['date']}; paper grid, 30 runs x {a.epochs} epochs"
+          + (f", {a.limit_train} training examples" if a.limit_train else ""))
+    print("| mode | wall time (s) | speed-up vs one at a time |\n|---|---|---|")
+    print(f"| one job at a time (extrapolated from {a.basic_epochs} epochs each) | {basic_total:.1f} | 1.0x |")
+    for prec, r in result["packed"].items():
+        print(f"| packed, {prec} | {r['wall_s']:.1f} | {basic_total / r['wall_s']:.1f}x |")
+    print(f"\nfull numbers and logs: {out}")
+
+
+if __name__ == "__main__":
+    main()
