@@ -18,7 +18,7 @@ from vgsweep.data import write_idx
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 # Overrides that shrink any job to seconds on the CPU.
-SMALL = ["device=cpu", "train.epochs=2", "model.hidden=[16,16]", "train.batch_size=32",
+SMALL = ["device=cpu", "data.verify=false", "train.epochs=2", "model.hidden=[16,16]", "train.batch_size=32",
          "optimizer.lr=0.01", "data.download=false", "tracking.learning_curve=false"]
 
 

@@ -118,6 +118,7 @@ class DataConfig:
     name: str = "mnist"
     root: str = "data"  # relative paths are taken from the directory the command was started in
     download: bool = True  # fetch through torchvision when the files are missing
+    verify: bool = True  # check the known data sets' checksums and sizes before training
     input_noise_std: float = 0.05  # fixed N(0, std^2) added once to the training inputs
     limit_train: Optional[int] = None  # use only the first N training examples (quick checks)
     limit_test: Optional[int] = None
@@ -132,11 +133,19 @@ class TrackingConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    every: int = 20  # epochs between checkpoints; 0 = never
+    dir: Optional[str] = None  # None: checkpoints/ beside the SQLite store (./checkpoints for a server)
+
+
+@dataclass
 class Config:
     study: str = "agarap2019"  # names the MLflow experiment
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Precision = Precision.fp32
+    deterministic: bool = False  # deterministic CUDA kernels (torch.use_deterministic_algorithms)
+    rerun: bool = False  # train even if a FINISHED run of the same config is in the store
     activation: ActivationConfig = field(default_factory=ActivationConfig)
     init: InitConfig = field(default_factory=InitConfig)
     regime: RegimeConfig = field(default_factory=RegimeConfig)
@@ -145,6 +154,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
 
 def register_configs() -> None:
@@ -156,7 +166,8 @@ def register_configs() -> None:
 
 # Keys that do not change what a run computes: left out of the config hash, so the same experiment
 # logged to another store, read from another data folder or run on another device is "the same".
-HASH_EXCLUDE = ("tracking", "data.root", "data.download", "device", "study")
+HASH_EXCLUDE = ("tracking", "data.root", "data.download", "data.verify", "device", "study", "rerun",
+                "checkpoint", "deterministic")
 
 
 def to_container(cfg: DictConfig) -> dict:
@@ -234,6 +245,8 @@ def validate(cfg: DictConfig) -> None:
     if not 0.0 <= cfg.regime.bn.momentum < 1.0:
         raise ConfigError("regime.bn.momentum", cfg.regime.bn.momentum, "a number in [0, 1)")
     _non_negative("init.std", cfg.init.std)
+    if cfg.checkpoint.every < 0:
+        raise ConfigError("checkpoint.every", cfg.checkpoint.every, "an int >= 0 (0 = no checkpoints)")
     dev = str(cfg.device)
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError("device", dev, "auto, cpu, cuda or cuda:N")

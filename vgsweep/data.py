@@ -29,20 +29,35 @@ FILES = {
     "test_y": "t10k-labels-idx1-ubyte",
 }
 _DTYPES = {0x08: np.uint8}
+# md5 of the uncompressed IDX content (gzip or not), and the number of items, of the known files.
+CHECKSUMS: dict[str, dict[str, tuple[str, int]]] = {
+    "mnist": {
+        "train_x": ("6bbc9ace898e44ae57da46a324031adb", 60000),
+        "train_y": ("a25bea736e30d166cdddb491f175f624", 60000),
+        "test_x": ("2646ac647ad5339dbf082846283269ea", 10000),
+        "test_y": ("27ae3e4e09519cfbb04c329615203637", 10000),
+    },
+}
+SIZES = {"fashion_mnist": {"train_x": 60000, "train_y": 60000, "test_x": 10000, "test_y": 10000}}
 
 
 class DataError(RuntimeError):
     pass
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file (optionally gzipped): magic (0, 0, dtype, ndim), ndim big-endian sizes, data."""
+def _read_bytes(path: Path) -> bytes:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot read {path}: {e}") from e
+            return f.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"cannot read {path}: {e} (the file is damaged: delete it and let data.download=true "
+                        "fetch it again)") from e
+
+
+def read_idx(path: Path, raw: bytes | None = None) -> np.ndarray:
+    """Read one IDX file (optionally gzipped): magic (0, 0, dtype, ndim), ndim big-endian sizes, data."""
+    raw = _read_bytes(path) if raw is None else raw
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
     ndim = raw[3]
@@ -114,14 +129,43 @@ class Dataset:
 _CACHE: dict[tuple, Dataset] = {}
 
 
+_CHECKED: dict[tuple, dict[str, np.ndarray]] = {}
+
+
+def read_checked(name: str, root: str | Path, download: bool, verify: bool = True) -> dict[str, np.ndarray]:
+    """The four arrays, after checking headers and, with `verify`, the known checksums and sizes.
+
+    Raises DataError naming the file, what is wrong and what to do. Cached per process."""
+    import hashlib
+
+    key = (name, str(Path(root).resolve()), verify)
+    if key in _CHECKED:
+        return _CHECKED[key]
+    paths = locate(name, root, download)
+    arrays = {}
+    for k, p in paths.items():
+        raw = _read_bytes(p)
+        if verify and name in CHECKSUMS:
+            md5, n = CHECKSUMS[name][k]
+            if hashlib.md5(raw).hexdigest() != md5:
+                raise DataError(f"{p}: checksum mismatch (md5 of the content is {hashlib.md5(raw).hexdigest()}, "
+                                f"{name} has {md5}); the file is damaged or not {name}: delete it and let "
+                                "data.download=true fetch it again, or set data.verify=false for your own files")
+        arrays[k] = read_idx(p, raw)
+        expected = SIZES.get(name, {}).get(k) or (CHECKSUMS.get(name, {}).get(k, (None, None))[1])
+        if verify and expected and len(arrays[k]) != expected:
+            raise DataError(f"{p}: {len(arrays[k])} items, {name} has {expected} (data.verify=false accepts it)")
+    _CHECKED[key] = arrays
+    return arrays
+
+
 def load(name: str, root: str | Path, download: bool, device: torch.device,
-         limit_train: int | None = None, limit_test: int | None = None) -> Dataset:
+         limit_train: int | None = None, limit_test: int | None = None, verify: bool = True) -> Dataset:
     """The data set on `device`: pixels / 255, flattened. Cached per (name, root, device, limits)."""
-    key = (name, str(Path(root).resolve()), str(device), limit_train, limit_test)
+    key = (name, str(Path(root).resolve()), str(device), limit_train, limit_test, verify)
     if key in _CACHE:
         return _CACHE[key]
-    paths = locate(name, root, download)
-    arrays = {k: read_idx(p) for k, p in paths.items()}
+    arrays = read_checked(name, root, download, verify)
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):

@@ -1,12 +1,23 @@
-"""Jobs: validate every config, group them into packs, train each pack, record each job in MLflow.
+"""Jobs: check everything, skip what is done, group the rest into packs, train, record in MLflow.
 
 Both launchers end here: Hydra's basic launcher calls `run_jobs` with one job at a time (from the
-task function in app.py), the packed launcher with all jobs of a sweep. One code path.
+task function in app.py), the packed launcher with all jobs of a sweep. One code path:
+
+1. preflight: every config validated, every store reachable, every data set present and intact,
+   batch sizes that fit the data. Any failure raises before anything is trained or written.
+2. resume: a job whose config hash has a FINISHED run in the store is skipped (unless `rerun`);
+   RUNNING runs whose process is gone are marked KILLED; a job with a checkpoint continues from
+   it, into the same MLflow run.
+3. packs: jobs grouped by pack key (and checkpoint epoch), sized to the memory budget.
+4. a pack that raises (out of memory, a bug that one config triggers) is split in halves and
+   retried, down to single runs, so one bad run cannot take the others down.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +28,8 @@ from omegaconf import DictConfig
 
 import vgsweep
 from vgsweep import tracking
-from vgsweep.config import ConfigError, config_hash, flatten, to_container, validate
-from vgsweep.trainer import EpochReport, pack_key, train_pack
+from vgsweep.config import ConfigError, config_hash, flatten, resolve_device, to_container, validate
+from vgsweep.trainer import EpochReport, bytes_per_run, device_name, memory_budget, pack_key, train_pack
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +40,15 @@ class Job:
     output_dir: Optional[Path] = None  # the job's Hydra output dir (holds .hydra/ and the log)
     overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
     log_file: Optional[Path] = None  # per-epoch lines of this job are appended here
+    # set by `plan`:
+    hash: str = ""
+    resume_run: Optional[str] = None  # MLflow run to continue
+    resume_state: Optional[dict] = None  # its checkpoint
 
 
 @dataclass
 class Outcome:
-    status: str  # FINISHED | FAILED
+    status: str  # FINISHED | FAILED | SKIPPED (already FINISHED in the store, or running elsewhere)
     run_id: Optional[str]
     final: dict[str, float]  # last epoch's metrics
     reason: str = ""
@@ -43,25 +58,105 @@ def run_name(cfg: DictConfig) -> str:
     return f"{cfg.data.name}-d{cfg.model.depth}-{cfg.activation.name}-{cfg.regime.name}-s{cfg.seed}"
 
 
-def check_all(jobs: list[Job]) -> None:
-    """Validate every job before any trains; the error names the job's overrides too."""
+def _where(j: Job) -> str:
+    return f" in job [{' '.join(j.overrides)}]" if j.overrides else ""
+
+
+def preflight(jobs: list[Job]) -> None:
+    """Raise ConfigError (key, value, accepted) for the first job that cannot run. Writes nothing."""
+    from vgsweep.data import DataError, read_checked
+
     for j in jobs:
         try:
             validate(j.cfg)
         except ConfigError as e:
-            where = f" in job [{' '.join(j.overrides)}]" if j.overrides else ""
-            raise ConfigError(e.key, e.value, e.accepted + where) from None
+            raise ConfigError(e.key, e.value, e.accepted + _where(j)) from None
+    for uri in sorted({tracking.resolve_uri(j.cfg) for j in jobs}):
+        try:
+            tracking.check_reachable(uri)
+        except tracking.TrackingError as e:
+            raise ConfigError("tracking.uri", uri, "a reachable MLflow tracking server or sqlite:///<path>",
+                              str(e)) from None
+    seen = {}
+    for j in jobs:
+        d = j.cfg.data
+        key = (d.name, str(d.root), bool(d.download), bool(d.verify))
+        if key not in seen:
+            try:
+                seen[key] = read_checked(d.name, d.root, d.download, d.verify)
+            except DataError as e:
+                raise ConfigError("data.root", str(d.root), f"a folder with intact {d.name} files", str(e)) from None
+        n = len(seen[key]["train_y"]) if d.limit_train is None else min(d.limit_train, len(seen[key]["train_y"]))
+        if j.cfg.train.drop_last and j.cfg.train.batch_size > n:
+            raise ConfigError("train.batch_size", j.cfg.train.batch_size,
+                              f"at most {n}, the training examples used" + _where(j),
+                              "or set train.drop_last=false")
+
+
+def checkpoint_dir(cfg: DictConfig) -> Path:
+    if cfg.checkpoint.dir:
+        return Path(cfg.checkpoint.dir)
+    p = tracking.sqlite_path(tracking.resolve_uri(cfg))
+    return (p.parent if p else Path.cwd()) / "checkpoints"
+
+
+def checkpoint_path(cfg: DictConfig, h: str) -> Path:
+    return checkpoint_dir(cfg) / f"{h}.pt"
+
+
+def plan(jobs: list[Job]) -> list[Optional[Outcome]]:
+    """Decide per job: skip (outcome given), resume from a checkpoint, or train anew (None)."""
+    out: list[Optional[Outcome]] = []
+    stores: dict[tuple[str, str], dict] = {}
+    for j in jobs:
+        j.hash = config_hash(j.cfg)
+        uri = tracking.resolve_uri(j.cfg)
+        client = tracking.client_for(uri)
+        skey = (uri, j.cfg.tracking.experiment)
+        if skey not in stores:
+            exp = tracking.retry(client.get_experiment_by_name, j.cfg.tracking.experiment)
+            stores[skey] = tracking.runs_by_hash(client, exp.experiment_id) if exp else {}
+        runs = stores[skey].get(j.hash, [])
+        status = {r.info.run_id: r.info.status for r in runs}
+        for r in runs:
+            if tracking.is_orphan(r):
+                log.warning("run %s (%s) was left RUNNING by a process that is gone: marked KILLED",
+                            r.info.run_id, run_name(j.cfg))
+                tracking.retry(client.set_terminated, r.info.run_id, status="KILLED")
+                status[r.info.run_id] = "KILLED"
+        finished = [r for r in runs if status[r.info.run_id] == "FINISHED"]
+        running = [r for r in runs if status[r.info.run_id] == "RUNNING"]
+        if finished and not j.cfg.rerun:
+            r = finished[0]
+            log.info("skip %s: FINISHED as run %s (rerun=true trains it again)", run_name(j.cfg), r.info.run_id)
+            out.append(Outcome("SKIPPED", r.info.run_id, {k: v for k, v in r.data.metrics.items()},
+                               "already FINISHED"))
+            continue
+        if running and not j.cfg.rerun:
+            r = running[0]
+            log.info("skip %s: RUNNING as run %s in process %s on %s", run_name(j.cfg), r.info.run_id,
+                     r.data.tags.get(tracking.TAG_PID), r.data.tags.get(tracking.TAG_HOST))
+            out.append(Outcome("SKIPPED", r.info.run_id, {}, "running in another process"))
+            continue
+        ck = checkpoint_path(j.cfg, j.hash)
+        if ck.is_file() and not j.cfg.rerun:
+            state = torch.load(ck, map_location="cpu", weights_only=False)
+            owner = next((r for r in runs if r.info.run_id == state["run_id"]), None)
+            if owner is not None and status[owner.info.run_id] in ("KILLED", "FAILED"):
+                j.resume_run, j.resume_state = state["run_id"], state
+                log.info("resume %s from its checkpoint at epoch %d into run %s", run_name(j.cfg),
+                         state["epochs_done"], state["run_id"])
+        out.append(None)
+    return out
 
 
 def group_packs(jobs: list[Job], max_pack: int | None = None, memory_budget_gb: float | None = None) -> list[list[int]]:
-    """Indices of jobs grouped by pack key, in first-seen order; a pack holds at most `max_pack`
-    runs and at most what fits the memory budget, split into near-equal parts."""
-    from vgsweep.config import resolve_device
-    from vgsweep.trainer import bytes_per_run, memory_budget
-
+    """Indices of jobs grouped by pack key (and checkpoint epoch), in first-seen order; a pack holds at
+    most `max_pack` runs and at most what fits the memory budget, split into near-equal parts."""
     groups: dict[tuple, list[int]] = {}
     for i, j in enumerate(jobs):
-        groups.setdefault(pack_key(j.cfg), []).append(i)
+        start = j.resume_state["epochs_done"] if j.resume_state else 0
+        groups.setdefault((pack_key(j.cfg), start), []).append(i)
     packs = []
     for idx in groups.values():
         cfg = jobs[idx[0]].cfg
@@ -75,8 +170,10 @@ def group_packs(jobs: list[Job], max_pack: int | None = None, memory_budget_gb: 
 
 def _tags(job: Job, pack_size: int, device: str) -> dict[str, str]:
     return {
-        tracking.TAG_HASH: config_hash(job.cfg),
+        tracking.TAG_HASH: job.hash or config_hash(job.cfg),
         tracking.TAG_OVERRIDES: " ".join(job.overrides),
+        tracking.TAG_HOST: socket.gethostname(),
+        tracking.TAG_PID: str(os.getpid()),
         "vgsweep.version": vgsweep.__version__,
         "vgsweep.git_commit": tracking.git_commit(),
         "vgsweep.torch_version": torch.__version__,
@@ -85,31 +182,44 @@ def _tags(job: Job, pack_size: int, device: str) -> dict[str, str]:
     }
 
 
+def _save_checkpoint(job: Job, run_id: str, state: dict) -> None:
+    path = checkpoint_path(job.cfg, job.hash or config_hash(job.cfg))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({**state, "run_id": run_id}, tmp)
+    os.replace(tmp, path)  # atomic: a kill never leaves half a checkpoint
+
+
 def run_pack(jobs: list[Job], progress=None) -> list[Outcome]:
     """Train one pack and record every job of it as its own MLflow run."""
-    from vgsweep.config import resolve_device
-    from vgsweep.trainer import device_name
-
     device = device_name(resolve_device(jobs[0].cfg.device))
-    loggers = []
+    loggers, logged_upto = [], []
     for j in jobs:
         uri = tracking.resolve_uri(j.cfg)
         client = tracking.client_for(uri)
-        exp = tracking.experiment_id(client, j.cfg.tracking.experiment, tracking.artifact_root(uri, j.cfg))
+        exp = tracking.experiment_id(client, uri, j.cfg.tracking.experiment, tracking.artifact_root(uri, j.cfg))
         params = flatten(to_container(j.cfg))
-        loggers.append(tracking.RunLogger(client, exp, run_name(j.cfg), params, _tags(j, len(jobs), device)))
-        log.info("run %s: %s", loggers[-1].run_id, run_name(j.cfg))
+        lg = tracking.RunLogger(client, exp, run_name(j.cfg), params, _tags(j, len(jobs), device), run_id=j.resume_run)
+        loggers.append(lg)
+        # A resumed run may have logged epochs past its checkpoint before it was killed: not again.
+        upto = -1
+        if j.resume_run:
+            hist = tracking.retry(client.get_metric_history, j.resume_run, "test_acc")
+            upto = max((m.step for m in hist), default=-1)
+        logged_upto.append(upto)
+        log.info("run %s: %s%s", lg.run_id, run_name(j.cfg), " (resumed)" if j.resume_run else "")
 
     files = [open(j.log_file, "a") if j.log_file else None for j in jobs]  # noqa: SIM115
 
     def on_epoch(r: EpochReport) -> None:
         for k, lg in enumerate(loggers):
             m = r.metrics[k]
-            if m is not None:
+            if m is not None and r.epoch > logged_upto[k]:
                 lg.log_metrics({**m, "epoch_seconds": r.seconds}, step=r.epoch)
                 if files[k]:
                     files[k].write(f"epoch {r.epoch + 1}: " + " ".join(f"{n}={v:.6g}" for n, v in m.items())
                                    + f" (pack of {len(jobs)}, {r.seconds:.3f} s)\n")
+                    files[k].flush()
         done = [m for m in r.metrics if m is not None]
         if progress is not None:
             progress.epoch_done(r.epoch, len(done))
@@ -118,14 +228,20 @@ def run_pack(jobs: list[Job], progress=None) -> list[Outcome]:
             log.info("epoch %d/%d: %d runs, %.2f s, best test acc %.4f", r.epoch + 1,
                      jobs[0].cfg.train.epochs, len(done), r.seconds, best)
 
+    def on_checkpoint(epochs_done: int, states: list[dict]) -> None:
+        for j, lg, st in zip(jobs, loggers, states):
+            lg.flush()  # the store holds every epoch the checkpoint holds
+            _save_checkpoint(j, lg.run_id, st)
+
     try:
-        result = train_pack([j.cfg for j in jobs], on_epoch=on_epoch)
-    except Exception as e:  # noqa: BLE001 - every run of the pack is recorded as FAILED, then re-raised
+        result = train_pack([j.cfg for j in jobs], on_epoch=on_epoch, on_checkpoint=on_checkpoint,
+                            resume=[j.resume_state for j in jobs])
+    except Exception as e:  # noqa: BLE001 - the runs are closed as FAILED; the caller may split and retry
         reason = f"{type(e).__name__}: {e}"
         for lg in loggers:
             lg.set_tags({"vgsweep.failure": reason[:5000]})
             lg.finish("FAILED")
-        log.error("pack failed: %s\n%s", reason, traceback.format_exc())
+        log.debug("pack failed: %s\n%s", reason, traceback.format_exc())
         raise
     finally:
         for f in files:
@@ -146,27 +262,51 @@ def run_pack(jobs: list[Job], progress=None) -> list[Outcome]:
             lg.finish("FINISHED")
             outcomes.append(Outcome("FINISHED", lg.run_id, final))
         else:
-            reason = f"training loss became non-finite at epoch {div}"
+            reason = f"training loss became NaN or inf at epoch {div}"
             lg.set_tags({"vgsweep.failure": reason, "vgsweep.failed_epoch": str(div)})
             lg.finish("FAILED")
             outcomes.append(Outcome("FAILED", lg.run_id, final, reason))
+        checkpoint_path(j.cfg, j.hash or config_hash(j.cfg)).unlink(missing_ok=True)
     return outcomes
+
+
+def _run_isolated(jobs: list[Job], progress) -> list[Outcome]:
+    """run_pack, and on an exception split the pack in halves and retry, down to single runs."""
+    try:
+        return run_pack(jobs, progress)
+    except Exception as e:  # noqa: BLE001
+        reason = f"{type(e).__name__}: {e}"
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            torch.cuda.empty_cache()
+        if len(jobs) == 1:
+            log.error("run %s failed: %s", run_name(jobs[0].cfg), reason)
+            return [Outcome("FAILED", None, {}, reason)]
+        log.warning("pack of %d failed (%s): retrying it as two packs", len(jobs), reason)
+        for j in jobs:
+            j.resume_run = j.resume_state = None  # the failed attempt's runs stay FAILED; start afresh
+        half = len(jobs) // 2
+        return _run_isolated(jobs[:half], progress) + _run_isolated(jobs[half:], progress)
 
 
 def run_jobs(jobs: list[Job], max_pack: int | None = None, memory_budget_gb: float | None = None,
              progress: str | None = None) -> list[Outcome]:
-    """Validate all jobs, then train them pack by pack. Returns one Outcome per job, in order.
+    """Check all jobs, skip the finished ones, train the rest pack by pack; one Outcome per job.
 
     progress: None logs every epoch (a single job); auto | bar | log show the sweep's progress."""
     from vgsweep.progress import Progress
 
-    check_all(jobs)
-    packs = group_packs(jobs, max_pack, memory_budget_gb)
-    log.info("%d jobs in %d packs: %s", len(jobs), len(packs), ", ".join(str(len(p)) for p in packs))
-    prog = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs)) for p in packs], progress) if progress else None
-    outcomes: list[Optional[Outcome]] = [None] * len(jobs)
+    preflight(jobs)
+    outcomes = plan(jobs)
+    todo = [i for i, o in enumerate(outcomes) if o is None]
+    skipped = len(jobs) - len(todo)
+    if skipped:
+        log.info("%d of %d jobs skipped: already FINISHED (or running) in the store", skipped, len(jobs))
+    packs = [[todo[i] for i in p] for p in group_packs([jobs[i] for i in todo], max_pack, memory_budget_gb)]
+    if packs:
+        log.info("%d jobs to train in %d packs: %s", len(todo), len(packs), ", ".join(str(len(p)) for p in packs))
+    prog = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs)) for p in packs], progress) if progress and packs else None
     for pack in packs:
-        for i, o in zip(pack, run_pack([jobs[i] for i in pack], prog)):
+        for i, o in zip(pack, _run_isolated([jobs[i] for i in pack], prog)):
             outcomes[i] = o
         if prog:
             prog.pack_done()

@@ -61,12 +61,15 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                         progress=launcher.progress)
     failed = []
     for ret, job, o in zip(returns, jobs, outcomes):
-        if o.status == "FINISHED":
-            ret.status, ret.return_value = JobStatus.COMPLETED, o.final["test_acc"]
+        if o.status in ("FINISHED", "SKIPPED"):
+            ret.status, ret.return_value = JobStatus.COMPLETED, o.final.get("test_acc", float("nan"))
         else:
             ret.status = JobStatus.FAILED
             ret.return_value = RuntimeError(f"run {o.run_id} {o.status}: {o.reason}")
             failed.append((job, o))
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("FINISHED", "SKIPPED", "FAILED")}
+    log.info("sweep done: %d finished, %d skipped (already in the store), %d failed",
+             counts["FINISHED"], counts["SKIPPED"], counts["FAILED"])
     if failed:
         log.error("%d of %d jobs failed:", len(failed), len(jobs))
         for job, o in failed:

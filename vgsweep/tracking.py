@@ -25,6 +25,43 @@ MAX_PARAM_CHARS = 6000
 
 TAG_HASH = "vgsweep.config_hash"
 TAG_OVERRIDES = "vgsweep.overrides"
+TAG_HOST, TAG_PID = "vgsweep.host", "vgsweep.pid"
+SQLITE_BUSY_MS = 60_000  # a writer waits this long for another process's lock before failing
+RETRY_SECONDS = 120.0  # and MLflow calls that still meet a locked database are retried this long
+
+
+class TrackingError(RuntimeError):
+    pass
+
+
+def _install_sqlite_busy_timeout() -> None:
+    """Every SQLite connection SQLAlchemy opens in this process waits for locks instead of failing
+    at once with "database is locked" (Python's default is 5 s)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if getattr(_install_sqlite_busy_timeout, "done", False):
+        return
+
+    @event.listens_for(Engine, "connect")
+    def _busy(dbapi_conn, _record):  # noqa: ANN001
+        if type(dbapi_conn).__module__.startswith("sqlite3"):
+            dbapi_conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+
+    _install_sqlite_busy_timeout.done = True  # type: ignore[attr-defined]
+
+
+def retry(fn, *args, **kwargs):
+    """Call an MLflow function, retrying with backoff while SQLite reports a lock."""
+    deadline, wait = time.monotonic() + RETRY_SECONDS, 0.05
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - only lock errors are retried
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(wait)
+            wait = min(wait * 2, 2.0)
 
 
 def project_root() -> Path:
@@ -61,26 +98,100 @@ def git_commit() -> str:
         return "unknown"
 
 
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def _lock(uri: str):
+    """A file lock beside a SQLite store (creating the schema or an experiment is not atomic)."""
+    import contextlib
+
+    from filelock import FileLock
+
+    p = sqlite_path(uri)
+    return FileLock(str(p) + ".lock", timeout=RETRY_SECONDS) if p else contextlib.nullcontext()
+
+
+@functools.lru_cache(maxsize=None)
 def client_for(uri: str):
+    """An MlflowClient whose store exists (SQLite schema created under a file lock)."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    _install_sqlite_busy_timeout()
+    client = MlflowClient(tracking_uri=uri)
+    with _lock(uri):
+        retry(client.search_experiments, max_results=1)  # creates/migrates the SQLite schema once
+    return client
 
 
-def experiment_id(client, name: str, artifact_location: str | None) -> str:
+def check_reachable(uri: str) -> None:
+    """Fail fast, before anything trains, when the store cannot be used."""
+    p = sqlite_path(uri)
+    if p is not None:
+        if not p.parent.is_dir():
+            raise TrackingError(f"tracking.uri={uri!r}: folder {p.parent} does not exist "
+                                "(create it, or leave tracking.uri unset for the project's mlflow.db)")
+        return
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).read()
+        except (urllib.error.URLError, OSError) as e:
+            raise TrackingError(f"tracking.uri={uri!r}: no MLflow server answers there ({e}); start one "
+                                "(mlflow server --host 127.0.0.1 --port 5000) or leave tracking.uri unset "
+                                "for the embedded SQLite store") from None
+
+
+def experiment_id(client, uri: str, name: str, artifact_location: str | None) -> str:
     """Get or create the experiment; a concurrent creator is not an error."""
     from mlflow.exceptions import MlflowException
 
-    exp = client.get_experiment_by_name(name)
+    exp = retry(client.get_experiment_by_name, name)
     if exp is not None:
         return exp.experiment_id
+    with _lock(uri):
+        try:
+            return retry(client.create_experiment, name, artifact_location=artifact_location)
+        except MlflowException:
+            exp = retry(client.get_experiment_by_name, name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+
+def runs_by_hash(client, exp_id: str) -> dict[str, list]:
+    """Every run of the experiment that carries a config hash, grouped by it, newest first."""
+    out: dict[str, list] = {}
+    token = None
+    while True:
+        page = retry(client.search_runs, [exp_id], max_results=5000, page_token=token,
+                     order_by=["attributes.start_time DESC"])
+        for r in page:
+            h = r.data.tags.get(TAG_HASH)
+            if h:
+                out.setdefault(h, []).append(r)
+        token = page.token
+        if not token:
+            return out
+
+
+def is_orphan(run) -> bool:
+    """A RUNNING run whose process is gone: same host, and that pid no longer exists."""
+    import os
+    import socket
+
+    host, pid = run.data.tags.get(TAG_HOST), run.data.tags.get(TAG_PID)
+    if run.info.status != "RUNNING" or host != socket.gethostname() or not (pid or "").isdigit():
+        return False
     try:
-        return client.create_experiment(name, artifact_location=artifact_location)
-    except MlflowException:
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _chunks(xs: list, n: int) -> Iterable[list]:
@@ -91,15 +202,21 @@ def _chunks(xs: list, n: int) -> Iterable[list]:
 class RunLogger:
     """The MLflow run of one job: params and tags at start, buffered metrics, artifacts at the end."""
 
-    def __init__(self, client, exp_id: str, run_name: str, params: dict[str, Any], tags: dict[str, str]):
+    def __init__(self, client, exp_id: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
+                 run_id: str | None = None):
         from mlflow.entities import Param, RunTag
 
         self.client = client
-        run = client.create_run(exp_id, run_name=run_name, tags=tags)
-        self.run_id = run.info.run_id
-        items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
-        for chunk in _chunks(items, PARAMS_PER_CALL):
-            client.log_batch(self.run_id, params=chunk)
+        if run_id is None:
+            run = retry(client.create_run, exp_id, run_name=run_name, tags=tags)
+            self.run_id = run.info.run_id
+            items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
+            for chunk in _chunks(items, PARAMS_PER_CALL):
+                retry(client.log_batch, self.run_id, params=chunk)
+        else:  # continue a run (resume from a checkpoint)
+            self.run_id = run_id
+            retry(client.update_run, run_id, status="RUNNING")
+            retry(client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         self._pending: list = []
         self._last_flush = time.monotonic()
         self._RunTag = RunTag
@@ -114,29 +231,29 @@ class RunLogger:
 
     def flush(self) -> None:
         for chunk in _chunks(self._pending, METRICS_PER_CALL):
-            self.client.log_batch(self.run_id, metrics=chunk)
+            retry(self.client.log_batch, self.run_id, metrics=chunk)
         self._pending = []
         self._last_flush = time.monotonic()
 
     def set_tags(self, tags: dict[str, str]) -> None:
         if tags:
-            self.client.log_batch(self.run_id, tags=[self._RunTag(k, str(v)) for k, v in tags.items()])
+            retry(self.client.log_batch, self.run_id, tags=[self._RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_config(self, cfg: DictConfig, hydra_dir: Path | None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / "config.yaml"
             p.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-            self.client.log_artifact(self.run_id, str(p))
+            retry(self.client.log_artifact, self.run_id, str(p))
         if hydra_dir is not None and hydra_dir.is_dir():
-            self.client.log_artifacts(self.run_id, str(hydra_dir), artifact_path="hydra")
+            retry(self.client.log_artifacts, self.run_id, str(hydra_dir), artifact_path="hydra")
 
     def log_figure(self, fig, name: str) -> None:
-        self.client.log_figure(self.run_id, fig, name)
+        retry(self.client.log_figure, self.run_id, fig, name)
 
     def log_file(self, path: Path, artifact_path: str | None = None) -> None:
         if path.is_file():
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+            retry(self.client.log_artifact, self.run_id, str(path), artifact_path)
 
     def finish(self, status: str) -> None:
         self.flush()
-        self.client.set_terminated(self.run_id, status=status)
+        retry(self.client.set_terminated, self.run_id, status=status)

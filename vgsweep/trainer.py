@@ -62,9 +62,9 @@ def pack_key(cfg: DictConfig) -> tuple:
     """Runs with equal keys can share a pack: same shapes, BN math, data, schedule and device."""
     d, t, bn = cfg.data, cfg.train, cfg.regime.bn
     bn_key = (enum_value(bn.placement), enum_value(bn.mode), float(bn.eps), float(bn.momentum))
-    return (tuple(cfg.model.hidden), bn_key, d.name, str(d.root), d.limit_train, d.limit_test,
+    return (tuple(cfg.model.hidden), bn_key, d.name, str(d.root), d.limit_train, d.limit_test, d.verify,
             t.epochs, t.batch_size, t.drop_last, cfg.optimizer.name, enum_value(cfg.precision),
-            str(resolve_device(cfg.device)))
+            str(resolve_device(cfg.device)), cfg.checkpoint.every, cfg.deterministic)
 
 
 class GradNoise:
@@ -173,15 +173,25 @@ def device_name(device: torch.device) -> str:
 
 
 def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] | None = None,
-               dataset: Dataset | None = None) -> PackResult:
-    """Train the runs of `cfgs` (all with the same `pack_key`) together; returns their histories."""
+               dataset: Dataset | None = None, resume: list[Optional[dict]] | None = None,
+               on_checkpoint: Callable[[int, list[dict]], None] | None = None) -> PackResult:
+    """Train the runs of `cfgs` (all with the same `pack_key`) together; returns their histories.
+
+    resume: per run, a state from `on_checkpoint` to continue from (all at the same epoch), or None.
+    on_checkpoint(epochs_done, states): called every `checkpoint.every` epochs with one state per run.
+    """
     keys = {pack_key(c) for c in cfgs}
     if len(keys) != 1:
         raise ValueError(f"configs of one pack must share shapes and schedule, got {len(keys)} kinds")
     c0 = cfgs[0]
     device = resolve_device(c0.device)
+    if c0.deterministic:
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+        torch.use_deterministic_algorithms(True)
     ds = dataset or load(c0.data.name, c0.data.root, c0.data.download, device,
-                         c0.data.limit_train, c0.data.limit_test)
+                         c0.data.limit_train, c0.data.limit_test, c0.data.verify)
     # Order runs by activation so each activation acts on a contiguous slice of K; undo at the end.
     order = sorted(range(len(cfgs)), key=lambda k: (cfgs[k].activation.name, cfgs[k].activation.negative_slope))
     runs = [cfgs[k] for k in order]
@@ -220,10 +230,40 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
     history: list[list[dict[str, float]]] = [[] for _ in range(K)]
     diverged_at: list[Optional[int]] = [None] * K
     live = torch.ones(K, 1, device=device)  # 0 for diverged runs: their updates stop
-    gstep = 0
+    gstep, start = 0, 0
+    if resume is not None and any(r is not None for r in resume):
+        states = [resume[k] for k in order]
+        if any(st is None for st in states) or len({st["epochs_done"] for st in states}) != 1:
+            raise ValueError("runs resumed together must all have checkpoints of the same epoch")
+        start, gstep, opt.t = states[0]["epochs_done"], states[0]["gstep"], states[0]["opt_t"]
+        with torch.no_grad():
+            for k, st in enumerate(states):
+                model.theta[k].copy_(st["theta"])
+                opt.buf[k].copy_(st["opt_buf"])
+                if opt.buf2 is not None:
+                    opt.buf2[k].copy_(st["opt_buf2"])
+                for i, (m, v) in st["bn_running"].items():
+                    model.running[i][0][k].copy_(m)
+                    model.running[i][1][k].copy_(v)
+                shuffle_g[k].set_state(st["shuffle_rng"])
+                if k in grad_noise.gens:
+                    grad_noise.gens[k].set_state(st["noise_rng"])
+                history[k], diverged_at[k] = list(st["history"]), st["diverged_at"]
+                if diverged_at[k] is not None:
+                    live[k] = 0.0
 
+    def state(k: int, epochs_done: int) -> dict:
+        return {"epochs_done": epochs_done, "gstep": gstep, "opt_t": opt.t,
+                "theta": model.theta[k].detach().cpu().clone(), "opt_buf": opt.buf[k].cpu().clone(),
+                "opt_buf2": None if opt.buf2 is None else opt.buf2[k].cpu().clone(),
+                "bn_running": {i: (m[k].cpu().clone(), v[k].cpu().clone()) for i, (m, v) in model.running.items()},
+                "shuffle_rng": shuffle_g[k].get_state(),
+                "noise_rng": grad_noise.gens[k].get_state() if k in grad_noise.gens else None,
+                "history": list(history[k]), "diverged_at": diverged_at[k]}
+
+    every = int(c0.checkpoint.every)
     with _tf32(precision == "tf32" and device.type == "cuda"):
-        for epoch in range(int(c0.train.epochs)):
+        for epoch in range(start, int(c0.train.epochs)):
             t0 = time.perf_counter()
             perm = torch.stack([torch.randperm(N, generator=g, device=device) for g in shuffle_g])  # (K, N)
             loss_sum = torch.zeros(K, device=device)
@@ -265,6 +305,9 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
                 on_epoch(EpochReport(epoch, metrics, seconds, div))  # type: ignore[arg-type]
             if all(d is not None for d in diverged_at):
                 break
+            if on_checkpoint and every and (epoch + 1) % every == 0 and epoch + 1 < c0.train.epochs:
+                by_sorted = [state(k, epoch + 1) for k in range(K)]
+                on_checkpoint(epoch + 1, [by_sorted[order.index(k)] for k in range(K)])
 
     out_hist: list = [None] * K
     out_div: list = [None] * K
