@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -16,13 +18,27 @@ log = logging.getLogger(__name__)
 register_configs()
 
 
+@contextlib.contextmanager
+def exit_on_config_error():
+    """Bad input ends the command with one line on stderr and exit status 2, not a traceback."""
+    from vgsweep.config import ConfigError
+
+    try:
+        yield
+    except ConfigError as e:
+        logging.shutdown()
+        print(f"vgsweep: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
 def task(cfg: DictConfig) -> float:
     """One Hydra job: train it (a pack of one) and return its final test accuracy."""
     from vgsweep.jobs import Job, run_jobs
 
     hc = HydraConfig.get()
     job = Job(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
-    [outcome] = run_jobs([job])
+    with exit_on_config_error():
+        [outcome] = run_jobs([job])
     if outcome.status == "FAILED":
         raise RuntimeError(f"run {outcome.run_id} FAILED: {outcome.reason}")
     acc = outcome.final.get("test_acc", float("nan"))

@@ -20,10 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 class ConfigError(ValueError):
     """A config value that cannot be trained; the message names key, value and what is accepted."""
 
-    def __init__(self, key: str, value: Any, accepted: str, hint: str = ""):
-        self.key, self.value, self.accepted = key, value, accepted
-        msg = f"invalid config: {key}={value!r}; accepted: {accepted}"
-        super().__init__(msg + (f" ({hint})" if hint else ""))
+    def __init__(self, key: str, value: Any, accepted: str, hint: str = "", where: str = ""):
+        self.key, self.value, self.accepted, self.hint, self.where = key, value, accepted, hint, where
+        msg = f"invalid config{where}: {key}={value!r} is not accepted; expected {accepted}"
+        super().__init__(msg + (f". {hint}" if hint else ""))
 
 
 class NoiseUnit(str, Enum):

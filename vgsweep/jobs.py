@@ -62,6 +62,10 @@ def _where(j: Job) -> str:
     return f" in job [{' '.join(j.overrides)}]" if j.overrides else ""
 
 
+def _in_job(e: ConfigError, j: Job) -> ConfigError:
+    return ConfigError(e.key, e.value, e.accepted, e.hint, _where(j))
+
+
 def preflight(jobs: list[Job]) -> None:
     """Raise ConfigError (key, value, accepted) for the first job that cannot run. Writes nothing."""
     from vgsweep.data import DataError, read_checked
@@ -70,7 +74,7 @@ def preflight(jobs: list[Job]) -> None:
         try:
             validate(j.cfg)
         except ConfigError as e:
-            raise ConfigError(e.key, e.value, e.accepted + _where(j)) from None
+            raise _in_job(e, j) from None
     for uri in sorted({tracking.resolve_uri(j.cfg) for j in jobs}):
         try:
             tracking.check_reachable(uri)
@@ -88,9 +92,8 @@ def preflight(jobs: list[Job]) -> None:
                 raise ConfigError("data.root", str(d.root), f"a folder with intact {d.name} files", str(e)) from None
         n = len(seen[key]["train_y"]) if d.limit_train is None else min(d.limit_train, len(seen[key]["train_y"]))
         if j.cfg.train.drop_last and j.cfg.train.batch_size > n:
-            raise ConfigError("train.batch_size", j.cfg.train.batch_size,
-                              f"at most {n}, the training examples used" + _where(j),
-                              "or set train.drop_last=false")
+            raise ConfigError("train.batch_size", j.cfg.train.batch_size, f"at most {n}, the training examples used",
+                              "Or set train.drop_last=false", _where(j))
 
 
 def checkpoint_dir(cfg: DictConfig) -> Path:

@@ -57,8 +57,11 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         returns.append(ret)
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)  # detach this job's log file
 
-    outcomes = run_jobs(jobs, max_pack=launcher.max_pack or None, memory_budget_gb=launcher.memory_budget_gb,
-                        progress=launcher.progress)
+    from vgsweep.app import exit_on_config_error
+
+    with exit_on_config_error():
+        outcomes = run_jobs(jobs, max_pack=launcher.max_pack or None, memory_budget_gb=launcher.memory_budget_gb,
+                            progress=launcher.progress)
     failed = []
     for ret, job, o in zip(returns, jobs, outcomes):
         if o.status in ("FINISHED", "SKIPPED"):

@@ -118,9 +118,9 @@ def client_for(uri: str):
     from mlflow.tracking import MlflowClient
 
     _install_sqlite_busy_timeout()
-    client = MlflowClient(tracking_uri=uri)
-    with _lock(uri):
-        retry(client.search_experiments, max_results=1)  # creates/migrates the SQLite schema once
+    with _lock(uri):  # the constructor creates or migrates a SQLite schema: one process at a time
+        client = MlflowClient(tracking_uri=uri)
+        retry(client.search_experiments, max_results=1)
     return client
 
 

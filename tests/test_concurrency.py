@@ -1,0 +1,74 @@
+"""Two sweeps at once into one store: a SQLite file, and a real `mlflow server` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import SMALL, run_cli
+
+pytestmark = pytest.mark.e2e
+SEEDS = ("0,1,2,3", "4,5,6,7")
+
+
+def _two_sweeps_at_once(uri: str, root: Path, tmp: Path) -> None:
+    def sweep(i: int):
+        return run_cli(["-m", "activation=relu,tanh", f"seed={SEEDS[i]}", *SMALL, f"data.root={root}",
+                        f"tracking.uri={uri}", f"hydra.sweep.dir={tmp / f'mr{i}'}"], cwd=tmp)
+
+    with ThreadPoolExecutor(2) as pool:
+        procs = list(pool.map(sweep, (0, 1)))
+    for p in procs:
+        assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("agarap2019")
+    runs = c.search_runs([exp.experiment_id], max_results=1000)
+    assert len(runs) == 16
+    assert len({(r.data.params["activation.name"], r.data.params["seed"]) for r in runs}) == 16
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        for m in ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds"):
+            assert sorted(h.step for h in c.get_metric_history(r.info.run_id, m)) == [0, 1]
+        assert "config.yaml" in {a.path for a in c.list_artifacts(r.info.run_id)}
+
+
+def test_two_sweeps_into_one_sqlite_store(tiny_root, tmp_path):
+    _two_sweeps_at_once(f"sqlite:///{tmp_path / 'shared.db'}", tiny_root, tmp_path)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow = Path(sys.executable).parent / "mlflow"
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen([str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                             "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=2).read()
+            break
+        except OSError:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_two_sweeps_into_one_mlflow_server(tiny_root, tmp_path, mlflow_server):
+    _two_sweeps_at_once(mlflow_server, tiny_root, tmp_path)

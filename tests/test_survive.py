@@ -1,0 +1,133 @@
+"""Sweeps that survive: a diverging run, a faulty run in a pack, a rerun, kill -9 and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import SMALL, compose_cfg, make_idx_dataset, run_cli
+from vgsweep import nn
+from vgsweep.jobs import Job, run_jobs
+
+
+def _all_runs(uri, experiment="agarap2019"):
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name(experiment)
+    return c, c.search_runs([exp.experiment_id], max_results=1000)
+
+
+@pytest.mark.e2e
+def test_a_diverging_run_fails_alone_and_the_sweep_says_so(tiny_root, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    proc = run_cli(["-m", "activation=relu", "optimizer.lr=0.01,1e20", "seed=0,1",
+                    *[a for a in SMALL if "lr" not in a], f"data.root={tiny_root}", f"tracking.uri={uri}",
+                    f"hydra.sweep.dir={tmp_path / 'mr'}"], cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "2 finished, 0 skipped (already in the store), 2 failed" in out
+    assert "NaN or inf at epoch 0" in out
+    client, runs = _all_runs(uri)
+    by_lr = {}
+    for r in runs:
+        by_lr.setdefault(r.data.params["optimizer.lr"], []).append(r)
+    assert {r.info.status for r in by_lr["0.01"]} == {"FINISHED"}
+    for r in by_lr["1e+20"]:
+        assert r.info.status == "FAILED"
+        assert r.data.tags["vgsweep.failed_epoch"] == "0" and "NaN or inf" in r.data.tags["vgsweep.failure"]
+
+
+def test_an_exception_in_one_run_does_not_take_down_its_pack(small_cfg, monkeypatch):
+    def broken(h, a):
+        raise RuntimeError("this activation is broken")
+
+    monkeypatch.setitem(nn.ACTIVATIONS, "identity", broken)
+    jobs = [Job(small_cfg(f"activation={a}", "seed=3")) for a in ("relu", "tanh", "identity", "swish")]
+    outcomes = run_jobs(jobs)
+    assert [o.status for o in outcomes] == ["FINISHED", "FINISHED", "FAILED", "FINISHED"]
+    assert "this activation is broken" in outcomes[2].reason
+    uri = jobs[0].cfg.tracking.uri
+    client, runs = _all_runs(uri)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert sorted(r.data.params["activation.name"] for r in finished) == ["relu", "swish", "tanh"]
+    assert all(r.data.metrics["test_acc"] > 0 for r in finished)
+
+
+def test_rerun_skips_finished_configs_unless_forced(small_cfg):
+    cfgs = [small_cfg(f"seed={s}") for s in (0, 1)]
+    first = run_jobs([Job(c) for c in cfgs])
+    second = run_jobs([Job(c) for c in cfgs] + [Job(small_cfg("seed=2"))])
+    assert [o.status for o in second] == ["SKIPPED", "SKIPPED", "FINISHED"]
+    assert [o.run_id for o in second[:2]] == [o.run_id for o in first]
+    assert second[0].final["test_acc"] == pytest.approx(first[0].final["test_acc"])
+    forced = run_jobs([Job(small_cfg("seed=0", "rerun=true"))])
+    assert forced[0].status == "FINISHED" and forced[0].run_id != first[0].run_id
+    _, runs = _all_runs(cfgs[0].tracking.uri)
+    assert len(runs) == 4
+
+
+@pytest.mark.e2e
+def test_kill_9_mid_sweep_then_resume_from_checkpoints(tmp_path):
+    """Kill the sweep after its first checkpoint; the same command again finishes every config once,
+    continuing the killed runs from their checkpoints into the same MLflow runs, step by step once."""
+    data = make_idx_dataset(tmp_path / "data", n_train=3000, n_test=500)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    epochs = 12
+    common = ["seed=0", *SMALL, "model.hidden=[128,128]", f"train.epochs={epochs}", f"data.root={data}"]
+    args = ["-m", "activation=relu,tanh", *common, "checkpoint.every=2", f"tracking.uri={uri}",
+            f"hydra.sweep.dir={tmp_path / 'mr'}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckdir = tmp_path / "checkpoints"
+    deadline = time.monotonic() + 240
+    while not (ckdir.is_dir() and len(list(ckdir.glob("*.pt"))) == 2):
+        assert proc.poll() is None, "the sweep ended before it could be killed: make it longer"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    client, runs = _all_runs(uri)
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"RUNNING"}  # left behind by the kill
+    killed_ids = {r.info.run_id for r in runs}
+
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = again.stdout + again.stderr
+    assert "marked KILLED" in out and "from its checkpoint at epoch" in out
+    client, runs = _all_runs(uri)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.info.run_id for r in runs} == killed_ids  # continued into the same runs
+    for r in runs:
+        for m in ("train_loss", "test_acc"):
+            steps = [h.step for h in client.get_metric_history(r.info.run_id, m)]
+            assert sorted(steps) == list(range(epochs)), (m, steps)
+    assert not list(ckdir.glob("*.pt"))  # checkpoints of finished runs are removed
+
+    # On the CPU the resumed runs are bit-identical to uninterrupted ones.
+    fresh_uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    ref = run_jobs([Job(compose_cfg(["activation=relu", *common, f"tracking.uri={fresh_uri}", "checkpoint.every=0"]))])
+    relu = next(r for r in runs if r.data.params["activation.name"] == "relu")
+    hist = sorted(client.get_metric_history(relu.info.run_id, "test_loss"), key=lambda h: h.step)
+    fresh_client = MlflowClient(fresh_uri)
+    ref_hist = sorted(fresh_client.get_metric_history(ref[0].run_id, "test_loss"), key=lambda h: h.step)
+    assert [h.value for h in hist] == [h.value for h in ref_hist]
+
+
+@pytest.mark.e2e
+def test_rerunning_the_same_command_trains_nothing(tiny_root, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    args = ["-m", "activation=relu,tanh", "seed=0,1", *SMALL, f"data.root={tiny_root}", f"tracking.uri={uri}",
+            f"hydra.sweep.dir={tmp_path / 'mr'}"]
+    assert run_cli(args, cwd=tmp_path).returncode == 0
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0
+    assert "0 finished, 4 skipped" in again.stdout + again.stderr
+    _, runs = _all_runs(uri)
+    assert len(runs) == 4
