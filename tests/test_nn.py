@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vgsweep.app import CONF_DIR
-from vgsweep.nn import ACTIVATIONS, INITS, Arch, Member, PackedMLP
+from vgsweep.nn import ACTIVATIONS, DERIVATIVES, INITS, Arch, Member, PackedMLP
 
 # Supremum of |f'(z)| over the real line (Agarap et al. discuss the first three).
 DERIVATIVE_MAX = {"logistic": 0.25, "tanh": 1.0, "swish": 1.0998, "relu": 1.0, "leaky_relu": 1.0,
@@ -26,6 +26,15 @@ def test_activation_derivative_bound(name):
     z = torch.linspace(-12, 12, 200_001, dtype=torch.float64, requires_grad=True)
     (d,) = torch.autograd.grad(ACTIVATIONS[name](z, 0.2).sum(), z)
     assert d.abs().max().item() == pytest.approx(DERIVATIVE_MAX[name], abs=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_written_out_derivative_matches_autograd(name):
+    assert set(DERIVATIVES) == set(ACTIVATIONS)
+    z = torch.linspace(-8, 8, 10_001, dtype=torch.float64, requires_grad=True)
+    (d,) = torch.autograd.grad(ACTIVATIONS[name](z, 0.2).sum(), z)
+    mask = z.detach().abs() > 1e-9  # the kink of relu-like functions at 0
+    assert torch.allclose(DERIVATIVES[name](z.detach(), 0.2)[mask], d[mask], atol=1e-9)
 
 
 def test_activation_values():

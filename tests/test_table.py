@@ -76,6 +76,18 @@ def test_a_swept_key_becomes_a_column_but_implied_ones_do_not():
     assert len(df) == 3
 
 
+def test_verdicts_are_summarised_per_cell():
+    runs = _grid().assign(verdict="healthy")
+    runs.loc[(runs["activation.name"] == "logistic") & (runs["regime.name"] == "gna"), "verdict"] = [
+        "vanishing", "vanishing", "healthy"]
+    df = aggregate(runs)
+    gna = df[(df.activation == "logistic") & (df.regime == "gna")].iloc[0]
+    assert gna["verdict"] == "vanishing 2/3, healthy 1/3"
+    assert cell(gna).endswith(" vanishing 2/3, healthy 1/3")
+    base = df[(df.activation == "logistic") & (df.regime == "baseline")].iloc[0]
+    assert base["verdict"] == "healthy" and "healthy" not in cell(base)
+
+
 def test_cells_in_the_papers_format():
     df = aggregate(_grid())
     gna = df[(df.activation == "logistic") & (df.regime == "gna")].iloc[0]

@@ -139,6 +139,28 @@ class CheckpointConfig:
 
 
 @dataclass
+class VerdictConfig:
+    chance_factor: float = 1.5  # not_learning: final test accuracy below chance_factor / classes
+    vanish_ratio: float = 0.01  # vanishing: first layer's grad norm below this fraction of the last layer's
+    collapse_ratio: float = 0.001  # ... or below this fraction of its own first-epoch value at the end
+    explode_norm: float = 1000.0  # exploding: any layer's grad norm above this (or a NaN/inf loss)
+    dead_fraction: float = 0.5  # dead_units: a hidden layer with more than this fraction of dead units
+
+
+@dataclass
+class DiagnosticsConfig:
+    enabled: bool = True
+    grad_samples: int = 4  # steps per epoch whose gradients are measured (evenly spaced, last included)
+    probe_examples: int = 10000  # training examples in the end-of-epoch pass for saturated/dead units
+    saturation_threshold: float = 0.01  # a unit is saturated on an example when f'(z) is below this
+    hist_bins: int = 48  # histogram of log10|g| per layer, last step of each epoch
+    hist_min: float = -10.0
+    hist_max: float = 2.0
+    metrics_every: int = 5  # per-layer metrics go to MLflow every N epochs (all epochs: the artifact)
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
+
+
+@dataclass
 class Config:
     study: str = "agarap2019"  # names the MLflow experiment
     seed: int = 42
@@ -155,6 +177,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
 
 def register_configs() -> None:
@@ -167,7 +190,7 @@ def register_configs() -> None:
 # Keys that do not change what a run computes: left out of the config hash, so the same experiment
 # logged to another store, read from another data folder or run on another device is "the same".
 HASH_EXCLUDE = ("tracking", "data.root", "data.download", "data.verify", "device", "study", "rerun",
-                "checkpoint", "deterministic")
+                "checkpoint", "deterministic", "diagnostics")
 
 
 def to_container(cfg: DictConfig) -> dict:
@@ -245,6 +268,13 @@ def validate(cfg: DictConfig) -> None:
     if not 0.0 <= cfg.regime.bn.momentum < 1.0:
         raise ConfigError("regime.bn.momentum", cfg.regime.bn.momentum, "a number in [0, 1)")
     _non_negative("init.std", cfg.init.std)
+    dg = cfg.diagnostics
+    for k in ("grad_samples", "probe_examples", "hist_bins", "metrics_every"):
+        _positive(f"diagnostics.{k}", dg[k])
+    if not dg.hist_min < dg.hist_max:
+        raise ConfigError("diagnostics.hist_max", dg.hist_max, f"a number above diagnostics.hist_min={dg.hist_min}")
+    for k in ("chance_factor", "vanish_ratio", "collapse_ratio", "explode_norm", "dead_fraction"):
+        _non_negative(f"diagnostics.verdict.{k}", dg.verdict[k])
     if cfg.checkpoint.every < 0:
         raise ConfigError("checkpoint.every", cfg.checkpoint.every, "an int >= 0 (0 = no checkpoints)")
     dev = str(cfg.device)

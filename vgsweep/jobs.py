@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 import vgsweep
 from vgsweep import tracking
 from vgsweep.config import ConfigError, config_hash, flatten, resolve_device, to_container, validate
+from vgsweep.diagnostics import RunDiagnostics, verdict
 from vgsweep.trainer import EpochReport, bytes_per_run, device_name, memory_budget, pack_key, train_pack
 
 log = logging.getLogger(__name__)
@@ -185,11 +186,11 @@ def _tags(job: Job, pack_size: int, device: str) -> dict[str, str]:
     }
 
 
-def _save_checkpoint(job: Job, run_id: str, state: dict) -> None:
+def _save_checkpoint(job: Job, run_id: str, state: dict, diag: list) -> None:
     path = checkpoint_path(job.cfg, job.hash or config_hash(job.cfg))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({**state, "run_id": run_id}, tmp)
+    torch.save({**state, "run_id": run_id, "diagnostics": list(diag)}, tmp)
     os.replace(tmp, path)  # atomic: a kill never leaves half a checkpoint
 
 
@@ -213,12 +214,20 @@ def run_pack(jobs: list[Job], progress=None) -> list[Outcome]:
         log.info("run %s: %s%s", lg.run_id, run_name(j.cfg), " (resumed)" if j.resume_run else "")
 
     files = [open(j.log_file, "a") if j.log_file else None for j in jobs]  # noqa: SIM115
+    diag_hist: list[list[dict]] = [list(j.resume_state.get("diagnostics", [])) if j.resume_state else [] for j in jobs]
+    dcfg = jobs[0].cfg.diagnostics
+    epochs = int(jobs[0].cfg.train.epochs)
 
     def on_epoch(r: EpochReport) -> None:
         for k, lg in enumerate(loggers):
             m = r.metrics[k]
+            if m is not None and r.diagnostics is not None:
+                diag_hist[k].append(r.diagnostics[k])
             if m is not None and r.epoch > logged_upto[k]:
-                lg.log_metrics({**m, "epoch_seconds": r.seconds}, step=r.epoch)
+                extra = {}
+                if r.diagnostics is not None and ((r.epoch + 1) % dcfg.metrics_every == 0 or r.epoch in (0, epochs - 1)):
+                    extra = RunDiagnostics.from_epochs([r.diagnostics[k]], dcfg.hist_min, dcfg.hist_max).metrics(0)
+                lg.log_metrics({**m, "epoch_seconds": r.seconds, **extra}, step=r.epoch)
                 if files[k]:
                     files[k].write(f"epoch {r.epoch + 1}: " + " ".join(f"{n}={v:.6g}" for n, v in m.items())
                                    + f" (pack of {len(jobs)}, {r.seconds:.3f} s)\n")
@@ -232,9 +241,9 @@ def run_pack(jobs: list[Job], progress=None) -> list[Outcome]:
                      jobs[0].cfg.train.epochs, len(done), r.seconds, best)
 
     def on_checkpoint(epochs_done: int, states: list[dict]) -> None:
-        for j, lg, st in zip(jobs, loggers, states):
-            lg.flush()  # the store holds every epoch the checkpoint holds
-            _save_checkpoint(j, lg.run_id, st)
+        for j, lg, st, dh in zip(jobs, loggers, states, diag_hist):
+            lg.flush(wait=True)  # the store holds every epoch the checkpoint holds
+            _save_checkpoint(j, lg.run_id, st, dh)
 
     try:
         result = train_pack([j.cfg for j in jobs], on_epoch=on_epoch, on_checkpoint=on_checkpoint,
@@ -252,8 +261,15 @@ def run_pack(jobs: list[Job], progress=None) -> list[Outcome]:
                 f.close()
 
     outcomes = []
-    for j, lg, hist, div in zip(jobs, loggers, result.history, result.diverged_at):
+    for j, lg, hist, div, dh in zip(jobs, loggers, result.history, result.diverged_at, diag_hist):
         final = hist[-1] if hist else {}
+        rd = RunDiagnostics.from_epochs(dh, dcfg.hist_min, dcfg.hist_max) if dh else None
+        if rd is not None:
+            lg.log_bytes(rd.to_npz(), "diagnostics/diagnostics.npz")
+        from vgsweep.data import DATASETS
+
+        v, why = verdict(rd, final.get("test_acc"), DATASETS[j.cfg.data.name][2], dcfg.verdict, div is not None)
+        lg.set_tags({"vgsweep.verdict": v, "vgsweep.verdict_reason": why})
         if j.cfg.tracking.learning_curve and hist:
             from vgsweep import plots
 

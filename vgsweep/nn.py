@@ -32,6 +32,20 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
 }
 
 
+# Their derivatives f'(z), written out (no autograd) for the saturation / dead-unit diagnostics.
+_SQRT_2PI = math.sqrt(2 * math.pi)
+DERIVATIVES: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "logistic": lambda z, a: torch.sigmoid(z) * (1 - torch.sigmoid(z)),
+    "tanh": lambda z, a: 1 - torch.tanh(z) ** 2,
+    "relu": lambda z, a: (z > 0).to(z.dtype),
+    "leaky_relu": lambda z, a: torch.where(z > 0, 1.0, a).to(z.dtype),
+    "swish": lambda z, a: torch.sigmoid(z) * (1 + z * (1 - torch.sigmoid(z))),
+    "gelu": lambda z, a: 0.5 * (1 + torch.erf(z / math.sqrt(2))) + z * torch.exp(-0.5 * z * z) / _SQRT_2PI,
+    "elu": lambda z, a: torch.where(z > 0, 1.0, torch.exp(z)).to(z.dtype),
+    "identity": lambda z, a: torch.ones_like(z),
+}
+
+
 # --- initialisers -------------------------------------------------------------------------------
 # Each returns a (fan_in, fan_out) weight drawn with the run's own CPU generator; biases are zero.
 def _xavier(fan_in: int, fan_out: int, g: torch.Generator, std: float) -> torch.Tensor:
@@ -130,11 +144,12 @@ class PackedMLP:
         t = self.theta if theta is None else theta
         return {n: t[:, o:o + math.prod(s)].view(self.K, *s) for n, o, s in self.layout}
 
-    def activate(self, h: torch.Tensor) -> torch.Tensor:
+    def activate(self, h: torch.Tensor, table: dict = ACTIVATIONS) -> torch.Tensor:
+        """Each run's activation (or, with table=DERIVATIVES, its derivative) applied to h (K, ...)."""
         if len(self.act_groups) == 1:
             _, _, a, ns = self.act_groups[0]
-            return ACTIVATIONS[a](h, ns)
-        return torch.cat([ACTIVATIONS[a](h[s:e], ns) for s, e, a, ns in self.act_groups], dim=0)
+            return table[a](h, ns)
+        return torch.cat([table[a](h[s:e], ns) for s, e, a, ns in self.act_groups], dim=0)
 
     def _bn(self, i: int, h: torch.Tensor, p: dict, train: bool) -> torch.Tensor:
         a = self.arch
@@ -157,8 +172,10 @@ class PackedMLP:
         hn = (h - mean.unsqueeze(1)) * torch.rsqrt(var.unsqueeze(1) + a.bn_eps)
         return hn * gamma + beta
 
-    def forward(self, x: torch.Tensor, train: bool, theta: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (K, B, D) per-run inputs or (B, D) shared inputs. Returns logits (K, B, C)."""
+    def forward(self, x: torch.Tensor, train: bool, theta: torch.Tensor | None = None,
+                preacts: list | None = None) -> torch.Tensor:
+        """x: (K, B, D) per-run inputs or (B, D) shared inputs. Returns logits (K, B, C).
+        If `preacts` is a list, each hidden layer's pre-activation (K, B, F) is appended to it."""
         p = self.params(theta)
         L = len(self.arch.sizes) - 1
         h = x
@@ -166,6 +183,8 @@ class PackedMLP:
             W, b = p[f"W{i}"], p[f"b{i}"].unsqueeze(1)  # (K, in, out), (K, 1, out)
             h = torch.baddbmm(b, h, W) if h.dim() == 3 else torch.matmul(h, W) + b
             if i < L - 1:
+                if preacts is not None:
+                    preacts.append(h)
                 h = self.activate(h)
                 if i in self.arch.bn_layers:
                     h = self._bn(i, h, p, train)

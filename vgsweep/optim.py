@@ -26,6 +26,7 @@ class PackOptimizer:
 
     def __init__(self, name: str, theta: torch.Tensor, hp: dict[str, torch.Tensor]):
         self.name, self.hp, self.t = name, hp, 0
+        self.last_update: torch.Tensor | None = None  # the step just taken (K, P), for diagnostics
         self.buf = torch.zeros_like(theta)
         self.buf2 = torch.zeros_like(theta) if name == "adam" else None
 
@@ -35,14 +36,16 @@ class PackOptimizer:
         self.t += 1
         if self.name == "sgd":
             self.buf.mul_(hp["momentum"]).add_(grad)
-            theta.sub_(hp["lr"] * self.buf)
+            self.last_update = hp["lr"] * self.buf
+            theta.sub_(self.last_update)
         else:  # adam
             b1, b2 = hp["beta1"], hp["beta2"]
             self.buf.mul_(b1).add_((1 - b1) * grad)
             self.buf2.mul_(b2).add_((1 - b2) * grad * grad)
             m_hat = self.buf / (1 - b1 ** self.t)
             v_hat = self.buf2 / (1 - b2 ** self.t)
-            theta.sub_(hp["lr"] * m_hat / (v_hat.sqrt() + hp["eps"]))
+            self.last_update = hp["lr"] * m_hat / (v_hat.sqrt() + hp["eps"])
+            theta.sub_(self.last_update)
 
 
 OPTIMIZERS = ("sgd", "adam")

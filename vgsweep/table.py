@@ -38,6 +38,8 @@ REGIME_ORDER = ["baseline", "gna", "gna_bn"]
 PRIMARY = {"dataset": "data.name", "depth": "model.depth", "activation": "activation.name",
            "regime": "regime.name"}
 BASELINE = "baseline"
+STAT_COLS = ("n", "mean", "std", "seeds", "verdict", "delta", "delta_lo", "delta_hi", "published",
+             "ours_minus_published")
 
 
 def fetch_runs(uri: str, experiment: str) -> pd.DataFrame:
@@ -56,6 +58,7 @@ def fetch_runs(uri: str, experiment: str) -> pd.DataFrame:
                 continue
             rows.append({**r.data.params, "run_id": r.info.run_id, "start_time": r.info.start_time,
                          "config_hash": r.data.tags.get(tracking.TAG_HASH, r.info.run_id),
+                         "verdict": r.data.tags.get("vgsweep.verdict", ""),
                          "test_acc": 100.0 * r.data.metrics["test_acc"]})
         token = page.token
         if not token:
@@ -68,7 +71,7 @@ def _grouping_keys(df: pd.DataFrame) -> list[str]:
     prim = list(PRIMARY.values())
     extra = []
     for c in df.columns:
-        if c in prim or c in ("seed", "run_id", "start_time", "config_hash", "test_acc"):
+        if c in prim or c in ("seed", "run_id", "start_time", "config_hash", "test_acc", "verdict"):
             continue
         if any(c == x or c.startswith(x + ".") for x in HASH_EXCLUDE):
             continue
@@ -109,12 +112,15 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.sort_values("start_time").drop_duplicates("config_hash", keep="last")  # one per config
     keys = _grouping_keys(runs)
     runs = runs.assign(seed=runs["seed"].astype(int))
-    per_seed = {k: g.set_index("seed")["test_acc"] for k, g in runs.groupby(keys, dropna=False)}
+    if "verdict" not in runs:
+        runs = runs.assign(verdict="")
+    groups = dict(list(runs.groupby(keys, dropna=False)))
+    per_seed = {k: g.set_index("seed")["test_acc"] for k, g in groups.items()}
     out = []
     for k, s in per_seed.items():
         row = dict(zip(keys, k))
         row.update(n=len(s), mean=s.mean(), std=s.std(ddof=1) if len(s) > 1 else float("nan"),
-                   seeds=" ".join(map(str, sorted(s.index))))
+                   seeds=" ".join(map(str, sorted(s.index))), verdict=summarise_verdicts(groups[k]["verdict"]))
         base_key = tuple(BASELINE if kk == PRIMARY["regime"] else v for kk, v in zip(keys, k))
         base = per_seed.get(base_key)
         if base is not None and row[PRIMARY["regime"]] != BASELINE:
@@ -133,10 +139,19 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     df["depth"] = df["depth"].astype(int)
     df["_a"] = df["activation"].map(lambda a: (ACT_ORDER.index(a) if a in ACT_ORDER else 99, a))
     df["_r"] = df["regime"].map(lambda r: (REGIME_ORDER.index(r) if r in REGIME_ORDER else 99, r))
-    extra = [c for c in df.columns if c not in (*PRIMARY, "n", "mean", "std", "seeds", "delta", "delta_lo",
-                                               "delta_hi", "published", "ours_minus_published", "_a", "_r")]
+    extra = [c for c in df.columns if c not in (*PRIMARY, *STAT_COLS, "_a", "_r")]
     df = df.sort_values(["dataset", "_r", "_a", *extra, "depth"]).drop(columns=["_a", "_r"])
     return df.reset_index(drop=True)
+
+
+def summarise_verdicts(v: pd.Series) -> str:
+    """`vanishing` when all seeds agree, else `vanishing 2/3, healthy 1/3` (most common first)."""
+    counts = v[v != ""].value_counts()
+    if counts.empty:
+        return ""
+    if len(counts) == 1:
+        return str(counts.index[0])
+    return ", ".join(f"{name} {c}/{len(v)}" for name, c in counts.items())
 
 
 def _signed(x: float) -> str:
@@ -151,6 +166,8 @@ def cell(row: pd.Series) -> str:
     if not pd.isna(row.get("delta")):
         sig = "*" if not pd.isna(row["delta_lo"]) and (row["delta_lo"] > 0 or row["delta_hi"] < 0) else ""
         s += f" ({_signed(row['delta'])}{sig})"
+    if row.get("verdict") and row["verdict"] != "healthy":
+        s += f" {row['verdict']}"
     return s
 
 
@@ -170,8 +187,7 @@ def to_markdown(df: pd.DataFrame) -> str:
     if df.empty:
         return "No finished runs.\n"
     lines = []
-    extra = [c for c in df.columns if c not in (*PRIMARY, "n", "mean", "std", "seeds", "delta", "delta_lo",
-                                               "delta_hi", "published", "ours_minus_published")]
+    extra = [c for c in df.columns if c not in (*PRIMARY, *STAT_COLS)]
     for dataset, d in df.groupby("dataset", sort=False):
         depths = sorted(d["depth"].unique())
         show_pub = dataset == "mnist" and d["published"].notna().any()
@@ -194,7 +210,8 @@ def to_markdown(df: pd.DataFrame) -> str:
                     omp = r["ours_minus_published"].iloc[0] if len(r) else np.nan
                     row.append("" if pd.isna(omp) else _signed(omp))
             lines.append("| " + " | ".join(row) + " |")
-        lines += ["", "`*`: the 95% interval of the delta (paired by seed) excludes 0. "
+        lines += ["", "`*`: the 95% interval of the delta (paired by seed) excludes 0. A word after a cell is "
+                  "the runs' verdict when not healthy (vanishing, exploding, dead_units, not_learning). "
                   "Published: Agarap et al. 2019, Table 1 (one run, seed 42).", ""]
     return "\n".join(lines)
 

@@ -199,8 +199,24 @@ def _chunks(xs: list, n: int) -> Iterable[list]:
         yield xs[i:i + n]
 
 
+_WRITER = None
+
+
+def _writer():
+    """One background thread that sends metric batches in order, so training never waits on the store."""
+    global _WRITER
+    if _WRITER is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vgsweep-mlflow")
+    return _WRITER
+
+
 class RunLogger:
-    """The MLflow run of one job: params and tags at start, buffered metrics, artifacts at the end."""
+    """The MLflow run of one job: params and tags at start, buffered metrics, artifacts at the end.
+
+    Metrics are buffered and sent in batches of up to 1000 by a background thread; `flush(wait=True)`
+    and `finish` wait until the store holds them (and raise what the writer met)."""
 
     def __init__(self, client, exp_id: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
                  run_id: str | None = None):
@@ -218,6 +234,7 @@ class RunLogger:
             retry(client.update_run, run_id, status="RUNNING")
             retry(client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         self._pending: list = []
+        self._sent: list = []  # futures of batches handed to the writer
         self._last_flush = time.monotonic()
         self._RunTag = RunTag
 
@@ -229,11 +246,15 @@ class RunLogger:
         if time.monotonic() - self._last_flush > FLUSH_SECONDS:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = False) -> None:
         for chunk in _chunks(self._pending, METRICS_PER_CALL):
-            retry(self.client.log_batch, self.run_id, metrics=chunk)
+            self._sent.append(_writer().submit(retry, self.client.log_batch, self.run_id, metrics=chunk))
         self._pending = []
         self._last_flush = time.monotonic()
+        if wait:
+            for f in self._sent:
+                f.result()
+            self._sent = []
 
     def set_tags(self, tags: dict[str, str]) -> None:
         if tags:
@@ -247,6 +268,14 @@ class RunLogger:
         if hydra_dir is not None and hydra_dir.is_dir():
             retry(self.client.log_artifacts, self.run_id, str(hydra_dir), artifact_path="hydra")
 
+    def log_bytes(self, data: bytes, artifact_file: str) -> None:
+        """Store bytes as an artifact at `artifact_file` (folders allowed)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / Path(artifact_file).name
+            p.write_bytes(data)
+            parent = str(Path(artifact_file).parent)
+            retry(self.client.log_artifact, self.run_id, str(p), None if parent == "." else parent)
+
     def log_figure(self, fig, name: str) -> None:
         retry(self.client.log_figure, self.run_id, fig, name)
 
@@ -255,5 +284,5 @@ class RunLogger:
             retry(self.client.log_artifact, self.run_id, str(path), artifact_path)
 
     def finish(self, status: str) -> None:
-        self.flush()
+        self.flush(wait=True)
         retry(self.client.set_terminated, self.run_id, status=status)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ from typing import Callable, Optional
 import torch
 from omegaconf import DictConfig
 
-from vgsweep.config import enum_value, resolve_device
+from vgsweep.config import enum_value, resolve_device, to_container
 from vgsweep.data import Dataset, load
+from vgsweep.diagnostics import GradientProbe
 from vgsweep.nn import Arch, Member, PackedMLP
 from vgsweep.optim import PackOptimizer
 
@@ -62,9 +64,10 @@ def pack_key(cfg: DictConfig) -> tuple:
     """Runs with equal keys can share a pack: same shapes, BN math, data, schedule and device."""
     d, t, bn = cfg.data, cfg.train, cfg.regime.bn
     bn_key = (enum_value(bn.placement), enum_value(bn.mode), float(bn.eps), float(bn.momentum))
+    diag = json.dumps(to_container(cfg.diagnostics), sort_keys=True)  # one probe setting per pack
     return (tuple(cfg.model.hidden), bn_key, d.name, str(d.root), d.limit_train, d.limit_test, d.verify,
             t.epochs, t.batch_size, t.drop_last, cfg.optimizer.name, enum_value(cfg.precision),
-            str(resolve_device(cfg.device)), cfg.checkpoint.every, cfg.deterministic)
+            str(resolve_device(cfg.device)), cfg.checkpoint.every, cfg.deterministic, diag)
 
 
 class GradNoise:
@@ -139,6 +142,7 @@ class EpochReport:
     metrics: list[dict[str, float]]  # one per run, in the order the configs were given
     seconds: float  # wall time of this epoch for the whole pack (training + evaluation)
     diverged: list[bool]  # runs whose training loss became NaN or inf in this epoch
+    diagnostics: Optional[list] = None  # per run: dict of arrays (see diagnostics.GradientProbe.split)
 
 
 @dataclass
@@ -226,6 +230,7 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
     if steps == 0:
         raise ValueError(f"train.batch_size={B} is larger than the {N} training examples with drop_last")
     kidx = torch.arange(K, device=device).view(K, 1)
+    probe = GradientProbe(model, c0.diagnostics, steps) if c0.diagnostics.enabled else None
     precision = enum_value(c0.precision)
     history: list[list[dict[str, float]]] = [[] for _ in range(K)]
     diverged_at: list[Optional[int]] = [None] * K
@@ -275,9 +280,15 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
                     logits = model.forward(xb, train=True)  # (K, B, C)
                 losses = model.loss(logits, yb)  # (K,)
                 (grad,) = torch.autograd.grad(losses.sum(), model.theta)  # (K, P)
+                if probe:
+                    probe.grad_stats(s, grad, after_noise=False)
                 grad_noise.apply(grad, epoch, gstep)
+                if probe:
+                    probe.grad_stats(s, grad, after_noise=True)
                 opt.hp["lr"] = lr * live
                 opt.step(model.theta.data, grad)
+                if probe:
+                    probe.update_stats(s, opt.last_update, model.theta.data)
                 with torch.no_grad():
                     loss_sum += losses.detach()
                     correct += (logits.argmax(-1) == yb).sum(1)
@@ -285,7 +296,11 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
             test_loss, test_correct = _evaluate(model, ds, precision, device)
             row = torch.stack([loss_sum / steps, correct / (steps * B) if c0.train.drop_last else correct / N,
                                test_loss / ds.test.x.shape[0], test_correct / ds.test.x.shape[0]], 1)
-            row = row.cpu()  # the one host sync of the epoch
+            if probe:
+                with _precision_ctx(precision, device):
+                    row = torch.cat([row, probe.epoch_tensor(X, EVAL_CHUNK)], 1)
+            row = row.float().cpu()  # the one host sync of the epoch
+            diag = [probe.split(row[k, len(METRICS):].numpy()) for k in range(K)] if probe else None
             seconds = time.perf_counter() - t0
             bad = [bool(not math.isfinite(row[k, 0])) and diverged_at[k] is None for k in range(K)]
             for k in range(K):
@@ -298,11 +313,13 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
                 inv = {k_sorted: k_orig for k_sorted, k_orig in enumerate(order)}
                 metrics = [None] * K
                 div = [False] * K
+                diags = [None] * K
                 for k in range(K):
                     if diverged_at[k] is None or bad[k]:
                         metrics[inv[k]] = history[k][-1]
+                        diags[inv[k]] = diag[k] if diag else None
                     div[inv[k]] = bad[k]
-                on_epoch(EpochReport(epoch, metrics, seconds, div))  # type: ignore[arg-type]
+                on_epoch(EpochReport(epoch, metrics, seconds, div, diags if diag else None))  # type: ignore[arg-type]
             if all(d is not None for d in diverged_at):
                 break
             if on_checkpoint and every and (epoch + 1) % every == 0 and epoch + 1 < c0.train.epochs:

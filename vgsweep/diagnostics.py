@@ -1,0 +1,194 @@
+"""What happens to the gradients: per-layer statistics on the device, and a verdict per run.
+
+Per run, per dense layer's weights, per epoch (averaged over `grad_samples` evenly spaced steps,
+the last step included):
+  grad/<layer>/{mean_abs,std,norm}        the gradient before the added noise
+  grad_noisy/<layer>/{mean_abs,std,norm}  the gradient the optimiser used (after the noise)
+  update_ratio/<layer>                    ||step|| / ||weights|| of the optimiser's step
+Per hidden layer, from one pass over `probe_examples` training inputs at the end of each epoch:
+  units/<hidden>/saturated  fraction of (example, unit) pairs with f'(z) < saturation_threshold
+  units/<hidden>/dead       fraction of units with f'(z) < threshold on every probe example
+                            (for ReLU: never active)
+Plus a histogram of log10|g| per layer at the last step of each epoch, before and after the noise.
+Everything stays on the device until the trainer's one host copy per epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vgsweep.nn import DERIVATIVES, PackedMLP
+
+GRAD_COLS = ("grad/mean_abs", "grad/std", "grad/norm", "grad_noisy/mean_abs", "grad_noisy/std",
+             "grad_noisy/norm", "update_ratio")
+VERDICTS = ("healthy", "vanishing", "exploding", "dead_units", "not_learning")
+
+
+def layer_names(n_dense: int) -> list[str]:
+    return [f"dense{i + 1}" for i in range(n_dense)]  # the last is the output layer
+
+
+def hidden_names(n_hidden: int) -> list[str]:
+    return [f"hidden{i + 1}" for i in range(n_hidden)]
+
+
+class GradientProbe:
+    """Collects one epoch of diagnostics for a pack of K runs, on the device."""
+
+    def __init__(self, model: PackedMLP, dcfg, steps: int):
+        self.model, self.cfg = model, dcfg
+        self.layers = [(o, math.prod(s)) for n, o, s in model.layout if n.startswith("W")]
+        n = min(int(dcfg.grad_samples), steps)
+        self.sample_steps = {int(round(x)) for x in np.linspace(steps - 1, 0, n)} if n > 1 else {steps - 1}
+        self.last_step = steps - 1
+        K, L, dev = model.K, len(self.layers), model.theta.device
+        self.nb, self.lo, self.hi = int(dcfg.hist_bins), float(dcfg.hist_min), float(dcfg.hist_max)
+        self.H = len(model.arch.sizes) - 2
+        self._zeros = lambda *shape: torch.zeros(*shape, device=dev)
+        self.reset()
+        self.K, self.L = K, L
+
+    def reset(self) -> None:
+        K, L = self.model.K, len(self.layers)
+        self.grad = self._zeros(K, L, len(GRAD_COLS))
+        self.hist = self._zeros(2, K, L, self.nb)
+        self.count = 0
+
+    def _slices(self, flat: torch.Tensor):
+        return [flat[:, o:o + n] for o, n in self.layers]  # (K, n) per layer's weights
+
+    def grad_stats(self, step: int, grad: torch.Tensor, after_noise: bool) -> None:
+        if step in self.sample_steps:
+            c = 3 if after_noise else 0
+            for li, g in enumerate(self._slices(grad)):
+                self.grad[:, li, c:c + 3] += torch.stack([g.abs().mean(1), g.std(1), g.norm(dim=1)], 1)
+        if step == self.last_step:
+            for li, g in enumerate(self._slices(grad)):
+                v = torch.log10(g.abs().clamp_min(1e-30)).clamp(self.lo, self.hi)
+                b = ((v - self.lo) / (self.hi - self.lo) * self.nb).long().clamp_(0, self.nb - 1)
+                self.hist[int(after_noise), :, li].scatter_add_(1, b, torch.ones_like(v))
+                self.hist[int(after_noise), :, li] /= g.shape[1]
+
+    def update_stats(self, step: int, update: torch.Tensor, theta: torch.Tensor) -> None:
+        if step in self.sample_steps:
+            for li, (u, w) in enumerate(zip(self._slices(update), self._slices(theta))):
+                self.grad[:, li, 6] += u.norm(dim=1) / w.norm(dim=1).clamp_min(1e-30)
+            self.count += 1
+
+    @torch.no_grad()
+    def units(self, X: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Saturated and dead fractions per hidden layer, (K, H) each, on the first probe examples."""
+        K, H, thr = self.model.K, self.H, float(self.cfg.saturation_threshold)
+        n = min(int(self.cfg.probe_examples), X.shape[1])
+        sat = self._zeros(K, H)
+        alive = [torch.zeros(K, w, dtype=torch.bool, device=X.device) for w in self.model.arch.sizes[1:-1]]
+        for i in range(0, n, chunk):
+            pre: list = []
+            self.model.forward(X[:, i:min(i + chunk, n)], train=False, preacts=pre)
+            for h, z in enumerate(pre):
+                low = self.model.activate(z, DERIVATIVES) < thr  # (K, b, F)
+                sat[:, h] += low.sum(dim=(1, 2))
+                alive[h] |= (~low).any(dim=1)
+        widths = torch.tensor(self.model.arch.sizes[1:-1], device=X.device, dtype=torch.float32)
+        dead = torch.stack([1 - a.float().mean(1) for a in alive], 1)
+        return sat / (n * widths), dead
+
+    def epoch_tensor(self, X: torch.Tensor, chunk: int) -> torch.Tensor:
+        """Everything of this epoch as one (K, F) tensor, to be copied to the host with the metrics."""
+        sat, dead = self.units(X, chunk)
+        grad = self.grad.clone()
+        grad[:, :, :6] /= max(self.count, 1)
+        grad[:, :, 6] /= max(self.count, 1)
+        out = torch.cat([grad.flatten(1), self.hist.permute(1, 0, 2, 3).flatten(1), sat, dead], 1)
+        self.reset()
+        return out
+
+    def split(self, row: np.ndarray) -> dict[str, np.ndarray]:
+        """One run's row of `epoch_tensor`, back into named arrays."""
+        L, G, nb, H = len(self.layers), len(GRAD_COLS), self.nb, self.H
+        a = 0
+        grad = row[a:a + L * G].reshape(L, G)
+        a += L * G
+        hist = row[a:a + 2 * L * nb].reshape(2, L, nb)
+        a += 2 * L * nb
+        return {"grad": grad, "hist": hist, "saturated": row[a:a + H], "dead": row[a + H:a + 2 * H]}
+
+
+# --- per-run record, artifact and verdict -------------------------------------------------------
+@dataclass
+class RunDiagnostics:
+    """All epochs of one run: grad (E, L, 7), hist (E, 2, L, bins), saturated/dead (E, H)."""
+
+    grad: np.ndarray
+    hist: np.ndarray
+    saturated: np.ndarray
+    dead: np.ndarray
+    hist_edges: np.ndarray
+
+    @classmethod
+    def from_epochs(cls, epochs: list[dict], hist_min: float, hist_max: float) -> "RunDiagnostics":
+        nb = epochs[0]["hist"].shape[-1]
+        return cls(np.stack([e["grad"] for e in epochs]), np.stack([e["hist"] for e in epochs]),
+                   np.stack([e["saturated"] for e in epochs]), np.stack([e["dead"] for e in epochs]),
+                   np.linspace(hist_min, hist_max, nb + 1))
+
+    def to_npz(self) -> bytes:
+        buf = io.BytesIO()
+        L, H = self.grad.shape[1], self.saturated.shape[1]
+        np.savez_compressed(buf, grad=self.grad.astype(np.float32), hist=self.hist.astype(np.float32),
+                            saturated=self.saturated.astype(np.float32), dead=self.dead.astype(np.float32),
+                            hist_edges=self.hist_edges, grad_cols=np.array(GRAD_COLS),
+                            layers=np.array(layer_names(L)), hidden=np.array(hidden_names(H)))
+        return buf.getvalue()
+
+    @classmethod
+    def from_npz(cls, data: bytes) -> "RunDiagnostics":
+        z = np.load(io.BytesIO(data))
+        return cls(z["grad"], z["hist"], z["saturated"], z["dead"], z["hist_edges"])
+
+    def metrics(self, epoch: int) -> dict[str, float]:
+        """The MLflow metrics of one epoch."""
+        out = {}
+        for li, name in enumerate(layer_names(self.grad.shape[1])):
+            for ci, col in enumerate(GRAD_COLS):
+                kind, _, stat = col.partition("/")
+                out[f"{kind}/{name}/{stat}" if stat else f"{kind}/{name}"] = float(self.grad[epoch, li, ci])
+        for hi, name in enumerate(hidden_names(self.saturated.shape[1])):
+            out[f"units/{name}/saturated"] = float(self.saturated[epoch, hi])
+            out[f"units/{name}/dead"] = float(self.dead[epoch, hi])
+        return out
+
+
+def verdict(d: RunDiagnostics | None, final_test_acc: float | None, num_classes: int, vcfg,
+            diverged: bool = False) -> tuple[str, str]:
+    """(verdict, reason with the numbers). The first that applies: exploding, vanishing, dead_units,
+    not_learning, healthy. Without diagnostics only exploding (diverged) and not_learning are known."""
+    norm = GRAD_COLS.index("grad/norm")
+    if diverged:
+        return "exploding", "the training loss became NaN or inf"
+    if d is not None:
+        g = d.grad[:, :, norm]  # (E, L)
+        if np.nanmax(g) > vcfg.explode_norm:
+            e, layer = np.unravel_index(np.nanargmax(g), g.shape)
+            return "exploding", f"gradient norm {g[e, layer]:.3g} at dense{layer + 1}, epoch {e + 1} > {vcfg.explode_norm:g}"
+        ratio = float(np.mean(g[:, 0] / np.maximum(g[:, -1], 1e-30)))
+        if ratio < vcfg.vanish_ratio:
+            return "vanishing", (f"first layer's gradient norm is {ratio:.2g} x the last layer's "
+                                 f"(mean over epochs) < {vcfg.vanish_ratio:g}")
+        collapse = float(g[-1, 0] / max(g[0, 0], 1e-30))
+        if collapse < vcfg.collapse_ratio:
+            return "vanishing", (f"first layer's gradient norm fell to {collapse:.2g} x its first-epoch value "
+                                 f"< {vcfg.collapse_ratio:g}")
+        dead = d.dead[-1]
+        if dead.size and float(dead.max()) > vcfg.dead_fraction:
+            h = int(dead.argmax())
+            return "dead_units", f"{100 * dead[h]:.0f}% of hidden{h + 1}'s units are dead > {100 * vcfg.dead_fraction:.0f}%"
+    if final_test_acc is not None and final_test_acc < vcfg.chance_factor / num_classes:
+        return "not_learning", (f"final test accuracy {100 * final_test_acc:.2f}% < {vcfg.chance_factor:g} x chance "
+                                f"({100 / num_classes:.0f}%)")
+    return "healthy", "no gradient or accuracy criterion applies"
