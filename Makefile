@@ -7,7 +7,7 @@ DATA_ROOT ?= data
 STORE  := sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install sweep table ui test test-fast bench clean
+.PHONY: help install sweep table figures report ui test test-fast bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,12 +20,18 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install vgsweep with its test tools
 
-sweep: install ## the paper grid (experiment=paper_table1; add ARGS="seed=0,1,2"), then the table
+sweep: install ## the paper grid (experiment=paper_table1; add ARGS="seed=0,1,2"), then table, figures, report
 	$(PY) -m vgsweep experiment=paper_table1 $(ARGS)
-	$(MAKE) table
+	$(MAKE) report
 
 table: install ## results/table.md and results/table.csv from MLflow (TABLE_ARGS="--experiment X")
 	$(PY) -m vgsweep.table --out results $(TABLE_ARGS)
+
+figures: install ## results/figures/ (PNG + PDF) from MLflow, also logged as the `figures` run (FIG_ARGS="--activation tanh")
+	$(PY) -m vgsweep.figures --out results/figures $(FIG_ARGS)
+
+report: install ## results/report.md: the table, the verdicts and the figures, all regenerated from MLflow
+	$(PY) -m vgsweep.report --out results $(FIG_ARGS)
 
 ui: install ## the MLflow UI over the project's store, on 127.0.0.1 (PORT=5000)
 	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)

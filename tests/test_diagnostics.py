@@ -73,6 +73,7 @@ def test_saturated_and_dead_units_by_construction():
 def _diag(norms, dead=0.0):
     g = np.zeros((len(norms), len(norms[0]), len(GRAD_COLS)))
     g[:, :, GRAD_COLS.index("grad/norm")] = norms
+    g[:, :, GRAD_COLS.index("grad/mean_abs")] = np.array(norms) / 100
     E = len(norms)
     return RunDiagnostics(g, np.zeros((E, 2, len(norms[0]), 4)), np.zeros((E, 1)), np.full((E, 1), dead), np.zeros(5))
 

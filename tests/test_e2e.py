@@ -36,6 +36,7 @@ def _runs(uri):
 def test_every_job_is_one_finished_run_with_params_tags_metrics(sweep):
     tmp, uri, _ = sweep
     client, runs = _runs(uri)
+    runs = [r for r in runs if "vgsweep.kind" not in r.data.tags]
     assert len(runs) == 8
     combos = {(r.data.params["activation.name"], r.data.params["regime.name"], r.data.params["seed"]) for r in runs}
     assert len(combos) == 8
@@ -75,6 +76,7 @@ def test_table_from_the_store(sweep):
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert len(rows) == 4 and all(r["n"] == "2" for r in rows)
     _, runs = _runs(uri)
+    runs = [r for r in runs if "vgsweep.kind" not in r.data.tags]
 
     def mean(act, regime):
         v = [100 * r.data.metrics["test_acc"] for r in runs
@@ -98,5 +100,31 @@ def test_bad_input_fails_before_training_and_leaves_the_store_alone(sweep, tiny_
     assert proc.returncode != 0
     assert "train.epochs=0" in proc.stderr and "positive int" in proc.stderr
     assert db.read_bytes() == before
-    _, runs = _runs(uri)
-    assert len(runs) == 8
+
+
+def test_report_and_figures_from_the_store(sweep):
+    """make report: table, verdicts and every figure regenerated from the sweep's MLflow store."""
+    tmp, uri, _ = sweep
+    out = tmp / "report"
+    proc = run_cli(["--tracking-uri", uri, "--out", str(out)], cwd=tmp, module="vgsweep.report")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figs = out / "figures"
+    expected = ["activations", "curves_d2", "gradient_flow_d2", "gradient_distribution_tanh_d2"]  # logistic absent: the first in paper order
+    for stem in expected:
+        assert (figs / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
+        assert (figs / f"{stem}.pdf").read_bytes()[:4] == b"%PDF", stem
+    report = (out / "report.md").read_text()
+    assert all(f"figures/{stem}.png" in report for stem in expected)
+    assert "## Verdicts" in report and "| gna | relu |" in report
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("agarap2019")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    fig_runs = [r for r in runs if r.data.tags.get("vgsweep.kind") == "figures"]
+    assert len(fig_runs) == 1
+    logged = {Path(a.path).name for a in client.list_artifacts(fig_runs[0].info.run_id, "figures")}
+    assert {f"{s}.png" for s in expected} <= logged
+    for r in runs:
+        if r not in fig_runs:
+            assert r.data.tags["vgsweep.verdict"] in ("healthy", "vanishing", "exploding", "dead_units", "not_learning")
+            assert "diagnostics/diagnostics.npz" in {a.path for a in client.list_artifacts(r.info.run_id, "diagnostics")}
+            assert "grad/dense1/norm" in r.data.metrics and "units/hidden1/dead" in r.data.metrics

@@ -141,7 +141,7 @@ class CheckpointConfig:
 @dataclass
 class VerdictConfig:
     chance_factor: float = 1.5  # not_learning: final test accuracy below chance_factor / classes
-    vanish_ratio: float = 0.01  # vanishing: first layer's grad norm below this fraction of the last layer's
+    vanish_ratio: float = 0.01  # vanishing: first layer's mean |grad| below this fraction of the last layer's
     collapse_ratio: float = 0.001  # ... or below this fraction of its own first-epoch value at the end
     explode_norm: float = 1000.0  # exploding: any layer's grad norm above this (or a NaN/inf loss)
     dead_fraction: float = 0.5  # dead_units: a hidden layer with more than this fraction of dead units

@@ -168,7 +168,7 @@ def verdict(d: RunDiagnostics | None, final_test_acc: float | None, num_classes:
             diverged: bool = False) -> tuple[str, str]:
     """(verdict, reason with the numbers). The first that applies: exploding, vanishing, dead_units,
     not_learning, healthy. Without diagnostics only exploding (diverged) and not_learning are known."""
-    norm = GRAD_COLS.index("grad/norm")
+    norm, mag = GRAD_COLS.index("grad/norm"), GRAD_COLS.index("grad/mean_abs")
     if diverged:
         return "exploding", "the training loss became NaN or inf"
     if d is not None:
@@ -176,13 +176,15 @@ def verdict(d: RunDiagnostics | None, final_test_acc: float | None, num_classes:
         if np.nanmax(g) > vcfg.explode_norm:
             e, layer = np.unravel_index(np.nanargmax(g), g.shape)
             return "exploding", f"gradient norm {g[e, layer]:.3g} at dense{layer + 1}, epoch {e + 1} > {vcfg.explode_norm:g}"
-        ratio = float(np.mean(g[:, 0] / np.maximum(g[:, -1], 1e-30)))
+        # Per-weight magnitude (mean |g|), not the norm: layers differ in size by orders of magnitude.
+        m = d.grad[:, :, mag]
+        ratio = float(np.mean(m[:, 0] / np.maximum(m[:, -1], 1e-30)))
         if ratio < vcfg.vanish_ratio:
-            return "vanishing", (f"first layer's gradient norm is {ratio:.2g} x the last layer's "
+            return "vanishing", (f"first layer's mean |gradient| is {ratio:.2g} x the last layer's "
                                  f"(mean over epochs) < {vcfg.vanish_ratio:g}")
-        collapse = float(g[-1, 0] / max(g[0, 0], 1e-30))
+        collapse = float(m[-1, 0] / max(m[0, 0], 1e-30))
         if collapse < vcfg.collapse_ratio:
-            return "vanishing", (f"first layer's gradient norm fell to {collapse:.2g} x its first-epoch value "
+            return "vanishing", (f"first layer's mean |gradient| fell to {collapse:.2g} x its first-epoch value "
                                  f"< {vcfg.collapse_ratio:g}")
         dead = d.dead[-1]
         if dead.size and float(dead.max()) > vcfg.dead_fraction:

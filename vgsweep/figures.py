@@ -90,8 +90,9 @@ def fig_activations(out: Path) -> list[Path]:
     z = torch.linspace(-6, 6, 601)
     fig, (a, b) = plt.subplots(1, 2, figsize=(COLUMN_IN * 1.5, 1.9), constrained_layout=True)
     for name in ACT_ORDER:
-        a.plot(z, ACTIVATIONS[name](z, 0.2), color=ACT_COLORS[name], label=name)
-        b.plot(z, DERIVATIVES[name](z, 0.2), color=ACT_COLORS[name], label=name)
+        ls = "--" if name == "leaky_relu" else "-"  # it lies on relu for z > 0
+        a.plot(z, ACTIVATIONS[name](z, 0.2), ls, color=ACT_COLORS[name], label=name)
+        b.plot(z, DERIVATIVES[name](z, 0.2), ls, color=ACT_COLORS[name], label=name)
     a.set(xlabel="z", ylabel="f(z)", title="activation", ylim=(-1.5, 3))
     b.set(xlabel="z", ylabel="f'(z)", title="derivative", ylim=(-0.1, 1.2))
     for ax in (a, b):
@@ -105,7 +106,7 @@ def fig_curves(client, runs: pd.DataFrame, depth: int, out: Path) -> list[Path]:
     d = runs[runs.depth == depth]
     acts = _order(d.activation, ACT_ORDER)
     regimes = _order(d.regime, REGIME_ORDER)
-    fig, axes = plt.subplots(2, len(acts), figsize=(PAGE_IN, 3.2), sharex=True, squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(2, len(acts), figsize=(PAGE_IN, 3.4), sharex=True, squeeze=False, layout="constrained")
     for j, act in enumerate(acts):
         for reg in regimes:
             sel = d[(d.activation == act) & (d.regime == reg)]
@@ -128,7 +129,8 @@ def fig_curves(client, runs: pd.DataFrame, depth: int, out: Path) -> list[Path]:
     axes[1, 0].set_ylabel("training accuracy (%)")
     for ax in axes.flat:
         ax.grid(alpha=0.3)
-    axes[0, -1].legend(frameon=False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
     fig.suptitle(f"{depth}-layer networks: mean over seeds, band ±1 std", fontsize=8)
     return _save(fig, out, f"curves_d{depth}")
 
@@ -145,14 +147,13 @@ def fig_gradient_distribution(client, runs: pd.DataFrame, act: str, depth: int, 
         if diag is None:
             continue
         edges = diag.hist_edges
-        for i, title in enumerate(("before noise", "after noise")):
+        for i in range(2):
             h = diag.hist[:, i, 0, :].T  # (bins, epochs): first layer
-            ax = axes[i, j]
-            im = ax.imshow(np.log10(h + 1e-4), origin="lower", aspect="auto", cmap="viridis", vmin=-4, vmax=0,
-                           extent=(0.5, h.shape[1] + 0.5, edges[0], edges[-1]))
-            ax.set_title(f"{reg}, {title}" if i == 0 else title)
-            ax.set_xlabel("epoch" if i == 1 else "")
+            im = axes[i, j].imshow(np.log10(h + 1e-4), origin="lower", aspect="auto", cmap="viridis", vmin=-4,
+                                   vmax=0, extent=(0.5, h.shape[1] + 0.5, edges[0], edges[-1]))
         axes[0, j].set_title(f"{reg} (seed {run.seed})\nbefore noise")
+        axes[1, j].set_title("after noise")
+        axes[1, j].set_xlabel("epoch")
     for i in range(2):
         axes[i, 0].set_ylabel("log10 |g|, first layer")
     if im is not None:
