@@ -4,7 +4,8 @@
     python bench/grid.py --data-root ../shared/data --epochs 2 --limit-train 6000   # a CPU smoke
 
 Packed: `python -m vgsweep experiment=paper_table1` (30 runs x --epochs), timed from launch to the
-process exit, which comes after the last MLflow run is FINISHED; once per --precision.
+process exit, which comes after the last MLflow run is FINISHED; once per --precision, and once
+more at the first precision with diagnostics off, which gives the diagnostics' cost.
 One at a time: the same 30 configs with `hydra/launcher=basic` and only --basic-epochs epochs each;
 each job's time at --epochs is extrapolated from its MLflow record: (run wall time - its epochs'
 seconds) + mean epoch seconds x --epochs, plus the process start-up once. Prints the ratio.
@@ -67,10 +68,12 @@ def main() -> None:
     result = {"date": date.today().isoformat(), "torch": torch.__version__, "python": platform.python_version(),
               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
               "epochs": a.epochs, "packed": {}}
-    for prec in a.precision.split(","):
+    variants = [(p, []) for p in a.precision.split(",")]
+    variants.insert(1, (f"{variants[0][0]}-nodiag", ["diagnostics.enabled=false"]))  # the diagnostics' cost
+    for prec, extra in variants:
         uri = f"sqlite:///{out / f'packed_{prec}.db'}"
-        wall = cli([*common, f"train.epochs={a.epochs}", f"precision={prec}", f"tracking.uri={uri}",
-                    f"hydra.sweep.dir={out / f'packed_{prec}'}"], out / f"packed_{prec}.log")
+        wall = cli([*common, f"train.epochs={a.epochs}", f"precision={prec.split('-')[0]}", f"tracking.uri={uri}",
+                    *extra, f"hydra.sweep.dir={out / f'packed_{prec}'}"], out / f"packed_{prec}.log")
         _, rs = runs(uri)
         assert len(rs) == 30 and all(r.info.status == "FINISHED" for r in rs), "packed grid incomplete"
         result["packed"][prec] = {"wall_s": wall, "packs": sorted({int(r.data.tags["vgsweep.pack_size"]) for r in rs})}
@@ -97,7 +100,11 @@ def main() -> None:
     print("| mode | wall time (s) | speed-up vs one at a time |\n|---|---|---|")
     print(f"| one job at a time (extrapolated from {a.basic_epochs} epochs each) | {basic_total:.1f} | 1.0x |")
     for prec, r in result["packed"].items():
-        print(f"| packed, {prec} | {r['wall_s']:.1f} | {basic_total / r['wall_s']:.1f}x |")
+        label = prec.replace("-nodiag", ", diagnostics off")
+        print(f"| packed, {label} | {r['wall_s']:.1f} | {basic_total / r['wall_s']:.1f}x |")
+    p0 = a.precision.split(",")[0]
+    on, off = result["packed"][p0]["wall_s"], result["packed"][f"{p0}-nodiag"]["wall_s"]
+    print(f"\ndiagnostics cost: {100 * (on - off) / off:+.1f}% of packed {p0} wall time (end to end, logging included)")
     print(f"\nfull numbers and logs: {out}")
 
 

@@ -101,3 +101,17 @@ def test_a_diverging_run_fails_alone(small_cfg):
 def test_a_pack_needs_one_shape(small_cfg):
     with pytest.raises(ValueError, match="share shapes"):
         train_pack([small_cfg("depth=2", "model.hidden=[16,16]"), small_cfg("depth=5", "model.hidden=[8,8,8,8,8]")])
+
+
+def test_bf16_autocast_path_runs_and_stays_close_to_fp32(small_cfg):
+    """The GPU option bf16 (refused on the CPU by validation) exercised through the trainer on the CPU."""
+    from omegaconf import open_dict
+
+    fp32 = small_cfg("activation=tanh", "regime=gna_bn_batch", "regime.grad_noise.eta=0.01", "train.epochs=4")
+    bf16 = small_cfg("activation=tanh", "regime=gna_bn_batch", "regime.grad_noise.eta=0.01", "train.epochs=4")
+    with open_dict(bf16):
+        bf16.precision = "bf16"
+    a, b = train_pack([fp32]).history[0], train_pack([bf16]).history[0]
+    assert all(math.isfinite(e["train_loss"]) for e in b)
+    assert b[-1]["train_loss"] == pytest.approx(a[-1]["train_loss"], rel=0.05)
+    assert b[-1]["test_acc"] == pytest.approx(a[-1]["test_acc"], abs=0.05)

@@ -256,6 +256,7 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
                 history[k], diverged_at[k] = list(st["history"]), st["diverged_at"]
                 if diverged_at[k] is not None:
                     live[k] = 0.0
+            opt.hp["lr"] = lr * live
 
     def state(k: int, epochs_done: int) -> dict:
         return {"epochs_done": epochs_done, "gstep": gstep, "opt_t": opt.t,
@@ -285,7 +286,6 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
                 grad_noise.apply(grad, epoch, gstep)
                 if probe:
                     probe.grad_stats(s, grad, after_noise=True)
-                opt.hp["lr"] = lr * live
                 opt.step(model.theta.data, grad)
                 if probe:
                     probe.update_stats(s, opt.last_update, model.theta.data)
@@ -307,6 +307,7 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
                 if bad[k]:
                     diverged_at[k] = epoch
                     live[k] = 0.0
+                    opt.hp["lr"] = lr * live  # a diverged run's weights stop changing
                 if diverged_at[k] is None or bad[k]:
                     history[k].append({m: float(row[k, i]) for i, m in enumerate(METRICS)})
             if on_epoch:
