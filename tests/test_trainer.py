@@ -115,3 +115,10 @@ def test_bf16_autocast_path_runs_and_stays_close_to_fp32(small_cfg):
     assert all(math.isfinite(e["train_loss"]) for e in b)
     assert b[-1]["train_loss"] == pytest.approx(a[-1]["train_loss"], rel=0.05)
     assert b[-1]["test_acc"] == pytest.approx(a[-1]["test_acc"], abs=0.05)
+
+
+def test_deterministic_switch_is_scoped_to_its_pack(small_cfg):
+    before = torch.are_deterministic_algorithms_enabled()
+    det = train_pack([small_cfg("deterministic=true", "regime=gna_bn_batch")]).history[0]
+    assert torch.are_deterministic_algorithms_enabled() == before
+    assert det == train_pack([small_cfg("regime=gna_bn_batch")]).history[0]  # the CPU is deterministic anyway

@@ -168,6 +168,21 @@ def _tf32(enabled: bool):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
+@contextlib.contextmanager
+def _deterministic(enabled: bool):
+    """torch.use_deterministic_algorithms for this pack only (it is process-wide state)."""
+    old = torch.are_deterministic_algorithms_enabled()
+    if enabled:
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+    torch.use_deterministic_algorithms(enabled or old)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old)
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -189,11 +204,6 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
         raise ValueError(f"configs of one pack must share shapes and schedule, got {len(keys)} kinds")
     c0 = cfgs[0]
     device = resolve_device(c0.device)
-    if c0.deterministic:
-        import os
-
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
-        torch.use_deterministic_algorithms(True)
     ds = dataset or load(c0.data.name, c0.data.root, c0.data.download, device,
                          c0.data.limit_train, c0.data.limit_test, c0.data.verify)
     # Order runs by activation so each activation acts on a contiguous slice of K; undo at the end.
@@ -268,7 +278,7 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
                 "history": list(history[k]), "diverged_at": diverged_at[k]}
 
     every = int(c0.checkpoint.every)
-    with _tf32(precision == "tf32" and device.type == "cuda"):
+    with _tf32(precision == "tf32" and device.type == "cuda"), _deterministic(bool(c0.deterministic)):
         for epoch in range(start, int(c0.train.epochs)):
             t0 = time.perf_counter()
             perm = torch.stack([torch.randperm(N, generator=g, device=device) for g in shuffle_g])  # (K, N)
