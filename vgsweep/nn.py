@@ -97,7 +97,9 @@ class Member:
 
 
 class PackedMLP:
-    """K MLPs with identical shapes. Parameters: `theta` (K, P), a leaf tensor with requires_grad."""
+    """K MLPs with identical shapes. Parameters live in `theta` (K, P); each layout entry is a view
+    of it that autograd treats as its own leaf, so a backward pass yields one gradient per entry
+    (copied into one flat (K, P) buffer) instead of a full (K, P) tensor per slice, summed."""
 
     def __init__(self, arch: Arch, members: list[Member], generators: list[torch.Generator],
                  device: torch.device):
@@ -121,7 +123,10 @@ class PackedMLP:
                     theta[k, o:o + math.prod(shape)] = INITS[m.init](*shape, g, m.init_std).flatten()
                 elif name.endswith("gamma"):
                     theta[k, o:o + shape[0]] = 1.0
-        self.theta = theta.to(device=device, dtype=torch.float32).requires_grad_(True)
+        self.theta = theta.to(device=device, dtype=torch.float32)
+        self.leaves = {n: self.theta[:, o:o + math.prod(s)].view(self.K, *s).requires_grad_(True)
+                       for n, o, s in self.layout}
+        self._grad = torch.zeros_like(self.theta)
         # Running statistics for `batch` BN, per run: (K, F) each.
         self.running = {
             i: (torch.zeros(self.K, sizes[i + 1], device=device), torch.ones(self.K, sizes[i + 1], device=device))
@@ -140,9 +145,17 @@ class PackedMLP:
         self.any_double_softmax = bool(self.double_softmax.any())
 
     def params(self, theta: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Views of `theta` per layout entry, shaped (K, *shape)."""
-        t = self.theta if theta is None else theta
-        return {n: t[:, o:o + math.prod(s)].view(self.K, *s) for n, o, s in self.layout}
+        """Views per layout entry, shaped (K, *shape): the trainable leaves, or views of `theta`."""
+        if theta is None:
+            return self.leaves
+        return {n: theta[:, o:o + math.prod(s)].view(self.K, *s) for n, o, s in self.layout}
+
+    def grad(self, loss: torch.Tensor) -> torch.Tensor:
+        """d loss / d theta as one (K, P) tensor (a buffer reused from step to step)."""
+        grads = torch.autograd.grad(loss, list(self.leaves.values()))
+        for (_, o, s), g in zip(self.layout, grads):
+            self._grad[:, o:o + math.prod(s)].copy_(g.reshape(self.K, -1))
+        return self._grad
 
     def activate(self, h: torch.Tensor, table: dict = ACTIVATIONS) -> torch.Tensor:
         """Each run's activation (or, with table=DERIVATIVES, its derivative) applied to h (K, ...)."""

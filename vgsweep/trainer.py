@@ -290,7 +290,7 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
                 with _precision_ctx(precision, device):
                     logits = model.forward(xb, train=True)  # (K, B, C)
                 losses = model.loss(logits, yb)  # (K,)
-                (grad,) = torch.autograd.grad(losses.sum(), model.theta)  # (K, P)
+                grad = model.grad(losses.sum())  # (K, P)
                 if probe:
                     probe.grad_stats(s, grad, after_noise=False)
                 grad_noise.apply(grad, epoch, gstep)
