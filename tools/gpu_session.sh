@@ -4,36 +4,49 @@
 # Here, once:   ../shared/tools/device-prep.sh          (fills .whl/ and .devdata/)
 # Device call:  carry [".whl", ".devdata"], command `bash tools/gpu_session.sh`, timeout 600 or split:
 #               STEPS=bench | STEPS=grid | STEPS=bench,grid (default)
+# Rehearsal on a CPU (what the tests cannot cover), e.g.:
+#   SKIP_INSTALL=1 DATA=../shared/data EXTRA="train.epochs=1 data.limit_train=2048" \
+#   BENCH_ARGS="--epochs 1 --basic-epochs 1 --limit-train 2048 --precision fp32" SEEDS=0 bash tools/gpu_session.sh
 # It writes into $OUT (the device tool brings it back): gpu.txt, bench.txt, bench.json, grid.log,
 # results.tgz (paper-grid table, report, figures). Unpack results.tgz into results/ and commit.
 set -euo pipefail
 OUT=${OUT:-$PWD/results/gpu-session}
 STEPS=${STEPS:-bench,grid}
 SEEDS=${SEEDS:-0,1,2,3,4}
+DATA=${DATA:-.devdata}
+EXTRA=${EXTRA:-}
+BENCH_ARGS=${BENCH_ARGS:-}
+PY=${PY:-python3}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --find-links .whl hydra-core==1.3.8 mlflow-skinny sqlalchemy alembic
-python3 -m pip install -q --no-deps --no-build-isolation -e .
+if [[ -z ${SKIP_INSTALL:-} ]]; then
+  $PY -m pip install -q --no-index --find-links .whl hydra-core==1.3.8 mlflow-skinny sqlalchemy alembic
+  $PY -m pip install -q --no-deps --no-build-isolation -e .
+fi
 export PYTHONUNBUFFERED=1
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  python3 -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', sys.version.split()[0])"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "no nvidia-smi"
+  $PY -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', sys.version.split()[0])"
   date -u; } | tee "$OUT/gpu.txt"
 
 if [[ $STEPS == *bench* ]]; then
-  python3 bench/grid.py --data-root .devdata --out /tmp/bench | tee "$OUT/bench.txt"
+  # shellcheck disable=SC2086
+  $PY bench/grid.py --data-root "$DATA" --out /tmp/bench $BENCH_ARGS | tee "$OUT/bench.txt"
   cp /tmp/bench/bench.json "$OUT/"
 fi
 
 if [[ $STEPS == *grid* ]]; then
   store=/tmp/paper-grid.db
+  rm -rf /tmp/results "$store" /tmp/paper-grid-sweep
   t0=$(date +%s)
-  python3 -m vgsweep experiment=paper_table1 "seed=$SEEDS" data.root=.devdata "tracking.uri=sqlite:///$store" \
-    hydra.launcher.progress=log > "$OUT/grid.log" 2>&1 || { tail -50 "$OUT/grid.log"; exit 1; }
+  # shellcheck disable=SC2086
+  $PY -m vgsweep experiment=paper_table1 "seed=$SEEDS" "data.root=$DATA" "tracking.uri=sqlite:///$store" \
+    hydra.launcher.progress=log hydra.sweep.dir=/tmp/paper-grid-sweep $EXTRA > "$OUT/grid.log" 2>&1 \
+    || { tail -50 "$OUT/grid.log"; exit 1; }
   t1=$(date +%s)
-  python3 -m vgsweep.report --tracking-uri "sqlite:///$store" --out /tmp/results > /dev/null
+  $PY -m vgsweep.report --tracking-uri "sqlite:///$store" --out /tmp/results > /dev/null
   {
     echo "# The paper grid on the GPU (Agarap et al. 2019, Table 1)"
     echo
-    echo "\`python -m vgsweep experiment=paper_table1 seed=$SEEDS\` through the packed launcher, 100 epochs."
+    echo "\`python -m vgsweep experiment=paper_table1 seed=$SEEDS $EXTRA\` through the packed launcher."
     echo "Device and versions:"; echo; sed 's/^/    /' "$OUT/gpu.txt"; echo
     echo "Wall time, launch to exit (last MLflow run FINISHED): $((t1 - t0)) s."
     echo
