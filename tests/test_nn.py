@@ -116,3 +116,30 @@ def test_batch_bn_matches_torch_batchnorm():
     assert torch.allclose(var_r[1], ref.running_var, atol=1e-6)
     h2 = torch.randn(2, 4, 5)
     assert torch.allclose(m._bn(0, h2, m.params(), train=False)[1], ref.eval()(h2[1]), atol=1e-5)
+
+
+def test_layer_norm_mode_matches_torch():
+    m = _model([M, M], bn_layers=(0,), bn_mode="layer")
+    with torch.no_grad():
+        m.params()["bn0.gamma"].uniform_(0.5, 2)
+        m.params()["bn0.beta"].normal_()
+    h = torch.randn(2, 7, 5) * 3 + 1
+    p = m.params()
+    for k in range(2):
+        ref = torch.nn.functional.layer_norm(h[k], (5,), p["bn0.gamma"][k], p["bn0.beta"][k], eps=1e-3)
+        for train in (True, False):
+            assert torch.allclose(m._bn(0, h, p, train=train)[k], ref, atol=1e-5)
+
+
+def test_residual_connections_by_hand():
+    arch = Arch((6, 4, 4, 4, 3), (), "frozen", 1e-3, 0.99, residual=True)
+    m = PackedMLP(arch, [M], [torch.Generator().manual_seed(0)], torch.device("cpu"))
+    p = {n: t[0] for n, t in m.params().items()}
+    x = torch.randn(1, 5, 6)
+    h1 = torch.relu(x[0] @ p["W0"] + p["b0"])  # 6 -> 4: width changes, no skip
+    h2 = torch.relu(h1 @ p["W1"] + p["b1"]) + h1  # 4 -> 4: skip
+    h3 = torch.relu(h2 @ p["W2"] + p["b2"]) + h2
+    assert torch.allclose(m.forward(x, train=True)[0], h3 @ p["W3"] + p["b3"], atol=1e-6)
+    plain = PackedMLP(Arch((6, 4, 4, 4, 3), (), "frozen", 1e-3, 0.99), [M], [torch.Generator().manual_seed(0)],
+                      torch.device("cpu"))
+    assert not torch.allclose(plain.forward(x, train=True), m.forward(x, train=True))

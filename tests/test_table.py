@@ -74,6 +74,12 @@ def test_a_swept_key_becomes_a_column_but_implied_ones_do_not():
     df = aggregate(_runs(rows))
     assert "optimizer.lr" in df.columns and "train.batch_size" not in df.columns
     assert len(df) == 3
+    # the published value only beside the rows that keep the paper's settings (lr 3e-4 here: none)
+    assert df["published"].isna().all()
+    paper_lr = _runs([("relu", "baseline", 2, 0, 90.0, {"optimizer.lr": "0.0003"}),
+                      ("relu", "baseline", 2, 0, 80.0, {"optimizer.lr": "0.01"})])
+    df = aggregate(paper_lr).set_index("optimizer.lr")
+    assert df.loc["0.0003", "published"] == 91.62 and pd.isna(df.loc["0.01", "published"])
 
 
 def test_verdicts_are_summarised_per_cell():

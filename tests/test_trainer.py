@@ -71,12 +71,17 @@ def test_seeds_differ(small_cfg):
     assert a.history[0][0]["train_loss"] != b.history[0][0]["train_loss"]
 
 
-@pytest.mark.parametrize("regime", ["baseline", "gna", "gna_bn", "gna_bn_batch", "bn", "bn_batch"])
-def test_packing_never_changes_a_run(small_cfg, regime):
+VARIANTS = {r: [f"regime={r}"] for r in ("baseline", "gna", "gna_bn", "gna_bn_batch", "bn", "bn_batch", "ln")}
+VARIANTS["residual"] = ["regime=gna_bn_batch", "model.hidden=[16,16,16]", "model.depth=3", "model.residual=true"]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_packing_never_changes_a_run(small_cfg, variant):
     """A job alone and the same job packed with differently-configured others: same per-epoch metrics."""
-    job = small_cfg(f"regime={regime}", "activation=tanh", "seed=5")
+    common = VARIANTS[variant]
+    job = small_cfg(*common, "activation=tanh", "seed=5")
     alone = train_pack([job]).history[0]
-    others = [small_cfg(f"regime={regime}", f"activation={a}", f"seed={s}", f"init={i}",
+    others = [small_cfg(*common, f"activation={a}", f"seed={s}", f"init={i}",
                         "regime.grad_noise.enabled=true", "regime.grad_noise.unit=step",
                         f"optimizer.lr={lr}")
               for a, s, i, lr in (("relu", 1, "he", 0.02), ("logistic", 2, "normal", 0.005),

@@ -45,6 +45,7 @@ class BNPlacement(str, Enum):
 class BNMode(str, Enum):
     frozen = "frozen"  # Keras inference mode: gamma * h / sqrt(1 + eps) + beta (the original code)
     batch = "batch"  # real batch norm: batch statistics in training, running ones in evaluation
+    layer = "layer"  # layer normalisation: each example over its features, the same in both
 
 
 class Precision(str, Enum):
@@ -94,6 +95,7 @@ class ModelConfig:
     depth: int = 2  # number of hidden layers; must equal len(hidden)
     hidden: list[int] = field(default_factory=lambda: [512, 512])
     double_softmax: bool = False  # softmax output fed to softmax cross-entropy (original code's bug)
+    residual: bool = False  # h_{i+1} = f(W h_i + b) + h_i wherever a hidden layer keeps its width
 
 
 @dataclass

@@ -80,9 +80,10 @@ class Arch:
 
     sizes: tuple[int, ...]  # (in, h1, ..., hL, out)
     bn_layers: tuple[int, ...]  # indices of hidden layers followed by batch norm
-    bn_mode: str  # frozen | batch
+    bn_mode: str  # frozen | batch | layer
     bn_eps: float
     bn_momentum: float
+    residual: bool = False  # skip connection around each hidden layer whose width does not change
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,9 @@ class PackedMLP:
             # Keras BatchNormalization in inference mode with its initial moving statistics
             # (mean 0, variance 1), which the original code never updates.
             return h * (gamma / math.sqrt(1.0 + a.bn_eps)) + beta
+        if a.bn_mode == "layer":  # each example over its own features: no batch, no running statistics
+            mean, var = h.mean(dim=-1, keepdim=True), h.var(dim=-1, unbiased=False, keepdim=True)
+            return (h - mean) * torch.rsqrt(var + a.bn_eps) * gamma + beta
         mean_r, var_r = self.running[i]
         if train:
             mean = h.mean(dim=1)  # (K, F)
@@ -191,7 +195,7 @@ class PackedMLP:
         If `preacts` is a list, each hidden layer's pre-activation (K, B, F) is appended to it."""
         p = self.params(theta)
         L = len(self.arch.sizes) - 1
-        h = x
+        h = h_in = x
         for i in range(L):
             W, b = p[f"W{i}"], p[f"b{i}"].unsqueeze(1)  # (K, in, out), (K, 1, out)
             h = torch.baddbmm(b, h, W) if h.dim() == 3 else torch.matmul(h, W) + b
@@ -201,6 +205,9 @@ class PackedMLP:
                 h = self.activate(h)
                 if i in self.arch.bn_layers:
                     h = self._bn(i, h, p, train)
+                if self.arch.residual and 0 < i and self.arch.sizes[i] == self.arch.sizes[i + 1]:
+                    h = h + h_in  # (K, B, F): the skip connection
+            h_in = h
         if self.any_double_softmax:
             h = torch.where(self.double_softmax.view(-1, 1, 1), torch.softmax(h, dim=-1), h)
         return h

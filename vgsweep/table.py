@@ -80,6 +80,25 @@ def _grouping_keys(df: pd.DataFrame) -> list[str]:
     return prim + sorted(extra)
 
 
+def paper_defaults() -> dict[str, str]:
+    """The default config, flattened to MLflow's param strings: a run matches the paper only if its
+    other swept keys (init, lr, residual, ...) keep these values."""
+    import functools
+
+    @functools.lru_cache(maxsize=1)
+    def compose() -> dict[str, str]:
+        from hydra import compose as hcompose
+        from hydra import initialize_config_dir
+
+        import vgsweep.app as app
+        from vgsweep.config import flatten, to_container
+
+        with initialize_config_dir(config_dir=app.CONF_DIR, version_base="1.3"):
+            return {k: str(v) for k, v in flatten(to_container(hcompose(config_name="config"))).items()}
+
+    return compose()
+
+
 def _t975(df: int) -> float:
     from scipy import stats
 
@@ -111,6 +130,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     runs = runs.sort_values("start_time").drop_duplicates("config_hash", keep="last")  # one per config
     keys = _grouping_keys(runs)
+    defaults = paper_defaults() if len(keys) > len(PRIMARY) else {}
     runs = runs.assign(seed=runs["seed"].astype(int))
     if "verdict" not in runs:
         runs = runs.assign(verdict="")
@@ -128,7 +148,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
             row["delta_lo"], row["delta_hi"] = delta_interval(s, base)
         pub = PUBLISHED.get((row[PRIMARY["activation"]], row[PRIMARY["regime"]]), {})
         depth = int(row[PRIMARY["depth"]])
-        if row[PRIMARY["dataset"]] == "mnist" and depth in pub:
+        as_paper = all(str(row[c]) == defaults.get(c, str(row[c])) for c in keys if c not in PRIMARY.values())
+        if row[PRIMARY["dataset"]] == "mnist" and depth in pub and as_paper:
             row["published"] = pub[depth]
             row["ours_minus_published"] = row["mean"] - pub[depth]
         out.append(row)

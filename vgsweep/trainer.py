@@ -51,7 +51,7 @@ def arch_of(cfg: DictConfig, input_dim: int, num_classes: int) -> Arch:
     layers = {"none": (), "last": (len(hidden) - 1,), "all": tuple(range(len(hidden)))}[placement]
     return Arch(sizes=(input_dim, *hidden, num_classes), bn_layers=layers,
                 bn_mode=enum_value(bn.mode), bn_eps=float(bn.eps),
-                bn_momentum=float(bn.momentum))
+                bn_momentum=float(bn.momentum), residual=bool(cfg.model.residual))
 
 
 def member_of(cfg: DictConfig) -> Member:
@@ -65,7 +65,7 @@ def pack_key(cfg: DictConfig) -> tuple:
     d, t, bn = cfg.data, cfg.train, cfg.regime.bn
     bn_key = (enum_value(bn.placement), enum_value(bn.mode), float(bn.eps), float(bn.momentum))
     diag = json.dumps(to_container(cfg.diagnostics), sort_keys=True)  # one probe setting per pack
-    return (tuple(cfg.model.hidden), bn_key, d.name, str(d.root), d.limit_train, d.limit_test, d.verify,
+    return (tuple(cfg.model.hidden), bool(cfg.model.residual), bn_key, d.name, str(d.root), d.limit_train, d.limit_test, d.verify,
             t.epochs, t.batch_size, t.drop_last, cfg.optimizer.name, enum_value(cfg.precision),
             str(resolve_device(cfg.device)), cfg.checkpoint.every, cfg.deterministic, diag)
 
