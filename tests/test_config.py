@@ -87,3 +87,21 @@ def test_config_hash_ignores_where_and_tracks_what():
                                                          "tracking.uri=sqlite:////tmp/x.db"]))
     assert config_hash(base) != config_hash(compose_cfg(["seed=43"]))
     assert config_hash(base) != config_hash(compose_cfg(["regime=gna"]))
+
+
+EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_study_file_sweeps_over_valid_values(experiment):
+    """Each value a study sweeps composes and validates, so a typo fails here, not mid-sweep."""
+    import yaml
+
+    spec = yaml.safe_load((Path(CONF_DIR) / "experiment" / f"{experiment}.yaml").read_text())
+    assert spec["hydra"]["mode"] == "MULTIRUN"
+    params = spec["hydra"]["sweeper"]["params"]
+    assert len(params) >= 2
+    for key, values in params.items():
+        for v in str(values).split(","):
+            cfg = compose_cfg([f"experiment={experiment}", f"{key}={v.strip()}", "device=cpu"])
+            validate(cfg)
