@@ -39,6 +39,15 @@ def test_grad_noise_has_the_scheduled_std_per_run():
     assert torch.allclose(gn.std(epoch, step), torch.tensor(expected))
 
 
+def test_epoch_schedule_follows_the_epoch_across_steps():
+    gn = GradNoise([_gn(), _gn(gives="variance")], [1, 2], torch.zeros(2, 100_000))
+    for epoch, step in ((0, 0), (0, 7), (3, 8), (3, 9), (9, 20)):
+        grad = torch.zeros(2, 100_000)
+        gn.apply(grad, epoch, step)
+        for k, gives in enumerate(("std", "variance")):
+            assert grad[k].std().item() == pytest.approx(noise_std(epoch, 1.0, 0.55, gives), rel=0.03)
+
+
 def test_grad_noise_stream_depends_on_the_seed_only():
     a = GradNoise([_gn(), _gn()], [7, 8], torch.zeros(2, 50))
     b = GradNoise([_gn()], [8], torch.zeros(1, 50))

@@ -91,6 +91,8 @@ class GradNoise:
         self.as_var = vec([enum_value(g.gives) == "variance" for g in cfgs]) > 0
         self.buf = torch.zeros_like(theta) if self.noisy else None  # rows of quiet runs stay 0
         self.K = K
+        self.any_step = any(enum_value(g.unit) == "step" for g in cfgs)
+        self._cached: tuple[int, torch.Tensor] | None = None  # (epoch, std) when no run counts steps
 
     def std(self, epoch: int, step: int) -> torch.Tensor:
         """(K,) standard deviations at this epoch and step (0-based), computed on the device."""
@@ -103,7 +105,13 @@ class GradNoise:
             return
         for k in self.noisy:
             self.buf[k].normal_(generator=self.gens[k])
-        grad.addcmul_(self.buf, self.std(epoch, step).view(self.K, 1))
+        if self.any_step:
+            std = self.std(epoch, step)
+        else:  # the schedule moves once per epoch: compute it then, not at every step
+            if self._cached is None or self._cached[0] != epoch:
+                self._cached = (epoch, self.std(epoch, step))
+            std = self._cached[1]
+        grad.addcmul_(self.buf, std.view(self.K, 1))
 
 
 # (train examples, test examples, input dim) of the known data sets, for memory estimates.
