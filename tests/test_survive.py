@@ -41,6 +41,14 @@ def test_a_diverging_run_fails_alone_and_the_sweep_says_so(tiny_root, tmp_path):
     for r in by_lr["1e+20"]:
         assert r.info.status == "FAILED"
         assert r.data.tags["vgsweep.failed_epoch"] == "0" and "NaN or inf" in r.data.tags["vgsweep.failure"]
+        assert r.data.tags["vgsweep.verdict"] == "exploding"
+    # the table keeps the failed configs visible instead of dropping them
+    from vgsweep.table import build
+
+    df = build(uri, "agarap2019", tmp_path / "results").set_index("optimizer.lr")
+    assert df.loc["1e+20", "n"] == 0 and df.loc["1e+20", "failed"] == 2
+    assert df.loc["0.01", "n"] == 2 and df.loc["0.01", "failed"] == 0
+    assert "— (2 failed)" in (tmp_path / "results" / "table.md").read_text()
 
 
 def test_an_exception_in_one_run_does_not_take_down_its_pack(small_cfg, monkeypatch):

@@ -82,6 +82,22 @@ def test_a_swept_key_becomes_a_column_but_implied_ones_do_not():
     assert df.loc["0.0003", "published"] == 91.62 and pd.isna(df.loc["0.01", "published"])
 
 
+def test_failed_configs_are_counted_not_averaged():
+    runs = _grid().assign(status="FINISHED")
+    failed = _runs([("logistic", "gna", 2, 3, float("nan")), ("tanh", "gna_bn", 2, 0, float("nan"))]).assign(
+        status=["FAILED", "KILLED"])
+    retried = _runs([("logistic", "baseline", 2, 0, 1.0)]).assign(config_hash="logisticbaseline20", status="FAILED",
+                                                                  start_time=99)  # a failed rerun of a finished config
+    df = aggregate(pd.concat([runs, failed, retried]))
+    gna = df[(df.activation == "logistic") & (df.regime == "gna")].iloc[0]
+    assert gna["n"] == 3 and gna["failed"] == 1 and gna["mean"] == pytest.approx(sum(GNA) / 3)
+    assert cell(gna).endswith("[1 failed]")
+    base = df[(df.activation == "logistic") & (df.regime == "baseline")].iloc[0]
+    assert base["n"] == 3 and base["failed"] == 0  # the FINISHED run of that config counts, not the failed one
+    only_failed = df[(df.activation == "tanh") & (df.regime == "gna_bn")].iloc[0]
+    assert only_failed["n"] == 0 and cell(only_failed) == "— (1 failed)"
+
+
 def test_verdicts_are_summarised_per_cell():
     runs = _grid().assign(verdict="healthy")
     runs.loc[(runs["activation.name"] == "logistic") & (runs["regime.name"] == "gna"), "verdict"] = [

@@ -38,12 +38,13 @@ REGIME_ORDER = ["baseline", "gna", "gna_bn"]
 PRIMARY = {"dataset": "data.name", "depth": "model.depth", "activation": "activation.name",
            "regime": "regime.name"}
 BASELINE = "baseline"
-STAT_COLS = ("n", "mean", "std", "seeds", "verdict", "delta", "delta_lo", "delta_hi", "published",
+STAT_COLS = ("n", "failed", "mean", "std", "seeds", "verdict", "delta", "delta_lo", "delta_hi", "published",
              "ours_minus_published")
 
 
 def fetch_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """One row per FINISHED run: params as columns, plus run_id, start_time, config_hash, test_acc."""
+    """One row per ended run (FINISHED, FAILED, KILLED): params as columns, plus run_id, status,
+    start_time, config_hash, verdict and test_acc (NaN where the run logged none)."""
     client = tracking.client_for(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -51,15 +52,15 @@ def fetch_runs(uri: str, experiment: str) -> pd.DataFrame:
                          "(or pass --experiment / --tracking-uri)")
     rows, token = [], None
     while True:
-        page = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
+        page = client.search_runs([exp.experiment_id], "attributes.status != 'RUNNING'",
                                   max_results=5000, page_token=token)
         for r in page:
-            if "test_acc" not in r.data.metrics:
-                continue
-            rows.append({**r.data.params, "run_id": r.info.run_id, "start_time": r.info.start_time,
-                         "config_hash": r.data.tags.get(tracking.TAG_HASH, r.info.run_id),
+            if tracking.TAG_HASH not in r.data.tags:
+                continue  # not a training run (e.g. the `figures` run)
+            rows.append({**r.data.params, "run_id": r.info.run_id, "status": r.info.status,
+                         "start_time": r.info.start_time, "config_hash": r.data.tags[tracking.TAG_HASH],
                          "verdict": r.data.tags.get("vgsweep.verdict", ""),
-                         "test_acc": 100.0 * r.data.metrics["test_acc"]})
+                         "test_acc": 100.0 * r.data.metrics.get("test_acc", float("nan"))})
         token = page.token
         if not token:
             break
@@ -71,7 +72,7 @@ def _grouping_keys(df: pd.DataFrame) -> list[str]:
     prim = list(PRIMARY.values())
     extra = []
     for c in df.columns:
-        if c in prim or c in ("seed", "run_id", "start_time", "config_hash", "test_acc", "verdict"):
+        if c in prim or c in ("seed", "run_id", "status", "start_time", "config_hash", "test_acc", "verdict"):
             continue
         if any(c == x or c.startswith(x + ".") for x in HASH_EXCLUDE):
             continue
@@ -128,22 +129,28 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """The long table: one row per group of seeds, with delta, its interval and the published value."""
     if runs.empty:
         return pd.DataFrame()
-    runs = runs.sort_values("start_time").drop_duplicates("config_hash", keep="last")  # one per config
+    for col, default in (("status", "FINISHED"), ("verdict", "")):
+        if col not in runs:
+            runs = runs.assign(**{col: default})
+    # One run per config: the newest FINISHED one, else the newest that failed or was killed.
+    runs = (runs.assign(_fin=runs["status"].eq("FINISHED")).sort_values(["_fin", "start_time"])
+            .drop_duplicates("config_hash", keep="last").drop(columns="_fin"))
     keys = _grouping_keys(runs)
     defaults = paper_defaults() if len(keys) > len(PRIMARY) else {}
     runs = runs.assign(seed=runs["seed"].astype(int))
-    if "verdict" not in runs:
-        runs = runs.assign(verdict="")
     groups = dict(list(runs.groupby(keys, dropna=False)))
-    per_seed = {k: g.set_index("seed")["test_acc"] for k, g in groups.items()}
+    fin = {k: g[g["status"] == "FINISHED"] for k, g in groups.items()}
+    per_seed = {k: g.set_index("seed")["test_acc"] for k, g in fin.items() if len(g)}
     out = []
-    for k, s in per_seed.items():
+    for k, g in groups.items():
+        s = per_seed.get(k, pd.Series(dtype=float))
         row = dict(zip(keys, k))
-        row.update(n=len(s), mean=s.mean(), std=s.std(ddof=1) if len(s) > 1 else float("nan"),
-                   seeds=" ".join(map(str, sorted(s.index))), verdict=summarise_verdicts(groups[k]["verdict"]))
+        row.update(n=len(s), mean=s.mean() if len(s) else float("nan"),
+                   std=s.std(ddof=1) if len(s) > 1 else float("nan"), failed=int((g["status"] != "FINISHED").sum()),
+                   seeds=" ".join(map(str, sorted(s.index))), verdict=summarise_verdicts(fin[k]["verdict"]))
         base_key = tuple(BASELINE if kk == PRIMARY["regime"] else v for kk, v in zip(keys, k))
         base = per_seed.get(base_key)
-        if base is not None and row[PRIMARY["regime"]] != BASELINE:
+        if base is not None and len(s) and row[PRIMARY["regime"]] != BASELINE:
             row["delta"] = s.mean() - base.mean()
             row["delta_lo"], row["delta_hi"] = delta_interval(s, base)
         pub = PUBLISHED.get((row[PRIMARY["activation"]], row[PRIMARY["regime"]]), {})
@@ -180,7 +187,10 @@ def _signed(x: float) -> str:
 
 
 def cell(row: pd.Series) -> str:
-    """`75.05 ± 0.31 (+9.93*)`; ± only with >= 2 seeds; * when the 95% interval excludes 0."""
+    """`75.05 ± 0.31 (+9.93*)`; ± only with >= 2 seeds; * when the 95% interval excludes 0;
+    then the verdict when not healthy, and how many configs of the cell failed or were killed."""
+    if row["n"] == 0:
+        return f"— ({row['failed']} failed)"
     s = f"{row['mean']:.2f}"
     if row["n"] > 1:
         s += f" ± {row['std']:.2f}"
@@ -189,6 +199,8 @@ def cell(row: pd.Series) -> str:
         s += f" ({_signed(row['delta'])}{sig})"
     if row.get("verdict") and row["verdict"] != "healthy":
         s += f" {row['verdict']}"
+    if row.get("failed", 0):
+        s += f" [{row['failed']} failed]"
     return s
 
 
@@ -213,6 +225,7 @@ def to_markdown(df: pd.DataFrame) -> str:
         depths = sorted(d["depth"].unique())
         show_pub = dataset == "mnist" and d["published"].notna().any()
         n = f"{d['n'].min()}" if d["n"].min() == d["n"].max() else f"{d['n'].min()}-{d['n'].max()}"
+        n += "; failed or killed runs are counted apart" if d["failed"].any() else ""
         lines += [f"## {dataset}: final test accuracy (%), mean ± std over seeds (n = {n}), "
                   "(delta to baseline, pp)", ""]
         head = ["regime", "activation", *extra]
