@@ -49,6 +49,10 @@ def test_a_diverging_run_fails_alone_and_the_sweep_says_so(tiny_root, tmp_path):
     assert df.loc["1e+20", "n"] == 0 and df.loc["1e+20", "failed"] == 2
     assert df.loc["0.01", "n"] == 2 and df.loc["0.01", "failed"] == 0
     assert "— (2 failed)" in (tmp_path / "results" / "table.md").read_text()
+    from vgsweep.report import failed_rows
+
+    f = failed_rows(uri, "agarap2019")
+    assert len(f) == 2 and set(f["status"]) == {"FAILED"} and f["reason"].str.contains("NaN or inf").all()
 
 
 def test_an_exception_in_one_run_does_not_take_down_its_pack(small_cfg, monkeypatch):

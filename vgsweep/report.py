@@ -36,6 +36,20 @@ def verdict_rows(uri: str, experiment: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def failed_rows(uri: str, experiment: str) -> pd.DataFrame:
+    """Runs that FAILED or were KILLED, with the reason and epoch they carry."""
+    client = tracking.client_for(uri)
+    exp = tracking.retry(client.get_experiment_by_name, experiment)
+    rows = []
+    for r in tracking.retry(client.search_runs, [exp.experiment_id], "attributes.status != 'FINISHED'", max_results=5000):
+        if r.info.status in ("FAILED", "KILLED") and tracking.TAG_HASH in r.data.tags:
+            t = r.data.tags
+            rows.append({"run": r.info.run_name, "status": r.info.status,
+                         "reason": t.get("vgsweep.failure", "killed (its process was gone)"),
+                         "epoch": t.get("vgsweep.failed_epoch", ""), "overrides": t.get(tracking.TAG_OVERRIDES, "")})
+    return pd.DataFrame(rows)
+
+
 def build(uri: str, experiment: str, out: Path, activation: str = "logistic") -> Path:
     tab = table.build(uri, experiment, out)
     figs = [p for p in figures.build(uri, experiment, out / "figures", activation) if p.suffix == ".png"]
@@ -49,6 +63,9 @@ def build(uri: str, experiment: str, out: Path, activation: str = "logistic") ->
         lines += [counts.to_markdown(), "", "Runs that are not healthy:", ""]
         bad = v[v.verdict != "healthy"].sort_values(["depth", "activation", "regime", "run"])
         lines += [bad.to_markdown(index=False) if not bad.empty else "None.", ""]
+    failed = failed_rows(uri, experiment)
+    lines += ["## Failed or killed runs", "",
+              failed.to_markdown(index=False) if not failed.empty else "None.", ""]
     for prefix, heading, what in SECTIONS:
         chosen = sorted(p for p in figs if p.stem.startswith(prefix))
         if chosen:
