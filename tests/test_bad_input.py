@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -83,3 +81,24 @@ def test_every_bad_input_fails_before_training_with_a_clear_message(world):
         assert "epoch 1" not in out  # nothing trained
     assert _snapshot(world["store"]) == before
     assert not (world["tmp"] / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("defect,fragment", [("labels", "label 12, but mnist has 10 classes"),
+                                             ("count", "expected images (N, H, W) and as many labels")])
+def test_malformed_data_is_a_data_error_naming_the_file(tmp_path, defect, fragment):
+    """Files in the right format but with wrong contents (checksums off) fail with a DataError."""
+    import re
+
+    import numpy as np
+
+    from vgsweep.data import DataError, read_checked, write_idx
+
+    root = make_idx_dataset(tmp_path)
+    raw = root / "MNIST" / "raw"
+    if defect == "labels":
+        write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.full(128, 12))
+    else:
+        write_idx(raw / "train-labels-idx1-ubyte.gz", np.zeros(100))
+    with pytest.raises(DataError, match=re.escape(fragment)) as e:
+        read_checked("mnist", root, download=False, verify=False)
+    assert "-ubyte.gz" in str(e.value)

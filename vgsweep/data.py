@@ -155,6 +155,14 @@ def read_checked(name: str, root: str | Path, download: bool, verify: bool = Tru
         expected = SIZES.get(name, {}).get(k) or (CHECKSUMS.get(name, {}).get(k, (None, None))[1])
         if verify and expected and len(arrays[k]) != expected:
             raise DataError(f"{p}: {len(arrays[k])} items, {name} has {expected} (data.verify=false accepts it)")
+    n_cls = DATASETS[name][2]
+    for split in ("train", "test"):  # what training needs, whatever the files claim to be
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataError(f"{paths[f'{split}_x']}, {paths[f'{split}_y']}: expected images (N, H, W) "
+                            f"and as many labels (N,), got {x.shape} and {y.shape}")
+        if len(y) and int(y.max()) >= n_cls:
+            raise DataError(f"{paths[f'{split}_y']}: label {int(y.max())}, but {name} has {n_cls} classes")
     _CHECKED[key] = arrays
     return arrays
 
@@ -166,17 +174,10 @@ def load(name: str, root: str | Path, download: bool, device: torch.device,
     if key in _CACHE:
         return _CACHE[key]
     arrays = read_checked(name, root, download, verify)
-    for split in ("train", "test"):
-        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DataError(f"{paths[f'{split}_x']}, {paths[f'{split}_y']}: expected images (N, H, W) "
-                            f"and labels (N,), got {x.shape} and {y.shape}")
     n_cls = DATASETS[name][2]
     splits = {}
     for split, limit in (("train", limit_train), ("test", limit_test)):
         x, y = arrays[f"{split}_x"][:limit], arrays[f"{split}_y"][:limit]
-        if y.max() >= n_cls:
-            raise DataError(f"{paths[f'{split}_y']}: label {int(y.max())} >= {n_cls} classes")
         xt = torch.from_numpy(x.reshape(len(x), -1).astype(np.float32) / 255.0).to(device)
         splits[split] = Split(xt, torch.from_numpy(y.astype(np.int64)).to(device))
     ds = Dataset(name, splits["train"], splits["test"], n_cls)
