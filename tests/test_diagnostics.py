@@ -7,7 +7,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import compose_cfg
 from vgsweep.config import VerdictConfig
 from vgsweep.diagnostics import GRAD_COLS, GradientProbe, RunDiagnostics, verdict
 from vgsweep.nn import Arch, Member, PackedMLP
@@ -102,7 +101,7 @@ def test_a_net_made_to_vanish_and_a_healthy_one(small_cfg):
     fine = small_cfg("activation=relu", "init=he", "train.epochs=6")
     for cfg, expected in ((deep, "vanishing"), (fine, "healthy")):
         seen = []
-        res = train_pack([cfg], on_epoch=lambda r: seen.append(r.diagnostics[0]))
+        res = train_pack([cfg], on_epoch=lambda r, seen=seen: seen.append(r.diagnostics[0]))
         d = RunDiagnostics.from_epochs(seen, -10, 2)
         v, why = verdict(d, res.history[0][-1]["test_acc"], 10, cfg.diagnostics.verdict)
         assert v == expected, why

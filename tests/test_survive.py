@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -143,3 +142,16 @@ def test_rerunning_the_same_command_trains_nothing(tiny_root, tmp_path):
     assert "0 finished, 4 skipped" in again.stdout + again.stderr
     _, runs = _all_runs(uri)
     assert len(runs) == 4
+
+
+def test_training_runs_reads_every_page(small_cfg, monkeypatch):
+    from vgsweep import tracking
+
+    cfgs = [small_cfg(f"seed={s}", "train.epochs=1") for s in range(5)]
+    run_jobs([Job(c) for c in cfgs])
+    client = tracking.client_for(cfgs[0].tracking.uri)
+    exp = client.get_experiment_by_name("agarap2019").experiment_id
+    monkeypatch.setattr(tracking, "SEARCH_PAGE", 2)  # 5 runs: 3 pages
+    runs = list(tracking.training_runs(client, exp))
+    assert len(runs) == 5 and len({r.info.run_id for r in runs}) == 5
+    assert [r.info.start_time for r in runs] == sorted((r.info.start_time for r in runs), reverse=True)

@@ -42,21 +42,13 @@ def _order(values, preferred):
 
 def load_runs(client, exp_id: str) -> pd.DataFrame:
     """FINISHED runs with a config hash: one per hash (the newest), with the keys figures group by."""
-    rows, token = [], None
-    while True:
-        page = tracking.retry(client.search_runs, [exp_id], "attributes.status = 'FINISHED'",
-                              max_results=5000, page_token=token, order_by=["attributes.start_time DESC"])
-        for r in page:
-            p, t = r.data.params, r.data.tags
-            if tracking.TAG_HASH not in t:
-                continue
-            rows.append({"run_id": r.info.run_id, "hash": t[tracking.TAG_HASH], "dataset": p.get("data.name"),
-                         "depth": int(p.get("model.depth", 0)), "activation": p.get("activation.name"),
-                         "regime": p.get("regime.name"), "seed": int(p.get("seed", 0)),
-                         "diagnostics": p.get("diagnostics.enabled") == "True"})
-        token = page.token
-        if not token:
-            break
+    rows = []
+    for r in tracking.training_runs(client, exp_id, "attributes.status = 'FINISHED'"):
+        p = r.data.params
+        rows.append({"run_id": r.info.run_id, "hash": r.data.tags[tracking.TAG_HASH], "dataset": p.get("data.name"),
+                     "depth": int(p.get("model.depth", 0)), "activation": p.get("activation.name"),
+                     "regime": p.get("regime.name"), "seed": int(p.get("seed", 0)),
+                     "diagnostics": p.get("diagnostics.enabled") == "True"})
     df = pd.DataFrame(rows)
     return df.drop_duplicates("hash", keep="first") if not df.empty else df
 

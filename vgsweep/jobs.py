@@ -27,8 +27,9 @@ import torch
 from omegaconf import DictConfig
 
 import vgsweep
-from vgsweep import tracking
+from vgsweep import plots, tracking
 from vgsweep.config import ConfigError, config_hash, flatten, resolve_device, to_container, validate
+from vgsweep.data import DATASETS
 from vgsweep.diagnostics import RunDiagnostics, verdict
 from vgsweep.trainer import EpochReport, bytes_per_run, device_name, memory_budget, pack_key, train_pack
 
@@ -266,13 +267,9 @@ def run_pack(jobs: list[Job], progress=None) -> list[Outcome]:
         rd = RunDiagnostics.from_epochs(dh, dcfg.hist_min, dcfg.hist_max) if dh else None
         if rd is not None:
             lg.log_bytes(rd.to_npz(), "diagnostics/diagnostics.npz")
-        from vgsweep.data import DATASETS
-
         v, why = verdict(rd, final.get("test_acc"), DATASETS[j.cfg.data.name][2], dcfg.verdict, div is not None)
         lg.set_tags({"vgsweep.verdict": v, "vgsweep.verdict_reason": why})
         if j.cfg.tracking.learning_curve and hist:
-            from vgsweep import plots
-
             fig = plots.learning_curve(hist, run_name(j.cfg))
             lg.log_figure(fig, "learning_curve.png")
             plots.close(fig)

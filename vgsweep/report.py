@@ -27,7 +27,7 @@ def verdict_rows(uri: str, experiment: str) -> pd.DataFrame:
     client = tracking.client_for(uri)
     exp = tracking.retry(client.get_experiment_by_name, experiment)
     rows = []
-    for r in tracking.retry(client.search_runs, [exp.experiment_id], "attributes.status = 'FINISHED'", max_results=5000):
+    for r in tracking.training_runs(client, exp.experiment_id, "attributes.status = 'FINISHED'"):
         t, p = r.data.tags, r.data.params
         if "vgsweep.verdict" in t:
             rows.append({"run": r.info.run_name, "verdict": t["vgsweep.verdict"], "reason": t.get("vgsweep.verdict_reason", ""),
@@ -41,8 +41,8 @@ def failed_rows(uri: str, experiment: str) -> pd.DataFrame:
     client = tracking.client_for(uri)
     exp = tracking.retry(client.get_experiment_by_name, experiment)
     rows = []
-    for r in tracking.retry(client.search_runs, [exp.experiment_id], "attributes.status != 'FINISHED'", max_results=5000):
-        if r.info.status in ("FAILED", "KILLED") and tracking.TAG_HASH in r.data.tags:
+    for r in tracking.training_runs(client, exp.experiment_id, "attributes.status != 'FINISHED'"):
+        if r.info.status in ("FAILED", "KILLED"):
             t = r.data.tags
             rows.append({"run": r.info.run_name, "status": r.info.status,
                          "reason": t.get("vgsweep.failure", "killed (its process was gone)"),

@@ -10,6 +10,7 @@ value (Agarap et al. 2019, Table 1) sits beside ours where one exists.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from pathlib import Path
@@ -50,20 +51,11 @@ def fetch_runs(uri: str, experiment: str) -> pd.DataFrame:
     if exp is None:
         raise SystemExit(f"no experiment {experiment!r} in {uri}: run a sweep first "
                          "(or pass --experiment / --tracking-uri)")
-    rows, token = [], None
-    while True:
-        page = client.search_runs([exp.experiment_id], "attributes.status != 'RUNNING'",
-                                  max_results=5000, page_token=token)
-        for r in page:
-            if tracking.TAG_HASH not in r.data.tags:
-                continue  # not a training run (e.g. the `figures` run)
-            rows.append({**r.data.params, "run_id": r.info.run_id, "status": r.info.status,
-                         "start_time": r.info.start_time, "config_hash": r.data.tags[tracking.TAG_HASH],
-                         "verdict": r.data.tags.get("vgsweep.verdict", ""),
-                         "test_acc": 100.0 * r.data.metrics.get("test_acc", float("nan"))})
-        token = page.token
-        if not token:
-            break
+    rows = [{**r.data.params, "run_id": r.info.run_id, "status": r.info.status,
+             "start_time": r.info.start_time, "config_hash": r.data.tags[tracking.TAG_HASH],
+             "verdict": r.data.tags.get("vgsweep.verdict", ""),
+             "test_acc": 100.0 * r.data.metrics.get("test_acc", float("nan"))}
+            for r in tracking.training_runs(client, exp.experiment_id, "attributes.status != 'RUNNING'")]
     return pd.DataFrame(rows)
 
 
@@ -81,23 +73,17 @@ def _grouping_keys(df: pd.DataFrame) -> list[str]:
     return prim + sorted(extra)
 
 
+@functools.lru_cache(maxsize=1)
 def paper_defaults() -> dict[str, str]:
     """The default config, flattened to MLflow's param strings: a run matches the paper only if its
     other swept keys (init, lr, residual, ...) keep these values."""
-    import functools
+    from hydra import compose, initialize_config_dir
 
-    @functools.lru_cache(maxsize=1)
-    def compose() -> dict[str, str]:
-        from hydra import compose as hcompose
-        from hydra import initialize_config_dir
+    import vgsweep.app as app
+    from vgsweep.config import flatten, to_container
 
-        import vgsweep.app as app
-        from vgsweep.config import flatten, to_container
-
-        with initialize_config_dir(config_dir=app.CONF_DIR, version_base="1.3"):
-            return {k: str(v) for k, v in flatten(to_container(hcompose(config_name="config"))).items()}
-
-    return compose()
+    with initialize_config_dir(config_dir=app.CONF_DIR, version_base="1.3"):
+        return {k: str(v) for k, v in flatten(to_container(compose(config_name="config"))).items()}
 
 
 def _t975(df: int) -> float:

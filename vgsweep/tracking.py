@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 PARAMS_PER_CALL = 100  # MLflow's log_batch limits
 METRICS_PER_CALL = 1000
+SEARCH_PAGE = 5000  # runs per search call; training_runs reads page after page
 FLUSH_SECONDS = 5.0  # metrics are buffered and sent at most this often (and at the end)
 MAX_PARAM_CHARS = 6000
 
@@ -161,20 +162,25 @@ def experiment_id(client, uri: str, name: str, artifact_location: str | None) ->
             return exp.experiment_id
 
 
-def runs_by_hash(client, exp_id: str) -> dict[str, list]:
-    """Every run of the experiment that carries a config hash, grouped by it, newest first."""
-    out: dict[str, list] = {}
+def training_runs(client, exp_id: str, filter_string: str = ""):
+    """Every training run (one that carries a config hash) of the experiment matching the filter,
+    newest first, page by page: no experiment is too large to be read whole."""
     token = None
     while True:
-        page = retry(client.search_runs, [exp_id], max_results=5000, page_token=token,
+        page = retry(client.search_runs, [exp_id], filter_string, max_results=SEARCH_PAGE, page_token=token,
                      order_by=["attributes.start_time DESC"])
-        for r in page:
-            h = r.data.tags.get(TAG_HASH)
-            if h:
-                out.setdefault(h, []).append(r)
+        yield from (r for r in page if TAG_HASH in r.data.tags)  # not e.g. the `figures` run
         token = page.token
         if not token:
-            return out
+            return
+
+
+def runs_by_hash(client, exp_id: str) -> dict[str, list]:
+    """Every training run of the experiment, grouped by config hash, newest first."""
+    out: dict[str, list] = {}
+    for r in training_runs(client, exp_id):
+        out.setdefault(r.data.tags[TAG_HASH], []).append(r)
+    return out
 
 
 def is_orphan(run) -> bool:

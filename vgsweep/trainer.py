@@ -27,7 +27,7 @@ from vgsweep.config import enum_value, resolve_device, to_container
 from vgsweep.data import Dataset, load
 from vgsweep.diagnostics import GradientProbe
 from vgsweep.nn import Arch, Member, PackedMLP
-from vgsweep.optim import PackOptimizer
+from vgsweep.optim import PackOptimizer, noise_std
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 EVAL_CHUNK = 4096  # test rows per forward pass in evaluation: bounds memory at K x 4096 x width
@@ -97,7 +97,7 @@ class GradNoise:
     def std(self, epoch: int, step: int) -> torch.Tensor:
         """(K,) standard deviations at this epoch and step (0-based), computed on the device."""
         t = self.per_step * step + (1 - self.per_step) * epoch
-        s = self.eta / (1.0 + t) ** self.gamma
+        s = noise_std(t, self.eta, self.gamma, "std")  # s_t, then per run: std itself or sqrt(variance)
         return torch.where(self.as_var, s.sqrt(), s)
 
     def apply(self, grad: torch.Tensor, epoch: int, step: int) -> None:
