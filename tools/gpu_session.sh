@@ -3,15 +3,17 @@
 #
 # Here, once:   ../shared/tools/device-prep.sh          (fills .whl/ and .devdata/)
 # Device call:  carry [".whl", ".devdata"], command `bash tools/gpu_session.sh`, timeout 600 or split:
-#               STEPS=bench | STEPS=grid | STEPS=bench,grid (default)
+#               STEPS=bench | STEPS=profile | STEPS=grid | STEPS=bench,profile,grid (default)
 # Rehearsal on a CPU (what the tests cannot cover), e.g.:
 #   SKIP_INSTALL=1 DATA=../shared/data EXTRA="train.epochs=1 data.limit_train=2048" \
 #   BENCH_ARGS="--epochs 1 --basic-epochs 1 --limit-train 2048 --precision fp32" SEEDS=0 bash tools/gpu_session.sh
-# It writes into $OUT (the device tool brings it back): gpu.txt, bench.txt, bench.json, grid.log,
+# It writes into $OUT (the device tool brings it back): gpu.txt, bench.txt, bench.json, profile.txt,
+# traces.tgz (Chrome traces: chrome://tracing or ui.perfetto.dev), grid.log,
 # results.tgz (paper-grid table, report, figures). Unpack results.tgz into results/ and commit.
 set -euo pipefail
 OUT=${OUT:-$PWD/results/gpu-session}
-STEPS=${STEPS:-bench,grid}
+STEPS=${STEPS:-bench,profile,grid}
+PROFILE_ARGS=${PROFILE_ARGS:-}
 SEEDS=${SEEDS:-0,1,2,3,4}
 DATA=${DATA:-.devdata}
 EXTRA=${EXTRA:-}
@@ -31,6 +33,24 @@ if [[ $STEPS == *bench* ]]; then
   # shellcheck disable=SC2086
   $PY bench/grid.py --data-root "$DATA" --out /tmp/bench $BENCH_ARGS | tee "$OUT/bench.txt"
   cp /tmp/bench/bench.json "$OUT/"
+fi
+
+if [[ $STEPS == *profile* ]]; then
+  # The paper grid's largest packs (baseline + gna, 5 activations): where a step's time goes.
+  rm -rf /tmp/traces && mkdir -p /tmp/traces
+  : > "$OUT/profile.txt"
+  for depth in 2 5; do
+    for prec in fp32 tf32; do
+      # shellcheck disable=SC2086
+      $PY -m vgsweep.profile activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna \
+        depth=$depth precision=$prec "data.root=$DATA" $EXTRA $PROFILE_ARGS \
+        --trace "/tmp/traces/d${depth}_${prec}.json.gz" --json "/tmp/traces/d${depth}_${prec}.json" \
+        2>&1 | grep -v '^USDT\|^ERROR:.*DeviceProperties' | tee -a "$OUT/profile.txt" \
+        || echo "(profile of depth $depth, $prec failed; the grid still runs)" | tee -a "$OUT/profile.txt"
+      echo | tee -a "$OUT/profile.txt"
+    done
+  done
+  tar czf "$OUT/traces.tgz" -C /tmp traces
 fi
 
 if [[ $STEPS == *grid* ]]; then

@@ -30,6 +30,21 @@ from vgsweep.nn import Arch, Member, PackedMLP
 from vgsweep.optim import PackOptimizer, noise_std
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+PHASES = ("shuffle", "forward", "backward", "noise", "optimizer", "diagnostics", "metrics", "epoch_end")
+_NULL = contextlib.nullcontext()
+
+
+class _Scopes:
+    """Named profiler ranges around the phases of a step; vgsweep.profile switches them on.
+    Off (the default) each phase costs one attribute lookup, not a profiler call."""
+
+    enabled = False
+
+    def __call__(self, name: str):
+        return torch.profiler.record_function(f"vgsweep.{name}") if self.enabled else _NULL
+
+
+scope = _Scopes()
 EVAL_CHUNK = 4096  # test rows per forward pass in evaluation: bounds memory at K x 4096 x width
 
 
@@ -289,35 +304,44 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
     with _tf32(precision == "tf32" and device.type == "cuda"), _deterministic(bool(c0.deterministic)):
         for epoch in range(start, int(c0.train.epochs)):
             t0 = time.perf_counter()
-            perm = torch.stack([torch.randperm(N, generator=g, device=device) for g in shuffle_g])  # (K, N)
+            with scope("shuffle"):
+                perm = torch.stack([torch.randperm(N, generator=g, device=device) for g in shuffle_g])  # (K, N)
             loss_sum = torch.zeros(K, device=device)
             correct = torch.zeros(K, device=device)
             for s in range(steps):
-                idx = perm[:, s * B:(s + 1) * B]  # (K, B)
-                xb, yb = X[kidx, idx], Y[idx]  # (K, B, D), (K, B)
-                with _precision_ctx(precision, device):
-                    logits = model.forward(xb, train=True)  # (K, B, C)
-                losses = model.loss(logits, yb)  # (K,)
-                grad = model.grad(losses.sum())  # (K, P)
+                with scope("forward"):
+                    idx = perm[:, s * B:(s + 1) * B]  # (K, B)
+                    xb, yb = X[kidx, idx], Y[idx]  # (K, B, D), (K, B)
+                    with _precision_ctx(precision, device):
+                        logits = model.forward(xb, train=True)  # (K, B, C)
+                    losses = model.loss(logits, yb)  # (K,)
+                with scope("backward"):
+                    grad = model.grad(losses.sum())  # (K, P)
                 if probe:
-                    probe.grad_stats(s, grad, after_noise=False)
-                grad_noise.apply(grad, epoch, gstep)
+                    with scope("diagnostics"):
+                        probe.grad_stats(s, grad, after_noise=False)
+                with scope("noise"):
+                    grad_noise.apply(grad, epoch, gstep)
                 if probe:
-                    probe.grad_stats(s, grad, after_noise=True)
-                opt.step(model.theta.data, grad)
+                    with scope("diagnostics"):
+                        probe.grad_stats(s, grad, after_noise=True)
+                with scope("optimizer"):
+                    opt.step(model.theta.data, grad)
                 if probe:
-                    probe.update_stats(s, opt.last_update, model.theta.data)
-                with torch.no_grad():
+                    with scope("diagnostics"):
+                        probe.update_stats(s, opt.last_update, model.theta.data)
+                with scope("metrics"), torch.no_grad():
                     loss_sum += losses.detach()
                     correct += (logits.argmax(-1) == yb).sum(1)
                 gstep += 1
-            test_loss, test_correct = _evaluate(model, ds, precision, device)
-            row = torch.stack([loss_sum / steps, correct / (steps * B) if c0.train.drop_last else correct / N,
-                               test_loss / ds.test.x.shape[0], test_correct / ds.test.x.shape[0]], 1)
-            if probe:
-                with _precision_ctx(precision, device):
-                    row = torch.cat([row, probe.epoch_tensor(X, EVAL_CHUNK)], 1)
-            row = row.float().cpu()  # the one host sync of the epoch
+            with scope("epoch_end"):  # evaluation, the probe pass, the host copy
+                test_loss, test_correct = _evaluate(model, ds, precision, device)
+                row = torch.stack([loss_sum / steps, correct / (steps * B) if c0.train.drop_last else correct / N,
+                                   test_loss / ds.test.x.shape[0], test_correct / ds.test.x.shape[0]], 1)
+                if probe:
+                    with _precision_ctx(precision, device):
+                        row = torch.cat([row, probe.epoch_tensor(X, EVAL_CHUNK)], 1)
+                row = row.float().cpu()  # the one host sync of the epoch
             diag = [probe.split(row[k, len(METRICS):].numpy()) for k in range(K)] if probe else None
             seconds = time.perf_counter() - t0
             bad = [bool(not math.isfinite(row[k, 0])) and diverged_at[k] is None for k in range(K)]

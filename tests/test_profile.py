@@ -1,0 +1,51 @@
+"""`python -m vgsweep.profile`: a pack's time by phase, against its counted arithmetic."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from tests.conftest import SMALL
+from vgsweep import profile, trainer
+
+
+def test_expand_is_the_sweep_grid():
+    grid = profile.expand(["activation=relu,tanh", "regime=baseline,gna", "seed=1"])
+    assert sorted(tuple(g) for g in grid) == sorted(
+        (f"activation={a}", f"regime={r}", "seed=1") for a in ("relu", "tanh") for r in ("baseline", "gna"))
+
+
+def test_profile_counts_phases_and_arithmetic(tiny_root, tmp_path, capsys):
+    args = [*SMALL, f"data.root={tiny_root}", "activation=logistic,tanh", "regime=baseline,gna"]
+    trace, out = tmp_path / "trace.json.gz", tmp_path / "profile.json"
+    assert profile.main([*args, "--epochs", "1", "--trace", str(trace), "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    K, B, n_train, n_test = 4, 32, 384, 128
+    steps = n_train // B
+    assert (r["runs"], r["steps"], r["batch"]) == (K, steps, B)
+    # Each phase of a step ran once a step in the profiled epoch; the probe is called three times a
+    # step (it measures only on its sampled steps).
+    for phase in ("forward", "backward", "noise", "optimizer", "metrics"):
+        assert r["phases"][phase]["calls"] == steps, phase
+    assert r["phases"]["diagnostics"]["calls"] == 3 * steps
+    assert r["phases"]["epoch_end"]["calls"] == 1
+    # The counted arithmetic: per step forward + dW for the first layer, forward + dX + dW after it;
+    # plus one forward over the test set.
+    sizes = (784, 16, 16, 10)
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    train = sum(2 * K * B * i * o * (3 if n else 2) for n, (i, o) in enumerate(pairs)) * steps
+    assert r["flops_per_epoch"] == pytest.approx(train + sum(2 * K * n_test * i * o for i, o in pairs))
+    assert 0 < r["floor_s"] and 0 < r["epoch_s"] and r["device_busy_s"] is None  # CPU: no device timeline
+    printed = capsys.readouterr().out
+    assert "| forward | 12 |" in printed and "aten::" in printed
+    events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
+    assert any(e.get("name") == "vgsweep.backward" for e in events)
+    assert trainer.scope.enabled is False  # switched off again: training outside the profiler pays nothing
+
+
+def test_profile_refuses_a_grid_of_several_packs(tiny_root, capsys):
+    code = profile.main([*SMALL, f"data.root={tiny_root}", "regime=baseline,gna_bn"])
+    err = capsys.readouterr().err
+    assert code == 2 and "overrides" in err and "one pack" in err

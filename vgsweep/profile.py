@@ -1,0 +1,253 @@
+"""Where a pack's time goes: one pack trained under torch.profiler, measured against its floor.
+
+    python -m vgsweep.profile activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna \\
+        depth=2 data.root=.devdata --epochs 3 --trace results/bench/trace.json.gz
+
+Overrides use the CLI's syntax; comma lists expand to a grid, and every job of the grid must fit
+one pack (same shapes, batch, data, precision, device). Nothing is logged to MLflow. It trains one
+warm-up epoch (allocations, cuBLAS handles), then --epochs timed epochs, then one epoch under the
+profiler, and prints:
+
+- wall time per epoch and per step, and the pack's arithmetic per epoch;
+- the arithmetic floor: every matmul of an epoch timed alone on this device at the pack's shapes
+  and precision (forward: x W; backward: dX and dW of the same sizes), summed;
+- device busy time (kernels) and host time per step, kernel launches per step;
+- time per phase of a step (vgsweep.trainer.PHASES), host and device;
+- the operators that take the most time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import json
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from vgsweep import trainer
+from vgsweep.config import ConfigError, enum_value, resolve_device, validate
+
+
+def expand(overrides: list[str]) -> list[list[str]]:
+    """The grid of a multirun's overrides, as Hydra's basic sweeper expands it (a,b -> two jobs)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    axes = []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if o.is_sweep_override():
+            key = o.get_key_element()
+            axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            axes.append([o.input_line])
+    return [list(c) for c in itertools.product(*axes)]
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import vgsweep.app  # noqa: F401  (registers the schema and the numeric-group shim)
+    from vgsweep.app import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def pack_of(overrides: list[str]):
+    cfgs = [compose(o) for o in expand(overrides)]
+    for c in cfgs:
+        validate(c)
+    if len({trainer.pack_key(c) for c in cfgs}) != 1:
+        raise ConfigError("overrides", " ".join(overrides), "a grid whose jobs share one pack",
+                          "Profile one pack at a time: the same depth, BN placement and mode, batch, data "
+                          "and precision for every job")
+    return cfgs
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_floor(cfg, K: int, sizes: tuple[int, ...], n_test: int, steps: int, repeats: int = 20) -> tuple[float, float]:
+    """(seconds, FLOPs) of one epoch's matmuls, each shape timed alone at the pack's precision.
+
+    Per step and layer (in, out): forward (K,B,in)@(K,in,out); backward dX (K,B,out)@(K,out,in)
+    (not for the first layer: the inputs need no gradient) and dW (K,in,B)@(K,B,out), all three
+    2*K*B*in*out FLOPs. Evaluation: the test set forward once. The probe pass and the element-wise
+    work are left out, so the floor is a lower bound."""
+    device = resolve_device(cfg.device)
+    precision = enum_value(cfg.precision)
+    B = int(cfg.train.batch_size)
+    dtype = torch.float32
+
+    def timed(m: int, k: int, n: int) -> float:
+        a = torch.randn(K, m, k, device=device, dtype=dtype)
+        b = torch.randn(K, k, n, device=device, dtype=dtype)
+        with trainer._tf32(precision == "tf32" and device.type == "cuda"), \
+                trainer._precision_ctx(precision, device):
+            for _ in range(3):
+                torch.bmm(a, b)
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                torch.bmm(a, b)
+            _sync(device)
+        return (time.perf_counter() - t0) / repeats
+
+    seconds = flops = 0.0
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        f = 2.0 * K * B * n_in * n_out
+        per_step = timed(B, n_in, n_out) + timed(n_in, B, n_out) + (timed(B, n_out, n_in) if i else 0.0)
+        seconds += steps * per_step
+        flops += steps * f * (3 if i else 2)
+        seconds += timed(n_test, n_in, n_out)  # evaluation over the test set
+        flops += 2.0 * K * n_test * n_in * n_out
+    return seconds, flops
+
+
+def _summary(prof, device: torch.device, top: int) -> dict:
+    """The numbers of one profiled epoch (times in seconds)."""
+    ka = prof.key_averages()
+    ev = {e.key: e for e in ka}
+    top_level = [e for e in prof.events() if e.cpu_parent is None
+                 and e.device_type == torch.autograd.DeviceType.CPU]
+    phases = {}
+    for name in trainer.PHASES:
+        e = ev.get(f"vgsweep.{name}")
+        if e is not None:
+            phases[name] = {"host_s": e.cpu_time_total / 1e6, "device_s": e.device_time_total / 1e6,
+                            "calls": e.count}
+    cuda = device.type == "cuda"
+    return {"host_s": sum(e.cpu_time_total for e in top_level) / 1e6,
+            "device_busy_s": sum(e.self_device_time_total for e in ka) / 1e6 if cuda else None,
+            "launches": sum(e.count for k, e in ev.items() if "LaunchKernel" in k),
+            "phases": phases,
+            "table": ka.table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=top)}
+
+
+def profile(cfgs, epochs: int, trace: Path | None = None, top: int = 15) -> dict:
+    """Time the pack over `epochs` epochs after a warm-up one, then profile one more epoch."""
+    from torch.profiler import ProfilerActivity, schedule
+    from torch.profiler import profile as torch_profile
+
+    from vgsweep.data import load
+
+    c0 = cfgs[0]
+    device = resolve_device(c0.device)
+    ds = load(c0.data.name, c0.data.root, c0.data.download, device, c0.data.limit_train,
+              c0.data.limit_test, c0.data.verify)
+    K, B = len(cfgs), int(c0.train.batch_size)
+    steps = ds.train.x.shape[0] // B if c0.train.drop_last else -(-ds.train.x.shape[0] // B)
+
+    def train(n: int, on_epoch=None) -> list[float]:
+        for c in cfgs:
+            c.train.epochs = n
+        seconds: list[float] = []
+
+        def record(r):
+            seconds.append(r.seconds)
+            if on_epoch:
+                on_epoch()
+
+        trainer.train_pack(cfgs, on_epoch=record, dataset=ds)
+        return seconds
+
+    timed = train(epochs + 1)[1:]  # the first epoch warms up (allocations, cuBLAS handles)
+    epoch_s = sum(timed) / len(timed)
+
+    # Profile the second of two epochs: the pack's set-up and first epoch are the warm-up cycle.
+    out: dict = {}
+
+    def ready(prof) -> None:
+        out.update(_summary(prof, device, top))
+        if trace:
+            _export(prof, trace)
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    trainer.scope.enabled = True
+    try:
+        with warnings.catch_warnings(), torch_profile(activities=activities, on_trace_ready=ready,
+                                                      schedule=schedule(wait=0, warmup=1, active=1)) as prof:
+            warnings.filterwarnings("ignore", message=".*Profiler clears events")  # one cycle is all we want
+            profiled = train(2, on_epoch=prof.step)
+    finally:
+        trainer.scope.enabled = False
+
+    floor_s, flops = matmul_floor(c0, K, (ds.input_dim, *c0.model.hidden, ds.num_classes), ds.test.x.shape[0], steps)
+    return {"device": trainer.device_name(device), "torch": torch.__version__, "runs": K, "steps": steps,
+            "batch": B, "hidden": list(c0.model.hidden), "precision": enum_value(c0.precision),
+            "epoch_s": epoch_s, "step_ms": 1e3 * epoch_s / steps, "profiled_epoch_s": profiled[1],
+            "flops_per_epoch": flops, "floor_s": floor_s, **out,
+            "launches_per_step": out["launches"] / steps if out.get("launches") else None}
+
+
+def _export(prof, trace: Path) -> None:
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(raw))
+        if trace.suffix == ".gz":
+            with raw.open("rb") as f, gzip.open(trace, "wb") as g:
+                shutil.copyfileobj(f, g)
+        else:
+            shutil.copy(raw, trace)
+
+
+def report(r: dict) -> str:
+    lines = [f"# Profile: {r['runs']} runs, hidden {r['hidden']}, batch {r['batch']}, {r['precision']}",
+             f"{r['device']}, torch {r['torch']}", "",
+             f"epoch: {r['epoch_s']:.3f} s wall ({r['steps']} steps, {r['step_ms']:.2f} ms a step)",
+             (f"arithmetic: {r['flops_per_epoch'] / 1e12:.3f} TFLOP an epoch; "
+              f"floor {r['floor_s']:.3f} s (each matmul timed alone here) = "
+              f"{100 * r['floor_s'] / r['epoch_s']:.0f}% of the epoch"),
+             (f"profiled epoch: {r['profiled_epoch_s']:.3f} s wall (the profiler adds its own cost), "
+              f"host {r['host_s']:.3f} s")
+             + (f", device busy {r['device_busy_s']:.3f} s ({100 * r['device_busy_s'] / r['profiled_epoch_s']:.0f}%)"
+                if r["device_busy_s"] is not None else ", no device timeline (CPU)")]
+    if r["launches_per_step"]:
+        lines.append(f"kernel launches: {r['launches_per_step']:.0f} a step")
+    gpu = r["device_busy_s"] is not None
+    lines += ["", "| phase | calls | host s |" + (" device s |" if gpu else ""),
+              "|---|---|---|" + ("---|" if gpu else "")]
+    for name, p in r["phases"].items():
+        lines.append(f"| {name} | {p['calls']} | {p['host_s']:.3f} |" + (f" {p['device_s']:.3f} |" if gpu else ""))
+    lines += ["", "```", r["table"].rstrip(), "```"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vgsweep.profile", description=__doc__.splitlines()[0])
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides; comma lists expand to the pack's runs")
+    ap.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up (default 2)")
+    ap.add_argument("--top", type=int, default=15, help="operators in the table (default 15)")
+    ap.add_argument("--trace", type=Path, default=None, help="write a Chrome trace (.json or .json.gz)")
+    ap.add_argument("--json", type=Path, default=None, help="write the numbers as JSON")
+    a = ap.parse_args(argv)
+    if a.epochs < 1:
+        print(f"vgsweep.profile: --epochs={a.epochs}: accepted: an integer >= 1", file=sys.stderr)
+        return 2
+    from vgsweep.data import DataError
+
+    try:
+        cfgs = pack_of(a.overrides)
+        r = profile(cfgs, a.epochs, a.trace, a.top)
+    except (ConfigError, DataError) as e:
+        print(f"vgsweep.profile: {e}", file=sys.stderr)
+        return 2
+    print(report(r))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps({k: v for k, v in r.items() if k != "table"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
