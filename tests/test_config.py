@@ -55,12 +55,13 @@ def test_defaults_reproduce_the_original_code():
     ("activation.name=sigmoidd", "activation.name", "logistic"),
     ("init.name=glorot", "init.name", "xavier"),
     ("regime.grad_noise.eta=-1", "regime.grad_noise.eta", ">= 0"),
+    ("regime=wn init=zero", "init.name", "xavier, he or normal"),
     ("data.input_noise_std=-0.1", "data.input_noise_std", ">= 0"),
     ("device=tpu", "device", "auto, cpu"),
     ("data.limit_train=0", "data.limit_train", "positive int"),
 ])
 def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted):
-    cfg = compose_cfg([override, "device=cpu"] if not override.startswith("device") else [override])
+    cfg = compose_cfg([*override.split(), "device=cpu"] if not override.startswith("device") else [override])
     with pytest.raises(ConfigError) as e:
         validate(cfg)
     assert e.value.key == key
@@ -87,6 +88,18 @@ def test_config_hash_ignores_where_and_tracks_what():
                                                          "tracking.uri=sqlite:////tmp/x.db"]))
     assert config_hash(base) != config_hash(compose_cfg(["seed=43"]))
     assert config_hash(base) != config_hash(compose_cfg(["regime=gna"]))
+
+
+def test_keys_added_later_keep_older_hashes_at_their_old_behaviour():
+    """regime.weight_norm came after runs were recorded: at false, a config hashes as it did before."""
+    from omegaconf import OmegaConf
+
+    base = compose_cfg(["regime=gna"])
+    before = OmegaConf.to_container(base, resolve=True)
+    del before["regime"]["weight_norm"]
+    assert config_hash(base) == config_hash(OmegaConf.create(before))
+    assert config_hash(base) != config_hash(compose_cfg(["regime=gna", "regime.weight_norm=true"]))
+    assert config_hash(compose_cfg(["regime=wn"])) != config_hash(compose_cfg(["regime=baseline"]))
 
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))

@@ -143,3 +143,38 @@ def test_residual_connections_by_hand():
     plain = PackedMLP(Arch((6, 4, 4, 4, 3), (), "frozen", 1e-3, 0.99), [M], [torch.Generator().manual_seed(0)],
                       torch.device("cpu"))
     assert not torch.allclose(plain.forward(x, train=True), m.forward(x, train=True))
+
+
+def _wn_pair(members, sizes=(6, 5, 4, 3)):
+    """The same runs as a plain and as a weight-normalised pack, from the same generators."""
+    def make(wn):
+        gens = [torch.Generator().manual_seed(i) for i in range(len(members))]
+        return PackedMLP(Arch(sizes, (), "frozen", 1e-3, 0.99, weight_norm=wn), members, gens, torch.device("cpu"))
+    return make(False), make(True)
+
+
+def test_weight_norm_starts_as_the_init():
+    plain, wn = _wn_pair([M, Member("tanh", 0.2, "he", 0.05, False)])
+    x = torch.randn(2, 7, 6)
+    assert torch.allclose(plain.forward(x, train=True), wn.forward(x, train=True), atol=1e-6)
+    assert wn.P == plain.P + 5 + 4 + 3  # one length per unit of every dense layer
+
+
+def test_weight_norm_by_hand_and_its_gradient_is_orthogonal_to_v():
+    _, wn = _wn_pair([M])
+    with torch.no_grad():
+        wn.theta.add_(0.1 * torch.randn_like(wn.theta))  # lengths no longer equal to ||v||
+    p = {n: t[0] for n, t in wn.params().items()}
+    x = torch.randn(1, 9, 6)
+    h = x[0]
+    for i in range(3):
+        v = p[f"W{i}"]
+        h = h @ (v * p[f"g{i}"] / v.norm(dim=0)) + p[f"b{i}"]
+        h = torch.relu(h) if i < 2 else h
+    out = wn.forward(x, train=True)
+    assert torch.allclose(out[0], h, atol=1e-5)
+    grad = wn.grad(wn.loss(out, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])).sum())
+    for name, o, shape in wn.layout:
+        if name.startswith("W"):  # L(v) = L(c v): the gradient has no component along each unit's v
+            v, gv = p[name].detach(), grad[0, o:o + math.prod(shape)].view(shape)
+            assert torch.allclose((v * gv).sum(dim=0), torch.zeros(shape[1]), atol=1e-6), name

@@ -88,6 +88,9 @@ class RegimeConfig:
     name: str = "baseline"
     grad_noise: GradNoiseConfig = field(default_factory=GradNoiseConfig)
     bn: BNConfig = field(default_factory=BNConfig)
+    # Weight normalisation (Salimans & Kingma 2016) of every dense layer: W = g * v / ||v|| per
+    # output unit, trained as direction v and length g (g starts at ||v||, so the start is the init).
+    weight_norm: bool = False
 
 
 @dataclass
@@ -195,6 +198,11 @@ HASH_EXCLUDE = ("tracking", "data.root", "data.download", "data.verify", "device
                 "checkpoint", "deterministic", "diagnostics")
 
 
+# Keys added after runs were first recorded: left out of the hash while they hold these values (the
+# behaviour from before they existed), so older runs keep their hash and resumed sweeps skip them.
+HASH_NEUTRAL = {"regime.weight_norm": False}
+
+
 def to_container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
@@ -213,7 +221,8 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 def config_hash(cfg: DictConfig) -> str:
     """sha256 (first 16 hex digits) of the resolved config without the keys in HASH_EXCLUDE."""
     flat = flatten(to_container(cfg))
-    kept = {k: v for k, v in flat.items() if not any(k == x or k.startswith(x + ".") for x in HASH_EXCLUDE)}
+    kept = {k: v for k, v in flat.items() if not any(k == x or k.startswith(x + ".") for x in HASH_EXCLUDE)
+            and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
     blob = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -270,6 +279,9 @@ def validate(cfg: DictConfig) -> None:
     if not 0.0 <= cfg.regime.bn.momentum < 1.0:
         raise ConfigError("regime.bn.momentum", cfg.regime.bn.momentum, "a number in [0, 1)")
     _non_negative("init.std", cfg.init.std)
+    if cfg.regime.weight_norm and cfg.init.name == "zero":
+        raise ConfigError("init.name", "zero", "xavier, he or normal when regime.weight_norm=true",
+                          "weight normalisation divides each unit's weights by their norm, and zero has none")
     dg = cfg.diagnostics
     for k in ("grad_samples", "probe_examples", "hist_bins", "metrics_every"):
         _positive(f"diagnostics.{k}", dg[k])

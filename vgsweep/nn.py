@@ -84,6 +84,7 @@ class Arch:
     bn_eps: float
     bn_momentum: float
     residual: bool = False  # skip connection around each hidden layer whose width does not change
+    weight_norm: bool = False  # every dense layer's W = g * v / ||v|| (per output unit)
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,10 @@ class PackedMLP:
         off = 0
         sizes = arch.sizes
         for i in range(len(sizes) - 1):
-            for name, shape in ((f"W{i}", (sizes[i], sizes[i + 1])), (f"b{i}", (sizes[i + 1],))):
+            entries = [(f"W{i}", (sizes[i], sizes[i + 1])), (f"b{i}", (sizes[i + 1],))]
+            if arch.weight_norm:
+                entries.append((f"g{i}", (sizes[i + 1],)))  # the length of each unit's weight vector
+            for name, shape in entries:
                 self.layout.append((name, off, shape))
                 off += math.prod(shape)
             if i in arch.bn_layers:
@@ -118,10 +122,15 @@ class PackedMLP:
                     off += sizes[i + 1]
         self.P = off
         theta = torch.zeros(self.K, self.P, dtype=torch.float64)
+        offsets = {name: o for name, o, _ in self.layout}
         for k, (m, g) in enumerate(zip(members, generators)):
             for name, o, shape in self.layout:
                 if name.startswith("W"):
-                    theta[k, o:o + math.prod(shape)] = INITS[m.init](*shape, g, m.init_std).flatten()
+                    w = INITS[m.init](*shape, g, m.init_std)  # (in, out)
+                    theta[k, o:o + math.prod(shape)] = w.flatten()
+                    if arch.weight_norm:  # g = ||v||: the effective weights start as the init
+                        go = offsets[f"g{name[1:]}"]
+                        theta[k, go:go + shape[1]] = w.norm(dim=0)
                 elif name.endswith("gamma"):
                     theta[k, o:o + shape[0]] = 1.0
         self.theta = theta.to(device=device, dtype=torch.float32)
@@ -198,6 +207,8 @@ class PackedMLP:
         h = h_in = x
         for i in range(L):
             W, b = p[f"W{i}"], p[f"b{i}"].unsqueeze(1)  # (K, in, out), (K, 1, out)
+            if self.arch.weight_norm:  # W = v * g / ||v||, the norm over each unit's inputs: (K, out)
+                W = W * (p[f"g{i}"] / W.norm(dim=1)).unsqueeze(1)
             h = torch.baddbmm(b, h, W) if h.dim() == 3 else torch.matmul(h, W) + b
             if i < L - 1:
                 if preacts is not None:

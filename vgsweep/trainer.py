@@ -66,7 +66,8 @@ def arch_of(cfg: DictConfig, input_dim: int, num_classes: int) -> Arch:
     layers = {"none": (), "last": (len(hidden) - 1,), "all": tuple(range(len(hidden)))}[placement]
     return Arch(sizes=(input_dim, *hidden, num_classes), bn_layers=layers,
                 bn_mode=enum_value(bn.mode), bn_eps=float(bn.eps),
-                bn_momentum=float(bn.momentum), residual=bool(cfg.model.residual))
+                bn_momentum=float(bn.momentum), residual=bool(cfg.model.residual),
+                weight_norm=bool(cfg.regime.weight_norm))
 
 
 def member_of(cfg: DictConfig) -> Member:
@@ -80,7 +81,7 @@ def pack_key(cfg: DictConfig) -> tuple:
     d, t, bn = cfg.data, cfg.train, cfg.regime.bn
     bn_key = (enum_value(bn.placement), enum_value(bn.mode), float(bn.eps), float(bn.momentum))
     diag = json.dumps(to_container(cfg.diagnostics), sort_keys=True)  # one probe setting per pack
-    return (tuple(cfg.model.hidden), bool(cfg.model.residual), bn_key, d.name, str(d.root), d.limit_train, d.limit_test, d.verify,
+    return (tuple(cfg.model.hidden), bool(cfg.model.residual), bool(cfg.regime.weight_norm), bn_key, d.name, str(d.root), d.limit_train, d.limit_test, d.verify,
             t.epochs, t.batch_size, t.drop_last, cfg.optimizer.name, enum_value(cfg.precision),
             str(resolve_device(cfg.device)), cfg.checkpoint.every, cfg.deterministic, diag)
 
@@ -140,7 +141,7 @@ def bytes_per_run(cfg: DictConfig) -> int:
     n_train, _, dim = DATASET_SIZES.get(cfg.data.name, (60000, 10000, 784))
     n_train = min(n_train, cfg.data.limit_train or n_train)
     sizes = (dim, *cfg.model.hidden, 10)
-    P = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])) + 2 * sum(cfg.model.hidden)
+    P = sum(a * b + 2 * b for a, b in zip(sizes[:-1], sizes[1:])) + 2 * sum(cfg.model.hidden)  # + g, BN
     B = int(cfg.train.batch_size)
     acts = B * (dim + 4 * sum(sizes[1:]))  # gathered batch; pre/post activations and their grads
     evals = EVAL_CHUNK * 3 * max(sizes[1:])
