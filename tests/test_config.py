@@ -56,6 +56,8 @@ def test_defaults_reproduce_the_original_code():
     ("init.name=glorot", "init.name", "xavier"),
     ("regime.grad_noise.eta=-1", "regime.grad_noise.eta", ">= 0"),
     ("regime=wn init=zero", "init.name", "xavier, he or normal"),
+    ("tracking.stale_after_s=100", "tracking.stale_after_s", "more than 2 x tracking.heartbeat_s = 120"),
+    ("tracking.heartbeat_s=0", "tracking.heartbeat_s", "positive float"),
     ("data.input_noise_std=-0.1", "data.input_noise_std", ">= 0"),
     ("device=tpu", "device", "auto, cpu"),
     ("data.limit_train=0", "data.limit_train", "positive int"),

@@ -155,3 +155,51 @@ def test_training_runs_reads_every_page(small_cfg, monkeypatch):
     runs = list(tracking.training_runs(client, exp))
     assert len(runs) == 5 and len({r.info.run_id for r in runs}) == 5
     assert [r.info.start_time for r in runs] == sorted((r.info.start_time for r in runs), reverse=True)
+
+
+def _fake_running_run(cfg, host: str, pid: str, heartbeat: float | None):
+    """A RUNNING run of cfg's config, as a process on `host` would have left it."""
+    from vgsweep import tracking
+    from vgsweep.config import config_hash, flatten, to_container
+
+    uri = cfg.tracking.uri
+    client = tracking.client_for(uri)
+    exp = tracking.experiment_id(client, uri, cfg.tracking.experiment, tracking.artifact_root(uri, cfg))
+    tags = {tracking.TAG_HASH: config_hash(cfg), tracking.TAG_HOST: host, tracking.TAG_PID: pid}
+    if heartbeat is not None:
+        tags[tracking.TAG_HEARTBEAT] = f"{heartbeat:.0f}"
+    return tracking.RunLogger(client, exp, "left-running", flatten(to_container(cfg)), tags).run_id
+
+
+def test_a_run_whose_host_went_silent_is_killed_and_retrained(small_cfg):
+    """Another host's RUNNING run: skipped while its heartbeat is fresh, KILLED and retrained once stale."""
+    cfg = small_cfg("seed=7", "tracking.stale_after_s=600")
+    stale = _fake_running_run(cfg, "node-that-died", "12345", time.time() - 601)
+    [o] = run_jobs([Job(cfg)])
+    assert o.status == "FINISHED" and o.run_id != stale
+    client, runs = _all_runs(cfg.tracking.uri)
+    assert client.get_run(stale).info.status == "KILLED"
+
+    other = small_cfg("seed=8")
+    alive = _fake_running_run(other, "busy-node", "12345", time.time() - 30)
+    [o] = run_jobs([Job(other)])
+    assert o.status == "SKIPPED" and o.run_id == alive and client.get_run(alive).info.status == "RUNNING"
+    # Judged by heartbeat only when asked: stale_after_s=0 leaves another host's run alone forever.
+    quiet = small_cfg("seed=9", "tracking.stale_after_s=0")
+    old = _fake_running_run(quiet, "node-that-died", "12345", time.time() - 10**6)
+    assert run_jobs([Job(quiet)])[0].status == "SKIPPED" and client.get_run(old).info.status == "RUNNING"
+
+
+def test_the_heartbeat_keeps_stamping_until_stopped(small_cfg):
+    from vgsweep import tracking
+
+    cfg = small_cfg("seed=1")
+    run_id = _fake_running_run(cfg, "here", "1", 1000.0)
+    client = tracking.client_for(cfg.tracking.uri)
+    lg = tracking.RunLogger(client, None, "", {}, {}, run_id=run_id)
+    with tracking.Heartbeat([lg], interval=0.05):
+        time.sleep(0.5)
+    first = float(client.get_run(run_id).data.tags[tracking.TAG_HEARTBEAT])
+    assert abs(first - time.time()) < 5  # stamped with the time, not the 1000 it started with
+    time.sleep(1.2)
+    assert float(client.get_run(run_id).data.tags[tracking.TAG_HEARTBEAT]) == first  # stopped

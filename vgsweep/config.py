@@ -135,6 +135,8 @@ class TrackingConfig:
     experiment: str = "${study}"
     artifact_root: Optional[str] = None  # None: <dir of the sqlite file>/mlartifacts
     learning_curve: bool = True  # log a learning-curve PNG per run
+    heartbeat_s: float = 60.0  # a training process stamps its RUNNING runs this often (tag vgsweep.heartbeat)
+    stale_after_s: float = 600.0  # a RUNNING run with no stamp for this long is dead (any host); 0 = never
 
 
 @dataclass
@@ -279,6 +281,12 @@ def validate(cfg: DictConfig) -> None:
     if not 0.0 <= cfg.regime.bn.momentum < 1.0:
         raise ConfigError("regime.bn.momentum", cfg.regime.bn.momentum, "a number in [0, 1)")
     _non_negative("init.std", cfg.init.std)
+    _positive("tracking.heartbeat_s", cfg.tracking.heartbeat_s, float)
+    _non_negative("tracking.stale_after_s", cfg.tracking.stale_after_s)
+    if 0 < cfg.tracking.stale_after_s <= 2 * cfg.tracking.heartbeat_s:
+        raise ConfigError("tracking.stale_after_s", cfg.tracking.stale_after_s,
+                          f"0 (never) or more than 2 x tracking.heartbeat_s = {2 * cfg.tracking.heartbeat_s:g}",
+                          "a live run would be taken for dead between two heartbeats")
     if cfg.regime.weight_norm and cfg.init.name == "zero":
         raise ConfigError("init.name", "zero", "xavier, he or normal when regime.weight_norm=true",
                           "weight normalisation divides each unit's weights by their norm, and zero has none")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,9 +125,10 @@ def plan(jobs: list[Job]) -> list[Optional[Outcome]]:
         runs = stores[skey].get(j.hash, [])
         status = {r.info.run_id: r.info.status for r in runs}
         for r in runs:
-            if tracking.is_orphan(r):
-                log.warning("run %s (%s) was left RUNNING by a process that is gone: marked KILLED",
-                            r.info.run_id, run_name(j.cfg))
+            why = tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s))
+            if why:
+                log.warning("run %s (%s) was left RUNNING by a process that is gone (%s): marked KILLED",
+                            r.info.run_id, run_name(j.cfg), why)
                 tracking.retry(client.set_terminated, r.info.run_id, status="KILLED")
                 status[r.info.run_id] = "KILLED"
         finished = [r for r in runs if status[r.info.run_id] == "FINISHED"]
@@ -139,8 +141,10 @@ def plan(jobs: list[Job]) -> list[Optional[Outcome]]:
             continue
         if running and not j.cfg.rerun:
             r = running[0]
-            log.info("skip %s: RUNNING as run %s in process %s on %s", run_name(j.cfg), r.info.run_id,
-                     r.data.tags.get(tracking.TAG_PID), r.data.tags.get(tracking.TAG_HOST))
+            beat = r.data.tags.get(tracking.TAG_HEARTBEAT, "")
+            age = f", last heartbeat {time.time() - float(beat):.0f} s ago" if beat.isdigit() else ""
+            log.info("skip %s: RUNNING as run %s in process %s on %s%s", run_name(j.cfg), r.info.run_id,
+                     r.data.tags.get(tracking.TAG_PID), r.data.tags.get(tracking.TAG_HOST), age)
             out.append(Outcome("SKIPPED", r.info.run_id, {}, "running in another process"))
             continue
         ck = checkpoint_path(j.cfg, j.hash)
@@ -179,6 +183,7 @@ def _tags(job: Job, pack_size: int, device: str) -> dict[str, str]:
         tracking.TAG_OVERRIDES: " ".join(job.overrides),
         tracking.TAG_HOST: socket.gethostname(),
         tracking.TAG_PID: str(os.getpid()),
+        tracking.TAG_HEARTBEAT: f"{time.time():.0f}",
         "vgsweep.version": vgsweep.__version__,
         "vgsweep.git_commit": tracking.git_commit(),
         "vgsweep.torch_version": torch.__version__,
@@ -247,8 +252,9 @@ def run_pack(jobs: list[Job], progress=None) -> list[Outcome]:
             _save_checkpoint(j, lg.run_id, st, dh)
 
     try:
-        result = train_pack([j.cfg for j in jobs], on_epoch=on_epoch, on_checkpoint=on_checkpoint,
-                            resume=[j.resume_state for j in jobs])
+        with tracking.Heartbeat(loggers, float(jobs[0].cfg.tracking.heartbeat_s)):
+            result = train_pack([j.cfg for j in jobs], on_epoch=on_epoch, on_checkpoint=on_checkpoint,
+                                resume=[j.resume_state for j in jobs])
     except Exception as e:  # noqa: BLE001 - the runs are closed as FAILED; the caller may split and retry
         reason = f"{type(e).__name__}: {e}"
         for lg in loggers:

@@ -27,6 +27,7 @@ MAX_PARAM_CHARS = 6000
 TAG_HASH = "vgsweep.config_hash"
 TAG_OVERRIDES = "vgsweep.overrides"
 TAG_HOST, TAG_PID = "vgsweep.host", "vgsweep.pid"
+TAG_HEARTBEAT = "vgsweep.heartbeat"  # unix seconds of the training process's last sign of life
 SQLITE_BUSY_MS = 60_000  # a writer waits this long for another process's lock before failing
 RETRY_SECONDS = 120.0  # and MLflow calls that still meet a locked database are retried this long
 
@@ -183,21 +184,58 @@ def runs_by_hash(client, exp_id: str) -> dict[str, list]:
     return out
 
 
-def is_orphan(run) -> bool:
-    """A RUNNING run whose process is gone: same host, and that pid no longer exists."""
+def orphan_reason(run, stale_after_s: float = 0.0, now: float | None = None) -> str | None:
+    """Why a RUNNING run's process is gone, or None if it may be alive: on this host, its pid no
+    longer exists; on any host, its heartbeat is older than `stale_after_s` (0: never judged so).
+    Runs recorded before heartbeats existed are judged by their pid only."""
     import os
     import socket
 
+    if run.info.status != "RUNNING":
+        return None
     host, pid = run.data.tags.get(TAG_HOST), run.data.tags.get(TAG_PID)
-    if run.info.status != "RUNNING" or host != socket.gethostname() or not (pid or "").isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    if host == socket.gethostname() and (pid or "").isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return f"process {pid} on this host is gone"
+        except PermissionError:
+            pass
+    beat = run.data.tags.get(TAG_HEARTBEAT, "")
+    if stale_after_s > 0 and beat.replace(".", "", 1).isdigit():
+        age = (time.time() if now is None else now) - float(beat)
+        if age > stale_after_s:
+            return f"no heartbeat from {host} for {age:.0f} s (tracking.stale_after_s={stale_after_s:g})"
+    return None
+
+
+class Heartbeat:
+    """A daemon thread that stamps runs with the time every `interval` seconds, until stopped, so
+    that a sweep on any host can tell a live run from one whose machine or process died."""
+
+    def __init__(self, loggers: list, interval: float):
+        import threading
+
+        self.loggers, self.interval = loggers, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vgsweep-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            stamp = {TAG_HEARTBEAT: f"{time.time():.0f}"}
+            for lg in self.loggers:
+                try:
+                    lg.set_tags(stamp)
+                except Exception as e:  # noqa: BLE001 - a missed beat must not stop training
+                    log.warning("heartbeat for run %s failed: %s", lg.run_id, e)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _chunks(xs: list, n: int) -> Iterable[list]:
