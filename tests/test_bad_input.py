@@ -102,3 +102,14 @@ def test_malformed_data_is_a_data_error_naming_the_file(tmp_path, defect, fragme
     with pytest.raises(DataError, match=re.escape(fragment)) as e:
         read_checked("mnist", root, download=False, verify=False)
     assert "-ubyte.gz" in str(e.value)
+
+
+def test_fashion_mnist_files_are_checked_against_the_published_gzip_md5(tmp_path):
+    """Fashion-MNIST's published checksums are of the .gz files: a .gz that is not theirs is refused."""
+    from vgsweep.data import DataError, read_checked
+
+    root = make_idx_dataset(tmp_path, folder="FashionMNIST")
+    with pytest.raises(DataError, match="checksum mismatch") as e:
+        read_checked("fashion_mnist", root, download=False, verify=True)
+    assert "train-images-idx3-ubyte.gz" in str(e.value) and "8d4fb7e6c68d591d4c3dfef9ec88bf0d" in str(e.value)
+    assert len(read_checked("fashion_mnist", root, download=False, verify=False)["train_y"]) == 384

@@ -30,7 +30,7 @@ def test_a_diverging_run_fails_alone_and_the_sweep_says_so(tiny_root, tmp_path):
                     f"hydra.sweep.dir={tmp_path / 'mr'}"], cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "2 finished, 0 skipped (already in the store), 2 failed" in out
+    assert "2 finished, 0 skipped (in the store or taken by another process), 2 failed" in out
     assert "NaN or inf at epoch 0" in out
     client, runs = _all_runs(uri)
     by_lr = {}

@@ -39,6 +39,16 @@ CHECKSUMS: dict[str, dict[str, tuple[str, int]]] = {
     },
 }
 SIZES = {"fashion_mnist": {"train_x": 60000, "train_y": 60000, "test_x": 10000, "test_y": 10000}}
+# md5 of the gzipped files as published (torchvision's list), where only those are known: checked
+# when the .gz file is there (torchvision keeps it beside what it extracts).
+GZ_CHECKSUMS: dict[str, dict[str, str]] = {
+    "fashion_mnist": {
+        "train_x": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train_y": "25c81989df183df01b3e8a0aad5dffbe",
+        "test_x": "bef4ecab320f06d8554ea6380940ec79",
+        "test_y": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
 
 
 class DataError(RuntimeError):
@@ -150,6 +160,13 @@ def read_checked(name: str, root: str | Path, download: bool, verify: bool = Tru
             if hashlib.md5(raw).hexdigest() != md5:
                 raise DataError(f"{p}: checksum mismatch (md5 of the content is {hashlib.md5(raw).hexdigest()}, "
                                 f"{name} has {md5}); the file is damaged or not {name}: delete it and let "
+                                "data.download=true fetch it again, or set data.verify=false for your own files")
+        gz = raw_dir(name, root) / (FILES[k] + ".gz")
+        if verify and name in GZ_CHECKSUMS and gz.is_file():
+            got = hashlib.md5(gz.read_bytes()).hexdigest()
+            if got != GZ_CHECKSUMS[name][k]:
+                raise DataError(f"{gz}: checksum mismatch (md5 {got}, {name}'s published file has "
+                                f"{GZ_CHECKSUMS[name][k]}); the file is damaged or not {name}: delete it and let "
                                 "data.download=true fetch it again, or set data.verify=false for your own files")
         arrays[k] = read_idx(p, raw)
         expected = SIZES.get(name, {}).get(k) or (CHECKSUMS.get(name, {}).get(k, (None, None))[1])

@@ -177,6 +177,29 @@ def group_packs(jobs: list[Job], max_pack: int | None = None, memory_budget_gb: 
     return packs
 
 
+def rival(job: Job, client, exp_id: str, own=None):
+    """Another process's run of the same config that takes precedence over training it here, or None.
+
+    Before this process creates a run (own=None): a FINISHED run, or a RUNNING one that is alive.
+    After it created `own`: a FINISHED run, or a live RUNNING one created earlier (start time, then
+    run id). Two processes that created runs of one config at once both see both runs and agree on
+    which came first, so exactly one trains it. `rerun=true` has no rivals."""
+    if job.cfg.rerun:
+        return None
+    stale = float(job.cfg.tracking.stale_after_s)
+    flt = f"tags.`{tracking.TAG_HASH}` = '{job.hash or config_hash(job.cfg)}'"
+    first = None
+    for r in tracking.training_runs(client, exp_id, flt):
+        if own is not None and r.info.run_id == own.info.run_id:
+            continue
+        if r.info.status == "FINISHED":
+            return r
+        if r.info.status == "RUNNING" and not tracking.orphan_reason(r, stale):
+            if own is None or (r.info.start_time, r.info.run_id) < (own.info.start_time, own.info.run_id):
+                first = r if first is None or r.info.start_time < first.info.start_time else first
+    return first
+
+
 def _tags(job: Job, pack_size: int, device: str) -> dict[str, str]:
     return {
         tracking.TAG_HASH: job.hash or config_hash(job.cfg),
@@ -200,16 +223,35 @@ def _save_checkpoint(job: Job, run_id: str, state: dict, diag: list) -> None:
     os.replace(tmp, path)  # atomic: a kill never leaves half a checkpoint
 
 
-def run_pack(jobs: list[Job], progress=None) -> list[Outcome]:
-    """Train one pack and record every job of it as its own MLflow run."""
-    device = device_name(resolve_device(jobs[0].cfg.device))
-    loggers, logged_upto = [], []
-    for j in jobs:
+def _claimed(j: Job, r) -> Outcome:
+    log.info("skip %s: run %s of another process has it (%s)", run_name(j.cfg), r.info.run_id, r.info.status)
+    return Outcome("SKIPPED", r.info.run_id, dict(r.data.metrics) if r.info.status == "FINISHED" else {},
+                   f"{r.info.status} in another process")
+
+
+def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
+    """Train one pack and record every job of it as its own MLflow run. A job that another process
+    finished or claimed since the sweep was planned is skipped (see `rival`)."""
+    device = device_name(resolve_device(pack[0].cfg.device))
+    skipped: dict[int, Outcome] = {}
+    jobs, loggers, logged_upto = [], [], []
+    for i, j in enumerate(pack):
         uri = tracking.resolve_uri(j.cfg)
         client = tracking.client_for(uri)
         exp = tracking.experiment_id(client, uri, j.cfg.tracking.experiment, tracking.artifact_root(uri, j.cfg))
+        if not j.resume_run and (r := rival(j, client, exp)) is not None:
+            skipped[i] = _claimed(j, r)
+            continue
         params = flatten(to_container(j.cfg))
-        lg = tracking.RunLogger(client, exp, run_name(j.cfg), params, _tags(j, len(jobs), device), run_id=j.resume_run)
+        lg = tracking.RunLogger(client, exp, run_name(j.cfg), params, _tags(j, len(pack), device), run_id=j.resume_run)
+        if not j.resume_run and (r := rival(j, client, exp, own=tracking.retry(client.get_run, lg.run_id))) is not None:
+            # Created at the same time as another process's run of this config, and later: give way.
+            # The run holds nothing but params and tags; deleted, it leaves no trace in the table.
+            lg.set_tags({"vgsweep.duplicate_of": r.info.run_id})
+            tracking.retry(client.delete_run, lg.run_id)
+            skipped[i] = _claimed(j, r)
+            continue
+        jobs.append(j)
         loggers.append(lg)
         # A resumed run may have logged epochs past its checkpoint before it was killed: not again.
         upto = -1
@@ -218,6 +260,10 @@ def run_pack(jobs: list[Job], progress=None) -> list[Outcome]:
             upto = max((m.step for m in hist), default=-1)
         logged_upto.append(upto)
         log.info("run %s: %s%s", lg.run_id, run_name(j.cfg), " (resumed)" if j.resume_run else "")
+    if skipped and progress is not None:
+        progress.skipped(len(skipped))
+    if not jobs:
+        return [skipped[i] for i in range(len(pack))]
 
     files = [open(j.log_file, "a") if j.log_file else None for j in jobs]  # noqa: SIM115
     diag_hist: list[list[dict]] = [list(j.resume_state.get("diagnostics", [])) if j.resume_state else [] for j in jobs]
@@ -289,7 +335,8 @@ def run_pack(jobs: list[Job], progress=None) -> list[Outcome]:
             lg.finish("FAILED")
             outcomes.append(Outcome("FAILED", lg.run_id, final, reason))
         checkpoint_path(j.cfg, j.hash or config_hash(j.cfg)).unlink(missing_ok=True)
-    return outcomes
+    trained = iter(outcomes)
+    return [skipped[i] if i in skipped else next(trained) for i in range(len(pack))]
 
 
 def _run_isolated(jobs: list[Job], progress) -> list[Outcome]:

@@ -71,7 +71,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             ret.return_value = RuntimeError(f"run {o.run_id} {o.status}: {o.reason}")
             failed.append((job, o))
     counts = {s: sum(o.status == s for o in outcomes) for s in ("FINISHED", "SKIPPED", "FAILED")}
-    log.info("sweep done: %d finished, %d skipped (already in the store), %d failed",
+    log.info("sweep done: %d finished, %d skipped (in the store or taken by another process), %d failed",
              counts["FINISHED"], counts["SKIPPED"], counts["FAILED"])
     if failed:
         log.error("%d of %d jobs failed:", len(failed), len(jobs))

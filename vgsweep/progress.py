@@ -41,6 +41,12 @@ class Progress:
             log.info(text)
             self._last_log = time.monotonic()
 
+    def skipped(self, n: int) -> None:
+        """n runs of the current pack were taken by another process: not counted as work to do."""
+        k, e = self.packs[self.pack]
+        self.packs[self.pack] = (k - n, e)
+        self.total -= n * e
+
     def pack_done(self) -> None:
         k, e = self.packs[self.pack]
         self.runs_done += k
