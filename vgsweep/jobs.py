@@ -260,10 +260,13 @@ def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
             upto = max((m.step for m in hist), default=-1)
         logged_upto.append(upto)
         log.info("run %s: %s%s", lg.run_id, run_name(j.cfg), " (resumed)" if j.resume_run else "")
-    if skipped and progress is not None:
-        progress.skipped(len(skipped))
     if not jobs:
         return [skipped[i] for i in range(len(pack))]
+    if skipped:
+        for lg in loggers:
+            lg.set_tags({"vgsweep.pack_size": str(len(jobs))})
+        if progress is not None:
+            progress.skipped(len(skipped))
 
     files = [open(j.log_file, "a") if j.log_file else None for j in jobs]  # noqa: SIM115
     diag_hist: list[list[dict]] = [list(j.resume_state.get("diagnostics", [])) if j.resume_state else [] for j in jobs]
