@@ -49,7 +49,7 @@ def test_the_same_sweep_twice_at_once_trains_each_config_once(tiny_root, tmp_pat
     uri = f"sqlite:///{tmp_path / 'shared.db'}"
 
     def sweep(i: int):
-        return run_cli(["-m", "activation=relu,tanh,logistic", "seed=0,1,2", *SMALL, "hydra.launcher.max_pack=1",
+        return run_cli(["-m", "activation=relu,tanh", "seed=0,1,2", *SMALL, "hydra.launcher.max_pack=1",
                         f"data.root={tiny_root}", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / f'mr{i}'}"],
                        cwd=tmp_path)
 
@@ -61,12 +61,12 @@ def test_the_same_sweep_twice_at_once_trains_each_config_once(tiny_root, tmp_pat
     exp = c.get_experiment_by_name("agarap2019")
     runs = c.search_runs([exp.experiment_id], max_results=1000)  # active runs: the deleted duplicates left out
     configs = [(r.data.params["activation.name"], r.data.params["seed"]) for r in runs]
-    assert sorted(configs) == sorted({(a, s) for a in ("relu", "tanh", "logistic") for s in "012"})
+    assert sorted(configs) == sorted({(a, s) for a in ("relu", "tanh") for s in "012"})
     assert all(r.info.status == "FINISHED" for r in runs)
     summaries = [p.stdout + p.stderr for p in procs]
     trained = [int(next(line for line in out.splitlines() if " finished, " in line).split(" finished")[0].split()[-1])
                for out in summaries]
-    assert sum(trained) == 9, summaries  # each config trained by exactly one of the two
+    assert sum(trained) == 6, summaries  # each config trained by exactly one of the two
 
 
 @pytest.fixture

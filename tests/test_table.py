@@ -118,3 +118,15 @@ def test_cells_in_the_papers_format():
     md = to_markdown(df)
     assert "| gna | logistic |" in md and "75.05 (+9.93)" in md and "2-layer published" in md
     assert md.index("| baseline | logistic") < md.index("| baseline | tanh") < md.index("| gna | logistic")
+
+
+def test_runs_from_before_a_key_existed_group_with_its_neutral_value():
+    """A run recorded before regime.weight_norm existed has no such param: it is a weight_norm=False run."""
+    old = _runs([("logistic", "baseline", 2, 0, 70.0), ("logistic", "gna", 2, 0, 75.0)])
+    new = _runs([("logistic", "baseline", 2, 1, 72.0, {"regime.weight_norm": "False"}),
+                 ("logistic", "gna", 2, 1, 78.0, {"regime.weight_norm": "False"})])
+    df = aggregate(pd.concat([old, new.assign(run_id=["n0", "n1"], start_time=[10, 11])], ignore_index=True))
+    assert len(df) == 2 and list(df["n"]) == [2, 2]
+    assert "regime.weight_norm" not in df.columns  # not a grouping key: it never varies in effect
+    gna = df[df.regime == "gna"].iloc[0]
+    assert gna["published"] == 75.05 and gna["ours_minus_published"] == pytest.approx(76.5 - 75.05)

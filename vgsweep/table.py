@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from vgsweep import tracking
-from vgsweep.config import HASH_EXCLUDE
+from vgsweep.config import HASH_EXCLUDE, HASH_NEUTRAL
 
 # Agarap et al. 2019, Table 1 (test accuracy %, MNIST): (activation, regime) -> {depth: value}.
 PUBLISHED: dict[tuple[str, str], dict[int, float]] = {
@@ -118,6 +118,9 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     for col, default in (("status", "FINISHED"), ("verdict", "")):
         if col not in runs:
             runs = runs.assign(**{col: default})
+    for col, neutral in HASH_NEUTRAL.items():  # runs recorded before a key existed ran without it
+        if col in runs:
+            runs = runs.assign(**{col: runs[col].fillna(str(neutral))})
     # One run per config: the newest FINISHED one, else the newest that failed or was killed.
     runs = (runs.assign(_fin=runs["status"].eq("FINISHED")).sort_values(["_fin", "start_time"])
             .drop_duplicates("config_hash", keep="last").drop(columns="_fin"))
