@@ -19,10 +19,12 @@ pytestmark = pytest.mark.e2e
 SEEDS = ("0,1,2,3", "4,5,6,7")
 
 
-def _two_sweeps_at_once(uri: str, root: Path, tmp: Path) -> None:
+def _at_once(args: list[list[str]], root: Path, uri: str, tmp: Path):
+    """Two sweeps (args[i] each) launched together into one store; their processes and the store's
+    active runs once both succeeded."""
     def sweep(i: int):
-        return run_cli(["-m", "activation=relu,tanh", f"seed={SEEDS[i]}", *SMALL, f"data.root={root}",
-                        f"tracking.uri={uri}", f"hydra.sweep.dir={tmp / f'mr{i}'}"], cwd=tmp)
+        return run_cli(["-m", *args[i], *SMALL, f"data.root={root}", f"tracking.uri={uri}",
+                        f"hydra.sweep.dir={tmp / f'mr{i}'}"], cwd=tmp)
 
     with ThreadPoolExecutor(2) as pool:
         procs = list(pool.map(sweep, (0, 1)))
@@ -30,7 +32,11 @@ def _two_sweeps_at_once(uri: str, root: Path, tmp: Path) -> None:
         assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     c = MlflowClient(uri)
     exp = c.get_experiment_by_name("agarap2019")
-    runs = c.search_runs([exp.experiment_id], max_results=1000)
+    return procs, c, c.search_runs([exp.experiment_id], max_results=1000)
+
+
+def _two_sweeps_at_once(uri: str, root: Path, tmp: Path) -> None:
+    _, c, runs = _at_once([["activation=relu,tanh", f"seed={s}"] for s in SEEDS], root, uri, tmp)
     assert len(runs) == 16
     assert len({(r.data.params["activation.name"], r.data.params["seed"]) for r in runs}) == 16
     for r in runs:
@@ -47,19 +53,8 @@ def test_two_sweeps_into_one_sqlite_store(tiny_root, tmp_path):
 def test_the_same_sweep_twice_at_once_trains_each_config_once(tiny_root, tmp_path):
     """Launched twice (two GPUs, two hosts), one sweep's packs are shared out, not trained twice."""
     uri = f"sqlite:///{tmp_path / 'shared.db'}"
-
-    def sweep(i: int):
-        return run_cli(["-m", "activation=relu,tanh", "seed=0,1,2", *SMALL, "hydra.launcher.max_pack=1",
-                        f"data.root={tiny_root}", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / f'mr{i}'}"],
-                       cwd=tmp_path)
-
-    with ThreadPoolExecutor(2) as pool:
-        procs = list(pool.map(sweep, (0, 1)))
-    for p in procs:
-        assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
-    c = MlflowClient(uri)
-    exp = c.get_experiment_by_name("agarap2019")
-    runs = c.search_runs([exp.experiment_id], max_results=1000)  # active runs: the deleted duplicates left out
+    same = ["activation=relu,tanh", "seed=0,1,2", "hydra.launcher.max_pack=1"]
+    procs, _, runs = _at_once([same, same], tiny_root, uri, tmp_path)  # active runs: deleted duplicates left out
     configs = [(r.data.params["activation.name"], r.data.params["seed"]) for r in runs]
     assert sorted(configs) == sorted({(a, s) for a in ("relu", "tanh") for s in "012"})
     assert all(r.info.status == "FINISHED" for r in runs)
