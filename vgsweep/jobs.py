@@ -141,10 +141,10 @@ def plan(jobs: list[Job]) -> list[Optional[Outcome]]:
             continue
         if running and not j.cfg.rerun:
             r = running[0]
-            beat = r.data.tags.get(tracking.TAG_HEARTBEAT, "")
-            age = f", last heartbeat {time.time() - float(beat):.0f} s ago" if beat.isdigit() else ""
+            age = tracking.heartbeat_age(r)
+            beat = "" if age is None else f", last heartbeat {age:.0f} s ago"
             log.info("skip %s: RUNNING as run %s in process %s on %s%s", run_name(j.cfg), r.info.run_id,
-                     r.data.tags.get(tracking.TAG_PID), r.data.tags.get(tracking.TAG_HOST), age)
+                     r.data.tags.get(tracking.TAG_PID), r.data.tags.get(tracking.TAG_HOST), beat)
             out.append(Outcome("SKIPPED", r.info.run_id, {}, "running in another process"))
             continue
         ck = checkpoint_path(j.cfg, j.hash)

@@ -201,12 +201,18 @@ def orphan_reason(run, stale_after_s: float = 0.0, now: float | None = None) -> 
             return f"process {pid} on this host is gone"
         except PermissionError:
             pass
-    beat = run.data.tags.get(TAG_HEARTBEAT, "")
-    if stale_after_s > 0 and beat.replace(".", "", 1).isdigit():
-        age = (time.time() if now is None else now) - float(beat)
-        if age > stale_after_s:
-            return f"no heartbeat from {host} for {age:.0f} s (tracking.stale_after_s={stale_after_s:g})"
+    age = heartbeat_age(run, now)
+    if stale_after_s > 0 and age is not None and age > stale_after_s:
+        return f"no heartbeat from {host} for {age:.0f} s (tracking.stale_after_s={stale_after_s:g})"
     return None
+
+
+def heartbeat_age(run, now: float | None = None) -> float | None:
+    """Seconds since the run's last heartbeat, or None for runs recorded before heartbeats existed."""
+    beat = run.data.tags.get(TAG_HEARTBEAT, "")
+    if not beat.replace(".", "", 1).isdigit():
+        return None
+    return (time.time() if now is None else now) - float(beat)
 
 
 class Heartbeat:

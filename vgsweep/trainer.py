@@ -36,7 +36,8 @@ _NULL = contextlib.nullcontext()
 
 class _Scopes:
     """Named profiler ranges around the phases of a step; vgsweep.profile switches them on.
-    Off (the default) each phase costs one attribute lookup, not a profiler call."""
+    Off (the default) a phase costs a call that returns one shared null context (well under a
+    microsecond), not a profiler call."""
 
     enabled = False
 
