@@ -25,13 +25,13 @@ sweep: install ## the paper grid (experiment=paper_table1; add ARGS="seed=0,1,2"
 	$(MAKE) report
 
 table: install ## results/table.md and results/table.csv from MLflow (TABLE_ARGS="--experiment X")
-	$(PY) -m vgsweep.table --out results $(TABLE_ARGS)
+	$(PY) -m vgsweep table --out results $(TABLE_ARGS)
 
 figures: install ## results/figures/ (PNG + PDF) from MLflow, also logged as the `figures` run (FIG_ARGS="--activation tanh")
-	$(PY) -m vgsweep.figures --out results/figures $(FIG_ARGS)
+	$(PY) -m vgsweep figures --out results/figures $(FIG_ARGS)
 
 report: install ## results/report.md: the table, the verdicts and the figures, all regenerated from MLflow
-	$(PY) -m vgsweep.report --out results $(FIG_ARGS)
+	$(PY) -m vgsweep report --out results $(FIG_ARGS)
 
 ui: install ## the MLflow UI over the project's store, on 127.0.0.1 (PORT=5000)
 	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
@@ -47,7 +47,7 @@ bench: install ## time the paper grid packed (fp32, tf32) vs one job at a time; 
 
 PROFILE_ARGS ?= activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna depth=2
 profile: install ## where one pack's time goes, against its arithmetic floor (PROFILE_ARGS="<overrides> --epochs 2")
-	$(PY) -m vgsweep.profile data.root=$(DATA_ROOT) $(PROFILE_ARGS) --trace results/bench/trace.json.gz
+	$(PY) -m vgsweep profile data.root=$(DATA_ROOT) $(PROFILE_ARGS) --trace results/bench/trace.json.gz
 
 clean: ## remove caches and Hydra's outputs (keeps mlflow.db, mlartifacts/ and results/)
 	rm -rf .pytest_cache outputs multirun/*/ && find . -name __pycache__ -prune -exec rm -rf {} +

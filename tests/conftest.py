@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import subprocess
 import sys
@@ -9,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from vgsweep.app import CONF_DIR
-from vgsweep.data import write_idx
+from vgsweep.app import compose
+from vgsweep.data.idx import write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -40,12 +41,15 @@ def tiny_root(tmp_path_factory) -> Path:
     return make_idx_dataset(tmp_path_factory.mktemp("data"))
 
 
-def compose_cfg(overrides: list[str]) -> DictConfig:
-    """The real composition of conf/ (schema, groups, overrides), as the CLI would do it."""
-    import vgsweep.app  # noqa: F401  (registers the schema and the numeric-group shim)
+@functools.lru_cache(maxsize=None)
+def _composed(overrides: tuple[str, ...]) -> DictConfig:
+    return compose(list(overrides))
 
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+
+def compose_cfg(overrides: list[str]) -> DictConfig:
+    """The real composition of conf/ (schema, groups, overrides), as the CLI would do it; each
+    distinct list is composed once per session and handed out as a fresh copy."""
+    cfg = copy.deepcopy(_composed(tuple(overrides)))
     OmegaConf.set_readonly(cfg, False)
     return cfg
 

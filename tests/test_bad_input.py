@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SMALL, make_idx_dataset, run_cli
-from vgsweep.jobs import Job, run_jobs
-
-pytestmark = pytest.mark.e2e
+from vgsweep.jobs import Job
+from vgsweep.sweep import run_jobs
 
 # (overrides, fragments the output must hold). {tiny}, {empty}, {corrupt}, {store}, {tmp} are filled in.
 CASES = [
@@ -58,6 +57,7 @@ def _snapshot(store: Path) -> dict:
     return {p.relative_to(store): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.e2e
 def test_every_bad_input_fails_before_training_with_a_clear_message(world):
     before = _snapshot(world["store"])
     uri = f"sqlite:///{world['store'] / 'mlflow.db'}"
@@ -91,7 +91,9 @@ def test_malformed_data_is_a_data_error_naming_the_file(tmp_path, defect, fragme
 
     import numpy as np
 
-    from vgsweep.data import DataError, read_checked, write_idx
+    from vgsweep.data import DataError
+    from vgsweep.data.files import read_checked
+    from vgsweep.data.idx import write_idx
 
     root = make_idx_dataset(tmp_path)
     raw = root / "MNIST" / "raw"
@@ -106,7 +108,8 @@ def test_malformed_data_is_a_data_error_naming_the_file(tmp_path, defect, fragme
 
 def test_fashion_mnist_files_are_checked_against_the_published_gzip_md5(tmp_path):
     """Fashion-MNIST's published checksums are of the .gz files: a .gz that is not theirs is refused."""
-    from vgsweep.data import DataError, read_checked
+    from vgsweep.data import DataError
+    from vgsweep.data.files import read_checked
 
     root = make_idx_dataset(tmp_path, folder="FashionMNIST")
     with pytest.raises(DataError, match="checksum mismatch") as e:

@@ -50,20 +50,6 @@ def test_two_sweeps_into_one_sqlite_store(tiny_root, tmp_path):
     _two_sweeps_at_once(f"sqlite:///{tmp_path / 'shared.db'}", tiny_root, tmp_path)
 
 
-def test_the_same_sweep_twice_at_once_trains_each_config_once(tiny_root, tmp_path):
-    """Launched twice (two GPUs, two hosts), one sweep's packs are shared out, not trained twice."""
-    uri = f"sqlite:///{tmp_path / 'shared.db'}"
-    same = ["activation=relu,tanh", "seed=0,1,2", "hydra.launcher.max_pack=1"]
-    procs, _, runs = _at_once([same, same], tiny_root, uri, tmp_path)  # active runs: deleted duplicates left out
-    configs = [(r.data.params["activation.name"], r.data.params["seed"]) for r in runs]
-    assert sorted(configs) == sorted({(a, s) for a in ("relu", "tanh") for s in "012"})
-    assert all(r.info.status == "FINISHED" for r in runs)
-    summaries = [p.stdout + p.stderr for p in procs]
-    trained = [int(next(line for line in out.splitlines() if " finished, " in line).split(" finished")[0].split()[-1])
-               for out in summaries]
-    assert sum(trained) == 6, summaries  # each config trained by exactly one of the two
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
     with socket.socket() as s:

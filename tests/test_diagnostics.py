@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 
 from vgsweep.config import VerdictConfig
 from vgsweep.diagnostics import GRAD_COLS, GradientProbe, RunDiagnostics, verdict
-from vgsweep.nn import Arch, Member, PackedMLP
+from vgsweep.families.base import Member
+from vgsweep.families.mlp import Arch, PackedMLP
 from vgsweep.trainer import train_pack
 
 DCFG = OmegaConf.structured({"grad_samples": 2, "probe_examples": 6, "saturation_threshold": 0.01,
@@ -35,7 +36,7 @@ def test_gradient_statistics_match_a_hand_computation():
     probe.grad_stats(2, torch.full((2, m.P), 1e6), after_noise=False)  # not a sampled step: ignored
     row = probe.epoch_tensor(torch.rand(2, 6, 4), chunk=4)
     d = probe.split(row[1].numpy())
-    w = [(o, int(np.prod(s))) for n, o, s in m.layout if n.startswith("W")]
+    w = [(e.offset, e.numel) for e in m.weights()]
     for li, (o, n) in enumerate(w):
         for c, src in ((0, grads), (3, noisy)):
             x = [g[1, o:o + n].numpy().astype(np.float64) for g in src]

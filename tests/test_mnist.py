@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import SHARED_DATA, compose_cfg
-from vgsweep.data import load
+from vgsweep.data.loader import load
 from vgsweep.trainer import train_pack
 
 pytestmark = pytest.mark.mnist
@@ -21,8 +21,9 @@ if not (SHARED_DATA / "MNIST" / "raw").is_dir():
 
 
 def test_loader_reads_the_real_files():
-    ds = load("mnist", SHARED_DATA, False, torch.device("cpu"))
-    assert ds.train.x.shape == (60000, 784) and ds.test.x.shape == (10000, 784)
+    cfg = compose_cfg(["device=cpu", f"data.root={SHARED_DATA}", "data.download=false"])
+    ds = load(cfg.data, torch.device("cpu"))
+    assert ds.train.x.shape == (60000, 1, 28, 28) and ds.test.x.shape == (10000, 1, 28, 28)
     assert 0.0 <= ds.train.x.min() and ds.train.x.max() == 1.0
     train_counts = np.bincount(ds.train.y.numpy(), minlength=10).tolist()
     test_counts = np.bincount(ds.test.y.numpy(), minlength=10).tolist()

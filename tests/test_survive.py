@@ -12,8 +12,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import SMALL, compose_cfg, make_idx_dataset, run_cli
-from vgsweep import nn
-from vgsweep.jobs import Job, run_jobs
+from vgsweep import activations
+from vgsweep.jobs import Job
+from vgsweep.runs import Heartbeat, RunLogger
+from vgsweep.sweep import run_jobs
 
 
 def _all_runs(uri, experiment="agarap2019"):
@@ -30,7 +32,7 @@ def test_a_diverging_run_fails_alone_and_the_sweep_says_so(tiny_root, tmp_path):
                     f"hydra.sweep.dir={tmp_path / 'mr'}"], cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "2 finished, 0 skipped (in the store or taken by another process), 2 failed" in out
+    assert "2 finished, 0 skipped (already in the store), 2 failed" in out
     assert "NaN or inf at epoch 0" in out
     client, runs = _all_runs(uri)
     by_lr = {}
@@ -42,15 +44,15 @@ def test_a_diverging_run_fails_alone_and_the_sweep_says_so(tiny_root, tmp_path):
         assert r.data.tags["vgsweep.failed_epoch"] == "0" and "NaN or inf" in r.data.tags["vgsweep.failure"]
         assert r.data.tags["vgsweep.verdict"] == "exploding"
     # the table keeps the failed configs visible instead of dropping them
-    from vgsweep.table import build
+    from vgsweep.results.table import build, fetch_runs
 
     df = build(uri, "agarap2019", tmp_path / "results").set_index("optimizer.lr")
     assert df.loc["1e+20", "n"] == 0 and df.loc["1e+20", "failed"] == 2
     assert df.loc["0.01", "n"] == 2 and df.loc["0.01", "failed"] == 0
     assert "— (2 failed)" in (tmp_path / "results" / "table.md").read_text()
-    from vgsweep.report import failed_rows
+    from vgsweep.results.report import failed_rows
 
-    f = failed_rows(uri, "agarap2019")
+    f = failed_rows(fetch_runs(uri, "agarap2019"))
     assert len(f) == 2 and set(f["status"]) == {"FAILED"} and f["reason"].str.contains("NaN or inf").all()
 
 
@@ -58,7 +60,7 @@ def test_an_exception_in_one_run_does_not_take_down_its_pack(small_cfg, monkeypa
     def broken(h, a):
         raise RuntimeError("this activation is broken")
 
-    monkeypatch.setitem(nn.ACTIVATIONS, "identity", broken)
+    monkeypatch.setitem(activations.ACTIVATIONS, "identity", broken)
     jobs = [Job(small_cfg(f"activation={a}", "seed=3")) for a in ("relu", "tanh", "identity", "swish")]
     outcomes = run_jobs(jobs)
     assert [o.status for o in outcomes] == ["FINISHED", "FINISHED", "FAILED", "FINISHED"]
@@ -168,7 +170,7 @@ def _fake_running_run(cfg, host: str, pid: str, heartbeat: float | None):
     tags = {tracking.TAG_HASH: config_hash(cfg), tracking.TAG_HOST: host, tracking.TAG_PID: pid}
     if heartbeat is not None:
         tags[tracking.TAG_HEARTBEAT] = f"{heartbeat:.0f}"
-    return tracking.RunLogger(client, exp, "left-running", flatten(to_container(cfg)), tags).run_id
+    return RunLogger.create(client, exp, "left-running", flatten(to_container(cfg)), tags).run_id
 
 
 def test_a_run_whose_host_went_silent_is_killed_and_retrained(small_cfg):
@@ -196,8 +198,8 @@ def test_the_heartbeat_keeps_stamping_until_stopped(small_cfg):
     cfg = small_cfg("seed=1")
     run_id = _fake_running_run(cfg, "here", "1", 1000.0)
     client = tracking.client_for(cfg.tracking.uri)
-    lg = tracking.RunLogger(client, None, "", {}, {}, run_id=run_id)
-    with tracking.Heartbeat([lg], interval=0.05):
+    lg = RunLogger(client, run_id)
+    with Heartbeat([lg], interval=0.05):
         time.sleep(0.5)
     first = float(client.get_run(run_id).data.tags[tracking.TAG_HEARTBEAT])
     assert abs(first - time.time()) < 5  # stamped with the time, not the 1000 it started with

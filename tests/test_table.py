@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from vgsweep.table import aggregate, cell, delta_interval, published_cell, to_markdown
+from vgsweep.results.studies import AGARAP
+from vgsweep.results.table import aggregate, cell, delta_interval, published_cell, to_markdown
 
 
 def _runs(rows):
@@ -114,7 +115,7 @@ def test_cells_in_the_papers_format():
     df = aggregate(_grid())
     gna = df[(df.activation == "logistic") & (df.regime == "gna")].iloc[0]
     assert cell(gna) == f"{gna['mean']:.2f} ± {gna['std']:.2f} (+{gna['delta']:.2f}*)"
-    assert published_cell("logistic", "gna", 2) == "75.05 (+9.93)"
+    assert published_cell(AGARAP, ("mnist", "gna", "logistic", 2)) == "75.05 (+9.93)"
     md = to_markdown(df)
     assert "| gna | logistic |" in md and "75.05 (+9.93)" in md and "2-layer published" in md
     assert md.index("| baseline | logistic") < md.index("| baseline | tanh") < md.index("| gna | logistic")

@@ -10,8 +10,8 @@ import torch
 
 from tests.conftest import compose_cfg
 from vgsweep.app import CONF_DIR
-from vgsweep.optim import noise_std
-from vgsweep.trainer import GradNoise, train_pack
+from vgsweep.optim import GradNoise, noise_std
+from vgsweep.trainer import train_pack
 
 
 def test_noise_schedule_formula():

@@ -1,4 +1,4 @@
-from vgsweep.app import main
+from vgsweep.app import cli
 
 if __name__ == "__main__":
-    main()
+    cli()

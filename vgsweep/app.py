@@ -1,55 +1,199 @@
-"""`python -m vgsweep [-m] key=value ...`: the Hydra entry point. Thin: the work is in jobs.py."""
+"""`vgsweep [-m] key=value ...` (or `python -m vgsweep`): the Hydra entry point. Thin: the work is in
+sweep.py. Also `vgsweep table | figures | report | profile ...` for the results commands.
+
+Exit status: 0 done; 1 a job failed (its run is FAILED in the store, with the reason); 2 bad input,
+refused before anything was trained or written; 3 the tracking store stopped answering (checkpoints
+kept: run the same command again when it is back).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.errors import CompactHydraException
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 import vgsweep.hydra_compat  # noqa: F401  (numeric group options: depth=2,5)
-from vgsweep.config import register_configs
+from vgsweep.config import CONF_DIR as _CONF, ConfigError, register_configs
 
 log = logging.getLogger(__name__)
 register_configs()
+CONF_DIR = str(_CONF)  # conf/ beside the package, as an absolute path: the command works from any directory
+_ENTERED = False  # set once vgsweep's own code runs: a Hydra error before that is bad input (exit 2)
+
+
+def entered() -> None:
+    global _ENTERED
+    _ENTERED = True
+
+
+class JobFailed(CompactHydraException):
+    """A job whose run ended FAILED; Hydra prints this one line (no traceback) and exits 1."""
+
+
+def _die(message: str, code: int) -> None:
+    logging.shutdown()
+    sys.stderr.write("vgsweep: " + " ".join(str(message).split("\n")) + "\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
 
 
 @contextlib.contextmanager
-def exit_on_config_error():
+def exit_on_bad_input():
     """Bad input ends the command with one line on stderr and exit status 2, not a traceback."""
-    from vgsweep.config import ConfigError
-
     try:
         yield
     except ConfigError as e:
-        logging.shutdown()
-        print(f"vgsweep: {e}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        _die(str(e), 2)
+
+
+@contextlib.contextmanager
+def exit_on_sweep_stopped():
+    from vgsweep.jobs import SweepStopped
+
+    try:
+        yield
+    except SweepStopped as e:
+        _die(str(e), e.exit_code)
+
+
+def _job(cfg: DictConfig):
+    from vgsweep.jobs import Job
+
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    return Job(cfg, out, list(hc.overrides.task), log_file=out / f"{hc.job.name}.log")
 
 
 def task(cfg: DictConfig) -> float:
-    """One Hydra job: train it (a pack of one) and return its final test accuracy."""
-    from vgsweep.jobs import Job, run_jobs
+    """One Hydra job. In a packed sweep, the first job of a pack trains the pack and the others
+    collect their results; otherwise the job is a pack of one."""
+    from hydra.utils import get_original_cwd
 
+    from vgsweep import launcher
+
+    entered()
     hc = HydraConfig.get()
-    job = Job(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
-    with exit_on_config_error():
-        [outcome] = run_jobs([job])
+    packed = launcher.active()
+    i = packed.job_for(hc.job.num, cfg) if packed is not None and hc.mode.name == "MULTIRUN" else None
+    with exit_on_sweep_stopped():
+        if i is not None:
+            outcome = packed.outcome(i)
+            if outcome.status != "SKIPPED" and outcome.run_id and hc.output_subdir is not None:
+                _attach_hydra_files(cfg, outcome, Path(hc.runtime.output_dir) / hc.output_subdir)
+        else:
+            from vgsweep.sweep import run_jobs
+
+            with exit_on_bad_input(), launcher.in_dir(get_original_cwd()):
+                [outcome] = run_jobs([_job(cfg)])
     if outcome.status == "FAILED":
-        raise RuntimeError(f"run {outcome.run_id} FAILED: {outcome.reason}")
+        raise JobFailed(f"run {outcome.run_id} FAILED: {outcome.reason}")
     acc = outcome.final.get("test_acc", float("nan"))
     log.info("%s run %s: test_acc=%.4f", outcome.status.lower(), outcome.run_id, acc)
     return acc
 
 
-# conf/ beside the package, as an absolute path, so the command works from any directory.
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+def _attach_hydra_files(cfg: DictConfig, outcome, hydra_dir: Path) -> None:
+    """The job's .hydra/ files, written by Hydra just before this call, go to its run; if they cannot,
+    the run is FAILED (its record is incomplete), never silently kept."""
+    from vgsweep import tracking
+    from vgsweep.runs import RunLogger
+
+    lg = None
+    try:
+        lg = RunLogger(tracking.client_for(tracking.resolve_uri(cfg)), outcome.run_id)
+        lg.log_hydra_dir(hydra_dir)
+    except tracking.TrackingUnavailable:
+        raise
+    except Exception as e:  # noqa: BLE001
+        reason = f"recording its .hydra files failed after training: {type(e).__name__}: {e}"
+        outcome.status, outcome.reason = "FAILED", reason
+        if lg is not None:
+            with contextlib.suppress(Exception):
+                lg.fail(reason)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> float:
+def compose(overrides: list[str]) -> DictConfig:
+    """The config the command line would give for these overrides (Hydra's compose API, the same
+    conf/, schema and numeric-group shim); for tools and tests."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def _main(cfg: DictConfig) -> float:
     return task(cfg)
+
+
+_main.vgsweep_packs = True  # type: ignore[attr-defined]  (the packed launcher packs this task's jobs)
+main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_main)
+
+
+class Preflight(Callback):
+    """A single run is checked before Hydra makes its output folder (a sweep: by the launcher)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from vgsweep.jobs import Job
+        from vgsweep.preflight import check_dir, check_jobs
+
+        entered()
+        cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        with exit_on_bad_input():
+            check_dir("hydra.run.dir", Path(str(config.hydra.run.dir)))
+            check_jobs([Job(cfg, overrides=list(config.hydra.overrides.task))])
+
+
+# --- --help ------------------------------------------------------------------------------------
+def _natural(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def groups_help() -> str:
+    """Every config group with its options (numbers in numeric order) and its default."""
+    from vgsweep.config import group_options
+
+    defaults = {}
+    for line in (_CONF / "config.yaml").read_text().splitlines():
+        m = re.match(r"\s*-\s*(\w+):\s*\"?([\w.]+)\"?", line)
+        if m:
+            defaults[m.group(1)] = m.group(2)
+    lines = []
+    for group in sorted(p.name for p in _CONF.iterdir() if p.is_dir()):
+        opts = sorted(group_options(group), key=_natural)
+        d = defaults.get(group)
+        lines.append(f"  {group:<11} " + ", ".join(f"{o} (default)" if o == d else o for o in opts))
+    return "\n".join(lines)
+
+
+OmegaConf.register_new_resolver("vgsweep_groups", groups_help, replace=True)
+
+
+# --- the console script --------------------------------------------------------------------------
+SUBCOMMANDS = {"table": "vgsweep.results.table", "figures": "vgsweep.results.figures",
+               "report": "vgsweep.results.report", "profile": "vgsweep.profile"}
+
+
+def cli() -> None:
+    """`vgsweep ...`: a results subcommand, or Hydra's command line. A Hydra error before any of
+    vgsweep's own code ran (a misspelt key or option) is bad input: exit 2, as vgsweep's own checks."""
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        import importlib
+
+        mod = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
+        raise SystemExit(mod.main(sys.argv[2:]))
+    try:
+        main()
+    except SystemExit as e:
+        if e.code == 1 and not _ENTERED:
+            raise SystemExit(2) from None
+        raise

@@ -1,20 +1,28 @@
 """The config schema, its validation, and the config hash.
 
 Hydra composes `conf/` on top of the dataclasses registered here (see `register_configs`), so a
-misspelt key or a value of the wrong type fails at composition. `validate` then checks what a
-type cannot express (positive sizes, a known activation, ...) and raises `ConfigError` naming the
-key, the value and what is accepted, before any training starts.
+misspelt key or a value of the wrong type fails at composition. Every number of the schema says
+which values it accepts (`rule`); `validate` checks them all (NaN and inf are refused everywhere),
+then what a rule per key cannot express (a known activation, depth = len(hidden), ...), and raises
+`ConfigError` naming the key, the value and what is accepted, before anything trains or is written.
+
+This module imports neither torch nor MLflow: a bad command line is answered in about a second.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 class ConfigError(ValueError):
@@ -24,6 +32,26 @@ class ConfigError(ValueError):
         self.key, self.value, self.accepted, self.hint, self.where = key, value, accepted, hint, where
         msg = f"invalid config{where}: {key}={value!r} is not accepted; expected {accepted}"
         super().__init__(msg + (f". {hint}" if hint else ""))
+
+
+# --- accepted values of the numbers --------------------------------------------------------------
+# Every int or float field of the schema carries one of these rules (`rule(default, name)`); a field
+# without one accepts any finite number. NaN and inf are refused everywhere.
+RULES: dict[str, tuple[Any, str]] = {
+    "positive": (lambda v: v > 0, "a positive {kind}"),  # {kind}: int or float
+    "non_negative": (lambda v: v >= 0, "{a} {kind} >= 0"),
+    "unit_open": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "fraction": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "finite": (lambda v: True, "a finite {kind}"),
+}
+
+
+def rule(default: Any, name: str, **kw: Any) -> Any:
+    """A dataclass field whose value must satisfy RULES[name]."""
+    assert name in RULES, name
+    if isinstance(default, (list, dict)) and default is not MISSING:
+        return field(default_factory=lambda: type(default)(default), metadata={"rule": name}, **kw)
+    return field(default=default, metadata={"rule": name}, **kw)
 
 
 class NoiseUnit(str, Enum):
@@ -54,23 +82,44 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
+class Schedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"  # eta_min + (lr - eta_min) (1 + cos(pi t / t_max)) / 2, PyTorch's CosineAnnealingLR
+
+
+class Every(str, Enum):
+    epoch = "epoch"  # t counts epochs (0-based): the rate is constant within an epoch
+    step = "step"  # t counts optimiser steps
+
+
+class VGGNorm(str, Enum):
+    none = "none"
+    processing = "processing"  # BatchNorm2d after every conv of the processing blocks ("VGG38 BN")
+    all = "all"  # ... and of the reduction blocks too ("VGG38 BN + RC")
+
+
+class VGGSkip(str, Enum):
+    none = "none"
+    processing = "processing"  # x + f(x) around every processing block, added before its last activation
+
+
 @dataclass
 class ActivationConfig:
     name: str = "logistic"
-    negative_slope: float = 0.2  # leaky_relu only; 0.2 is TF's default (PyTorch's is 0.01)
+    negative_slope: float = rule(0.2, "finite")  # leaky_relu only; 0.2 is TF's default (PyTorch's is 0.01)
 
 
 @dataclass
 class InitConfig:
     name: str = "xavier"
-    std: float = 0.05  # `normal` only: N(0, std^2) weights (Keras RandomNormal default)
+    std: float = rule(0.05, "non_negative")  # `normal` only: N(0, std^2) weights (Keras RandomNormal default)
 
 
 @dataclass
 class GradNoiseConfig:
     enabled: bool = False
-    eta: float = 1.0
-    gamma: float = 0.55
+    eta: float = rule(1.0, "non_negative")
+    gamma: float = rule(0.55, "non_negative")
     unit: NoiseUnit = NoiseUnit.epoch
     gives: NoiseGives = NoiseGives.std
 
@@ -79,43 +128,79 @@ class GradNoiseConfig:
 class BNConfig:
     placement: BNPlacement = BNPlacement.none
     mode: BNMode = BNMode.frozen
-    eps: float = 1e-3  # Keras default
-    momentum: float = 0.99  # running-statistics decay in `batch` mode (Keras convention)
+    eps: float = rule(1e-3, "positive")  # Keras default
+    momentum: float = rule(0.99, "unit_open")  # running-statistics decay in `batch` mode (Keras convention)
 
 
 @dataclass
 class RegimeConfig:
     name: str = "baseline"
     grad_noise: GradNoiseConfig = field(default_factory=GradNoiseConfig)
-    bn: BNConfig = field(default_factory=BNConfig)
+    bn: BNConfig = field(default_factory=BNConfig)  # the MLP family's normalisation layers
     # Weight normalisation (Salimans & Kingma 2016) of every dense layer: W = g * v / ||v|| per
     # output unit, trained as direction v and length g (g starts at ||v||, so the start is the init).
     weight_norm: bool = False
 
 
 @dataclass
-class ModelConfig:
-    depth: int = 2  # number of hidden layers; must equal len(hidden)
-    hidden: list[int] = field(default_factory=lambda: [512, 512])
+class MLPConfig:
+    """model=mlp: the feed-forward nets of Agarap et al. 2019 (depth=... picks the widths)."""
+
+    family: str = "mlp"
+    # Set by the depth group (conf/depth/*.yaml), which comes before the model in the defaults list.
+    depth: int = rule(MISSING, "positive")  # number of hidden layers; must equal len(hidden)
+    hidden: list[int] = rule(MISSING, "positive")
     double_softmax: bool = False  # softmax output fed to softmax cross-entropy (original code's bug)
     residual: bool = False  # h_{i+1} = f(W h_i + b) + h_i wherever a hidden layer keeps its width
 
 
 @dataclass
+class VGGConfig:
+    """model=vgg08 | vgg38 | vgg38_bn | vgg38_rc | vgg38_bn_rc: the course framework's ConvolutionalNetwork."""
+
+    family: str = "vgg"
+    name: str = "vgg08"  # the row label of the study's table
+    blocks_per_stage: int = rule(0, "non_negative")  # processing blocks per stage: VGG08 0, VGG38 5
+    stages: int = rule(3, "positive")  # each ends with a reduction block (2x2 average pool)
+    filters: int = rule(32, "positive")  # channels of every convolution (3x3, padding 1)
+    bn: VGGNorm = VGGNorm.none  # where BatchNorm2d goes, after the conv, before the activation
+    residual: VGGSkip = VGGSkip.none  # where skip connections go
+    entry_bn: bool = True  # the entry block's BatchNorm2d, there even in the "no BN" models
+    bn_eps: float = rule(1e-5, "positive")  # PyTorch's BatchNorm2d defaults
+    bn_momentum: float = rule(0.1, "fraction")  # PyTorch convention: running = (1 - m) running + m batch
+
+
+@dataclass
+class ScheduleConfig:
+    name: Schedule = Schedule.constant
+    eta_min: float = rule(0.0, "non_negative")  # cosine: the rate it anneals to
+    every: Every = Every.epoch  # the unit of t
+    t_max: Optional[int] = rule(None, "positive")  # cosine period / 2 in units of `every`; None = the whole training
+
+
+@dataclass
 class OptimizerConfig:
     name: str = "sgd"
-    lr: float = 3e-4
-    momentum: float = 0.9  # sgd
-    beta1: float = 0.9  # adam
-    beta2: float = 0.999  # adam
-    eps: float = 1e-7  # adam (Keras default)
+    lr: float = rule(3e-4, "positive")
+    momentum: float = rule(0.9, "unit_open")  # sgd
+    beta1: float = rule(0.9, "unit_open")  # adam
+    beta2: float = rule(0.999, "unit_open")  # adam
+    eps: float = rule(1e-7, "positive")  # adam (Keras default; PyTorch's is 1e-8)
+    weight_decay: float = rule(0.0, "non_negative")  # L2: grad += weight_decay * w, as torch.optim.Adam/SGD
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 1024
+    epochs: int = rule(100, "positive")
+    batch_size: int = rule(1024, "positive")
     drop_last: bool = True  # the original drops the last partial batch
+
+
+@dataclass
+class AugmentConfig:
+    crop_padding: int = rule(0, "non_negative")  # random crop of the image zero-padded by this many pixels
+    flip: bool = False  # random horizontal flip (p = 0.5)
 
 
 @dataclass
@@ -124,9 +209,15 @@ class DataConfig:
     root: str = "data"  # relative paths are taken from the directory the command was started in
     download: bool = True  # fetch through torchvision when the files are missing
     verify: bool = True  # check the known data sets' checksums and sizes before training
-    input_noise_std: float = 0.05  # fixed N(0, std^2) added once to the training inputs
-    limit_train: Optional[int] = None  # use only the first N training examples (quick checks)
-    limit_test: Optional[int] = None
+    input_noise_std: float = rule(0.05, "non_negative")  # fixed N(0, std^2) added once to the training inputs
+    limit_train: Optional[int] = rule(None, "positive")  # use only the first N training examples (quick checks)
+    limit_test: Optional[int] = rule(None, "positive")
+    val_size: int = rule(0, "non_negative")  # hold out this many training examples for validation
+    split_seed: int = rule(0, "non_negative")  # train = RandomState(split_seed).choice(N, N - val_size), in that order
+    pad_to: Optional[int] = rule(None, "positive")  # zero-pad images to pad_to x pad_to (MNIST 28 -> 32 for the CNNs)
+    mean: Optional[list[float]] = rule(None, "finite")  # per channel; images become (x - mean) / std
+    std: Optional[list[float]] = rule(None, "positive")
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -135,42 +226,43 @@ class TrackingConfig:
     experiment: str = "${study}"
     artifact_root: Optional[str] = None  # None: <dir of the sqlite file>/mlartifacts
     learning_curve: bool = True  # log a learning-curve PNG per run
-    heartbeat_s: float = 60.0  # a training process stamps its RUNNING runs this often (tag vgsweep.heartbeat)
-    stale_after_s: float = 600.0  # a RUNNING run with no stamp for this long is dead (any host); 0 = never
+    heartbeat_s: float = rule(60.0, "positive")  # a training process stamps its RUNNING runs this often
+    stale_after_s: float = rule(600.0, "non_negative")  # a RUNNING run with no stamp for this long is dead; 0 = never
+    retry_s: float = rule(300.0, "positive")  # how long a store that does not answer (or is locked) is retried
 
 
 @dataclass
 class CheckpointConfig:
-    every: int = 20  # epochs between checkpoints; 0 = never
+    every: int = rule(20, "non_negative")  # epochs between checkpoints; 0 = never
     dir: Optional[str] = None  # None: checkpoints/ beside the SQLite store (./checkpoints for a server)
 
 
 @dataclass
 class VerdictConfig:
-    chance_factor: float = 1.5  # not_learning: final test accuracy below chance_factor / classes
-    vanish_ratio: float = 0.01  # vanishing: first layer's mean |grad| below this fraction of the last layer's
-    collapse_ratio: float = 0.001  # ... or below this fraction of its own first-epoch value at the end
-    explode_norm: float = 1000.0  # exploding: any layer's grad norm above this (or a NaN/inf loss)
-    dead_fraction: float = 0.5  # dead_units: a hidden layer with more than this fraction of dead units
+    chance_factor: float = rule(1.5, "positive")  # not_learning: final test accuracy below chance_factor / classes
+    vanish_ratio: float = rule(0.01, "positive")  # vanishing: first layer's mean |grad| below this x the last layer's
+    collapse_ratio: float = rule(0.001, "positive")  # ... or below this x its own first-epoch value at the end
+    explode_norm: float = rule(1000.0, "positive")  # exploding: any layer's grad norm above this (or a NaN/inf loss)
+    dead_fraction: float = rule(0.5, "fraction")  # dead_units: a hidden layer with more than this fraction dead
 
 
 @dataclass
 class DiagnosticsConfig:
     enabled: bool = True
-    grad_samples: int = 4  # steps per epoch whose gradients are measured (evenly spaced, last included)
-    probe_examples: int = 10000  # training examples in the end-of-epoch pass for saturated/dead units
-    saturation_threshold: float = 0.01  # a unit is saturated on an example when f'(z) is below this
-    hist_bins: int = 48  # histogram of log10|g| per layer, last step of each epoch
-    hist_min: float = -10.0
-    hist_max: float = 2.0
-    metrics_every: int = 5  # per-layer metrics go to MLflow every N epochs (all epochs: the artifact)
+    grad_samples: int = rule(4, "positive")  # steps per epoch whose gradients are measured (evenly spaced, last included)
+    probe_examples: int = rule(10000, "positive")  # training examples in the end-of-epoch pass for saturated/dead units
+    saturation_threshold: float = rule(0.01, "non_negative")  # a unit is saturated on an example when f'(z) < this
+    hist_bins: int = rule(48, "positive")  # histogram of log10|g| per layer, last step of each epoch
+    hist_min: float = rule(-10.0, "finite")
+    hist_max: float = rule(2.0, "finite")
+    metrics_every: int = rule(5, "positive")  # per-layer metrics go to MLflow every N epochs (all epochs: the artifact)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
 
 
 @dataclass
 class Config:
     study: str = "agarap2019"  # names the MLflow experiment
-    seed: int = 42
+    seed: int = rule(42, "finite")
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Precision = Precision.fp32
     deterministic: bool = False  # deterministic CUDA kernels (torch.use_deterministic_algorithms)
@@ -178,7 +270,7 @@ class Config:
     activation: ActivationConfig = field(default_factory=ActivationConfig)
     init: InitConfig = field(default_factory=InitConfig)
     regime: RegimeConfig = field(default_factory=RegimeConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: Any = MISSING  # a model family's schema, from the `model` group (MLPConfig, VGGConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -187,11 +279,18 @@ class Config:
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
 
+# The schema of each model family (model.family -> dataclass); conf/model/<option>.yaml extends one.
+MODEL_SCHEMAS: dict[str, type] = {"mlp": MLPConfig, "vgg": VGGConfig}
+
+
 def register_configs() -> None:
-    """Store the schema so that `conf/config.yaml` can extend it (`defaults: [vgsweep_schema]`)."""
+    """Store the schemas so that conf/ can extend them (`defaults: [vgsweep_schema]`, `[mlp_schema]`)."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="vgsweep_schema", node=Config)
+    cs = ConfigStore.instance()
+    cs.store(name="vgsweep_schema", node=Config)
+    for family, schema in MODEL_SCHEMAS.items():
+        cs.store(group="model", name=f"{family}_schema", node=schema)
 
 
 # Keys that do not change what a run computes: left out of the config hash, so the same experiment
@@ -202,7 +301,22 @@ HASH_EXCLUDE = ("tracking", "data.root", "data.download", "data.verify", "device
 
 # Keys added after runs were first recorded: left out of the hash while they hold these values (the
 # behaviour from before they existed), so older runs keep their hash and resumed sweeps skip them.
-HASH_NEUTRAL = {"regime.weight_norm": False}
+HASH_NEUTRAL: dict[str, Any] = {
+    "regime.weight_norm": False,
+    "model.family": "mlp",
+    "optimizer.weight_decay": 0.0,
+    "optimizer.schedule.name": "constant",
+    "optimizer.schedule.eta_min": 0.0,
+    "optimizer.schedule.every": "epoch",
+    "optimizer.schedule.t_max": None,
+    "data.val_size": 0,
+    "data.split_seed": 0,
+    "data.pad_to": None,
+    "data.mean": None,
+    "data.std": None,
+    "data.augment.crop_padding": 0,
+    "data.augment.flip": False,
+}
 
 
 def to_container(cfg: DictConfig) -> dict:
@@ -220,69 +334,125 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def excluded(key: str) -> bool:
+    """Whether a flattened key is one that does not change what a run computes."""
+    return any(key == x or key.startswith(x + ".") for x in HASH_EXCLUDE)
+
+
 def config_hash(cfg: DictConfig) -> str:
     """sha256 (first 16 hex digits) of the resolved config without the keys in HASH_EXCLUDE."""
     flat = flatten(to_container(cfg))
-    kept = {k: v for k, v in flat.items() if not any(k == x or k.startswith(x + ".") for x in HASH_EXCLUDE)
-            and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
+    kept = {k: v for k, v in flat.items()
+            if not excluded(k) and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
     blob = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _positive(key: str, value: Any, kind: type = int) -> None:
-    if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(key, value, f"a positive {kind.__name__}")
+def enum_value(v: Any) -> Any:
+    """The plain value of a config enum (OmegaConf hands enums back as Enum members)."""
+    return v.value if isinstance(v, Enum) else v
 
 
-def _non_negative(key: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(key, value, "a number >= 0")
+def group_options(group: str) -> list[str]:
+    """The options of a config group: the YAML files in conf/<group>/."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+# --- validation ----------------------------------------------------------------------------------
+def _check_number(key: str, value: Any, rule_name: str | None, kind: type) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return  # a type the schema already checked (a string, a bool)
+    test, text = RULES[rule_name or "finite"]
+    accepted = text.format(kind=kind.__name__, a="an" if kind is int else "a")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(key, value, accepted + " (NaN and inf are not)")
+    if not test(value):
+        raise ConfigError(key, value, accepted)
+
+
+def _walk(node: Any, schema: type, prefix: str) -> None:
+    """Check every number of `node` against the rule its field declares in `schema`."""
+    import typing
+
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        key, value = f"{prefix}{f.name}", node.get(f.name) if isinstance(node, DictConfig) else None
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            _walk(value, hint, key + ".")
+            continue
+        if value is None:
+            continue
+        base = hint
+        if typing.get_origin(hint) is typing.Union:  # Optional[X] -> X
+            base = next(a for a in typing.get_args(hint) if a is not type(None))
+        item = typing.get_args(base)[0] if typing.get_origin(base) is list else None
+        if isinstance(value, ListConfig):
+            for i, v in enumerate(value):
+                _check_number(f"{key}[{i}]", v, f.metadata.get("rule"), item or float)
+        elif base in (int, float):
+            _check_number(key, value, f.metadata.get("rule"), base)
+
+
+def one_of(key: str, value: Any, options) -> None:
+    if value not in options:
+        raise ConfigError(key, value, "one of " + ", ".join(sorted(options)))
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first value that cannot be trained. Types were checked by Hydra."""
-    from vgsweep.data import DATASETS
-    from vgsweep.nn import ACTIVATIONS, INITS
-    from vgsweep.optim import OPTIMIZERS
+    """Raise ConfigError for the first value that cannot be trained. Types were checked by Hydra.
 
-    def one_of(key: str, value: Any, options) -> None:
-        if value not in options:
-            raise ConfigError(key, value, "one of " + ", ".join(sorted(options)))
+    Imports nothing heavy unless the config asks for CUDA or a GPU precision."""
+    from vgsweep.data.sets import DATASETS
 
-    one_of("activation.name", cfg.activation.name, ACTIVATIONS)
-    one_of("init.name", cfg.init.name, INITS)
-    one_of("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
+    family = cfg.model.get("family") if isinstance(cfg.get("model"), DictConfig) else None
+    if family not in MODEL_SCHEMAS:
+        raise ConfigError("model.family", family, "one of " + ", ".join(MODEL_SCHEMAS),
+                          "pick a model=... option")
+    _walk(cfg, Config, "")
+    _walk(cfg.model, MODEL_SCHEMAS[family], "model.")
+    for key in ("study", "tracking.experiment"):
+        if not str(OmegaConf.select(cfg, key) or "").strip():
+            raise ConfigError(key, OmegaConf.select(cfg, key), "a non-empty name", "it names the MLflow experiment")
+    one_of("activation.name", cfg.activation.name, group_options("activation"))
+    one_of("init.name", cfg.init.name, group_options("init"))
+    one_of("optimizer.name", cfg.optimizer.name, group_options("optimizer"))
     one_of("data.name", cfg.data.name, DATASETS)
-    _positive("train.epochs", cfg.train.epochs)
-    _positive("train.batch_size", cfg.train.batch_size)
-    _positive("optimizer.lr", cfg.optimizer.lr, float)
-    if not 0.0 <= cfg.optimizer.momentum < 1.0:
-        raise ConfigError("optimizer.momentum", cfg.optimizer.momentum, "a number in [0, 1)")
-    for k in ("beta1", "beta2"):
-        if not 0.0 <= cfg.optimizer[k] < 1.0:
-            raise ConfigError(f"optimizer.{k}", cfg.optimizer[k], "a number in [0, 1)")
-    _positive("optimizer.eps", cfg.optimizer.eps, float)
-    hidden = list(cfg.model.hidden)
-    if not hidden:
-        raise ConfigError("model.hidden", hidden, "a non-empty list of positive layer widths")
-    for i, h in enumerate(hidden):
-        _positive(f"model.hidden[{i}]", h)
-    if cfg.model.depth != len(hidden):
-        raise ConfigError("model.depth", cfg.model.depth, f"len(model.hidden) = {len(hidden)}",
-                          "set both, or pick a depth=... option")
-    _non_negative("data.input_noise_std", cfg.data.input_noise_std)
-    for k in ("limit_train", "limit_test"):
-        if cfg.data[k] is not None:
-            _positive(f"data.{k}", cfg.data[k])
-    gn = cfg.regime.grad_noise
-    _non_negative("regime.grad_noise.eta", gn.eta)
-    _non_negative("regime.grad_noise.gamma", gn.gamma)
-    _positive("regime.bn.eps", cfg.regime.bn.eps, float)
-    if not 0.0 <= cfg.regime.bn.momentum < 1.0:
-        raise ConfigError("regime.bn.momentum", cfg.regime.bn.momentum, "a number in [0, 1)")
-    _non_negative("init.std", cfg.init.std)
-    _positive("tracking.heartbeat_s", cfg.tracking.heartbeat_s, float)
-    _non_negative("tracking.stale_after_s", cfg.tracking.stale_after_s)
+    if family == "mlp":
+        hidden = list(cfg.model.hidden)
+        if not hidden:
+            raise ConfigError("model.hidden", hidden, "a non-empty list of positive layer widths")
+        if cfg.model.depth != len(hidden):
+            raise ConfigError("model.depth", cfg.model.depth, f"len(model.hidden) = {len(hidden)}",
+                              "set both, or pick a depth=... option")
+    else:
+        if enum_value(cfg.regime.bn.placement) != "none" or cfg.regime.weight_norm:
+            raise ConfigError("regime.name", cfg.regime.name, "a regime without regime.bn or weight_norm "
+                              f"(baseline, gna) with model.family={family}",
+                              "its batch norm and skips are model.bn and model.residual")
+        if cfg.model.double_softmax if "double_softmax" in cfg.model else False:
+            raise ConfigError("model.double_softmax", True, "false for this family")
+    spec = DATASETS[cfg.data.name]
+    for k, n in (("mean", spec.channels), ("std", spec.channels)):
+        v = cfg.data[k]
+        if v is not None and len(v) != n:
+            raise ConfigError(f"data.{k}", list(v), f"null or {n} values, one per channel of {cfg.data.name}")
+    if (cfg.data.mean is None) != (cfg.data.std is None):
+        raise ConfigError("data.std" if cfg.data.std is None else "data.mean", None, "set together with "
+                          + ("data.mean" if cfg.data.std is None else "data.std"))
+    if cfg.data.pad_to is not None and cfg.data.pad_to < spec.shape[-1]:
+        raise ConfigError("data.pad_to", cfg.data.pad_to, f"null or at least {spec.shape[-1]} ({cfg.data.name} "
+                          f"images are {spec.shape[-2]}x{spec.shape[-1]})")
+    if family == "mlp" and (cfg.data.augment.crop_padding or cfg.data.augment.flip):
+        raise ConfigError("data.augment.crop_padding" if cfg.data.augment.crop_padding else "data.augment.flip",
+                          cfg.data.augment.crop_padding or True, "0 / false for the MLP family",
+                          "crops and flips act on images; the MLP sees flat vectors")
+    n_train = min(spec.n_train, cfg.data.limit_train or spec.n_train)
+    if cfg.data.val_size >= n_train:
+        raise ConfigError("data.val_size", cfg.data.val_size, f"fewer than the {n_train} training examples")
+    if cfg.optimizer.schedule.eta_min > cfg.optimizer.lr:
+        raise ConfigError("optimizer.schedule.eta_min", cfg.optimizer.schedule.eta_min,
+                          f"at most optimizer.lr = {cfg.optimizer.lr:g}")
     if 0 < cfg.tracking.stale_after_s <= 2 * cfg.tracking.heartbeat_s:
         raise ConfigError("tracking.stale_after_s", cfg.tracking.stale_after_s,
                           f"0 (never) or more than 2 x tracking.heartbeat_s = {2 * cfg.tracking.heartbeat_s:g}",
@@ -291,14 +461,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("init.name", "zero", "xavier, he or normal when regime.weight_norm=true",
                           "weight normalisation divides each unit's weights by their norm, and zero has none")
     dg = cfg.diagnostics
-    for k in ("grad_samples", "probe_examples", "hist_bins", "metrics_every"):
-        _positive(f"diagnostics.{k}", dg[k])
     if not dg.hist_min < dg.hist_max:
         raise ConfigError("diagnostics.hist_max", dg.hist_max, f"a number above diagnostics.hist_min={dg.hist_min}")
-    for k in ("chance_factor", "vanish_ratio", "collapse_ratio", "explode_norm", "dead_fraction"):
-        _non_negative(f"diagnostics.verdict.{k}", dg.verdict[k])
-    if cfg.checkpoint.every < 0:
-        raise ConfigError("checkpoint.every", cfg.checkpoint.every, "an int >= 0 (0 = no checkpoints)")
     dev = str(cfg.device)
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError("device", dev, "auto, cpu, cuda or cuda:N")
@@ -307,14 +471,9 @@ def validate(cfg: DictConfig) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError("device", dev, "auto or cpu", "no CUDA device is visible to torch")
-    if cfg.precision != Precision.fp32 and resolve_device(dev).type != "cuda":
+    if cfg.precision != Precision.fp32 and (dev == "cpu" or resolve_device(dev).type != "cuda"):
         raise ConfigError("precision", enum_value(cfg.precision), "fp32 on the CPU",
                           "tf32 and bf16 are GPU options")
-
-
-def enum_value(v: Any) -> Any:
-    """The plain value of a config enum (OmegaConf hands enums back as Enum members)."""
-    return v.value if isinstance(v, Enum) else v
 
 
 def resolve_device(name: str):

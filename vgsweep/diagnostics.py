@@ -1,14 +1,16 @@
 """What happens to the gradients: per-layer statistics on the device, and a verdict per run.
 
-Per run, per dense layer's weights, per epoch (averaged over `grad_samples` evenly spaced steps,
-the last step included):
+Per run, per weight layer (dense or conv kernel), per epoch (averaged over `grad_samples` evenly
+spaced steps, the last step included):
   grad/<layer>/{mean_abs,std,norm}        the gradient before the added noise
   grad_noisy/<layer>/{mean_abs,std,norm}  the gradient the optimiser used (after the noise)
   update_ratio/<layer>                    ||step|| / ||weights|| of the optimiser's step
-Per hidden layer, from one pass over `probe_examples` training inputs at the end of each epoch:
+Per hidden unit layer, from one pass over `probe_examples` training inputs at the end of each epoch:
   units/<hidden>/saturated  fraction of (example, unit) pairs with f'(z) < saturation_threshold
+                            (a conv's units are its channels, each at every position)
   units/<hidden>/dead       fraction of units with f'(z) < threshold on every probe example
-                            (for ReLU: never active)
+                            (and position; for ReLU: never active)
+Layers are named by the model family (dense1... for the MLP, s1.b1.conv1... for VGG).
 Plus a histogram of log10|g| per layer at the last step of each epoch, before and after the noise.
 Everything stays on the device until the trainer's one host copy per epoch.
 """
@@ -17,41 +19,34 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from vgsweep.nn import DERIVATIVES, PackedMLP
+from vgsweep.activations import DERIVATIVES
+from vgsweep.families.base import PackedModel
 
 GRAD_COLS = ("grad/mean_abs", "grad/std", "grad/norm", "grad_noisy/mean_abs", "grad_noisy/std",
              "grad_noisy/norm", "update_ratio")
-VERDICTS = ("healthy", "vanishing", "exploding", "dead_units", "not_learning")
-
-
-def layer_names(n_dense: int) -> list[str]:
-    return [f"dense{i + 1}" for i in range(n_dense)]  # the last is the output layer
-
-
-def hidden_names(n_hidden: int) -> list[str]:
-    return [f"hidden{i + 1}" for i in range(n_hidden)]
 
 
 class GradientProbe:
     """Collects one epoch of diagnostics for a pack of K runs, on the device."""
 
-    def __init__(self, model: PackedMLP, dcfg, steps: int):
+    def __init__(self, model: PackedModel, dcfg, steps: int):
         self.model, self.cfg = model, dcfg
-        self.layers = [(o, math.prod(s)) for n, o, s in model.layout if n.startswith("W")]
+        self.layers = [(e.offset, e.numel) for e in model.weights()]
+        self.layer_names = [e.layer for e in model.weights()]
+        self.unit_names = model.unit_names()
         n = min(int(dcfg.grad_samples), steps)
         self.sample_steps = {int(round(x)) for x in np.linspace(steps - 1, 0, n)} if n > 1 else {steps - 1}
         self.last_step = steps - 1
-        K, L, dev = model.K, len(self.layers), model.theta.device
+        dev = model.theta.device
         self.nb, self.lo, self.hi = int(dcfg.hist_bins), float(dcfg.hist_min), float(dcfg.hist_max)
-        self.H = len(model.arch.sizes) - 2
+        self.H = len(self.unit_names)
         self._zeros = lambda *shape: torch.zeros(*shape, device=dev)
         self.reset()
-        self.K, self.L = K, L
 
     def reset(self) -> None:
         K, L = self.model.K, len(self.layers)
@@ -82,23 +77,27 @@ class GradientProbe:
 
     @torch.no_grad()
     def units(self, X: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Saturated and dead fractions per hidden layer, (K, H) each, on the first probe examples."""
+        """Saturated and dead fractions per hidden unit layer, (K, H) each, on the first probe
+        examples X (K, n, ...). A unit layer's activation input is (K, b, units, *positions)."""
         K, H, thr = self.model.K, self.H, float(self.cfg.saturation_threshold)
         n = min(int(self.cfg.probe_examples), X.shape[1])
         sat = self._zeros(K, H)
-        alive = [torch.zeros(K, w, dtype=torch.bool, device=X.device) for w in self.model.arch.sizes[1:-1]]
+        alive: list = [None] * H
+        per_example = torch.zeros(H, device=X.device)  # (unit, position) pairs of one example
         for i in range(0, n, chunk):
             pre: list = []
             self.model.forward(X[:, i:min(i + chunk, n)], train=False, preacts=pre)
             for h, z in enumerate(pre):
-                low = self.model.activate(z, DERIVATIVES) < thr  # (K, b, F)
-                sat[:, h] += low.sum(dim=(1, 2))
-                alive[h] |= (~low).any(dim=1)
-        widths = torch.tensor(self.model.arch.sizes[1:-1], device=X.device, dtype=torch.float32)
-        dead = torch.stack([1 - a.float().mean(1) for a in alive], 1)
-        return sat / (n * widths), dead
+                low = self.model.activate(z, DERIVATIVES) < thr  # (K, b, U, *S)
+                sat[:, h] += low.sum(dim=tuple(range(1, low.dim())))
+                seen = (~low).any(dim=(1, *range(3, low.dim())))  # (K, U): active on some example, somewhere
+                alive[h] = seen if alive[h] is None else alive[h] | seen
+                per_example[h] = math.prod(z.shape[2:])
+        dead = torch.stack([1 - a.float().mean(1) for a in alive], 1) if H else self._zeros(K, 0)
+        return sat / (n * per_example), dead
 
     def epoch_tensor(self, X: torch.Tensor, chunk: int) -> torch.Tensor:
+        """X: the probe inputs (K, n, ...)."""
         """Everything of this epoch as one (K, F) tensor, to be copied to the host with the metrics."""
         sat, dead = self.units(X, chunk)
         grad = self.grad.clone()
@@ -120,45 +119,62 @@ class GradientProbe:
 
 
 # --- per-run record, artifact and verdict -------------------------------------------------------
+def default_layer_names(n: int) -> list[str]:
+    return [f"dense{i + 1}" for i in range(n)]  # the MLP's; records from before names were stored
+
+
+def default_unit_names(n: int) -> list[str]:
+    return [f"hidden{i + 1}" for i in range(n)]
+
+
 @dataclass
 class RunDiagnostics:
-    """All epochs of one run: grad (E, L, 7), hist (E, 2, L, bins), saturated/dead (E, H)."""
+    """All epochs of one run: grad (E, L, 7), hist (E, 2, L, bins), saturated/dead (E, H), and the
+    names of the L weight layers (input side first) and H unit layers."""
 
     grad: np.ndarray
     hist: np.ndarray
     saturated: np.ndarray
     dead: np.ndarray
     hist_edges: np.ndarray
+    layers: list[str] = field(default_factory=list)
+    units: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.layers = list(self.layers) or default_layer_names(self.grad.shape[1])
+        self.units = list(self.units) or default_unit_names(self.saturated.shape[1])
 
     @classmethod
-    def from_epochs(cls, epochs: list[dict], hist_min: float, hist_max: float) -> "RunDiagnostics":
+    def from_epochs(cls, epochs: list[dict], hist_min: float, hist_max: float, layers: list[str] | None = None,
+                    units: list[str] | None = None) -> "RunDiagnostics":
         nb = epochs[0]["hist"].shape[-1]
         return cls(np.stack([e["grad"] for e in epochs]), np.stack([e["hist"] for e in epochs]),
                    np.stack([e["saturated"] for e in epochs]), np.stack([e["dead"] for e in epochs]),
-                   np.linspace(hist_min, hist_max, nb + 1))
+                   np.linspace(hist_min, hist_max, nb + 1), layers or [], units or [])
 
     def to_npz(self) -> bytes:
         buf = io.BytesIO()
-        L, H = self.grad.shape[1], self.saturated.shape[1]
         np.savez_compressed(buf, grad=self.grad.astype(np.float32), hist=self.hist.astype(np.float32),
                             saturated=self.saturated.astype(np.float32), dead=self.dead.astype(np.float32),
                             hist_edges=self.hist_edges, grad_cols=np.array(GRAD_COLS),
-                            layers=np.array(layer_names(L)), hidden=np.array(hidden_names(H)))
+                            layers=np.array(self.layers), hidden=np.array(self.units))
         return buf.getvalue()
 
     @classmethod
     def from_npz(cls, data: bytes) -> "RunDiagnostics":
         z = np.load(io.BytesIO(data))
-        return cls(z["grad"], z["hist"], z["saturated"], z["dead"], z["hist_edges"])
+        return cls(z["grad"], z["hist"], z["saturated"], z["dead"], z["hist_edges"],
+                   [str(x) for x in z["layers"]] if "layers" in z else [],
+                   [str(x) for x in z["hidden"]] if "hidden" in z else [])
 
     def metrics(self, epoch: int) -> dict[str, float]:
         """The MLflow metrics of one epoch."""
         out = {}
-        for li, name in enumerate(layer_names(self.grad.shape[1])):
+        for li, name in enumerate(self.layers):
             for ci, col in enumerate(GRAD_COLS):
                 kind, _, stat = col.partition("/")
                 out[f"{kind}/{name}/{stat}" if stat else f"{kind}/{name}"] = float(self.grad[epoch, li, ci])
-        for hi, name in enumerate(hidden_names(self.saturated.shape[1])):
+        for hi, name in enumerate(self.units):
             out[f"units/{name}/saturated"] = float(self.saturated[epoch, hi])
             out[f"units/{name}/dead"] = float(self.dead[epoch, hi])
         return out
@@ -175,7 +191,8 @@ def verdict(d: RunDiagnostics | None, final_test_acc: float | None, num_classes:
         g = d.grad[:, :, norm]  # (E, L)
         if np.nanmax(g) > vcfg.explode_norm:
             e, layer = np.unravel_index(np.nanargmax(g), g.shape)
-            return "exploding", f"gradient norm {g[e, layer]:.3g} at dense{layer + 1}, epoch {e + 1} > {vcfg.explode_norm:g}"
+            return "exploding", (f"gradient norm {g[e, layer]:.3g} at {d.layers[layer]}, epoch {e + 1} > "
+                                 f"{vcfg.explode_norm:g}")
         # Per-weight magnitude (mean |g|), not the norm: layers differ in size by orders of magnitude.
         m = d.grad[:, :, mag]
         ratio = float(np.mean(m[:, 0] / np.maximum(m[:, -1], 1e-30)))
@@ -189,7 +206,7 @@ def verdict(d: RunDiagnostics | None, final_test_acc: float | None, num_classes:
         dead = d.dead[-1]
         if dead.size and float(dead.max()) > vcfg.dead_fraction:
             h = int(dead.argmax())
-            return "dead_units", f"{100 * dead[h]:.0f}% of hidden{h + 1}'s units are dead > {100 * vcfg.dead_fraction:.0f}%"
+            return "dead_units", f"{100 * dead[h]:.0f}% of {d.units[h]}'s units are dead > {100 * vcfg.dead_fraction:.0f}%"
     if final_test_acc is not None and final_test_acc < vcfg.chance_factor / num_classes:
         return "not_learning", (f"final test accuracy {100 * final_test_acc:.2f}% < {vcfg.chance_factor:g} x chance "
                                 f"({100 / num_classes:.0f}%)")

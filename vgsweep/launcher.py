@@ -1,80 +1,177 @@
-"""The packed launcher's work (Hydra's contract: one JobReturn per job, in order).
+"""The packed launcher's work, keeping Hydra's launcher contract: the task function Hydra gives it is
+called once per job, in order, through Hydra's `run_job`, so each job gets its output directory,
+`.hydra/` files and log, and callbacks see `on_job_start` and `on_job_end` around its real work
+with its real JobReturn.
 
-1. Compose every job's config (`load_sweep_config`), set `hydra.job.id/num`, and let Hydra's
-   `run_job` create the job's output directory, `.hydra/` files and log with a task function
-   that only records the job. Nothing trains yet.
-2. Validate all jobs, group them into packs (same shapes, BN math, batch, epochs, data, device),
-   split packs to fit the memory budget, and train pack by pack (vgsweep/jobs.py).
-3. Fill each JobReturn with the job's final test accuracy, or its failure.
+Packing happens behind the task function. With vgsweep's own task function (marked
+`vgsweep_packs`) the launcher first composes and checks every job (nothing is created if one is
+bad), plans the sweep and groups the jobs into packs; then, job by job, the task call of the first
+job of a pack trains the whole pack and records each of its jobs as an MLflow run, and the task
+calls of the others collect their results. Any other task function runs one job at a time, exactly
+as under Hydra's basic launcher.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import math
+import os
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
-from omegaconf import DictConfig, open_dict
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from vgsweep.config import ConfigError, config_hash
+from vgsweep.jobs import Job, Outcome
 
 log = logging.getLogger(__name__)
 
-
-def _record(cfg: DictConfig) -> dict:
-    """The task function of phase 1: remember the job, train nothing."""
-    hc = HydraConfig.get()
-    return {"cfg": copy.deepcopy(cfg), "output_dir": hc.runtime.output_dir,
-            "overrides": list(hc.overrides.task), "log_file": f"{hc.job.name}.log"}
+PROGRESS = ("auto", "bar", "log")
 
 
-def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    from vgsweep.config import register_configs
-    from vgsweep.jobs import Job, run_jobs
+class PackedSweep:
+    """What the launcher hands its task calls: the sweep, and which job number is which job."""
 
-    register_configs()
-    setup_globals()
+    def __init__(self, sweep, jobs: list[Job], nums: list[int], cwd: str):
+        self.sweep, self.jobs, self.cwd = sweep, jobs, cwd
+        self.index = {n: i for i, n in enumerate(nums)}
+
+    def job_for(self, num: int, cfg: DictConfig) -> Optional[int]:
+        """The planned job of this task call, or None if the call is not one (another config)."""
+        i = self.index.get(num)
+        return i if i is not None and self.jobs[i].key() == config_hash(cfg) else None
+
+    def outcome(self, i: int) -> Outcome:
+        with in_dir(self.cwd):  # jobs may chdir into their output dirs; relative paths mean the launch dir
+            return self.sweep.outcome(i)
+
+
+_ACTIVE: Optional[PackedSweep] = None
+
+
+def active() -> Optional[PackedSweep]:
+    return _ACTIVE
+
+
+@contextlib.contextmanager
+def in_dir(path: str):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def check_options(launcher) -> None:
+    """The launcher's own options, refused like any other bad input."""
+    mp, budget, progress = launcher.max_pack, launcher.memory_budget_gb, launcher.progress
+    if isinstance(mp, bool) or not isinstance(mp, int) or mp < 0:
+        raise ConfigError("hydra.launcher.max_pack", mp, "an int >= 0 (0 = as many as memory allows)")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                               or not math.isfinite(budget) or budget <= 0):
+        raise ConfigError("hydra.launcher.memory_budget_gb", budget, "null or a positive finite number of GiB")
+    if progress not in PROGRESS:
+        raise ConfigError("hydra.launcher.progress", progress, "one of " + ", ".join(PROGRESS))
+
+
+def job_of(sweep_config: DictConfig) -> Job:
+    """The job run_job will run for this config: its task config, output dir, overrides and log file."""
+    HydraConfig.instance().set_config(sweep_config)  # the subdir may interpolate ${hydra:...}
+    out = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
+        OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+    cfg = copy.deepcopy(sweep_config)
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
+    hc = sweep_config.hydra
+    return Job(cfg, out.absolute(), list(hc.overrides.task), log_file=out.absolute() / f"{hc.job.name}.log",
+               hydra_later=True)
+
+
+def _basic(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """Hydra's basic launcher, line for line: for a task function that is not vgsweep's."""
     config, ctx = launcher.config, launcher.hydra_context
-    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    log.info("Composing %d jobs for packed training", len(job_overrides))
-
-    returns: list[JobReturn] = []
-    jobs: list[Job] = []
-    for i, overrides in enumerate(job_overrides):
-        idx = initial_job_idx + i
-        log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+    log.info(f"Launching {len(job_overrides)} jobs locally")
+    runs = []
+    for idx, overrides in enumerate(job_overrides):
+        idx = initial_job_idx + idx
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
         sweep_config = ctx.config_loader.load_sweep_config(config, list(overrides))
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = idx
             sweep_config.hydra.job.num = idx
-        ret = run_job(hydra_context=ctx, task_function=_record, config=sweep_config,
-                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-        rec = ret.return_value  # re-raises a composition error of this job
-        out = Path(rec["output_dir"])
-        jobs.append(Job(rec["cfg"], out, rec["overrides"], log_file=out / rec["log_file"]))
-        returns.append(ret)
-        configure_log(config.hydra.hydra_logging, config.hydra.verbose)  # detach this job's log file
+        runs.append(run_job(hydra_context=ctx, task_function=launcher.task_function, config=sweep_config,
+                            job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    return runs
 
-    from vgsweep.app import exit_on_config_error
 
-    with exit_on_config_error():
-        outcomes = run_jobs(jobs, max_pack=launcher.max_pack or None, memory_budget_gb=launcher.memory_budget_gb,
-                            progress=launcher.progress)
-    failed = []
-    for ret, job, o in zip(returns, jobs, outcomes):
-        if o.status in ("FINISHED", "SKIPPED"):
-            ret.status, ret.return_value = JobStatus.COMPLETED, o.final.get("test_acc", float("nan"))
-        else:
-            ret.status = JobStatus.FAILED
-            ret.return_value = RuntimeError(f"run {o.run_id} {o.status}: {o.reason}")
-            failed.append((job, o))
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("FINISHED", "SKIPPED", "FAILED")}
-    log.info("sweep done: %d finished, %d skipped (in the store or taken by another process), %d failed",
+def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    global _ACTIVE
+    from vgsweep import app
+    from vgsweep.config import register_configs
+
+    setup_globals()
+    config, ctx = launcher.config, launcher.hydra_context
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    if not getattr(launcher.task_function, "vgsweep_packs", False):
+        return _basic(launcher, job_overrides, initial_job_idx)
+
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from vgsweep.preflight import check_dir, check_jobs
+
+    app.entered()
+    register_configs()
+    configs, jobs = [], []
+    with app.exit_on_bad_input():
+        check_options(launcher)
+        for i, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + i
+            try:
+                sweep_config = ctx.config_loader.load_sweep_config(config, list(overrides))
+            except (HydraException, OmegaConfBaseException) as e:
+                raise ConfigError("overrides", " ".join(overrides), "a job Hydra can compose",
+                                  str(e).strip().replace("\n", " "), " in job [" + " ".join(overrides) + "]") from None
+            with open_dict(sweep_config):
+                sweep_config.hydra.job.id = idx
+                sweep_config.hydra.job.num = idx
+            configs.append(sweep_config)
+            jobs.append(job_of(sweep_config))
+        check_dir("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
+        check_jobs(jobs)
+    HydraConfig.instance().set_config(config)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    log.info("Launching %d jobs, trained in packs", len(job_overrides))
+
+    from vgsweep.sweep import Sweep
+
+    with app.exit_on_sweep_stopped():
+        sweep = Sweep(jobs, max_pack=launcher.max_pack or None, memory_budget_gb=launcher.memory_budget_gb,
+                      progress=launcher.progress)
+    _ACTIVE = PackedSweep(sweep, jobs, [c.hydra.job.num for c in configs], os.getcwd())
+    returns: list[JobReturn] = []
+    try:
+        for sweep_config in configs:
+            log.info("\t#%d : %s", sweep_config.hydra.job.num,
+                     " ".join(filter_overrides(list(sweep_config.hydra.overrides.task))))
+            returns.append(run_job(hydra_context=ctx, task_function=launcher.task_function, config=sweep_config,
+                                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+            configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    finally:
+        _ACTIVE = None
+    counts = sweep.counts()
+    log.info("sweep done: %d finished, %d skipped (already in the store), %d failed",
              counts["FINISHED"], counts["SKIPPED"], counts["FAILED"])
+    failed = [(j, o) for j, o in zip(jobs, sweep.outcomes) if o is not None and o.status == "FAILED"]
     if failed:
         log.error("%d of %d jobs failed:", len(failed), len(jobs))
-        for job, o in failed:
-            log.error("\t[%s] run %s: %s", " ".join(job.overrides), o.run_id, o.reason)
+        for j, o in failed:
+            log.error("\t[%s] run %s: %s", " ".join(j.overrides), o.run_id, o.reason)
     return returns

@@ -1,24 +1,69 @@
-"""Optimisers and gradient noise on a pack's flat parameters (K, P), with per-run settings (K, 1).
+"""Optimisers, learning-rate schedules and gradient noise on a pack's flat parameters (K, P), with
+every hyper-parameter per run ((K, 1) tensors on the device).
 
-Both optimisers are written out rather than taken from torch.optim because the hyper-parameters
+The optimisers are written out rather than taken from torch.optim because the hyper-parameters
 differ per row of K; the update rules are PyTorch's (SGD with momentum: b = m b + g, w -= lr b,
-which equals Keras' v = m v - lr g, w += v for a constant learning rate).
+which equals Keras' v = m v - lr g, w += v for a constant rate; Adam with its bias corrections;
+weight decay as torch.optim's: grad += weight_decay * w).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from vgsweep.config import enum_value
+from vgsweep.seeding import generator
 
-def noise_std(t, eta, gamma, gives: str):
+OPTIMIZERS = ("sgd", "adam")
+
+
+def noise_std(t, eta, gamma, gives):
     """Standard deviation of the added gradient noise at time t (epoch or step, 0-based).
 
-    s_t = eta / (1 + t)^gamma. The original code uses s_t as the standard deviation (`gives=std`);
-    the paper's formula and Neelakantan et al. use it as the variance (`gives=variance`).
-    Works on floats and on tensors.
+    s_t = eta / (1 + t)^gamma. The original code uses s_t as the standard deviation (`gives="std"`);
+    the paper's formula and Neelakantan et al. use it as the variance (`gives="variance"`). Works on
+    floats, and on tensors with `gives` a bool tensor (True: variance) per run.
     """
     s = eta / (1.0 + t) ** gamma
+    if isinstance(gives, torch.Tensor):
+        return torch.where(gives, s.sqrt(), s)
     return s if gives == "std" else s ** 0.5
+
+
+def cosine(t, lr, eta_min, t_max):
+    """PyTorch's CosineAnnealingLR in closed form: eta_min + (lr - eta_min) (1 + cos(pi t / t_max)) / 2.
+    Past t_max it rises again, as PyTorch's does."""
+    return eta_min + (lr - eta_min) * (1 + torch.cos(math.pi * t / t_max)) / 2
+
+
+class Schedules:
+    """Each run's learning rate at (epoch, step), as a (K, 1) tensor.
+
+    optimizer.schedule.name: constant | cosine; .every: epoch (t = epoch, the rate is constant within
+    an epoch, the course code's per-epoch schedule) | step (t = optimiser step); .t_max: the half
+    period in units of `every` (None: the whole training: epochs, or epochs x steps per epoch)."""
+
+    def __init__(self, cfgs: list, epochs: int, steps: int, device: torch.device):
+        def col(values, dtype=torch.float64):
+            return torch.tensor(values, dtype=dtype, device=device).view(len(cfgs), 1)
+
+        s = [c.schedule for c in cfgs]
+        self.base = col([c.lr for c in cfgs], torch.float32)  # exactly the configured rate
+        self.cos = col([enum_value(x.name) == "cosine" for x in s], torch.bool)
+        self.per_step = col([enum_value(x.every) == "step" for x in s])
+        self.any_cosine = bool(self.cos.any())
+        self.any_step = self.any_cosine and bool((self.per_step[self.cos] > 0).any())
+        t_max = [x.t_max or (epochs * steps if enum_value(x.every) == "step" else epochs) for x in s]
+        self.t_max, self.eta_min = col(t_max), col([x.eta_min for x in s])
+        self.lr64 = col([c.lr for c in cfgs])
+
+    def lr(self, epoch: int, step: int) -> torch.Tensor:
+        if not self.any_cosine:
+            return self.base
+        t = self.per_step * step + (1 - self.per_step) * epoch
+        return torch.where(self.cos, cosine(t, self.lr64, self.eta_min, self.t_max).float(), self.base)
 
 
 class PackOptimizer:
@@ -29,11 +74,14 @@ class PackOptimizer:
         self.last_update: torch.Tensor | None = None  # the step just taken (K, P), for diagnostics
         self.buf = torch.zeros_like(theta)
         self.buf2 = torch.zeros_like(theta) if name == "adam" else None
+        self.any_wd = bool((hp["weight_decay"] > 0).any())
 
     @torch.no_grad()
     def step(self, theta: torch.Tensor, grad: torch.Tensor) -> None:
         hp = self.hp
         self.t += 1
+        if self.any_wd:
+            grad.addcmul_(theta, hp["weight_decay"])
         if self.name == "sgd":
             self.buf.mul_(hp["momentum"]).add_(grad)
             self.last_update = hp["lr"] * self.buf
@@ -48,4 +96,44 @@ class PackOptimizer:
             theta.sub_(self.last_update)
 
 
-OPTIMIZERS = ("sgd", "adam")
+class GradNoise:
+    """Adds each run's N(0, s_t^2) to its gradient row, from the run's own generator.
+
+    s_t = eta / (1 + t)^gamma with t the epoch or the step (per run), read as the standard
+    deviation or the variance (per run). Runs without noise draw nothing and get nothing.
+    """
+
+    def __init__(self, cfgs: list, seeds: list[int], theta: torch.Tensor):
+        K, device = theta.shape[0], theta.device
+
+        def vec(values):
+            return torch.tensor(values, dtype=torch.float32, device=device)
+
+        self.noisy = [k for k, g in enumerate(cfgs) if g.enabled and g.eta > 0]
+        self.gens = {k: generator(seeds[k], "grad_noise", device) for k in self.noisy}
+        self.eta = vec([float(g.eta) if g.enabled else 0.0 for g in cfgs])
+        self.gamma = vec([float(g.gamma) for g in cfgs])
+        self.per_step = vec([enum_value(g.unit) == "step" for g in cfgs])
+        self.as_var = vec([enum_value(g.gives) == "variance" for g in cfgs]) > 0
+        self.buf = torch.zeros_like(theta) if self.noisy else None  # rows of quiet runs stay 0
+        self.K = K
+        self.any_step = any(enum_value(g.unit) == "step" for g in cfgs)
+        self._cached: tuple[int, torch.Tensor] | None = None  # (epoch, std) when no run counts steps
+
+    def std(self, epoch: int, step: int) -> torch.Tensor:
+        """(K,) standard deviations at this epoch and step (0-based), computed on the device."""
+        t = self.per_step * step + (1 - self.per_step) * epoch
+        return noise_std(t, self.eta, self.gamma, self.as_var)
+
+    def apply(self, grad: torch.Tensor, epoch: int, step: int) -> None:
+        if not self.noisy:
+            return
+        for k in self.noisy:
+            self.buf[k].normal_(generator=self.gens[k])
+        if self.any_step:
+            std = self.std(epoch, step)
+        else:  # the schedule moves once per epoch: compute it then, not at every step
+            if self._cached is None or self._cached[0] != epoch:
+                self._cached = (epoch, self.std(epoch, step))
+            std = self._cached[1]
+        grad.addcmul_(self.buf, std.view(self.K, 1))

@@ -12,7 +12,8 @@ def learning_curve(history: list[dict[str, float]], title: str):
     """Loss and accuracy per epoch, train and test, as one figure of two panels."""
     epochs = range(1, len(history) + 1)
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(7.0, 2.8), constrained_layout=True)
-    for split, style in (("train", "-"), ("test", "--")):
+    splits = (("train", "-"), ("val", ":"), ("test", "--")) if "val_loss" in history[0] else (("train", "-"), ("test", "--"))
+    for split, style in splits:
         ax_l.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
         ax_a.plot(epochs, [100 * h[f"{split}_acc"] for h in history], style, label=split)
     ax_l.set(xlabel="epoch", ylabel="cross-entropy loss")

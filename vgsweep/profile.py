@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from vgsweep import trainer
+from vgsweep import packing, trainer
 from vgsweep.config import ConfigError, enum_value, resolve_device, validate
 
 
@@ -50,23 +50,18 @@ def expand(overrides: list[str]) -> list[list[str]]:
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from vgsweep.app import compose as app_compose
 
-    import vgsweep.app  # noqa: F401  (registers the schema and the numeric-group shim)
-    from vgsweep.app import CONF_DIR
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
+    return app_compose(overrides)
 
 
 def pack_of(overrides: list[str]):
     cfgs = [compose(o) for o in expand(overrides)]
     for c in cfgs:
         validate(c)
-    if len({trainer.pack_key(c) for c in cfgs}) != 1:
+    if len({packing.pack_key(c) for c in cfgs}) != 1:
         raise ConfigError("overrides", " ".join(overrides), "a grid whose jobs share one pack",
-                          "Profile one pack at a time: the same depth, BN placement and mode, batch, data "
+                          "Profile one pack at a time: the same model shape, normalisation, batch, data "
                           "and precision for every job")
     return cfgs
 
@@ -91,8 +86,8 @@ def matmul_floor(cfg, K: int, sizes: tuple[int, ...], n_test: int, steps: int, r
     def timed(m: int, k: int, n: int) -> float:
         a = torch.randn(K, m, k, device=device, dtype=dtype)
         b = torch.randn(K, k, n, device=device, dtype=dtype)
-        with trainer._tf32(precision == "tf32" and device.type == "cuda"), \
-                trainer._precision_ctx(precision, device):
+        with trainer.tf32(precision == "tf32" and device.type == "cuda"), \
+                trainer.precision_ctx(precision, device):
             for _ in range(3):
                 torch.bmm(a, b)
             _sync(device)
@@ -110,6 +105,44 @@ def matmul_floor(cfg, K: int, sizes: tuple[int, ...], n_test: int, steps: int, r
         flops += steps * f * (3 if i else 2)
         seconds += timed(n_test, n_in, n_out)  # evaluation over the test set
         flops += 2.0 * K * n_test * n_in * n_out
+    return seconds, flops
+
+
+def conv_floor(cfg, K: int, shape: tuple[int, ...], classes: int, n_test: int, steps: int,
+               repeats: int = 10) -> tuple[float, float]:
+    """(seconds, FLOPs) of one epoch's convolutions (the VGG family), each shape timed alone as the
+    pack runs it (one grouped convolution of K runs), at the pack's precision. Backward counts as two
+    more convolutions of the same cost (dX, dW; the first layer's dX is not needed). A lower bound."""
+    import torch.nn.functional as F
+
+    from vgsweep.families.vgg import convs
+
+    device = resolve_device(cfg.device)
+    precision = enum_value(cfg.precision)
+    B, Fn = int(cfg.train.batch_size), int(cfg.model.filters)
+
+    def timed(n: int, cin: int, h: int, w: int) -> float:
+        x = torch.randn(n, K * cin, h, w, device=device)
+        wt = torch.randn(K * Fn, cin, 3, 3, device=device)
+        with trainer.tf32(precision == "tf32" and device.type == "cuda"), trainer.precision_ctx(precision, device):
+            for _ in range(2):
+                F.conv2d(x, wt, padding=1, groups=K)
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                F.conv2d(x, wt, padding=1, groups=K)
+            _sync(device)
+        return (time.perf_counter() - t0) / repeats
+
+    seconds = flops = 0.0
+    C, h, w = shape
+    for i, (name, *_rest) in enumerate(convs(cfg.model)):
+        if name.endswith("red.conv2"):
+            h, w = h // 2, w // 2
+        cin = C if i == 0 else Fn
+        f = 2.0 * K * B * h * w * Fn * cin * 9
+        seconds += steps * timed(B, cin, h, w) * (2 if i == 0 else 3) + timed(min(n_test, 500), cin, h, w) * n_test / min(n_test, 500)
+        flops += steps * f * (2 if i == 0 else 3) + 2.0 * K * n_test * h * w * Fn * cin * 9
     return seconds, flops
 
 
@@ -138,14 +171,13 @@ def profile(cfgs, epochs: int, trace: Path | None = None, top: int = 15) -> dict
     from torch.profiler import ProfilerActivity, schedule
     from torch.profiler import profile as torch_profile
 
-    from vgsweep.data import load
+    from vgsweep.data.loader import load
 
     c0 = cfgs[0]
     device = resolve_device(c0.device)
-    ds = load(c0.data.name, c0.data.root, c0.data.download, device, c0.data.limit_train,
-              c0.data.limit_test, c0.data.verify)
+    ds = load(c0.data, device)
     K, B = len(cfgs), int(c0.train.batch_size)
-    steps = ds.train.x.shape[0] // B if c0.train.drop_last else -(-ds.train.x.shape[0] // B)
+    steps = len(ds.train) // B if c0.train.drop_last else -(-len(ds.train) // B)
 
     def train(n: int, on_epoch=None) -> list[float]:
         for c in cfgs:
@@ -181,9 +213,14 @@ def profile(cfgs, epochs: int, trace: Path | None = None, top: int = 15) -> dict
     finally:
         trainer.scope.enabled = False
 
-    floor_s, flops = matmul_floor(c0, K, (ds.input_dim, *c0.model.hidden, ds.num_classes), ds.test.x.shape[0], steps)
+    if c0.model.family == "mlp":
+        floor_s, flops = matmul_floor(c0, K, (ds.input_dim, *c0.model.hidden, ds.num_classes), len(ds.test), steps)
+        shape = f"hidden {list(c0.model.hidden)}"
+    else:
+        floor_s, flops = conv_floor(c0, K, ds.shape, ds.num_classes, len(ds.test), steps)
+        shape = f"{c0.model.name} ({c0.model.blocks_per_stage} blocks per stage)"
     return {"device": trainer.device_name(device), "torch": torch.__version__, "runs": K, "steps": steps,
-            "batch": B, "hidden": list(c0.model.hidden), "precision": enum_value(c0.precision),
+            "batch": B, "model": shape, "precision": enum_value(c0.precision),
             "epoch_s": epoch_s, "step_ms": 1e3 * epoch_s / steps, "profiled_epoch_s": profiled[1],
             "flops_per_epoch": flops, "floor_s": floor_s, **out,
             "launches_per_step": out["launches"] / steps if out.get("launches") else None}
@@ -202,7 +239,7 @@ def _export(prof, trace: Path) -> None:
 
 
 def report(r: dict) -> str:
-    lines = [f"# Profile: {r['runs']} runs, hidden {r['hidden']}, batch {r['batch']}, {r['precision']}",
+    lines = [f"# Profile: {r['runs']} runs, {r['model']}, batch {r['batch']}, {r['precision']}",
              f"{r['device']}, torch {r['torch']}", "",
              f"epoch: {r['epoch_s']:.3f} s wall ({r['steps']} steps, {r['step_ms']:.2f} ms a step)",
              (f"arithmetic: {r['flops_per_epoch'] / 1e12:.3f} TFLOP an epoch; "
@@ -224,7 +261,7 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vgsweep.profile", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="vgsweep profile", description=__doc__.splitlines()[0])
     ap.add_argument("overrides", nargs="*", help="Hydra overrides; comma lists expand to the pack's runs")
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up (default 2)")
     ap.add_argument("--top", type=int, default=15, help="operators in the table (default 15)")

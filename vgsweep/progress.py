@@ -41,17 +41,11 @@ class Progress:
             log.info(text)
             self._last_log = time.monotonic()
 
-    def skipped(self, n: int) -> None:
-        """n runs of the current pack were taken by another process: not counted as work to do."""
-        k, e = self.packs[self.pack]
-        self.packs[self.pack] = (k - n, e)
-        self.total -= n * e
-
     def pack_done(self) -> None:
         k, e = self.packs[self.pack]
         self.runs_done += k
         self.done_work = sum(kk * ee for kk, ee in self.packs[:self.pack + 1])  # diverged runs stop early
         self.pack += 1
-        if self.live:
-            sys.stderr.write("\n" if self.pack == len(self.packs) else "")
+        if self.live:  # end the pack's line: the next line (log or progress) starts on its own
+            sys.stderr.write("\n")
             sys.stderr.flush()

@@ -1,39 +1,247 @@
-"""MLflow: one experiment per study, one run per job, metrics sent in batches.
+"""The MLflow store: where it is, creating it safely, reaching it, and reading its runs.
 
 The embedded default store is `sqlite:///<project root>/mlflow.db` with artifacts beside it in
 `mlartifacts/`; `tracking.uri` points anywhere else (another SQLite file, an `mlflow server`).
+
+- A new SQLite store is built in a file beside it and renamed into place, under a file lock: a
+  process killed while creating it leaves no half-built store. A half-built store left by an older
+  version (tables missing, no runs) is moved aside to `<name>.broken-<time>` and built again; a
+  store that holds runs is never rewritten.
+- Every MLflow call goes through `retry`: a locked SQLite database or a server that does not answer
+  is retried with backoff for `tracking.retry_s` seconds; then `TrackingUnavailable` stops the sweep.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
+import sqlite3
 import subprocess
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable
-
-from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-PARAMS_PER_CALL = 100  # MLflow's log_batch limits
-METRICS_PER_CALL = 1000
 SEARCH_PAGE = 5000  # runs per search call; training_runs reads page after page
-FLUSH_SECONDS = 5.0  # metrics are buffered and sent at most this often (and at the end)
-MAX_PARAM_CHARS = 6000
+SQLITE_BUSY_MS = 60_000  # a writer waits this long for another process's lock before failing
+EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's UI opens such an experiment on its runs table
 
 TAG_HASH = "vgsweep.config_hash"
 TAG_OVERRIDES = "vgsweep.overrides"
 TAG_HOST, TAG_PID = "vgsweep.host", "vgsweep.pid"
 TAG_HEARTBEAT = "vgsweep.heartbeat"  # unix seconds of the training process's last sign of life
-SQLITE_BUSY_MS = 60_000  # a writer waits this long for another process's lock before failing
-RETRY_SECONDS = 120.0  # and MLflow calls that still meet a locked database are retried this long
+TAG_FAILURE = "vgsweep.failure"
+
+_RETRY_S = 300.0  # tracking.retry_s of the sweep in progress (configure)
+# What an unreachable server looks like in the errors of MLflow's REST client and of requests.
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
+                "Read timed out", "RemoteDisconnected", "Connection aborted", "Connection reset",
+                "ConnectionError", "ConnectTimeout", "failed with error code 502", "failed with error code 503",
+                "failed with error code 504", "Name or service not known")
 
 
 class TrackingError(RuntimeError):
-    pass
+    """A store that cannot be used as it is; the message says why and what to do."""
+
+
+class TrackingUnavailable(TrackingError):
+    """The store stopped answering and kept silent for tracking.retry_s seconds."""
+
+    def __init__(self, since: float, seconds: float, error: str):
+        self.since, self.seconds, self.error = since, seconds, error
+        super().__init__(f"no answer since {time.strftime('%H:%M:%S', time.localtime(since))} "
+                         f"({seconds:.0f} s, tracking.retry_s): {error}")
+
+
+def configure(retry_s: float) -> None:
+    """The retry budget of this process's MLflow calls; MLflow's own HTTP retries are turned off
+    (unless set in the environment) so that the budget, not urllib3, decides when to give up."""
+    global _RETRY_S
+    _RETRY_S = float(retry_s)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(min(max(retry_s, 5), 60))))
+
+
+def _unreachable(e: BaseException) -> bool:
+    text = f"{type(e).__name__}: {e}"
+    return any(m in text for m in _UNREACHABLE)
+
+
+def retry(fn, *args, **kwargs):
+    """Call an MLflow function; while SQLite reports a lock or a server does not answer, retry with
+    backoff for tracking.retry_s seconds. An unanswered store then raises TrackingUnavailable."""
+    first: tuple[float, float] | None = None  # (monotonic, wall) of the first failure
+    wait = 0.05
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except TrackingUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001 - only lock and connection errors are retried
+            locked, down = "locked" in str(e), _unreachable(e)
+            if not (locked or down):
+                raise
+            now = time.monotonic()
+            if first is None:
+                first = (now, time.time())
+                if down:
+                    log.warning("the tracking store does not answer (%s); retrying for %.0f s (tracking.retry_s)",
+                                str(e).splitlines()[0][:200], _RETRY_S)
+            if now - first[0] > _RETRY_S:
+                if down:
+                    raise TrackingUnavailable(first[1], now - first[0], str(e).splitlines()[0][:300]) from None
+                raise
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0 if down else 2.0)
+
+
+def project_root() -> Path:
+    """The checkout that holds conf/ (editable install), else the current directory."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "conf").is_dir() else Path.cwd()
+
+
+def default_uri() -> str:
+    return f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def resolve_uri(cfg) -> str:
+    return cfg.tracking.uri or default_uri()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def artifact_root(uri: str, cfg) -> str | None:
+    if cfg.tracking.artifact_root:
+        return str(Path(cfg.tracking.artifact_root).resolve())
+    p = sqlite_path(uri)
+    if p is not None:
+        return str(p.resolve().parent / "mlartifacts")
+    return None  # a server decides
+
+
+@functools.lru_cache(maxsize=None)
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_root(),
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# --- the SQLite file -----------------------------------------------------------------------------
+SQLITE_MAGIC = b"SQLite format 3\x00"
+MLFLOW_CORE_TABLES = {"experiments", "runs", "metrics", "params", "tags"}
+
+
+def sqlite_tables(p: Path) -> set[str] | None:
+    """The tables of an existing SQLite file, read without writing to it; None if it is not SQLite."""
+    if p.stat().st_size == 0:
+        return set()
+    with p.open("rb") as f:
+        if f.read(16) != SQLITE_MAGIC:
+            return None
+    con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    try:
+        return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        con.close()
+
+
+def check_sqlite_store(uri: str) -> None:
+    """What can be said of a SQLite store without MLflow and without touching it (preflight)."""
+    p = sqlite_path(uri)
+    assert p is not None
+    if not p.parent.is_dir():
+        raise TrackingError(f"tracking.uri={uri!r}: folder {p.parent} does not exist "
+                            "(create it, or leave tracking.uri unset for the project's mlflow.db)")
+    if p.is_dir():
+        raise TrackingError(f"tracking.uri={uri!r}: {p} is a folder, not a database file "
+                            f"(use e.g. sqlite:///{p / 'mlflow.db'})")
+    if not p.exists():
+        if not os.access(p.parent, os.W_OK):
+            raise TrackingError(f"tracking.uri={uri!r}: folder {p.parent} is not writable")
+        return
+    tables = sqlite_tables(p)
+    if tables is None:
+        raise TrackingError(f"tracking.uri={uri!r}: {p} is not a SQLite database; point tracking.uri at "
+                            "an MLflow store or a new file")
+    if tables and not tables & MLFLOW_CORE_TABLES:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise TrackingError(f"tracking.uri={uri!r}: {p} is another application's SQLite database (tables {shown}), "
+                            "not an MLflow store; point tracking.uri at an MLflow store or a new file")
+
+
+def _store_complete(p: Path) -> tuple[bool, int]:
+    """(schema complete at MLflow's current revision, number of runs) of an existing MLflow SQLite file."""
+    import sqlalchemy
+    from mlflow.store.db import utils as db_utils
+    from mlflow.store.tracking.dbmodels import models  # noqa: F401  (registers the ORM tables)
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{p}")
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+        runs = 0
+        if "runs" in tables:
+            with engine.connect() as c:
+                runs = c.execute(sqlalchemy.text("SELECT COUNT(*) FROM runs")).scalar() or 0
+        complete = db_utils._all_tables_exist(engine) and "alembic_version" in tables and (
+            db_utils._get_schema_version(engine) == db_utils._get_latest_schema_revision())
+        return complete, int(runs)
+    finally:
+        engine.dispose()
+
+
+def _build_sqlite(p: Path, artifact_location: str | None) -> None:
+    """Create the schema in a file beside p, then rename it into place (all or nothing)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    tmp = p.with_name(f"{p.name}.building-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_location or str(p.parent / "mlartifacts"))
+    store.engine.dispose()
+    os.replace(tmp, p)
+
+
+def ensure_sqlite_store(uri: str, artifact_location: str | None = None) -> None:
+    """Under the store's lock: build a missing store atomically; rebuild one left half-built (no runs)."""
+    p = sqlite_path(uri)
+    assert p is not None
+    check_sqlite_store(uri)
+    with _lock(uri):
+        for stale in p.parent.glob(p.name + ".building-*"):  # a builder killed before its rename
+            stale.unlink(missing_ok=True)
+        tables = sqlite_tables(p) if p.exists() else set()
+        if p.exists() and tables:
+            complete, runs = _store_complete(p)
+            if complete or runs:
+                return  # a store in use is never rewritten (MLflow itself reports an old schema)
+            aside = p.with_name(f"{p.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(p, aside)
+            log.warning("%s held a half-built MLflow schema and no runs (a process was killed while creating "
+                        "it): moved to %s and built again", p, aside.name)
+        elif p.exists():
+            p.unlink()  # an empty file: nothing to keep
+        log.info("creating MLflow store %s", p)
+        _build_sqlite(p, artifact_location)
+
+
+def _lock(uri: str):
+    """A file lock beside a SQLite store (creating the schema or an experiment is not atomic)."""
+    import contextlib
+
+    from filelock import FileLock
+
+    p = sqlite_path(uri)
+    return FileLock(str(p) + ".lock", timeout=max(_RETRY_S, 60)) if p else contextlib.nullcontext()
 
 
 def _install_sqlite_busy_timeout() -> None:
@@ -53,114 +261,51 @@ def _install_sqlite_busy_timeout() -> None:
     _install_sqlite_busy_timeout.done = True  # type: ignore[attr-defined]
 
 
-def retry(fn, *args, **kwargs):
-    """Call an MLflow function, retrying with backoff while SQLite reports a lock."""
-    deadline, wait = time.monotonic() + RETRY_SECONDS, 0.05
-    while True:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - only lock errors are retried
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(wait)
-            wait = min(wait * 2, 2.0)
-
-
-def project_root() -> Path:
-    """The checkout that holds conf/ (editable install), else the current directory."""
-    here = Path(__file__).resolve().parents[1]
-    return here if (here / "conf").is_dir() else Path.cwd()
-
-
-def default_uri() -> str:
-    return f"sqlite:///{project_root() / 'mlflow.db'}"
-
-
-def resolve_uri(cfg: DictConfig) -> str:
-    return cfg.tracking.uri or default_uri()
-
-
-def artifact_root(uri: str, cfg: DictConfig) -> str | None:
-    if cfg.tracking.artifact_root:
-        return str(Path(cfg.tracking.artifact_root).resolve())
-    if uri.startswith("sqlite:///"):
-        return str(Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts")
-    return None  # a server decides
-
-
 @functools.lru_cache(maxsize=None)
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_root(),
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
-
-
-def _lock(uri: str):
-    """A file lock beside a SQLite store (creating the schema or an experiment is not atomic)."""
-    import contextlib
-
-    from filelock import FileLock
-
-    p = sqlite_path(uri)
-    return FileLock(str(p) + ".lock", timeout=RETRY_SECONDS) if p else contextlib.nullcontext()
-
-
-@functools.lru_cache(maxsize=None)
-def client_for(uri: str):
-    """An MlflowClient whose store exists (SQLite schema created under a file lock)."""
+def client_for(uri: str, artifact_location: str | None = None):
+    """An MlflowClient whose store exists and answers."""
     from mlflow.tracking import MlflowClient
 
     _install_sqlite_busy_timeout()
-    with _lock(uri):  # the constructor creates or migrates a SQLite schema: one process at a time
-        client = MlflowClient(tracking_uri=uri)
-        retry(client.search_experiments, max_results=1)
+    if sqlite_path(uri) is not None:
+        ensure_sqlite_store(uri, artifact_location)
+    client = MlflowClient(tracking_uri=uri)
+    retry(client.search_experiments, max_results=1)
     return client
 
 
-def check_reachable(uri: str) -> None:
-    """Fail fast, before anything trains, when the store cannot be used."""
-    p = sqlite_path(uri)
-    if p is not None:
-        if not p.parent.is_dir():
-            raise TrackingError(f"tracking.uri={uri!r}: folder {p.parent} does not exist "
-                                "(create it, or leave tracking.uri unset for the project's mlflow.db)")
-        return
-    if uri.startswith(("http://", "https://")):
-        import urllib.error
-        import urllib.request
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """An MLflow server answers at uri (preflight), or TrackingError."""
+    import urllib.error
+    import urllib.request
 
-        try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).read()
-        except (urllib.error.URLError, OSError) as e:
-            raise TrackingError(f"tracking.uri={uri!r}: no MLflow server answers there ({e}); start one "
-                                "(mlflow server --host 127.0.0.1 --port 5000) or leave tracking.uri unset "
-                                "for the embedded SQLite store") from None
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).read()
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise TrackingError(f"tracking.uri={uri!r}: no MLflow server answers there ({e}); start one "
+                            "(mlflow server --host 127.0.0.1 --port 5000) or leave tracking.uri unset "
+                            "for the embedded SQLite store") from None
 
 
 def experiment_id(client, uri: str, name: str, artifact_location: str | None) -> str:
-    """Get or create the experiment; a concurrent creator is not an error."""
+    """Get or create the experiment (a concurrent creator is not an error), marked as a training one
+    so that MLflow 3's UI opens it on its runs."""
     from mlflow.exceptions import MlflowException
 
     exp = retry(client.get_experiment_by_name, name)
-    if exp is not None:
-        return exp.experiment_id
-    with _lock(uri):
-        try:
-            return retry(client.create_experiment, name, artifact_location=artifact_location)
-        except MlflowException:
-            exp = retry(client.get_experiment_by_name, name)
-            if exp is None:
-                raise
-            return exp.experiment_id
+    if exp is None:
+        with _lock(uri):
+            try:
+                exp_id = retry(client.create_experiment, name, artifact_location=artifact_location,
+                               tags={"mlflow.experimentKind": EXPERIMENT_KIND})
+                return exp_id
+            except MlflowException:
+                exp = retry(client.get_experiment_by_name, name)
+                if exp is None:
+                    raise
+    if "mlflow.experimentKind" not in exp.tags:  # made by an older version: tag it once
+        retry(client.set_experiment_tag, exp.experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
+    return exp.experiment_id
 
 
 def training_runs(client, exp_id: str, filter_string: str = ""):
@@ -188,7 +333,6 @@ def orphan_reason(run, stale_after_s: float = 0.0, now: float | None = None) -> 
     """Why a RUNNING run's process is gone, or None if it may be alive: on this host, its pid no
     longer exists; on any host, its heartbeat is older than `stale_after_s` (0: never judged so).
     Runs recorded before heartbeats existed are judged by their pid only."""
-    import os
     import socket
 
     if run.info.status != "RUNNING":
@@ -213,126 +357,3 @@ def heartbeat_age(run, now: float | None = None) -> float | None:
     if not beat.replace(".", "", 1).isdigit():
         return None
     return (time.time() if now is None else now) - float(beat)
-
-
-class Heartbeat:
-    """A daemon thread that stamps runs with the time every `interval` seconds, until stopped, so
-    that a sweep on any host can tell a live run from one whose machine or process died."""
-
-    def __init__(self, loggers: list, interval: float):
-        import threading
-
-        self.loggers, self.interval = loggers, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="vgsweep-heartbeat", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            stamp = {TAG_HEARTBEAT: f"{time.time():.0f}"}
-            for lg in self.loggers:
-                try:
-                    lg.set_tags(stamp)
-                except Exception as e:  # noqa: BLE001 - a missed beat must not stop training
-                    log.warning("heartbeat for run %s failed: %s", lg.run_id, e)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _chunks(xs: list, n: int) -> Iterable[list]:
-    for i in range(0, len(xs), n):
-        yield xs[i:i + n]
-
-
-_WRITER = None
-
-
-def _writer():
-    """One background thread that sends metric batches in order, so training never waits on the store."""
-    global _WRITER
-    if _WRITER is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vgsweep-mlflow")
-    return _WRITER
-
-
-class RunLogger:
-    """The MLflow run of one job: params and tags at start, buffered metrics, artifacts at the end.
-
-    Metrics are buffered and sent in batches of up to 1000 by a background thread; `flush(wait=True)`
-    and `finish` wait until the store holds them (and raise what the writer met)."""
-
-    def __init__(self, client, exp_id: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
-                 run_id: str | None = None):
-        from mlflow.entities import Param, RunTag
-
-        self.client = client
-        if run_id is None:
-            run = retry(client.create_run, exp_id, run_name=run_name, tags=tags)
-            self.run_id = run.info.run_id
-            items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
-            for chunk in _chunks(items, PARAMS_PER_CALL):
-                retry(client.log_batch, self.run_id, params=chunk)
-        else:  # continue a run (resume from a checkpoint)
-            self.run_id = run_id
-            retry(client.update_run, run_id, status="RUNNING")
-            retry(client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-        self._pending: list = []
-        self._sent: list = []  # futures of batches handed to the writer
-        self._last_flush = time.monotonic()
-        self._RunTag = RunTag
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
-        ts = int(time.time() * 1000)
-        self._pending += [Metric(k, float(v), ts, step) for k, v in metrics.items()]
-        if time.monotonic() - self._last_flush > FLUSH_SECONDS:
-            self.flush()
-
-    def flush(self, wait: bool = False) -> None:
-        for chunk in _chunks(self._pending, METRICS_PER_CALL):
-            self._sent.append(_writer().submit(retry, self.client.log_batch, self.run_id, metrics=chunk))
-        self._pending = []
-        self._last_flush = time.monotonic()
-        if wait:
-            for f in self._sent:
-                f.result()
-            self._sent = []
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        if tags:
-            retry(self.client.log_batch, self.run_id, tags=[self._RunTag(k, str(v)) for k, v in tags.items()])
-
-    def log_config(self, cfg: DictConfig, hydra_dir: Path | None) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            p = Path(tmp) / "config.yaml"
-            p.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-            retry(self.client.log_artifact, self.run_id, str(p))
-        if hydra_dir is not None and hydra_dir.is_dir():
-            retry(self.client.log_artifacts, self.run_id, str(hydra_dir), artifact_path="hydra")
-
-    def log_bytes(self, data: bytes, artifact_file: str) -> None:
-        """Store bytes as an artifact at `artifact_file` (folders allowed)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            p = Path(tmp) / Path(artifact_file).name
-            p.write_bytes(data)
-            parent = str(Path(artifact_file).parent)
-            retry(self.client.log_artifact, self.run_id, str(p), None if parent == "." else parent)
-
-    def log_figure(self, fig, name: str) -> None:
-        retry(self.client.log_figure, self.run_id, fig, name)
-
-    def log_file(self, path: Path, artifact_path: str | None = None) -> None:
-        if path.is_file():
-            retry(self.client.log_artifact, self.run_id, str(path), artifact_path)
-
-    def finish(self, status: str) -> None:
-        self.flush(wait=True)
-        retry(self.client.set_terminated, self.run_id, status=status)

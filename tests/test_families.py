@@ -1,4 +1,4 @@
-"""Activations (derivative bounds), initialisers, and both batch-norm modes."""
+"""Activations (derivative bounds), initialisers, and the MLP family: its packing, norms, skips."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from vgsweep.app import CONF_DIR
-from vgsweep.nn import ACTIVATIONS, DERIVATIVES, INITS, Arch, Member, PackedMLP
+from vgsweep.activations import ACTIVATIONS, DERIVATIVES, INITS
+from vgsweep.families.base import Member
+from vgsweep.families.mlp import Arch, PackedMLP
 
 # Supremum of |f'(z)| over the real line (Agarap et al. discuss the first three).
 DERIVATIVE_MAX = {"logistic": 0.25, "tanh": 1.0, "swish": 1.0998, "relu": 1.0, "leaky_relu": 1.0,
@@ -53,10 +55,11 @@ def test_every_init_has_a_config_file():
     ("he", math.sqrt(2.0 / 300)),
     ("normal", 0.05),
     ("zero", 0.0),
+    ("torch_default", math.sqrt(1.0 / 300 / 3)),  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) has std 1/sqrt(3 fan_in)
 ])
 def test_init_statistics(name, expected_std):
     g = torch.Generator().manual_seed(0)
-    w = INITS[name](300, 200, g, 0.05)
+    w = INITS[name]((300, 200), 300, 200, g, 0.05)
     assert w.shape == (300, 200)
     assert w.std().item() == pytest.approx(expected_std, rel=0.03, abs=1e-12)
     if name == "xavier":
@@ -99,23 +102,23 @@ def test_frozen_bn_is_an_affine_map_with_the_keras_constant():
         p["bn0.beta"].fill_(0.5)
     h = torch.randn(1, 9, 5)
     expected = 2.0 * h / math.sqrt(1 + 1e-3) + 0.5
-    assert torch.allclose(m._bn(0, h, m.params(), train=True), expected)
-    assert torch.allclose(m._bn(0, h, m.params(), train=False), expected)  # same in both modes
+    assert torch.allclose(m._norm(0, h, m.params(), train=True), expected)
+    assert torch.allclose(m._norm(0, h, m.params(), train=False), expected)  # same in both modes
 
 
 def test_batch_bn_matches_torch_batchnorm():
     m = _model([M, M], bn_layers=(0,), bn_mode="batch")
     ref = torch.nn.BatchNorm1d(5, eps=1e-3, momentum=0.01)  # torch's momentum = 1 - Keras' 0.99
     h = torch.randn(2, 16, 5) * 3 + 1
-    y = m._bn(0, h, m.params(), train=True)
+    y = m._norm(0, h, m.params(), train=True)
     y_ref = ref.train()(h[1])
     assert torch.allclose(y[1], y_ref, atol=1e-5)
     assert torch.allclose(y[0].mean(0), torch.zeros(5), atol=1e-5)  # each run uses its own batch
-    mean_r, var_r = m.running[0]
+    mean_r, var_r = m.buffers["bn0.mean"], m.buffers["bn0.var"]
     assert torch.allclose(mean_r[1], ref.running_mean, atol=1e-6)
     assert torch.allclose(var_r[1], ref.running_var, atol=1e-6)
     h2 = torch.randn(2, 4, 5)
-    assert torch.allclose(m._bn(0, h2, m.params(), train=False)[1], ref.eval()(h2[1]), atol=1e-5)
+    assert torch.allclose(m._norm(0, h2, m.params(), train=False)[1], ref.eval()(h2[1]), atol=1e-5)
 
 
 def test_layer_norm_mode_matches_torch():
@@ -128,7 +131,7 @@ def test_layer_norm_mode_matches_torch():
     for k in range(2):
         ref = torch.nn.functional.layer_norm(h[k], (5,), p["bn0.gamma"][k], p["bn0.beta"][k], eps=1e-3)
         for train in (True, False):
-            assert torch.allclose(m._bn(0, h, p, train=train)[k], ref, atol=1e-5)
+            assert torch.allclose(m._norm(0, h, p, train=train)[k], ref, atol=1e-5)
 
 
 def test_residual_connections_by_hand():
@@ -174,7 +177,6 @@ def test_weight_norm_by_hand_and_its_gradient_is_orthogonal_to_v():
     out = wn.forward(x, train=True)
     assert torch.allclose(out[0], h, atol=1e-5)
     grad = wn.grad(wn.loss(out, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])).sum())
-    for name, o, shape in wn.layout:
-        if name.startswith("W"):  # L(v) = L(c v): the gradient has no component along each unit's v
-            v, gv = p[name].detach(), grad[0, o:o + math.prod(shape)].view(shape)
-            assert torch.allclose((v * gv).sum(dim=0), torch.zeros(shape[1]), atol=1e-6), name
+    for e in wn.weights():  # L(v) = L(c v): the gradient has no component along each unit's v
+        v, gv = p[e.name].detach(), grad[0, e.offset:e.offset + e.numel].view(e.shape)
+        assert torch.allclose((v * gv).sum(dim=0), torch.zeros(e.shape[1]), atol=1e-6), e.name

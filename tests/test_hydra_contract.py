@@ -1,0 +1,115 @@
+"""The packed launcher keeps Hydra's launcher contract: Hydra's own launcher test suites, as Hydra's
+plugins run them, and callbacks that see each job's real result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra.core.plugins import Plugins
+from hydra.plugins.launcher import Launcher
+from hydra.test_utils.launcher_common_tests import (
+    BatchedSweeperTestSuite,
+    IntegrationTestSuite,
+    LauncherTestSuite,
+)
+
+from hydra_plugins.vgsweep_launcher.packed_launcher import PackedLauncher
+from tests.conftest import SMALL, run_cli
+
+# The suites' apps leave version_base unset, so Hydra warns that jobs chdir: its own compatibility note.
+pytestmark = pytest.mark.filterwarnings("ignore:Future Hydra versions will no longer change working directory")
+
+
+@pytest.fixture(autouse=True)
+def hydra_compat_version_base():
+    """The suites' test apps give no version_base: Hydra then assumes 1.1 (jobs chdir into their
+    output dirs). Importing vgsweep's app set the process-wide base to 1.3; undo that here."""
+    from hydra.version import VersionBase, __compat_version__
+
+    vb = VersionBase.instance()
+    old = vb.version_base
+    vb.setbase(__compat_version__)
+    yield
+    vb.version_base = old
+
+
+def test_discovery() -> None:
+    assert PackedLauncher.__name__ in [x.__name__ for x in Plugins.instance().discover(Launcher)]
+
+
+@pytest.mark.parametrize("launcher_name, overrides", [("packed", [])])
+class TestPackedLauncher(LauncherTestSuite):
+    pass
+
+
+@pytest.mark.parametrize("launcher_name, overrides",
+                         [("packed", ["hydra/sweeper=basic", "hydra.sweeper.max_batch_size=2"])])
+class TestPackedLauncherBatched(BatchedSweeperTestSuite):
+    pass
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("task_launcher_cfg, extra_flags", [({}, ["-m", "hydra/launcher=packed"])])
+class TestPackedLauncherIntegration(IntegrationTestSuite):
+    pass
+
+
+RECORDER = '''
+import json
+import time
+
+from hydra.experimental.callback import Callback
+
+
+class Recorder(Callback):
+    """Writes every job start and end, as Hydra reports them, one JSON line each."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def _write(self, **event):
+        with open(self.path, "a") as f:
+            f.write(json.dumps(event) + "\\n")
+
+    def on_job_start(self, config, **kwargs):
+        self._write(event="start", num=config.hydra.job.num, t=time.time())
+
+    def on_job_end(self, config, job_return, **kwargs):
+        value = job_return._return_value
+        self._write(event="end", num=config.hydra.job.num, status=job_return.status.name, t=time.time(),
+                    value=value if isinstance(value, float) else repr(value))
+'''
+
+
+@pytest.mark.e2e
+def test_callbacks_see_each_packed_jobs_real_result(tiny_root, tmp_path):
+    """One pack of four jobs, one of which diverges: Hydra's callbacks see each job start and end in
+    order, after its run was trained, with its real status and its test accuracy or failure."""
+    from mlflow.tracking import MlflowClient
+
+    (tmp_path / "recorder.py").write_text(RECORDER)  # the CLI runs in tmp_path: importable from there
+    events_file, uri = tmp_path / "events.jsonl", f"sqlite:///{tmp_path / 'm.db'}"
+    proc = run_cli(["-m", "activation=relu,tanh", "optimizer.lr=0.01,1e20", *[a for a in SMALL if "lr" not in a],
+                    f"data.root={tiny_root}", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'mr'}",
+                    "+hydra.callbacks.rec._target_=recorder.Recorder", f"+hydra.callbacks.rec.path={events_file}"],
+                   cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # a job failed
+    assert "Traceback" not in proc.stderr and "FAILED: training loss became NaN or inf" in proc.stderr
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert [(e["event"], e["num"]) for e in events] == [(ev, n) for n in range(4) for ev in ("start", "end")]
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("agarap2019")
+    runs = {(r.data.params["activation.name"], r.data.params["optimizer.lr"]): r
+            for r in client.search_runs([exp.experiment_id])}
+    assert len(runs) == 4 and {int(r.data.tags["vgsweep.pack_size"]) for r in runs.values()} == {4}
+    for e in (e for e in events if e["event"] == "end"):
+        overrides = (tmp_path / "mr" / str(e["num"]) / ".hydra" / "overrides.yaml").read_text()
+        act = "relu" if "activation=relu" in overrides else "tanh"
+        run = runs[(act, "0.01" if "optimizer.lr=0.01" in overrides else "1e+20")]
+        assert e["t"] * 1000 >= run.info.end_time  # the job ended after its run was trained and closed
+        if run.info.status == "FINISHED":
+            assert e["status"] == "COMPLETED" and e["value"] == pytest.approx(run.data.metrics["test_acc"])
+        else:
+            assert run.info.status == "FAILED" and e["status"] == "FAILED" and "NaN or inf" in e["value"]
+    assert runs[("relu", "1e+20")].info.status == "FAILED"  # (tanh saturates: its loss stays finite)

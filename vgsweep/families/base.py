@@ -1,0 +1,168 @@
+"""What the trainer, packing, diagnostics and profile need of a model family.
+
+A family is a module with:
+
+    shape_key(cfg) -> tuple         runs with equal keys can share a pack (same shapes and layer math)
+    order_key(cfg) -> tuple         runs are sorted by it inside a pack (equal activations contiguous)
+    build(cfgs, shape, classes, generators, device) -> PackedModel   K runs as one model
+    parameter_count(cfg, shape, classes) -> int   trainable parameters of one run
+    bytes_per_run(cfg, shape, classes) -> int   device memory one run adds (parameters, optimiser
+                                    state, one step's activations, evaluation), an upper estimate
+
+and `PackedModel` below is what it builds: K networks with identical shapes whose parameters live in
+one flat tensor `theta` (K, P). Each layout entry is a view of theta that autograd treats as its own
+leaf, so a backward pass yields one gradient per entry (copied into one (K, P) buffer) instead of a
+full (K, P) tensor per slice. Runs never mix: every operation acts on each row of K separately, so
+a run's numbers do not depend on what else is in its pack.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vgsweep.activations import ACTIVATIONS
+
+ROLES = ("weight", "bias", "gain", "norm")  # gain: weight norm's lengths; norm: BN's gamma and beta
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One parameter tensor of every run: theta[:, offset:offset + numel] viewed as (K, *shape)."""
+
+    name: str  # the family's own name for it (W0, bn1.gamma, s1.b2.conv1.w, ...)
+    offset: int
+    shape: tuple[int, ...]
+    role: str  # one of ROLES
+    layer: str  # the layer it belongs to, as the diagnostics and figures name it (dense1, s1.b2.conv1, fc)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+class Layout:
+    """Builds the list of entries, handing out offsets in order."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.P = 0
+
+    def add(self, name: str, shape: tuple[int, ...], role: str, layer: str) -> Entry:
+        e = Entry(name, self.P, tuple(shape), role, layer)
+        self.entries.append(e)
+        self.P += e.numel
+        return e
+
+
+@dataclass(frozen=True)
+class Member:
+    """What may differ between the runs of a pack (besides seeds, optimiser and noise settings)."""
+
+    activation: str
+    negative_slope: float
+    init: str
+    init_std: float
+    double_softmax: bool = False
+
+
+class PackedModel:
+    """K runs of one family and shape. Subclasses fill `layout`, `theta` (via `_place`), `buffers`,
+    and implement `forward`."""
+
+    def __init__(self, members: list[Member], device: torch.device):
+        self.K, self.device = len(members), device
+        self.layout: list[Entry] = []
+        self.buffers: dict[str, torch.Tensor] = {}  # per-run state that is not trained, (K, ...) each
+        # Runs sorted by activation lie in contiguous slices of K; one call per distinct activation.
+        self.act_groups: list[tuple[int, int, str, float]] = []
+        for k, m in enumerate(members):
+            key = (m.activation, m.negative_slope)
+            if self.act_groups and self.act_groups[-1][2:] == key:
+                s, _, a, ns = self.act_groups[-1]
+                self.act_groups[-1] = (s, k + 1, a, ns)
+            else:
+                self.act_groups.append((k, k + 1, *key))
+
+    def _place(self, layout: Layout, theta64: torch.Tensor) -> None:
+        """Move the initial parameters (K, P) float64 to the device and make the per-entry leaves."""
+        self.layout, self.P = layout.entries, layout.P
+        self.theta = theta64.to(device=self.device, dtype=torch.float32)
+        self.leaves = {e.name: self.theta[:, e.offset:e.offset + e.numel].view(self.K, *e.shape).requires_grad_(True)
+                       for e in self.layout}
+        self._grad = torch.zeros_like(self.theta)
+
+    # --- parameters -------------------------------------------------------------------------------
+    def params(self, theta: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Views per layout entry, shaped (K, *shape): the trainable leaves, or views of `theta`."""
+        if theta is None:
+            return self.leaves
+        return {e.name: theta[:, e.offset:e.offset + e.numel].view(self.K, *e.shape) for e in self.layout}
+
+    def grad(self, loss: torch.Tensor) -> torch.Tensor:
+        """d loss / d theta as one (K, P) tensor (a buffer reused from step to step)."""
+        grads = torch.autograd.grad(loss, list(self.leaves.values()))
+        for e, g in zip(self.layout, grads):
+            self._grad[:, e.offset:e.offset + e.numel].copy_(g.reshape(self.K, -1))
+        return self._grad
+
+    def weights(self) -> list[Entry]:
+        """The weight entries (dense and conv kernels), input side first: what the diagnostics measure."""
+        return [e for e in self.layout if e.role == "weight"]
+
+    # --- the per-run pieces of a forward pass -----------------------------------------------------
+    def activate(self, h: torch.Tensor, table: dict = ACTIVATIONS) -> torch.Tensor:
+        """Each run's activation (or, with table=DERIVATIVES, its derivative) applied to h (K, ...)."""
+        if len(self.act_groups) == 1:
+            _, _, a, ns = self.act_groups[0]
+            return table[a](h, ns)
+        return torch.cat([table[a](h[s:e], ns) for s, e, a, ns in self.act_groups], dim=0)
+
+    def forward(self, x: torch.Tensor, train: bool, theta: torch.Tensor | None = None,
+                preacts: list | None = None) -> torch.Tensor:
+        """x: (K, B, C, H, W) per-run inputs or (B, C, H, W) shared ones. Returns logits (K, B, classes).
+        If `preacts` is a list, each hidden unit layer's activation input (K, B, units, ...) is appended."""
+        raise NotImplementedError
+
+    def unit_names(self) -> list[str]:
+        """Names of the hidden unit layers whose activation inputs `forward` appends to `preacts`."""
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-run mean softmax cross-entropy: logits (K, B, C), y (K, B) or (B,) -> (K,)."""
+        K, B, C = logits.shape
+        y = y.expand(K, B) if y.dim() == 1 else y
+        ce = F.cross_entropy(logits.reshape(K * B, C).float(), y.reshape(K * B), reduction="none")
+        return ce.view(K, B).mean(dim=1)
+
+    # --- state that is not a parameter ------------------------------------------------------------
+    def buffer_state(self, k: int) -> dict[str, torch.Tensor]:
+        return {n: b[k].detach().cpu().clone() for n, b in self.buffers.items()}
+
+    def restore_buffers(self, k: int, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for n, v in state.items():
+                self.buffers[n][k].copy_(v)
+
+
+def batchnorm(h: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, mean_r: torch.Tensor, var_r: torch.Tensor,
+              train: bool, eps: float, keep: float, dims: tuple[int, ...]) -> torch.Tensor:
+    """Real batch normalisation of each run of h (K, B, F, ...) over `dims` (the batch and any spatial
+    axes), with per-run running statistics mean_r, var_r (K, F) updated in training as
+    running = keep * running + (1 - keep) * batch (the unbiased batch variance)."""
+    shape = [h.shape[0]] + [1] * (h.dim() - 1)
+    shape[2] = h.shape[2]  # (K, 1, F, 1, ...)
+    if train:
+        mean = h.mean(dim=dims)  # (K, F)
+        var = h.var(dim=dims, unbiased=False)
+        with torch.no_grad():
+            n = math.prod(h.shape[d] for d in dims)
+            mean_r.mul_(keep).add_(mean.detach(), alpha=1 - keep)
+            var_r.mul_(keep).add_(var.detach() * (n / max(n - 1, 1)), alpha=1 - keep)
+    else:
+        mean, var = mean_r, var_r
+    hn = (h - mean.view(shape)) * torch.rsqrt(var.view(shape) + eps)
+    return hn * gamma.view(shape) + beta.view(shape)

@@ -1,0 +1,168 @@
+"""model=mlp: feed-forward nets (Agarap et al. 2019), K of them as one packed model.
+
+Each layer's weight (in, out) and bias (out) are views into theta (K, P), so one batched matmul
+(`baddbmm`) serves all K networks. Normalisation after a hidden activation (regime.bn) is frozen
+(the original code's Keras layer in inference mode), real batch norm, or layer norm; weight
+normalisation and skip connections are options. Activation, init and the double-softmax switch
+may differ per run; shapes and the normalisation's math may not (they are the shape key).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+
+from vgsweep.activations import INITS, init_bias
+from vgsweep.config import enum_value
+from vgsweep.families.base import Layout, Member, PackedModel, batchnorm
+
+EVAL_ROWS = 4096  # rows per forward pass in evaluation (the trainer's chunk), for the memory estimate
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What every run of a pack shares: the shapes and the math that cannot vary per run."""
+
+    sizes: tuple[int, ...]  # (in, h1, ..., hL, out)
+    bn_layers: tuple[int, ...]  # indices of hidden layers followed by batch norm
+    bn_mode: str  # frozen | batch | layer
+    bn_eps: float
+    bn_momentum: float
+    residual: bool = False  # skip connection around each hidden layer whose width does not change
+    weight_norm: bool = False  # every dense layer's W = g * v / ||v|| (per output unit)
+
+
+def arch_of(cfg: DictConfig, input_dim: int, num_classes: int) -> Arch:
+    hidden = list(cfg.model.hidden)
+    bn = cfg.regime.bn
+    placement = enum_value(bn.placement)
+    layers = {"none": (), "last": (len(hidden) - 1,), "all": tuple(range(len(hidden)))}[placement]
+    return Arch(sizes=(input_dim, *hidden, num_classes), bn_layers=layers, bn_mode=enum_value(bn.mode),
+                bn_eps=float(bn.eps), bn_momentum=float(bn.momentum), residual=bool(cfg.model.residual),
+                weight_norm=bool(cfg.regime.weight_norm))
+
+
+def member_of(cfg: DictConfig) -> Member:
+    return Member(activation=cfg.activation.name, negative_slope=float(cfg.activation.negative_slope),
+                  init=cfg.init.name, init_std=float(cfg.init.std), double_softmax=bool(cfg.model.double_softmax))
+
+
+def shape_key(cfg: DictConfig) -> tuple:
+    bn = cfg.regime.bn
+    return ("mlp", tuple(cfg.model.hidden), bool(cfg.model.residual), bool(cfg.regime.weight_norm),
+            enum_value(bn.placement), enum_value(bn.mode), float(bn.eps), float(bn.momentum))
+
+
+def order_key(cfg: DictConfig) -> tuple:
+    return (cfg.activation.name, float(cfg.activation.negative_slope))
+
+
+def build(cfgs: list[DictConfig], shape: tuple[int, ...], classes: int, generators: list[torch.Generator],
+          device: torch.device) -> "PackedMLP":
+    return PackedMLP(arch_of(cfgs[0], math.prod(shape), classes), [member_of(c) for c in cfgs], generators, device)
+
+
+def n_params(arch: Arch) -> int:
+    sizes = arch.sizes
+    per_layer = sum(a * b + b * (2 if arch.weight_norm else 1) for a, b in zip(sizes[:-1], sizes[1:]))
+    return per_layer + 2 * sum(sizes[i + 1] for i in arch.bn_layers)
+
+
+def parameter_count(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:
+    return n_params(arch_of(cfg, math.prod(shape), classes))
+
+
+def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:
+    """Parameters with gradient, optimiser and noise buffers; one step's activations and their gradients;
+    an evaluation chunk. Upper estimate, bytes."""
+    dim = math.prod(shape)
+    sizes = (dim, *cfg.model.hidden, classes)
+    P = sum(a * b + 2 * b for a, b in zip(sizes[:-1], sizes[1:])) + 2 * sum(cfg.model.hidden)  # + g, BN
+    B = int(cfg.train.batch_size)
+    acts = B * (dim + 4 * sum(sizes[1:]))  # gathered batch; pre/post activations and their grads
+    evals = EVAL_ROWS * 3 * max(sizes[1:])
+    return 4 * (5 * P + acts + evals)
+
+
+class PackedMLP(PackedModel):
+    def __init__(self, arch: Arch, members: list[Member], generators: list[torch.Generator], device: torch.device):
+        super().__init__(members, device)
+        self.arch = arch
+        sizes = arch.sizes
+        lay = Layout()
+        for i in range(len(sizes) - 1):
+            layer = f"dense{i + 1}"
+            lay.add(f"W{i}", (sizes[i], sizes[i + 1]), "weight", layer)
+            lay.add(f"b{i}", (sizes[i + 1],), "bias", layer)
+            if arch.weight_norm:
+                lay.add(f"g{i}", (sizes[i + 1],), "gain", layer)  # the length of each unit's weight vector
+            if i in arch.bn_layers:
+                lay.add(f"bn{i}.gamma", (sizes[i + 1],), "norm", f"norm{i + 1}")
+                lay.add(f"bn{i}.beta", (sizes[i + 1],), "norm", f"norm{i + 1}")
+        theta = torch.zeros(self.K, lay.P, dtype=torch.float64)
+        at = {e.name: e for e in lay.entries}
+        for k, (m, g) in enumerate(zip(members, generators)):
+            for e in lay.entries:
+                if e.role == "weight":
+                    fan_in, fan_out = e.shape
+                    w = INITS[m.init](e.shape, fan_in, fan_out, g, m.init_std)  # (in, out)
+                    theta[k, e.offset:e.offset + e.numel] = w.flatten()
+                    if m.init == "torch_default":
+                        b = at[f"b{e.name[1:]}"]
+                        theta[k, b.offset:b.offset + b.numel] = init_bias(m.init, e.shape[1], fan_in, g)
+                    if arch.weight_norm:  # g = ||v||: the effective weights start as the init
+                        ge = at[f"g{e.name[1:]}"]
+                        theta[k, ge.offset:ge.offset + ge.numel] = w.norm(dim=0)
+                elif e.name.endswith("gamma"):
+                    theta[k, e.offset:e.offset + e.numel] = 1.0
+        self._place(lay, theta)
+        for i in arch.bn_layers:  # running statistics for `batch` BN, per run: (K, F) each
+            self.buffers[f"bn{i}.mean"] = torch.zeros(self.K, sizes[i + 1], device=device)
+            self.buffers[f"bn{i}.var"] = torch.ones(self.K, sizes[i + 1], device=device)
+        self.double_softmax = torch.tensor([m.double_softmax for m in members], device=device)
+        self.any_double_softmax = bool(self.double_softmax.any())
+
+    def unit_names(self) -> list[str]:
+        return [f"hidden{i + 1}" for i in range(len(self.arch.sizes) - 2)]
+
+    def _norm(self, i: int, h: torch.Tensor, p: dict, train: bool) -> torch.Tensor:
+        a = self.arch
+        gamma, beta = p[f"bn{i}.gamma"], p[f"bn{i}.beta"]  # (K, F)
+        if a.bn_mode == "frozen":
+            # Keras BatchNormalization in inference mode with its initial moving statistics
+            # (mean 0, variance 1), which the original code never updates.
+            return h * (gamma.unsqueeze(1) / math.sqrt(1.0 + a.bn_eps)) + beta.unsqueeze(1)
+        if a.bn_mode == "layer":  # each example over its own features: no batch, no running statistics
+            mean, var = h.mean(dim=-1, keepdim=True), h.var(dim=-1, unbiased=False, keepdim=True)
+            return (h - mean) * torch.rsqrt(var + a.bn_eps) * gamma.unsqueeze(1) + beta.unsqueeze(1)
+        return batchnorm(h, gamma, beta, self.buffers[f"bn{i}.mean"], self.buffers[f"bn{i}.var"], train,
+                         a.bn_eps, a.bn_momentum, dims=(1,))
+
+    def forward(self, x: torch.Tensor, train: bool, theta: torch.Tensor | None = None,
+                preacts: list | None = None) -> torch.Tensor:
+        """x: (K, B, ...) per-run inputs or (B, ...) shared ones, flattened here. Returns logits (K, B, C)."""
+        p = self.params(theta)
+        dim = self.arch.sizes[0]
+        h = x.reshape(*x.shape[:-3], dim) if x.dim() >= 4 else x  # images (.., C, H, W) -> (.., D)
+        h_in = h
+        L = len(self.arch.sizes) - 1
+        for i in range(L):
+            W, b = p[f"W{i}"], p[f"b{i}"].unsqueeze(1)  # (K, in, out), (K, 1, out)
+            if self.arch.weight_norm:  # W = v * g / ||v||, the norm over each unit's inputs: (K, out)
+                W = W * (p[f"g{i}"] / W.norm(dim=1)).unsqueeze(1)
+            h = torch.baddbmm(b, h, W) if h.dim() == 3 else torch.matmul(h, W) + b
+            if i < L - 1:
+                if preacts is not None:
+                    preacts.append(h)
+                h = self.activate(h)
+                if i in self.arch.bn_layers:
+                    h = self._norm(i, h, p, train)
+                if self.arch.residual and 0 < i and self.arch.sizes[i] == self.arch.sizes[i + 1]:
+                    h = h + h_in  # (K, B, F): the skip connection
+            h_in = h
+        if self.any_double_softmax:
+            h = torch.where(self.double_softmax.view(-1, 1, 1), torch.softmax(h, dim=-1), h)
+        return h

@@ -1,0 +1,198 @@
+"""model=vgg08 | vgg38 | ...: the VGG-style CNNs of the MLP course framework (VICO-UoE/mlpractical,
+`pytorch_mlp_framework/model_architectures.py`, ConvolutionalNetwork), K of them as one packed model.
+
+    entry      conv (no bias) -> BatchNorm2d (model.entry_bn) -> act
+    stage x3   blocks_per_stage processing blocks: conv -> act -> conv -> act (no bias)
+               one reduction block: conv -> act -> 2x2 average pool -> conv -> act (with bias)
+    head       global average pool -> linear to the classes
+
+32 filters of 3x3, padding 1. VGG08 has 0 processing blocks per stage (59,716 parameters on
+CIFAR-100), VGG38 has 5 (336,196). Batch norm goes after a convolution, before its activation
+(model.bn: processing blocks, or all blocks); a skip connection goes from before a processing
+block's first convolution to before its last activation (model.residual).
+
+The K runs' convolutions run as one grouped convolution (groups=K): activations are kept as
+(K, B, C, H, W) views of (B, K*C, H, W) memory, so a convolution takes its input as
+(B, K*C, H, W) without a copy and every run sees only its own channels. (torch.func.vmap over
+F.conv2d lowers to the same grouped convolution.)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from vgsweep.activations import INITS, init_bias
+from vgsweep.config import enum_value
+from vgsweep.families.base import Layout, Member, PackedModel, batchnorm
+
+KERNEL = 3
+
+
+def shape_key(cfg: DictConfig) -> tuple:
+    m = cfg.model
+    return ("vgg", int(m.blocks_per_stage), int(m.stages), int(m.filters), enum_value(m.bn),
+            enum_value(m.residual), bool(m.entry_bn), float(m.bn_eps), float(m.bn_momentum))
+
+
+def order_key(cfg: DictConfig) -> tuple:
+    return (cfg.activation.name, float(cfg.activation.negative_slope))
+
+
+def member_of(cfg: DictConfig) -> Member:
+    return Member(activation=cfg.activation.name, negative_slope=float(cfg.activation.negative_slope),
+                  init=cfg.init.name, init_std=float(cfg.init.std))
+
+
+def convs(m) -> list[tuple[str, bool, bool, int]]:
+    """(layer name, has bias, has BN, stage (0 = entry)) of every convolution, input side first."""
+    bn = enum_value(m.bn)
+    proc_bn, red_bn = bn in ("processing", "all"), bn == "all"
+    out = [("entry.conv", False, bool(m.entry_bn), 0)]
+    for s in range(1, int(m.stages) + 1):
+        for b in range(1, int(m.blocks_per_stage) + 1):
+            out += [(f"s{s}.b{b}.conv1", False, proc_bn, s), (f"s{s}.b{b}.conv2", False, proc_bn, s)]
+        out += [(f"s{s}.red.conv1", True, red_bn, s), (f"s{s}.red.conv2", True, red_bn, s)]
+    return out
+
+
+def n_params(m, channels: int, classes: int) -> int:
+    F_ = int(m.filters)
+    total = 0
+    for i, (_, bias, bn, _) in enumerate(convs(m)):
+        cin = channels if i == 0 else F_
+        total += F_ * cin * KERNEL * KERNEL + (F_ if bias else 0) + (2 * F_ if bn else 0)
+    return total + F_ * classes + classes
+
+
+def parameter_count(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:
+    return n_params(cfg.model, shape[0], classes)
+
+
+def build(cfgs: list[DictConfig], shape: tuple[int, ...], classes: int, generators: list[torch.Generator],
+          device: torch.device) -> "PackedVGG":
+    return PackedVGG(cfgs[0].model, shape, classes, [member_of(c) for c in cfgs], generators, device)
+
+
+def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:
+    """Parameters x 5 (weights, gradient, two optimiser moments, noise); one step's activations (about
+    five (B, C, H, W) tensors per convolution kept for backward and their gradients); an evaluation
+    chunk. Upper estimate, bytes."""
+    m = cfg.model
+    C, H, W = shape
+    F_ = int(m.filters)
+    B = int(cfg.train.batch_size)
+    pad = int(cfg.data.augment.crop_padding)
+    acts, h, w = 0, H, W
+    for name, _, _, stage in convs(m):
+        if name.endswith("red.conv2"):
+            h, w = h // 2, w // 2
+        acts += 5 * B * F_ * h * w
+    batch = 3 * B * C * (H + 2 * pad) * (W + 2 * pad)
+    evals = 3 * PackedVGG.eval_rows * F_ * H * W
+    return 4 * (5 * n_params(m, C, classes) + acts + batch + evals)
+
+
+class PackedVGG(PackedModel):
+    eval_rows = 500  # test images per forward pass in evaluation: K x 500 x 32 x 32 x 32 floats a tensor
+
+    def __init__(self, m, shape: tuple[int, ...], classes: int, members: list[Member],
+                 generators: list[torch.Generator], device: torch.device):
+        super().__init__(members, device)
+        self.m, self.F = m, int(m.filters)
+        self.convs = convs(m)
+        self.keep = 1.0 - float(m.bn_momentum)  # torch's momentum m: running = (1 - m) running + m batch
+        self.eps = float(m.bn_eps)
+        self.residual = enum_value(m.residual) == "processing"
+        C = shape[0]
+        lay = Layout()
+        for i, (name, bias, bn, _) in enumerate(self.convs):
+            lay.add(f"{name}.w", (self.F, C if i == 0 else self.F, KERNEL, KERNEL), "weight", name)
+            if bias:
+                lay.add(f"{name}.b", (self.F,), "bias", name)
+            if bn:
+                lay.add(f"{name}.gamma", (self.F,), "norm", name)
+                lay.add(f"{name}.beta", (self.F,), "norm", name)
+        lay.add("fc.w", (self.F, classes), "weight", "fc")  # (in, out), as the MLP's
+        lay.add("fc.b", (classes,), "bias", "fc")
+        theta = torch.zeros(self.K, lay.P, dtype=torch.float64)
+        for k, (mem, g) in enumerate(zip(members, generators)):
+            fan_in = 0
+            for e in lay.entries:
+                sl = slice(e.offset, e.offset + e.numel)
+                if e.role == "weight":
+                    if len(e.shape) == 4:  # (out, in, kh, kw)
+                        fan_in, fan_out = e.shape[1] * KERNEL * KERNEL, e.shape[0] * KERNEL * KERNEL
+                    else:
+                        fan_in, fan_out = e.shape
+                    theta[k, sl] = INITS[mem.init](e.shape, fan_in, fan_out, g, mem.init_std).flatten()
+                elif e.role == "bias":
+                    theta[k, sl] = init_bias(mem.init, e.numel, fan_in, g)
+                elif e.name.endswith("gamma"):
+                    theta[k, sl] = 1.0
+        self._place(lay, theta)
+        for name, _, bn, _ in self.convs:
+            if bn:
+                self.buffers[f"{name}.mean"] = torch.zeros(self.K, self.F, device=device)
+                self.buffers[f"{name}.var"] = torch.ones(self.K, self.F, device=device)
+
+    def unit_names(self) -> list[str]:
+        return [name for name, *_ in self.convs]
+
+    def _conv(self, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        """h (K, B, Ci, H, W), w (K, Co, Ci, 3, 3), b (K, Co) -> (K, B, Co, H, W); one grouped conv."""
+        K, B, Ci, H, W = h.shape
+        Co = w.shape[1]
+        x = h.transpose(0, 1).reshape(B, K * Ci, H, W)
+        y = F.conv2d(x, w.reshape(K * Co, Ci, KERNEL, KERNEL), None if b is None else b.reshape(K * Co),
+                     padding=KERNEL // 2, groups=K)
+        return y.view(B, K, Co, H, W).transpose(0, 1)
+
+    def _unit(self, h: torch.Tensor, name: str, bias: bool, bn: bool, p: dict, train: bool, preacts,
+              skip: torch.Tensor | None = None) -> torch.Tensor:
+        z = self._conv(h, p[f"{name}.w"], p[f"{name}.b"] if bias else None)
+        if bn:
+            z = batchnorm(z, p[f"{name}.gamma"], p[f"{name}.beta"], self.buffers[f"{name}.mean"],
+                          self.buffers[f"{name}.var"], train, self.eps, self.keep, dims=(1, 3, 4))
+        if skip is not None:
+            z = z + skip  # before the block's last activation
+        if preacts is not None:
+            preacts.append(z)
+        return self.activate(z)
+
+    def forward(self, x: torch.Tensor, train: bool, theta: torch.Tensor | None = None,
+                preacts: list | None = None) -> torch.Tensor:
+        p = self.params(theta)
+        h = x.unsqueeze(0).expand(self.K, *x.shape) if x.dim() == 4 else x  # (K, B, C, H, W)
+        it = iter(self.convs)
+        name, bias, bn, _ = next(it)
+        h = self._unit(h, name, bias, bn, p, train, preacts)
+        for s in range(1, int(self.m.stages) + 1):
+            for _ in range(int(self.m.blocks_per_stage)):
+                h_in = h
+                name, bias, bn, _ = next(it)
+                h = self._unit(h, name, bias, bn, p, train, preacts)
+                name, bias, bn, _ = next(it)
+                h = self._unit(h, name, bias, bn, p, train, preacts, skip=h_in if self.residual else None)
+            name, bias, bn, _ = next(it)
+            h = self._unit(h, name, bias, bn, p, train, preacts)
+            K, B, C, H, W = h.shape
+            h = F.avg_pool2d(h.transpose(0, 1).reshape(B, K * C, H, W), 2)
+            h = h.view(B, K, C, *h.shape[-2:]).transpose(0, 1)
+            name, bias, bn, _ = next(it)
+            h = self._unit(h, name, bias, bn, p, train, preacts)
+        h = h.mean(dim=(3, 4))  # global average pool: (K, B, F)
+        return torch.baddbmm(p["fc.b"].unsqueeze(1), h, p["fc.w"])  # (K, B, classes)
+
+
+def flops_per_example(m, shape: tuple[int, ...], classes: int) -> float:
+    """Multiply-adds x 2 of one forward pass (for the profile and the benchmark)."""
+    C, H, W = shape
+    F_ = int(m.filters)
+    total, h, w = 0.0, H, W
+    for i, (name, *_rest) in enumerate(convs(m)):
+        if name.endswith("red.conv2"):
+            h, w = h // 2, w // 2
+        total += 2.0 * h * w * F_ * (C if i == 0 else F_) * KERNEL * KERNEL
+    return total + 2.0 * F_ * classes

@@ -1,0 +1,97 @@
+"""Which runs train together as one pack, how much device memory each adds, and splitting.
+
+Runs share a pack when everything the training program is made of is equal: the family's shape
+key (layer shapes, normalisation math), the data set as it sits on the device, the schedule of
+steps (epochs, batch, last-batch rule), the optimiser's algorithm, precision, device, checkpoint
+interval, determinism and what the diagnostics measure. Everything else (seed, activation, init,
+learning rate and its schedule, weight decay, gradient noise, input noise, double softmax) is a
+per-run setting inside the pack. Settings read only after training (verdict thresholds,
+`diagnostics.metrics_every`) do not split packs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from omegaconf import DictConfig
+
+from vgsweep.config import enum_value
+from vgsweep.data.sets import DATASETS
+from vgsweep.families import family_of
+
+
+def data_key(d: DictConfig) -> tuple:
+    """The data set as it sits on the device (shared by every run of a pack)."""
+    return (d.name, str(d.root), d.limit_train, d.limit_test, bool(d.verify), int(d.val_size), int(d.split_seed),
+            d.pad_to, None if d.mean is None else tuple(d.mean), None if d.std is None else tuple(d.std),
+            int(d.augment.crop_padding), bool(d.augment.flip))
+
+
+def diagnostics_key(dg: DictConfig) -> tuple:
+    """What the probe measures during training (one setting per pack)."""
+    if not dg.enabled:
+        return (False,)
+    return (True, int(dg.grad_samples), int(dg.probe_examples), float(dg.saturation_threshold), int(dg.hist_bins),
+            float(dg.hist_min), float(dg.hist_max))
+
+
+def pack_key(cfg: DictConfig) -> tuple:
+    """Runs with equal keys can share a pack."""
+    from vgsweep.config import resolve_device
+
+    t = cfg.train
+    return (family_of(cfg).shape_key(cfg), data_key(cfg.data), int(t.epochs), int(t.batch_size), bool(t.drop_last),
+            cfg.optimizer.name, enum_value(cfg.precision), str(resolve_device(cfg.device)), int(cfg.checkpoint.every),
+            bool(cfg.deterministic), diagnostics_key(cfg.diagnostics))
+
+
+def input_shape(d: DictConfig) -> tuple[int, int, int]:
+    """(channels, height, width) of the images a run sees, after data.pad_to."""
+    c, h, w = DATASETS[d.name].shape
+    return (c, d.pad_to or h, d.pad_to or w)
+
+
+def bytes_per_run(cfg: DictConfig) -> int:
+    """Device memory one run adds to a pack (upper estimate, bytes): the model's share (parameters,
+    optimiser and noise buffers, one step's activations, evaluation) and the data's: its permutation,
+    and its own copy of the training inputs only when it has fixed input noise."""
+    spec = DATASETS[cfg.data.name]
+    n_train = min(spec.n_train, cfg.data.limit_train or spec.n_train) - int(cfg.data.val_size)
+    shape = input_shape(cfg.data)
+    data = 8 * n_train + (4 * n_train * math.prod(shape) if cfg.data.input_noise_std > 0 else 0)
+    return family_of(cfg).bytes_per_run(cfg, shape, spec.classes) + data
+
+
+def memory_budget(device, budget_gb: float | None) -> int:
+    """Bytes a pack may use: the given budget, else 80% of free GPU memory or half the free RAM."""
+    if budget_gb:
+        return int(budget_gb * 2**30)
+    if device.type == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(0.8 * free)
+    return int(0.5 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def group_packs(cfgs: list[DictConfig], starts: list[int] | None = None, max_pack: int | None = None,
+                memory_budget_gb: float | None = None) -> list[list[int]]:
+    """Indices of cfgs grouped by pack key (and the epoch each resumes from), in first-seen order; a
+    pack holds at most `max_pack` runs and at most what fits the memory budget, split into near-equal
+    parts."""
+    from vgsweep.config import resolve_device
+
+    starts = starts or [0] * len(cfgs)
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(cfgs):
+        groups.setdefault((pack_key(c), starts[i]), []).append(i)
+    packs = []
+    for idx in groups.values():
+        cfg = cfgs[idx[0]]
+        fit = max(1, memory_budget(resolve_device(cfg.device), memory_budget_gb) // bytes_per_run(cfg))
+        n = min(max_pack or len(idx), fit, len(idx))
+        parts = -(-len(idx) // n)  # ceil: as few packs as allowed, of near-equal size
+        size = -(-len(idx) // parts)
+        packs += [idx[i:i + size] for i in range(0, len(idx), size)]
+    return packs

@@ -1,0 +1,88 @@
+"""Everything that can be checked before anything trains or is written, without torch or MLflow.
+
+Each failure is a ConfigError naming the key, the value and what is accepted; the command prints it
+as one line and exits with status 2. Nothing is created: no job folder, no store, no checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vgsweep import tracking
+from vgsweep.config import ConfigError, validate
+from vgsweep.jobs import Job
+
+DB_SCHEMES = ("postgresql", "mysql", "mssql")  # SQLAlchemy database URIs MLflow accepts as stores
+
+
+def not_creatable(p: Path) -> str | None:
+    """Why folder p cannot be made (or used, if it exists), or None."""
+    if p.exists():
+        if not p.is_dir():
+            return f"{p} is a file, not a folder"
+        return None if os.access(p, os.W_OK) else f"{p} is not writable"
+    q = p.parent
+    while not q.exists():
+        q = q.parent
+    if not q.is_dir():
+        return f"{q} is a file, so no folder can be made inside it"
+    return None if os.access(q, os.W_OK) else f"{q} is not writable"
+
+
+def check_dir(key: str, p: Path, where: str = "") -> None:
+    why = not_creatable(p)
+    if why:
+        raise ConfigError(key, str(p), "a folder that exists or can be created", why, where)
+
+
+def check_store(uri: str) -> None:
+    """The tracking URI names a store vgsweep can use, and it answers (a server) or is sound (a file)."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
+    try:
+        if uri.startswith("sqlite:///"):
+            tracking.check_sqlite_store(uri)
+        elif uri.startswith(("http://", "https://")):
+            tracking.check_server(uri)
+        elif scheme not in DB_SCHEMES:
+            raise ConfigError("tracking.uri", uri, "sqlite:///<path of a database file>, http(s)://<mlflow server>, "
+                              "or a postgresql / mysql / mssql database URI",
+                              "MLflow 3 keeps runs in a database; a folder store (file:) is not supported")
+    except tracking.TrackingError as e:
+        raise ConfigError("tracking.uri", uri, "an MLflow store vgsweep can use", str(e)) from None
+
+
+def check_jobs(jobs: list[Job]) -> None:
+    """Raise ConfigError for the first job that cannot run."""
+    from vgsweep.data.files import read_checked
+    from vgsweep.data.errors import DataError
+
+    for j in jobs:
+        try:
+            validate(j.cfg)
+        except ConfigError as e:
+            raise ConfigError(e.key, e.value, e.accepted, e.hint, j.where) from None
+    for uri in sorted({tracking.resolve_uri(j.cfg) for j in jobs}):
+        check_store(uri)
+    for j in jobs:
+        root = tracking.artifact_root(tracking.resolve_uri(j.cfg), j.cfg)
+        if root is not None:
+            check_dir("tracking.artifact_root", Path(root), j.where)
+        if j.cfg.checkpoint.dir:
+            check_dir("checkpoint.dir", Path(j.cfg.checkpoint.dir), j.where)
+    seen: dict[tuple, dict] = {}
+    for j in jobs:
+        d = j.cfg.data
+        key = (d.name, str(d.root), bool(d.download), bool(d.verify))
+        if key not in seen:
+            try:
+                seen[key] = read_checked(d.name, d.root, d.download, d.verify)
+            except DataError as e:
+                raise ConfigError("data.root", str(d.root), f"a folder with intact {d.name} files", str(e)) from None
+        n = len(seen[key]["train_y"]) if d.limit_train is None else min(d.limit_train, len(seen[key]["train_y"]))
+        if d.val_size >= n:
+            raise ConfigError("data.val_size", d.val_size, f"fewer than the {n} training examples", where=j.where)
+        n -= d.val_size
+        if j.cfg.train.drop_last and j.cfg.train.batch_size > n:
+            raise ConfigError("train.batch_size", j.cfg.train.batch_size, f"at most {n}, the training examples used",
+                              "Or set train.drop_last=false", j.where)

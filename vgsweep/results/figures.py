@@ -1,0 +1,338 @@
+"""The studies' figures, regenerated from MLflow alone: `vgsweep figures` (make figures).
+
+Each study lists its figures (studies.py); the kinds:
+
+- curves: training (and validation) loss and accuracy per epoch, mean over seeds with a ±1 std band
+  where there are several seeds;
+- gradient_flow: mean |g| of each weight layer (averaged over epochs and seeds), input side first: a
+  healthy net keeps it level, a vanishing one drops toward the input;
+- gradient_flow_epochs: the same per epoch (one line per epoch, layer names on the x axis), one
+  panel per model, as the VGG report plots it;
+- gradient_distribution: the distribution of log10|g| of the first layer's weights over the
+  epochs, before (top) and after (bottom) the added noise;
+- activations: the activation functions and their derivatives.
+
+Each is written as PNG and PDF into results/figures/<experiment>/, sized for a paper's column
+(3.5 in) or page (7 in) width, and the set is logged to the experiment as the artifacts of one MLflow run named `figures` (replaced each
+time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vgsweep import tracking
+from vgsweep.diagnostics import GRAD_COLS
+from vgsweep.plots import plt
+from vgsweep.results import reader
+from vgsweep.results.studies import ACTIVATIONS, Figure, Study, study_for
+
+COLUMN_IN, PAGE_IN = 3.5, 7.0
+RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
+      "ytick.labelsize": 7, "lines.linewidth": 1.2, "axes.spines.top": False, "axes.spines.right": False}
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+           "#7f7f7f"]
+FIXED = {"baseline": "#444444", "gna": "#1f77b4", "gna_bn": "#d62728", "logistic": "#1f77b4", "tanh": "#ff7f0e",
+         "relu": "#2ca02c", "leaky_relu": "#9467bd", "swish": "#8c564b"}
+METRIC_NAMES = {"train_loss": "training loss", "train_acc": "training accuracy (%)", "val_loss": "validation loss",
+                "val_acc": "validation accuracy (%)", "test_loss": "test loss", "test_acc": "test accuracy (%)"}
+
+
+def load_runs(client, exp_id: str, study: Study) -> pd.DataFrame:
+    """FINISHED runs, one per config hash (the newest), with the study's axes as columns (by label)."""
+    df = reader.runs_frame(client, exp_id, ("FINISHED",))
+    if df.empty:
+        return df
+    df = df.drop_duplicates("config_hash", keep="first")
+    for a in study.all_axes:
+        df[a.label] = df[a.key] if a.key in df else ""
+    df["seed"] = df["seed"].astype(int)
+    df["diagnostics"] = df["diagnostics.enabled"].eq("True") if "diagnostics.enabled" in df else True
+    return df
+
+
+def _axis(study: Study, label: str):
+    return next(a for a in study.all_axes if a.label == label)
+
+
+def _values(df: pd.DataFrame, study: Study, labels: tuple[str, ...]) -> list[tuple]:
+    """The combinations of these axes present in df, in the study's order."""
+    from vgsweep.results.table import _order
+
+    if not labels:
+        return [()]
+    combos = list(dict.fromkeys(tuple(r) for r in df[list(labels)].itertuples(index=False)))
+    orders = [_order(df[lab], _axis(study, lab)) for lab in labels]
+    return sorted(combos, key=lambda c: [orders[i].index(v) for i, v in enumerate(c)])
+
+
+def _name(labels: tuple[str, ...], combo: tuple) -> str:
+    return " ".join(f"{v}" if lab in ("model", "regime", "activation", "dataset") else f"{lab}={v}"
+                    for lab, v in zip(labels, combo))
+
+
+def _select(df: pd.DataFrame, labels: tuple[str, ...], combo: tuple) -> pd.DataFrame:
+    for lab, v in zip(labels, combo):
+        df = df[df[lab] == v]
+    return df
+
+
+def _color(key: str, i: int) -> str:
+    return FIXED.get(key, PALETTE[i % len(PALETTE)])
+
+
+def _stem(fig: Figure, by_value) -> str:
+    suffix = "" if by_value is None else (f"_d{by_value}" if fig.by == "depth" else f"_{by_value}")
+    return fig.kind + suffix
+
+
+def _save(fig, out: Path, name: str) -> list[Path]:
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=200, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _legend_below(fig, axes) -> None:
+    """One legend for the figure, under the panels, where it covers no line."""
+    seen: dict[str, object] = {}
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 5), frameon=False)
+
+
+def fig_activations(out: Path) -> list[Path]:
+    import torch
+
+    from vgsweep.activations import ACTIVATIONS as F, DERIVATIVES
+
+    z = torch.linspace(-6, 6, 601)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(COLUMN_IN * 1.5, 1.9), constrained_layout=True)
+    for name in ACTIVATIONS:
+        ls = "--" if name == "leaky_relu" else "-"  # it lies on relu for z > 0
+        a.plot(z, F[name](z, 0.2), ls, color=FIXED[name], label=name)
+        b.plot(z, DERIVATIVES[name](z, 0.2), ls, color=FIXED[name], label=name)
+    a.set(xlabel="z", ylabel="f(z)", title="activation", ylim=(-1.5, 3))
+    b.set(xlabel="z", ylabel="f'(z)", title="derivative", ylim=(-0.1, 1.2))
+    for ax in (a, b):
+        ax.axhline(0, color="k", lw=0.4)
+        ax.grid(alpha=0.3)
+    b.legend(frameon=False, loc="upper left")
+    return _save(fig, out, "activations")
+
+
+def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) -> object:
+    """Panels per value of spec.panel (or per metric), lines per value of spec.line."""
+    by_metric = spec.panel == ("metric",)
+    panels = [(m,) for m in spec.metrics] if by_metric else _values(d, study, spec.panel)
+    rows = 1 if by_metric else len(spec.metrics)
+    cols = len(panels)
+    if by_metric and cols > 2:
+        rows, cols = 2, -(-cols // 2)
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, 1.7 * rows + 0.9), squeeze=False, layout="constrained")
+    lines = _values(d, study, spec.line)
+    seeds_n = []
+    for j, panel in enumerate(panels):
+        for li, line in enumerate(lines):
+            sel = _select(d, spec.line, line) if by_metric else _select(_select(d, spec.panel, panel), spec.line, line)
+            for i, key in enumerate([panel[0]] if by_metric else spec.metrics):
+                ax = axes.flat[j] if by_metric else axes[i, j]
+                hs = [h for h in (reader.history(client, r, key) for r in sel.run_id) if len(h)]
+                if not hs:
+                    continue
+                n = min(len(h) for h in hs)
+                a = np.stack([h[:n] for h in hs]) * (100 if key.endswith("_acc") else 1)
+                mean, std = a.mean(0), a.std(0)
+                x = np.arange(1, n + 1)
+                color = _color(str(line[-1]) if line else "", li)
+                ax.plot(x, mean, color=color, label=_name(spec.line, line) or "runs")
+                seeds_n.append(len(hs))
+                if len(hs) > 1:
+                    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+                if by_metric or i == 0:
+                    ax.set_title(METRIC_NAMES.get(key, key) if by_metric else _name(spec.panel, panel))
+                if by_metric or i == len(spec.metrics) - 1:
+                    ax.set_xlabel("epoch")
+                if not by_metric and j == 0:
+                    ax.set_ylabel(METRIC_NAMES.get(key, key))
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    if by_metric:
+        for ax in list(axes.flat)[len(panels):]:
+            ax.set_visible(False)
+    _legend_below(fig, axes)
+    band = "mean over seeds, band ±1 std" if seeds_n and max(seeds_n) > 1 else "one seed per line"
+    fig.suptitle(f"{title}: {band}", fontsize=8)
+    return fig
+
+
+def _mean_abs(diag) -> np.ndarray:
+    return diag.grad[:, :, GRAD_COLS.index("grad/mean_abs")]  # (epochs, layers)
+
+
+def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
+    """Mean |g| of each weight layer (mean over epochs and seeds); panels per spec.panel, lines per spec.line."""
+    panels = _values(d, study, spec.panel)
+    fig, axes = plt.subplots(1, len(panels), figsize=(PAGE_IN, 2.4), squeeze=False, sharey=True, layout="constrained")
+    names: list[str] = []
+    for j, panel in enumerate(panels):
+        ax = axes[0, j]
+        dp = _select(d, spec.panel, panel)
+        for li, line in enumerate(_values(dp, study, spec.line)):
+            diags = [x for r in _select(dp, spec.line, line).run_id if (x := reader.diagnostics(client, r, tmp))]
+            if not diags:
+                continue
+            m = np.mean([_mean_abs(x).mean(0) for x in diags], 0)
+            names = diags[0].layers if len(diags[0].layers) > len(names) else names
+            ax.plot(np.arange(1, len(m) + 1), m, marker="o", ms=2.5, color=_color(str(line[-1]) if line else "", li),
+                    label=_name(spec.line, line))
+        ax.set(yscale="log", xlabel="weight layer (1 = input side)", title=_name(spec.panel, panel) or None)
+        ax.grid(alpha=0.3, which="both")
+    axes[0, 0].set_ylabel("mean |gradient| of weights")
+    if len(names) <= 12:
+        for ax in axes.flat:
+            ax.set_xticks(range(1, len(names) + 1), names, rotation=45 if len(names) > 6 else 0, ha="right"
+                          if len(names) > 6 else "center")
+    _legend_below(fig, axes)
+    fig.suptitle(f"Gradient flow, {title} (mean over epochs and seeds)", fontsize=8)
+    return fig
+
+
+def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
+    """One panel per spec.panel value (its first seed): one line per epoch across the layers."""
+    panels = _values(d, study, spec.panel)
+    cols = min(len(panels), 4)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, 2.3 * rows + 0.4), squeeze=False, sharey=True,
+                             layout="constrained")
+    cmap = plt.get_cmap("viridis")
+    for j, panel in enumerate(panels):
+        ax = axes.flat[j]
+        run = _select(d, spec.panel, panel).sort_values("seed").iloc[0]
+        diag = reader.diagnostics(client, run.run_id, tmp)
+        if diag is None:
+            continue
+        g = _mean_abs(diag)  # (epochs, layers)
+        for e in range(len(g)):
+            ax.plot(np.arange(1, g.shape[1] + 1), g[e], color=cmap(e / max(len(g) - 1, 1)), lw=0.8, alpha=0.8)
+        step = max(1, g.shape[1] // 10)
+        ax.set_xticks(range(1, g.shape[1] + 1, step), diag.layers[::step], rotation=90, fontsize=5)
+        ax.set(yscale="log", title=f"{_name(spec.panel, panel)} (seed {run.seed})")
+        ax.grid(alpha=0.3, which="both")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mean |gradient|")
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, max(int(d["train.epochs"].astype(int).max()), 2)))
+    fig.colorbar(sm, ax=axes, label="epoch", shrink=0.8)
+    fig.suptitle(f"Gradient flow per epoch, {title}: mean |g| of each layer's weights (input side left)", fontsize=8)
+    return fig
+
+
+def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
+    panels = _values(d, study, spec.panel)
+    fig, axes = plt.subplots(2, len(panels), figsize=(PAGE_IN, 3.0), squeeze=False, sharey=True,
+                             constrained_layout=True)
+    im = None
+    for j, panel in enumerate(panels):
+        run = _select(d, spec.panel, panel).sort_values("seed").iloc[0]
+        diag = reader.diagnostics(client, run.run_id, tmp)
+        if diag is None:
+            continue
+        edges = diag.hist_edges
+        for i in range(2):
+            h = diag.hist[:, i, 0, :].T  # (bins, epochs): first layer
+            im = axes[i, j].imshow(np.log10(h + 1e-4), origin="lower", aspect="auto", cmap="viridis", vmin=-4,
+                                   vmax=0, extent=(0.5, h.shape[1] + 0.5, edges[0], edges[-1]))
+        axes[0, j].set_title(f"{_name(spec.panel, panel)} (seed {run.seed})\nbefore noise")
+        axes[1, j].set_title("after noise")
+        axes[1, j].set_xlabel("epoch")
+    for i in range(2):
+        axes[i, 0].set_ylabel("log10 |g|, first layer")
+    if im is not None:
+        fig.colorbar(im, ax=axes, label="log10 fraction of weights", shrink=0.8)
+    fig.suptitle(f"Gradient distribution over training: {title}", fontsize=8)
+    return fig
+
+
+def build(uri: str, experiment: str, out: Path, activation: str | None = None, log_to_mlflow: bool = True) -> list[Path]:
+    """Every figure of the experiment's study; `activation` picks the gradient-distribution one's."""
+    plt.rcParams.update(RC)
+    client, exp = reader.open_experiment(uri, experiment)
+    probe = reader.runs_frame(client, exp.experiment_id, ("FINISHED",))
+    if probe.empty:
+        raise SystemExit(f"no FINISHED runs in experiment {experiment!r}")
+    study = study_for(str(probe["study"].iloc[0]) if "study" in probe else experiment,
+                      str(probe["model.family"].iloc[0]))
+    runs = load_runs(client, exp.experiment_id, study)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in study.figures:
+            if spec.kind == "activations":
+                paths += fig_activations(out)
+                continue
+            for by in ([None] if spec.by is None else [v[0] for v in _values(runs, study, (spec.by,))]):
+                d = runs if by is None else runs[runs[spec.by] == by]
+                title = f"{by}-layer networks" if spec.by == "depth" else (f"{spec.by} {by}" if by else study.name)
+                if spec.kind == "curves":
+                    fig = fig_curves(client, d, study, spec, title)
+                else:
+                    d = d[d["diagnostics"]]
+                    if d.empty:
+                        continue
+                    if spec.kind == "gradient_distribution":
+                        acts = [v for v in ACTIVATIONS if v in set(d["activation"])] or sorted(set(d["activation"]))
+                        act = activation if activation in acts else acts[0]
+                        fig = fig_gradient_distribution(client, d[d["activation"] == act], study, spec,
+                                                        f"{act}, {title}", Path(tmp))
+                        paths += _save(fig, out, f"gradient_distribution_{act}" + _stem(spec, by)[len(spec.kind):])
+                        continue
+                    draw = fig_gradient_flow if spec.kind == "gradient_flow" else fig_gradient_flow_epochs
+                    fig = draw(client, d, study, spec, title, Path(tmp))
+                paths += _save(fig, out, _stem(spec, by))
+    if log_to_mlflow:
+        log_figures(client, exp.experiment_id, paths)
+    for p in paths:
+        print(p)
+    return paths
+
+
+def log_figures(client, exp_id: str, paths: list[Path]) -> None:
+    """The figures as the artifacts of the experiment's `figures` run, replacing the previous one."""
+    for r in tracking.retry(client.search_runs, [exp_id], "tags.`vgsweep.kind` = 'figures'", max_results=1000):
+        tracking.retry(client.delete_run, r.info.run_id)
+    run = tracking.retry(client.create_run, exp_id, run_name="figures", tags={"vgsweep.kind": "figures"})
+    for p in paths:
+        tracking.retry(client.log_artifact, run.info.run_id, str(p), "figures")
+    tracking.retry(client.set_terminated, run.info.run_id, "FINISHED")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vgsweep figures", description=__doc__.splitlines()[0])
+    ap.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the project's mlflow.db)")
+    ap.add_argument("--experiment", default=None, help="one MLflow experiment (default: every one with runs)")
+    ap.add_argument("--out", default="results/figures", type=Path)
+    ap.add_argument("--activation", default="logistic", help="activation of the gradient-distribution figure")
+    ap.add_argument("--no-mlflow", action="store_true", help="do not log the figures to MLflow")
+    a = ap.parse_args(argv)
+    uri = a.tracking_uri or tracking.default_uri()
+    names = [a.experiment] if a.experiment else reader.experiments(uri)
+    if not names:
+        raise SystemExit(f"no training runs in {uri}: run a sweep first (or pass --tracking-uri)")
+    for name in names:  # results/figures/<experiment>/
+        build(uri, name, a.out / name, a.activation, not a.no_mlflow)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The one reader of runs: everything the table, the figures and the report show comes through here,
+from MLflow alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vgsweep import tracking
+from vgsweep.config import HASH_NEUTRAL
+from vgsweep.diagnostics import RunDiagnostics
+
+ENDED = ("FINISHED", "FAILED", "KILLED")
+TAGS = {"config_hash": tracking.TAG_HASH, "verdict": "vgsweep.verdict", "verdict_reason": "vgsweep.verdict_reason",
+        "failure": tracking.TAG_FAILURE, "failed_epoch": "vgsweep.failed_epoch", "overrides": tracking.TAG_OVERRIDES,
+        "parameters": "vgsweep.parameters"}
+
+
+def open_experiment(uri: str, experiment: str):
+    """(client, experiment) or SystemExit saying what to do."""
+    client = tracking.client_for(uri)
+    exp = tracking.retry(client.get_experiment_by_name, experiment)
+    if exp is None:
+        raise SystemExit(f"no experiment {experiment!r} in {uri}: run a sweep first "
+                         "(or pass --experiment / --tracking-uri)")
+    return client, exp
+
+
+def experiments(uri: str) -> list[str]:
+    """Names of the experiments of the store that hold training runs, oldest first."""
+    client = tracking.client_for(uri)
+    out = []
+    for e in sorted(tracking.retry(client.search_experiments), key=lambda e: e.creation_time or 0):
+        if next(tracking.training_runs(client, e.experiment_id), None) is not None:
+            out.append(e.name)
+    return out
+
+
+def runs_frame(client, exp_id: str, statuses: tuple[str, ...] = ENDED) -> pd.DataFrame:
+    """One row per training run with one of `statuses`: its params as columns (keys added in later
+    versions filled with the value that meant their old behaviour), run_id, run_name, status,
+    start_time, the vgsweep tags (TAGS) and the last value of every metric (accuracies in [0, 1])."""
+    flt = (f"attributes.status = '{statuses[0]}'" if len(statuses) == 1
+           else "attributes.status != 'RUNNING'" if "RUNNING" not in statuses else "")  # MLflow's filters have no OR
+    rows = []
+    for r in tracking.training_runs(client, exp_id, flt):
+        if r.info.status not in statuses:
+            continue
+        row = {**r.data.params, "run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
+               "start_time": r.info.start_time}
+        row.update({k: r.data.tags.get(t, "") for k, t in TAGS.items()})
+        row.update({f"metric:{k}": v for k, v in r.data.metrics.items()})
+        rows.append(row)
+    return fill_neutral(pd.DataFrame(rows))
+
+
+def fill_neutral(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs recorded before a key existed ran with its neutral value (config.HASH_NEUTRAL): say so."""
+    if df.empty:
+        return df
+    df = df.copy()
+    for col, neutral in HASH_NEUTRAL.items():
+        df[col] = df[col].fillna(str(neutral)) if col in df else str(neutral)
+    return df
+
+
+def one_per_config(df: pd.DataFrame) -> pd.DataFrame:
+    """The run that speaks for each config hash: the newest FINISHED one, else the newest other."""
+    if df.empty:
+        return df
+    return (df.assign(_fin=df["status"].eq("FINISHED")).sort_values(["_fin", "start_time"])
+            .drop_duplicates("config_hash", keep="last").drop(columns="_fin"))
+
+
+def history(client, run_id: str, key: str) -> np.ndarray:
+    h = sorted(tracking.retry(client.get_metric_history, run_id, key), key=lambda m: m.step)
+    return np.array([m.value for m in h])
+
+
+def diagnostics(client, run_id: str, tmp: Path) -> RunDiagnostics | None:
+    try:
+        p = tracking.retry(client.download_artifacts, run_id, "diagnostics/diagnostics.npz", str(tmp))
+    except Exception:  # noqa: BLE001 - a run without diagnostics
+        return None
+    return RunDiagnostics.from_npz(Path(p).read_bytes())

@@ -1,0 +1,109 @@
+"""One page with the table, the verdicts and the figures: `vgsweep report` (make report).
+
+Regenerates results/table.md, results/table.csv and results/figures/ from MLflow, then writes
+results/report.md that embeds them, with every run whose verdict is not healthy and why, and every
+run that failed or was killed and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from vgsweep import tracking
+from vgsweep.results import figures, reader, table
+
+SECTIONS = [  # (file stem prefix, heading, what it shows)
+    ("curves", "Learning curves", "Loss and accuracy per epoch (mean ± std over seeds where there are several)."),
+    ("gradient_flow_epochs", "Gradient flow per epoch", "Mean |gradient| of each layer's weights, one line per epoch."),
+    ("gradient_flow_d", "Gradient flow", "Mean |gradient| of each layer's weights: level when healthy, falling toward "
+                                         "the input when vanishing."),
+    ("gradient_flow_", "Gradient flow", "Mean |gradient| of each layer's weights, the models side by side."),
+    ("gradient_distribution_", "Gradient distribution over training",
+     "log10 |g| of the first layer's weights per epoch, before and after the added noise."),
+    ("activations", "Activation functions", "The activations and their derivatives (logistic's is at most 0.25)."),
+]
+AXES = {"model.name": "model", "model.depth": "depth", "activation.name": "activation", "regime.name": "regime",
+        "optimizer.lr": "lr"}
+
+
+def _label(r: pd.Series) -> dict:
+    return {label: r[k] for k, label in AXES.items() if k in r and not pd.isna(r[k])}
+
+
+def verdict_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    fin = runs[runs["status"] == "FINISHED"] if not runs.empty else runs
+    rows = [{"run": r.run_name, "verdict": r.verdict, "reason": r.verdict_reason,
+             "test acc (%)": round(100 * r.get("metric:test_acc", float("nan")), 2), **_label(r)}
+            for _, r in fin.iterrows() if r.verdict]
+    return pd.DataFrame(rows)
+
+
+def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs that FAILED or were KILLED, with the reason and epoch they carry."""
+    bad = runs[runs["status"].isin(["FAILED", "KILLED"])] if not runs.empty else runs
+    return pd.DataFrame([{"run": r.run_name, "status": r.status,
+                          "reason": r.failure or "killed (its process was gone)",
+                          "epoch": r.failed_epoch, "overrides": r.overrides} for _, r in bad.iterrows()])
+
+
+def section(uri: str, experiment: str, out: Path, activation: str) -> list[str]:
+    client, exp = reader.open_experiment(uri, experiment)
+    runs = reader.runs_frame(client, exp.experiment_id)
+    df, md = table.section(uri, experiment)
+    fig_dir = out / "figures" / experiment
+    figs = [p for p in figures.build(uri, experiment, fig_dir, activation) if p.suffix == ".png"] \
+        if (not runs.empty and runs["status"].eq("FINISHED").any()) else []
+    lines = [md.replace("# Results: experiment", "# Experiment"), "## Verdicts", ""]
+    v = verdict_rows(runs)
+    if not v.empty:
+        group = "depth" if "depth" in v and v["depth"].astype(str).str.len().gt(0).any() else "model"
+        counts = v.groupby([group, "verdict"]).size().unstack(fill_value=0)
+        lines += [counts.to_markdown(), "", "Runs that are not healthy:", ""]
+        bad = v[v.verdict != "healthy"].sort_values([c for c in (group, "activation", "regime", "run") if c in v])
+        lines += [bad.to_markdown(index=False) if not bad.empty else "None.", ""]
+    failed = failed_rows(runs)
+    lines += ["## Failed or killed runs", "", failed.to_markdown(index=False) if not failed.empty else "None.", ""]
+    used = set()
+    for prefix, heading, what in SECTIONS:
+        chosen = sorted(p for p in figs if p.stem.startswith(prefix) and p not in used)
+        if chosen:
+            used.update(chosen)
+            lines += [f"## {heading}", "", what, ""]
+            lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in chosen] + [""]
+    return lines
+
+
+def build(uri: str, out: Path, experiment: str | None = None, activation: str = "logistic") -> Path:
+    names = [experiment] if experiment else reader.experiments(uri)
+    if not names:
+        raise SystemExit(f"no training runs in {uri}: run a sweep first (or pass --tracking-uri)")
+    table.build(uri, experiment, out)
+    lines = ["# vgsweep report", "",
+             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `{uri}`: "
+             + ", ".join(f"`{n}`" for n in names) + ".", ""]
+    for name in names:
+        lines += section(uri, name, out, activation)
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    print(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vgsweep report", description=__doc__.splitlines()[0])
+    ap.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the project's mlflow.db)")
+    ap.add_argument("--experiment", default=None, help="one MLflow experiment (default: every one with runs)")
+    ap.add_argument("--out", default="results", type=Path)
+    ap.add_argument("--activation", default="logistic", help="activation of the gradient-distribution figure")
+    a = ap.parse_args(argv)
+    build(a.tracking_uri or tracking.default_uri(), a.out, a.experiment, a.activation)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

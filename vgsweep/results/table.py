@@ -1,0 +1,372 @@
+"""The results table, rebuilt from MLflow alone: `vgsweep table` (or `make table`).
+
+One section per experiment (study) of the store, laid out as its study describes (studies.py). A
+cell of the primary metric reads `75.05 ± 0.31 (+9.93*)`: mean ± std over seeds, and the difference
+to the baseline of the same other axes in percentage points, the paper's way; with >= 2 seeds per
+side, a 95% t-interval of that difference (paired by seed where the seeds match) marks it `*` when
+it excludes 0. The published value sits beside ours only where the runs were made with the
+published settings; the section's header names any setting that differs for all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vgsweep import tracking
+from vgsweep.config import excluded
+from vgsweep.results import reader
+from vgsweep.results.studies import Study, study_for
+
+NOT_COMPARED = ("seed",)  # besides the keys that do not change a run's numbers (config.HASH_EXCLUDE)
+META = ("run_id", "run_name", "status", "start_time", *reader.TAGS)
+
+
+def fetch_runs(uri: str, experiment: str) -> pd.DataFrame:
+    """One row per ended run (FINISHED, FAILED, KILLED) of the experiment (see reader.runs_frame)."""
+    client, exp = reader.open_experiment(uri, experiment)
+    return reader.runs_frame(client, exp.experiment_id)
+
+
+def _order(values, axis) -> list:
+    vals = list(dict.fromkeys(values))
+    if axis.numeric:
+        return sorted(vals, key=lambda v: (float(v) if _isnum(v) else math.inf, str(v)))
+    return [v for v in axis.order if v in vals] + sorted((v for v in vals if v not in axis.order), key=str)
+
+
+def _isnum(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _grouping_keys(df: pd.DataFrame, study: Study) -> list[str]:
+    """The study's axes, plus every other param that varies and is not implied by the axes."""
+    prim = [a.key for a in study.all_axes]
+    extra = []
+    for c in df.columns:
+        if (c in prim or c in META or c in NOT_COMPARED or c.startswith("metric:") or excluded(c)
+                or c in {m.key for m in study.metrics}):
+            continue
+        if df[c].nunique(dropna=False) > 1 and (df.groupby(prim, dropna=False)[c].nunique(dropna=False) > 1).any():
+            extra.append(c)
+    return prim + sorted(extra)
+
+
+@functools.lru_cache(maxsize=None)
+def _composed(overrides: tuple[str, ...]) -> dict[str, str]:
+    """The config those overrides compose, flattened to MLflow's param strings."""
+    from vgsweep.app import compose
+    from vgsweep.config import flatten, to_container
+
+    return {k: str(v) for k, v in flatten(to_container(compose(list(overrides)))).items()}
+
+
+def paper_differences(study: Study, axis_values: dict, params: dict) -> list[str]:
+    """`key=value` for every setting of a run that differs from the published setting of its row."""
+    try:
+        paper = _composed(tuple(study.paper_overrides(axis_values)))
+    except Exception:  # noqa: BLE001 - a row the published setting cannot even be composed for
+        return ["(no published setting for this row)"]
+    out = []
+    for k, v in params.items():
+        if (k in META or k in NOT_COMPARED or k.startswith(("metric:", "_")) or excluded(k) or _missing(v)
+                or k in {m.key for m in study.metrics}):
+            continue
+        if k not in paper or str(v) != paper[k]:
+            out.append(f"{k}={v}")
+    return out
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _t975(df: float) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df))
+
+
+def delta_interval(ours: pd.Series, base: pd.Series) -> tuple[float, float]:
+    """95% interval of mean(ours) - mean(base); series indexed by seed. (nan, nan) if < 2 seeds."""
+    common = ours.index.intersection(base.index)
+    if len(common) >= 2 and len(common) == len(ours) == len(base):
+        d = ours[common] - base[common]  # paired: same seed, same init and data noise
+        half = _t975(len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+        return d.mean() - half, d.mean() + half
+    if len(ours) >= 2 and len(base) >= 2:  # Welch
+        v1, v2 = ours.var(ddof=1) / len(ours), base.var(ddof=1) / len(base)
+        se = math.sqrt(v1 + v2)
+        diff = ours.mean() - base.mean()
+        if se == 0:
+            return diff, diff
+        dof = (v1 + v2) ** 2 / (v1 ** 2 / (len(ours) - 1) + v2 ** 2 / (len(base) - 1))
+        return diff - _t975(dof) * se, diff + _t975(dof) * se
+    return float("nan"), float("nan")
+
+
+def summarise_verdicts(v: pd.Series) -> str:
+    """`vanishing` when all seeds agree, else `vanishing 2/3, healthy 1/3` (most common first)."""
+    counts = v[v != ""].value_counts()
+    if counts.empty:
+        return ""
+    if len(counts) == 1:
+        return str(counts.index[0])
+    return ", ".join(f"{name} {c}/{len(v)}" for name, c in counts.items())
+
+
+def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
+    """The long table: one row per group of seeds, with the metrics' means and stds, the primary
+    metric's delta and its interval, the published values where the settings match, and
+    `not_comparable` (the settings that differ from the published ones)."""
+    from vgsweep.results.studies import AGARAP
+
+    study = study or AGARAP
+    if runs.empty:
+        return pd.DataFrame()
+    for col, default in (("status", "FINISHED"), ("verdict", ""), ("parameters", "")):
+        if col not in runs:
+            runs = runs.assign(**{col: default})
+    runs = reader.one_per_config(reader.fill_neutral(runs))
+    keys = _grouping_keys(runs, study)
+    runs = runs.assign(seed=runs["seed"].astype(int))
+    primary = study.metrics[0]
+    groups = dict(list(runs.groupby(keys, dropna=False)))
+    fin = {k: g[g["status"] == "FINISHED"] for k, g in groups.items()}
+
+    def series(g: pd.DataFrame, m) -> pd.Series:
+        """The metric per seed in display units: from MLflow (`metric:<key>`, scaled) or given so (`<key>`)."""
+        if f"metric:{m.key}" in g:
+            return g.set_index("seed")[f"metric:{m.key}"] * m.scale
+        return g.set_index("seed")[m.key] if m.key in g else pd.Series(dtype=float)
+
+    per_seed = {k: series(g, primary).dropna() for k, g in fin.items() if len(g)}
+    out = []
+    for k, g in groups.items():
+        row = dict(zip(keys, k))
+        s = per_seed.get(k, pd.Series(dtype=float))
+        row.update(n=len(s), mean=s.mean() if len(s) else float("nan"),
+                   std=s.std(ddof=1) if len(s) > 1 else float("nan"), failed=int((g["status"] != "FINISHED").sum()),
+                   seeds=" ".join(map(str, sorted(s.index))), verdict=summarise_verdicts(fin[k]["verdict"]),
+                   parameters=next((p for p in g["parameters"] if p), ""))
+        for m in study.metrics[1:]:
+            v = series(fin[k], m).dropna()
+            row[f"{m.key}_mean"] = v.mean() if len(v) else float("nan")
+            row[f"{m.key}_std"] = v.std(ddof=1) if len(v) > 1 else float("nan")
+        if study.baseline:
+            label, value = study.baseline
+            bkey = next(a.key for a in study.all_axes if a.label == label)
+            base_key = tuple(value if kk == bkey else v for kk, v in zip(keys, k))
+            base = per_seed.get(base_key)
+            if base is not None and len(s) and row[bkey] != value:
+                row["delta"] = s.mean() - base.mean()
+                row["delta_lo"], row["delta_hi"] = delta_interval(s, base)
+        axis_values = {a.label: str(row[a.key]) for a in study.all_axes}
+        pub = study.published.get(tuple(axis_values[a.label] for a in study.all_axes), {})
+        first = g.assign(_f=g["status"].ne("FINISHED")).sort_values("_f").iloc[0] if len(g) else None
+        diff = paper_differences(study, axis_values, first.to_dict()) if (pub and first is not None) else []
+        row["not_comparable"] = "; ".join(d for d in diff if d.split("=")[0] not in keys)
+        if pub and not diff:
+            for m in study.metrics:
+                if m.key in pub:
+                    ours = row["mean"] if m is primary else row[f"{m.key}_mean"]
+                    row["published" if m is primary else f"{m.key}_published"] = pub[m.key]
+                    if m is primary:
+                        row["ours_minus_published"] = ours - pub[m.key]
+        out.append(row)
+    df = pd.DataFrame(out).rename(columns={a.key: a.label for a in study.all_axes})
+    for c in ("delta", "delta_lo", "delta_hi", "published", "ours_minus_published"):
+        if c not in df:
+            df[c] = np.nan
+    if study.column is not None and study.column.numeric:
+        df[study.column.label] = df[study.column.label].astype(int)
+    sort_cols = []
+    for a in study.all_axes:
+        order = _order(df[a.label], a)
+        df[f"_{a.label}"] = df[a.label].map(lambda v, order=order: order.index(v))
+        sort_cols.append(f"_{a.label}")
+    extra = [c for c in keys if c not in {a.key for a in study.all_axes}]
+    # rows by the axes in order, then the extra keys; the column axis last (it spreads over columns)
+    by = sort_cols[:-1] + extra + sort_cols[-1:] if study.column else sort_cols + extra
+    return df.sort_values(by).drop(columns=sort_cols).reset_index(drop=True)
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.2f}"
+
+
+def cell(row: pd.Series) -> str:
+    """`75.05 ± 0.31 (+9.93*)`; ± only with >= 2 seeds; * when the 95% interval excludes 0;
+    then the verdict when not healthy, and how many configs of the cell failed or were killed."""
+    if row["n"] == 0:
+        return f"— ({row['failed']} failed)"
+    s = f"{row['mean']:.2f}"
+    if row["n"] > 1:
+        s += f" ± {row['std']:.2f}"
+    if not pd.isna(row.get("delta")):
+        sig = "*" if not pd.isna(row["delta_lo"]) and (row["delta_lo"] > 0 or row["delta_hi"] < 0) else ""
+        s += f" ({_signed(row['delta'])}{sig})"
+    if row.get("verdict") and row["verdict"] != "healthy":
+        s += f" {row['verdict']}"
+    if row.get("failed", 0):
+        s += f" [{row['failed']} failed]"
+    return s
+
+
+def _plain(mean: float, std: float, n: int, digits: int) -> str:
+    if pd.isna(mean):
+        return ""
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 and not pd.isna(std) else "")
+
+
+def published_cell(study: Study, values: tuple, metric: str = "") -> str:
+    """The published value of a row (axis values in axes + column order), with its own delta."""
+    metric = metric or study.metrics[0].key
+    pub = study.published.get(tuple(str(v) for v in values), {})
+    if metric not in pub:
+        return ""
+    s = f"{pub[metric]:.2f}"
+    if study.baseline and metric == study.metrics[0].key:
+        label, value = study.baseline
+        i = [a.label for a in study.all_axes].index(label)
+        base = study.published.get(tuple(value if j == i else str(v) for j, v in enumerate(values)), {}).get(metric)
+        if base is not None and str(values[i]) != value:
+            s += f" ({_signed(pub[metric] - base)})"
+    return s
+
+
+def not_comparable_note(df: pd.DataFrame) -> str:
+    """The settings that keep rows from being compared with the published values."""
+    notes = sorted({x.strip() for v in df.get("not_comparable", pd.Series(dtype=str)).dropna() for x in str(v).split(";")
+                    if x.strip()})
+    if not notes:
+        return ""
+    return f"**{', '.join(notes)}: not comparable with the published values**, which are not shown beside these rows."
+
+
+def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
+    from vgsweep.results.studies import AGARAP
+
+    study = study or AGARAP
+    if df.empty:
+        return "No finished runs.\n"
+    lines = []
+    labels = [a.label for a in study.axes]
+    stat_cols = {c for c in df.columns if c in ("n", "failed", "mean", "std", "seeds", "verdict", "delta", "delta_lo",
+                                               "delta_hi", "published", "ours_minus_published", "not_comparable",
+                                               "parameters") or c.endswith(("_mean", "_std", "_published"))}
+    extra = [c for c in df.columns if c not in (*labels, *(study.column.label,) * bool(study.column), *stat_cols)]
+    primary = study.metrics[0]
+    for dataset, d in df.groupby(labels[0], sort=False):
+        n = f"{d['n'].min()}" if d["n"].min() == d["n"].max() else f"{d['n'].min()}-{d['n'].max()}"
+        n += "; failed or killed runs are counted apart" if d["failed"].any() else ""
+        show_pub = d["published"].notna().any() or any(d.get(f"{m.key}_published", pd.Series(dtype=float)).notna().any()
+                                                        for m in study.metrics[1:])
+        lines += [f"## {dataset}: {primary.label}, mean ± std over seeds (n = {n})"
+                  + (", (delta to baseline, pp)" if study.baseline else ""), ""]
+        note = not_comparable_note(d)
+        if note:
+            lines += [note, ""]
+        rows_by = [c for c in labels[1:]] + extra
+        if study.column is not None:
+            cols = sorted(d[study.column.label].unique())
+            head = [*rows_by]
+            for c in cols:
+                head.append(f"{c}-layer" if study.column.label == "depth" else f"{study.column.label} {c}")
+                if show_pub:
+                    head += [f"{head[-1]} published", f"{head[-1]} ours − published"]
+            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for key, g in d.groupby(rows_by, sort=False, dropna=False):
+                key = key if isinstance(key, tuple) else (key,)
+                row = [str(x) for x in key]
+                for c in cols:
+                    r = g[g[study.column.label] == c]
+                    row.append(cell(r.iloc[0]) if len(r) else "")
+                    if show_pub:  # only beside runs made with the published settings
+                        comparable = len(r) and not pd.isna(r["published"].iloc[0])
+                        vals = (dataset, *key[:len(labels) - 1], c)
+                        row.append(published_cell(study, vals) if comparable else "")
+                        row.append(_signed(r["ours_minus_published"].iloc[0]) if comparable else "")
+                lines.append("| " + " | ".join(row) + " |")
+        else:
+            head = [*rows_by]
+            has_params = d["parameters"].astype(str).str.len().gt(0).any()
+            if has_params:
+                head.append("parameters")
+            for m in study.metrics:
+                head.append(m.label)
+                if show_pub:
+                    head.append("published")
+            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for _, r in d.iterrows():
+                row = [str(r[c]) for c in rows_by]
+                if has_params:
+                    row.append(f"{int(r['parameters']):,}" if str(r["parameters"]).isdigit() else "")
+                for m in study.metrics:
+                    if m is primary:
+                        row.append(cell(r) if r["n"] else f"— ({r['failed']} failed)")
+                        pub = r.get("published")
+                    else:
+                        row.append(_plain(r[f"{m.key}_mean"], r[f"{m.key}_std"], r["n"], m.digits))
+                        pub = r.get(f"{m.key}_published")
+                    if show_pub:
+                        row.append("" if pub is None or pd.isna(pub) else f"{pub:.{m.digits}f}")
+                lines.append("| " + " | ".join(row) + " |")
+        foot = ("`*`: the 95% interval of the delta (paired by seed) excludes 0. " if study.baseline else "")
+        foot += ("A word after a cell is the runs' verdict when not healthy (vanishing, exploding, dead_units, "
+                 f"not_learning). Published: {study.source}." + "".join(f" {x}" for x in study.notes))
+        lines += ["", foot, ""]
+    return "\n".join(lines)
+
+
+def section(uri: str, experiment: str) -> tuple[pd.DataFrame, str]:
+    runs = fetch_runs(uri, experiment)
+    if runs.empty:
+        return pd.DataFrame(), f"# Results: experiment `{experiment}`\n\nNo ended runs.\n"
+    study = study_for(str(runs["study"].iloc[0]) if "study" in runs else experiment,
+                      str(runs["model.family"].iloc[0]) if "model.family" in runs else "mlp")
+    df = aggregate(runs, study)
+    return df, f"# Results: experiment `{experiment}`\n\n{study.title}.\n\n" + to_markdown(df, study)
+
+
+def build(uri: str, experiment: str | None, out: Path) -> pd.DataFrame:
+    """results/table.md and table.csv: one section per experiment (all of the store's unless named)."""
+    names = [experiment] if experiment else reader.experiments(uri)
+    if not names:
+        raise SystemExit(f"no training runs in {uri}: run a sweep first (or pass --tracking-uri)")
+    frames, texts = [], []
+    for name in names:
+        df, md = section(uri, name)
+        frames.append(df.assign(experiment=name))
+        texts.append(md)
+    out.mkdir(parents=True, exist_ok=True)
+    df = pd.concat(frames, ignore_index=True)
+    df.to_csv(out / "table.csv", index=False)
+    md = "\n".join(texts)
+    (out / "table.md").write_text(md)
+    print(md)
+    return df
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vgsweep table", description=__doc__.splitlines()[0])
+    ap.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the project's mlflow.db)")
+    ap.add_argument("--experiment", default=None, help="one MLflow experiment (default: every one with runs)")
+    ap.add_argument("--out", default="results", type=Path, help="folder for table.md and table.csv")
+    a = ap.parse_args(argv)
+    build(a.tracking_uri or tracking.default_uri(), a.experiment, a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The MLflow run of one job: created (or continued) before training, fed per-epoch metrics while the
+pack trains, and closed after it: FINISHED with its artifacts, or FAILED with the reason.
+
+Metrics are buffered and sent in batches by one background thread, so training never waits on the
+store; `flush(wait=True)` and `finish` wait until the store holds them, and a batch the store
+refused is raised at the next `log_metrics` or `flush`. A heartbeat thread stamps RUNNING runs so
+that a sweep on any host can tell a live run from one whose process died.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import vgsweep
+from vgsweep import tracking
+from vgsweep.tracking import retry
+
+log = logging.getLogger(__name__)
+
+PARAMS_PER_CALL = 100  # MLflow's log_batch limits
+METRICS_PER_CALL = 1000
+FLUSH_SECONDS = 5.0  # metrics are buffered and sent at most this often (and at the end)
+MAX_PARAM_CHARS = 6000
+
+
+def _chunks(xs: list, n: int) -> Iterable[list]:
+    for i in range(0, len(xs), n):
+        yield xs[i:i + n]
+
+
+_WRITER = None
+
+
+def _writer():
+    """One background thread that sends metric batches in order."""
+    global _WRITER
+    if _WRITER is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vgsweep-mlflow")
+    return _WRITER
+
+
+def run_tags(config_hash: str, overrides: list[str], pack_size: int, device: str) -> dict[str, str]:
+    return {
+        tracking.TAG_HASH: config_hash,
+        tracking.TAG_OVERRIDES: " ".join(overrides),
+        tracking.TAG_HOST: socket.gethostname(),
+        tracking.TAG_PID: str(os.getpid()),
+        tracking.TAG_HEARTBEAT: f"{time.time():.0f}",
+        "vgsweep.version": vgsweep.__version__,
+        "vgsweep.git_commit": tracking.git_commit(),
+        "vgsweep.torch_version": torch.__version__,
+        "vgsweep.device": device,
+        "vgsweep.pack_size": str(pack_size),
+    }
+
+
+class RunLogger:
+    """A handle on one run of the store; `create` and `resume` make one for a job."""
+
+    def __init__(self, client, run_id: str):
+        from mlflow.entities import RunTag
+
+        self.client, self.run_id = client, run_id
+        self._pending: list = []
+        self._sent: list = []  # futures of batches handed to the writer
+        self._last_flush = time.monotonic()
+        self._RunTag = RunTag
+
+    @classmethod
+    def create(cls, client, exp_id: str, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> RunLogger:
+        from mlflow.entities import Param
+
+        run = retry(client.create_run, exp_id, run_name=run_name, tags=tags)
+        lg = cls(client, run.info.run_id)
+        items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
+        for chunk in _chunks(items, PARAMS_PER_CALL):
+            retry(client.log_batch, lg.run_id, params=chunk)
+        return lg
+
+    @classmethod
+    def resume(cls, client, run_id: str, tags: dict[str, str]) -> RunLogger:
+        """Continue a run (from a checkpoint): RUNNING again, with this process's tags."""
+        lg = cls(client, run_id)
+        retry(client.update_run, run_id, status="RUNNING")
+        lg.set_tags(tags)
+        return lg
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self._pending += [Metric(k, float(v), ts, step) for k, v in metrics.items()]
+        if time.monotonic() - self._last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def _raise_failed(self) -> None:
+        """Re-raise (here, in the training thread) what the writer met sending an earlier batch."""
+        done = [f for f in self._sent if f.done()]
+        for f in done:
+            f.result()
+        self._sent = [f for f in self._sent if not f.done()]
+
+    def flush(self, wait: bool = False) -> None:
+        self._raise_failed()
+        for chunk in _chunks(self._pending, METRICS_PER_CALL):
+            self._sent.append(_writer().submit(retry, self.client.log_batch, self.run_id, metrics=chunk))
+        self._pending = []
+        self._last_flush = time.monotonic()
+        if wait:
+            sent, self._sent = self._sent, []
+            for f in sent:
+                f.result()
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if tags:
+            retry(self.client.log_batch, self.run_id, tags=[self._RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_config(self, cfg: DictConfig) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / "config.yaml"
+            p.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            retry(self.client.log_artifact, self.run_id, str(p))
+
+    def log_hydra_dir(self, hydra_dir: Path | None) -> None:
+        """The job's `.hydra/` files (config, hydra, overrides) as the run's `hydra/` artifacts."""
+        if hydra_dir is not None and hydra_dir.is_dir():
+            retry(self.client.log_artifacts, self.run_id, str(hydra_dir), artifact_path="hydra")
+
+    def log_bytes(self, data: bytes, artifact_file: str) -> None:
+        """Store bytes as an artifact at `artifact_file` (folders allowed)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / Path(artifact_file).name
+            p.write_bytes(data)
+            parent = str(Path(artifact_file).parent)
+            retry(self.client.log_artifact, self.run_id, str(p), None if parent == "." else parent)
+
+    def log_figure(self, fig, name: str) -> None:
+        retry(self.client.log_figure, self.run_id, fig, name)
+
+    def finish(self, status: str) -> None:
+        self.flush(wait=True)
+        retry(self.client.set_terminated, self.run_id, status=status)
+
+    def fail(self, reason: str, extra: dict[str, str] | None = None) -> None:
+        """End the run FAILED with its reason; whatever the store still holds of it is kept."""
+        self.set_tags({tracking.TAG_FAILURE: reason[:5000], **(extra or {})})
+        try:
+            self.flush(wait=True)
+        except tracking.TrackingUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001 - the metrics that could not be sent are lost; the status is not
+            log.warning("run %s: metrics not recorded: %s", self.run_id, e)
+        retry(self.client.set_terminated, self.run_id, status="FAILED")
+
+
+class Heartbeat:
+    """A daemon thread that stamps runs with the time every `interval` seconds, until stopped. One
+    attempt per beat: a store that does not answer costs a warning, never a wait."""
+
+    def __init__(self, loggers: list[RunLogger], interval: float):
+        import threading
+
+        self.loggers, self.interval = loggers, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vgsweep-heartbeat", daemon=True)
+        self._warned = False
+
+    def _run(self) -> None:
+        from mlflow.entities import RunTag
+
+        while not self._stop.wait(self.interval):
+            stamp = [RunTag(tracking.TAG_HEARTBEAT, f"{time.time():.0f}")]
+            for lg in self.loggers:
+                try:
+                    lg.client.log_batch(lg.run_id, tags=stamp)
+                except Exception as e:  # noqa: BLE001 - a missed beat must not stop training
+                    if not self._warned:
+                        log.warning("heartbeat for run %s failed: %s", lg.run_id, str(e).splitlines()[0][:200])
+                        self._warned = True
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5 + min(self.interval, 60))

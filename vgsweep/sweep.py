@@ -1,0 +1,382 @@
+"""A sweep's jobs: skip what is done, group the rest into packs, train each pack, record every run.
+
+Both launchers end here: Hydra's basic launcher (and a single run) through `run_jobs` with one job,
+the packed launcher through `Sweep`, which trains a job's pack the first time one of its jobs is
+asked for. One code path:
+
+1. preflight (vgsweep/preflight.py): everything checked before anything is written.
+2. plan: a job whose config hash has a FINISHED run in the store is skipped (unless `rerun`); RUNNING
+   runs whose process is gone are marked KILLED; a job with a checkpoint continues from it, into
+   the same MLflow run.
+3. packs (vgsweep/packing.py): jobs grouped by pack key (and checkpoint epoch), sized to memory.
+4. a pack that raises (out of memory, a bug one config triggers) is split in halves and retried,
+   down to single runs, so one bad run cannot take the others down. A store that stops answering
+   stops the whole sweep (SweepStopped): nothing is retried against it.
+5. after training each run is closed: FINISHED with its artifacts, or FAILED with the reason, also
+   when recording its results fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from vgsweep import plots, tracking
+from vgsweep.config import config_hash, flatten, resolve_device, to_container
+from vgsweep.data.sets import DATASETS
+from vgsweep.diagnostics import RunDiagnostics, verdict
+from vgsweep.jobs import Job, Outcome, SweepStopped, run_name
+from vgsweep.families import family_of
+from vgsweep.packing import group_packs, input_shape
+from vgsweep.runs import Heartbeat, RunLogger, run_tags
+from vgsweep.trainer import CHECKPOINT_FORMAT, EpochReport, device_name, train_pack
+
+log = logging.getLogger(__name__)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+def checkpoint_dir(cfg: DictConfig) -> Path:
+    if cfg.checkpoint.dir:
+        return Path(cfg.checkpoint.dir)
+    p = tracking.sqlite_path(tracking.resolve_uri(cfg))
+    return (p.parent if p else Path.cwd()) / "checkpoints"
+
+
+def checkpoint_path(cfg: DictConfig, h: str) -> Path:
+    return checkpoint_dir(cfg) / f"{h}.pt"
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a kill never leaves half a checkpoint
+
+
+def load_checkpoint(path: Path) -> dict | None:
+    """A checkpoint written by this version, read with weights_only=True: tensors and plain values
+    only, so a file planted in a shared checkpoint folder cannot run code. Anything else is ignored."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - unreadable, foreign or unsafe: the run starts from scratch
+        log.warning("checkpoint %s ignored: it is not one this version reads safely (%s)", path,
+                    str(e).splitlines()[0][:200])
+        return None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        log.warning("checkpoint %s ignored: written by another version of vgsweep", path)
+        return None
+    return state
+
+
+def _diag_to_tensors(epochs: list[dict]) -> dict | None:
+    if not epochs:
+        return None
+    return {k: torch.from_numpy(np.stack([e[k] for e in epochs]).astype(np.float32)) for k in epochs[0]}
+
+
+def _diag_from_tensors(d: dict | None) -> list[dict]:
+    if not d:
+        return []
+    n = len(next(iter(d.values())))
+    return [{k: v[i].numpy() for k, v in d.items()} for i in range(n)]
+
+
+# --- planning ------------------------------------------------------------------------------------
+def plan(jobs: list[Job]) -> list[Optional[Outcome]]:
+    """Decide per job: skip (outcome given), resume from a checkpoint, or train anew (None)."""
+    out: list[Optional[Outcome]] = []
+    stores: dict[tuple[str, str], dict] = {}
+    for j in jobs:
+        j.key()
+        uri = tracking.resolve_uri(j.cfg)
+        client = tracking.client_for(uri)
+        skey = (uri, j.cfg.tracking.experiment)
+        if skey not in stores:
+            exp = tracking.retry(client.get_experiment_by_name, j.cfg.tracking.experiment)
+            stores[skey] = tracking.runs_by_hash(client, exp.experiment_id) if exp else {}
+        runs = stores[skey].get(j.hash, [])
+        status = {r.info.run_id: r.info.status for r in runs}
+        for r in runs:
+            why = tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s))
+            if why:
+                log.warning("run %s (%s) was left RUNNING by a process that is gone (%s): marked KILLED",
+                            r.info.run_id, run_name(j.cfg), why)
+                tracking.retry(client.set_terminated, r.info.run_id, status="KILLED")
+                status[r.info.run_id] = "KILLED"
+        finished = [r for r in runs if status[r.info.run_id] == "FINISHED"]
+        running = [r for r in runs if status[r.info.run_id] == "RUNNING"]
+        if finished and not j.cfg.rerun:
+            r = finished[0]
+            log.info("skip %s: FINISHED as run %s (rerun=true trains it again)", run_name(j.cfg), r.info.run_id)
+            out.append(Outcome("SKIPPED", r.info.run_id, dict(r.data.metrics), "already FINISHED"))
+            continue
+        if running and not j.cfg.rerun:
+            r = running[0]
+            age = tracking.heartbeat_age(r)
+            beat = "" if age is None else f", last heartbeat {age:.0f} s ago"
+            log.info("skip %s: RUNNING as run %s in process %s on %s%s", run_name(j.cfg), r.info.run_id,
+                     r.data.tags.get(tracking.TAG_PID), r.data.tags.get(tracking.TAG_HOST), beat)
+            out.append(Outcome("SKIPPED", r.info.run_id, {}, "running in another process"))
+            continue
+        ck = checkpoint_path(j.cfg, j.hash)
+        if ck.is_file() and not j.cfg.rerun:
+            state = load_checkpoint(ck)
+            owner = next((r for r in runs if state and r.info.run_id == state["run_id"]), None)
+            if owner is not None and status[owner.info.run_id] in ("KILLED", "FAILED"):
+                j.resume_run, j.resume_state = state["run_id"], state
+                log.info("resume %s from its checkpoint at epoch %d into run %s", run_name(j.cfg),
+                         state["epochs_done"], state["run_id"])
+        out.append(None)
+    return out
+
+
+# --- one pack ------------------------------------------------------------------------------------
+def summary_metrics(hist: list[dict]) -> dict[str, float]:
+    """With a validation split: the best validation epoch and the test metrics of the model then
+    (the course code evaluates the test set with the best validation model)."""
+    if not hist or "val_acc" not in hist[0]:
+        return {}
+    best = max(range(len(hist)), key=lambda e: (hist[e]["val_acc"], -e))
+    return {"best_val_acc": hist[best]["val_acc"], "best_val_epoch": float(best),
+            "test_acc_at_best_val": hist[best]["test_acc"], "test_loss_at_best_val": hist[best]["test_loss"]}
+
+
+class _PackRecorder:
+    """The MLflow side of one pack: its runs, the per-epoch metrics and log lines, checkpoints."""
+
+    def __init__(self, pack: list[Job], progress):
+        self.jobs, self.progress = pack, progress
+        device = device_name(resolve_device(pack[0].cfg.device))
+        self.loggers, self.logged_upto = [], []
+        for j in pack:
+            uri = tracking.resolve_uri(j.cfg)
+            art = tracking.artifact_root(uri, j.cfg)
+            client = tracking.client_for(uri, art)
+            exp = tracking.experiment_id(client, uri, j.cfg.tracking.experiment, art)
+            tags = run_tags(j.key(), j.overrides, len(pack), device)
+            tags["vgsweep.parameters"] = str(family_of(j.cfg).parameter_count(
+                j.cfg, input_shape(j.cfg.data), DATASETS[j.cfg.data.name].classes))
+            lg = (RunLogger.resume(client, j.resume_run, tags) if j.resume_run else
+                  RunLogger.create(client, exp, run_name(j.cfg), flatten(to_container(j.cfg)), tags))
+            self.loggers.append(lg)
+            upto = -1  # a resumed run may have logged epochs past its checkpoint before it was killed: not again
+            if j.resume_run:
+                hist = tracking.retry(client.get_metric_history, j.resume_run, "test_acc")
+                upto = max((m.step for m in hist), default=-1)
+            self.logged_upto.append(upto)
+            log.info("run %s: %s%s", lg.run_id, run_name(j.cfg), " (resumed)" if j.resume_run else "")
+        self.diag_hist: list[list[dict]] = [_diag_from_tensors(j.resume_state.get("diagnostics"))
+                                            if j.resume_state else [] for j in pack]
+        self.dcfg = pack[0].cfg.diagnostics
+        self.layers: list[str] = []  # the model's weight and unit layer names, from the first epoch's report
+        self.units: list[str] = []
+        self.epochs = int(pack[0].cfg.train.epochs)
+        self.files = []
+        for j in pack:
+            if j.log_file:
+                j.log_file.parent.mkdir(parents=True, exist_ok=True)
+            self.files.append(open(j.log_file, "a") if j.log_file else None)  # noqa: SIM115
+
+    def close(self) -> None:
+        for f in self.files:
+            if f:
+                f.close()
+
+    def on_epoch(self, r: EpochReport) -> None:
+        n = len(self.jobs)
+        self.layers, self.units = r.layers, r.units
+        for k, lg in enumerate(self.loggers):
+            m = r.metrics[k]
+            if m is not None and r.diagnostics is not None:
+                self.diag_hist[k].append(r.diagnostics[k])
+            if m is not None and r.epoch > self.logged_upto[k]:
+                extra = {}
+                if r.diagnostics is not None and ((r.epoch + 1) % self.dcfg.metrics_every == 0
+                                                  or r.epoch in (0, self.epochs - 1)):
+                    extra = RunDiagnostics.from_epochs([r.diagnostics[k]], self.dcfg.hist_min, self.dcfg.hist_max,
+                                                       self.layers, self.units).metrics(0)
+                lg.log_metrics({**m, "epoch_seconds": r.seconds, **extra}, step=r.epoch)
+                if self.files[k]:
+                    self.files[k].write(f"epoch {r.epoch + 1}: " + " ".join(f"{n_}={v:.6g}" for n_, v in m.items())
+                                        + f" (pack of {n}, {r.seconds:.3f} s)\n")
+                    self.files[k].flush()
+        done = [m for m in r.metrics if m is not None]
+        if self.progress is not None:
+            self.progress.epoch_done(r.epoch, len(done))
+        else:
+            best = max((m["test_acc"] for m in done), default=float("nan"))
+            log.info("epoch %d/%d: %d runs, %.2f s, best test acc %.4f", r.epoch + 1, self.epochs, len(done),
+                     r.seconds, best)
+
+    def on_checkpoint(self, epochs_done: int, states: list[dict]) -> None:
+        for j, lg, st, dh in zip(self.jobs, self.loggers, states, self.diag_hist):
+            lg.flush(wait=True)  # the store holds every epoch the checkpoint holds
+            save_checkpoint(checkpoint_path(j.cfg, j.key()),
+                            {**st, "run_id": lg.run_id, "diagnostics": _diag_to_tensors(dh)})
+
+    def finish(self, k: int, hist: list[dict], diverged_at: Optional[int]) -> Outcome:
+        """Close run k after training: artifacts, verdict, status. Raises only TrackingUnavailable."""
+        j, lg = self.jobs[k], self.loggers[k]
+        final = {**(hist[-1] if hist else {}), **summary_metrics(hist)}
+        try:
+            dh = self.diag_hist[k]
+            rd = RunDiagnostics.from_epochs(dh, self.dcfg.hist_min, self.dcfg.hist_max, self.layers,
+                                            self.units) if dh else None
+            if rd is not None:
+                lg.log_bytes(rd.to_npz(), "diagnostics/diagnostics.npz")
+            v, why = verdict(rd, final.get("test_acc"), DATASETS[j.cfg.data.name].classes, self.dcfg.verdict,
+                             diverged_at is not None)
+            lg.set_tags({"vgsweep.verdict": v, "vgsweep.verdict_reason": why})
+            if summary_metrics(hist):
+                lg.log_metrics(summary_metrics(hist), step=len(hist) - 1)
+            if j.cfg.tracking.learning_curve and hist:
+                fig = plots.learning_curve(hist, run_name(j.cfg))
+                lg.log_figure(fig, "learning_curve.png")
+                plots.close(fig)
+            lg.log_config(j.cfg)
+            if not j.hydra_later and j.output_dir is not None:
+                lg.log_hydra_dir(j.output_dir / ".hydra")
+            if diverged_at is None:
+                lg.finish("FINISHED")
+                outcome = Outcome("FINISHED", lg.run_id, final)
+            else:
+                reason = f"training loss became NaN or inf at epoch {diverged_at}"
+                lg.fail(reason, {"vgsweep.failed_epoch": str(diverged_at)})
+                outcome = Outcome("FAILED", lg.run_id, final, reason)
+        except tracking.TrackingUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001 - trained, but its record is incomplete: a failure, said so
+            reason = f"recording its results failed after training: {type(e).__name__}: {e}"
+            log.error("run %s (%s): %s", lg.run_id, run_name(j.cfg), reason)
+            try:
+                lg.fail(reason)
+            except tracking.TrackingUnavailable:
+                raise
+            except Exception as e2:  # noqa: BLE001
+                log.error("run %s: could not be marked FAILED either: %s", lg.run_id, e2)
+            return Outcome("FAILED", lg.run_id, final, reason)
+        checkpoint_path(j.cfg, j.key()).unlink(missing_ok=True)
+        return outcome
+
+
+def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
+    """Train one pack and record every job of it as its own MLflow run."""
+    rec = _PackRecorder(pack, progress)
+    try:
+        with Heartbeat(rec.loggers, float(pack[0].cfg.tracking.heartbeat_s)):
+            result = train_pack([j.cfg for j in pack], on_epoch=rec.on_epoch, on_checkpoint=rec.on_checkpoint,
+                                resume=[j.resume_state for j in pack])
+    except tracking.TrackingUnavailable:
+        raise  # the store is gone: nothing can be recorded, the runs keep their checkpoints
+    except Exception as e:  # noqa: BLE001 - the runs are closed as FAILED; the caller may split and retry
+        reason = f"{type(e).__name__}: {e}"
+        for lg in rec.loggers:
+            try:
+                lg.fail(reason)
+            except tracking.TrackingUnavailable:
+                raise
+            except Exception as e2:  # noqa: BLE001
+                log.error("run %s: could not be marked FAILED: %s", lg.run_id, e2)
+        log.debug("pack failed: %s\n%s", reason, traceback.format_exc())
+        raise
+    finally:
+        rec.close()
+    return [rec.finish(k, h, d) for k, (h, d) in enumerate(zip(result.history, result.diverged_at))]
+
+
+def run_isolated(jobs: list[Job], progress) -> list[Outcome]:
+    """run_pack, and on an exception split the pack in halves and retry, down to single runs."""
+    try:
+        return run_pack(jobs, progress)
+    except tracking.TrackingUnavailable:
+        raise
+    except Exception as e:  # noqa: BLE001
+        reason = f"{type(e).__name__}: {e}"
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            torch.cuda.empty_cache()
+        if len(jobs) == 1:
+            log.error("run %s failed: %s", run_name(jobs[0].cfg), reason)
+            return [Outcome("FAILED", None, {}, reason)]
+        log.warning("pack of %d failed (%s): retrying it as two packs", len(jobs), reason)
+        for j in jobs:
+            j.resume_run = j.resume_state = None  # the failed attempt's runs stay FAILED; start afresh
+        half = len(jobs) // 2
+        return run_isolated(jobs[:half], progress) + run_isolated(jobs[half:], progress)
+
+
+# --- a whole sweep -------------------------------------------------------------------------------
+class Sweep:
+    """The jobs of one launch, planned at once and trained pack by pack on demand: `outcome(i)` trains
+    job i's pack the first time one of its jobs is asked for. Call after preflight."""
+
+    def __init__(self, jobs: list[Job], max_pack: int | None = None, memory_budget_gb: float | None = None,
+                 progress: str | None = None):
+        from vgsweep.progress import Progress
+
+        self.jobs = jobs
+        tracking.configure(float(jobs[0].cfg.tracking.retry_s))
+        self.t0 = time.time()
+        try:
+            self.outcomes: list[Optional[Outcome]] = plan(jobs)
+        except tracking.TrackingUnavailable as e:
+            raise stopped(jobs[0].cfg, e) from None
+        todo = [i for i, o in enumerate(self.outcomes) if o is None]
+        skipped = len(jobs) - len(todo)
+        if skipped:
+            log.info("%d of %d jobs skipped: already FINISHED (or running) in the store", skipped, len(jobs))
+        sub = group_packs([jobs[i].cfg for i in todo],
+                          [jobs[i].resume_state["epochs_done"] if jobs[i].resume_state else 0 for i in todo],
+                          max_pack, memory_budget_gb)
+        self.packs = [[todo[i] for i in p] for p in sub]
+        self.pack_of = {i: p for p in self.packs for i in p}
+        if self.packs:
+            log.info("%d jobs to train in %d packs: %s", len(todo), len(self.packs),
+                     ", ".join(str(len(p)) for p in self.packs))
+        self.progress = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs)) for p in self.packs],
+                                 progress) if progress and self.packs else None
+
+    def outcome(self, i: int) -> Outcome:
+        if self.outcomes[i] is None:
+            pack = self.pack_of[i]
+            try:
+                results = run_isolated([self.jobs[j] for j in pack], self.progress)
+            except tracking.TrackingUnavailable as e:
+                raise stopped(self.jobs[i].cfg, e) from None
+            for j, o in zip(pack, results):
+                self.outcomes[j] = o
+            if self.progress:
+                self.progress.pack_done()
+        return self.outcomes[i]  # type: ignore[return-value]
+
+    def counts(self) -> dict[str, int]:
+        done = [o for o in self.outcomes if o is not None]
+        return {s: sum(o.status == s for o in done) for s in ("FINISHED", "SKIPPED", "FAILED")}
+
+
+def stopped(cfg: DictConfig, e: tracking.TrackingUnavailable) -> SweepStopped:
+    uri = tracking.resolve_uri(cfg)
+    return SweepStopped(
+        f"the tracking store {uri} has not answered since {time.strftime('%H:%M:%S', time.localtime(e.since))} "
+        f"(retried {e.seconds:.0f} s, tracking.retry_s={cfg.tracking.retry_s:g}): the sweep stopped. "
+        f"Checkpoints are kept in {checkpoint_dir(cfg).resolve()}; when the store answers again, run the same "
+        "command: finished runs are skipped, the others resume from their checkpoints")
+
+
+def run_jobs(jobs: list[Job], max_pack: int | None = None, memory_budget_gb: float | None = None,
+             progress: str | None = None) -> list[Outcome]:
+    """Check all jobs, skip the finished ones, train the rest pack by pack; one Outcome per job.
+
+    progress: None logs every epoch (a single job); auto | bar | log show the sweep's progress."""
+    from vgsweep.preflight import check_jobs
+
+    check_jobs(jobs)
+    sweep = Sweep(jobs, max_pack, memory_budget_gb, progress)
+    return [sweep.outcome(i) for i in range(len(jobs))]
