@@ -36,8 +36,8 @@ report: install ## results/report.md: the table, the verdicts and the figures, a
 ui: install ## the MLflow UI over the project's store, on 127.0.0.1 (PORT=5000)
 	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
 
-test: install ## the whole test suite (unit + end-to-end + real MNIST), CPU only
-	$(PY) -m pytest
+test: install ## the whole test suite (unit + end-to-end + real MNIST), CPU only, on 2 workers
+	$(PY) -m pytest -n 2 --dist loadscope
 
 test-fast: install ## unit tests only (no subprocess CLI runs, no real MNIST)
 	$(PY) -m pytest -m "not e2e and not mnist"

@@ -70,3 +70,49 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, module: str = "vgswe
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env=env)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 over a SQLite file in `folder`; can be stopped (killed) and
+    started again on the same port over the same store."""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        self.folder, self.port = folder, port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> "MlflowServer":
+        import time
+        import urllib.request
+
+        mlflow = Path(sys.executable).parent / "mlflow"
+        log = (self.folder / "server.log").open("a")
+        self.proc = subprocess.Popen([str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port),
+                                      "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+                                      "--artifacts-destination", str(self.folder / "server-artifacts"),
+                                      "--workers", "1"], stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/health", timeout=2).read()
+                return self
+            except OSError:
+                assert self.proc.poll() is None, (self.folder / "server.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(0.3)
+
+    def stop(self, kill: bool = False) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)  # the server and its workers
+            self.proc.wait(timeout=30)

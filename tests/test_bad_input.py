@@ -11,38 +11,98 @@ from tests.conftest import SMALL, make_idx_dataset, run_cli
 from vgsweep.jobs import Job
 from vgsweep.sweep import run_jobs
 
-# (overrides, fragments the output must hold). {tiny}, {empty}, {corrupt}, {store}, {tmp} are filled in.
+# (overrides, fragments the message must hold, whose message: vgsweep's own one line or Hydra's).
+# {tiny}, {empty}, {corrupt}, {short}, {store}, {tmp}, {afile}, {notsqlite}, {foreign} are filled in.
+OURS, HYDRA = "vgsweep", "hydra"
 CASES = [
-    (["activation=sigmoidd"], ["Could not find 'activation/sigmoidd'", "logistic"]),
-    (["depth=7"], ["Could not find 'depth/7'"]),
-    (["train.epoch=3"], ["Key 'epoch' not in", "train.epoch"]),
-    (["train.epochs=abc"], ["train.epochs", "'abc'", "Integer"]),
-    (["train.epochs=0"], ["train.epochs=0 is not accepted", "a positive int"]),
-    (["optimizer.lr=-1"], ["optimizer.lr=-1.0 is not accepted", "a positive float"]),
-    (["optimizer.momentum=1.5"], ["optimizer.momentum=1.5", "[0, 1)"]),
-    (["model.hidden=[]"], ["model.hidden=[] is not accepted", "non-empty list"]),
-    (["model.hidden=[64,64,64]"], ["model.depth=2", "len(model.hidden) = 3"]),
-    (["regime.grad_noise.unit=minute"], ["minute", "epoch", "step"]),
-    (["regime.bn.mode=sometimes"], ["sometimes", "frozen", "batch"]),
-    (["device=cuda"], ["device='cuda'", "no CUDA device"]),
-    (["precision=bf16"], ["precision='bf16'", "GPU options"]),
-    (["data.root={empty}"], ["data.root=", "not found", "data.download=true"]),
-    (["data.root={corrupt}"], ["data.root=", "damaged"]),
-    (["data.root={tiny}", "data.verify=true"], ["checksum mismatch", "data.verify=false"]),
-    (["tracking.uri=http://127.0.0.1:9"], ["tracking.uri='http://127.0.0.1:9'", "no MLflow server answers"]),
-    (["tracking.uri=sqlite:///{tmp}/no/such/dir/m.db"], ["does not exist"]),
-    (["train.batch_size=100000"], ["train.batch_size=100000 is not accepted", "at most 384"]),
-    (["checkpoint.every=-1"], ["checkpoint.every=-1", ">= 0"]),
+    # Hydra's composition: unknown options and keys, wrong types
+    (["activation=sigmoidd"], ["Could not find 'activation/sigmoidd'", "logistic"], HYDRA),
+    (["depth=7"], ["Could not find 'depth/7'"], HYDRA),
+    (["train.epoch=3"], ["Key 'epoch' not in", "train.epoch"], HYDRA),
+    (["train.epochs=abc"], ["train.epochs", "'abc'", "Integer"], HYDRA),
+    (["seed=abc"], ["seed", "'abc'"], HYDRA),
+    (["regime.grad_noise.unit=minute"], ["minute", "epoch", "step"], HYDRA),
+    (["regime.bn.mode=sometimes"], ["sometimes", "frozen", "batch"], HYDRA),
+    (["model=vgg08", "depth=5"], ["model.depth=5 is not accepted", "depth=... sets the MLP's widths"], OURS),
+    (["hydra.launcher.progress=sometimes"], ["sometimes"], HYDRA),
+    # values out of range
+    (["train.epochs=0"], ["train.epochs=0 is not accepted", "a positive int"], OURS),
+    (["optimizer.lr=-1"], ["optimizer.lr=-1.0 is not accepted", "a positive float"], OURS),
+    (["optimizer.momentum=1.5"], ["optimizer.momentum=1.5", "[0, 1)"], OURS),
+    (["model.hidden=[]"], ["model.hidden=[] is not accepted", "non-empty list"], OURS),
+    (["model.hidden=[64,64,64]"], ["model.depth=2", "len(model.hidden) = 3"], OURS),
+    (["checkpoint.every=-1"], ["checkpoint.every=-1", "an int >= 0"], OURS),
+    (["diagnostics.verdict.dead_fraction=2"], ["diagnostics.verdict.dead_fraction=2.0", "[0, 1]"], OURS),
+    (["diagnostics.hist_min=5"], ["diagnostics.hist_max=2.0", "above diagnostics.hist_min=5.0"], OURS),
+    (["optimizer.schedule.eta_min=1"], ["optimizer.schedule.eta_min=1.0", "at most optimizer.lr"], OURS),
+    (["data.val_size=100000"], ["data.val_size=100000", "fewer than the"], OURS),
+    (["data.mean=[0.1,0.2]", "data.std=[1,1]"], ["data.mean=[0.1, 0.2]", "1 values, one per channel"], OURS),
+    (["model=vgg08", "regime=gna_bn"], ["regime.name='gna_bn'", "model.bn and model.residual"], OURS),
+    (["regime=wn", "init=zero"], ["init.name='zero'", "xavier, he or normal"], OURS),
+    # NaN and inf, everywhere a number is
+    (["optimizer.lr=nan"], ["optimizer.lr=nan is not accepted", "NaN and inf are not"], OURS),
+    (["optimizer.lr=inf"], ["optimizer.lr=inf is not accepted"], OURS),
+    (["optimizer.lr=1e400"], ["optimizer.lr=inf is not accepted"], OURS),
+    (["init.std=inf"], ["init.std=inf"], OURS),
+    (["regime.bn.eps=nan"], ["regime.bn.eps=nan"], OURS),
+    (["regime=gna", "regime.grad_noise.eta=nan"], ["regime.grad_noise.eta=nan"], OURS),
+    (["regime.grad_noise.gamma=-inf"], ["regime.grad_noise.gamma=-inf"], OURS),
+    (["data.input_noise_std=nan"], ["data.input_noise_std=nan"], OURS),
+    (["tracking.heartbeat_s=nan"], ["tracking.heartbeat_s=nan"], OURS),
+    (["tracking.stale_after_s=inf"], ["tracking.stale_after_s=inf"], OURS),
+    (["tracking.retry_s=nan"], ["tracking.retry_s=nan"], OURS),
+    (["diagnostics.verdict.vanish_ratio=nan"], ["diagnostics.verdict.vanish_ratio=nan"], OURS),
+    (["activation.negative_slope=inf"], ["activation.negative_slope=inf"], OURS),
+    # the launcher's own options
+    (["hydra.launcher.max_pack=-1"], ["hydra.launcher.max_pack=-1", "an int >= 0"], OURS),
+    (["hydra.launcher.memory_budget_gb=nan"], ["hydra.launcher.memory_budget_gb=nan", "positive finite"], OURS),
+    (["hydra.launcher.memory_budget_gb=-2"], ["hydra.launcher.memory_budget_gb=-2.0"], OURS),
+    # the device
+    (["device=cuda"], ["device='cuda'", "no CUDA device"], OURS),
+    (["device=tpu"], ["device='tpu'", "auto, cpu, cuda or cuda:N"], OURS),
+    (["precision=bf16"], ["precision='bf16'", "GPU options"], OURS),
+    # the data
+    (["data.root={empty}"], ["data.root=", "not found", "data.download=true"], OURS),
+    (["data.root={corrupt}"], ["data.root=", "damaged"], OURS),
+    (["data.root={tiny}", "data.verify=true"], ["checksum mismatch", "data.verify=false"], OURS),
+    (["data.root={short}"], ["truncated"], OURS),
+    (["train.batch_size=100000"], ["train.batch_size=100000 is not accepted", "at most 384"], OURS),
+    # the store and the folders
+    (["tracking.uri=http://127.0.0.1:9"], ["tracking.uri='http://127.0.0.1:9'", "no MLflow server answers"], OURS),
+    (["tracking.uri=sqlite:///{tmp}/no/such/dir/m.db"], ["does not exist"], OURS),
+    (["tracking.uri=ftp://example.org/x"], ["tracking.uri='ftp://example.org/x'", "sqlite:///"], OURS),
+    (["tracking.uri=sqlite:///{notsqlite}"], ["is not a SQLite database"], OURS),
+    (["tracking.uri=sqlite:///{tmp}"], ["is a folder, not a database file"], OURS),
+    (["tracking.uri=sqlite:///{foreign}"], ["another application's SQLite database", "songs"], OURS),
+    (["study=''"], ["study=''", "a non-empty name"], OURS),
+    (["tracking.artifact_root={afile}/art"], ["tracking.artifact_root=", "is a file"], OURS),
+    (["checkpoint.dir={afile}/ck"], ["checkpoint.dir=", "is a file"], OURS),
+    (["hydra.sweep.dir={afile}/mr"], ["hydra.sweep.dir=", "is a file"], OURS),
 ]
+# Also tried as a single job (no -m): the checks before Hydra makes the job's output folder.
+SINGLE = [c for c in CASES if c[2] == OURS and not c[0][0].startswith(("hydra.", "tracking.retry"))][::3]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_root):
+    import sqlite3
+
+    from vgsweep.data.idx import write_idx
+
     tmp = tmp_path_factory.mktemp("bad")
     (tmp / "empty").mkdir()
     corrupt = make_idx_dataset(tmp / "corrupt")
     f = corrupt / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
     f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])  # a download cut off half way
+    short = make_idx_dataset(tmp / "short")
+    (short / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").unlink()
+    (short / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3, 0]))  # 5 bytes
+    (tmp / "afile").write_text("a file, not a folder")
+    (tmp / "notsqlite.db").write_text("hello")
+    con = sqlite3.connect(tmp / "foreign.db")
+    con.execute("CREATE TABLE songs (title TEXT)")
+    con.commit()
+    con.close()
     store = tmp / "store"
     store.mkdir()
     # A store that already holds a finished run: nothing below may change it.
@@ -50,37 +110,57 @@ def world(tmp_path_factory, tiny_root):
 
     cfg = compose_cfg([*SMALL, f"data.root={tiny_root}", f"tracking.uri=sqlite:///{store / 'mlflow.db'}"])
     assert run_jobs([Job(cfg)])[0].status == "FINISHED"
-    return {"tiny": tiny_root, "empty": tmp / "empty", "corrupt": corrupt, "store": store, "tmp": tmp}
+    del write_idx
+    return {"tiny": tiny_root, "empty": tmp / "empty", "corrupt": corrupt, "short": short, "store": store,
+            "tmp": tmp, "afile": tmp / "afile", "notsqlite": tmp / "notsqlite.db", "foreign": tmp / "foreign.db"}
 
 
-def _snapshot(store: Path) -> dict:
-    return {p.relative_to(store): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
+def _snapshot(*roots: Path) -> dict:
+    return {p: p.read_bytes() for root in roots for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _check(case, proc, made: Path) -> None:
+    overrides, fragments, whose = case
+    assert proc.returncode == 2, (overrides, proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, (overrides, proc.stderr[-2000:])
+    if whose == OURS:
+        lines = [x for x in proc.stderr.splitlines() if x.startswith("vgsweep: ")]
+        assert len(lines) == 1, (overrides, proc.stderr[-2000:])
+        text = lines[0]
+    else:
+        text = proc.stderr
+    for frag in fragments:
+        assert frag in text, (overrides, frag, text[-2000:])
+    assert "epoch 1" not in proc.stdout + proc.stderr  # nothing trained
+    assert not made.exists(), (overrides, "an output folder was made")
 
 
 @pytest.mark.e2e
 def test_every_bad_input_fails_before_training_with_a_clear_message(world):
-    before = _snapshot(world["store"])
+    """Each bad input, as a sweep and (a third of them) as a single job: exit 2, one line naming the
+    key, the value and what is accepted (Hydra's own message for what Hydra refuses), no traceback,
+    no output folder, and the store and every other file byte for byte as they were."""
     uri = f"sqlite:///{world['store'] / 'mlflow.db'}"
+    before = _snapshot(world["store"], world["tiny"], world["short"])
+    runs = [(c, True) for c in CASES] + [(c, False) for c in SINGLE]
 
-    def one(case):
-        overrides, _ = case
+    def one(item):
+        (overrides, _, _), sweep = item
         filled = [o.format(**world) for o in overrides]
-        args = ["-m", "seed=1,2", *SMALL, f"data.root={world['tiny']}", f"tracking.uri={uri}", *filled,
-                f"hydra.sweep.dir={world['tmp'] / 'mr' / str(abs(hash(tuple(filled))))}"]
-        return run_cli(args, cwd=world["tmp"], timeout=300)
+        made = world["tmp"] / ("mr" if sweep else "run") / str(abs(hash(tuple(filled))))
+        key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+        small = [a for a in SMALL if not (a.startswith("model.") and any(o.startswith("model=vgg") for o in filled))]
+        args = [*(["-m", "seed=1,2"] if sweep else []), *small, f"data.root={world['tiny']}", f"tracking.uri={uri}",
+                *filled, *([] if any(o.startswith(key) for o in filled) else [f"{key}={made}"])]
+        return run_cli(args, cwd=world["tmp"], timeout=300), made
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        procs = list(pool.map(one, CASES))
-    assert len(CASES) >= 15
-    for (overrides, fragments), proc in zip(CASES, procs):
-        out = proc.stdout + proc.stderr
-        assert proc.returncode != 0, overrides
-        for frag in fragments:
-            assert frag in out, (overrides, frag, out[-2000:])
-        assert "Traceback" not in proc.stderr, (overrides, proc.stderr[-2000:])
-        assert "epoch 1" not in out  # nothing trained
-    assert _snapshot(world["store"]) == before
-    assert not (world["tmp"] / "checkpoints").exists()
+        results = list(pool.map(one, runs))
+    assert len(CASES) >= 40
+    for (case, _), (proc, made) in zip(runs, results):
+        _check(case, proc, made)
+    assert _snapshot(world["store"], world["tiny"], world["short"]) == before
+    assert not (world["tmp"] / "checkpoints").exists() and not (world["tmp"] / "outputs").exists()
 
 
 @pytest.mark.parametrize("defect,fragment", [("labels", "label 12, but mnist has 10 classes"),

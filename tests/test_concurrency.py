@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import SMALL, run_cli
+from tests.conftest import SMALL, MlflowServer, run_cli
 
 pytestmark = pytest.mark.e2e
 SEEDS = ("0,1,2,3", "4,5,6,7")
@@ -52,28 +47,9 @@ def test_two_sweeps_into_one_sqlite_store(tiny_root, tmp_path):
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mlflow = Path(sys.executable).parent / "mlflow"
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                             "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2).read()
-            break
-        except OSError:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    server = MlflowServer(tmp_path).start()
+    yield server.url
+    server.stop()
 
 
 def test_two_sweeps_into_one_mlflow_server(tiny_root, tmp_path, mlflow_server):

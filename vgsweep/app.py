@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 register_configs()
 CONF_DIR = str(_CONF)  # conf/ beside the package, as an absolute path: the command works from any directory
 _ENTERED = False  # set once vgsweep's own code runs: a Hydra error before that is bad input (exit 2)
+STARTED_AT = __import__("time").time()  # what this process wrote is newer than this
 
 
 def entered() -> None:
@@ -46,11 +47,14 @@ def _die(message: str, code: int) -> None:
 
 
 @contextlib.contextmanager
-def exit_on_bad_input():
-    """Bad input ends the command with one line on stderr and exit status 2, not a traceback."""
+def exit_on_bad_input(undo=None):
+    """Bad input ends the command with one line on stderr and exit status 2, not a traceback;
+    `undo` first removes what was made for the refused command."""
     try:
         yield
     except ConfigError as e:
+        if undo is not None:
+            undo()
         _die(str(e), 2)
 
 
@@ -115,6 +119,9 @@ def _attach_hydra_files(cfg: DictConfig, outcome, hydra_dir: Path) -> None:
         raise
     except Exception as e:  # noqa: BLE001
         reason = f"recording its .hydra files failed after training: {type(e).__name__}: {e}"
+        if outcome.status == "FAILED":  # it failed already: keep that reason
+            log.warning("run %s: %s", outcome.run_id, reason)
+            return
         outcome.status, outcome.reason = "FAILED", reason
         if lg is not None:
             with contextlib.suppress(Exception):
@@ -140,7 +147,15 @@ main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config"
 
 
 class Preflight(Callback):
-    """A single run is checked before Hydra makes its output folder (a sweep: by the launcher)."""
+    """A single run is checked before Hydra makes its output folder; a sweep's folder before Hydra's
+    sweeper makes it (its jobs are checked by the launcher, before any job folder is made)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from vgsweep.preflight import check_dir
+
+        entered()
+        with exit_on_bad_input():
+            check_dir("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         from vgsweep.jobs import Job

@@ -409,6 +409,12 @@ def validate(cfg: DictConfig) -> None:
     if family not in MODEL_SCHEMAS:
         raise ConfigError("model.family", family, "one of " + ", ".join(MODEL_SCHEMAS),
                           "pick a model=... option")
+    known = {f.name for f in dataclasses.fields(MODEL_SCHEMAS[family])}
+    for k in cfg.model:
+        if k not in known:
+            raise ConfigError(f"model.{k}", cfg.model[k], f"a key of model.family={family}: " + ", ".join(sorted(known)),
+                              "depth=... sets the MLP's widths; it does not apply to this family" if k in ("depth", "hidden")
+                              else "")
     _walk(cfg, Config, "")
     _walk(cfg.model, MODEL_SCHEMAS[family], "model.")
     for key in ("study", "tracking.experiment"):

@@ -67,6 +67,20 @@ def in_dir(path: str):
         os.chdir(old)
 
 
+def _tidy(sweep_dir: Path) -> None:
+    """Undo what Hydra's sweeper wrote before the launcher could refuse the sweep: the sweep folder
+    and its multirun.yaml, if this process made them and nothing else is there."""
+    from vgsweep.app import STARTED_AT
+
+    f = sweep_dir / "multirun.yaml"
+    try:
+        if f.is_file() and f.stat().st_mtime >= STARTED_AT - 1 and [p.name for p in sweep_dir.iterdir()] == [f.name]:
+            f.unlink()
+            sweep_dir.rmdir()
+    except OSError:
+        pass
+
+
 def check_options(launcher) -> None:
     """The launcher's own options, refused like any other bad input."""
     mp, budget, progress = launcher.max_pack, launcher.memory_budget_gb, launcher.progress
@@ -130,7 +144,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     app.entered()
     register_configs()
     configs, jobs = [], []
-    with app.exit_on_bad_input():
+    with app.exit_on_bad_input(lambda: _tidy(Path(str(config.hydra.sweep.dir)))):
         check_options(launcher)
         for i, overrides in enumerate(job_overrides):
             idx = initial_job_idx + i
@@ -152,7 +166,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
 
     from vgsweep.sweep import Sweep
 
-    with app.exit_on_sweep_stopped():
+    with app.exit_on_sweep_stopped(), app.exit_on_bad_input(lambda: _tidy(Path(str(config.hydra.sweep.dir)))):
         sweep = Sweep(jobs, max_pack=launcher.max_pack or None, memory_budget_gb=launcher.memory_budget_gb,
                       progress=launcher.progress)
     _ACTIVE = PackedSweep(sweep, jobs, [c.hydra.job.num for c in configs], os.getcwd())

@@ -30,7 +30,7 @@ import torch
 from omegaconf import DictConfig
 
 from vgsweep import plots, tracking
-from vgsweep.config import config_hash, flatten, resolve_device, to_container
+from vgsweep.config import ConfigError, flatten, resolve_device, to_container
 from vgsweep.data.sets import DATASETS
 from vgsweep.diagnostics import RunDiagnostics, verdict
 from vgsweep.jobs import Job, Outcome, SweepStopped, run_name
@@ -328,6 +328,9 @@ class Sweep:
             self.outcomes: list[Optional[Outcome]] = plan(jobs)
         except tracking.TrackingUnavailable as e:
             raise stopped(jobs[0].cfg, e) from None
+        except tracking.TrackingError as e:  # a store found unusable on opening it: bad input, nothing written
+            raise ConfigError("tracking.uri", tracking.resolve_uri(jobs[0].cfg), "an MLflow store vgsweep can use",
+                              str(e)) from None
         todo = [i for i, o in enumerate(self.outcomes) if o is None]
         skipped = len(jobs) - len(todo)
         if skipped:

@@ -222,8 +222,12 @@ def ensure_sqlite_store(uri: str, artifact_location: str | None = None) -> None:
         tables = sqlite_tables(p) if p.exists() else set()
         if p.exists() and tables:
             complete, runs = _store_complete(p)
-            if complete or runs:
-                return  # a store in use is never rewritten (MLflow itself reports an old schema)
+            if complete:
+                return
+            if runs:  # a store that holds runs is never rewritten
+                raise TrackingError(f"{p} holds {runs} runs but its MLflow schema is incomplete or of another MLflow "
+                                    "version; vgsweep does not rewrite a store that holds runs: back it up and run "
+                                    f"`mlflow db upgrade sqlite:///{p}`, or point tracking.uri at another file")
             aside = p.with_name(f"{p.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
             os.replace(p, aside)
             log.warning("%s held a half-built MLflow schema and no runs (a process was killed while creating "
@@ -269,8 +273,13 @@ def client_for(uri: str, artifact_location: str | None = None):
     _install_sqlite_busy_timeout()
     if sqlite_path(uri) is not None:
         ensure_sqlite_store(uri, artifact_location)
+    from mlflow.exceptions import MlflowException
+
     client = MlflowClient(tracking_uri=uri)
-    retry(client.search_experiments, max_results=1)
+    try:
+        retry(client.search_experiments, max_results=1)
+    except MlflowException as e:
+        raise TrackingError(f"tracking.uri={uri!r}: {str(e).splitlines()[0]}") from None
     return client
 
 

@@ -1,0 +1,184 @@
+"""Nothing silent, nothing stuck: a failure after training, a store killed while it is created, a
+tracking server that dies mid-sweep."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import SMALL, MlflowServer, make_idx_dataset, run_cli
+
+LONGER = [*SMALL, "model.hidden=[128,128]", "train.epochs=30", "checkpoint.every=0"]
+
+
+def _runs(uri: str):
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("agarap2019")
+    return c, (c.search_runs([exp.experiment_id], max_results=1000) if exp else [])
+
+
+def _popen(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for(cond, proc: subprocess.Popen, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert proc.poll() is None, f"the command ended before {what}: make it longer"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def bigger(tmp_path_factory) -> Path:
+    """Enough data that a sweep trains for a few seconds on the CPU."""
+    return make_idx_dataset(tmp_path_factory.mktemp("bigger"), n_train=3000, n_test=500)
+
+
+@pytest.mark.e2e
+def test_a_failure_after_training_ends_the_runs_failed_and_the_sweep_nonzero(bigger, tmp_path):
+    """The artifact folder becomes a file while the pack trains: every run trained, none could be
+    recorded. Each is FAILED with the reason, the sweep counts them and exits 1; nothing is RUNNING.
+    Run again, the unusable folder is refused before anything trains."""
+    uri, art = f"sqlite:///{tmp_path / 'm.db'}", tmp_path / "art"
+    args = ["-m", "activation=relu,tanh", *LONGER, f"data.root={bigger}", f"tracking.uri={uri}",
+            f"tracking.artifact_root={art}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
+    proc = _popen(args, tmp_path)
+    log = tmp_path / "mr" / "0" / "app.log"
+    _wait_for(lambda: log.is_file() and "epoch 1:" in log.read_text(), proc, 240, "the first epoch")
+    shutil.rmtree(art, ignore_errors=True)
+    art.write_text("not a folder")  # the disk holding the artifacts went away
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-3000:]
+    assert "0 finished, 0 skipped (already in the store), 2 failed" in out + err
+    assert "recording its results failed after training" in out + err
+    _, runs = _runs(uri)
+    assert len(runs) == 2
+    for r in runs:
+        assert r.info.status == "FAILED"
+        assert r.data.tags["vgsweep.failure"].startswith("recording its results failed after training")
+        assert len(r.data.metrics) > 0  # what was recorded before the failure is kept
+    db = (tmp_path / "m.db").read_bytes()
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 2 and "tracking.artifact_root=" in again.stderr and "is a file" in again.stderr
+    assert "Traceback" not in again.stderr and (tmp_path / "m.db").read_bytes() == db
+
+
+def test_a_store_killed_while_being_created_is_never_half_built(tmp_path):
+    """A process killed at any moment while creating the SQLite store leaves either no store or a
+    whole one; a later command works."""
+    from vgsweep import tracking
+
+    db = tmp_path / "store.db"
+    code = f"from vgsweep import tracking; tracking.client_for('sqlite:///{db}')"
+    seen_states = set()
+    for delay in (0.0, 0.15, 0.4, 0.8):
+        if db.exists():
+            db.unlink()  # every round creates the store anew
+        proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        started = threading.Event()
+
+        def watch(p=proc, ev=started):
+            for line in p.stderr:
+                if "Creating initial MLflow database tables" in line:
+                    ev.set()
+        threading.Thread(target=watch, daemon=True).start()
+        assert started.wait(60) or proc.poll() is not None
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if db.exists():
+            complete, runs = tracking._store_complete(db)
+            assert complete and runs == 0, f"half-built store after a kill at +{delay} s"
+            seen_states.add("whole")
+        else:
+            seen_states.add("absent")
+    # whatever the last kill left (a stray .building file, or nothing), the store is made and used
+    client = tracking.client_for(f"sqlite:///{db}")
+    assert client.search_experiments() and not list(tmp_path.glob("store.db.building-*"))
+    assert "absent" in seen_states  # the kills did land during creation
+
+
+def test_a_half_built_store_is_rebuilt_and_one_with_runs_never_rewritten(tmp_path):
+    """Stores left half-built by earlier versions: without runs, moved aside and built again; with
+    runs, refused with one clear reason and left byte for byte as they were."""
+    import sqlalchemy
+    from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
+
+    from vgsweep import tracking
+
+    def half_built(p: Path, with_run: bool) -> None:
+        engine = sqlalchemy.create_engine(f"sqlite:///{p}")
+        InitialBase.metadata.create_all(engine)  # killed after the first tables, before the migrations
+        if with_run:
+            with engine.begin() as c:
+                c.execute(sqlalchemy.text("INSERT INTO experiments (experiment_id, name, lifecycle_stage) "
+                                          "VALUES (1, 'e', 'active')"))
+                c.execute(sqlalchemy.text("INSERT INTO runs (run_uuid, experiment_id, lifecycle_stage, status) "
+                                          "VALUES ('r1', 1, 'active', 'FINISHED')"))
+        engine.dispose()
+
+    empty = tmp_path / "empty.db"
+    half_built(empty, with_run=False)
+    assert tracking._store_complete(empty) == (False, 0)
+    client = tracking.client_for(f"sqlite:///{empty}")
+    assert client.search_experiments() and tracking._store_complete(empty)[0]
+    assert len(list(tmp_path.glob("empty.db.broken-*"))) == 1  # the old file is kept beside it
+
+    used = tmp_path / "used.db"
+    half_built(used, with_run=True)
+    before = used.read_bytes()
+    with pytest.raises(tracking.TrackingError, match="holds 1 runs .* does not rewrite a store that holds runs"):
+        tracking.client_for(f"sqlite:///{used}")
+    assert used.read_bytes() == before
+
+
+@pytest.mark.e2e
+def test_a_sweep_whose_server_dies_stops_with_one_line_then_resumes(bigger, tmp_path):
+    """The tracking server is killed mid-sweep and left down: the sweep retries for tracking.retry_s,
+    then stops with one line (exit 3), its checkpoints kept. With the server back, the same command
+    resumes the runs from their checkpoints into the same MLflow runs, every epoch logged once."""
+    server = MlflowServer(tmp_path).start()
+    try:
+        ck = tmp_path / "ck"
+        args = ["-m", "activation=relu,tanh", *[a for a in LONGER if not a.startswith(("checkpoint", "train.epochs"))],
+                "train.epochs=14",
+                f"data.root={bigger}", f"tracking.uri={server.url}", "tracking.retry_s=4", "checkpoint.every=2",
+                f"checkpoint.dir={ck}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
+        proc = _popen(args, tmp_path)
+        _wait_for(lambda: len(list(ck.glob("*.pt"))) == 2, proc, 240, "the first checkpoints")
+        server.stop(kill=True)
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 3, err[-3000:]
+        assert time.monotonic() - t0 < 90  # bounded: 4 s of retries, a flush interval, then out
+        lines = [x for x in err.splitlines() if x.startswith("vgsweep: ")]
+        assert len(lines) == 1 and "Traceback" not in err
+        assert f"the tracking store {server.url} has not answered since" in lines[0]
+        assert "tracking.retry_s=4" in lines[0] and str(ck) in lines[0]
+        assert len(list(ck.glob("*.pt"))) == 2
+
+        server.start()
+        again = run_cli(args, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "from its checkpoint at epoch" in again.stdout + again.stderr
+        client, runs = _runs(server.url)
+        assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+        for r in runs:
+            steps = [m.step for m in client.get_metric_history(r.info.run_id, "test_acc")]
+            assert sorted(steps) == list(range(14))
+        assert not list(ck.glob("*.pt"))
+    finally:
+        server.stop()
