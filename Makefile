@@ -33,8 +33,8 @@ figures: install ## results/figures/ (PNG + PDF) from MLflow, also logged as the
 report: install ## results/report.md: the table, the verdicts and the figures, all regenerated from MLflow
 	$(PY) -m vgsweep report --out results $(FIG_ARGS)
 
-ui: install ## the MLflow UI over the project's store, on 127.0.0.1 (PORT=5000)
-	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
+ui: install ## the MLflow UI over the project's store on 127.0.0.1 (PORT=5000); prints each experiment's address
+	$(PY) -m vgsweep ui --tracking-uri $(STORE) --port $(PORT)
 
 test: install ## the whole test suite (unit + end-to-end + real MNIST), CPU only, on 2 workers
 	$(PY) -m pytest -n 2 --dist loadscope

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,6 +131,11 @@ def test_report_and_figures_from_the_store(sweep):
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     fig_runs = [r for r in runs if r.data.tags.get("vgsweep.kind") == "figures"]
     assert len(fig_runs) == 1
+    again = run_cli(["report", "--tracking-uri", uri, "--out", str(out)], cwd=tmp)  # make report, twice
+    assert again.returncode == 0, again.stderr[-3000:]
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    fig_runs = [r for r in runs if r.data.tags.get("vgsweep.kind") == "figures"]
+    assert len(fig_runs) == 1  # the figures run is replaced, not added to
     logged = {Path(a.path).name for a in client.list_artifacts(fig_runs[0].info.run_id, "figures")}
     assert {f"{s}.png" for s in expected} <= logged
     for r in runs:
@@ -132,3 +143,63 @@ def test_report_and_figures_from_the_store(sweep):
             assert r.data.tags["vgsweep.verdict"] in ("healthy", "vanishing", "exploding", "dead_units", "not_learning")
             assert "diagnostics/diagnostics.npz" in {a.path for a in client.list_artifacts(r.info.run_id, "diagnostics")}
             assert "grad/dense1/norm" in r.data.metrics and "units/hidden1/dead" in r.data.metrics
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _page_text(url: str, tmp: Path) -> str:
+    """What a person sees at url: headless Chromium runs the page's scripts, then the DOM's text."""
+    import re
+
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp / 'chromium'}", "--window-size=1600,1200",
+                           "--virtual-time-budget=30000", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=180)
+    html = re.sub(r"<script.*?</script>|<style.*?</style>", " ", proc.stdout, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_the_ui_opens_the_experiment_on_its_training_runs(sweep):
+    """The real `vgsweep ui` (mlflow ui) and a real browser: the printed address shows the runs of the
+    experiment, and a run's page shows its test_acc."""
+    if CHROMIUM is None:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError("CI=true but chromium is missing (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    import urllib.request
+
+    from tests.conftest import free_port
+    from vgsweep import ui
+
+    tmp, uri, _ = sweep
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("agarap2019")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", "ui", "--tracking-uri", uri, "--port", str(port)],
+                            cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        url = lines[1].split(": ", 1)[1].strip()
+        assert lines[1].startswith("agarap2019: ") and url.endswith(f"/#/experiments/{exp.experiment_id}?{ui.WORKFLOW}")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "mlflow ui did not start"
+                time.sleep(0.3)
+        runs = [r for r in client.search_runs([exp.experiment_id]) if "vgsweep.kind" not in r.data.tags]
+        page = _page_text(url, tmp)
+        assert "Detect Issues" not in page and "Runs" in page  # the training runs, not the GenAI overview
+        assert all(r.info.run_name in page for r in runs), page[:3000]
+        r = runs[0]
+        run_page = _page_text(ui.run_url(f"http://127.0.0.1:{port}", exp.experiment_id, r.info.run_id), tmp)
+        assert f"test_acc {r.data.metrics['test_acc']}" in run_page, run_page[:3000]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -1,0 +1,86 @@
+"""The first ten minutes: what a newcomer meets on a fresh clone, from the command line."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.conftest import SMALL, run_cli
+
+
+@pytest.mark.e2e
+def test_a_data_set_that_cannot_be_downloaded_is_one_line_before_any_folder(tmp_path):
+    """No network (a proxy that refuses): one line saying where the files are expected and the two
+    ways out, exit 2, no job folder and no empty data folder left behind."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
+    args = ["-m", "train.epochs=5", "data.limit_train=6000", "activation=relu,tanh", f"data.root={tmp_path / 'data'}",
+            f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
+    proc = subprocess.run([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("vgsweep: ")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    msg = lines[0]
+    assert "downloading it failed" in msg and str(tmp_path / "data" / "MNIST" / "raw") in msg
+    assert "copy the folder MNIST/" in msg and "data.download=false" in msg
+    assert not (tmp_path / "mr").exists() and not (tmp_path / "data").exists() and not (tmp_path / "m.db").exists()
+
+
+def test_help_describes_vgsweep_its_groups_and_studies():
+    proc = run_cli(["--help"], cwd=Path.cwd())
+    assert proc.returncode == 0
+    out = proc.stdout
+    assert out.startswith("vgsweep: ") and "powered by Hydra" not in out
+    assert "experiment=vgg_cifar100 seed=0,1,2" in out and "paper_table1" in out
+    depth = next(line for line in out.splitlines() if line.strip().startswith("depth "))
+    assert re.search(r"2 \(default\), 5, 10, 20, 30$", depth), depth  # numbers in numeric order
+    groups = {line.split()[0] for line in out.split("Config groups")[1].splitlines()[1:] if line.startswith("  ")}
+    assert {"activation", "dataset", "depth", "experiment", "init", "model", "optimizer", "regime", "vgg_row"} <= groups
+
+
+def test_the_console_script_is_the_same_command():
+    script = Path(sys.executable).parent / "vgsweep"
+    if not script.exists():
+        pytest.skip(f"{script} not installed (pip install -e . makes it)")
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("vgsweep: ")
+    bad = subprocess.run([str(script), "train.epoch=3"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Key 'epoch' not in" in bad.stderr  # Hydra's message, vgsweep's exit status
+
+
+@pytest.mark.e2e
+def test_the_live_progress_line_ends_before_anything_else_is_written(tiny_root, tmp_path):
+    args = ["-m", "regime=baseline,gna_bn", *SMALL, f"data.root={tiny_root}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+            f"hydra.sweep.dir={tmp_path / 'mr'}", "hydra.launcher.progress=bar"]
+    proc = subprocess.run([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, capture_output=True, timeout=300)
+    err = proc.stderr.decode()  # bytes: "\r" kept as it is
+    assert proc.returncode == 0, err[-3000:]
+    bars = [seg for seg in err.split("\r") if seg.startswith("pack ")]
+    assert len(bars) == 4, err  # 2 packs x 2 epochs, each rewriting the line
+    # each pack's last rewrite of the line is ended by a newline, so what follows starts on its own line
+    assert [seg.rstrip(" ").endswith("\n") for seg in bars] == [False, True, False, True] and err.endswith("\n")
+
+
+def test_curves_say_one_seed_when_there_is_one(monkeypatch):
+    import pandas as pd
+
+    from vgsweep.results import figures, reader
+    from vgsweep.results.studies import AGARAP
+
+    monkeypatch.setattr(reader, "history", lambda client, run_id, key: [1.0, 0.5, 0.25])
+    spec = AGARAP.figures[0]
+    one = pd.DataFrame({"run_id": ["a", "b"], "activation": ["relu", "relu"], "regime": ["baseline", "gna"],
+                        "depth": ["2", "2"], "seed": [0, 0]})
+    fig = figures.fig_curves(SimpleNamespace(), one, AGARAP, spec, "2-layer networks")
+    assert "one seed per line" in fig._suptitle.get_text() and "band" not in fig._suptitle.get_text()
+    two = pd.concat([one, one.assign(run_id=["c", "d"], seed=[1, 1])])
+    fig = figures.fig_curves(SimpleNamespace(), two, AGARAP, spec, "2-layer networks")
+    assert "band ±1 std" in fig._suptitle.get_text()
+    assert fig.legends and all(ax.get_legend() is None for ax in fig.axes)  # one legend, outside the panels

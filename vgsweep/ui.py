@@ -1,0 +1,59 @@
+"""`vgsweep ui [--port 5000] [--tracking-uri URI]` (make ui): MLflow's UI over the store, and the
+address that opens each experiment on its training runs.
+
+MLflow 3's UI has two modes, "GenAI" (its default, remembered by the browser) and "Model training";
+an experiment tagged `mlflow.experimentKind=custom_model_development` (vgsweep tags each one) is a
+training one, but the 3.17 UI follows its mode switch over the tag. The printed addresses carry
+`?workflowType=machine_learning`, which opens the runs table in any case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from vgsweep import tracking
+
+WORKFLOW = "workflowType=machine_learning"
+
+
+def experiment_urls(uri: str, base: str) -> list[tuple[str, str]]:
+    """(experiment name, address of its training runs) for every experiment that holds training runs."""
+    client = tracking.client_for(uri)
+    out = []
+    for e in sorted(tracking.retry(client.search_experiments), key=lambda e: e.creation_time or 0):
+        if next(tracking.training_runs(client, e.experiment_id), None) is not None:
+            out.append((e.name, f"{base}/#/experiments/{e.experiment_id}?{WORKFLOW}"))
+    return out
+
+
+def run_url(base: str, experiment_id: str, run_id: str) -> str:
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{WORKFLOW}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vgsweep ui", description=__doc__.splitlines()[0])
+    ap.add_argument("--tracking-uri", default=None, help="the store (default: the project's mlflow.db)")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=5000)
+    a = ap.parse_args(argv)
+    uri = a.tracking_uri or tracking.default_uri()
+    if uri.startswith(("http://", "https://")):  # a server has its own UI
+        for name, url in experiment_urls(uri, uri.rstrip("/")):
+            print(f"{name}: {url}", flush=True)
+        return 0
+    base = f"http://{a.host}:{a.port}"
+    urls = experiment_urls(uri, base)
+    print(f"MLflow UI over {uri} on {base}", flush=True)
+    for name, url in urls or [("(no training runs yet)", base)]:
+        print(f"{name}: {url}", flush=True)
+    mlflow = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")  # no GenAI job runners: a faster start
+    os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", uri, "--host", a.host, "--port", str(a.port)])
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
