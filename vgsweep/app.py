@@ -206,6 +206,8 @@ def cli() -> None:
 
         mod = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
         raise SystemExit(mod.main(sys.argv[2:]))
+    if any(a.startswith("experiment=") for a in sys.argv[1:]) and not {"-m", "--multirun"} & set(sys.argv[1:]):
+        sys.argv.insert(1, "-m")  # a study file is a sweep (hydra.mode: MULTIRUN): `seed=0,1,2` may add axes to it
     try:
         main()
     except SystemExit as e:

@@ -265,7 +265,8 @@ def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
     stat_cols = {c for c in df.columns if c in ("n", "failed", "mean", "std", "seeds", "verdict", "delta", "delta_lo",
                                                "delta_hi", "published", "ours_minus_published", "not_comparable",
                                                "parameters") or c.endswith(("_mean", "_std", "_published"))}
-    extra = [c for c in df.columns if c not in (*labels, *(study.column.label,) * bool(study.column), *stat_cols)]
+    axis_cols = labels + ([study.column.label] if study.column else [])
+    extra = [c for c in df.columns if c not in (*axis_cols, *stat_cols)]
     primary = study.metrics[0]
     for dataset, d in df.groupby(labels[0], sort=False):
         n = f"{d['n'].min()}" if d["n"].min() == d["n"].max() else f"{d['n'].min()}-{d['n'].max()}"
