@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything a session with the GPU machine has to do, in one device call (about 15 minutes on an H100).
 #
-# Here, once:   ../shared/tools/device-prep.sh          (fills .whl/ and .devdata/)
+# Here, once:   ../shared/tools/device-prep.sh filelock submitit   (fills .whl/ and .devdata/)
 # Device call:  carry [".whl", ".devdata"], command `bash tools/gpu_session.sh`, timeout 600 or split:
 #               STEPS=bench | STEPS=profile | STEPS=grid | STEPS=bench,profile,grid (default)
 # Rehearsal on a CPU (what the tests cannot cover), e.g.:
@@ -22,6 +22,7 @@ PY=${PY:-python3}
 mkdir -p "$OUT"
 if [[ -z ${SKIP_INSTALL:-} ]]; then
   $PY -m pip install -q --no-index --find-links .whl hydra-core==1.3.8 mlflow-skinny sqlalchemy alembic
+  $PY -m pip install -q --no-index --find-links .whl filelock submitit || echo "(filelock/submitit not in .whl)"
   $PY -m pip install -q --no-deps --no-build-isolation -e .
 fi
 export PYTHONUNBUFFERED=1
@@ -62,7 +63,7 @@ if [[ $STEPS == *grid* ]]; then
     hydra.launcher.progress=log hydra.sweep.dir=/tmp/paper-grid-sweep $EXTRA > "$OUT/grid.log" 2>&1 \
     || { tail -50 "$OUT/grid.log"; exit 1; }
   t1=$(date +%s)
-  $PY -m vgsweep.report --tracking-uri "sqlite:///$store" --out /tmp/results > /dev/null
+  $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out /tmp/results > /dev/null
   {
     echo "# The paper grid on the GPU (Agarap et al. 2019, Table 1)"
     echo

@@ -83,6 +83,8 @@ def _tidy(sweep_dir: Path) -> None:
 
 def check_options(launcher) -> None:
     """The launcher's own options, refused like any other bad input."""
+    from vgsweep.executors import EXECUTORS
+
     mp, budget, progress = launcher.max_pack, launcher.memory_budget_gb, launcher.progress
     if isinstance(mp, bool) or not isinstance(mp, int) or mp < 0:
         raise ConfigError("hydra.launcher.max_pack", mp, "an int >= 0 (0 = as many as memory allows)")
@@ -91,6 +93,40 @@ def check_options(launcher) -> None:
         raise ConfigError("hydra.launcher.memory_budget_gb", budget, "null or a positive finite number of GiB")
     if progress not in PROGRESS:
         raise ConfigError("hydra.launcher.progress", progress, "one of " + ", ".join(PROGRESS))
+    ex = launcher.executor
+    if ex.executor not in EXECUTORS:
+        raise ConfigError("hydra.launcher.executor", ex.executor, "one of " + ", ".join(EXECUTORS))
+    for k in ("timeout_min", "array_parallelism"):
+        v = getattr(ex, k)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ConfigError(f"hydra.launcher.{k}", v, "a positive int")
+    for k in ("max_num_timeout", "signal_delay_s"):
+        v = getattr(ex, k)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"hydra.launcher.{k}", v, "an int >= 0")
+    for k in ("gpus_per_node", "cpus_per_task", "mem_gb"):
+        v = getattr(ex, k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ConfigError(f"hydra.launcher.{k}", v, "null or an int >= 0")
+    if not (isinstance(ex.poll_s, (int, float)) and math.isfinite(ex.poll_s) and ex.poll_s > 0):
+        raise ConfigError("hydra.launcher.poll_s", ex.poll_s, "a positive finite number of seconds")
+
+
+def check_remote(launcher, jobs: list[Job]) -> None:
+    """A pack that trains on another node must reach the store from there."""
+    from vgsweep import tracking
+
+    if launcher.executor.executor != "slurm" or launcher.executor.sqlite_is_shared:
+        return
+    for j in jobs:
+        uri = tracking.resolve_uri(j.cfg)
+        if tracking.sqlite_path(uri) is not None:
+            raise ConfigError("tracking.uri", uri, "an mlflow server (http://host:port) with "
+                              "hydra.launcher.executor=slurm",
+                              "the pack jobs run on other nodes, which see this SQLite file only if it lives on a "
+                              "filesystem they share: start a server (mlflow server --host 0.0.0.0 --port 5000 "
+                              "--backend-store-uri sqlite:///$PWD/mlflow.db) and set tracking.uri to it, or set "
+                              "hydra.launcher.sqlite_is_shared=true", j.where)
 
 
 def job_of(sweep_config: DictConfig) -> Job:
@@ -160,15 +196,21 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             jobs.append(job_of(sweep_config))
         check_dir("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
         check_jobs(jobs)
+        check_remote(launcher, jobs)
     HydraConfig.instance().set_config(config)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     log.info("Launching %d jobs, trained in packs", len(job_overrides))
 
     from vgsweep.sweep import Sweep
 
+    remote = None
+    if launcher.executor.executor != "local":
+        from vgsweep.executors import SubmititPacks
+
+        remote = SubmititPacks(launcher.executor)
     with app.exit_on_sweep_stopped(), app.exit_on_bad_input(lambda: _tidy(Path(str(config.hydra.sweep.dir)))):
         sweep = Sweep(jobs, max_pack=launcher.max_pack or None, memory_budget_gb=launcher.memory_budget_gb,
-                      progress=launcher.progress)
+                      progress=launcher.progress if remote is None else None, remote=remote)
     _ACTIVE = PackedSweep(sweep, jobs, [c.hydra.job.num for c in configs], os.getcwd())
     returns: list[JobReturn] = []
     try:

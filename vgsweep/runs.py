@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import vgsweep
 from vgsweep import tracking
+from vgsweep.executors import TAG_JOB, scheduler_job_id
 from vgsweep.tracking import retry
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def run_tags(config_hash: str, overrides: list[str], pack_size: int, device: str
         "vgsweep.torch_version": torch.__version__,
         "vgsweep.device": device,
         "vgsweep.pack_size": str(pack_size),
+        **({TAG_JOB: job} if (job := scheduler_job_id()) else {}),
     }
 
 

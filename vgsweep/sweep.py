@@ -90,8 +90,13 @@ def _diag_from_tensors(d: dict | None) -> list[dict]:
 
 
 # --- planning ------------------------------------------------------------------------------------
-def plan(jobs: list[Job]) -> list[Optional[Outcome]]:
-    """Decide per job: skip (outcome given), resume from a checkpoint, or train anew (None)."""
+def plan(jobs: list[Job], adopt: Optional[str] = None) -> list[Optional[Outcome]]:
+    """Decide per job: skip (outcome given), resume from a checkpoint, or train anew (None).
+
+    adopt: the id of the scheduler job planning (a requeued pack job): the RUNNING runs that job's
+    earlier incarnation left (tag vgsweep.job) are its own, not another process's: KILLED, resumed."""
+    from vgsweep.executors import TAG_JOB
+
     out: list[Optional[Outcome]] = []
     stores: dict[tuple[str, str], dict] = {}
     for j in jobs:
@@ -105,7 +110,10 @@ def plan(jobs: list[Job]) -> list[Optional[Outcome]]:
         runs = stores[skey].get(j.hash, [])
         status = {r.info.run_id: r.info.status for r in runs}
         for r in runs:
-            why = tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s))
+            if adopt and r.info.status == "RUNNING" and r.data.tags.get(TAG_JOB) == adopt:
+                why = f"its scheduler job {adopt} was requeued"  # this job's own earlier incarnation
+            else:
+                why = tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s))
             if why:
                 log.warning("run %s (%s) was left RUNNING by a process that is gone (%s): marked KILLED",
                             r.info.run_id, run_name(j.cfg), why)
@@ -318,10 +326,10 @@ class Sweep:
     job i's pack the first time one of its jobs is asked for. Call after preflight."""
 
     def __init__(self, jobs: list[Job], max_pack: int | None = None, memory_budget_gb: float | None = None,
-                 progress: str | None = None):
+                 progress: str | None = None, remote=None):
         from vgsweep.progress import Progress
 
-        self.jobs = jobs
+        self.jobs, self.remote = jobs, remote
         tracking.configure(float(jobs[0].cfg.tracking.retry_s))
         self.t0 = time.time()
         try:
@@ -345,12 +353,15 @@ class Sweep:
                      ", ".join(str(len(p)) for p in self.packs))
         self.progress = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs)) for p in self.packs],
                                  progress) if progress and self.packs else None
+        if remote is not None and self.packs:  # every pack a job of the scheduler, submitted now
+            remote.start([[jobs[i] for i in p] for p in self.packs])
 
     def outcome(self, i: int) -> Outcome:
         if self.outcomes[i] is None:
             pack = self.pack_of[i]
             try:
-                results = run_isolated([self.jobs[j] for j in pack], self.progress)
+                results = (run_isolated([self.jobs[j] for j in pack], self.progress) if self.remote is None
+                           else self.remote.result(self.packs.index(pack)))
             except tracking.TrackingUnavailable as e:
                 raise stopped(self.jobs[i].cfg, e) from None
             for j, o in zip(pack, results):

@@ -6,7 +6,7 @@ Heavy imports wait until `launch`, as in Hydra's own plugins.
 """
 
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
@@ -22,14 +22,43 @@ class PackedLauncherConf:
     max_pack: int = 0  # most runs in one pack; 0 = as many as memory_budget_gb allows
     memory_budget_gb: Optional[float] = None  # device memory a pack may use; None = 80% of free memory
     progress: str = "auto"  # auto (a live line on a terminal, log lines otherwise) | bar | log
+    # Where packs train: local (this process) | slurm (one SLURM job per pack, through submitit) |
+    # submitit_local (each pack a subprocess through submitit's LocalExecutor). The rest is for the
+    # last two, named as in Hydra's submitit launcher plugin.
+    executor: str = "local"
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"  # job scripts, pickles and logs
+    name: str = "vgsweep"  # the SLURM job name
+    timeout_min: int = 60  # time limit of one pack job; at its end the pack is requeued from its checkpoints
+    max_num_timeout: int = 3  # requeues after preemption or the time limit, at most
+    signal_delay_s: int = 120  # SLURM signals the job this long before killing it
+    gpus_per_node: Optional[int] = 1  # GPUs of one pack job (slurm); null or 0 on a CPU partition
+    cpus_per_task: Optional[int] = None
+    mem_gb: Optional[int] = None
+    partition: Optional[str] = None
+    qos: Optional[str] = None
+    account: Optional[str] = None
+    constraint: Optional[str] = None
+    exclude: Optional[str] = None
+    comment: Optional[str] = None
+    array_parallelism: int = 256  # pack jobs of the array running at once
+    additional_parameters: dict[str, Any] = field(default_factory=dict)  # more sbatch flags, e.g. {mail-type: END}
+    setup: Optional[list[str]] = None  # shell lines before the job starts (module load ..., source venv/bin/activate)
+    sqlite_is_shared: bool = False  # with slurm: the SQLite store lives on a filesystem every node sees
+    poll_s: float = 5.0  # how often the launcher looks at the jobs' states
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="packed", node=PackedLauncherConf, provider="vgsweep")
 
 
 class PackedLauncher(Launcher):
-    def __init__(self, max_pack: int = 0, memory_budget_gb: Optional[float] = None, progress: str = "auto") -> None:
+    def __init__(self, max_pack: int = 0, memory_budget_gb: Optional[float] = None, progress: str = "auto",
+                 **executor: Any) -> None:
         self.max_pack, self.memory_budget_gb, self.progress = max_pack, memory_budget_gb, progress
+        from types import SimpleNamespace
+
+        defaults = {k: v for k, v in PackedLauncherConf().__dict__.items()
+                    if k not in ("_target_", "max_pack", "memory_budget_gb", "progress")}
+        self.executor = SimpleNamespace(**{**defaults, **executor})  # executor.executor: local | slurm | ...
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None

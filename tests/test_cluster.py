@@ -1,0 +1,170 @@
+"""Packs as scheduler jobs through submitit: its LocalExecutor (real subprocesses, real pickles), a
+real one-node SLURM cluster (tools/slurm-local.sh up) with a requeued pack, and checkpoints that a
+shared folder cannot turn into code."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import SMALL, compose_cfg, make_idx_dataset, run_cli
+
+GRID = ["activation=relu,tanh", "regime=baseline,gna_bn", "seed=3", "regime.grad_noise.eta=0.01"]
+
+
+def _runs(uri: str):
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("agarap2019")
+    return c, c.search_runs([exp.experiment_id], max_results=1000)
+
+
+def _metrics(uri: str) -> dict:
+    c, runs = _runs(uri)
+    return {(r.data.params["activation.name"], r.data.params["regime.name"]):
+            [h.value for h in sorted(c.get_metric_history(r.info.run_id, "test_loss"), key=lambda h: h.step)]
+            for r in runs}
+
+
+@pytest.mark.e2e
+def test_submitit_local_runs_each_pack_as_a_subprocess_with_the_same_numbers(tiny_root, tmp_path):
+    """executor=submitit_local: each pack pickled, run as a subprocess by submitit, its outcomes
+    pickled back; the runs are the ones the in-process launcher trains, number for number."""
+    common = [*SMALL, f"data.root={tiny_root}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
+    remote = f"sqlite:///{tmp_path / 'remote.db'}"
+    proc = run_cli(["-m", *GRID, *common, f"tracking.uri={remote}", "hydra.launcher.executor=submitit_local",
+                    "hydra.launcher.poll_s=0.5"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "submitted 2 pack jobs (local)" in out and "4 finished, 0 skipped" in out
+    assert len(list((tmp_path / "mr" / ".submitit").glob("*/*_submitted.pkl"))) == 2
+    assert all((tmp_path / "mr" / str(i) / ".hydra" / "overrides.yaml").is_file() for i in range(4))
+    from vgsweep.trainer import train_pack
+
+    got = _metrics(remote)
+    for (act, regime), losses in got.items():  # each run as this process trains it alone
+        cfg = compose_cfg([f"activation={act}", f"regime={regime}", "seed=3", "regime.grad_noise.eta=0.01", *SMALL,
+                           f"data.root={tiny_root}"])
+        assert losses == pytest.approx([e["test_loss"] for e in train_pack([cfg]).history[0]], rel=1e-5, abs=1e-6)
+    _, runs = _runs(remote)
+    assert {r.info.status for r in runs} == {"FINISHED"} and all(r.data.tags.get("vgsweep.job") for r in runs)
+
+
+def test_a_checkpoint_that_is_not_vgsweeps_is_refused_not_run(tiny_root, tmp_path):
+    """Checkpoints are read with weights_only=True: a pickle planted where a run's checkpoint should
+    be (a shared scratch folder) is ignored with a warning, never executed, and the run trains anew."""
+    import pickle
+
+    import torch
+
+    from vgsweep.config import config_hash
+    from vgsweep.jobs import Job
+    from vgsweep.sweep import checkpoint_path, load_checkpoint, run_jobs, save_checkpoint
+
+    cfg = compose_cfg([*SMALL, f"data.root={tiny_root}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+                       f"checkpoint.dir={tmp_path / 'ck'}"])
+    planted = checkpoint_path(cfg, config_hash(cfg))
+    planted.parent.mkdir(parents=True)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    torch.save({"format": 2, "payload": Payload()}, planted)
+    assert load_checkpoint(planted) is None and not (tmp_path / "pwned").exists()
+    planted.write_bytes(pickle.dumps(Payload()))  # a plain pickle too
+    [o] = run_jobs([Job(cfg)])
+    assert o.status == "FINISHED" and not (tmp_path / "pwned").exists()
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, {"format": 2, "theta": torch.ones(3), "history": [{"a": 1.0}], "run_id": "r"})
+    assert load_checkpoint(good)["history"] == [{"a": 1.0}]
+
+
+# --- a real SLURM cluster ------------------------------------------------------------------------
+def _cluster_up() -> str | None:
+    """Why no SLURM cluster can be used here, or None."""
+    if shutil.which("sbatch") is None:
+        return "sbatch not found (tools/slurm-local.sh up installs and starts a one-node cluster)"
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"sinfo failed: {e}"
+    if out.returncode != 0 or not any(s in out.stdout for s in ("idle", "mixed", "allocated")):
+        return f"no SLURM node answers (sinfo: {out.stdout.strip() or out.stderr.strip()[:200]}); tools/slurm-local.sh up"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    why = _cluster_up()
+    if why:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(f"CI=true but {why}")
+        pytest.skip(why)
+
+
+def _slurm_args(tmp_path: Path, root: Path, *more: str) -> list[str]:
+    return [*SMALL, f"data.root={root}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+            f"hydra.sweep.dir={tmp_path / 'mr'}", "hydra.launcher.executor=slurm", "hydra.launcher.gpus_per_node=0",
+            "hydra.launcher.sqlite_is_shared=true", "hydra.launcher.poll_s=1", *more]
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_a_sweep_runs_as_slurm_jobs(slurm, tiny_root, tmp_path):
+    proc = run_cli(["-m", *GRID, *_slurm_args(tmp_path, tiny_root)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "submitted 2 pack jobs (slurm)" in proc.stdout + proc.stderr
+    _, runs = _runs(f"sqlite:///{tmp_path / 'm.db'}")
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    jobs = {r.data.tags["vgsweep.job"] for r in runs}
+    assert len(jobs) == 2 and all("_" in j for j in jobs)  # two tasks of one array
+    logs = sorted((tmp_path / "mr").glob("*/app.log"))
+    assert len(logs) == 4 and all("epoch 2:" in log.read_text() for log in logs)
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_a_requeued_pack_resumes_from_its_checkpoints(slurm, tmp_path):
+    """scontrol requeue a running pack: SLURM kills it and starts it again; the new incarnation takes
+    its runs back (KILLED, then resumed from their checkpoints into the same MLflow runs), and every
+    epoch is logged once."""
+    data = make_idx_dataset(tmp_path / "data", n_train=4000, n_test=200)
+    ck, epochs = tmp_path / "ck", 40  # about 12 s of training: the requeue (SLURM kills a few s after it) lands mid-way
+    args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, data, "model.hidden=[256,256]", f"train.epochs={epochs}",
+                                                      "checkpoint.every=2", f"checkpoint.dir={ck}")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while len(list(ck.glob("*.pt"))) < 2:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+    job = next(p.name for p in (tmp_path / "mr" / ".submitit").iterdir() if p.is_dir())  # one pack: one job
+    subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:  # SLURM delays a requeued job's start: let it go
+        state = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout
+        if "JobState=PENDING" in state:
+            subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], capture_output=True)
+        elif "JobState=RUNNING" in state and "Restarts=0" not in state:
+            break
+        time.sleep(0.3)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    c, runs = _runs(f"sqlite:///{tmp_path / 'm.db'}")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    for r in runs:
+        assert r.data.tags["vgsweep.job"] == job
+        steps = [m.step for m in c.get_metric_history(r.info.run_id, "test_acc")]
+        assert sorted(steps) == list(range(epochs)), steps  # each epoch once, across both incarnations
+    log = "".join(p.read_text() for p in (tmp_path / "mr" / ".submitit" / job).glob("*_log.*"))
+    assert "was requeued" in log and "from its checkpoint at epoch" in log
+    assert not list(ck.glob("*.pt"))

@@ -1,0 +1,182 @@
+"""Where a sweep's packs train: in the launching process (`hydra.launcher.executor=local`, the
+default), or each pack as one job of a scheduler through submitit: `slurm` (one SLURM job per pack,
+submitted as one array) or `submitit_local` (submitit's LocalExecutor: each pack a subprocess of
+this machine, through the same pickles, for trying a cluster setup out and for the tests).
+
+A pack job plans its jobs again when it starts: a job SLURM requeued (preemption, `scontrol
+requeue`, a time limit reached: submitit requeues it up to `max_num_timeout` times) finds the runs
+its earlier incarnation left RUNNING (tag `vgsweep.job`), marks them KILLED and continues them from
+their checkpoints into the same MLflow runs. Checkpoints must therefore live where every node sees
+them (`checkpoint.dir`, or `checkpoints/` beside a SQLite store or in the launch folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import replace
+from typing import Optional
+
+from vgsweep.jobs import Job, Outcome
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "slurm", "submitit_local")
+TAG_JOB = "vgsweep.job"  # the scheduler's id of the job that trains the run (SLURM: <array>_<task>)
+
+
+def scheduler_job_id() -> Optional[str]:
+    """The id of the submitit job this process runs, or None outside one."""
+    if "SUBMITIT_EXECUTOR" not in os.environ:
+        return None
+    import submitit
+
+    try:
+        return str(submitit.JobEnvironment().job_id)
+    except RuntimeError:
+        return None
+
+
+def _outcomes_from_store(jobs: list[Job], reason: str) -> list[Outcome]:
+    """After a pack job failed: each job's run as the store has it (a FINISHED one counts), else FAILED."""
+    from vgsweep import tracking
+
+    out = []
+    for j in jobs:
+        try:
+            client = tracking.client_for(tracking.resolve_uri(j.cfg))
+            exp = tracking.retry(client.get_experiment_by_name, j.cfg.tracking.experiment)
+            runs = tracking.runs_by_hash(client, exp.experiment_id).get(j.key(), []) if exp else []
+        except tracking.TrackingError:
+            runs = []
+        done = next((r for r in runs if r.info.status == "FINISHED"), None)
+        out.append(Outcome("FINISHED", done.info.run_id, dict(done.data.metrics)) if done
+                   else Outcome("FAILED", runs[0].info.run_id if runs else None, {}, reason))
+    return out
+
+
+def _import_submitit():
+    import submitit
+
+    logging.getLogger("submitit").setLevel(logging.ERROR)  # its sacct warnings where accounting is off
+    return submitit
+
+
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
+            "PREEMPTED", "SPECIAL_EXIT", "GONE")
+
+
+def slurm_state(job_id: str) -> str:
+    """A SLURM job's state from the controller (`scontrol`: no accounting database needed); GONE once
+    the controller has forgotten it."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "UNKNOWN"
+    if out.returncode != 0:
+        return "GONE" if "Invalid job id" in out.stderr + out.stdout else "UNKNOWN"
+    state = next((w.split("=", 1)[1] for w in out.stdout.split() if w.startswith("JobState=")), "UNKNOWN")
+    return state.split("+")[0]
+
+
+class PackJob:
+    """What a scheduler job runs: one pack of jobs, planned again on the node (see the module doc).
+    submitit pickles it; `checkpoint` (submitit's requeue hook) resubmits it as it is."""
+
+    def __init__(self, jobs: list[Job]):
+        # what the node needs: configs, output folders and logs (planning state is made there again)
+        self.jobs = [replace(j, resume_run=None, resume_state=None) for j in jobs]
+
+    def __call__(self) -> list[Outcome]:
+        from vgsweep import tracking
+        from vgsweep.packing import group_packs
+        from vgsweep.sweep import plan, run_isolated
+
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+        tracking.configure(float(self.jobs[0].cfg.tracking.retry_s))
+        outcomes = plan(self.jobs, adopt=scheduler_job_id())
+        todo = [i for i, o in enumerate(outcomes) if o is None]
+        starts = [self.jobs[i].resume_state["epochs_done"] if self.jobs[i].resume_state else 0 for i in todo]
+        for part in group_packs([self.jobs[i].cfg for i in todo], starts):  # resumed runs may be at other epochs
+            idx = [todo[i] for i in part]
+            for i, o in zip(idx, run_isolated([self.jobs[i] for i in idx], None)):
+                outcomes[i] = o
+        return outcomes  # type: ignore[return-value]
+
+    def checkpoint(self, *args, **kwargs):
+        """Preempted or out of time: requeue this same pack (its runs resume from their checkpoints)."""
+        submitit = _import_submitit()
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+class SubmititPacks:
+    """Submits every pack as one job (one SLURM array) and hands back each pack's outcomes."""
+
+    def __init__(self, o):
+        """o: the launcher's executor options (PackedLauncherConf)."""
+        submitit = _import_submitit()
+        self.cluster = cluster = "slurm" if o.executor == "slurm" else "local"
+        self.ex = submitit.AutoExecutor(folder=str(o.submitit_folder), cluster=cluster,
+                                        slurm_max_num_timeout=o.max_num_timeout)
+        params = {"timeout_min": o.timeout_min, "name": o.name, "nodes": 1, "tasks_per_node": 1}
+        for k in ("cpus_per_task", "mem_gb") + (("gpus_per_node",) if cluster == "slurm" else ()):
+            if getattr(o, k):
+                params[k] = getattr(o, k)
+        slurm = {"partition": o.partition, "qos": o.qos, "account": o.account, "constraint": o.constraint,
+                 "exclude": o.exclude, "comment": o.comment, "array_parallelism": o.array_parallelism,
+                 "signal_delay_s": o.signal_delay_s, "setup": list(o.setup) if o.setup else None,
+                 "additional_parameters": dict(o.additional_parameters) or None}
+        params.update({f"slurm_{k}": v for k, v in slurm.items() if v is not None})
+        self.ex.update_parameters(**params)
+        self.poll_s = float(o.poll_s)
+        self.handles: list = []
+        self.packs: list[list[Job]] = []
+        self._last_report = ""
+
+    def start(self, packs: list[list[Job]]) -> None:
+        self.packs = packs
+        with self.ex.batch():
+            self.handles = [self.ex.submit(PackJob(p)) for p in packs]
+        ids = [h.job_id for h in self.handles]
+        log.info("submitted %d pack jobs (%s): %s", len(ids), self.ex.cluster, ", ".join(ids))
+
+    def _state(self, h) -> str:
+        if self.cluster != "slurm":
+            return h.state
+        return "FINISHED" if h.paths.result_pickle.exists() else slurm_state(h.job_id)
+
+    def _report(self) -> None:
+        states = [self._state(h) for h in self.handles]
+        counts: dict[str, int] = {}
+        for s in states:
+            counts[s] = counts.get(s, 0) + 1
+        text = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+        if text != self._last_report:
+            log.info("pack jobs: %s", text)
+            self._last_report = text
+
+    def result(self, k: int) -> list[Outcome]:
+        """Wait for pack k's job; its outcomes, or FAILED ones saying why the job failed."""
+        h = self.handles[k]
+        gone_since = None
+        while not (h.paths.result_pickle.exists() if self.cluster == "slurm" else h.done()):  # slurm: no sacct
+            self._report()
+            if self.cluster == "slurm" and self._state(h) in TERMINAL:  # ended, and no result came (yet)
+                gone_since = gone_since or time.monotonic()
+                if time.monotonic() - gone_since > max(15.0, 3 * self.poll_s):  # a shared filesystem may lag
+                    reason = (f"pack job {h.job_id} ended {self._state(h)} without a result "
+                              f"(its log: {h.paths.stderr})")
+                    log.error(reason)
+                    return _outcomes_from_store(self.packs[k], reason)
+            time.sleep(self.poll_s)
+        self._report()
+        try:
+            return h.result()
+        except Exception as e:  # noqa: BLE001 - the job failed, was cancelled or ran out of time for good
+            first = next((x for x in str(e).splitlines() if x.strip()), type(e).__name__)
+            reason = f"pack job {h.job_id} failed: {first[:300]} (its log: {h.paths.stderr})"
+            log.error(reason)
+            return _outcomes_from_store(self.packs[k], reason)
