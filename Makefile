@@ -7,7 +7,7 @@ DATA_ROOT ?= data
 STORE  := sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install sweep table figures report ui test test-fast bench profile clean
+.PHONY: help install sweep table figures report ui test test-fast bench bench-vgg profile clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ test-fast: install ## unit tests only (no subprocess CLI runs, no real MNIST)
 
 bench: install ## time the paper grid packed (fp32, tf32) vs one job at a time; DATA_ROOT=.devdata on the GPU machine
 	$(PY) bench/grid.py --data-root $(DATA_ROOT) --out results/bench $(BENCH_ARGS)
+
+bench-vgg: install ## VGG38 seconds per epoch: packed K=7 vs one at a time vs a DataLoader (BENCH_VGG_ARGS="--k 7")
+	$(PY) bench/vgg.py --out results/bench/vgg.json $(BENCH_VGG_ARGS)
 
 PROFILE_ARGS ?= activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna depth=2
 profile: install ## where one pack's time goes, against its arithmetic floor (PROFILE_ARGS="<overrides> --epochs 2")

@@ -57,6 +57,9 @@ CASES = [
     (["hydra.launcher.max_pack=-1"], ["hydra.launcher.max_pack=-1", "an int >= 0"], OURS),
     (["hydra.launcher.memory_budget_gb=nan"], ["hydra.launcher.memory_budget_gb=nan", "positive finite"], OURS),
     (["hydra.launcher.memory_budget_gb=-2"], ["hydra.launcher.memory_budget_gb=-2.0"], OURS),
+    (["hydra.launcher.executor=pbs"], ["hydra.launcher.executor='pbs'", "local, slurm, submitit_local"], OURS),
+    (["hydra.launcher.executor=slurm"], ["tracking.uri=", "an mlflow server", "sqlite_is_shared=true"], OURS),
+    (["hydra.launcher.timeout_min=0"], ["hydra.launcher.timeout_min=0", "a positive int"], OURS),
     # the device
     (["device=cuda"], ["device='cuda'", "no CUDA device"], OURS),
     (["device=tpu"], ["device='tpu'", "auto, cpu, cuda or cuda:N"], OURS),

@@ -66,3 +66,16 @@ def test_packs_split_by_shape_and_by_budget():
     budget = 3.5 * max(per_run, bytes_per_run(cfgs[5])) / 2**30
     packs = group_packs(cfgs, memory_budget_gb=budget)
     assert [len(p) for p in packs] == [3, 2, 3, 2]
+
+
+def test_settings_read_after_training_do_not_split_packs():
+    """Verdict thresholds and how often per-layer metrics are logged are read after training: runs that
+    differ only there share a pack; what the probe measures during training does split."""
+    from vgsweep.packing import pack_key
+
+    base = compose_cfg(["device=cpu"])
+    after = compose_cfg(["device=cpu", "diagnostics.verdict.vanish_ratio=0.5", "diagnostics.metrics_every=1"])
+    assert pack_key(base) == pack_key(after)
+    assert pack_key(base) != pack_key(compose_cfg(["device=cpu", "diagnostics.grad_samples=2"]))
+    assert pack_key(base) == pack_key(compose_cfg(["device=cpu", "optimizer.lr=0.1", "seed=3", "activation=relu",
+                                                   "optimizer.schedule.name=cosine", "optimizer.weight_decay=0.01"]))

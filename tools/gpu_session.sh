@@ -3,7 +3,7 @@
 #
 # Here, once:   ../shared/tools/device-prep.sh filelock submitit   (fills .whl/ and .devdata/)
 # Device call:  carry [".whl", ".devdata"], command `bash tools/gpu_session.sh`, timeout 600 or split:
-#               STEPS=bench | STEPS=profile | STEPS=grid | STEPS=bench,profile,grid (default)
+#               STEPS=bench | STEPS=profile | STEPS=grid | STEPS=vgg | STEPS=bench,profile,grid,vgg (default)
 # Rehearsal on a CPU (what the tests cannot cover), e.g.:
 #   SKIP_INSTALL=1 DATA=../shared/data EXTRA="train.epochs=1 data.limit_train=2048" \
 #   BENCH_ARGS="--epochs 1 --basic-epochs 1 --limit-train 2048 --precision fp32" SEEDS=0 bash tools/gpu_session.sh
@@ -12,12 +12,13 @@
 # results.tgz (paper-grid table, report, figures). Unpack results.tgz into results/ and commit.
 set -euo pipefail
 OUT=${OUT:-$PWD/results/gpu-session}
-STEPS=${STEPS:-bench,profile,grid}
+STEPS=${STEPS:-bench,profile,grid,vgg}
 PROFILE_ARGS=${PROFILE_ARGS:-}
 SEEDS=${SEEDS:-0,1,2,3,4}
 DATA=${DATA:-.devdata}
 EXTRA=${EXTRA:-}
 BENCH_ARGS=${BENCH_ARGS:-}
+BENCH_VGG_ARGS=${BENCH_VGG_ARGS:-}
 PY=${PY:-python3}
 mkdir -p "$OUT"
 if [[ -z ${SKIP_INSTALL:-} ]]; then
@@ -52,6 +53,11 @@ if [[ $STEPS == *profile* ]]; then
     done
   done
   tar czf "$OUT/traces.tgz" -C /tmp traces
+fi
+
+if [[ $STEPS == *vgg* ]]; then
+  # The CNN family: VGG38 BN + RC packed K=7 vs one at a time vs the course code's DataLoader way.
+  $PY bench/vgg.py --out "$OUT/vgg.json" $BENCH_VGG_ARGS 2>&1 | tee "$OUT/vgg.txt" || echo "(vgg bench failed)"
 fi
 
 if [[ $STEPS == *grid* ]]; then
