@@ -206,7 +206,9 @@ def cli() -> None:
 
         mod = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
         raise SystemExit(mod.main(sys.argv[2:]))
-    if any(a.startswith("experiment=") for a in sys.argv[1:]) and not {"-m", "--multirun"} & set(sys.argv[1:]):
+    modes = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-h", "--help", "--hydra-help",
+             "-sc", "--shell-completion"}
+    if any(a.startswith("experiment=") for a in sys.argv[1:]) and not modes & set(sys.argv[1:]):
         sys.argv.insert(1, "-m")  # a study file is a sweep (hydra.mode: MULTIRUN): `seed=0,1,2` may add axes to it
     try:
         main()

@@ -264,15 +264,20 @@ class _PackRecorder:
         except Exception as e:  # noqa: BLE001 - trained, but its record is incomplete: a failure, said so
             reason = f"recording its results failed after training: {type(e).__name__}: {e}"
             log.error("run %s (%s): %s", lg.run_id, run_name(j.cfg), reason)
-            try:
-                lg.fail(reason)
-            except tracking.TrackingUnavailable:
-                raise
-            except Exception as e2:  # noqa: BLE001
-                log.error("run %s: could not be marked FAILED either: %s", lg.run_id, e2)
+            _mark_failed(lg, reason)
             return Outcome("FAILED", lg.run_id, final, reason)
         checkpoint_path(j.cfg, j.key()).unlink(missing_ok=True)
         return outcome
+
+
+def _mark_failed(lg: RunLogger, reason: str) -> None:
+    """End a run FAILED with its reason; if even that fails, say so (a store that is gone stops the sweep)."""
+    try:
+        lg.fail(reason)
+    except tracking.TrackingUnavailable:
+        raise
+    except Exception as e:  # noqa: BLE001
+        log.error("run %s: could not be marked FAILED: %s", lg.run_id, e)
 
 
 def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
@@ -287,12 +292,7 @@ def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
     except Exception as e:  # noqa: BLE001 - the runs are closed as FAILED; the caller may split and retry
         reason = f"{type(e).__name__}: {e}"
         for lg in rec.loggers:
-            try:
-                lg.fail(reason)
-            except tracking.TrackingUnavailable:
-                raise
-            except Exception as e2:  # noqa: BLE001
-                log.error("run %s: could not be marked FAILED: %s", lg.run_id, e2)
+            _mark_failed(lg, reason)
         log.debug("pack failed: %s\n%s", reason, traceback.format_exc())
         raise
     finally:
