@@ -131,3 +131,13 @@ def test_runs_from_before_a_key_existed_group_with_its_neutral_value():
     assert "regime.weight_norm" not in df.columns  # not a grouping key: it never varies in effect
     gna = df[df.regime == "gna"].iloc[0]
     assert gna["published"] == 75.05 and gna["ours_minus_published"] == pytest.approx(76.5 - 75.05)
+
+
+def test_a_study_without_published_values_says_nothing_about_them():
+    """A study name of the user's own gets the layout of its family's study and no published column or source."""
+    from vgsweep.results.studies import study_for
+
+    mine = study_for("my_mnist_study", "mlp")
+    md = to_markdown(aggregate(_grid(), mine), mine)
+    assert "| gna | logistic |" in md and "published" not in md.lower()
+    assert "75.05" not in md

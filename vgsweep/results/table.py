@@ -325,7 +325,7 @@ def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
                 lines.append("| " + " | ".join(row) + " |")
         foot = ("`*`: the 95% interval of the delta (paired by seed) excludes 0. " if study.baseline else "")
         foot += ("A word after a cell is the runs' verdict when not healthy (vanishing, exploding, dead_units, "
-                 f"not_learning). Published: {study.source}." + "".join(f" {x}" for x in study.notes))
+                 "not_learning)." + (f" Published: {study.source}." if study.source else "") + "".join(f" {x}" for x in study.notes))
         lines += ["", foot, ""]
     return "\n".join(lines)
 
