@@ -46,8 +46,7 @@ def _outcomes_from_store(jobs: list[Job], reason: str) -> list[Outcome]:
     for j in jobs:
         try:
             client = tracking.client_for(tracking.resolve_uri(j.cfg))
-            exp = tracking.retry(client.get_experiment_by_name, j.cfg.tracking.experiment)
-            runs = tracking.runs_by_hash(client, exp.experiment_id).get(j.key(), []) if exp else []
+            runs = tracking.runs_by_hash(client, j.cfg.tracking.experiment).get(j.key(), [])
         except tracking.TrackingError:
             runs = []
         done = next((r for r in runs if r.info.status == "FINISHED"), None)

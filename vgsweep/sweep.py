@@ -105,8 +105,7 @@ def plan(jobs: list[Job], adopt: Optional[str] = None) -> list[Optional[Outcome]
         client = tracking.client_for(uri)
         skey = (uri, j.cfg.tracking.experiment)
         if skey not in stores:
-            exp = tracking.retry(client.get_experiment_by_name, j.cfg.tracking.experiment)
-            stores[skey] = tracking.runs_by_hash(client, exp.experiment_id) if exp else {}
+            stores[skey] = tracking.runs_by_hash(client, j.cfg.tracking.experiment)
         runs = stores[skey].get(j.hash, [])
         status = {r.info.run_id: r.info.status for r in runs}
         for r in runs:
@@ -233,7 +232,8 @@ class _PackRecorder:
     def finish(self, k: int, hist: list[dict], diverged_at: Optional[int]) -> Outcome:
         """Close run k after training: artifacts, verdict, status. Raises only TrackingUnavailable."""
         j, lg = self.jobs[k], self.loggers[k]
-        final = {**(hist[-1] if hist else {}), **summary_metrics(hist)}
+        summary = summary_metrics(hist)
+        final = {**(hist[-1] if hist else {}), **summary}
         try:
             dh = self.diag_hist[k]
             rd = RunDiagnostics.from_epochs(dh, self.dcfg.hist_min, self.dcfg.hist_max, self.layers,
@@ -243,8 +243,8 @@ class _PackRecorder:
             v, why = verdict(rd, final.get("test_acc"), DATASETS[j.cfg.data.name].classes, self.dcfg.verdict,
                              diverged_at is not None)
             lg.set_tags({"vgsweep.verdict": v, "vgsweep.verdict_reason": why})
-            if summary_metrics(hist):
-                lg.log_metrics(summary_metrics(hist), step=len(hist) - 1)
+            if summary:
+                lg.log_metrics(summary, step=len(hist) - 1)
             if j.cfg.tracking.learning_curve and hist:
                 fig = plots.learning_curve(hist, run_name(j.cfg))
                 lg.log_figure(fig, "learning_curve.png")

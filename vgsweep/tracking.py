@@ -330,10 +330,12 @@ def training_runs(client, exp_id: str, filter_string: str = ""):
             return
 
 
-def runs_by_hash(client, exp_id: str) -> dict[str, list]:
-    """Every training run of the experiment, grouped by config hash, newest first."""
+def runs_by_hash(client, experiment: str) -> dict[str, list]:
+    """Every training run of the experiment named `experiment` (none if there is no such experiment),
+    grouped by config hash, newest first."""
+    exp = retry(client.get_experiment_by_name, experiment)
     out: dict[str, list] = {}
-    for r in training_runs(client, exp_id):
+    for r in (training_runs(client, exp.experiment_id) if exp else ()):
         out.setdefault(r.data.tags[TAG_HASH], []).append(r)
     return out
 

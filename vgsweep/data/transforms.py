@@ -34,6 +34,8 @@ class TrainInputs:
         self.pad, self.flip = int(crop_padding), bool(flip)
         self.gens = [generator(s, "augment", device) for s in seeds] if (self.pad or self.flip) else []
         self.kidx = torch.arange(self.K, device=device).view(self.K, 1)
+        self._grid: dict[int, tuple[torch.Tensor, ...]] = {}  # batch size -> the index tensors of _crop_flip
+        self._padded: dict[int, torch.Tensor] = {}  # batch size -> the padded batch (its border stays black)
 
     def nbytes_per_run(self) -> int:
         return 0 if self.X is None else self.X[0].numel() * self.X.element_size()
@@ -51,14 +53,25 @@ class TrainInputs:
             return self.X[:, :n]
         return self.ds.train.x[:n].unsqueeze(0).expand(self.K, *self.ds.train.x[:n].shape)
 
+    def _index_grid(self, K: int, B: int, C: int, H: int, W: int, dev) -> tuple[torch.Tensor, ...]:
+        """The index tensors of a batch of B (made once per batch size, not at every step)."""
+        if B not in self._grid:
+            self._grid[B] = (torch.arange(H, device=dev).expand(K, B, H), torch.arange(W, device=dev).expand(K, B, W),
+                             torch.arange(K, device=dev).view(K, 1, 1, 1, 1),
+                             torch.arange(B, device=dev).view(1, B, 1, 1, 1),
+                             torch.arange(C, device=dev).view(1, 1, C, 1, 1))
+        return self._grid[B]
+
     def _crop_flip(self, xb: torch.Tensor) -> torch.Tensor:
         K, B, C, H, W = xb.shape
         P, dev = self.pad, xb.device
-        rows = torch.arange(H, device=dev).expand(K, B, H)
-        cols = torch.arange(W, device=dev).expand(K, B, W)
+        rows, cols, kk, bb, cc = self._index_grid(K, B, C, H, W, dev)
         if P:
-            # the padded image, (K, B, C, H + 2P, W + 2P), filled with the value of a black pixel
-            xp = self.ds.black.view(1, 1, C, 1, 1).expand(K, B, C, H + 2 * P, W + 2 * P).clone()
+            # the padded image, (K, B, C, H + 2P, W + 2P): a border of black pixels, made once; each
+            # step writes only the inside (the gather below copies, so the buffer is free again)
+            if B not in self._padded:
+                self._padded[B] = self.ds.black.view(1, 1, C, 1, 1).expand(K, B, C, H + 2 * P, W + 2 * P).clone()
+            xp = self._padded[B]
             xp[..., P:P + H, P:P + W] = xb
             off = torch.stack([torch.randint(0, 2 * P + 1, (B, 2), generator=g, device=dev) for g in self.gens])
             rows = rows + off[..., :1]  # (K, B, H): the crop's first row, then consecutive rows
@@ -67,9 +80,6 @@ class TrainInputs:
         if self.flip:
             f = torch.stack([torch.rand(B, generator=g, device=dev) < 0.5 for g in self.gens])  # (K, B)
             cols = torch.where(f.unsqueeze(-1), cols.flip(-1), cols)
-        kk = torch.arange(K, device=dev).view(K, 1, 1, 1, 1)
-        bb = torch.arange(B, device=dev).view(1, B, 1, 1, 1)
-        cc = torch.arange(C, device=dev).view(1, 1, C, 1, 1)
         return xb[kk, bb, cc, rows[:, :, None, :, None], cols[:, :, None, None, :]]
 
     # checkpoint state: the augment generators (the noise is fixed, drawn again from the seed)

@@ -319,17 +319,13 @@ def log_figures(client, exp_id: str, paths: list[Path]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vgsweep figures", description=__doc__.splitlines()[0])
-    ap.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the project's mlflow.db)")
-    ap.add_argument("--experiment", default=None, help="one MLflow experiment (default: every one with runs)")
+    reader.store_args(ap)
     ap.add_argument("--out", default="results/figures", type=Path)
     ap.add_argument("--activation", default="logistic", help="activation of the gradient-distribution figure")
     ap.add_argument("--no-mlflow", action="store_true", help="do not log the figures to MLflow")
     a = ap.parse_args(argv)
     uri = a.tracking_uri or tracking.default_uri()
-    names = [a.experiment] if a.experiment else reader.experiments(uri)
-    if not names:
-        raise SystemExit(f"no training runs in {uri}: run a sweep first (or pass --tracking-uri)")
-    for name in names:  # results/figures/<experiment>/
+    for name in reader.chosen(uri, a.experiment):  # results/figures/<experiment>/
         build(uri, name, a.out / name, a.activation, not a.no_mlflow)
     return 0
 

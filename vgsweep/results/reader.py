@@ -28,6 +28,20 @@ def open_experiment(uri: str, experiment: str):
     return client, exp
 
 
+def store_args(ap) -> None:
+    """The options every results command takes: which store, which experiment."""
+    ap.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the project's mlflow.db)")
+    ap.add_argument("--experiment", default=None, help="one MLflow experiment (default: every one with runs)")
+
+
+def chosen(uri: str, experiment: str | None) -> list[str]:
+    """The experiment named, or every one of the store with training runs; SystemExit if there are none."""
+    names = [experiment] if experiment else experiments(uri)
+    if not names:
+        raise SystemExit(f"no training runs in {uri}: run a sweep first (or pass --tracking-uri)")
+    return names
+
+
 def experiments(uri: str) -> list[str]:
     """Names of the experiments of the store that hold training runs, oldest first."""
     client = tracking.client_for(uri)

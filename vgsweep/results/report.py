@@ -79,9 +79,7 @@ def section(uri: str, experiment: str, out: Path, activation: str) -> list[str]:
 
 
 def build(uri: str, out: Path, experiment: str | None = None, activation: str = "logistic") -> Path:
-    names = [experiment] if experiment else reader.experiments(uri)
-    if not names:
-        raise SystemExit(f"no training runs in {uri}: run a sweep first (or pass --tracking-uri)")
+    names = reader.chosen(uri, experiment)
     table.build(uri, experiment, out)
     lines = ["# vgsweep report", "",
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `{uri}`: "
@@ -96,8 +94,7 @@ def build(uri: str, out: Path, experiment: str | None = None, activation: str = 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vgsweep report", description=__doc__.splitlines()[0])
-    ap.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the project's mlflow.db)")
-    ap.add_argument("--experiment", default=None, help="one MLflow experiment (default: every one with runs)")
+    reader.store_args(ap)
     ap.add_argument("--out", default="results", type=Path)
     ap.add_argument("--activation", default="logistic", help="activation of the gradient-distribution figure")
     a = ap.parse_args(argv)

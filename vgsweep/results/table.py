@@ -342,9 +342,7 @@ def section(uri: str, experiment: str) -> tuple[pd.DataFrame, str]:
 
 def build(uri: str, experiment: str | None, out: Path) -> pd.DataFrame:
     """results/table.md and table.csv: one section per experiment (all of the store's unless named)."""
-    names = [experiment] if experiment else reader.experiments(uri)
-    if not names:
-        raise SystemExit(f"no training runs in {uri}: run a sweep first (or pass --tracking-uri)")
+    names = reader.chosen(uri, experiment)
     frames, texts = [], []
     for name in names:
         df, md = section(uri, name)
@@ -361,8 +359,7 @@ def build(uri: str, experiment: str | None, out: Path) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vgsweep table", description=__doc__.splitlines()[0])
-    ap.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the project's mlflow.db)")
-    ap.add_argument("--experiment", default=None, help="one MLflow experiment (default: every one with runs)")
+    reader.store_args(ap)
     ap.add_argument("--out", default="results", type=Path, help="folder for table.md and table.csv")
     a = ap.parse_args(argv)
     build(a.tracking_uri or tracking.default_uri(), a.experiment, a.out)
