@@ -48,7 +48,7 @@ bench: install ## time the paper grid packed (fp32, tf32) vs one job at a time; 
 bench-vgg: install ## VGG38 seconds per epoch: packed K=7 vs one at a time vs a DataLoader (BENCH_VGG_ARGS="--k 7")
 	$(PY) bench/vgg.py --out results/bench/vgg.json $(BENCH_VGG_ARGS)
 
-PROFILE_ARGS ?= activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna depth=2
+PROFILE_ARGS ?= activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna,gna_bn depth=2
 profile: install ## where one pack's time goes, against its arithmetic floor (PROFILE_ARGS="<overrides> --epochs 2")
 	$(PY) -m vgsweep profile data.root=$(DATA_ROOT) $(PROFILE_ARGS) --trace results/bench/trace.json.gz
 

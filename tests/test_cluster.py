@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import SMALL, compose_cfg, make_idx_dataset, run_cli
 
-GRID = ["activation=relu,tanh", "regime=baseline,gna_bn", "seed=3", "regime.grad_noise.eta=0.01"]
+GRID = ["activation=relu,tanh", "regime=gna_bn,gna_wn", "seed=3", "regime.grad_noise.eta=0.01"]  # 2 packs: weight norm splits
 
 
 def _runs(uri: str):
@@ -66,6 +66,7 @@ def test_a_checkpoint_that_is_not_vgsweeps_is_refused_not_run(tiny_root, tmp_pat
     from vgsweep.config import config_hash
     from vgsweep.jobs import Job
     from vgsweep.sweep import checkpoint_path, load_checkpoint, run_jobs, save_checkpoint
+    from vgsweep.trainer import CHECKPOINT_FORMAT
 
     cfg = compose_cfg([*SMALL, f"data.root={tiny_root}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
                        f"checkpoint.dir={tmp_path / 'ck'}"])
@@ -76,13 +77,13 @@ def test_a_checkpoint_that_is_not_vgsweeps_is_refused_not_run(tiny_root, tmp_pat
         def __reduce__(self):
             return (os.system, (f"touch {tmp_path / 'pwned'}",))
 
-    torch.save({"format": 2, "payload": Payload()}, planted)
+    torch.save({"format": CHECKPOINT_FORMAT, "payload": Payload()}, planted)
     assert load_checkpoint(planted) is None and not (tmp_path / "pwned").exists()
     planted.write_bytes(pickle.dumps(Payload()))  # a plain pickle too
     [o] = run_jobs([Job(cfg)])
     assert o.status == "FINISHED" and not (tmp_path / "pwned").exists()
     good = tmp_path / "good.pt"
-    save_checkpoint(good, {"format": 2, "theta": torch.ones(3), "history": [{"a": 1.0}], "run_id": "r"})
+    save_checkpoint(good, {"format": CHECKPOINT_FORMAT, "theta": torch.ones(3), "history": [{"a": 1.0}], "run_id": "r"})
     assert load_checkpoint(good)["history"] == [{"a": 1.0}]
 
 

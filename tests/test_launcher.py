@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import SMALL, compose_cfg, run_cli
 from vgsweep.packing import bytes_per_run, group_packs
 
-GRID = ["activation=relu,tanh", "regime=baseline,gna,gna_bn,gna_bn_batch", "seed=3"]
+GRID = ["activation=relu,tanh", "regime=baseline,gna,gna_bn,gna_wn", "seed=3"]  # packs: 6 (mlp), 2 (weight norm)
 
 
 def _metrics(uri):
@@ -37,7 +37,7 @@ def test_packed_and_basic_launchers_give_the_same_runs(tiny_root, tmp_path):
     assert set(res["packed"]) == set(res["basic"]) and len(res["basic"]) == 8
     for key, m in res["basic"].items():
         p = res["packed"][key]
-        assert m["pack_size"] == 1 and p["pack_size"] == (4 if "bn" not in key[1] else 2)
+        assert m["pack_size"] == 1 and p["pack_size"] == (2 if "wn" in key[1] else 6)
         for name in ("train_loss", "test_acc", "test_loss"):
             assert p[name] == pytest.approx(m[name], rel=1e-5, abs=1e-6), (key, name)
     # every packed job has its own Hydra dir with .hydra/ and a log of its epochs

@@ -57,7 +57,7 @@ def test_the_console_script_is_the_same_command():
 
 @pytest.mark.e2e
 def test_the_live_progress_line_ends_before_anything_else_is_written(tiny_root, tmp_path):
-    args = ["-m", "regime=baseline,gna_bn", *SMALL, f"data.root={tiny_root}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+    args = ["-m", "regime=baseline,wn", *SMALL, f"data.root={tiny_root}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
             f"hydra.sweep.dir={tmp_path / 'mr'}", "hydra.launcher.progress=bar"]
     proc = subprocess.run([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, capture_output=True, timeout=300)
     err = proc.stderr.decode()  # bytes: "\r" kept as it is

@@ -46,6 +46,6 @@ def test_profile_counts_phases_and_arithmetic(tiny_root, tmp_path, capsys):
 
 
 def test_profile_refuses_a_grid_of_several_packs(tiny_root, capsys):
-    code = profile.main([*SMALL, f"data.root={tiny_root}", "regime=baseline,gna_bn"])
+    code = profile.main([*SMALL, f"data.root={tiny_root}", "regime=baseline,wn"])
     err = capsys.readouterr().err
     assert code == 2 and "overrides" in err and "one pack" in err

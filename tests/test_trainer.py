@@ -11,7 +11,7 @@ import torch
 from tests.conftest import compose_cfg
 from vgsweep.app import CONF_DIR
 from vgsweep.optim import GradNoise, noise_std
-from vgsweep.trainer import train_pack
+from vgsweep.trainer import Pack, train_pack
 
 
 def test_noise_schedule_formula():
@@ -139,3 +139,39 @@ def test_deterministic_switch_is_scoped_to_its_pack(small_cfg):
     det = train_pack([small_cfg("deterministic=true", "regime=gna_bn_batch")]).history[0]
     assert torch.are_deterministic_algorithms_enabled() == before
     assert det == train_pack([small_cfg("regime=gna_bn_batch")]).history[0]  # the CPU is deterministic anyway
+
+
+# baseline, gna and gna_bn of one depth (and every other normalisation) train as one pack
+MIXED = ("regime=baseline", "regime=gna", "regime=gna_bn", "regime=bn_batch", "regime=ln",
+         "regime=gna_bn_batch", "regime=gna_bn regime.bn.placement=all regime.bn.eps=0.01")
+
+
+def test_runs_with_and_without_batch_norm_share_a_pack_and_keep_their_numbers(small_cfg):
+    """One pack per depth for the paper's three regimes: runs with no batch norm, frozen or real batch
+    norm at the last or every layer, and layer norm pack together, and each run's numbers are the
+    ones it has alone, bit for bit (a run without a normalisation passes through it exactly)."""
+    from vgsweep.packing import group_packs
+
+    cfgs = [small_cfg(*r.split(), f"activation={a}", f"seed={s}", "regime.grad_noise.eta=0.05")
+            for s, (r, a) in enumerate(zip(MIXED, ("tanh", "relu", "tanh", "swish", "relu", "tanh", "logistic")))]
+    assert group_packs(cfgs) == [list(range(len(cfgs)))]
+    packed = train_pack(cfgs)
+    for k, c in enumerate(cfgs):
+        alone = train_pack([c]).history[0]
+        assert packed.history[k] == alone, MIXED[k]
+    assert packed.history[0] != packed.history[2]  # the regimes do differ
+
+
+def test_a_run_checkpointed_in_a_mixed_pack_resumes_alone(small_cfg):
+    """A checkpoint holds the run's own layout: a run without batch norm saved from a pack with
+    batch-norm runs, and a batch-norm run saved from that pack, each continue alone to the numbers
+    of an uninterrupted run."""
+    cfgs = [small_cfg(r, f"seed={s}", "checkpoint.every=1", "train.epochs=3", "regime.grad_noise.eta=0.05")
+            for s, r in enumerate(("regime=gna", "regime=gna_bn_batch"))]
+    saved: dict[int, list[dict]] = {}
+    train_pack(cfgs, on_checkpoint=lambda done, states: saved.setdefault(done, states))
+    for k, c in enumerate(cfgs):
+        whole = train_pack([c]).history[0]
+        assert saved[1][k]["theta"].numel() == Pack([c]).model.P
+        resumed = train_pack([c], resume=[saved[1][k]]).history[0]
+        assert resumed == whole, c.regime.name

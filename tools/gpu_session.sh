@@ -44,7 +44,7 @@ if [[ $STEPS == *profile* ]]; then
   for depth in 2 5; do
     for prec in fp32 tf32; do
       # shellcheck disable=SC2086
-      $PY -m vgsweep.profile activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna \
+      $PY -m vgsweep.profile activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna,gna_bn \
         depth=$depth precision=$prec "data.root=$DATA" $EXTRA $PROFILE_ARGS \
         --trace "/tmp/traces/d${depth}_${prec}.json.gz" --json "/tmp/traces/d${depth}_${prec}.json" \
         2>&1 | grep -v '^USDT\|^ERROR:.*DeviceProperties' | tee -a "$OUT/profile.txt" \

@@ -103,7 +103,9 @@ class GradNoise:
     deviation or the variance (per run). Runs without noise draw nothing and get nothing.
     """
 
-    def __init__(self, cfgs: list, seeds: list[int], theta: torch.Tensor):
+    def __init__(self, cfgs: list, seeds: list[int], theta: torch.Tensor, own: list | None = None):
+        """own: per run, the columns of theta it uses (None: all), as PackedModel.own_index gives them;
+        a run draws noise for those alone, in their order, so its stream is the one it has alone."""
         K, device = theta.shape[0], theta.device
 
         def vec(values):
@@ -119,6 +121,13 @@ class GradNoise:
         self.K = K
         self.any_step = any(enum_value(g.unit) == "step" for g in cfgs)
         self._cached: tuple[int, torch.Tensor] | None = None  # (epoch, std) when no run counts steps
+        # where each noisy run's draw goes: the whole row, its first n columns, or scattered columns
+        self.dest: dict[int, int | torch.Tensor | None] = {}
+        for k in self.noisy:
+            idx = None if own is None else own[k]
+            if idx is not None and bool((idx == torch.arange(len(idx), device=idx.device)).all()):
+                idx = len(idx)
+            self.dest[k] = idx
 
     def std(self, epoch: int, step: int) -> torch.Tensor:
         """(K,) standard deviations at this epoch and step (0-based), computed on the device."""
@@ -129,7 +138,13 @@ class GradNoise:
         if not self.noisy:
             return
         for k in self.noisy:
-            self.buf[k].normal_(generator=self.gens[k])
+            d = self.dest[k]
+            if d is None:
+                self.buf[k].normal_(generator=self.gens[k])
+            elif isinstance(d, int):
+                self.buf[k, :d].normal_(generator=self.gens[k])
+            else:
+                self.buf[k, d] = torch.empty(len(d), device=self.buf.device).normal_(generator=self.gens[k])
         if self.any_step:
             std = self.std(epoch, step)
         else:  # the schedule moves once per epoch: compute it then, not at every step

@@ -1,7 +1,7 @@
 """Which runs train together as one pack, how much device memory each adds, and splitting.
 
 Runs share a pack when everything the training program is made of is equal: the family's shape
-key (layer shapes, normalisation math), the data set as it sits on the device, the schedule of
+key (layer shapes; for model=mlp not the normalisation, a per-run setting), the data set as it sits on the device, the schedule of
 steps (epochs, batch, last-batch rule), the optimiser's algorithm, precision, device, checkpoint
 interval, determinism and what the diagnostics measure. Everything else (seed, activation, init,
 learning rate and its schedule, weight decay, gradient noise, input noise, double softmax) is a

@@ -1,6 +1,6 @@
 """Where a pack's time goes: one pack trained under torch.profiler, measured against its floor.
 
-    python -m vgsweep.profile activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna \\
+    python -m vgsweep.profile activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna,gna_bn \\
         depth=2 data.root=.devdata --epochs 3 --trace results/bench/trace.json.gz
 
 Overrides use the CLI's syntax; comma lists expand to a grid, and every job of the grid must fit

@@ -39,7 +39,7 @@ from vgsweep.seeding import generator
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 VAL_METRICS = ("val_loss", "val_acc")  # when data.val_size > 0
 PHASES = ("shuffle", "forward", "backward", "noise", "optimizer", "diagnostics", "metrics", "epoch_end")
-CHECKPOINT_FORMAT = 2  # tensors and plain values only: torch.load(..., weights_only=True) reads it
+CHECKPOINT_FORMAT = 3  # tensors and plain values only (torch.load(..., weights_only=True) reads it); 3: own layout
 _NULL = contextlib.nullcontext()
 
 
@@ -148,7 +148,8 @@ class Pack:
         self.inputs = TrainInputs(ds, [float(c.data.input_noise_std) for c in runs], seeds, int(a.crop_padding),
                                   bool(a.flip), device)
         self.shuffle_g = [generator(s, "shuffle", device) for s in seeds]
-        self.grad_noise = GradNoise([c.regime.grad_noise for c in runs], seeds, self.model.theta)
+        self.grad_noise = GradNoise([c.regime.grad_noise for c in runs], seeds, self.model.theta,
+                                   [self.model.own_index(k) for k in range(K)])
         self.probe = GradientProbe(self.model, c0.diagnostics, self.steps) if c0.diagnostics.enabled else None
         self.precision = enum_value(c0.precision)
         self.metrics = METRICS + (VAL_METRICS if ds.val is not None else ())
@@ -168,10 +169,11 @@ class Pack:
         self.start, self.gstep, self.opt.t = st0["epochs_done"], st0["gstep"], st0["opt_t"]
         with torch.no_grad():
             for k, st in enumerate(states):
-                self.model.theta[k].copy_(st["theta"])
-                self.opt.buf[k].copy_(st["opt_buf"])
+                own = self.model.set_own
+                own(k, self.model.theta[k], st["theta"])
+                own(k, self.opt.buf[k], st["opt_buf"])
                 if self.opt.buf2 is not None:
-                    self.opt.buf2[k].copy_(st["opt_buf2"])
+                    own(k, self.opt.buf2[k], st["opt_buf2"])
                 self.model.restore_buffers(k, st["buffers"])
                 self.shuffle_g[k].set_state(st["shuffle_rng"])
                 if k in self.grad_noise.gens:
@@ -183,12 +185,17 @@ class Pack:
         self.opt.hp["lr"] = self.schedules.lr(self.start, self.gstep) * self.live
 
     def state(self, k_caller: int, epochs_done: int) -> dict:
-        """Run k's checkpoint: tensors, numbers, strings, lists and dicts only."""
+        """Run k's checkpoint: tensors, numbers, strings, lists and dicts only. Parameters and optimiser
+        state in the layout the run has alone, whatever else its pack holds."""
         k = self.order.index(k_caller)
-        opt = self.opt
+        opt, own = self.opt, self.model.own
+
+        def row(t):
+            return own(k, t[k].detach()).cpu().clone()
+
         return {"format": CHECKPOINT_FORMAT, "epochs_done": epochs_done, "gstep": self.gstep, "opt_t": opt.t,
-                "theta": self.model.theta[k].detach().cpu().clone(), "opt_buf": opt.buf[k].cpu().clone(),
-                "opt_buf2": None if opt.buf2 is None else opt.buf2[k].cpu().clone(),
+                "theta": row(self.model.theta), "opt_buf": row(opt.buf),
+                "opt_buf2": None if opt.buf2 is None else row(opt.buf2),
                 "buffers": self.model.buffer_state(k), "shuffle_rng": self.shuffle_g[k].get_state(),
                 "noise_rng": self.grad_noise.gens[k].get_state() if k in self.grad_noise.gens else None,
                 "augment_rng": self.inputs.state(k),

@@ -138,9 +138,34 @@ class PackedModel:
         ce = F.cross_entropy(logits.reshape(K * B, C).float(), y.reshape(K * B), reduction="none")
         return ce.view(K, B).mean(dim=1)
 
+    # --- what belongs to one run ------------------------------------------------------------------
+    # A pack may hold entries some of its runs do not use (model=mlp: batch-norm parameters in a pack
+    # that mixes runs with and without batch norm). A run's own entries, in layout order, are exactly
+    # the layout it has alone; its checkpoints and its gradient-noise draws cover those alone.
+    def own_index(self, k: int) -> torch.Tensor | None:
+        """Run k's own entries as column indices of theta (None: the whole row)."""
+        return None
+
+    def own(self, k: int, row: torch.Tensor) -> torch.Tensor:
+        """Run k's own part of a (P,) row of theta or of an optimiser buffer: the layout it has alone."""
+        idx = self.own_index(k)
+        return row if idx is None else row[idx]
+
+    def set_own(self, k: int, row: torch.Tensor, values: torch.Tensor) -> None:
+        """Write run k's own part (as `own` returns it) into a (P,) row."""
+        idx = self.own_index(k)
+        if idx is None:
+            row.copy_(values)
+        else:
+            row[idx] = values.to(row.device, row.dtype)
+
     # --- state that is not a parameter ------------------------------------------------------------
+    def own_buffers(self, k: int) -> list[str]:
+        """Names of the buffers run k uses."""
+        return list(self.buffers)
+
     def buffer_state(self, k: int) -> dict[str, torch.Tensor]:
-        return {n: b[k].detach().cpu().clone() for n, b in self.buffers.items()}
+        return {n: self.buffers[n][k].detach().cpu().clone() for n in self.own_buffers(k)}
 
     def restore_buffers(self, k: int, state: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
@@ -149,10 +174,12 @@ class PackedModel:
 
 
 def batchnorm(h: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, mean_r: torch.Tensor, var_r: torch.Tensor,
-              train: bool, eps: float, keep: float, dims: tuple[int, ...]) -> torch.Tensor:
+              train: bool, eps: float, keep: float, dims: tuple[int, ...],
+              runs: torch.Tensor | None = None) -> torch.Tensor:
     """Real batch normalisation of each run of h (K, B, F, ...) over `dims` (the batch and any spatial
     axes), with per-run running statistics mean_r, var_r (K, F) updated in training as
-    running = keep * running + (1 - keep) * batch (the unbiased batch variance)."""
+    running = keep * running + (1 - keep) * batch (the unbiased batch variance); with `runs` (K,) bool,
+    only those runs' statistics move."""
     shape = [h.shape[0]] + [1] * (h.dim() - 1)
     shape[2] = h.shape[2]  # (K, 1, F, 1, ...)
     if train:
@@ -160,8 +187,11 @@ def batchnorm(h: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, mean_r: 
         var = h.var(dim=dims, unbiased=False)
         with torch.no_grad():
             n = math.prod(h.shape[d] for d in dims)
-            mean_r.mul_(keep).add_(mean.detach(), alpha=1 - keep)
-            var_r.mul_(keep).add_(var.detach() * (n / max(n - 1, 1)), alpha=1 - keep)
+            for r, b in ((mean_r, mean), (var_r, var * (n / max(n - 1, 1)))):
+                if runs is None:
+                    r.mul_(keep).add_(b.detach(), alpha=1 - keep)
+                else:  # the same arithmetic, kept for these runs only
+                    r.copy_(torch.where(runs.view(-1, 1), r.mul(keep).add_(b.detach(), alpha=1 - keep), r))
     else:
         mean, var = mean_r, var_r
     hn = (h - mean.view(shape)) * torch.rsqrt(var.view(shape) + eps)

@@ -3,8 +3,13 @@
 Each layer's weight (in, out) and bias (out) are views into theta (K, P), so one batched matmul
 (`baddbmm`) serves all K networks. Normalisation after a hidden activation (regime.bn) is frozen
 (the original code's Keras layer in inference mode), real batch norm, or layer norm; weight
-normalisation and skip connections are options. Activation, init and the double-softmax switch
-may differ per run; shapes and the normalisation's math may not (they are the shape key).
+normalisation and skip connections are options. Activation, init, the double-softmax switch and
+batch norm (where, which mode, eps, momentum) may differ per run; the layer widths, weight norm and
+skip connections may not (they are the shape key). So the paper's baseline, gna and gna_bn runs of
+one depth train as one pack: at a layer with batch norm, runs without it (or with another mode) pass
+through unchanged (`torch.where` on a per-run mask, exact in both directions), and their unused
+gamma/beta sit at the end of the layout, outside the part of the row that is theirs (checkpoints and
+gradient-noise draws cover only that part, the layout the run has alone).
 """
 
 from __future__ import annotations
@@ -51,9 +56,7 @@ def member_of(cfg: DictConfig) -> Member:
 
 
 def shape_key(cfg: DictConfig) -> tuple:
-    bn = cfg.regime.bn
-    return ("mlp", tuple(cfg.model.hidden), bool(cfg.model.residual), bool(cfg.regime.weight_norm),
-            enum_value(bn.placement), enum_value(bn.mode), float(bn.eps), float(bn.momentum))
+    return ("mlp", tuple(cfg.model.hidden), bool(cfg.model.residual), bool(cfg.regime.weight_norm))
 
 
 def order_key(cfg: DictConfig) -> tuple:
@@ -62,7 +65,8 @@ def order_key(cfg: DictConfig) -> tuple:
 
 def build(cfgs: list[DictConfig], shape: tuple[int, ...], classes: int, generators: list[torch.Generator],
           device: torch.device) -> "PackedMLP":
-    return PackedMLP(arch_of(cfgs[0], math.prod(shape), classes), [member_of(c) for c in cfgs], generators, device)
+    return PackedMLP([arch_of(c, math.prod(shape), classes) for c in cfgs], [member_of(c) for c in cfgs], generators,
+                     device)
 
 
 def n_params(arch: Arch) -> int:
@@ -88,20 +92,36 @@ def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:
 
 
 class PackedMLP(PackedModel):
-    def __init__(self, arch: Arch, members: list[Member], generators: list[torch.Generator], device: torch.device):
+    def __init__(self, arch: Arch | list[Arch], members: list[Member], generators: list[torch.Generator],
+                 device: torch.device):
         super().__init__(members, device)
-        self.arch = arch
-        sizes = arch.sizes
+        archs = list(arch) if isinstance(arch, (list, tuple)) else [arch] * self.K
+        a0 = archs[0]
+        if any((a.sizes, a.residual, a.weight_norm) != (a0.sizes, a0.residual, a0.weight_norm) for a in archs):
+            raise ValueError("runs of one MLP pack must share widths, weight norm and skip connections")
+        self.arch, self.archs = a0, archs
+        sizes = a0.sizes
+        self.bn_layers = sorted({i for a in archs for i in a.bn_layers})  # the union over the pack
+        # per layer with batch norm somewhere: (mode, eps, momentum, runs) groups; runs None = every run
+        self.norms: dict[int, list[tuple[str, float, float, torch.Tensor | None]]] = {}
+        for i in self.bn_layers:
+            groups: dict[tuple, list[int]] = {}
+            for k, a in enumerate(archs):
+                if i in a.bn_layers:
+                    groups.setdefault((a.bn_mode, a.bn_eps, a.bn_momentum), []).append(k)
+            self.norms[i] = [(m, e, mo, None if len(ks) == self.K else
+                              torch.tensor([k in ks for k in range(self.K)], device=device))
+                             for (m, e, mo), ks in groups.items()]
         lay = Layout()
         for i in range(len(sizes) - 1):
             layer = f"dense{i + 1}"
             lay.add(f"W{i}", (sizes[i], sizes[i + 1]), "weight", layer)
             lay.add(f"b{i}", (sizes[i + 1],), "bias", layer)
-            if arch.weight_norm:
+            if a0.weight_norm:
                 lay.add(f"g{i}", (sizes[i + 1],), "gain", layer)  # the length of each unit's weight vector
-            if i in arch.bn_layers:
-                lay.add(f"bn{i}.gamma", (sizes[i + 1],), "norm", f"norm{i + 1}")
-                lay.add(f"bn{i}.beta", (sizes[i + 1],), "norm", f"norm{i + 1}")
+        for i in self.bn_layers:  # after every dense layer: a run without them keeps a prefix of the row
+            lay.add(f"bn{i}.gamma", (sizes[i + 1],), "norm", f"norm{i + 1}")
+            lay.add(f"bn{i}.beta", (sizes[i + 1],), "norm", f"norm{i + 1}")
         theta = torch.zeros(self.K, lay.P, dtype=torch.float64)
         at = {e.name: e for e in lay.entries}
         for k, (m, g) in enumerate(zip(members, generators)):
@@ -113,33 +133,54 @@ class PackedMLP(PackedModel):
                     if m.init == "torch_default":
                         b = at[f"b{e.name[1:]}"]
                         theta[k, b.offset:b.offset + b.numel] = init_bias(m.init, e.shape[1], fan_in, g)
-                    if arch.weight_norm:  # g = ||v||: the effective weights start as the init
+                    if a0.weight_norm:  # g = ||v||: the effective weights start as the init
                         ge = at[f"g{e.name[1:]}"]
                         theta[k, ge.offset:ge.offset + ge.numel] = w.norm(dim=0)
                 elif e.name.endswith("gamma"):
                     theta[k, e.offset:e.offset + e.numel] = 1.0
         self._place(lay, theta)
-        for i in arch.bn_layers:  # running statistics for `batch` BN, per run: (K, F) each
+        self._own: list[torch.Tensor | None] = []
+        for a in archs:
+            if list(a.bn_layers) == self.bn_layers:
+                self._own.append(None)
+            else:
+                cols = [torch.arange(e.offset, e.offset + e.numel) for e in lay.entries
+                        if not e.name.startswith("bn") or int(e.name[2:].split(".")[0]) in a.bn_layers]
+                self._own.append(torch.cat(cols).to(device))
+        for i in self.bn_layers:  # running statistics for `batch` BN, per run: (K, F) each
             self.buffers[f"bn{i}.mean"] = torch.zeros(self.K, sizes[i + 1], device=device)
             self.buffers[f"bn{i}.var"] = torch.ones(self.K, sizes[i + 1], device=device)
         self.double_softmax = torch.tensor([m.double_softmax for m in members], device=device)
         self.any_double_softmax = bool(self.double_softmax.any())
 
+    def own_index(self, k: int) -> torch.Tensor | None:
+        return self._own[k]
+
+    def own_buffers(self, k: int) -> list[str]:
+        return [f"bn{i}.{s}" for i in self.archs[k].bn_layers for s in ("mean", "var")]
+
     def unit_names(self) -> list[str]:
         return [f"hidden{i + 1}" for i in range(len(self.arch.sizes) - 2)]
 
     def _norm(self, i: int, h: torch.Tensor, p: dict, train: bool) -> torch.Tensor:
-        a = self.arch
+        """Each run's normalisation at hidden layer i; runs without one there pass h through."""
+        for mode, eps, momentum, runs in self.norms[i]:
+            out = self._norm1(i, h, p, train, mode, eps, momentum, runs)
+            h = out if runs is None else torch.where(runs.view(-1, 1, 1), out, h)
+        return h
+
+    def _norm1(self, i: int, h: torch.Tensor, p: dict, train: bool, mode: str, eps: float, momentum: float,
+               runs: torch.Tensor | None) -> torch.Tensor:
         gamma, beta = p[f"bn{i}.gamma"], p[f"bn{i}.beta"]  # (K, F)
-        if a.bn_mode == "frozen":
+        if mode == "frozen":
             # Keras BatchNormalization in inference mode with its initial moving statistics
             # (mean 0, variance 1), which the original code never updates.
-            return h * (gamma.unsqueeze(1) / math.sqrt(1.0 + a.bn_eps)) + beta.unsqueeze(1)
-        if a.bn_mode == "layer":  # each example over its own features: no batch, no running statistics
+            return h * (gamma.unsqueeze(1) / math.sqrt(1.0 + eps)) + beta.unsqueeze(1)
+        if mode == "layer":  # each example over its own features: no batch, no running statistics
             mean, var = h.mean(dim=-1, keepdim=True), h.var(dim=-1, unbiased=False, keepdim=True)
-            return (h - mean) * torch.rsqrt(var + a.bn_eps) * gamma.unsqueeze(1) + beta.unsqueeze(1)
+            return (h - mean) * torch.rsqrt(var + eps) * gamma.unsqueeze(1) + beta.unsqueeze(1)
         return batchnorm(h, gamma, beta, self.buffers[f"bn{i}.mean"], self.buffers[f"bn{i}.var"], train,
-                         a.bn_eps, a.bn_momentum, dims=(1,))
+                         eps, momentum, dims=(1,), runs=runs)
 
     def forward(self, x: torch.Tensor, train: bool, theta: torch.Tensor | None = None,
                 preacts: list | None = None) -> torch.Tensor:
@@ -158,7 +199,7 @@ class PackedMLP(PackedModel):
                 if preacts is not None:
                     preacts.append(h)
                 h = self.activate(h)
-                if i in self.arch.bn_layers:
+                if i in self.norms:
                     h = self._norm(i, h, p, train)
                 if self.arch.residual and 0 < i and self.arch.sizes[i] == self.arch.sizes[i + 1]:
                     h = h + h_in  # (K, B, F): the skip connection
