@@ -5,7 +5,8 @@
 
 Packed: `python -m vgsweep experiment=paper_table1` (30 runs x --epochs), timed from launch to the
 process exit, which comes after the last MLflow run is FINISHED; once per --precision, and once
-more at the first precision with diagnostics off, which gives the diagnostics' cost.
+more at the first precision with diagnostics off, which gives the diagnostics' cost, and on CUDA once
+more with cuda_graph=false, which gives the step graph's worth.
 One at a time: the same 30 configs with `hydra/launcher=basic` and only --basic-epochs epochs each;
 each job's time at --epochs is extrapolated from its MLflow record: (run wall time - its epochs'
 seconds) + mean epoch seconds x --epochs, plus the process start-up once. Prints the ratio.
@@ -70,6 +71,8 @@ def main() -> None:
               "epochs": a.epochs, "packed": {}}
     variants = [(p, []) for p in a.precision.split(",")]
     variants.insert(1, (f"{variants[0][0]}-nodiag", ["diagnostics.enabled=false"]))  # the diagnostics' cost
+    if torch.cuda.is_available():  # what capturing the step as a CUDA graph is worth
+        variants.insert(2, (f"{variants[0][0]}-nograph", ["cuda_graph=false"]))
     for prec, extra in variants:
         uri = f"sqlite:///{out / f'packed_{prec}.db'}"
         wall = cli([*common, f"train.epochs={a.epochs}", f"precision={prec.split('-')[0]}", f"tracking.uri={uri}",
@@ -100,7 +103,7 @@ def main() -> None:
     print("| mode | wall time (s) | speed-up vs one at a time |\n|---|---|---|")
     print(f"| one job at a time (extrapolated from {a.basic_epochs} epochs each) | {basic_total:.1f} | 1.0x |")
     for prec, r in result["packed"].items():
-        label = prec.replace("-nodiag", ", diagnostics off")
+        label = prec.replace("-nodiag", ", diagnostics off").replace("-nograph", ", cuda_graph=false")
         print(f"| packed, {label} | {r['wall_s']:.1f} | {basic_total / r['wall_s']:.1f}x |")
     p0 = a.precision.split(",")[0]
     on, off = result["packed"][p0]["wall_s"], result["packed"][f"{p0}-nodiag"]["wall_s"]

@@ -43,12 +43,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def cfgs_for(model: str, k: int, device: str, precision: str, images: int):
+def cfgs_for(model: str, k: int, device: str, precision: str, images: int, graph: bool = True):
     from vgsweep.app import compose
 
     return [compose(["experiment=vgg_cifar100", f"model={model}", f"seed={s}", f"device={device}",
                      f"precision={precision}", "diagnostics.enabled=false", f"data.limit_train={images}",
-                     "data.val_size=0", "data.limit_test=100"]) for s in range(k)]
+                     "data.val_size=0", "data.limit_test=100", f"cuda_graph={str(graph).lower()}"]) for s in range(k)]
 
 
 def synthetic(images: int, device: torch.device):
@@ -71,16 +71,15 @@ def time_packed(cfgs, ds, steps: int) -> tuple[float, float]:
     pack = trainer.Pack(cfgs, ds)
     dev = pack.device
     perm = torch.stack([torch.randperm(pack.N, generator=g, device=dev) for g in pack.shuffle_g])
-    sums = (torch.zeros(pack.K, device=dev), torch.zeros(pack.K, device=dev))
     with trainer.tf32(pack.precision == "tf32" and dev.type == "cuda"):
-        for s in range(2):  # warm-up: allocations, cuDNN's algorithm search
-            pack.step(s, 0, perm, sums)
+        for s in range(trainer.StepGraph.WARMUP + 2):  # warm-up: allocations, cuDNN's search, the graph's capture
+            pack.step(s, 0, perm)
         _sync(dev)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         t0 = time.perf_counter()
         for s in range(steps):
-            pack.step(s % (pack.steps - 1), 0, perm, sums)
+            pack.step(s % (pack.steps - 1), 0, perm)
         _sync(dev)
     peak = torch.cuda.max_memory_allocated(dev) / len(cfgs) if dev.type == "cuda" else float("nan")
     return (time.perf_counter() - t0) / steps, peak
@@ -136,7 +135,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="vgg38_bn_rc")
     ap.add_argument("--k", type=int, default=7, help="runs in the pack (the report has 7 rows)")
-    ap.add_argument("--steps", type=int, default=40, help="steps timed after 2 of warm-up")
+    ap.add_argument("--steps", type=int, default=40, help="steps timed after a warm-up (and the graph's capture)")
     ap.add_argument("--images", type=int, default=5000, help="synthetic training images on the device")
     ap.add_argument("--precision", default="fp32,bf16")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -154,6 +153,10 @@ def main() -> None:
         step, peak = time_packed(cfgs_for(a.model, a.k, a.device, prec, a.images), ds, a.steps)
         res["packed"][prec] = {"epoch_s": step * STEPS_PER_EPOCH, "peak_bytes_per_run": peak}
         print(f"packed K={a.k} {prec}: {step * STEPS_PER_EPOCH:.1f} s an epoch", flush=True)
+    if device.type == "cuda":  # what the CUDA graph of the step is worth
+        step, _ = time_packed(cfgs_for(a.model, a.k, a.device, "fp32", a.images, graph=False), ds, a.steps)
+        res["packed"]["fp32, no CUDA graph"] = {"epoch_s": step * STEPS_PER_EPOCH, "peak_bytes_per_run": float("nan")}
+        print(f"packed K={a.k} fp32, cuda_graph=false: {step * STEPS_PER_EPOCH:.1f} s an epoch", flush=True)
     one, _ = time_packed(cfgs_for(a.model, 1, a.device, "fp32", a.images), ds, a.steps)
     res["one_at_a_time_epoch_s"] = one * STEPS_PER_EPOCH * a.k
     print(f"one at a time (K=1, x{a.k}): {res['one_at_a_time_epoch_s']:.1f} s an epoch", flush=True)

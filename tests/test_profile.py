@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import SMALL
+from tests.conftest import SMALL, compose_cfg
 from vgsweep import profile, trainer
 
 
@@ -25,11 +25,11 @@ def test_profile_counts_phases_and_arithmetic(tiny_root, tmp_path, capsys):
     K, B, n_train, n_test = 4, 32, 384, 128
     steps = n_train // B
     assert (r["runs"], r["steps"], r["batch"]) == (K, steps, B)
-    # Each phase of a step ran once a step in the profiled epoch; the probe is called three times a
-    # step (it measures only on its sampled steps).
+    # Each phase of a step ran once a step in the profiled epoch; the probe three times on each
+    # step it samples (diagnostics.grad_samples of them, the last included), and on no other.
     for phase in ("forward", "backward", "noise", "optimizer", "metrics"):
         assert r["phases"][phase]["calls"] == steps, phase
-    assert r["phases"]["diagnostics"]["calls"] == 3 * steps
+    assert r["phases"]["diagnostics"]["calls"] == 3 * compose_cfg([]).diagnostics.grad_samples
     assert r["phases"]["epoch_end"]["calls"] == 1
     # The counted arithmetic: per step forward + dW for the first layer, forward + dX + dW after it;
     # plus one forward over the test set.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from tests.conftest import compose_cfg
 from vgsweep.app import CONF_DIR
 from vgsweep.optim import GradNoise, noise_std
-from vgsweep.trainer import Pack, train_pack
+from vgsweep.trainer import Pack, StepGraph, train_pack
 
 
 def test_noise_schedule_formula():
@@ -175,3 +176,53 @@ def test_a_run_checkpointed_in_a_mixed_pack_resumes_alone(small_cfg):
         assert saved[1][k]["theta"].numel() == Pack([c]).model.P
         resumed = train_pack([c], resume=[saved[1][k]]).history[0]
         assert resumed == whole, c.regime.name
+
+
+class _ReplayOnCPU(StepGraph):
+    """StepGraph's bookkeeping on the CPU: 'capture' keeps the step's work, 'replay' runs it with no
+    host values (s=-1, no probe) on the pack's fixed tensors, as a CUDA graph would. The real graph
+    is tested on the GPU (tests/test_gpu.py)."""
+
+    made: list = []
+
+    @staticmethod
+    def wanted(cfg, device) -> bool:
+        return True
+
+    def __init__(self, pack):
+        self.pack, self.eager_steps, self.replays, self.graph, self.failed = pack, 0, 0, None, None
+        _ReplayOnCPU.made.append(self)
+
+    def warmup(self):
+        return contextlib.nullcontext()
+
+    def _capture(self):
+        p = self.pack
+
+        class Replay:
+            def replay(self):
+                p._step(-1, p.idx, p.sums, None)
+
+        self.graph = Replay()
+
+
+def test_a_replayed_step_reads_only_the_packs_device_tensors(small_cfg, monkeypatch):
+    """What makes a CUDA graph of the step correct, checked on the CPU: replaying the step's work
+    with no host values (no step number, no epoch, no probe) gives the eager numbers, with a clock
+    read per step (step-wise noise and cosine), diagnostics samples and a last partial batch run
+    eagerly in between, and a resume."""
+    from vgsweep import trainer
+
+    over = ("regime=gna", "regime.grad_noise.unit=step", "optimizer=adam", "optimizer.schedule.name=cosine",
+            "optimizer.schedule.every=step", "train.drop_last=false", "train.epochs=3", "checkpoint.every=1")
+    cfgs = [small_cfg(*over, f"activation={a}", f"seed={s}") for s, a in enumerate(("relu", "tanh", "tanh"))]
+    eager = train_pack(cfgs)
+    monkeypatch.setattr(trainer, "StepGraph", _ReplayOnCPU)
+    _ReplayOnCPU.made.clear()
+    saved: dict = {}
+    replayed = train_pack(cfgs, on_checkpoint=lambda done, st: saved.setdefault(done, st))
+    g = _ReplayOnCPU.made[0]
+    assert g.replays > 0 and g.eager_steps > StepGraph.WARMUP  # replays, and eager steps between them
+    assert replayed.history == eager.history
+    resumed = train_pack(cfgs, resume=saved[2])
+    assert resumed.history == eager.history

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Everything a session with the GPU machine has to do, in one device call (about 15 minutes on an H100).
 #
-# Here, once:   ../shared/tools/device-prep.sh filelock submitit   (fills .whl/ and .devdata/)
+# Here, once:   ../shared/tools/device-prep.sh filelock submitit pytest pytest-timeout   (fills .whl/ and .devdata/)
 # Device call:  carry [".whl", ".devdata"], command `bash tools/gpu_session.sh`, timeout 600 or split:
-#               STEPS=bench | STEPS=profile | STEPS=grid | STEPS=vgg | STEPS=bench,profile,grid,vgg (default)
+#               STEPS=gputest | bench | profile | grid | vgg, or a comma list (default: all five, in that order)
 # Rehearsal on a CPU (what the tests cannot cover), e.g.:
 #   SKIP_INSTALL=1 DATA=../shared/data EXTRA="train.epochs=1 data.limit_train=2048" \
 #   BENCH_ARGS="--epochs 1 --basic-epochs 1 --limit-train 2048 --precision fp32" SEEDS=0 bash tools/gpu_session.sh
-# It writes into $OUT (the device tool brings it back): gpu.txt, bench.txt, bench.json, profile.txt,
+# It writes into $OUT (the device tool brings it back): gpu.txt, gputest.txt (pytest -m gpu), bench.txt, bench.json, profile.txt,
 # traces.tgz (Chrome traces: chrome://tracing or ui.perfetto.dev), grid.log,
 # results.tgz (paper-grid table, report, figures). Unpack results.tgz into results/ and commit.
 set -euo pipefail
 OUT=${OUT:-$PWD/results/gpu-session}
-STEPS=${STEPS:-bench,profile,grid,vgg}
+STEPS=${STEPS:-gputest,bench,profile,grid,vgg}
 PROFILE_ARGS=${PROFILE_ARGS:-}
 SEEDS=${SEEDS:-0,1,2,3,4}
 DATA=${DATA:-.devdata}
@@ -24,12 +24,20 @@ mkdir -p "$OUT"
 if [[ -z ${SKIP_INSTALL:-} ]]; then
   $PY -m pip install -q --no-index --find-links .whl hydra-core==1.3.8 mlflow-skinny sqlalchemy alembic
   $PY -m pip install -q --no-index --find-links .whl filelock submitit || echo "(filelock/submitit not in .whl)"
+  $PY -m pip install -q --no-index --find-links .whl pytest pytest-timeout || echo "(pytest not in .whl)"
   $PY -m pip install -q --no-deps --no-build-isolation -e .
 fi
 export PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "no nvidia-smi"
   $PY -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', sys.version.split()[0])"
   date -u; } | tee "$OUT/gpu.txt"
+
+if [[ $STEPS == *gputest* ]]; then
+  # What only the GPU can test (tests/test_gpu.py): the captured step against the eager one, tf32/bf16,
+  # the memory budget, a pack split after running out of memory, deterministic=true.
+  $PY -m pytest -m gpu tests/test_gpu.py -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/gputest.txt" \
+    || echo "(gpu tests failed: see gputest.txt)"
+fi
 
 if [[ $STEPS == *bench* ]]; then
   # shellcheck disable=SC2086
@@ -38,19 +46,21 @@ if [[ $STEPS == *bench* ]]; then
 fi
 
 if [[ $STEPS == *profile* ]]; then
-  # The paper grid's largest packs (baseline + gna, 5 activations): where a step's time goes.
+  # The paper grid's packs (baseline + gna + gna_bn, 5 activations: 15 runs): where a step's time goes.
   rm -rf /tmp/traces && mkdir -p /tmp/traces
   : > "$OUT/profile.txt"
-  for depth in 2 5; do
-    for prec in fp32 tf32; do
-      # shellcheck disable=SC2086
-      $PY -m vgsweep.profile activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna,gna_bn \
-        depth=$depth precision=$prec "data.root=$DATA" $EXTRA $PROFILE_ARGS \
-        --trace "/tmp/traces/d${depth}_${prec}.json.gz" --json "/tmp/traces/d${depth}_${prec}.json" \
-        2>&1 | grep -v '^USDT\|^ERROR:.*DeviceProperties' | tee -a "$OUT/profile.txt" \
-        || echo "(profile of depth $depth, $prec failed; the grid still runs)" | tee -a "$OUT/profile.txt"
-      echo | tee -a "$OUT/profile.txt"
-    done
+  # with the step's CUDA graph (the default), and once without it: replayed steps hide their phases
+  for run in 2:fp32:true 2:tf32:true 5:fp32:true 5:tf32:true 2:tf32:false; do
+    IFS=: read -r depth prec graph <<< "$run"
+    tag="d${depth}_${prec}_graph${graph}"
+    echo "## depth $depth, $prec, cuda_graph=$graph" | tee -a "$OUT/profile.txt"
+    # shellcheck disable=SC2086
+    $PY -m vgsweep.profile activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna,gna_bn \
+      depth=$depth precision=$prec cuda_graph=$graph "data.root=$DATA" $EXTRA $PROFILE_ARGS \
+      --trace "/tmp/traces/$tag.json.gz" --json "/tmp/traces/$tag.json" \
+      2>&1 | grep -v '^USDT\|^ERROR:.*DeviceProperties' | tee -a "$OUT/profile.txt" \
+      || echo "(profile $tag failed; the grid still runs)" | tee -a "$OUT/profile.txt"
+    echo | tee -a "$OUT/profile.txt"
   done
   tar czf "$OUT/traces.tgz" -C /tmp traces
 fi

@@ -266,6 +266,7 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Precision = Precision.fp32
     deterministic: bool = False  # deterministic CUDA kernels (torch.use_deterministic_algorithms)
+    cuda_graph: bool = True  # on CUDA, capture a pack's training step once and replay it (same numbers)
     rerun: bool = False  # train even if a FINISHED run of the same config is in the store
     activation: ActivationConfig = field(default_factory=ActivationConfig)
     init: InitConfig = field(default_factory=InitConfig)
@@ -296,7 +297,7 @@ def register_configs() -> None:
 # Keys that do not change what a run computes: left out of the config hash, so the same experiment
 # logged to another store, read from another data folder or run on another device is "the same".
 HASH_EXCLUDE = ("tracking", "data.root", "data.download", "data.verify", "device", "study", "rerun",
-                "checkpoint", "deterministic", "diagnostics")
+                "checkpoint", "deterministic", "diagnostics", "cuda_graph")
 
 
 # Keys added after runs were first recorded: left out of the hash while they hold these values (the

@@ -54,6 +54,10 @@ class GradientProbe:
         self.hist = self._zeros(2, K, L, self.nb)
         self.count = 0
 
+    def samples(self, step: int) -> bool:
+        """Whether the probe measures at this step of the epoch (the trainer runs such steps eagerly)."""
+        return step in self.sample_steps or step == self.last_step
+
     def _slices(self, flat: torch.Tensor):
         return [flat[:, o:o + n] for o, n in self.layers]  # (K, n) per layer's weights
 

@@ -70,16 +70,28 @@ class PackOptimizer:
     """One optimiser for K runs: `step(theta, grad)` updates theta (K, P) in place."""
 
     def __init__(self, name: str, theta: torch.Tensor, hp: dict[str, torch.Tensor]):
-        self.name, self.hp, self.t = name, hp, 0
+        self.name, self.hp = name, hp
         self.last_update: torch.Tensor | None = None  # the step just taken (K, P), for diagnostics
         self.buf = torch.zeros_like(theta)
         self.buf2 = torch.zeros_like(theta) if name == "adam" else None
         self.any_wd = bool((hp["weight_decay"] > 0).any())
+        # the step count lives on the device, so a step has no host values in it (a CUDA graph
+        # replays it as captured); float32 counts exactly to 2^24 steps
+        self.t_dev = torch.zeros((), device=theta.device)
+
+    @property
+    def t(self) -> int:
+        """Steps taken (reading it waits for the device: checkpoints only)."""
+        return int(self.t_dev.item())
+
+    @t.setter
+    def t(self, value: int) -> None:
+        self.t_dev.fill_(value)
 
     @torch.no_grad()
     def step(self, theta: torch.Tensor, grad: torch.Tensor) -> None:
         hp = self.hp
-        self.t += 1
+        self.t_dev.add_(1)
         if self.any_wd:
             grad.addcmul_(theta, hp["weight_decay"])
         if self.name == "sgd":
@@ -90,8 +102,8 @@ class PackOptimizer:
             b1, b2 = hp["beta1"], hp["beta2"]
             self.buf.mul_(b1).add_((1 - b1) * grad)
             self.buf2.mul_(b2).add_((1 - b2) * grad * grad)
-            m_hat = self.buf / (1 - b1 ** self.t)
-            v_hat = self.buf2 / (1 - b2 ** self.t)
+            m_hat = self.buf / (1 - b1 ** self.t_dev)
+            v_hat = self.buf2 / (1 - b2 ** self.t_dev)
             self.last_update = hp["lr"] * m_hat / (v_hat.sqrt() + hp["eps"])
             theta.sub_(self.last_update)
 
@@ -120,7 +132,8 @@ class GradNoise:
         self.buf = torch.zeros_like(theta) if self.noisy else None  # rows of quiet runs stay 0
         self.K = K
         self.any_step = any(enum_value(g.unit) == "step" for g in cfgs)
-        self._cached: tuple[int, torch.Tensor] | None = None  # (epoch, std) when no run counts steps
+        self.std_buf = torch.zeros(K, device=device)  # this epoch's std when no run counts steps
+        self._epoch: int | None = None  # the epoch std_buf holds
         # where each noisy run's draw goes: the whole row, its first n columns, or scattered columns
         self.dest: dict[int, int | torch.Tensor | None] = {}
         for k in self.noisy:
@@ -129,12 +142,20 @@ class GradNoise:
                 idx = len(idx)
             self.dest[k] = idx
 
-    def std(self, epoch: int, step: int) -> torch.Tensor:
-        """(K,) standard deviations at this epoch and step (0-based), computed on the device."""
+    def std(self, epoch, step) -> torch.Tensor:
+        """(K,) standard deviations at this epoch and step (0-based; ints or device scalars)."""
         t = self.per_step * step + (1 - self.per_step) * epoch
         return noise_std(t, self.eta, self.gamma, self.as_var)
 
-    def apply(self, grad: torch.Tensor, epoch: int, step: int) -> None:
+    def begin_epoch(self, epoch: int) -> None:
+        """When no run counts steps the schedule moves once per epoch: computed here, not per step."""
+        if self.noisy and not self.any_step and self._epoch != epoch:
+            self.std_buf.copy_(self.std(epoch, 0))
+            self._epoch = epoch
+
+    def apply(self, grad: torch.Tensor, epoch, step) -> None:
+        """Add the noise of this step. epoch and step: ints, or device scalars (the trainer's clock,
+        which it moves itself; then begin_epoch has been called for the epoch)."""
         if not self.noisy:
             return
         for k in self.noisy:
@@ -147,8 +168,11 @@ class GradNoise:
                 self.buf[k, d] = torch.empty(len(d), device=self.buf.device).normal_(generator=self.gens[k])
         if self.any_step:
             std = self.std(epoch, step)
-        else:  # the schedule moves once per epoch: compute it then, not at every step
-            if self._cached is None or self._cached[0] != epoch:
-                self._cached = (epoch, self.std(epoch, step))
-            std = self._cached[1]
+        else:
+            if isinstance(epoch, int):
+                self.begin_epoch(epoch)
+            std = self.std_buf
         grad.addcmul_(self.buf, std.view(self.K, 1))
+
+    def generators(self) -> list[torch.Generator]:
+        return list(self.gens.values())

@@ -3,7 +3,7 @@
 Runs share a pack when everything the training program is made of is equal: the family's shape
 key (layer shapes; for model=mlp not the normalisation, a per-run setting), the data set as it sits on the device, the schedule of
 steps (epochs, batch, last-batch rule), the optimiser's algorithm, precision, device, checkpoint
-interval, determinism and what the diagnostics measure. Everything else (seed, activation, init,
+interval, determinism, CUDA graphs and what the diagnostics measure. Everything else (seed, activation, init,
 learning rate and its schedule, weight decay, gradient noise, input noise, double softmax) is a
 per-run setting inside the pack. Settings read only after training (verdict thresholds,
 `diagnostics.metrics_every`) do not split packs.
@@ -43,7 +43,7 @@ def pack_key(cfg: DictConfig) -> tuple:
     t = cfg.train
     return (family_of(cfg).shape_key(cfg), data_key(cfg.data), int(t.epochs), int(t.batch_size), bool(t.drop_last),
             cfg.optimizer.name, enum_value(cfg.precision), str(resolve_device(cfg.device)), int(cfg.checkpoint.every),
-            bool(cfg.deterministic), diagnostics_key(cfg.diagnostics))
+            bool(cfg.deterministic), bool(cfg.cuda_graph), diagnostics_key(cfg.diagnostics))
 
 
 def input_shape(d: DictConfig) -> tuple[int, int, int]:

@@ -74,8 +74,8 @@ class PackResult:
 
 
 def precision_ctx(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "bf16":  # no weight-cast cache: a CUDA graph cannot capture one (same numbers)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
     return _NULL
 
 
@@ -110,6 +110,78 @@ def device_name(device: torch.device) -> str:
     import platform
 
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+class StepGraph:
+    """The pack's training step captured once as a CUDA graph and replayed: one launch per step
+    instead of one per kernel (a small MLP's step is a hundred short kernels, bound by the host).
+
+    `cuda_graph=true` (the default) turns it on for packs on CUDA. The first WARMUP ordinary steps
+    run eagerly on a side stream (cuBLAS and autograd set up there, as capture requires), the next
+    ordinary step is captured and replayed, and so are all later ones; the steps the diagnostics
+    sample and a last partial batch run eagerly, on the same tensors. Nothing a step reads changes
+    address: batch indices, the clock (epoch, step), learning rates, the noise schedule and the
+    metric sums are fixed device tensors moved in place; the per-run generators (gradient noise,
+    augmentation) are registered with the graph, which advances them on each replay exactly as the
+    eager step does. If capture fails, the pack says so once and goes on eagerly.
+    """
+
+    WARMUP = 3
+
+    @staticmethod
+    def wanted(cfg: DictConfig, device: torch.device) -> bool:
+        return device.type == "cuda" and bool(cfg.get("cuda_graph", True)) and \
+            hasattr(torch.cuda.CUDAGraph, "register_generator_state")
+
+    def __init__(self, pack: "Pack"):
+        self.pack, self.eager_steps, self.replays = pack, 0, 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.failed: str | None = None
+        self.side = torch.cuda.Stream(pack.device)
+
+    @contextlib.contextmanager
+    def warmup(self):
+        """Eager steps before the capture run on the capture's side stream."""
+        if self.graph is not None or self.failed:
+            yield
+            return
+        cur = torch.cuda.current_stream(self.pack.device)
+        self.side.wait_stream(cur)
+        with torch.cuda.stream(self.side):
+            yield
+        cur.wait_stream(self.side)
+
+    def run(self) -> bool:
+        """Replay the step (capturing it first when due); False: run this step eagerly."""
+        if self.failed:
+            return False
+        if self.graph is None:
+            if self.eager_steps < self.WARMUP:
+                return False
+            self._capture()
+            if self.failed:
+                return False
+        self.graph.replay()
+        self.replays += 1
+        return True
+
+    def _capture(self) -> None:
+        p = self.pack
+        g = torch.cuda.CUDAGraph()
+        try:
+            for gen in p.grad_noise.generators() + p.inputs.gens:
+                g.register_generator_state(gen)
+            with torch.cuda.graph(g, stream=self.side):
+                p._step(-1, p.idx, p.sums, None)
+        except Exception as e:  # noqa: BLE001 - any capture failure: train on eagerly, say so once
+            self.failed = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            import logging
+
+            logging.getLogger(__name__).warning("CUDA graph capture failed (%s); this pack trains without it",
+                                                self.failed)
+            torch.cuda.synchronize(p.device)
+            return
+        self.graph = g
 
 
 class Pack:
@@ -156,6 +228,13 @@ class Pack:
         self.history: list[list[dict[str, float]]] = [[] for _ in range(K)]
         self.diverged_at: list[Optional[int]] = [None] * K
         self.gstep = self.start = 0
+        # What a step reads that changes over time lives in fixed device tensors, moved in place, so
+        # the step has no host values in it and a CUDA graph can replay it (see StepGraph).
+        self.t_epoch = torch.zeros((), device=device)  # the epoch, and the global step: the clock
+        self.t_step = torch.zeros((), device=device)   # of the schedules and the gradient noise
+        self.idx = torch.zeros(K, self.B, dtype=torch.long, device=device)  # this step's batch indices
+        self.sums = (torch.zeros(K, device=device), torch.zeros(K, device=device))  # loss, correct
+        self.graph = StepGraph(self) if StepGraph.wanted(c0, device) else None
 
     # --- checkpoints ------------------------------------------------------------------------------
     def restore(self, states: list[Optional[dict]] | None) -> None:
@@ -167,6 +246,7 @@ class Pack:
             raise ValueError("runs resumed together must all have checkpoints of the same epoch")
         st0 = states[0]
         self.start, self.gstep, self.opt.t = st0["epochs_done"], st0["gstep"], st0["opt_t"]
+        self.t_step.fill_(self.gstep)
         with torch.no_grad():
             for k, st in enumerate(states):
                 own = self.model.set_own
@@ -182,7 +262,7 @@ class Pack:
                 self.history[k], self.diverged_at[k] = list(st["history"]), st["diverged_at"]
                 if self.diverged_at[k] is not None:
                     self.live[k] = 0.0
-        self.opt.hp["lr"] = self.schedules.lr(self.start, self.gstep) * self.live
+        self.opt.hp["lr"].copy_(self.schedules.lr(self.start, self.gstep) * self.live)
 
     def state(self, k_caller: int, epochs_done: int) -> dict:
         """Run k's checkpoint: tensors, numbers, strings, lists and dicts only. Parameters and optimiser
@@ -202,10 +282,29 @@ class Pack:
                 "history": [dict(h) for h in self.history[k]], "diverged_at": self.diverged_at[k]}
 
     # --- one step and one epoch -------------------------------------------------------------------
-    def step(self, s: int, epoch: int, perm: torch.Tensor, sums: tuple[torch.Tensor, torch.Tensor]) -> None:
-        model, probe, B = self.model, self.probe, self.B
+    def step(self, s: int, epoch: int, perm: torch.Tensor, sums: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Step s of the epoch: run k trains on perm[k, s*B:(s+1)*B]. Replayed from a CUDA graph
+        when one is captured and the step is an ordinary one (a full batch, no diagnostics sample)."""
+        B, sums = self.B, sums or self.sums
+        idx = perm[:, s * B:(s + 1) * B]  # (K, B)
+        full = idx.shape[1] == B
+        if full:
+            self.idx.copy_(idx)
+            idx = self.idx
+        probe = self.probe if self.probe and self.probe.samples(s) else None
+        if self.graph and full and probe is None and sums is self.sums and self.graph.run():
+            pass  # replayed (or captured and replayed): the same kernels on the same tensors
+        else:
+            if self.graph and full:
+                self.graph.eager_steps += 1
+            with self.graph.warmup() if self.graph and full else _NULL:
+                self._step(s, idx, sums, probe)
+        self.gstep += 1
+
+    def _step(self, s: int, idx: torch.Tensor, sums: tuple[torch.Tensor, torch.Tensor], probe) -> None:
+        """The work of a step, all on the device: what a CUDA graph captures (with probe=None)."""
+        model = self.model
         with scope("forward"):
-            idx = perm[:, s * B:(s + 1) * B]  # (K, B)
             xb, yb = self.inputs.batch(idx), self.ds.train.y[idx]  # (K, B, C, H, W), (K, B)
             with precision_ctx(self.precision, self.device):
                 logits = model.forward(xb, train=True)  # (K, B, classes)
@@ -216,13 +315,13 @@ class Pack:
             with scope("diagnostics"):
                 probe.grad_stats(s, grad, after_noise=False)
         with scope("noise"):
-            self.grad_noise.apply(grad, epoch, self.gstep)
+            self.grad_noise.apply(grad, self.t_epoch, self.t_step)
         if probe:
             with scope("diagnostics"):
                 probe.grad_stats(s, grad, after_noise=True)
         with scope("optimizer"):
             if self.schedules.any_step:
-                self.opt.hp["lr"] = self.schedules.lr(epoch, self.gstep) * self.live
+                self.opt.hp["lr"].copy_(self.schedules.lr(self.t_epoch, self.t_step) * self.live)
             self.opt.step(model.theta.data, grad)
         if probe:
             with scope("diagnostics"):
@@ -230,7 +329,7 @@ class Pack:
         with scope("metrics"), torch.no_grad():
             sums[0].add_(losses.detach())
             sums[1].add_((logits.argmax(-1) == yb).sum(1))
-        self.gstep += 1
+            self.t_step.add_(1)
 
     @torch.no_grad()
     def evaluate(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,9 +350,13 @@ class Pack:
         K, device = self.K, self.device
         with scope("shuffle"):
             perm = torch.stack([torch.randperm(self.N, generator=g, device=device) for g in self.shuffle_g])  # (K, N)
+        self.t_epoch.fill_(epoch)
+        self.grad_noise.begin_epoch(epoch)
         if self.schedules.any_cosine and not self.schedules.any_step:
-            self.opt.hp["lr"] = self.schedules.lr(epoch, self.gstep) * self.live
-        sums = (torch.zeros(K, device=device), torch.zeros(K, device=device))
+            self.opt.hp["lr"].copy_(self.schedules.lr(epoch, self.gstep) * self.live)
+        sums = self.sums
+        for t in sums:
+            t.zero_()
         for s in range(self.steps):
             self.step(s, epoch, perm, sums)
         with scope("epoch_end"):  # evaluation, the probe pass, the host copy
@@ -280,7 +383,7 @@ class Pack:
             if bad[k]:
                 self.diverged_at[k] = epoch
                 self.live[k] = 0.0
-                self.opt.hp["lr"] = self.opt.hp["lr"] * self.live  # a diverged run's weights stop changing
+                self.opt.hp["lr"].mul_(self.live)  # a diverged run's weights stop changing
             if self.diverged_at[k] is None or bad[k]:
                 self.history[k].append({m: float(row[k, i]) for i, m in enumerate(self.metrics)})
         metrics: list = [None] * K

@@ -1,0 +1,120 @@
+"""What only a CUDA GPU can show: the captured training step against the eager one, tf32 and bf16
+packs, the memory budget read from CUDA, a pack too big for the device split and retried, and
+deterministic=true repeatable. On a machine without CUDA every test here skips, saying why.
+
+Run on the GPU machine: `python -m pytest -m gpu tests/test_gpu.py` (tools/gpu_session.sh: STEPS=gputest).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from vgsweep.trainer import Pack, train_pack
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (pytest -m gpu on the GPU machine)")]
+
+# shapes where a step is many short kernels: what the graph is for
+ON_GPU = ("device=cuda", "train.epochs=3", "model.hidden=[64,64]", "train.batch_size=32")
+MIXED = (("regime=baseline", "relu"), ("regime=gna", "tanh"), ("regime=gna_bn", "logistic"),
+         ("regime=gna_bn_batch", "swish"), ("regime=gna regime.grad_noise.unit=step", "relu"))
+
+
+def _cfgs(small_cfg, *extra):
+    return [small_cfg(*ON_GPU, *r.split(), f"activation={a}", f"seed={s}", "regime.grad_noise.eta=0.05", *extra)
+            for s, (r, a) in enumerate(MIXED)]
+
+
+def _train(cfgs) -> tuple[list, Pack]:
+    """train_pack's loop, keeping the Pack to look at its graph."""
+    from vgsweep.trainer import deterministic, tf32
+
+    pack = Pack(cfgs)
+    with tf32(pack.precision == "tf32"), deterministic(bool(cfgs[0].deterministic)):
+        for epoch in range(pack.epochs):
+            pack.record(epoch, pack.run_epoch(epoch), 0.0)
+    return pack.result().history, pack
+
+
+def test_the_captured_step_gives_the_eager_numbers(small_cfg):
+    """cuda_graph=true replays a captured step for the ordinary steps; the numbers are those of
+    cuda_graph=false, for a pack that mixes regimes, noise per epoch and per step, and batch norm."""
+    graphed, pack = _train(_cfgs(small_cfg, "cuda_graph=true"))
+    assert pack.graph is not None and pack.graph.failed is None, pack.graph and pack.graph.failed
+    assert pack.graph.replays > pack.graph.eager_steps  # most steps replayed
+    eager, plain = _train(_cfgs(small_cfg, "cuda_graph=false"))
+    assert plain.graph is None
+    for g_run, e_run in zip(graphed, eager):
+        for g_ep, e_ep in zip(g_run, e_run):
+            for m in e_ep:
+                assert g_ep[m] == pytest.approx(e_ep[m], rel=1e-6, abs=1e-7), m
+
+
+def test_the_captured_step_resumes_from_a_checkpoint(small_cfg):
+    cfgs = _cfgs(small_cfg, "checkpoint.every=1")
+    saved: dict = {}
+    whole = train_pack(cfgs, on_checkpoint=lambda done, st: saved.setdefault(done, st)).history
+    resumed = train_pack(cfgs, resume=saved[2]).history
+    for a, b in zip(whole, resumed):
+        assert [e["test_loss"] for e in a] == pytest.approx([e["test_loss"] for e in b], rel=1e-6)
+
+
+def test_packing_never_changes_a_run_on_the_gpu(small_cfg):
+    cfgs = _cfgs(small_cfg)
+    packed = train_pack(cfgs).history
+    for k in (0, 2, 4):
+        alone = train_pack([cfgs[k]]).history[0]
+        for e_alone, e_packed in zip(alone, packed[k]):
+            for m in e_alone:
+                assert e_packed[m] == pytest.approx(e_alone[m], rel=1e-5, abs=1e-6), (MIXED[k], m)
+
+
+@pytest.mark.parametrize("precision, tol", [("tf32", 0.02), ("bf16", 0.05)])
+def test_tf32_and_bf16_packs_train_close_to_fp32(small_cfg, precision, tol):
+    fp32 = train_pack(_cfgs(small_cfg)).history
+    low = train_pack(_cfgs(small_cfg, f"precision={precision}")).history
+    for a, b in zip(fp32, low):
+        assert b[-1]["test_acc"] == pytest.approx(a[-1]["test_acc"], abs=tol)
+        assert b[-1]["train_loss"] == pytest.approx(a[-1]["train_loss"], rel=0.1)
+
+
+def test_deterministic_true_is_repeatable(small_cfg):
+    cfgs = _cfgs(small_cfg, "deterministic=true")
+    assert train_pack(cfgs).history == train_pack(cfgs).history
+
+
+def test_the_memory_budget_is_read_from_cuda():
+    from vgsweep.packing import memory_budget
+
+    dev = torch.device("cuda")
+    free, _ = torch.cuda.mem_get_info(dev)
+    assert memory_budget(dev, None) == pytest.approx(0.8 * free, rel=0.02)
+    assert memory_budget(dev, 1.5) == int(1.5 * 2**30)
+
+
+def test_a_pack_too_big_for_the_device_is_split_and_retried(small_cfg, tmp_path, caplog):
+    """Fill the device so that one run fits and eight do not; with a budget that lets them pack,
+    the pack of eight runs out of memory, is split in halves down to what fits, and every run
+    finishes with the numbers it has alone."""
+    from vgsweep.jobs import Job
+    from vgsweep.packing import bytes_per_run
+    from vgsweep.sweep import run_jobs
+
+    wide = ("model.hidden=[2048,2048]", "train.batch_size=256", "train.epochs=1", "data.input_noise_std=0",
+            "diagnostics.enabled=false")
+    cfgs = [small_cfg(*wide, "device=cuda", f"seed={s}") for s in range(8)]
+    per_run = bytes_per_run(cfgs[0])
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info()
+    hog = torch.empty(max(0, free - 3 * per_run - 512 * 2**20), dtype=torch.uint8, device="cuda")
+    try:
+        with caplog.at_level(logging.WARNING, logger="vgsweep"):
+            outcomes = run_jobs([Job(c) for c in cfgs], memory_budget_gb=1000.0)
+    finally:
+        del hog
+        torch.cuda.empty_cache()
+    assert [o.status for o in outcomes] == ["FINISHED"] * 8
+    assert "retrying it as two packs" in caplog.text and "OutOfMemoryError" in caplog.text
