@@ -108,6 +108,37 @@ def test_packed_forward_equals_a_plain_pytorch_network(variant):
         assert torch.allclose(model.forward(test, train=False)[k], ref.eval()(test), atol=1e-5), k
 
 
+def test_the_vgg38_variants_pack_together_and_each_is_its_own_network(cifar_root):
+    """VGG38, VGG38 BN, RC and BN + RC share a pack: each run's forward pass (batch statistics and
+    running ones) is its plain network's, and trained two epochs it keeps its own numbers; its
+    checkpoint holds its own layout (resumed alone, it continues)."""
+    from vgsweep.packing import group_packs
+    from vgsweep.trainer import Pack, train_pack
+
+    rows = ("vgg38", "vgg38_bn", "vgg38_rc", "vgg38_bn_rc")
+    cfgs = [_cfg(f"model={v}", "model.blocks_per_stage=1", f"seed={k}") for k, v in enumerate(rows)]
+    assert group_packs(cfgs, memory_budget_gb=1000) == [[0, 1, 2, 3]]
+    model = vgg.build(cfgs, (3, 32, 32), 100, [generator(k, "init") for k in range(4)], torch.device("cpu"))
+    x, test = torch.randn(4, 6, 3, 32, 32), torch.randn(4, 3, 32, 32)
+    out, p = model.forward(x, train=True), model.params()
+    for k, c in enumerate(cfgs):
+        ref = Reference(c.model, 3, 100)
+        ref.load_from(p, k)
+        assert torch.allclose(out[k], ref.train()(x[k]), atol=1e-5), rows[k]
+        assert torch.allclose(model.forward(test, train=False)[k], ref.eval()(test), atol=1e-5), rows[k]
+
+    tiny = [_tiny(cifar_root, f"model={v}", f"seed={k}", "checkpoint.every=1") for k, v in enumerate(rows)]
+    saved: dict = {}
+    packed = train_pack(tiny, on_checkpoint=lambda done, st: saved.setdefault(done, st)).history
+    for k, c in enumerate(tiny):
+        alone = train_pack([c]).history[0]
+        for a, b in zip(alone, packed[k]):
+            for m in a:
+                assert b[m] == pytest.approx(a[m], rel=2e-3, abs=1e-6), (rows[k], m)
+        assert saved[1][k]["theta"].numel() == Pack([c]).model.P == vgg.parameter_count(c, (3, 32, 32), 100)
+        assert len(train_pack([c], resume=[saved[1][k]]).history[0]) == 2
+
+
 def test_init_is_pytorchs_default():
     cfg = _cfg("model=vgg08")
     model = vgg.build([cfg], (3, 32, 32), 100, [generator(0, "init")], torch.device("cpu"))

@@ -31,9 +31,11 @@ KERNEL = 3
 
 
 def shape_key(cfg: DictConfig) -> tuple:
+    """Batch norm's placement (model.bn) and the skip connections (model.residual) are per-run
+    settings: VGG38, VGG38 BN, RC and BN + RC train as one pack."""
     m = cfg.model
-    return ("vgg", int(m.blocks_per_stage), int(m.stages), int(m.filters), enum_value(m.bn),
-            enum_value(m.residual), bool(m.entry_bn), float(m.bn_eps), float(m.bn_momentum))
+    return ("vgg", int(m.blocks_per_stage), int(m.stages), int(m.filters), bool(m.entry_bn), float(m.bn_eps),
+            float(m.bn_momentum))
 
 
 def order_key(cfg: DictConfig) -> tuple:
@@ -72,7 +74,7 @@ def parameter_count(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> in
 
 def build(cfgs: list[DictConfig], shape: tuple[int, ...], classes: int, generators: list[torch.Generator],
           device: torch.device) -> "PackedVGG":
-    return PackedVGG(cfgs[0].model, shape, classes, [member_of(c) for c in cfgs], generators, device)
+    return PackedVGG([c.model for c in cfgs], shape, classes, [member_of(c) for c in cfgs], generators, device)
 
 
 def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:
@@ -99,23 +101,39 @@ class PackedVGG(PackedModel):
 
     def __init__(self, m, shape: tuple[int, ...], classes: int, members: list[Member],
                  generators: list[torch.Generator], device: torch.device):
+        """m: the model config of every run (a list), or one for all. Runs may differ in where batch
+        norm goes and whether processing blocks have skips: at a convolution where some runs have
+        batch norm the others pass through unchanged (torch.where, exact), and their unused
+        gamma/beta sit at the end of the layout, outside what their checkpoints hold."""
         super().__init__(members, device)
+        ms = list(m) if isinstance(m, (list, tuple)) else [m] * self.K
+        m = ms[0]
         self.m, self.F = m, int(m.filters)
-        self.convs = convs(m)
+        per_run = [convs(mk) for mk in ms]
+        # the pack's convolutions: (name, bias, bn somewhere, stage); bn_runs[name]: None (every run) or a mask
+        self.convs = [(n, b, any(pr[i][2] for pr in per_run), st) for i, (n, b, _, st) in enumerate(per_run[0])]
+        self.bn_runs: dict[str, torch.Tensor | None] = {}
+        for i, (name, _, any_bn, _) in enumerate(self.convs):
+            if any_bn:
+                has = [pr[i][2] for pr in per_run]
+                self.bn_runs[name] = None if all(has) else torch.tensor(has, device=device).view(-1, 1, 1, 1, 1)
         self.keep = 1.0 - float(m.bn_momentum)  # torch's momentum m: running = (1 - m) running + m batch
         self.eps = float(m.bn_eps)
-        self.residual = enum_value(m.residual) == "processing"
+        skips = [enum_value(mk.residual) == "processing" for mk in ms]
+        self.residual = any(skips)
+        self.skip_runs = None if all(skips) or not any(skips) else torch.tensor(skips, device=device).view(-1, 1, 1, 1, 1)
         C = shape[0]
         lay = Layout()
         for i, (name, bias, bn, _) in enumerate(self.convs):
             lay.add(f"{name}.w", (self.F, C if i == 0 else self.F, KERNEL, KERNEL), "weight", name)
             if bias:
                 lay.add(f"{name}.b", (self.F,), "bias", name)
+        lay.add("fc.w", (self.F, classes), "weight", "fc")  # (in, out), as the MLP's
+        lay.add("fc.b", (classes,), "bias", "fc")
+        for name, _, bn, _ in self.convs:  # after everything else: a run without them keeps a prefix
             if bn:
                 lay.add(f"{name}.gamma", (self.F,), "norm", name)
                 lay.add(f"{name}.beta", (self.F,), "norm", name)
-        lay.add("fc.w", (self.F, classes), "weight", "fc")  # (in, out), as the MLP's
-        lay.add("fc.b", (classes,), "bias", "fc")
         theta = torch.zeros(self.K, lay.P, dtype=torch.float64)
         for k, (mem, g) in enumerate(zip(members, generators)):
             fan_in = 0
@@ -132,10 +150,26 @@ class PackedVGG(PackedModel):
                 elif e.name.endswith("gamma"):
                     theta[k, sl] = 1.0
         self._place(lay, theta)
+        self._own_bn = [{n for n, _, bn, _ in pr if bn} for pr in per_run]
+        all_bn = {n for n, _, bn, _ in self.convs if bn}
+        self._own: list[torch.Tensor | None] = []
+        for own_bn in self._own_bn:
+            if own_bn == all_bn:
+                self._own.append(None)
+            else:
+                cols = [torch.arange(e.offset, e.offset + e.numel) for e in lay.entries
+                        if e.role != "norm" or e.layer in own_bn]
+                self._own.append(torch.cat(cols).to(device))
         for name, _, bn, _ in self.convs:
             if bn:
                 self.buffers[f"{name}.mean"] = torch.zeros(self.K, self.F, device=device)
                 self.buffers[f"{name}.var"] = torch.ones(self.K, self.F, device=device)
+
+    def own_index(self, k: int) -> torch.Tensor | None:
+        return self._own[k]
+
+    def own_buffers(self, k: int) -> list[str]:
+        return [f"{n}.{s}" for n, *_ in self.convs if n in self._own_bn[k] for s in ("mean", "var")]
 
     def unit_names(self) -> list[str]:
         return [name for name, *_ in self.convs]
@@ -153,10 +187,13 @@ class PackedVGG(PackedModel):
               skip: torch.Tensor | None = None) -> torch.Tensor:
         z = self._conv(h, p[f"{name}.w"], p[f"{name}.b"] if bias else None)
         if bn:
-            z = batchnorm(z, p[f"{name}.gamma"], p[f"{name}.beta"], self.buffers[f"{name}.mean"],
-                          self.buffers[f"{name}.var"], train, self.eps, self.keep, dims=(1, 3, 4))
-        if skip is not None:
-            z = z + skip  # before the block's last activation
+            runs = self.bn_runs[name]
+            out = batchnorm(z, p[f"{name}.gamma"], p[f"{name}.beta"], self.buffers[f"{name}.mean"],
+                            self.buffers[f"{name}.var"], train, self.eps, self.keep, dims=(1, 3, 4),
+                            runs=None if runs is None else runs.view(-1))
+            z = out if runs is None else torch.where(runs, out, z)
+        if skip is not None:  # before the block's last activation
+            z = z + skip if self.skip_runs is None else torch.where(self.skip_runs, z + skip, z)
         if preacts is not None:
             preacts.append(z)
         return self.activate(z)
