@@ -141,3 +141,46 @@ def test_a_study_without_published_values_says_nothing_about_them():
     md = to_markdown(aggregate(_grid(), mine), mine)
     assert "| gna | logistic |" in md and "published" not in md.lower()
     assert "75.05" not in md
+
+
+def test_the_noise_scale_study_takes_deltas_against_no_noise():
+    from vgsweep.results.studies import study_for
+
+    study = study_for("noise_scale")
+    rows = [("tanh", "gna", 2, s, acc, {"regime.grad_noise.eta": eta})
+            for eta, accs in (("0.0", (90.0, 91.0)), ("0.1", (92.0, 92.5)), ("1.0", (85.0, 86.0)))
+            for s, acc in enumerate(accs)]
+    df = aggregate(_runs(rows), study).set_index("noise eta")
+    assert math.isnan(df.loc["0.0", "delta"])
+    assert df.loc["0.1", "delta"] == pytest.approx(92.25 - 90.5) and df.loc["1.0", "delta"] == pytest.approx(85.5 - 90.5)
+    assert "published" not in to_markdown(aggregate(_runs(rows), study), study).lower()
+
+
+def test_the_double_softmax_study_sets_both_variants_beside_the_published_values():
+    """Rows with and without the double softmax each show the published value and their distance to it,
+    and deltas to the baseline of their own variant."""
+    from vgsweep.app import compose
+    from vgsweep.config import flatten, to_container
+    from vgsweep.results.studies import study_for
+
+    study = study_for("double_softmax")
+    rows = []
+    for ds in (False, True):
+        for regime, acc in (("baseline", 65.0 - 50 * ds), ("gna", 75.0 - 50 * ds)):
+            params = {k: str(v) for k, v in flatten(to_container(compose(
+                [f"regime={regime}", "activation=logistic", "depth=2", f"model.double_softmax={str(ds).lower()}"]))).items()}
+            params.pop("seed")
+            rows.append(("logistic", regime, 2, 0, acc, params))
+    df = aggregate(_runs(rows), study)
+    gna = df[df.regime == "gna"].set_index("double softmax")
+    assert list(gna["published"]) == [75.05, 75.05] and list(gna["not_comparable"]) == ["", ""]
+    assert gna.loc["True", "ours_minus_published"] == pytest.approx(25.0 - 75.05)
+    assert gna.loc["False", "delta"] == pytest.approx(10.0) and gna.loc["True", "delta"] == pytest.approx(10.0)
+
+
+def test_lines_keyed_on_two_axes_differ_in_dash_where_they_share_a_colour():
+    from vgsweep.results.figures import _style
+
+    lines = [("False", "baseline"), ("False", "gna"), ("True", "baseline"), ("True", "gna")]
+    assert [_style(lines, x) for x in lines] == ["-", "-", "--", "--"]
+    assert _style([("relu",)], ("relu",)) == "-"

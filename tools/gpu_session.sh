@@ -3,16 +3,17 @@
 #
 # Here, once:   ../shared/tools/device-prep.sh filelock submitit pytest pytest-timeout   (fills .whl/ and .devdata/)
 # Device call:  carry [".whl", ".devdata"], command `bash tools/gpu_session.sh`, timeout 600 or split:
-#               STEPS=gputest | bench | profile | grid | vgg, or a comma list (default: all five, in that order)
+#               STEPS=gputest | bench | profile | vgg | grid | why, or a comma list (default: all six, run in that order;
+#               `why` runs experiment=double_softmax, bn_mode, noise_scale into the grid's store, after `grid`)
 # Rehearsal on a CPU (what the tests cannot cover), e.g.:
 #   SKIP_INSTALL=1 DATA=../shared/data EXTRA="train.epochs=1 data.limit_train=2048" \
 #   BENCH_ARGS="--epochs 1 --basic-epochs 1 --limit-train 2048 --precision fp32" SEEDS=0 bash tools/gpu_session.sh
 # It writes into $OUT (the device tool brings it back): gpu.txt, gputest.txt (pytest -m gpu), bench.txt, bench.json, profile.txt,
-# traces.tgz (Chrome traces: chrome://tracing or ui.perfetto.dev), grid.log,
+# traces.tgz (Chrome traces: chrome://tracing or ui.perfetto.dev), grid.log, why.txt, results-why.tgz,
 # results.tgz (paper-grid table, report, figures). Unpack results.tgz into results/ and commit.
 set -euo pipefail
 OUT=${OUT:-$PWD/results/gpu-session}
-STEPS=${STEPS:-gputest,bench,profile,grid,vgg}
+STEPS=${STEPS:-gputest,bench,profile,grid,why,vgg}
 PROFILE_ARGS=${PROFILE_ARGS:-}
 SEEDS=${SEEDS:-0,1,2,3,4}
 DATA=${DATA:-.devdata}
@@ -92,4 +93,19 @@ if [[ $STEPS == *grid* ]]; then
   tar czf "$OUT/results.tgz" -C /tmp results
   tail -3 "$OUT/grid.log"
   cat /tmp/results/paper-grid.md | head -40
+fi
+
+if [[ $STEPS == *why* ]]; then
+  # What the framework's own experiments say about the grid's cells, each one command, same seeds.
+  store=/tmp/paper-grid.db
+  for e in double_softmax bn_mode noise_scale; do
+    t0=$(date +%s)
+    # shellcheck disable=SC2086
+    $PY -m vgsweep experiment=$e "seed=$SEEDS" "data.root=$DATA" "tracking.uri=sqlite:///$store" \
+      hydra.launcher.progress=log hydra.sweep.dir=/tmp/why-$e $EXTRA > "$OUT/why-$e.log" 2>&1 \
+      || echo "(experiment=$e failed: see why-$e.log)"
+    echo "experiment=$e: $(( $(date +%s) - t0 )) s; $(tail -1 "$OUT/why-$e.log")" | tee -a "$OUT/why.txt"
+  done
+  rm -rf /tmp/results-why && $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out /tmp/results-why > /dev/null
+  tar czf "$OUT/results-why.tgz" -C /tmp results-why
 fi

@@ -87,6 +87,16 @@ def _color(key: str, i: int) -> str:
     return FIXED.get(key, PALETTE[i % len(PALETTE)])
 
 
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _style(lines: list[tuple], line: tuple) -> str:
+    """A line keyed on several axes: its colour follows the last axis, its dash the others' values
+    (e.g. double softmax False solid, True dashed), so no two lines look alike."""
+    prefixes = list(dict.fromkeys(x[:-1] for x in lines))
+    return LINESTYLES[prefixes.index(line[:-1]) % len(LINESTYLES)] if len(line) > 1 else "-"
+
+
 def _stem(fig: Figure, by_value) -> str:
     suffix = "" if by_value is None else (f"_d{by_value}" if fig.by == "depth" else f"_{by_value}")
     return fig.kind + suffix
@@ -154,7 +164,7 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
                 mean, std = a.mean(0), a.std(0)
                 x = np.arange(1, n + 1)
                 color = _color(str(line[-1]) if line else "", li)
-                ax.plot(x, mean, color=color, label=_name(spec.line, line) or "runs")
+                ax.plot(x, mean, _style(lines, line), color=color, label=_name(spec.line, line) or "runs")
                 seeds_n.append(len(hs))
                 if len(hs) > 1:
                     ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
@@ -187,14 +197,15 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
     for j, panel in enumerate(panels):
         ax = axes[0, j]
         dp = _select(d, spec.panel, panel)
-        for li, line in enumerate(_values(dp, study, spec.line)):
+        lines = _values(dp, study, spec.line)
+        for li, line in enumerate(lines):
             diags = [x for r in _select(dp, spec.line, line).run_id if (x := reader.diagnostics(client, r, tmp))]
             if not diags:
                 continue
             m = np.mean([_mean_abs(x).mean(0) for x in diags], 0)
             names = diags[0].layers if len(diags[0].layers) > len(names) else names
-            ax.plot(np.arange(1, len(m) + 1), m, marker="o", ms=2.5, color=_color(str(line[-1]) if line else "", li),
-                    label=_name(spec.line, line))
+            ax.plot(np.arange(1, len(m) + 1), m, _style(lines, line), marker="o", ms=2.5,
+                    color=_color(str(line[-1]) if line else "", li), label=_name(spec.line, line))
         ax.set(yscale="log", xlabel="weight layer (1 = input side)", title=_name(spec.panel, panel) or None)
         ax.grid(alpha=0.3, which="both")
     axes[0, 0].set_ylabel("mean |gradient| of weights")
