@@ -73,13 +73,13 @@ def time_packed(cfgs, ds, steps: int) -> tuple[float, float]:
     perm = torch.stack([torch.randperm(pack.N, generator=g, device=dev) for g in pack.shuffle_g])
     with trainer.tf32(pack.precision == "tf32" and dev.type == "cuda"):
         for s in range(trainer.StepGraph.WARMUP + 2):  # warm-up: allocations, cuDNN's search, the graph's capture
-            pack.step(s, 0, perm)
+            pack.step(s, perm)
         _sync(dev)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         t0 = time.perf_counter()
         for s in range(steps):
-            pack.step(s % (pack.steps - 1), 0, perm)
+            pack.step(s % (pack.steps - 1), perm)
         _sync(dev)
     peak = torch.cuda.max_memory_allocated(dev) / len(cfgs) if dev.type == "cuda" else float("nan")
     return (time.perf_counter() - t0) / steps, peak

@@ -19,6 +19,7 @@ from its position in the pack, and every operation acts on each row of K separat
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ VAL_METRICS = ("val_loss", "val_acc")  # when data.val_size > 0
 PHASES = ("shuffle", "forward", "backward", "noise", "optimizer", "diagnostics", "metrics", "epoch_end")
 CHECKPOINT_FORMAT = 3  # tensors and plain values only (torch.load(..., weights_only=True) reads it); 3: own layout
 _NULL = contextlib.nullcontext()
+log = logging.getLogger(__name__)
 
 
 class _Scopes:
@@ -175,10 +177,7 @@ class StepGraph:
                 p._step(-1, p.idx, p.sums, None)
         except Exception as e:  # noqa: BLE001 - any capture failure: train on eagerly, say so once
             self.failed = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-            import logging
-
-            logging.getLogger(__name__).warning("CUDA graph capture failed (%s); this pack trains without it",
-                                                self.failed)
+            log.warning("CUDA graph capture failed (%s); this pack trains without it", self.failed)
             torch.cuda.synchronize(p.device)
             return
         self.graph = g
@@ -282,23 +281,22 @@ class Pack:
                 "history": [dict(h) for h in self.history[k]], "diverged_at": self.diverged_at[k]}
 
     # --- one step and one epoch -------------------------------------------------------------------
-    def step(self, s: int, epoch: int, perm: torch.Tensor, sums: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    def step(self, s: int, perm: torch.Tensor, sums: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         """Step s of the epoch: run k trains on perm[k, s*B:(s+1)*B]. Replayed from a CUDA graph
         when one is captured and the step is an ordinary one (a full batch, no diagnostics sample)."""
         B, sums = self.B, sums or self.sums
         idx = perm[:, s * B:(s + 1) * B]  # (K, B)
-        full = idx.shape[1] == B
-        if full:
-            self.idx.copy_(idx)
-            idx = self.idx
         probe = self.probe if self.probe and self.probe.samples(s) else None
-        if self.graph and full and probe is None and sums is self.sums and self.graph.run():
-            pass  # replayed (or captured and replayed): the same kernels on the same tensors
+        if self.graph and idx.shape[1] == B and sums is self.sums:
+            self.idx.copy_(idx)  # where the captured step reads its batch
+            if probe is None and self.graph.run():
+                self.gstep += 1
+                return  # replayed (or captured and replayed): the same kernels on the same tensors
+            self.graph.eager_steps += 1
+            with self.graph.warmup():
+                self._step(s, self.idx, sums, probe)
         else:
-            if self.graph and full:
-                self.graph.eager_steps += 1
-            with self.graph.warmup() if self.graph and full else _NULL:
-                self._step(s, idx, sums, probe)
+            self._step(s, idx, sums, probe)
         self.gstep += 1
 
     def _step(self, s: int, idx: torch.Tensor, sums: tuple[torch.Tensor, torch.Tensor], probe) -> None:
@@ -358,7 +356,7 @@ class Pack:
         for t in sums:
             t.zero_()
         for s in range(self.steps):
-            self.step(s, epoch, perm, sums)
+            self.step(s, perm, sums)
         with scope("epoch_end"):  # evaluation, the probe pass, the host copy
             ds = self.ds
             test_loss, test_correct = self.evaluate(ds.test)

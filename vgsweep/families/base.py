@@ -77,6 +77,7 @@ class PackedModel:
         self.K, self.device = len(members), device
         self.layout: list[Entry] = []
         self.buffers: dict[str, torch.Tensor] = {}  # per-run state that is not trained, (K, ...) each
+        self._own: list[tuple[torch.Tensor, set[str]] | None] = []  # per run: see _set_own (empty: all)
         # Runs sorted by activation lie in contiguous slices of K; one call per distinct activation.
         self.act_groups: list[tuple[int, int, str, float]] = []
         for k, m in enumerate(members):
@@ -142,9 +143,19 @@ class PackedModel:
     # A pack may hold entries some of its runs do not use (model=mlp: batch-norm parameters in a pack
     # that mixes runs with and without batch norm). A run's own entries, in layout order, are exactly
     # the layout it has alone; its checkpoints and its gradient-noise draws cover those alone.
+    def _set_own(self, norm_layers: list[set[str]]) -> None:
+        """Which normalisation entries (role "norm", by layer name) each run has; every other entry
+        belongs to every run. Call after _place."""
+        self._own = []
+        for layers in norm_layers:
+            kept = [e for e in self.layout if e.role != "norm" or e.layer in layers]
+            self._own.append(None if len(kept) == len(self.layout) else
+                             (torch.cat([torch.arange(e.offset, e.offset + e.numel) for e in kept]).to(self.device),
+                              {e.name for e in kept}))
+
     def own_index(self, k: int) -> torch.Tensor | None:
         """Run k's own entries as column indices of theta (None: the whole row)."""
-        return None
+        return self._own[k][0] if self._own and self._own[k] else None
 
     def own(self, k: int, row: torch.Tensor) -> torch.Tensor:
         """Run k's own part of a (P,) row of theta or of an optimiser buffer: the layout it has alone."""
@@ -161,8 +172,11 @@ class PackedModel:
 
     # --- state that is not a parameter ------------------------------------------------------------
     def own_buffers(self, k: int) -> list[str]:
-        """Names of the buffers run k uses."""
-        return list(self.buffers)
+        """Names of the buffers run k uses: X.mean and X.var go with the entry X.gamma."""
+        if not (self._own and self._own[k]):
+            return list(self.buffers)
+        names = self._own[k][1]
+        return [n for n in self.buffers if f"{n.rsplit('.', 1)[0]}.gamma" in names]
 
     def buffer_state(self, k: int) -> dict[str, torch.Tensor]:
         return {n: self.buffers[n][k].detach().cpu().clone() for n in self.own_buffers(k)}

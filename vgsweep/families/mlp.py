@@ -99,7 +99,7 @@ class PackedMLP(PackedModel):
         a0 = archs[0]
         if any((a.sizes, a.residual, a.weight_norm) != (a0.sizes, a0.residual, a0.weight_norm) for a in archs):
             raise ValueError("runs of one MLP pack must share widths, weight norm and skip connections")
-        self.arch, self.archs = a0, archs
+        self.arch = a0
         sizes = a0.sizes
         self.bn_layers = sorted({i for a in archs for i in a.bn_layers})  # the union over the pack
         # per layer with batch norm somewhere: (mode, eps, momentum, runs) groups; runs None = every run
@@ -139,25 +139,12 @@ class PackedMLP(PackedModel):
                 elif e.name.endswith("gamma"):
                     theta[k, e.offset:e.offset + e.numel] = 1.0
         self._place(lay, theta)
-        self._own: list[torch.Tensor | None] = []
-        for a in archs:
-            if list(a.bn_layers) == self.bn_layers:
-                self._own.append(None)
-            else:
-                cols = [torch.arange(e.offset, e.offset + e.numel) for e in lay.entries
-                        if not e.name.startswith("bn") or int(e.name[2:].split(".")[0]) in a.bn_layers]
-                self._own.append(torch.cat(cols).to(device))
+        self._set_own([{f"norm{i + 1}" for i in a.bn_layers} for a in archs])
         for i in self.bn_layers:  # running statistics for `batch` BN, per run: (K, F) each
             self.buffers[f"bn{i}.mean"] = torch.zeros(self.K, sizes[i + 1], device=device)
             self.buffers[f"bn{i}.var"] = torch.ones(self.K, sizes[i + 1], device=device)
         self.double_softmax = torch.tensor([m.double_softmax for m in members], device=device)
         self.any_double_softmax = bool(self.double_softmax.any())
-
-    def own_index(self, k: int) -> torch.Tensor | None:
-        return self._own[k]
-
-    def own_buffers(self, k: int) -> list[str]:
-        return [f"bn{i}.{s}" for i in self.archs[k].bn_layers for s in ("mean", "var")]
 
     def unit_names(self) -> list[str]:
         return [f"hidden{i + 1}" for i in range(len(self.arch.sizes) - 2)]

@@ -150,26 +150,11 @@ class PackedVGG(PackedModel):
                 elif e.name.endswith("gamma"):
                     theta[k, sl] = 1.0
         self._place(lay, theta)
-        self._own_bn = [{n for n, _, bn, _ in pr if bn} for pr in per_run]
-        all_bn = {n for n, _, bn, _ in self.convs if bn}
-        self._own: list[torch.Tensor | None] = []
-        for own_bn in self._own_bn:
-            if own_bn == all_bn:
-                self._own.append(None)
-            else:
-                cols = [torch.arange(e.offset, e.offset + e.numel) for e in lay.entries
-                        if e.role != "norm" or e.layer in own_bn]
-                self._own.append(torch.cat(cols).to(device))
+        self._set_own([{n for n, _, bn, _ in pr if bn} for pr in per_run])
         for name, _, bn, _ in self.convs:
             if bn:
                 self.buffers[f"{name}.mean"] = torch.zeros(self.K, self.F, device=device)
                 self.buffers[f"{name}.var"] = torch.ones(self.K, self.F, device=device)
-
-    def own_index(self, k: int) -> torch.Tensor | None:
-        return self._own[k]
-
-    def own_buffers(self, k: int) -> list[str]:
-        return [f"{n}.{s}" for n, *_ in self.convs if n in self._own_bn[k] for s in ("mean", "var")]
 
     def unit_names(self) -> list[str]:
         return [name for name, *_ in self.convs]
