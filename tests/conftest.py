@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+# make test runs two workers on two cores, each starting CLI subprocesses: one compute thread per
+# process (inherited by the subprocesses) instead of every process spinning up one per core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 from omegaconf import DictConfig, OmegaConf
