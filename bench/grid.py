@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--data-root", default="data")
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--basic-epochs", type=int, default=2, help="epochs per job in the one-at-a-time run")
-    ap.add_argument("--precision", default="fp32,tf32", help="comma list for the packed runs")
+    ap.add_argument("--precision", default="fp32,tf32,bf16", help="comma list for the packed runs")
     ap.add_argument("--limit-train", type=int, default=None, help="fewer training examples (CPU smoke)")
     ap.add_argument("--extra", nargs="*", default=[], help="more overrides for every run")
     ap.add_argument("--out", type=Path, default=None, help="folder for bench.json and logs")
