@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import SMALL, compose_cfg, run_cli
@@ -21,6 +22,7 @@ def _metrics(uri):
         out[key] = {m: [h.value for h in sorted(c.get_metric_history(r.info.run_id, m), key=lambda h: h.step)]
                     for m in ("train_loss", "test_acc", "test_loss")}
         out[key]["pack_size"] = int(r.data.tags["vgsweep.pack_size"])
+        out[key]["run_id"] = r.info.run_id
     return out
 
 
@@ -44,6 +46,11 @@ def test_packed_and_basic_launchers_give_the_same_runs(tiny_root, tmp_path):
     logs = sorted((tmp_path / "packed").glob("*/app.log"))
     assert len(logs) == 8
     assert all(sum(line.startswith("epoch ") for line in log.read_text().splitlines()) == 2 for log in logs)
+    for log in logs:  # and names its own MLflow run
+        [line] = [x for x in log.read_text().splitlines() if x.startswith("run ")]
+        job = dict(o.split("=") for o in yaml.safe_load((log.parent / ".hydra" / "overrides.yaml").read_text()))
+        key = (job["activation"], job["regime"])
+        assert line.startswith(f"run {res['packed'][key]['run_id']}: mnist-d2-{key[0]}-{key[1]}-s3, trained in a pack"), line
     assert all((log.parent / ".hydra" / "overrides.yaml").is_file() for log in logs)
 
 

@@ -191,6 +191,11 @@ class _PackRecorder:
             if j.log_file:
                 j.log_file.parent.mkdir(parents=True, exist_ok=True)
             self.files.append(open(j.log_file, "a") if j.log_file else None)  # noqa: SIM115
+        for j, lg, f in zip(pack, self.loggers, self.files):  # each job's own log names its own run
+            if f:
+                f.write(f"run {lg.run_id}: {run_name(j.cfg)}{' (resumed)' if j.resume_run else ''}, "
+                        f"trained in a pack of {len(pack)}\n")
+                f.flush()
 
     def close(self) -> None:
         for f in self.files:
@@ -349,8 +354,8 @@ class Sweep:
         self.packs = [[todo[i] for i in p] for p in sub]
         self.pack_of = {i: p for p in self.packs for i in p}
         if self.packs:
-            log.info("%d jobs to train in %d packs: %s", len(todo), len(self.packs),
-                     ", ".join(str(len(p)) for p in self.packs))
+            log.info("%d jobs to train in %d pack%s of %s runs", len(todo), len(self.packs),
+                     "s" if len(self.packs) > 1 else "", ", ".join(str(len(p)) for p in self.packs))
         self.progress = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs)) for p in self.packs],
                                  progress) if progress and self.packs else None
         if remote is not None and self.packs:  # every pack a job of the scheduler, submitted now
