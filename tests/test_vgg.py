@@ -108,6 +108,34 @@ def test_packed_forward_equals_a_plain_pytorch_network(variant):
         assert torch.allclose(model.forward(test, train=False)[k], ref.eval()(test), atol=1e-5), k
 
 
+def test_the_memory_estimate_bounds_what_a_training_step_keeps():
+    """The packer's per-run estimate covers every tensor a step's forward keeps for backward (counted
+    on the CPU through autograd's saved-tensor hooks, each storage once), and a step captured as a CUDA
+    graph is charged its activations a second time (the graph's own pool); on the CPU it is not."""
+    from vgsweep.packing import bytes_per_run
+
+    K, B = 2, 100
+    cfgs = [_cfg("model=vgg38_bn_rc", "model.blocks_per_stage=2", f"seed={k}", f"train.batch_size={B}") for k in range(K)]
+    model = vgg.build(cfgs, (3, 32, 32), 100, [generator(k, "init") for k in range(K)], torch.device("cpu"))
+    storages: dict[int, int] = {}
+
+    def keep(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    x = torch.randn(K, B, 3, 32, 32)
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        model.forward(x, train=True).sum().backward()
+    kept = sum(storages.values()) / K
+    eager = vgg.bytes_per_run(cfgs[0], (3, 32, 32), 100)
+    captured = vgg.bytes_per_run(cfgs[0], (3, 32, 32), 100, captured=True)
+    assert kept > 0.3 * eager, (kept, eager)  # the estimate is of the right size, not a blanket
+    assert eager >= kept and captured - eager >= kept - 5 * 4 * model.P, (kept, eager, captured)
+    graphed = _cfg("model=vgg38_bn_rc", "model.blocks_per_stage=2", "cuda_graph=true", f"train.batch_size={B}")
+    assert bytes_per_run(graphed) == bytes_per_run(_cfg("model=vgg38_bn_rc", "model.blocks_per_stage=2",
+                                                        "cuda_graph=false", f"train.batch_size={B}"))  # CPU: no graph
+
+
 def test_the_vgg38_variants_pack_together_and_each_is_its_own_network(cifar_root):
     """VGG38, VGG38 BN, RC and BN + RC share a pack: each run's forward pass (batch statistics and
     running ones) is its plain network's, and trained two epochs it keeps its own numbers; its

@@ -54,13 +54,17 @@ def input_shape(d: DictConfig) -> tuple[int, int, int]:
 
 def bytes_per_run(cfg: DictConfig) -> int:
     """Device memory one run adds to a pack (upper estimate, bytes): the model's share (parameters,
-    optimiser and noise buffers, one step's activations, evaluation) and the data's: its permutation,
-    and its own copy of the training inputs only when it has fixed input noise."""
+    optimiser and noise buffers, one step's activations, evaluation; a step captured as a CUDA graph
+    keeps its activations in the graph's own pool too) and the data's: its permutation, and its own
+    copy of the training inputs only when it has fixed input noise."""
+    from vgsweep.config import resolve_device
+
     spec = DATASETS[cfg.data.name]
     n_train = min(spec.n_train, cfg.data.limit_train or spec.n_train) - int(cfg.data.val_size)
     shape = input_shape(cfg.data)
     data = 8 * n_train + (4 * n_train * math.prod(shape) if cfg.data.input_noise_std > 0 else 0)
-    return family_of(cfg).bytes_per_run(cfg, shape, spec.classes) + data
+    captured = bool(cfg.cuda_graph) and resolve_device(cfg.device).type == "cuda"
+    return family_of(cfg).bytes_per_run(cfg, shape, spec.classes, captured) + data
 
 
 def memory_budget(device, budget_gb: float | None) -> int:

@@ -6,8 +6,10 @@ A family is a module with:
     order_key(cfg) -> tuple         runs are sorted by it inside a pack (equal activations contiguous)
     build(cfgs, shape, classes, generators, device) -> PackedModel   K runs as one model
     parameter_count(cfg, shape, classes) -> int   trainable parameters of one run
-    bytes_per_run(cfg, shape, classes) -> int   device memory one run adds (parameters, optimiser
-                                    state, one step's activations, evaluation), an upper estimate
+    bytes_per_run(cfg, shape, classes, captured=False) -> int   device memory one run adds
+                                    (parameters, optimiser state, one step's activations, evaluation),
+                                    an upper estimate; captured: the step is a CUDA graph, whose
+                                    private memory pool holds a second copy of a step's activations
 
 and `PackedModel` below is what it builds: K networks with identical shapes whose parameters live in
 one flat tensor `theta` (K, P). Each layout entry is a view of theta that autograd treats as its own

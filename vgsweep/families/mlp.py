@@ -79,14 +79,15 @@ def parameter_count(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> in
     return n_params(arch_of(cfg, math.prod(shape), classes))
 
 
-def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:
-    """Parameters with gradient, optimiser and noise buffers; one step's activations and their gradients;
-    an evaluation chunk. Upper estimate, bytes."""
+def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int, captured: bool = False) -> int:
+    """Parameters with gradient, optimiser and noise buffers; one step's activations and their gradients
+    (twice when the step is a CUDA graph: its pool beside the eager steps'); an evaluation chunk. Upper
+    estimate, bytes."""
     dim = math.prod(shape)
     sizes = (dim, *cfg.model.hidden, classes)
     P = sum(a * b + 2 * b for a, b in zip(sizes[:-1], sizes[1:])) + 2 * sum(cfg.model.hidden)  # + g, BN
     B = int(cfg.train.batch_size)
-    acts = B * (dim + 4 * sum(sizes[1:]))  # gathered batch; pre/post activations and their grads
+    acts = B * (dim + 4 * sum(sizes[1:])) * (2 if captured else 1)  # gathered batch; pre/post activations, grads
     evals = EVAL_ROWS * 3 * max(sizes[1:])
     return 4 * (5 * P + acts + evals)
 

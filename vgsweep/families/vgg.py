@@ -77,10 +77,10 @@ def build(cfgs: list[DictConfig], shape: tuple[int, ...], classes: int, generato
     return PackedVGG([c.model for c in cfgs], shape, classes, [member_of(c) for c in cfgs], generators, device)
 
 
-def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:
+def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int, captured: bool = False) -> int:
     """Parameters x 5 (weights, gradient, two optimiser moments, noise); one step's activations (about
-    five (B, C, H, W) tensors per convolution kept for backward and their gradients); an evaluation
-    chunk. Upper estimate, bytes."""
+    five (B, C, H, W) tensors per convolution kept for backward and their gradients; twice when the
+    step is a CUDA graph: its pool beside the eager steps'); an evaluation chunk. Upper estimate, bytes."""
     m = cfg.model
     C, H, W = shape
     F_ = int(m.filters)
@@ -93,7 +93,7 @@ def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:
         acts += 5 * B * F_ * h * w
     batch = 3 * B * C * (H + 2 * pad) * (W + 2 * pad)
     evals = 3 * PackedVGG.eval_rows * F_ * H * W
-    return 4 * (5 * n_params(m, C, classes) + acts + batch + evals)
+    return 4 * (5 * n_params(m, C, classes) + (acts + batch) * (2 if captured else 1) + evals)
 
 
 class PackedVGG(PackedModel):
