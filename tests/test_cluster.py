@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -114,6 +115,33 @@ def _slurm_args(tmp_path: Path, root: Path, *more: str) -> list[str]:
     return [*SMALL, f"data.root={root}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
             f"hydra.sweep.dir={tmp_path / 'mr'}", "hydra.launcher.executor=slurm", "hydra.launcher.gpus_per_node=0",
             "hydra.launcher.sqlite_is_shared=true", "hydra.launcher.poll_s=1", *more]
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_ctrl_c_on_a_slurm_sweep_says_its_pack_jobs_go_on_and_how_to_stop_them(slurm, tiny_root, tmp_path):
+    """The launcher waits for its SLURM jobs; Ctrl-C there leaves them running on the cluster (as
+    submitit does) and says which they are and how to cancel them: one line, exit 130."""
+    args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, tiny_root, "train.epochs=100000")]
+    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    seen = ""
+    while "submitted 1 pack jobs (slurm): " not in seen:
+        line = proc.stdout.readline()
+        assert line, seen[-3000:]
+        seen += line
+    job = seen.split("submitted 1 pack jobs (slurm): ")[1].split()[0]
+    try:
+        proc.send_signal(signal.SIGINT)
+        out = seen + proc.communicate(timeout=60)[0]
+        assert proc.returncode == 130, out[-3000:]
+        assert out.rstrip().splitlines()[-1] == (f"vgsweep: interrupted by SIGINT (Ctrl-C): the pack jobs it submitted "
+                                                 f"go on in SLURM (scancel {job} stops them; their runs are in the store)")
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+        assert state.strip() in ("PENDING", "RUNNING", "CONFIGURING"), state
+    finally:
+        subprocess.run(["scancel", job], timeout=30)
 
 
 @pytest.mark.slurm

@@ -1,4 +1,4 @@
-"""Sweeps that survive: a diverging run, a faulty run in a pack, a rerun, kill -9 and resume."""
+"""Sweeps that survive: a diverging run, a faulty run in a pack, a rerun, Ctrl-C, SIGTERM and kill -9, and resume."""
 
 from __future__ import annotations
 
@@ -83,6 +83,47 @@ def test_rerun_skips_finished_configs_unless_forced(small_cfg):
     assert forced[0].status == "FINISHED" and forced[0].run_id != first[0].run_id
     _, runs = _all_runs(cfgs[0].tracking.uri)
     assert len(runs) == 4
+
+
+@pytest.mark.e2e
+def test_ctrl_c_then_sigterm_end_the_runs_killed_and_the_same_command_finishes_them(tmp_path):
+    """Ctrl-C (SIGINT) after the first checkpoints, then SIGTERM to the resumed sweep after its next
+    ones: each time one line, exit 130 / 143, no traceback, the runs KILLED in the store with the
+    reason (not left RUNNING by a process that ended); the third time the same command finishes them
+    in the same MLflow runs, every epoch logged once across the three processes."""
+    data = make_idx_dataset(tmp_path / "data", n_train=3000, n_test=500)
+    uri, epochs, ckdir = f"sqlite:///{tmp_path / 'm.db'}", 12, tmp_path / "checkpoints"
+    args = ["-m", "activation=relu,tanh", "seed=0", *SMALL, "model.hidden=[128,128]", f"train.epochs={epochs}",
+            f"data.root={data}", "checkpoint.every=2", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    ids = None
+    for sig, name, code in ((signal.SIGINT, "SIGINT (Ctrl-C)", 130), (signal.SIGTERM, "SIGTERM", 143)):
+        t0 = time.time()
+        proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 240
+        while len([p for p in ckdir.glob("*.pt") if p.stat().st_mtime > t0]) < 2:  # this process's checkpoints
+            assert proc.poll() is None, "the sweep ended before it was interrupted: make it longer"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == code, err[-3000:]
+        lines = [x for x in err.splitlines() if x.startswith("vgsweep: ")]
+        assert len(lines) == 1 and err.rstrip().endswith(lines[0]) and "Traceback" not in err, err[-3000:]
+        assert lines[0].startswith(f"vgsweep: interrupted by {name}: 2 runs it was training marked KILLED")
+        client, runs = _all_runs(uri)
+        assert [(r.info.status, r.data.tags["vgsweep.failure"]) for r in runs] == [("KILLED", f"interrupted by {name}")] * 2
+        assert ids is None or {r.info.run_id for r in runs} == ids  # the second process resumed the same runs
+        ids = {r.info.run_id for r in runs}
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    client, runs = _all_runs(uri)
+    assert {r.info.status for r in runs} == {"FINISHED"} and {r.info.run_id for r in runs} == ids
+    for r in runs:
+        steps = [h.step for h in client.get_metric_history(r.info.run_id, "test_acc")]
+        assert sorted(steps) == list(range(epochs)), steps
+    assert not list(ckdir.glob("*.pt"))
 
 
 @pytest.mark.e2e

@@ -3,7 +3,8 @@ sweep.py. Also `vgsweep table | figures | report | ui | profile ...` for the res
 
 Exit status: 0 done; 1 a job failed (its run is FAILED in the store, with the reason); 2 bad input,
 refused before anything was trained or written; 3 the tracking store stopped answering (checkpoints
-kept: run the same command again when it is back).
+kept: run the same command again when it is back); 130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM
+(the runs it was training are KILLED in the store, their checkpoints kept: the same command resumes).
 """
 
 from __future__ import annotations
@@ -198,9 +199,40 @@ SUBCOMMANDS = {"table": "vgsweep.results.table", "figures": "vgsweep.results.fig
                "report": "vgsweep.results.report", "profile": "vgsweep.profile", "ui": "vgsweep.ui"}
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt (neither is an Exception:
+    no `except Exception` on the way mistakes it for a failed run)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _interrupted(name: str, code: int) -> None:
+    """The sweep was interrupted: the runs it held RUNNING end KILLED with the reason, one line, exit."""
+    from vgsweep.executors import PENDING_SLURM
+    from vgsweep.runs import end_open_runs
+
+    logging.getLogger().handlers.clear()  # the line below is the last thing said, not a log record after it
+    ended = end_open_runs("KILLED", f"interrupted by {name}")
+    if ended:
+        what = (f"{len(ended)} run{'s' if len(ended) > 1 else ''} it was training marked KILLED in the store; "
+                "run the same command to go on: finished runs are skipped, the interrupted ones continue from "
+                "their last checkpoint (checkpoint.every) or start again")
+    elif PENDING_SLURM:
+        ids = " ".join(PENDING_SLURM)
+        what = f"the pack jobs it submitted go on in SLURM (scancel {ids} stops them; their runs are in the store)"
+    else:
+        what = "no run was in progress"
+    _die(f"interrupted by {name}: {what}", code)
+
+
 def cli() -> None:
     """`vgsweep ...`: a results subcommand, or Hydra's command line. A Hydra error before any of
-    vgsweep's own code ran (a misspelt key or option) is bad input: exit 2, as vgsweep's own checks."""
+    vgsweep's own code ran (a misspelt key or option) is bad input: exit 2, as vgsweep's own checks.
+    SIGINT (Ctrl-C) and SIGTERM end the runs in progress KILLED (exit 130 and 143)."""
+    import signal
+
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
         import importlib
 
@@ -210,9 +242,15 @@ def cli() -> None:
              "-sc", "--shell-completion"}
     if any(a.startswith("experiment=") for a in sys.argv[1:]) and not modes & set(sys.argv[1:]):
         sys.argv.insert(1, "-m")  # a study file is a sweep (hydra.mode: MULTIRUN): `seed=0,1,2` may add axes to it
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main()
     except SystemExit as e:
         if e.code == 1 and not _ENTERED:
             raise SystemExit(2) from None
         raise
+    except KeyboardInterrupt:
+        _interrupted("SIGINT (Ctrl-C)", 130)
+    except Terminated:
+        _interrupted("SIGTERM", 143)

@@ -111,6 +111,9 @@ class PackJob:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
+PENDING_SLURM: dict[str, None] = {}  # SLURM job ids this process submitted and has not collected yet
+
+
 class SubmititPacks:
     """Submits every pack as one job (one SLURM array) and hands back each pack's outcomes."""
 
@@ -140,6 +143,8 @@ class SubmititPacks:
         with self.ex.batch():
             self.handles = [self.ex.submit(PackJob(p)) for p in packs]
         ids = [h.job_id for h in self.handles]
+        if self.cluster == "slurm":
+            PENDING_SLURM.update(dict.fromkeys(ids))
         log.info("submitted %d pack jobs (%s): %s", len(ids), self.ex.cluster, ", ".join(ids))
 
     def _state(self, h) -> str:
@@ -160,6 +165,11 @@ class SubmititPacks:
     def result(self, k: int) -> list[Outcome]:
         """Wait for pack k's job; its outcomes, or FAILED ones saying why the job failed."""
         h = self.handles[k]
+        outcomes = self._result(k, h)
+        PENDING_SLURM.pop(h.job_id, None)  # collected (not when the wait is interrupted: it goes on)
+        return outcomes
+
+    def _result(self, k: int, h) -> list[Outcome]:
         gone_since = None
         while not (h.paths.result_pickle.exists() if self.cluster == "slurm" else h.done()):  # slurm: no sacct
             self._report()

@@ -41,6 +41,30 @@ def _chunks(xs: list, n: int) -> Iterable[list]:
 _WRITER = None
 
 
+_OPEN: dict[str, "RunLogger"] = {}  # runs this process made RUNNING and has not ended yet
+
+
+def end_open_runs(status: str, reason: str, retry_s: float = 10.0) -> list[str]:
+    """End every run this process still holds RUNNING (a sweep interrupted by SIGINT or SIGTERM): its
+    buffered metrics sent if the store takes them within `retry_s`, the reason tagged, the status set.
+    Returns the ids of the runs it could end."""
+    tracking.configure(min(tracking.retry_budget(), retry_s))
+    ended = []
+    for lg in list(_OPEN.values()):
+        try:
+            try:
+                lg.flush(wait=True)
+            except Exception as e:  # noqa: BLE001 - the metrics not sent are lost; the status is not
+                log.warning("run %s: metrics not recorded: %s", lg.run_id, e)
+            lg.set_tags({tracking.TAG_FAILURE: reason[:5000]})
+            retry(lg.client.set_terminated, lg.run_id, status=status)
+            ended.append(lg.run_id)
+        except Exception as e:  # noqa: BLE001 - the next sweep marks it KILLED when its heartbeat stops
+            log.warning("run %s could not be marked %s: %s", lg.run_id, status, e)
+        _OPEN.pop(lg.run_id, None)
+    return ended
+
+
 def _writer():
     """One background thread that sends metric batches in order."""
     global _WRITER
@@ -85,6 +109,7 @@ class RunLogger:
 
         run = retry(client.create_run, exp_id, run_name=run_name, tags=tags)
         lg = cls(client, run.info.run_id)
+        _OPEN[lg.run_id] = lg
         items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
         for chunk in _chunks(items, PARAMS_PER_CALL):
             retry(client.log_batch, lg.run_id, params=chunk)
@@ -95,6 +120,7 @@ class RunLogger:
         """Continue a run (from a checkpoint): RUNNING again, with this process's tags."""
         lg = cls(client, run_id)
         retry(client.update_run, run_id, status="RUNNING")
+        _OPEN[run_id] = lg
         lg.set_tags(tags)
         return lg
 
@@ -153,6 +179,7 @@ class RunLogger:
     def finish(self, status: str) -> None:
         self.flush(wait=True)
         retry(self.client.set_terminated, self.run_id, status=status)
+        _OPEN.pop(self.run_id, None)
 
     def fail(self, reason: str, extra: dict[str, str] | None = None) -> None:
         """End the run FAILED with its reason; whatever the store still holds of it is kept."""
@@ -164,6 +191,7 @@ class RunLogger:
         except Exception as e:  # noqa: BLE001 - the metrics that could not be sent are lost; the status is not
             log.warning("run %s: metrics not recorded: %s", self.run_id, e)
         retry(self.client.set_terminated, self.run_id, status="FAILED")
+        _OPEN.pop(self.run_id, None)
 
 
 class Heartbeat:

@@ -63,6 +63,10 @@ def configure(retry_s: float) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(min(max(retry_s, 5), 60))))
 
 
+def retry_budget() -> float:
+    return _RETRY_S
+
+
 def _unreachable(e: BaseException) -> bool:
     text = f"{type(e).__name__}: {e}"
     return any(m in text for m in _UNREACHABLE)
