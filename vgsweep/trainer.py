@@ -93,17 +93,20 @@ def tf32(enabled: bool):
 
 @contextlib.contextmanager
 def deterministic(enabled: bool):
-    """torch.use_deterministic_algorithms for this pack only (it is process-wide state)."""
+    """torch.use_deterministic_algorithms for this pack only (it is process-wide state). Set only when
+    it changes: the setter imports torch._inductor's config, a second of start-up for nothing."""
     old = torch.are_deterministic_algorithms_enabled()
-    if enabled:
-        import os
+    if not enabled or old:
+        yield
+        return
+    import os
 
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
-    torch.use_deterministic_algorithms(enabled or old)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+    torch.use_deterministic_algorithms(True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(old)
+        torch.use_deterministic_algorithms(False)
 
 
 def device_name(device: torch.device) -> str:
