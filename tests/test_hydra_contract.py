@@ -113,3 +113,43 @@ def test_callbacks_see_each_packed_jobs_real_result(tiny_root, tmp_path):
         else:
             assert run.info.status == "FAILED" and e["status"] == "FAILED" and "NaN or inf" in e["value"]
     assert runs[("relu", "1e+20")].info.status == "FAILED"  # (tanh saturates: its loss stays finite)
+
+
+def test_each_job_is_composed_once_not_again_after_the_sweepers_check():
+    """Hydra's sweeper composes a batch's jobs to check them and drops the configs; the launcher takes
+    those instead of composing each job a second time, once each, and only those: a request from
+    anywhere else composes afresh and is not kept."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.plugins.sweeper import Sweeper
+    from hydra.types import RunMode
+
+    from vgsweep.app import CONF_DIR
+    from vgsweep.launcher import compose_once
+
+    batch = [["activation=relu", "depth=5"], ["activation=tanh", "depth=2"]]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", [], RunMode.MULTIRUN)
+        fresh = [loader.load_sweep_config(master, o) for o in batch]
+        calls = []
+        original = loader.load_sweep_config
+        loader.load_sweep_config = lambda m, o: calls.append(o) or original(m, o)
+        compose_once(loader)
+
+        class Check(Sweeper):  # Hydra's own check, run as the basic sweeper runs it
+            def __init__(self):
+                self.hydra_context, self.config, self.config_loader = None, master, loader
+
+            def setup(self, **kwargs): ...
+
+            def sweep(self, arguments): ...
+
+        Check().validate_batch_is_legal(batch)
+        assert len(calls) == 2
+        got = [loader.load_sweep_config(master, o) for o in batch]  # the launcher's requests: no composing
+        assert len(calls) == 2 and got == fresh
+        again = loader.load_sweep_config(master, batch[0])  # a second request composes afresh
+        assert len(calls) == 3 and again == fresh[0] and again is not got[0]
+        loader.load_sweep_config(master, batch[0])
+        assert len(calls) == 4  # nothing kept from a request that was not the sweeper's check

@@ -18,6 +18,7 @@ import copy
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -127,6 +128,30 @@ def check_remote(launcher, jobs: list[Job]) -> None:
                               "filesystem they share: start a server (mlflow server --host 0.0.0.0 --port 5000 "
                               "--backend-store-uri sqlite:///$PWD/mlflow.db) and set tracking.uri to it, or set "
                               "hydra.launcher.sqlite_is_shared=true", j.where)
+
+
+def compose_once(loader) -> None:
+    """Hydra's sweeper composes every job of a batch to check it (`validate_batch_is_legal`), throws
+    the configs away, and the launcher composes them again: 85 ms a job on a 2-core machine, 2.6 s of
+    the 30-job paper grid. What the sweeper's check composed (and nobody else holds) is kept and
+    handed to the next request for the same master config and overrides, once; any other request
+    composes afresh."""
+    if getattr(loader, "_vgsweep_compose_once", False):
+        return
+    compose = loader.load_sweep_config
+    kept: dict[tuple, DictConfig] = {}
+
+    def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        key = (id(master_config), tuple(sweep_overrides))
+        if key in kept:
+            return kept.pop(key)
+        cfg = compose(master_config, sweep_overrides)
+        if sys._getframe(1).f_code.co_name == "validate_batch_is_legal":  # the check discards its copy
+            kept[key] = cfg
+        return cfg
+
+    loader.load_sweep_config = load_sweep_config
+    loader._vgsweep_compose_once = True
 
 
 def job_of(sweep_config: DictConfig) -> Job:

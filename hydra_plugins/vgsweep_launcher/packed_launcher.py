@@ -64,7 +64,10 @@ class PackedLauncher(Launcher):
         self.hydra_context: Optional[HydraContext] = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from vgsweep.launcher import compose_once
+
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        compose_once(hydra_context.config_loader)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from vgsweep.launcher import launch
