@@ -118,3 +118,6 @@ def test_a_pack_too_big_for_the_device_is_split_and_retried(small_cfg, tmp_path,
         torch.cuda.empty_cache()
     assert [o.status for o in outcomes] == ["FINISHED"] * 8
     assert "retrying it as two packs" in caplog.text and "OutOfMemoryError" in caplog.text
+    for k in (0, 7):  # the retried packs' runs are the runs alone
+        alone = train_pack([cfgs[k]]).history[0][-1]
+        assert outcomes[k].final["test_loss"] == pytest.approx(alone["test_loss"], rel=1e-5, abs=1e-6)
