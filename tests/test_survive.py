@@ -200,6 +200,32 @@ def test_training_runs_reads_every_page(small_cfg, monkeypatch):
     assert [r.info.start_time for r in runs] == sorted((r.info.start_time for r in runs), reverse=True)
 
 
+def test_runs_by_hash_reads_only_the_hashes_asked_for_the_same_runs_either_way(small_cfg, monkeypatch):
+    """Planning asks the store for its jobs' hashes only: one page when the experiment is small, one
+    search per hash when it is not; either way the runs (newest first) of those hashes, as reading
+    the whole experiment gives them."""
+    from vgsweep import tracking
+
+    cfgs = [small_cfg(f"seed={s}", "train.epochs=1") for s in range(3)]
+    run_jobs([Job(c) for c in cfgs])
+    run_jobs([Job(small_cfg("seed=0", "train.epochs=1", "rerun=true"))])  # a second run of one hash
+    client = tracking.client_for(cfgs[0].tracking.uri)
+    whole = tracking.runs_by_hash(client, "agarap2019")
+    assert sorted(len(v) for v in whole.values()) == [1, 1, 2]
+    ids = {h: [r.info.run_id for r in rs] for h, rs in whole.items()}
+    asked = {Job(cfgs[0]).key(), Job(cfgs[2]).key()}
+    for probe in (50, 1):  # 4 runs: read in one page; then, with a first page of 2, hash by hash
+        monkeypatch.setattr(tracking, "PROBE_RUNS", probe)
+        monkeypatch.setattr(tracking, "PROBE_PER_HASH", 1)
+        got = tracking.runs_by_hash(client, "agarap2019", asked)
+        assert {h: [r.info.run_id for r in rs] for h, rs in got.items()} == {h: ids[h] for h in asked}, probe
+    searches = []
+    monkeypatch.setattr(client, "search_runs", lambda *a, **k: searches.append(a[1]) or type(client).search_runs(client, *a, **k))
+    tracking.runs_by_hash(client, "agarap2019", asked)
+    assert len(searches) == 3 and all(Job(cfgs[1]).key() not in f for f in searches)  # the probe, then 2 hashes
+    assert tracking.runs_by_hash(client, "no-such-experiment", asked) == {}
+
+
 def _fake_running_run(cfg, host: str, pid: str, heartbeat: float | None):
     """A RUNNING run of cfg's config, as a process on `host` would have left it."""
     from vgsweep import tracking

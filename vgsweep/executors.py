@@ -46,7 +46,7 @@ def _outcomes_from_store(jobs: list[Job], reason: str) -> list[Outcome]:
     for j in jobs:
         try:
             client = tracking.client_for(tracking.resolve_uri(j.cfg))
-            runs = tracking.runs_by_hash(client, j.cfg.tracking.experiment).get(j.key(), [])
+            runs = tracking.runs_by_hash(client, j.cfg.tracking.experiment, {j.key()}).get(j.key(), [])
         except tracking.TrackingError:
             runs = []
         done = next((r for r in runs if r.info.status == "FINISHED"), None)

@@ -99,13 +99,15 @@ def plan(jobs: list[Job], adopt: Optional[str] = None) -> list[Optional[Outcome]
 
     out: list[Optional[Outcome]] = []
     stores: dict[tuple[str, str], dict] = {}
+    wanted: dict[tuple[str, str], set[str]] = {}
     for j in jobs:
-        j.key()
+        wanted.setdefault((tracking.resolve_uri(j.cfg), j.cfg.tracking.experiment), set()).add(j.key())
+    for j in jobs:
         uri = tracking.resolve_uri(j.cfg)
         client = tracking.client_for(uri)
         skey = (uri, j.cfg.tracking.experiment)
         if skey not in stores:
-            stores[skey] = tracking.runs_by_hash(client, j.cfg.tracking.experiment)
+            stores[skey] = tracking.runs_by_hash(client, j.cfg.tracking.experiment, wanted[skey])
         runs = stores[skey].get(j.hash, [])
         status = {r.info.run_id: r.info.status for r in runs}
         for r in runs:

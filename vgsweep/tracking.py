@@ -334,12 +334,29 @@ def training_runs(client, exp_id: str, filter_string: str = ""):
             return
 
 
-def runs_by_hash(client, experiment: str) -> dict[str, list]:
-    """Every training run of the experiment named `experiment` (none if there is no such experiment),
-    grouped by config hash, newest first."""
+PROBE_RUNS, PROBE_PER_HASH = 50, 4  # runs_by_hash reads an experiment of up to max(50, 4 per hash) runs whole
+
+
+def runs_by_hash(client, experiment: str, hashes: set[str] | None = None) -> dict[str, list]:
+    """The training runs of the experiment named `experiment` (none if there is no such experiment),
+    grouped by config hash, newest first: every one, or those of `hashes` only. Asked for a few
+    hashes in a store that holds many runs, it searches hash by hash (one indexed query each, about
+    20 ms) instead of reading the whole experiment (a few ms per run: seconds for thousands)."""
     exp = retry(client.get_experiment_by_name, experiment)
+    if exp is None:
+        return {}
+    found = None
+    if hashes is not None:
+        page = retry(client.search_runs, [exp.experiment_id], "", max_results=max(PROBE_RUNS, PROBE_PER_HASH * len(hashes)),
+                     order_by=["attributes.start_time DESC"])
+        if not page.token:  # the whole experiment came in this one page
+            found = [r for r in page if r.data.tags.get(TAG_HASH) in hashes]
+        else:
+            found = [r for h in sorted(hashes) for r in training_runs(client, exp.experiment_id,
+                                                                      f"tags.`{TAG_HASH}` = '{h}'")]
+            found.sort(key=lambda r: r.info.start_time, reverse=True)
     out: dict[str, list] = {}
-    for r in (training_runs(client, exp.experiment_id) if exp else ()):
+    for r in (found if found is not None else training_runs(client, exp.experiment_id)):
         out.setdefault(r.data.tags[TAG_HASH], []).append(r)
     return out
 
