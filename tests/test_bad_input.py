@@ -55,7 +55,7 @@ CASES = [
     (["activation.negative_slope=inf"], ["activation.negative_slope=inf"], OURS),
     # the launcher's own options
     (["hydra.launcher.max_pack=-1"], ["hydra.launcher.max_pack=-1", "an int >= 0"], OURS),
-    (["hydra.launcher.memory_budget_gb=nan"], ["hydra.launcher.memory_budget_gb=nan", "positive finite"], OURS),
+    (["hydra.launcher.memory_budget_gb=nan"], ["hydra.launcher.memory_budget_gb=nan", "a positive float (NaN and inf are not)"], OURS),
     (["hydra.launcher.memory_budget_gb=-2"], ["hydra.launcher.memory_budget_gb=-2.0"], OURS),
     (["hydra.launcher.executor=pbs"], ["hydra.launcher.executor='pbs'", "local, slurm, submitit_local"], OURS),
     (["hydra.launcher.executor=slurm"], ["tracking.uri=", "an mlflow server", "sqlite_is_shared=true"], OURS),

@@ -395,6 +395,12 @@ def _walk(node: Any, schema: type, prefix: str) -> None:
             _check_number(key, value, f.metadata.get("rule"), base)
 
 
+def check_numbers(node: DictConfig, schema: type, prefix: str) -> None:
+    """Raise ConfigError for the first number of `node` its `schema` field's rule refuses (the
+    launcher's options use it too: one place for what a number accepts)."""
+    _walk(node, schema, prefix)
+
+
 def one_of(key: str, value: Any, options) -> None:
     if value not in options:
         raise ConfigError(key, value, "one of " + ", ".join(sorted(options)))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
 import os
 import sys
 from pathlib import Path
@@ -83,34 +82,17 @@ def _tidy(sweep_dir: Path) -> None:
 
 
 def check_options(launcher) -> None:
-    """The launcher's own options, refused like any other bad input."""
+    """The launcher's own options, refused like any other bad input: its numbers by the rules of
+    their fields (PackedLauncherConf), as the training config's are."""
+    from hydra_plugins.vgsweep_launcher.packed_launcher import PackedLauncherConf
+    from vgsweep.config import check_numbers
     from vgsweep.executors import EXECUTORS
 
-    mp, budget, progress = launcher.max_pack, launcher.memory_budget_gb, launcher.progress
-    if isinstance(mp, bool) or not isinstance(mp, int) or mp < 0:
-        raise ConfigError("hydra.launcher.max_pack", mp, "an int >= 0 (0 = as many as memory allows)")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
-                               or not math.isfinite(budget) or budget <= 0):
-        raise ConfigError("hydra.launcher.memory_budget_gb", budget, "null or a positive finite number of GiB")
-    if progress not in PROGRESS:
-        raise ConfigError("hydra.launcher.progress", progress, "one of " + ", ".join(PROGRESS))
-    ex = launcher.executor
-    if ex.executor not in EXECUTORS:
-        raise ConfigError("hydra.launcher.executor", ex.executor, "one of " + ", ".join(EXECUTORS))
-    for k in ("timeout_min", "array_parallelism"):
-        v = getattr(ex, k)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ConfigError(f"hydra.launcher.{k}", v, "a positive int")
-    for k in ("max_num_timeout", "signal_delay_s"):
-        v = getattr(ex, k)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ConfigError(f"hydra.launcher.{k}", v, "an int >= 0")
-    for k in ("gpus_per_node", "cpus_per_task", "mem_gb"):
-        v = getattr(ex, k)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            raise ConfigError(f"hydra.launcher.{k}", v, "null or an int >= 0")
-    if not (isinstance(ex.poll_s, (int, float)) and math.isfinite(ex.poll_s) and ex.poll_s > 0):
-        raise ConfigError("hydra.launcher.poll_s", ex.poll_s, "a positive finite number of seconds")
+    check_numbers(launcher.config.hydra.launcher, PackedLauncherConf, "hydra.launcher.")
+    if launcher.progress not in PROGRESS:
+        raise ConfigError("hydra.launcher.progress", launcher.progress, "one of " + ", ".join(PROGRESS))
+    if launcher.executor.executor not in EXECUTORS:
+        raise ConfigError("hydra.launcher.executor", launcher.executor.executor, "one of " + ", ".join(EXECUTORS))
 
 
 def check_remote(launcher, jobs: list[Job]) -> None:

@@ -15,12 +15,14 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from vgsweep.config import rule  # the accepted values of its numbers, checked as the training config's
+
 
 @dataclass
 class PackedLauncherConf:
     _target_: str = "hydra_plugins.vgsweep_launcher.packed_launcher.PackedLauncher"
-    max_pack: int = 0  # most runs in one pack; 0 = as many as memory_budget_gb allows
-    memory_budget_gb: Optional[float] = None  # device memory a pack may use; None = 80% of free memory
+    max_pack: int = rule(0, "non_negative")  # most runs in one pack; 0 = as many as memory_budget_gb allows
+    memory_budget_gb: Optional[float] = rule(None, "positive")  # device memory a pack may use; None = 80% of free memory
     progress: str = "auto"  # auto (a live line on a terminal, log lines otherwise) | bar | log
     # Where packs train: local (this process) | slurm (one SLURM job per pack, through submitit) |
     # submitit_local (each pack a subprocess through submitit's LocalExecutor). The rest is for the
@@ -28,23 +30,23 @@ class PackedLauncherConf:
     executor: str = "local"
     submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"  # job scripts, pickles and logs
     name: str = "vgsweep"  # the SLURM job name
-    timeout_min: int = 60  # time limit of one pack job; at its end the pack is requeued from its checkpoints
-    max_num_timeout: int = 3  # requeues after preemption or the time limit, at most
-    signal_delay_s: int = 120  # SLURM signals the job this long before killing it
-    gpus_per_node: Optional[int] = 1  # GPUs of one pack job (slurm); null or 0 on a CPU partition
-    cpus_per_task: Optional[int] = None
-    mem_gb: Optional[int] = None
+    timeout_min: int = rule(60, "positive")  # time limit of one pack job; at its end the pack is requeued from its checkpoints
+    max_num_timeout: int = rule(3, "non_negative")  # requeues after preemption or the time limit, at most
+    signal_delay_s: int = rule(120, "non_negative")  # SLURM signals the job this long before killing it
+    gpus_per_node: Optional[int] = rule(1, "non_negative")  # GPUs of one pack job (slurm); null or 0 on a CPU partition
+    cpus_per_task: Optional[int] = rule(None, "non_negative")
+    mem_gb: Optional[int] = rule(None, "non_negative")
     partition: Optional[str] = None
     qos: Optional[str] = None
     account: Optional[str] = None
     constraint: Optional[str] = None
     exclude: Optional[str] = None
     comment: Optional[str] = None
-    array_parallelism: int = 256  # pack jobs of the array running at once
+    array_parallelism: int = rule(256, "positive")  # pack jobs of the array running at once
     additional_parameters: dict[str, Any] = field(default_factory=dict)  # more sbatch flags, e.g. {mail-type: END}
     setup: Optional[list[str]] = None  # shell lines before the job starts (module load ..., source venv/bin/activate)
     sqlite_is_shared: bool = False  # with slurm: the SQLite store lives on a filesystem every node sees
-    poll_s: float = 5.0  # how often the launcher looks at the jobs' states
+    poll_s: float = rule(5.0, "positive")  # how often the launcher looks at the jobs' states
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="packed", node=PackedLauncherConf, provider="vgsweep")
