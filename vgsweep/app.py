@@ -213,8 +213,8 @@ def _interrupted(name: str, code: int) -> None:
     from vgsweep.executors import PENDING_SLURM
     from vgsweep.runs import end_open_runs
 
+    ended = end_open_runs("KILLED", f"interrupted by {name}")  # what it cannot end, it says (a warning)
     logging.getLogger().handlers.clear()  # the line below is the last thing said, not a log record after it
-    ended = end_open_runs("KILLED", f"interrupted by {name}")
     if ended:
         what = (f"{len(ended)} run{'s' if len(ended) > 1 else ''} it was training marked KILLED in the store; "
                 "run the same command to go on: finished runs are skipped, the interrupted ones continue from "

@@ -347,7 +347,8 @@ def runs_by_hash(client, experiment: str, hashes: set[str] | None = None) -> dic
         return {}
     found = None
     if hashes is not None:
-        page = retry(client.search_runs, [exp.experiment_id], "", max_results=max(PROBE_RUNS, PROBE_PER_HASH * len(hashes)),
+        first = max(PROBE_RUNS, PROBE_PER_HASH * len(hashes))
+        page = retry(client.search_runs, [exp.experiment_id], "", max_results=first,
                      order_by=["attributes.start_time DESC"])
         if not page.token:  # the whole experiment came in this one page
             found = [r for r in page if r.data.tags.get(TAG_HASH) in hashes]
