@@ -13,6 +13,12 @@ from pathlib import Path
 # process (inherited by the subprocesses) instead of every process spinning up one per core.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import torch  # noqa: E402
+
+# ... but the tests' own processes keep torch's usual threads: the in-process equalities (a run alone
+# and packed, resumed and uninterrupted, bit for bit) are then checked with multi-threaded kernels too.
+torch.set_num_threads(os.cpu_count() or 1)
+
 import numpy as np
 import pytest
 from omegaconf import DictConfig, OmegaConf
