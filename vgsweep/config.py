@@ -371,8 +371,9 @@ def _check_number(key: str, value: Any, rule_name: str | None, kind: type) -> No
         raise ConfigError(key, value, accepted)
 
 
-def _walk(node: Any, schema: type, prefix: str) -> None:
-    """Check every number of `node` against the rule its field declares in `schema`."""
+def check_numbers(node: Any, schema: type, prefix: str) -> None:
+    """Check every number of `node` against the rule its field declares in `schema` (the training
+    config's and the launcher's options alike: one place for what a number accepts)."""
     import typing
 
     hints = typing.get_type_hints(schema)
@@ -380,7 +381,7 @@ def _walk(node: Any, schema: type, prefix: str) -> None:
         key, value = f"{prefix}{f.name}", node.get(f.name) if isinstance(node, DictConfig) else None
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
-            _walk(value, hint, key + ".")
+            check_numbers(value, hint, key + ".")
             continue
         if value is None:
             continue
@@ -393,12 +394,6 @@ def _walk(node: Any, schema: type, prefix: str) -> None:
                 _check_number(f"{key}[{i}]", v, f.metadata.get("rule"), item or float)
         elif base in (int, float):
             _check_number(key, value, f.metadata.get("rule"), base)
-
-
-def check_numbers(node: DictConfig, schema: type, prefix: str) -> None:
-    """Raise ConfigError for the first number of `node` its `schema` field's rule refuses (the
-    launcher's options use it too: one place for what a number accepts)."""
-    _walk(node, schema, prefix)
 
 
 def one_of(key: str, value: Any, options) -> None:
@@ -422,8 +417,8 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"model.{k}", cfg.model[k], f"a key of model.family={family}: " + ", ".join(sorted(known)),
                               "depth=... sets the MLP's widths; it does not apply to this family" if k in ("depth", "hidden")
                               else "")
-    _walk(cfg, Config, "")
-    _walk(cfg.model, MODEL_SCHEMAS[family], "model.")
+    check_numbers(cfg, Config, "")
+    check_numbers(cfg.model, MODEL_SCHEMAS[family], "model.")
     for key in ("study", "tracking.experiment"):
         if not str(OmegaConf.select(cfg, key) or "").strip():
             raise ConfigError(key, OmegaConf.select(cfg, key), "a non-empty name", "it names the MLflow experiment")

@@ -52,12 +52,7 @@ def end_open_runs(status: str, reason: str, retry_s: float = 10.0) -> list[str]:
     ended = []
     for lg in list(_OPEN.values()):
         try:
-            try:
-                lg.flush(wait=True)
-            except Exception as e:  # noqa: BLE001 - the metrics not sent are lost; the status is not
-                log.warning("run %s: metrics not recorded: %s", lg.run_id, e)
-            lg.set_tags({tracking.TAG_FAILURE: reason[:5000]})
-            retry(lg.client.set_terminated, lg.run_id, status=status)
+            lg.end(status, reason)
             ended.append(lg.run_id)
         except Exception as e:  # noqa: BLE001 - the next sweep marks it KILLED when its heartbeat stops
             log.warning("run %s could not be marked %s: %s", lg.run_id, status, e)
@@ -183,6 +178,11 @@ class RunLogger:
 
     def fail(self, reason: str, extra: dict[str, str] | None = None) -> None:
         """End the run FAILED with its reason; whatever the store still holds of it is kept."""
+        self.end("FAILED", reason, extra)
+
+    def end(self, status: str, reason: str, extra: dict[str, str] | None = None) -> None:
+        """End the run FAILED or KILLED with its reason (tag vgsweep.failure), buffered metrics sent if
+        the store takes them."""
         self.set_tags({tracking.TAG_FAILURE: reason[:5000], **(extra or {})})
         try:
             self.flush(wait=True)
@@ -190,7 +190,7 @@ class RunLogger:
             raise
         except Exception as e:  # noqa: BLE001 - the metrics that could not be sent are lost; the status is not
             log.warning("run %s: metrics not recorded: %s", self.run_id, e)
-        retry(self.client.set_terminated, self.run_id, status="FAILED")
+        retry(self.client.set_terminated, self.run_id, status=status)
         _OPEN.pop(self.run_id, None)
 
 
