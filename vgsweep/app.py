@@ -231,6 +231,16 @@ def cli() -> None:
     """`vgsweep ...`: a results subcommand, or Hydra's command line. A Hydra error before any of
     vgsweep's own code ran (a misspelt key or option) is bad input: exit 2, as vgsweep's own checks.
     SIGINT (Ctrl-C) and SIGTERM end the runs in progress KILLED (exit 130 and 143)."""
+    from vgsweep import gctune
+
+    gctune.startup()
+    try:
+        _cli()
+    finally:
+        gctune.at_exit()
+
+
+def _cli() -> None:
     import signal
 
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from vgsweep import plots, tracking
+from vgsweep import gctune, plots, tracking
 from vgsweep.config import ConfigError, flatten, resolve_device, to_container
 from vgsweep.data.sets import DATASETS
 from vgsweep.diagnostics import RunDiagnostics, verdict
@@ -289,6 +289,7 @@ def _mark_failed(lg: RunLogger, reason: str) -> None:
 
 def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
     """Train one pack and record every job of it as its own MLflow run."""
+    gctune.training()
     rec = _PackRecorder(pack, progress)
     try:
         with Heartbeat(rec.loggers, float(pack[0].cfg.tracking.heartbeat_s)):
