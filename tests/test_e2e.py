@@ -73,6 +73,28 @@ def test_artifacts_and_hydra_output_dirs(sweep):
     assert len([d for d in job_dirs if (d / ".hydra" / "config.yaml").is_file()]) == 8
 
 
+def test_each_run_stores_its_own_learning_curve(sweep):
+    """The 8 curves of the pack are drawn at once in a worker process (plots.start_curve_pool): each
+    run's PNG is the one drawn from its own history and name, byte for byte, not a neighbour's."""
+    import matplotlib.pyplot as plt
+
+    from vgsweep import plots
+
+    tmp, uri, _ = sweep
+    client, runs = _runs(uri)
+    runs = [r for r in runs if "vgsweep.kind" not in r.data.tags]
+    assert len({r.data.metrics["test_acc"] for r in runs}) > 1  # the curves differ, so a swap would show
+    for r in runs:
+        names = [m for m in ("train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc")
+                 if m in r.data.metrics]
+        hist = {m: {h.step: h.value for h in client.get_metric_history(r.info.run_id, m)} for m in names}
+        history = [{m: hist[m][e] for m in names} for e in sorted(hist["test_acc"])]
+        with plt.style.context("default"):
+            drawn = plots.curve_png(history, r.info.run_name)
+        stored = Path(client.download_artifacts(r.info.run_id, "learning_curve.png", str(tmp / r.info.run_id)))
+        assert stored.read_bytes() == drawn, r.info.run_name
+
+
 def test_table_from_the_store(sweep):
     tmp, uri, _ = sweep
     out = tmp / "results"

@@ -1,11 +1,36 @@
 """The host side of a sweep that is not training: the garbage collector's thresholds over a sweep's
-life."""
+life, and the learning curves drawn in worker processes."""
 
 from __future__ import annotations
 
 import gc
+import os
+import signal
+import time
 
-from vgsweep import gctune
+import matplotlib.pyplot as plt
+import pytest
+
+from vgsweep import gctune, plots
+
+
+def _history(n: int, shift: float) -> list[dict[str, float]]:
+    return [{"train_loss": 2.0 / (e + 1) + shift, "test_loss": 2.1 / (e + 1) + shift,
+             "train_acc": 1 - 0.9 / (e + 1) - shift, "test_acc": 0.97 - 0.9 / (e + 1) - shift} for e in range(n)]
+
+
+def _inline(history, title) -> bytes:
+    with plt.style.context("default"):  # a figure command in this process may have changed rcParams
+        return plots.curve_png(history, title)
+
+
+@pytest.fixture
+def fresh_pool(monkeypatch):
+    plots.stop_curve_pool()
+    monkeypatch.setattr(plots, "_pool_failed", False)
+    monkeypatch.setattr(plots, "curve_workers", lambda: 1)
+    yield
+    plots.stop_curve_pool()
 
 
 def test_gc_thresholds_for_start_up_then_back_for_training(monkeypatch):
@@ -21,3 +46,36 @@ def test_gc_thresholds_for_start_up_then_back_for_training(monkeypatch):
         assert gc.get_threshold() == before
     finally:
         gc.set_threshold(*before)
+
+
+def test_curves_drawn_by_workers_are_the_ones_drawn_here(fresh_pool):
+    items = [(_history(5, 0.01 * i), f"run-{i}") for i in range(5)]
+    plots.start_curve_pool(len(items))
+    assert plots._pool is not None
+    pending = [plots.draw_curve(h, t) for h, t in items]
+    assert all(isinstance(p, plots._Pooled) for p in pending)
+    for (h, t), p in zip(items, pending):
+        assert p.result() == _inline(h, t), t
+    assert len({p.result() for p in pending}) == len(items)
+
+
+def test_few_curves_are_drawn_in_the_process(fresh_pool):
+    plots.start_curve_pool(plots.POOL_MIN_CURVES - 1)
+    assert plots._pool is None
+    p = plots.draw_curve(_history(3, 0.0), "alone")
+    assert isinstance(p, plots._Inline) and p.result() == _inline(_history(3, 0.0), "alone")
+
+
+def test_a_killed_worker_does_not_lose_a_curve(fresh_pool):
+    plots.start_curve_pool(plots.POOL_MIN_CURVES)
+    assert plots.draw_curve(_history(2, 0.0), "warm").result()[:4] == b"\x89PNG"
+    for pid in list(plots._pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not plots._pool._broken and time.monotonic() < deadline:  # the pool notices its dead worker
+        time.sleep(0.05)
+    h = _history(4, 0.02)
+    assert plots.draw_curve(h, "after").result() == _inline(h, "after")
+    assert plots._pool is None and plots._pool_failed  # later curves are drawn here, without a pool
+    plots.start_curve_pool(10)
+    assert plots._pool is None

@@ -168,9 +168,6 @@ class RunLogger:
             parent = str(Path(artifact_file).parent)
             retry(self.client.log_artifact, self.run_id, str(p), None if parent == "." else parent)
 
-    def log_figure(self, fig, name: str) -> None:
-        retry(self.client.log_figure, self.run_id, fig, name)
-
     def finish(self, status: str) -> None:
         self.flush(wait=True)
         retry(self.client.set_terminated, self.run_id, status=status)

@@ -236,8 +236,9 @@ class _PackRecorder:
             save_checkpoint(checkpoint_path(j.cfg, j.key()),
                             {**st, "run_id": lg.run_id, "diagnostics": _diag_to_tensors(dh)})
 
-    def finish(self, k: int, hist: list[dict], diverged_at: Optional[int]) -> Outcome:
-        """Close run k after training: artifacts, verdict, status. Raises only TrackingUnavailable."""
+    def finish(self, k: int, hist: list[dict], diverged_at: Optional[int], curve=None) -> Outcome:
+        """Close run k after training: artifacts, verdict, status; `curve` is its learning curve being
+        drawn (plots.draw_curve) or None. Raises only TrackingUnavailable."""
         j, lg = self.jobs[k], self.loggers[k]
         summary = summary_metrics(hist)
         final = {**(hist[-1] if hist else {}), **summary}
@@ -252,10 +253,8 @@ class _PackRecorder:
             lg.set_tags({"vgsweep.verdict": v, "vgsweep.verdict_reason": why})
             if summary:
                 lg.log_metrics(summary, step=len(hist) - 1)
-            if j.cfg.tracking.learning_curve and hist:
-                fig = plots.learning_curve(hist, run_name(j.cfg))
-                lg.log_figure(fig, "learning_curve.png")
-                plots.close(fig)
+            if curve is not None:
+                lg.log_bytes(curve.result(), "learning_curve.png")
             lg.log_config(j.cfg)
             if not j.hydra_later and j.output_dir is not None:
                 lg.log_hydra_dir(j.output_dir / ".hydra")
@@ -290,6 +289,8 @@ def _mark_failed(lg: RunLogger, reason: str) -> None:
 def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
     """Train one pack and record every job of it as its own MLflow run."""
     gctune.training()
+    drawn = [bool(j.cfg.tracking.learning_curve) for j in pack]
+    plots.start_curve_pool(sum(drawn))
     rec = _PackRecorder(pack, progress)
     try:
         with Heartbeat(rec.loggers, float(pack[0].cfg.tracking.heartbeat_s)):
@@ -305,7 +306,9 @@ def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
         raise
     finally:
         rec.close()
-    return [rec.finish(k, h, d) for k, (h, d) in enumerate(zip(result.history, result.diverged_at))]
+    curves = [plots.draw_curve(h, run_name(j.cfg)) if d and h else None  # all of them at once: see plots
+              for j, h, d in zip(pack, result.history, drawn)]
+    return [rec.finish(k, h, d, curves[k]) for k, (h, d) in enumerate(zip(result.history, result.diverged_at))]
 
 
 def run_isolated(jobs: list[Job], progress) -> list[Outcome]:
