@@ -18,6 +18,8 @@ CASES = [
     # Hydra's composition: unknown options and keys, wrong types
     (["activation=sigmoidd"], ["Could not find 'activation/sigmoidd'", "logistic"], HYDRA),
     (["depth=7"], ["Could not find 'depth/7'"], HYDRA),
+    # ... in a sweep's list, found when Hydra's sweeper composes each of the 8 jobs
+    (["activation=relu,tanh,swish,sigmoidd"], ["Could not find 'activation/sigmoidd'", "logistic"], HYDRA),
     (["train.epoch=3"], ["Key 'epoch' not in", "train.epoch"], HYDRA),
     (["train.epochs=abc"], ["train.epochs", "'abc'", "Integer"], HYDRA),
     (["seed=abc"], ["seed", "'abc'"], HYDRA),

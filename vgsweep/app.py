@@ -28,12 +28,24 @@ log = logging.getLogger(__name__)
 register_configs()
 CONF_DIR = str(_CONF)  # conf/ beside the package, as an absolute path: the command works from any directory
 _ENTERED = False  # set once vgsweep's own code runs: a Hydra error before that is bad input (exit 2)
+_SWEEP_DIR: Path | None = None  # the sweep folder Hydra's sweeper makes before it composes the jobs
 STARTED_AT = __import__("time").time()  # what this process wrote is newer than this
 
 
 def entered() -> None:
     global _ENTERED
     _ENTERED = True
+
+
+@contextlib.contextmanager
+def _checking():
+    """vgsweep's code inside one of Hydra's steps (a callback): an error of its own is not Hydra's bad
+    input; once it returns, Hydra's next step (its sweeper composing every job of the sweep, where an
+    unknown option in a list, `activation=relu,sigmoidd`, is found) is Hydra's again."""
+    global _ENTERED
+    before, _ENTERED = _ENTERED, True
+    yield
+    _ENTERED = before
 
 
 class JobFailed(CompactHydraException):
@@ -154,9 +166,10 @@ class Preflight(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from vgsweep.preflight import check_dir
 
-        entered()
-        with exit_on_bad_input():
+        global _SWEEP_DIR
+        with _checking(), exit_on_bad_input():
             check_dir("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
+        _SWEEP_DIR = Path(str(config.hydra.sweep.dir))
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         from vgsweep.jobs import Job
@@ -258,6 +271,10 @@ def _cli() -> None:
         main()
     except SystemExit as e:
         if e.code == 1 and not _ENTERED:
+            if _SWEEP_DIR is not None:
+                from vgsweep.launcher import tidy_sweep_dir
+
+                tidy_sweep_dir(_SWEEP_DIR)  # the sweeper made it, then refused a job: nothing is left behind
             raise SystemExit(2) from None
         raise
     except KeyboardInterrupt:

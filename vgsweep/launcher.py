@@ -67,7 +67,7 @@ def in_dir(path: str):
         os.chdir(old)
 
 
-def _tidy(sweep_dir: Path) -> None:
+def tidy_sweep_dir(sweep_dir: Path) -> None:
     """Undo what Hydra's sweeper wrote before the launcher could refuse the sweep: the sweep folder
     and its multirun.yaml, if this process made them and nothing else is there."""
     from vgsweep.app import STARTED_AT
@@ -187,7 +187,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     app.entered()
     register_configs()
     configs, jobs = [], []
-    with app.exit_on_bad_input(lambda: _tidy(Path(str(config.hydra.sweep.dir)))):
+    with app.exit_on_bad_input(lambda: tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))):
         check_options(launcher)
         for i, overrides in enumerate(job_overrides):
             idx = initial_job_idx + i
@@ -215,7 +215,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         from vgsweep.executors import SubmititPacks
 
         remote = SubmititPacks(launcher.executor)
-    with app.exit_on_sweep_stopped(), app.exit_on_bad_input(lambda: _tidy(Path(str(config.hydra.sweep.dir)))):
+    with app.exit_on_sweep_stopped(), app.exit_on_bad_input(lambda: tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))):
         sweep = Sweep(jobs, max_pack=launcher.max_pack or None, memory_budget_gb=launcher.memory_budget_gb,
                       progress=launcher.progress if remote is None else None, remote=remote)
     _ACTIVE = PackedSweep(sweep, jobs, [c.hydra.job.num for c in configs], os.getcwd())
