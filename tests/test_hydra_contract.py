@@ -153,3 +153,81 @@ def test_each_job_is_composed_once_not_again_after_the_sweepers_check():
         assert len(calls) == 3 and again == fresh[0] and again is not got[0]
         loader.load_sweep_config(master, batch[0])
         assert len(calls) == 4  # nothing kept from a request that was not the sweeper's check
+
+
+PARALLEL_CHECK = r"""
+import json, sys
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+from vgsweep.app import CONF_DIR
+from vgsweep.launcher import compose_once, compose_workers
+
+bad = sys.argv[1] if len(sys.argv) > 1 else None
+batch = [[f"activation={a}", f"regime={r}", f"depth={d}", "seed=3"] for a in ("relu", "tanh", "swish")
+         for r in ("baseline", "gna_bn") for d in (2, 5)]
+if bad:
+    batch.insert(7, ["activation=" + bad, "depth=2"])
+out = {"workers": compose_workers(len(batch))}
+with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    loader = GlobalHydra.instance().config_loader()
+    master = loader.load_configuration("config", [], RunMode.MULTIRUN)
+    calls = []
+    original = loader.load_sweep_config
+    loader.load_sweep_config = lambda m, o: calls.append(o) or original(m, o)
+    compose_once(loader)
+
+    class Check(Sweeper):
+        def __init__(self):
+            self.hydra_context, self.config, self.config_loader = None, master, loader
+        def setup(self, **kwargs): ...
+        def sweep(self, arguments): ...
+
+    try:
+        Check().validate_batch_is_legal(batch)
+    except Exception as e:
+        out["error"] = [type(e).__name__, str(e)]
+    out["composed_here_by_the_check"] = len(calls)
+    if not bad:
+        got = [loader.load_sweep_config(master, o) for o in batch]
+        out["composed_here_in_all"] = len(calls)
+        fresh = [original(master, o) for o in batch]
+        out["same"] = [OmegaConf.to_yaml(g) == OmegaConf.to_yaml(f) and g == f for g, f in zip(got, fresh)]
+        out["flags"] = [[OmegaConf.is_struct(c), OmegaConf.is_readonly(c), OmegaConf.is_struct(c.hydra),
+                         OmegaConf.is_readonly(c.hydra)] for c in (got[5], fresh[5])]
+    else:
+        try:
+            original(master, batch[7])
+        except Exception as e:
+            out["serial_error"] = [type(e).__name__, str(e)]
+print(json.dumps(out))
+"""
+
+
+def test_a_large_batch_is_composed_in_forked_processes_as_this_process_would():
+    """12 jobs: the sweeper's check composes a share here and the rest in forked workers; the
+    launcher then gets configs equal (content and flags) to ones this process composes, and a job
+    that cannot be composed fails the check with Hydra's own error, as it would in one process.
+    A fresh interpreter: only a process with a single thread forks."""
+    import subprocess
+    import sys
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, "-c", PARALLEL_CHECK, *args], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    out = run()
+    n = out["workers"]
+    assert n >= 1, "this machine cannot show the parallel path"
+    assert "error" not in out
+    here = len(range(0, 12, n + 1))  # this process's share: jobs 0, n+1, 2(n+1), ...
+    assert out["composed_here_by_the_check"] == here < 12 and out["composed_here_in_all"] == here
+    assert out["same"] == [True] * 12
+    assert out["flags"][0] == out["flags"][1]
+    bad = run("no_such_activation")
+    assert bad["error"] == bad["serial_error"] and "no_such_activation" in bad["error"][1]
+    assert bad["composed_here_by_the_check"] < 13
