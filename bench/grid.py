@@ -78,8 +78,8 @@ def main() -> None:
               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
               "epochs": a.epochs, "packed": {}}
     precisions = a.precision.split(",")
-    if not torch.cuda.is_available():  # tf32 and bf16 are refused on the CPU: time what can run
-        print(f"no CUDA: packed at fp32 only (not {', '.join(p for p in precisions if p != 'fp32') or '-'})")
+    if not torch.cuda.is_available() and precisions != ["fp32"]:  # tf32, bf16 are refused on the CPU
+        print(f"no CUDA: packed at fp32 only (not {', '.join(p for p in precisions if p != 'fp32')})")
         precisions = ["fp32"]
     variants = [(p, []) for p in precisions]
     variants.insert(1, (f"{variants[0][0]}-nodiag", ["diagnostics.enabled=false"]))  # the diagnostics' cost
