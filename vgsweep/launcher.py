@@ -117,9 +117,9 @@ def compose_once(loader) -> None:
     the configs away, and the launcher composes them again: 85 ms a job on a 2-core machine, 2.6 s of
     the 30-job paper grid. What the sweeper's check composed (and nobody else holds) is kept and
     handed to the next request for the same master config and overrides, once; any other request
-    composes afresh. The check's first request composes its whole batch, shared between this process
-    and forked ones (`compose_batch`): composing is pure Python, one core each (150 jobs: 16.6 s ->
-    9.9 s of start-up on 2 cores)."""
+    composes afresh. The check's first request has its whole batch composed by forked processes
+    (`compose_batch`; composing is pure Python, one core each) while this one imports what the
+    launcher needs next."""
     if getattr(loader, "_vgsweep_compose_once", False):
         return
     compose = loader.load_sweep_config
@@ -136,7 +136,7 @@ def compose_once(loader) -> None:
         if check and not kept:
             batch = [tuple(o) for o in caller.f_locals.get("batch") or ()]
             if key[1] in batch:
-                for o, c in compose_batch(compose, master_config, batch).items():
+                for o, c in compose_batch(compose, master_config, batch, import_ahead).items():
                     kept[(key[0], o)] = c
             if key in kept:
                 return kept[key]
@@ -165,15 +165,15 @@ def compose_workers(jobs: int) -> int:
     return max(0, min(len(os.sched_getaffinity(0)) - 1, -(-jobs // 4) - 1, 15))
 
 
-def compose_batch(compose, master: DictConfig, batch: list[tuple]) -> dict[tuple, DictConfig]:
-    """The configs of a batch of jobs, by overrides: a share composed here (its first job first, so
-    composing's side effects happen in this process), the others in forked processes, which inherit
-    the loader, the config store and the master config. A job that fails to compose is left out: the
-    caller composes it again and raises Hydra's own error where one process would."""
+def compose_batch(compose, master: DictConfig, batch: list[tuple], meanwhile=None) -> dict[tuple, DictConfig]:
+    """The configs of a batch of jobs, by overrides: the first composed here (composing's side effects
+    happen in this process), the others by forked processes, which inherit the loader, the config
+    store and the master config, in chunks of 4, while this process runs `meanwhile` (the launcher's
+    imports) and then composes the chunks no worker has taken yet. A job that fails to compose is left
+    out: the caller composes it again and raises Hydra's own error where one process would."""
     global _FORKED
     n = compose_workers(len(batch))
-    shares = [batch[i::n + 1] for i in range(n + 1)]
-    pool = futures = None
+    pool, chunks, futures = None, [batch[i:i + 4] for i in range(1, len(batch), 4)], []
     if n:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -181,24 +181,43 @@ def compose_batch(compose, master: DictConfig, batch: list[tuple]) -> dict[tuple
         _FORKED = (compose, master)
         try:  # with fork, the first submit forks every worker, before the pool starts its own thread
             pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint)
-            futures = [pool.submit(_compose_share, share) for share in shares[1:]]
+            futures = [pool.submit(_compose_share, chunk) for chunk in chunks]
         except Exception as e:  # noqa: BLE001 - cannot fork (memory, process limits): all of it here
             log.debug("could not fork composers (%s)", e)
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
-            pool, futures, shares = None, None, [batch]
+            pool, futures = None, []
         finally:
             _FORKED = None  # the workers have their copy
-    out = dict(_compose_share(shares[0], compose, master))
+    out = dict(_compose_share(batch if not futures else batch[:1], compose, master))
     if futures:
+        if meanwhile is not None:
+            meanwhile()
+        for chunk, f in reversed(list(zip(chunks, futures))):  # from the end: the workers take from the start
+            if f.cancel():
+                out.update(_compose_share(chunk, compose, master))
         try:
             for f in futures:
-                out.update(f.result())
+                if not f.cancelled():
+                    out.update(f.result())
         except Exception as e:  # noqa: BLE001 - a worker died: the caller composes what is missing
             log.debug("parallel composition failed (%s): composing the rest in this process", e)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     return {o: c for o, c in out.items() if c is not None}
+
+
+def import_ahead() -> None:
+    """What the launcher imports next (torch, the trainer, MLflow's client and SQL store: about 2.5 s
+    here), imported while forked processes compose the jobs."""
+    try:
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        from mlflow.tracking import MlflowClient  # noqa: F401
+
+        import vgsweep.preflight  # noqa: F401
+        import vgsweep.sweep  # noqa: F401
+    except ImportError:  # the launcher meets it again, and says so
+        pass
 
 
 def _ignore_sigint() -> None:
