@@ -180,7 +180,7 @@ def compose_batch(compose, master: DictConfig, batch: list[tuple], meanwhile=Non
 
         _FORKED = (compose, master)
         try:  # with fork, the first submit forks every worker, before the pool starts its own thread
-            pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint)
+            pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"), initializer=_worker_signals)
             futures = [pool.submit(_compose_share, chunk) for chunk in chunks]
         except Exception as e:  # noqa: BLE001 - cannot fork (memory, process limits): all of it here
             log.debug("could not fork composers (%s)", e)
@@ -220,10 +220,13 @@ def import_ahead() -> None:
         pass
 
 
-def _ignore_sigint() -> None:
+def _worker_signals() -> None:
+    """A forked composer: Ctrl-C is the sweep's (it stops the pool), and SIGTERM ends the worker
+    quietly (it inherited the sweep's handler, which raises to mark runs KILLED)."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's: it stops the pool
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _compose_share(share: list[tuple], compose=None, master=None) -> list[tuple[tuple, Optional[DictConfig]]]:
