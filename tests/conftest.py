@@ -65,6 +65,18 @@ def compose_cfg(overrides: list[str]) -> DictConfig:
 
 
 @pytest.fixture
+def ctrl_c_reaches_children():
+    """The CLI processes a test starts see Ctrl-C as a terminal's foreground job does. A harness
+    started as a background job (`make test &`) has SIGINT ignored, and children inherit an ignored
+    signal; a signal this process catches is reset to its default in a child."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture
 def small_cfg(tiny_root, tmp_path):
     """A factory: compose a shrunk config on tiny data with a store in tmp_path."""
 

@@ -119,7 +119,8 @@ def _slurm_args(tmp_path: Path, root: Path, *more: str) -> list[str]:
 
 @pytest.mark.slurm
 @pytest.mark.e2e
-def test_ctrl_c_on_a_slurm_sweep_says_its_pack_jobs_go_on_and_how_to_stop_them(slurm, tiny_root, tmp_path):
+def test_ctrl_c_on_a_slurm_sweep_says_its_pack_jobs_go_on_and_how_to_stop_them(slurm, tiny_root, tmp_path,
+                                                                           ctrl_c_reaches_children):
     """The launcher waits for its SLURM jobs; Ctrl-C there leaves them running on the cluster (as
     submitit does) and says which they are and how to cancel them: one line, exit 130."""
     args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, tiny_root, "train.epochs=100000")]

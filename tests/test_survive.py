@@ -86,7 +86,7 @@ def test_rerun_skips_finished_configs_unless_forced(small_cfg):
 
 
 @pytest.mark.e2e
-def test_ctrl_c_then_sigterm_end_the_runs_killed_and_the_same_command_finishes_them(tmp_path):
+def test_ctrl_c_then_sigterm_end_the_runs_killed_and_the_same_command_finishes_them(tmp_path, ctrl_c_reaches_children):
     """Ctrl-C (SIGINT) after the first checkpoints, then SIGTERM to the resumed sweep after its next
     ones: each time one line, exit 130 / 143, no traceback, the runs KILLED in the store with the
     reason (not left RUNNING by a process that ended); the third time the same command finishes them
