@@ -11,7 +11,7 @@ import time
 import matplotlib.pyplot as plt
 import pytest
 
-from vgsweep import gctune, plots
+from vgsweep import host, plots
 
 
 def _history(n: int, shift: float) -> list[dict[str, float]]:
@@ -35,14 +35,14 @@ def fresh_pool(monkeypatch):
 
 def test_gc_thresholds_for_start_up_then_back_for_training(monkeypatch):
     before = gc.get_threshold()
-    monkeypatch.setattr(gctune, "_saved", None)
+    monkeypatch.setattr(host, "_saved", None)
     try:
-        gctune.startup()
-        assert gc.get_threshold() == gctune.STARTUP_THRESHOLDS != before
-        gctune.startup()  # a second call does not save the start-up thresholds as the ones to restore
-        gctune.training()
+        host.startup()
+        assert gc.get_threshold() == host.STARTUP_THRESHOLDS != before
+        host.startup()  # a second call does not save the start-up thresholds as the ones to restore
+        host.training()
         assert gc.get_threshold() == before
-        gctune.training()  # and a second pack leaves them alone
+        host.training()  # and a second pack leaves them alone
         assert gc.get_threshold() == before
     finally:
         gc.set_threshold(*before)

@@ -190,6 +190,7 @@ with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
     except Exception as e:
         out["error"] = [type(e).__name__, str(e)]
     out["composed_here_by_the_check"] = len(calls)
+    out["first_here"] = calls[0] if calls else None
     if not bad:
         got = [loader.load_sweep_config(master, o) for o in batch]
         out["composed_here_in_all"] = len(calls)
@@ -230,8 +231,11 @@ def test_a_large_batch_is_composed_in_forked_processes_as_this_process_would():
     n = out["workers"]
     assert n >= 1, "this machine cannot show the parallel path"
     assert "error" not in out
-    here = out["composed_here_by_the_check"]  # the first job, and the chunks no worker had taken
-    assert 1 <= here < 12 and out["composed_here_in_all"] == here
+    # the first job is composed in the sweep's process, so composing's side effects happen there
+    assert out["first_here"] == ["activation=relu", "regime=baseline", "depth=2", "seed=3"]
+    here = out["composed_here_by_the_check"]  # the first job, and any chunk no worker had taken yet
+    assert here < 12, "every job was composed in this process: the forked workers did nothing"
+    assert out["composed_here_in_all"] == here  # the launcher's requests composed nothing again
     assert out["same"] == [True] * 12
     assert out["flags"][0] == out["flags"][1]
     assert out["split_same"]

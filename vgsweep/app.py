@@ -244,13 +244,13 @@ def cli() -> None:
     """`vgsweep ...`: a results subcommand, or Hydra's command line. A Hydra error before any of
     vgsweep's own code ran (a misspelt key or option) is bad input: exit 2, as vgsweep's own checks.
     SIGINT (Ctrl-C) and SIGTERM end the runs in progress KILLED (exit 130 and 143)."""
-    from vgsweep import gctune
+    from vgsweep import host
 
-    gctune.startup()
+    host.startup()
     try:
         _cli()
     finally:
-        gctune.at_exit()
+        host.at_exit()
 
 
 def _cli() -> None:

@@ -162,7 +162,9 @@ def compose_workers(jobs: int) -> int:
     if (jobs < PARALLEL_MIN_JOBS or sys.platform != "linux" or threading.active_count() > 1
             or "fork" not in multiprocessing.get_all_start_methods()):
         return 0  # fork only a process with one thread (no lock can be held by another), on Linux
-    return max(0, min(len(os.sched_getaffinity(0)) - 1, -(-jobs // 4) - 1, 15))
+    from vgsweep.host import cores
+
+    return max(0, min(cores() - 1, -(-jobs // 4) - 1, 15))
 
 
 def compose_batch(compose, master: DictConfig, batch: list[tuple], meanwhile=None) -> dict[tuple, DictConfig]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import io
-import os
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -71,8 +70,9 @@ def curve_png(history: list[dict[str, float]], title: str) -> bytes:
 def curve_workers() -> int:
     """Worker processes for drawing: the cores this process may use (a SLURM job's, not the node's) but
     one, at most 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(8, cores - 1)
+    from vgsweep.host import cores
+
+    return min(8, cores() - 1)
 
 
 def _worker_init() -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from vgsweep import gctune, plots, tracking
+from vgsweep import host, plots, tracking
 from vgsweep.config import ConfigError, flatten, resolve_device, to_container
 from vgsweep.data.sets import DATASETS
 from vgsweep.diagnostics import RunDiagnostics, verdict
@@ -288,7 +288,7 @@ def _mark_failed(lg: RunLogger, reason: str) -> None:
 
 def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
     """Train one pack and record every job of it as its own MLflow run."""
-    gctune.training()
+    host.training()
     drawn = [bool(j.cfg.tracking.learning_curve) for j in pack]
     plots.start_curve_pool(sum(drawn))
     rec = _PackRecorder(pack, progress)
@@ -306,8 +306,8 @@ def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
         raise
     finally:
         rec.close()
-    curves = [plots.draw_curve(h, run_name(j.cfg)) if d and h else None  # all of them at once: see plots
-              for j, h, d in zip(pack, result.history, drawn)]
+    curves = [plots.draw_curve(h, run_name(j.cfg)) if want and h else None  # all of them at once: see plots
+              for j, h, want in zip(pack, result.history, drawn)]
     return [rec.finish(k, h, d, curves[k]) for k, (h, d) in enumerate(zip(result.history, result.diverged_at))]
 
 

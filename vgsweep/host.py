@@ -1,7 +1,7 @@
-"""CPython's cyclic garbage collector over a sweep's life: its start-up makes a few million objects
-that live until exit (torch's, MLflow's and Hydra's modules, one composed config per job), and the
-collector, at its usual thresholds, walks them again and again while they are made; at exit it walks
-them all once more. Measured on the paper grid's CPU smoke (2 cores, Python 3.11): about 1 s of the
+"""The sweep's own process on its host: the cores it may use, and CPython's cyclic garbage collector
+over its life. A sweep's start-up makes a few million objects that live until exit (torch's,
+MLflow's and Hydra's modules, one composed config per job), and the collector, at its usual
+thresholds, walks them again and again while they are made; at exit it walks them all once more. Measured on the paper grid's CPU smoke (2 cores, Python 3.11): about 1 s of the
 start-up and 1.4 s of the interpreter's exit (BENCHMARKS.md).
 
 `startup()` (the CLI, first thing) collects rarely until `training()` (the first pack) restores the
@@ -13,6 +13,7 @@ interpreter's exit does not walk it: atexit handlers, logging's flush and finali
 from __future__ import annotations
 
 import gc
+import os
 
 STARTUP_THRESHOLDS = (50_000, 50, 100)  # gen0 allocations between collections, then gen1 and gen2 counts
 _saved: tuple[int, int, int] | None = None
@@ -35,3 +36,8 @@ def training() -> None:
 def at_exit() -> None:
     """Only where the process ends next (the CLI's entry): what is frozen is never collected."""
     gc.freeze()
+
+
+def cores() -> int:
+    """CPU cores this process may use: a SLURM job's or a taskset's, not the whole node's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
