@@ -57,6 +57,66 @@ def test_submitit_local_runs_each_pack_as_a_subprocess_with_the_same_numbers(tin
     assert {r.info.status for r in runs} == {"FINISHED"} and all(r.data.tags.get("vgsweep.job") for r in runs)
 
 
+@pytest.mark.e2e
+def test_a_submitit_local_sweep_interrupted_or_its_pack_job_killed_leaves_no_run_running(tmp_path,
+                                                                                        ctrl_c_reaches_children):
+    """submitit_local's pack jobs are processes of this machine. Ctrl-C (SIGINT to the terminal's
+    process group) ends their runs KILLED, as the in-process launcher does; so does SIGTERM to the
+    sweep alone, which stops the job itself (here frozen, so that the sweep must end its runs): one
+    line each, no traceback (submitit's controller writes its own to .submitit/controllers.log). A
+    pack job killed under the sweep (kill -9) leaves its runs FAILED with the reason, not RUNNING.
+    Then the same command finishes the same runs, each epoch once."""
+    data = make_idx_dataset(tmp_path / "data", n_train=3000, n_test=500)
+    uri, epochs, ckdir = f"sqlite:///{tmp_path / 'm.db'}", 12, tmp_path / "checkpoints"
+    args = ["-m", "activation=relu,tanh", "seed=0", *SMALL, "model.hidden=[128,128]", f"train.epochs={epochs}",
+            f"data.root={data}", "checkpoint.every=2", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'mr'}",
+            "hydra.launcher.executor=submitit_local", "hydra.launcher.poll_s=0.2"]
+    ids = None
+    for how in ("ctrl-c", "sigterm", "kill -9"):
+        t0 = time.time()
+        proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 240
+        while len([p for p in ckdir.glob("*.pt") if p.stat().st_mtime > t0]) < 2:  # this sweep's checkpoints
+            assert proc.poll() is None, "the sweep ended before it was interrupted: make it longer"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        c, runs = _runs(uri)
+        [pid] = {int(r.data.tags["vgsweep.pid"]) for r in runs if r.info.status == "RUNNING"}  # the pack job's
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # the sweep, submitit's controller and the pack job
+        elif how == "sigterm":
+            os.kill(pid, signal.SIGSTOP)  # it cannot end its runs now; submitit's SIGKILL still ends it
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+        c, runs = _runs(uri)
+        assert ids is None or {r.info.run_id for r in runs} == ids  # each sweep resumed the same runs
+        ids = {r.info.run_id for r in runs}
+        if how == "kill -9":
+            assert proc.returncode == 1, err[-3000:]
+            assert "0 finished, 0 skipped (already in the store), 2 failed" in out + err
+            assert all(r.info.status == "FAILED" and "ended without a result" in r.data.tags["vgsweep.failure"]
+                       for r in runs), [(r.info.status, r.data.tags.get("vgsweep.failure")) for r in runs]
+            continue
+        name, code = ("SIGINT (Ctrl-C)", 130) if how == "ctrl-c" else ("SIGTERM", 143)
+        assert proc.returncode == code, err[-3000:]
+        lines = [x for x in err.splitlines() if x.startswith("vgsweep: ")]
+        assert len(lines) == 1 and err.rstrip().endswith(lines[0]) and "Traceback" not in err, err[-3000:]
+        assert lines[0].startswith(f"vgsweep: interrupted by {name}: 2 runs it was training marked KILLED")
+        assert [(r.info.status, r.data.tags["vgsweep.failure"]) for r in runs] == [("KILLED", f"interrupted by {name}")] * 2
+    assert "KeyboardInterrupt" in (tmp_path / "mr" / ".submitit" / "controllers.log").read_text()
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    c, runs = _runs(uri)
+    assert {r.info.status for r in runs} == {"FINISHED"} and {r.info.run_id for r in runs} == ids
+    for r in runs:
+        steps = [h.step for h in c.get_metric_history(r.info.run_id, "test_acc")]
+        assert sorted(steps) == list(range(epochs)), steps
+
+
 def test_a_checkpoint_that_is_not_vgsweeps_is_refused_not_run(tiny_root, tmp_path):
     """Checkpoints are read with weights_only=True: a pickle planted where a run's checkpoint should
     be (a shared scratch folder) is ignored with a warning, never executed, and the run trains anew."""

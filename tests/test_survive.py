@@ -272,3 +272,31 @@ def test_the_heartbeat_keeps_stamping_until_stopped(small_cfg):
     assert abs(first - time.time()) < 5  # stamped with the time, not the 1000 it started with
     time.sleep(1.2)
     assert float(client.get_run(run_id).data.tags[tracking.TAG_HEARTBEAT]) == first  # stopped
+
+
+def test_a_process_that_ended_but_was_not_reaped_counts_as_gone():
+    """A RUNNING run whose process on this host has ended is an orphan even while the process is a
+    zombie (a container whose init never reaps it): os.kill(pid, 0) still succeeds on one."""
+    import socket
+    from types import SimpleNamespace
+
+    from vgsweep import tracking
+
+    def run(pid: int):
+        return SimpleNamespace(info=SimpleNamespace(status="RUNNING"),
+                               data=SimpleNamespace(tags={tracking.TAG_HOST: socket.gethostname(),
+                                                          tracking.TAG_PID: str(pid)}))
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert tracking.orphan_reason(run(child.pid)) is None  # alive
+        child.kill()
+        deadline = time.monotonic() + 10
+        while "Z" not in open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1][:3]:  # ended, not reaped
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert tracking.orphan_reason(run(child.pid)) == f"process {child.pid} on this host has ended"
+    finally:
+        child.kill()
+        child.wait()
+    assert tracking.orphan_reason(run(child.pid)) == f"process {child.pid} on this host is gone"

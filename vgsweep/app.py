@@ -223,10 +223,12 @@ def _raise_terminated(signum, frame) -> None:
 
 def _interrupted(name: str, code: int) -> None:
     """The sweep was interrupted: the runs it held RUNNING end KILLED with the reason, one line, exit."""
-    from vgsweep.executors import PENDING_SLURM
+    from vgsweep.executors import PENDING_LOCAL, PENDING_SLURM, stop_local_jobs
     from vgsweep.runs import end_open_runs
 
     ended = end_open_runs("KILLED", f"interrupted by {name}")  # what it cannot end, it says (a warning)
+    if PENDING_LOCAL:  # submitit_local: its pack jobs are this machine's processes, stopped with the sweep
+        ended += stop_local_jobs(f"interrupted by {name}")
     logging.getLogger().handlers.clear()  # the line below is the last thing said, not a log record after it
     if ended:
         what = (f"{len(ended)} run{'s' if len(ended) > 1 else ''} it was training marked KILLED in the store; "

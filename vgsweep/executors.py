@@ -12,10 +12,13 @@ them (`checkpoint.dir`, or `checkpoints/` beside a SQLite store or in the launch
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Optional
 
 from vgsweep.jobs import Job, Outcome
@@ -38,8 +41,9 @@ def scheduler_job_id() -> Optional[str]:
         return None
 
 
-def _outcomes_from_store(jobs: list[Job], reason: str) -> list[Outcome]:
-    """After a pack job failed: each job's run as the store has it (a FINISHED one counts), else FAILED."""
+def _outcomes_from_store(jobs: list[Job], reason: str, job_id: str) -> list[Outcome]:
+    """After pack job `job_id` ended without a result: each job's run as the store has it (a FINISHED
+    one counts), else FAILED; the runs that job left RUNNING end FAILED with `reason` (it has ended)."""
     from vgsweep import tracking
 
     out = []
@@ -47,12 +51,24 @@ def _outcomes_from_store(jobs: list[Job], reason: str) -> list[Outcome]:
         try:
             client = tracking.client_for(tracking.resolve_uri(j.cfg))
             runs = tracking.runs_by_hash(client, j.cfg.tracking.experiment, {j.key()}).get(j.key(), [])
+            for r in runs:
+                if r.info.status == "RUNNING" and r.data.tags.get(TAG_JOB) == job_id:
+                    _end(client, r, "FAILED", reason)
         except tracking.TrackingError:
             runs = []
         done = next((r for r in runs if r.info.status == "FINISHED"), None)
+        mine = next((r for r in runs if r.data.tags.get(TAG_JOB) == job_id), runs[0] if runs else None)
         out.append(Outcome("FINISHED", done.info.run_id, dict(done.data.metrics)) if done
-                   else Outcome("FAILED", runs[0].info.run_id if runs else None, {}, reason))
+                   else Outcome("FAILED", mine.info.run_id if mine else None, {}, reason))
     return out
+
+
+def _end(client, run, status: str, reason: str) -> None:
+    """End a run another process left RUNNING, with the reason (tag vgsweep.failure)."""
+    from vgsweep import tracking
+
+    tracking.retry(client.set_tag, run.info.run_id, tracking.TAG_FAILURE, reason[:5000])
+    tracking.retry(client.set_terminated, run.info.run_id, status=status)
 
 
 def _import_submitit():
@@ -112,6 +128,75 @@ class PackJob:
 
 
 PENDING_SLURM: dict[str, None] = {}  # SLURM job ids this process submitted and has not collected yet
+PENDING_LOCAL: dict[str, tuple] = {}  # submitit_local: job id -> (its handle, its pack's jobs), until collected
+
+
+def stop_local_jobs(reason: str, wait_s: float = 30.0) -> list[str]:
+    """The sweep was interrupted: stop its submitit_local pack jobs (a terminal's Ctrl-C has reached
+    them already; SIGTERM to the sweep alone has not), wait for their processes to end (submitit sends
+    SIGINT, then SIGKILL 1 s later), and end the runs they left RUNNING KILLED with `reason`; their
+    buffered metrics are lost, and trained again from the last checkpoint. Returns those runs' ids."""
+    from vgsweep import tracking
+
+    pending = dict(PENDING_LOCAL)
+    PENDING_LOCAL.clear()
+    handles = [h for h, _ in pending.values()]
+    _wait_for(lambda: all(h.done() for h in handles), 2.0)  # those a terminal's Ctrl-C reached are ending
+    for h in handles:
+        if not h.done():
+            h.cancel()  # SIGINT to its controller, which stops the job's process
+    _wait_for(lambda: all(h.done() for h in handles), wait_s)
+    killed = []
+    for job_id, (_, jobs) in pending.items():
+        for (uri, experiment), hashes in _stores(jobs).items():
+            client = tracking.client_for(uri)
+            for runs in tracking.runs_by_hash(client, experiment, hashes).values():
+                for r in runs:
+                    if r.data.tags.get(TAG_JOB) != job_id or r.info.status != "RUNNING":
+                        continue
+                    if not _wait_for(lambda: tracking.orphan_reason(r), 5.0):  # noqa: B023 - called here
+                        log.warning("run %s: its pack job %s is still alive; left to it", r.info.run_id, job_id)
+                        continue
+                    _end(client, r, "KILLED", reason)
+                    killed.append(r.info.run_id)
+    return killed
+
+
+def _wait_for(done, seconds: float):
+    """Poll `done()` until it is true or `seconds` have passed; its last value."""
+    deadline = time.monotonic() + seconds
+    while not (value := done()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+def _stores(jobs: list[Job]) -> dict[tuple[str, str], set[str]]:
+    from vgsweep import tracking
+
+    out: dict[tuple[str, str], set[str]] = {}
+    for j in jobs:
+        out.setdefault((tracking.resolve_uri(j.cfg), j.cfg.tracking.experiment), set()).add(j.key())
+    return out
+
+
+@contextlib.contextmanager
+def _output_to(path: Path):
+    """submitit's LocalExecutor starts each job's controller process with this process's stdout and
+    stderr, where a Ctrl-C makes it print a traceback (the job's own output goes to its logs): the
+    controllers started inside this block write to `path` instead."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, "ab") as f:
+            os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
+            yield
+    finally:
+        for fd, s in zip((1, 2), saved):
+            os.dup2(s, fd)
+            os.close(s)
 
 
 class SubmititPacks:
@@ -134,17 +219,25 @@ class SubmititPacks:
         params.update({f"slurm_{k}": v for k, v in slurm.items() if v is not None})
         self.ex.update_parameters(**params)
         self.poll_s = float(o.poll_s)
+        self.folder = Path(str(o.submitit_folder))
+        while "%" in self.folder.name:  # the part submitit names after each job
+            self.folder = self.folder.parent
         self.handles: list = []
         self.packs: list[list[Job]] = []
         self._last_report = ""
 
     def start(self, packs: list[list[Job]]) -> None:
         self.packs = packs
-        with self.ex.batch():
-            self.handles = [self.ex.submit(PackJob(p)) for p in packs]
+        with contextlib.ExitStack() as stack:
+            if self.cluster == "local":
+                stack.enter_context(_output_to(self.folder / "controllers.log"))
+            with self.ex.batch():
+                self.handles = [self.ex.submit(PackJob(p)) for p in packs]
         ids = [h.job_id for h in self.handles]
         if self.cluster == "slurm":
             PENDING_SLURM.update(dict.fromkeys(ids))
+        else:
+            PENDING_LOCAL.update({h.job_id: (h, p) for h, p in zip(self.handles, packs)})
         log.info("submitted %d pack jobs (%s): %s", len(ids), self.ex.cluster, ", ".join(ids))
 
     def _state(self, h) -> str:
@@ -167,6 +260,7 @@ class SubmititPacks:
         h = self.handles[k]
         outcomes = self._result(k, h)
         PENDING_SLURM.pop(h.job_id, None)  # collected (not when the wait is interrupted: it goes on)
+        PENDING_LOCAL.pop(h.job_id, None)
         return outcomes
 
     def _result(self, k: int, h) -> list[Outcome]:
@@ -176,16 +270,20 @@ class SubmititPacks:
             if self.cluster == "slurm" and self._state(h) in TERMINAL:  # ended, and no result came (yet)
                 gone_since = gone_since or time.monotonic()
                 if time.monotonic() - gone_since > max(15.0, 3 * self.poll_s):  # a shared filesystem may lag
-                    reason = (f"pack job {h.job_id} ended {self._state(h)} without a result "
-                              f"(its log: {h.paths.stderr})")
-                    log.error(reason)
-                    return _outcomes_from_store(self.packs[k], reason)
+                    return self._failed(k, h, f"ended {self._state(h)} without a result")
             time.sleep(self.poll_s)
         self._report()
+        if self.cluster == "local" and not h.paths.result_pickle.exists():  # written before it ended: no lag here
+            return self._failed(k, h, "ended without a result (killed, or its process died)")
         try:
             return h.result()
         except Exception as e:  # noqa: BLE001 - the job failed, was cancelled or ran out of time for good
             first = next((x for x in str(e).splitlines() if x.strip()), type(e).__name__)
-            reason = f"pack job {h.job_id} failed: {first[:300]} (its log: {h.paths.stderr})"
-            log.error(reason)
-            return _outcomes_from_store(self.packs[k], reason)
+            if "has not produced any output" in str(e):  # submitit's UncompletedJobError
+                first = "ended without a result"
+            return self._failed(k, h, f"failed: {first[:300]}")
+
+    def _failed(self, k: int, h, what: str) -> list[Outcome]:
+        reason = f"pack job {h.job_id} {what} (its log: {h.paths.stderr})"
+        log.error(reason)
+        return _outcomes_from_store(self.packs[k], reason, h.job_id)

@@ -374,6 +374,8 @@ def orphan_reason(run, stale_after_s: float = 0.0, now: float | None = None) -> 
     if host == socket.gethostname() and (pid or "").isdigit():
         try:
             os.kill(int(pid), 0)
+            if _zombie(int(pid)):  # ended, not yet reaped (a container's init may never reap it)
+                return f"process {pid} on this host has ended"
         except ProcessLookupError:
             return f"process {pid} on this host is gone"
         except PermissionError:
@@ -382,6 +384,14 @@ def orphan_reason(run, stale_after_s: float = 0.0, now: float | None = None) -> 
     if stale_after_s > 0 and age is not None and age > stale_after_s:
         return f"no heartbeat from {host} for {age:.0f} s (tracking.stale_after_s={stale_after_s:g})"
     return None
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].startswith("Z")  # the state follows the command's name in parentheses
 
 
 def heartbeat_age(run, now: float | None = None) -> float | None:
