@@ -18,7 +18,7 @@ def _at_once(args: list[list[str]], root: Path, uri: str, tmp: Path):
     """Two sweeps (args[i] each) launched together into one store; their processes and the store's
     active runs once both succeeded."""
     def sweep(i: int):
-        return run_cli(["-m", *args[i], *SMALL, f"data.root={root}", f"tracking.uri={uri}",
+        return run_cli(["-m", *SMALL, *args[i], f"data.root={root}", f"tracking.uri={uri}",
                         f"hydra.sweep.dir={tmp / f'mr{i}'}"], cwd=tmp)
 
     with ThreadPoolExecutor(2) as pool:
@@ -54,3 +54,19 @@ def mlflow_server(tmp_path):
 
 def test_two_sweeps_into_one_mlflow_server(tiny_root, tmp_path, mlflow_server):
     _two_sweeps_at_once(mlflow_server, tiny_root, tmp_path)
+
+
+def test_two_overlapping_sweeps_train_each_shared_config_once(tiny_root, tmp_path):
+    """Two sweeps launched together plan at about the same moment: each sees the configs they share
+    (hidden [16,16], seeds 0 and 1: their second pack) as not yet trained, and trains its first pack
+    (its own configs) meanwhile. A pack claims its configs under the SQLite store's lock just before
+    it trains, so whichever comes second skips the shared ones: six configs, six runs."""
+    common = ["activation=relu", "seed=0,1", "train.epochs=40"]
+    procs, c, runs = _at_once([["model.hidden=[256,256],[16,16]", *common], ["model.hidden=[192,192],[16,16]", *common]],
+                              tiny_root, f"sqlite:///{tmp_path / 'shared.db'}", tmp_path)
+    configs = sorted((r.data.params["model.hidden"], r.data.params["seed"]) for r in runs)
+    assert len(configs) == len(set(configs)) == 6, configs
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    counts = [(p.stdout + p.stderr).split("sweep done: ")[1].split("\n")[0] for p in procs]
+    assert sorted(counts) == ["2 finished, 2 skipped (already in the store), 0 failed",
+                              "4 finished, 0 skipped (already in the store), 0 failed"], counts

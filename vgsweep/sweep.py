@@ -9,6 +9,8 @@ asked for. One code path:
    runs whose process is gone are marked KILLED; a job with a checkpoint continues from it, into
    the same MLflow run.
 3. packs (vgsweep/packing.py): jobs grouped by pack key (and checkpoint epoch), sized to memory.
+   Just before a pack trains, it looks at the store again and creates its runs under the store's
+   lock: a config another sweep has finished or started meanwhile is skipped (_claim).
 4. a pack that raises (out of memory, a bug one config triggers) is split in halves and retried,
    down to single runs, so one bad run cannot take the others down. A store that stops answering
    stops the whole sweep (SweepStopped): nothing is retried against it.
@@ -98,17 +100,7 @@ def plan(jobs: list[Job], adopt: Optional[str] = None) -> list[Optional[Outcome]
     from vgsweep.executors import TAG_JOB
 
     out: list[Optional[Outcome]] = []
-    stores: dict[tuple[str, str], dict] = {}
-    wanted: dict[tuple[str, str], set[str]] = {}
-    for j in jobs:
-        wanted.setdefault((tracking.resolve_uri(j.cfg), j.cfg.tracking.experiment), set()).add(j.key())
-    for j in jobs:
-        uri = tracking.resolve_uri(j.cfg)
-        client = tracking.client_for(uri)
-        skey = (uri, j.cfg.tracking.experiment)
-        if skey not in stores:
-            stores[skey] = tracking.runs_by_hash(client, j.cfg.tracking.experiment, wanted[skey])
-        runs = stores[skey].get(j.hash, [])
+    for j, (client, runs) in zip(jobs, _stored_runs(jobs)):
         status = {r.info.run_id: r.info.status for r in runs}
         for r in runs:
             if adopt and r.info.status == "RUNNING" and r.data.tags.get(TAG_JOB) == adopt:
@@ -120,20 +112,9 @@ def plan(jobs: list[Job], adopt: Optional[str] = None) -> list[Optional[Outcome]
                             r.info.run_id, run_name(j.cfg), why)
                 tracking.retry(client.set_terminated, r.info.run_id, status="KILLED")
                 status[r.info.run_id] = "KILLED"
-        finished = [r for r in runs if status[r.info.run_id] == "FINISHED"]
-        running = [r for r in runs if status[r.info.run_id] == "RUNNING"]
-        if finished and not j.cfg.rerun:
-            r = finished[0]
-            log.info("skip %s: FINISHED as run %s (rerun=true trains it again)", run_name(j.cfg), r.info.run_id)
-            out.append(Outcome("SKIPPED", r.info.run_id, dict(r.data.metrics), "already FINISHED"))
-            continue
-        if running and not j.cfg.rerun:
-            r = running[0]
-            age = tracking.heartbeat_age(r)
-            beat = "" if age is None else f", last heartbeat {age:.0f} s ago"
-            log.info("skip %s: RUNNING as run %s in process %s on %s%s", run_name(j.cfg), r.info.run_id,
-                     r.data.tags.get(tracking.TAG_PID), r.data.tags.get(tracking.TAG_HOST), beat)
-            out.append(Outcome("SKIPPED", r.info.run_id, {}, "running in another process"))
+        skip = _done_or_running(j, runs, status)
+        if skip:
+            out.append(skip)
             continue
         ck = checkpoint_path(j.cfg, j.hash)
         if ck.is_file() and not j.cfg.rerun:
@@ -145,6 +126,63 @@ def plan(jobs: list[Job], adopt: Optional[str] = None) -> list[Optional[Outcome]
                          state["epochs_done"], state["run_id"])
         out.append(None)
     return out
+
+
+def _stored_runs(jobs: list[Job]) -> list[tuple]:
+    """Per job: a client of its store, and the training runs of its config hash (one query per store)."""
+    stores: dict[tuple[str, str], dict] = {}
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for j in jobs:
+        wanted.setdefault((tracking.resolve_uri(j.cfg), j.cfg.tracking.experiment), set()).add(j.key())
+    out = []
+    for j in jobs:
+        uri = tracking.resolve_uri(j.cfg)
+        client = tracking.client_for(uri)
+        skey = (uri, j.cfg.tracking.experiment)
+        if skey not in stores:
+            stores[skey] = tracking.runs_by_hash(client, j.cfg.tracking.experiment, wanted[skey])
+        out.append((client, stores[skey].get(j.hash, [])))
+    return out
+
+
+def _done_or_running(j: Job, runs: list, status: dict[str, str]) -> Optional[Outcome]:
+    """Job j's SKIPPED outcome if its config has a FINISHED run, or one RUNNING in a live process
+    (`status`: each run's status, orphans already KILLED); None if it is to be trained, or `rerun`."""
+    if j.cfg.rerun:
+        return None
+    finished = [r for r in runs if status[r.info.run_id] == "FINISHED"]
+    running = [r for r in runs if status[r.info.run_id] == "RUNNING"]
+    if finished:
+        r = finished[0]
+        log.info("skip %s: FINISHED as run %s (rerun=true trains it again)", run_name(j.cfg), r.info.run_id)
+        return Outcome("SKIPPED", r.info.run_id, dict(r.data.metrics), "already FINISHED")
+    if running:
+        r = running[0]
+        age = tracking.heartbeat_age(r)
+        beat = "" if age is None else f", last heartbeat {age:.0f} s ago"
+        log.info("skip %s: RUNNING as run %s in process %s on %s%s", run_name(j.cfg), r.info.run_id,
+                 r.data.tags.get(tracking.TAG_PID), r.data.tags.get(tracking.TAG_HOST), beat)
+        return Outcome("SKIPPED", r.info.run_id, {}, "running in another process")
+    return None
+
+
+def _claim(pack: list[Job], progress) -> tuple[list[Optional[Outcome]], Optional["_PackRecorder"]]:
+    """Under the stores' locks, look again at the pack's configs (another sweep may have finished or
+    started some since this one planned) and create the runs of the others: (per job, its SKIPPED
+    outcome or None; the recorder of the jobs left, or None). SQLite stores are locked across
+    processes; with a server, two sweeps may still race in the moment between look and create."""
+    import contextlib
+
+    with contextlib.ExitStack() as locks:
+        for uri in sorted({tracking.resolve_uri(j.cfg) for j in pack}):
+            locks.enter_context(tracking.store_lock(uri))
+        taken = []
+        for j, (_, runs) in zip(pack, _stored_runs(pack)):
+            alive = {r.info.run_id: "ORPHAN" if tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s))
+                     else r.info.status for r in runs}  # an orphan the plan left RUNNING claims nothing
+            taken.append(_done_or_running(j, runs, alive))
+        mine = [j for j, o in zip(pack, taken) if o is None]
+        return taken, (_PackRecorder(mine, progress) if mine else None)
 
 
 # --- one pack ------------------------------------------------------------------------------------
@@ -287,11 +325,21 @@ def _mark_failed(lg: RunLogger, reason: str) -> None:
 
 
 def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
-    """Train one pack and record every job of it as its own MLflow run."""
+    """Train one pack and record every job of it as its own MLflow run; a job that another sweep
+    has finished or started since this one planned is skipped (see _claim)."""
     host.training()
+    taken, rec = _claim(pack, progress)
+    if rec is None:
+        return taken  # type: ignore[return-value]
+    trained = iter(_train_pack(rec))
+    return [o if o is not None else next(trained) for o in taken]
+
+
+def _train_pack(rec: "_PackRecorder") -> list[Outcome]:
+    """Train the runs `rec` has created, one per job of its pack; their outcomes in its order."""
+    pack = rec.jobs
     drawn = [bool(j.cfg.tracking.learning_curve) for j in pack]
     plots.start_curve_pool(sum(drawn))
-    rec = _PackRecorder(pack, progress)
     try:
         with Heartbeat(rec.loggers, float(pack[0].cfg.tracking.heartbeat_s)):
             result = train_pack([j.cfg for j in pack], on_epoch=rec.on_epoch, on_checkpoint=rec.on_checkpoint,

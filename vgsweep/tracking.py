@@ -220,7 +220,7 @@ def ensure_sqlite_store(uri: str, artifact_location: str | None = None) -> None:
     p = sqlite_path(uri)
     assert p is not None
     check_sqlite_store(uri)
-    with _lock(uri):
+    with store_lock(uri):
         for stale in p.parent.glob(p.name + ".building-*"):  # a builder killed before its rename
             stale.unlink(missing_ok=True)
         tables = sqlite_tables(p) if p.exists() else set()
@@ -242,14 +242,23 @@ def ensure_sqlite_store(uri: str, artifact_location: str | None = None) -> None:
         _build_sqlite(p, artifact_location)
 
 
-def _lock(uri: str):
-    """A file lock beside a SQLite store (creating the schema or an experiment is not atomic)."""
+_LOCKS: dict[str, object] = {}
+
+
+def store_lock(uri: str):
+    """A file lock beside a SQLite store, for what is not atomic in it: creating the schema or an
+    experiment, and a pack's claim on its configs (sweep.run_pack). One lock object per file, so
+    that it may be taken again inside itself; a server store has none."""
     import contextlib
 
     from filelock import FileLock
 
     p = sqlite_path(uri)
-    return FileLock(str(p) + ".lock", timeout=max(_RETRY_S, 60)) if p else contextlib.nullcontext()
+    if p is None:
+        return contextlib.nullcontext()
+    lock = _LOCKS.setdefault(str(p) + ".lock", FileLock(str(p) + ".lock"))
+    lock.timeout = max(_RETRY_S, 60)
+    return lock
 
 
 def _install_sqlite_busy_timeout() -> None:
@@ -307,7 +316,7 @@ def experiment_id(client, uri: str, name: str, artifact_location: str | None) ->
 
     exp = retry(client.get_experiment_by_name, name)
     if exp is None:
-        with _lock(uri):
+        with store_lock(uri):
             try:
                 exp_id = retry(client.create_experiment, name, artifact_location=artifact_location,
                                tags={"mlflow.experimentKind": EXPERIMENT_KIND})
