@@ -184,3 +184,37 @@ def test_lines_keyed_on_two_axes_differ_in_dash_where_they_share_a_colour():
     lines = [("False", "baseline"), ("False", "gna"), ("True", "baseline"), ("True", "gna")]
     assert [_style(lines, x) for x in lines] == ["-", "-", "--", "--"]
     assert _style([("relu",)], ("relu",)) == "-"
+
+
+def test_a_figures_run_that_fails_ends_failed_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    """`figures` replaces the experiment's figures run only once the new one is complete: an upload
+    that fails leaves the new run FAILED with the reason (not RUNNING) and the previous run intact."""
+    from mlflow.tracking import MlflowClient
+
+    from vgsweep.results.figures import log_figures
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    exp = client.create_experiment("e", artifact_location=str(tmp_path / "art"))
+    pngs = []
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"png")
+        pngs.append(tmp_path / name)
+    log_figures(client, exp, pngs)
+    [first] = client.search_runs([exp])
+    assert first.info.status == "FINISHED"
+
+    def broken(run_id, path, artifact_path=None):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(client, "log_artifact", broken)
+    with pytest.raises(OSError, match="disk full"):
+        log_figures(client, exp, pngs)
+    runs = {r.info.run_id: r for r in client.search_runs([exp])}
+    assert runs[first.info.run_id].info.status == "FINISHED" and len(runs) == 2  # the previous one is kept
+    [new] = [r for r in runs.values() if r.info.run_id != first.info.run_id]
+    assert new.info.status == "FAILED" and new.data.tags["vgsweep.failure"] == "OSError: disk full"
+    monkeypatch.undo()
+    log_figures(client, exp, pngs)  # a complete one replaces both
+    [last] = client.search_runs([exp])
+    assert last.info.status == "FINISHED" and last.info.run_id not in runs
+    assert sorted(a.path for a in client.list_artifacts(last.info.run_id, "figures")) == ["figures/a.png", "figures/b.png"]

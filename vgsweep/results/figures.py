@@ -277,7 +277,11 @@ def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figur
 
 def build(uri: str, experiment: str, out: Path, activation: str | None = None, log_to_mlflow: bool = True) -> list[Path]:
     """Every figure of the experiment's study; `activation` picks the gradient-distribution one's."""
-    plt.rcParams.update(RC)
+    with plt.rc_context(RC):  # this module's style, not the caller's matplotlib settings
+        return _build(uri, experiment, out, activation, log_to_mlflow)
+
+
+def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_mlflow: bool) -> list[Path]:
     client, exp = reader.open_experiment(uri, experiment)
     probe = reader.runs_frame(client, exp.experiment_id, ("FINISHED",))
     if probe.empty:
@@ -319,13 +323,23 @@ def build(uri: str, experiment: str, out: Path, activation: str | None = None, l
 
 
 def log_figures(client, exp_id: str, paths: list[Path]) -> None:
-    """The figures as the artifacts of the experiment's `figures` run, replacing the previous one."""
-    for r in tracking.retry(client.search_runs, [exp_id], "tags.`vgsweep.kind` = 'figures'", max_results=1000):
-        tracking.retry(client.delete_run, r.info.run_id)
+    """The figures as the artifacts of the experiment's `figures` run, replacing the previous one
+    once the new one is complete (a failure leaves the new run FAILED and the previous one as it was)."""
+    old = tracking.retry(client.search_runs, [exp_id], "tags.`vgsweep.kind` = 'figures'", max_results=1000)
     run = tracking.retry(client.create_run, exp_id, run_name="figures", tags={"vgsweep.kind": "figures"})
-    for p in paths:
-        tracking.retry(client.log_artifact, run.info.run_id, str(p), "figures")
+    try:
+        for p in paths:
+            tracking.retry(client.log_artifact, run.info.run_id, str(p), "figures")
+    except BaseException as e:  # Ctrl-C included: the run this process started does not stay RUNNING
+        try:
+            client.set_tag(run.info.run_id, tracking.TAG_FAILURE, f"{type(e).__name__}: {e}"[:5000])
+            client.set_terminated(run.info.run_id, "FAILED")
+        except Exception as again:  # noqa: BLE001 - the store itself failed: say so, raise the first error
+            print(f"the figures run {run.info.run_id} could not be marked FAILED: {again}", file=sys.stderr)
+        raise
     tracking.retry(client.set_terminated, run.info.run_id, "FINISHED")
+    for r in old:
+        tracking.retry(client.delete_run, r.info.run_id)
 
 
 def main(argv: list[str] | None = None) -> int:
