@@ -300,3 +300,35 @@ def test_a_process_that_ended_but_was_not_reaped_counts_as_gone():
         child.kill()
         child.wait()
     assert tracking.orphan_reason(run(child.pid)) == f"process {child.pid} on this host is gone"
+
+
+def test_a_pack_that_fails_while_its_runs_are_made_leaves_none_running(small_cfg, tmp_path):
+    """A failure while a pack's runs are being created (here the job log of one job cannot be
+    opened) ends the runs already made FAILED with the reason before the pack is split and retried:
+    the live sweep leaves no run RUNNING, and only the culprit fails."""
+    bad = tmp_path / "not-a-file"
+    bad.mkdir()
+    jobs = [Job(small_cfg(f"seed={s}"), log_file=tmp_path / f"job{s}.log") for s in (0, 1, 2)]
+    jobs[1].log_file = bad
+    outcomes = run_jobs(jobs)
+    assert [o.status for o in outcomes] == ["FINISHED", "FAILED", "FINISHED"]
+    assert "IsADirectoryError" in outcomes[1].reason
+    client, runs = _all_runs(jobs[0].cfg.tracking.uri)
+    assert "RUNNING" not in {r.info.status for r in runs}, [(r.info.run_name, r.info.status) for r in runs]
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert failed and all("IsADirectoryError" in r.data.tags["vgsweep.failure"] for r in failed)
+
+
+def test_runs_a_failed_pack_could_not_close_do_not_stop_its_retry(small_cfg, monkeypatch):
+    """When a pack fails and even marking its runs FAILED fails, those runs stay RUNNING under this
+    very process: its retry must not take them for another sweep's and skip the configs."""
+    def broken(h, a):
+        raise RuntimeError("this activation is broken")
+
+    def cannot_fail(self, reason):
+        raise RuntimeError("store hiccup")
+
+    monkeypatch.setitem(activations.ACTIVATIONS, "identity", broken)
+    monkeypatch.setattr(RunLogger, "fail", cannot_fail)
+    jobs = [Job(small_cfg(f"activation={a}", "seed=4")) for a in ("relu", "identity")]
+    assert [o.status for o in run_jobs(jobs)] == ["FINISHED", "FAILED"]

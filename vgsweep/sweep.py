@@ -178,8 +178,9 @@ def _claim(pack: list[Job], progress) -> tuple[list[Optional[Outcome]], Optional
             locks.enter_context(tracking.store_lock(uri))
         taken = []
         for j, (_, runs) in zip(pack, _stored_runs(pack)):
-            alive = {r.info.run_id: "ORPHAN" if tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s))
-                     else r.info.status for r in runs}  # an orphan the plan left RUNNING claims nothing
+            # an orphan, or a run this process gave up (a failed attempt at this pack), claims nothing
+            alive = {r.info.run_id: "GONE" if r.data.tags.get(tracking.TAG_PID) == str(os.getpid()) or
+                     tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s)) else r.info.status for r in runs}
             taken.append(_done_or_running(j, runs, alive))
         mine = [j for j, o in zip(pack, taken) if o is None]
         return taken, (_PackRecorder(mine, progress) if mine else None)
@@ -201,8 +202,19 @@ class _PackRecorder:
 
     def __init__(self, pack: list[Job], progress):
         self.jobs, self.progress = pack, progress
+        self.loggers: list[RunLogger] = []
+        self.files: list = []
+        try:
+            self._open(pack)
+        except Exception as e:  # the runs made so far end FAILED (this process goes on: a retry makes new ones)
+            for lg in self.loggers:
+                _mark_failed(lg, f"{type(e).__name__}: {e}")
+            self.close()
+            raise
+
+    def _open(self, pack: list[Job]) -> None:
         device = device_name(resolve_device(pack[0].cfg.device))
-        self.loggers, self.logged_upto = [], []
+        self.logged_upto = []
         for j in pack:
             uri = tracking.resolve_uri(j.cfg)
             art = tracking.artifact_root(uri, j.cfg)
@@ -226,7 +238,6 @@ class _PackRecorder:
         self.layers: list[str] = []  # the model's weight and unit layer names, from the first epoch's report
         self.units: list[str] = []
         self.epochs = int(pack[0].cfg.train.epochs)
-        self.files = []
         for j in pack:
             if j.log_file:
                 j.log_file.parent.mkdir(parents=True, exist_ok=True)
