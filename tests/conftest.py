@@ -87,6 +87,35 @@ def small_cfg(tiny_root, tmp_path):
     return make
 
 
+def assert_interrupted(returncode: int, err: str, name: str, code: int, uri: str, n: int = 2) -> set[str]:
+    """An interrupted sweep: exit `code`, one `vgsweep:` line last on stderr and no traceback, its
+    n runs KILLED with `interrupted by <name>`. Returns their ids."""
+    from mlflow.tracking import MlflowClient
+
+    assert returncode == code, err[-3000:]
+    lines = [x for x in err.splitlines() if x.startswith("vgsweep: ")]
+    assert len(lines) == 1 and err.rstrip().endswith(lines[0]) and "Traceback" not in err, err[-3000:]
+    assert lines[0].startswith(f"vgsweep: interrupted by {name}: {n} runs it was training marked KILLED")
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("agarap2019").experiment_id])
+    assert [(r.info.status, r.data.tags["vgsweep.failure"]) for r in runs] == [("KILLED", f"interrupted by {name}")] * n
+    return {r.info.run_id for r in runs}
+
+
+def assert_finishes_each_epoch_once(args: list[str], cwd: Path, uri: str, ids: set[str], epochs: int) -> None:
+    """The same command again finishes the runs `ids` (no new ones), every epoch logged once."""
+    from mlflow.tracking import MlflowClient
+
+    again = run_cli(args, cwd=cwd)
+    assert again.returncode == 0, again.stderr[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("agarap2019").experiment_id])
+    assert {r.info.status for r in runs} == {"FINISHED"} and {r.info.run_id for r in runs} == ids
+    for r in runs:
+        steps = [h.step for h in client.get_metric_history(r.info.run_id, "test_acc")]
+        assert sorted(steps) == list(range(epochs)), steps
+
+
 def run_cli(args: list[str], cwd: Path, timeout: int = 600, module: str = "vgsweep") -> subprocess.CompletedProcess:
     """The real CLI in a subprocess."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}

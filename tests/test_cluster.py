@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import SMALL, compose_cfg, make_idx_dataset, run_cli
+from tests.conftest import (SMALL, assert_finishes_each_epoch_once, assert_interrupted, compose_cfg,
+                            make_idx_dataset, run_cli)
 
 GRID = ["activation=relu,tanh", "regime=gna_bn,gna_wn", "seed=3", "regime.grad_noise.eta=0.01"]  # 2 packs: weight norm splits
 
@@ -102,19 +103,9 @@ def test_a_submitit_local_sweep_interrupted_or_its_pack_job_killed_leaves_no_run
                        for r in runs), [(r.info.status, r.data.tags.get("vgsweep.failure")) for r in runs]
             continue
         name, code = ("SIGINT (Ctrl-C)", 130) if how == "ctrl-c" else ("SIGTERM", 143)
-        assert proc.returncode == code, err[-3000:]
-        lines = [x for x in err.splitlines() if x.startswith("vgsweep: ")]
-        assert len(lines) == 1 and err.rstrip().endswith(lines[0]) and "Traceback" not in err, err[-3000:]
-        assert lines[0].startswith(f"vgsweep: interrupted by {name}: 2 runs it was training marked KILLED")
-        assert [(r.info.status, r.data.tags["vgsweep.failure"]) for r in runs] == [("KILLED", f"interrupted by {name}")] * 2
+        assert_interrupted(proc.returncode, err, name, code, uri)
     assert "KeyboardInterrupt" in (tmp_path / "mr" / ".submitit" / "controllers.log").read_text()
-    again = run_cli(args, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    c, runs = _runs(uri)
-    assert {r.info.status for r in runs} == {"FINISHED"} and {r.info.run_id for r in runs} == ids
-    for r in runs:
-        steps = [h.step for h in c.get_metric_history(r.info.run_id, "test_acc")]
-        assert sorted(steps) == list(range(epochs)), steps
+    assert_finishes_each_epoch_once(args, tmp_path, uri, ids, epochs)
 
 
 def test_a_checkpoint_that_is_not_vgsweeps_is_refused_not_run(tiny_root, tmp_path):

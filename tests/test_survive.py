@@ -11,7 +11,8 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import SMALL, compose_cfg, make_idx_dataset, run_cli
+from tests.conftest import (SMALL, assert_finishes_each_epoch_once, assert_interrupted, compose_cfg,
+                            make_idx_dataset, run_cli)
 from vgsweep import activations
 from vgsweep.jobs import Job
 from vgsweep.runs import Heartbeat, RunLogger
@@ -108,21 +109,10 @@ def test_ctrl_c_then_sigterm_end_the_runs_killed_and_the_same_command_finishes_t
             time.sleep(0.02)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
-        assert proc.returncode == code, err[-3000:]
-        lines = [x for x in err.splitlines() if x.startswith("vgsweep: ")]
-        assert len(lines) == 1 and err.rstrip().endswith(lines[0]) and "Traceback" not in err, err[-3000:]
-        assert lines[0].startswith(f"vgsweep: interrupted by {name}: 2 runs it was training marked KILLED")
-        client, runs = _all_runs(uri)
-        assert [(r.info.status, r.data.tags["vgsweep.failure"]) for r in runs] == [("KILLED", f"interrupted by {name}")] * 2
-        assert ids is None or {r.info.run_id for r in runs} == ids  # the second process resumed the same runs
-        ids = {r.info.run_id for r in runs}
-    again = run_cli(args, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    client, runs = _all_runs(uri)
-    assert {r.info.status for r in runs} == {"FINISHED"} and {r.info.run_id for r in runs} == ids
-    for r in runs:
-        steps = [h.step for h in client.get_metric_history(r.info.run_id, "test_acc")]
-        assert sorted(steps) == list(range(epochs)), steps
+        killed = assert_interrupted(proc.returncode, err, name, code, uri)
+        assert ids is None or killed == ids  # the second process resumed the same runs
+        ids = killed
+    assert_finishes_each_epoch_once(args, tmp_path, uri, ids, epochs)
     assert not list(ckdir.glob("*.pt"))
 
 
