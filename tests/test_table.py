@@ -218,3 +218,28 @@ def test_a_figures_run_that_fails_ends_failed_and_keeps_the_previous_one(tmp_pat
     [last] = client.search_runs([exp])
     assert last.info.status == "FINISHED" and last.info.run_id not in runs
     assert sorted(a.path for a in client.list_artifacts(last.info.run_id, "figures")) == ["figures/a.png", "figures/b.png"]
+
+
+def test_figures_never_average_runs_of_different_configs():
+    """A setting swept beside the study's axes (here the double softmax) splits the figures, as it
+    splits the table's rows: a figure's mean and band are over seeds only. Settings the axes imply
+    (the hidden sizes of a depth) and the seed do not split them."""
+    from vgsweep.results.figures import _by_other_settings
+
+    import itertools
+
+    rows = []
+    for regime, (depth, hidden), seed, ds in itertools.product(("baseline", "gna"), (("2", "[512, 512]"), ("5", "[512]")),
+                                                               (0, 1), ("False", "True")):
+        rows.append({"run_id": f"r{len(rows)}", "config_hash": f"h{len(rows)}", "data.name": "mnist",
+                     "regime.name": regime, "activation.name": "relu", "model.depth": depth, "model.hidden": hidden,
+                     "seed": seed, "model.double_softmax": ds, "regime": regime, "activation": "relu", "depth": depth,
+                     "dataset": "mnist", "diagnostics": True})
+    runs = pd.DataFrame(rows)
+    parts = _by_other_settings(runs, AGARAP)
+    assert [extra for extra, _ in parts] == [(("model.double_softmax", "False"),), (("model.double_softmax", "True"),)]
+    for (extra, part) in parts:
+        assert set(part["model.double_softmax"]) == {extra[0][1]} and len(part) == 8  # 2 regimes x 2 depths x 2 seeds
+    same = runs[runs["model.double_softmax"] == "False"]
+    [(extra, part)] = _by_other_settings(same, AGARAP)
+    assert extra == () and part.equals(same)

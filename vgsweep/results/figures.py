@@ -295,30 +295,64 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
         for spec in study.figures:
             if spec.kind == "activations":
                 paths += fig_activations(out)
-                continue
-            for by in ([None] if spec.by is None else [v[0] for v in _values(runs, study, (spec.by,))]):
-                d = runs if by is None else runs[runs[spec.by] == by]
-                title = f"{by}-layer networks" if spec.by == "depth" else (f"{spec.by} {by}" if by else study.name)
-                if spec.kind == "curves":
-                    fig = fig_curves(client, d, study, spec, title)
-                else:
-                    d = d[d["diagnostics"]]
-                    if d.empty:
-                        continue
-                    if spec.kind == "gradient_distribution":
-                        acts = [v for v in ACTIVATIONS if v in set(d["activation"])] or sorted(set(d["activation"]))
-                        act = activation if activation in acts else acts[0]
-                        fig = fig_gradient_distribution(client, d[d["activation"] == act], study, spec,
-                                                        f"{act}, {title}", Path(tmp))
-                        paths += _save(fig, out, f"gradient_distribution_{act}" + _stem(spec, by)[len(spec.kind):])
-                        continue
-                    draw = fig_gradient_flow if spec.kind == "gradient_flow" else fig_gradient_flow_epochs
-                    fig = draw(client, d, study, spec, title, Path(tmp))
-                paths += _save(fig, out, _stem(spec, by))
+        for extra, part in _by_other_settings(runs, study):  # no figure mixes runs of different configs
+            suffix = "".join(f"_{k.rsplit('.', 1)[-1]}-{v}" for k, v in extra)
+            settings = ", ".join(f"{k}={v}" for k, v in extra)
+            paths += _study_figures(client, part, study, out, activation, Path(tmp), suffix, settings)
     if log_to_mlflow:
         log_figures(client, exp.experiment_id, paths)
     for p in paths:
         print(p)
+    return paths
+
+
+def _by_other_settings(runs: pd.DataFrame, study: Study) -> list[tuple[tuple, pd.DataFrame]]:
+    """The runs split by every setting that varies among them besides the study's axes and the seed
+    (as the table's columns: e.g. `model.double_softmax` swept beside the paper grid): a figure's
+    band is over seeds only. [((), runs)] when nothing else varies."""
+    from vgsweep.results.table import grouping_keys
+
+    if runs.empty:
+        return [((), runs)]
+    axes = {a.key for a in study.all_axes}
+    added = {a.label for a in study.all_axes if a.label != a.key} | {"diagnostics"}  # load_runs' own columns
+    params = reader.fill_neutral(runs.drop(columns=[c for c in added if c in runs]))
+    params = params.assign(**{k: "" for k in axes if k not in params})
+    keys = [k for k in grouping_keys(params, study) if k not in axes]
+    if not keys:
+        return [((), runs)]
+    return [(tuple(zip(keys, vals if isinstance(vals, tuple) else (vals,))), runs.loc[g.index])
+            for vals, g in params.groupby(keys, sort=True, dropna=False)]
+
+
+def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activation: str | None, tmp: Path,
+                   suffix: str, settings: str) -> list[Path]:
+    """The study's figures (but the activations one) from these runs; `suffix` ends the file names,
+    `settings` goes into the titles."""
+    paths: list[Path] = []
+    for spec in study.figures:
+        if spec.kind == "activations":
+            continue
+        for by in ([None] if spec.by is None else [v[0] for v in _values(runs, study, (spec.by,))]):
+            d = runs if by is None else runs[runs[spec.by] == by]
+            title = f"{by}-layer networks" if spec.by == "depth" else (f"{spec.by} {by}" if by else study.name)
+            title += f" ({settings})" if settings else ""
+            if spec.kind == "curves":
+                fig = fig_curves(client, d, study, spec, title)
+            else:
+                d = d[d["diagnostics"]]
+                if d.empty:
+                    continue
+                if spec.kind == "gradient_distribution":
+                    acts = [v for v in ACTIVATIONS if v in set(d["activation"])] or sorted(set(d["activation"]))
+                    act = activation if activation in acts else acts[0]
+                    fig = fig_gradient_distribution(client, d[d["activation"] == act], study, spec,
+                                                    f"{act}, {title}", tmp)
+                    paths += _save(fig, out, f"gradient_distribution_{act}" + _stem(spec, by)[len(spec.kind):] + suffix)
+                    continue
+                draw = fig_gradient_flow if spec.kind == "gradient_flow" else fig_gradient_flow_epochs
+                fig = draw(client, d, study, spec, title, tmp)
+            paths += _save(fig, out, _stem(spec, by) + suffix)
     return paths
 
 

@@ -49,7 +49,7 @@ def _isnum(v) -> bool:
         return False
 
 
-def _grouping_keys(df: pd.DataFrame, study: Study) -> list[str]:
+def grouping_keys(df: pd.DataFrame, study: Study) -> list[str]:
     """The study's axes, plus every other param that varies and is not implied by the axes."""
     prim = [a.key for a in study.all_axes]
     extra = []
@@ -138,7 +138,7 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
         if col not in runs:
             runs = runs.assign(**{col: default})
     runs = reader.one_per_config(reader.fill_neutral(runs))
-    keys = _grouping_keys(runs, study)
+    keys = grouping_keys(runs, study)
     runs = runs.assign(seed=runs["seed"].astype(int))
     primary = study.metrics[0]
     groups = dict(list(runs.groupby(keys, dropna=False)))
