@@ -264,22 +264,30 @@ def test_the_heartbeat_keeps_stamping_until_stopped(small_cfg):
     assert float(client.get_run(run_id).data.tags[tracking.TAG_HEARTBEAT]) == first  # stopped
 
 
-def test_a_process_that_ended_but_was_not_reaped_counts_as_gone():
+def test_a_runs_process_is_gone_when_it_ended_unreaped_or_its_pid_is_anothers():
     """A RUNNING run whose process on this host has ended is an orphan even while the process is a
-    zombie (a container whose init never reaps it): os.kill(pid, 0) still succeeds on one."""
+    zombie (a container whose init never reaps it: os.kill(pid, 0) still succeeds on one), and when
+    its pid now belongs to another process (after a reboot, or pids wrapped round): the run's
+    `vgsweep.process` stamp (boot id and start time) differs from the live process's."""
     import socket
     from types import SimpleNamespace
 
     from vgsweep import tracking
 
-    def run(pid: int):
-        return SimpleNamespace(info=SimpleNamespace(status="RUNNING"),
-                               data=SimpleNamespace(tags={tracking.TAG_HOST: socket.gethostname(),
-                                                          tracking.TAG_PID: str(pid)}))
+    def run(pid: int, stamp: str | None = None):
+        tags = {tracking.TAG_HOST: socket.gethostname(), tracking.TAG_PID: str(pid)}
+        if stamp:
+            tags[tracking.TAG_PROCESS] = stamp
+        return SimpleNamespace(info=SimpleNamespace(status="RUNNING"), data=SimpleNamespace(tags=tags))
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        assert tracking.orphan_reason(run(child.pid)) is None  # alive
+        own = tracking.process_stamp(child.pid)
+        assert own and tracking.orphan_reason(run(child.pid)) is None and tracking.orphan_reason(run(child.pid, own)) is None
+        boot, start = own.rsplit(":", 1)
+        for other in (f"{boot}:{int(start) - 1}", f"another-boot:{start}"):  # an earlier process; another boot
+            assert tracking.orphan_reason(run(child.pid, other)) == \
+                f"process {child.pid} on this host has ended (the pid is another process's now)"
         child.kill()
         deadline = time.monotonic() + 10
         while "Z" not in open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1][:3]:  # ended, not reaped
@@ -290,6 +298,14 @@ def test_a_process_that_ended_but_was_not_reaped_counts_as_gone():
         child.kill()
         child.wait()
     assert tracking.orphan_reason(run(child.pid)) == f"process {child.pid} on this host is gone"
+
+
+def test_runs_carry_their_process_stamp(small_cfg):
+    from vgsweep import tracking
+
+    run_jobs([Job(small_cfg("seed=5"))])
+    client, [r] = _all_runs(small_cfg("seed=5").tracking.uri)
+    assert r.data.tags[tracking.TAG_PROCESS] == tracking.process_stamp(os.getpid())
 
 
 def test_a_pack_that_fails_while_its_runs_are_made_leaves_none_running(small_cfg, tmp_path):

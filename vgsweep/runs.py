@@ -76,6 +76,7 @@ def run_tags(config_hash: str, overrides: list[str], pack_size: int, device: str
         tracking.TAG_OVERRIDES: " ".join(overrides),
         tracking.TAG_HOST: socket.gethostname(),
         tracking.TAG_PID: str(os.getpid()),
+        **({tracking.TAG_PROCESS: stamp} if (stamp := tracking.process_stamp(os.getpid())) else {}),
         tracking.TAG_HEARTBEAT: f"{time.time():.0f}",
         "vgsweep.version": vgsweep.__version__,
         "vgsweep.git_commit": tracking.git_commit(),

@@ -31,6 +31,7 @@ TAG_HASH = "vgsweep.config_hash"
 TAG_OVERRIDES = "vgsweep.overrides"
 TAG_HOST, TAG_PID = "vgsweep.host", "vgsweep.pid"
 TAG_HEARTBEAT = "vgsweep.heartbeat"  # unix seconds of the training process's last sign of life
+TAG_PROCESS = "vgsweep.process"  # "<boot id>:<start time>" of the training process (process_stamp)
 TAG_FAILURE = "vgsweep.failure"
 
 _RETRY_S = 300.0  # tracking.retry_s of the sweep in progress (configure)
@@ -383,8 +384,11 @@ def orphan_reason(run, stale_after_s: float = 0.0, now: float | None = None) -> 
     if host == socket.gethostname() and (pid or "").isdigit():
         try:
             os.kill(int(pid), 0)
-            if _zombie(int(pid)):  # ended, not yet reaped (a container's init may never reap it)
+            if _proc_stat(int(pid)).startswith("Z"):  # ended, not yet reaped (a container's init may never reap it)
                 return f"process {pid} on this host has ended"
+            stamp = run.data.tags.get(TAG_PROCESS)
+            if stamp and process_stamp(int(pid)) not in (None, stamp):  # after a reboot, or pids wrapped round
+                return f"process {pid} on this host has ended (the pid is another process's now)"
         except ProcessLookupError:
             return f"process {pid} on this host is gone"
         except PermissionError:
@@ -395,12 +399,24 @@ def orphan_reason(run, stale_after_s: float = 0.0, now: float | None = None) -> 
     return None
 
 
-def _zombie(pid: int) -> bool:
+def _proc_stat(pid: int) -> str:
+    """The fields of /proc/<pid>/stat after the command's name, from the state on ('' off Linux)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return stat[stat.rindex(")") + 2:].startswith("Z")  # the state follows the command's name in parentheses
+        return ""
+    return stat[stat.rindex(")") + 2:]
+
+
+def process_stamp(pid: int) -> str | None:
+    """What tells process `pid` apart from a later one with the same pid: this boot's id and the
+    process's start time (clock ticks since boot); None where /proc does not say."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    fields = _proc_stat(pid).split()
+    return f"{boot}:{fields[19]}" if len(fields) > 19 else None
 
 
 def heartbeat_age(run, now: float | None = None) -> float | None:
