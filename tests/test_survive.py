@@ -338,3 +338,19 @@ def test_runs_a_failed_pack_could_not_close_do_not_stop_its_retry(small_cfg, mon
     monkeypatch.setattr(RunLogger, "fail", cannot_fail)
     jobs = [Job(small_cfg(f"activation={a}", "seed=4")) for a in ("relu", "identity")]
     assert [o.status for o in run_jobs(jobs)] == ["FINISHED", "FAILED"]
+
+
+def test_only_runs_of_this_very_process_count_as_its_own():
+    """A claim ignores this process's own RUNNING runs (a failed attempt at a pack), not another
+    host's run that happens to carry the same pid."""
+    import socket
+    from types import SimpleNamespace
+
+    from vgsweep import tracking
+
+    def run(host: str, pid: int):
+        return SimpleNamespace(data=SimpleNamespace(tags={tracking.TAG_HOST: host, tracking.TAG_PID: str(pid)}))
+
+    assert tracking.made_here(run(socket.gethostname(), os.getpid()))
+    assert not tracking.made_here(run("another-node", os.getpid()))
+    assert not tracking.made_here(run(socket.gethostname(), os.getpid() + 1))

@@ -137,6 +137,7 @@ def stop_local_jobs(reason: str, wait_s: float = 30.0) -> list[str]:
     SIGINT, then SIGKILL 1 s later), and end the runs they left RUNNING KILLED with `reason`; their
     buffered metrics are lost, and trained again from the last checkpoint. Returns those runs' ids."""
     from vgsweep import tracking
+    from vgsweep.sweep import stored_runs
 
     pending = dict(PENDING_LOCAL)
     PENDING_LOCAL.clear()
@@ -146,19 +147,16 @@ def stop_local_jobs(reason: str, wait_s: float = 30.0) -> list[str]:
         if not h.done():
             h.cancel()  # SIGINT to its controller, which stops the job's process
     _wait_for(lambda: all(h.done() for h in handles), wait_s)
+    left = [(client, r) for job_id, (_, jobs) in pending.items() for client, runs in stored_runs(jobs)
+            for r in runs if r.data.tags.get(TAG_JOB) == job_id and r.info.status == "RUNNING"]
+    _wait_for(lambda: all(tracking.orphan_reason(r) for _, r in left), 5.0)  # their processes' last moments
     killed = []
-    for job_id, (_, jobs) in pending.items():
-        for (uri, experiment), hashes in _stores(jobs).items():
-            client = tracking.client_for(uri)
-            for runs in tracking.runs_by_hash(client, experiment, hashes).values():
-                for r in runs:
-                    if r.data.tags.get(TAG_JOB) != job_id or r.info.status != "RUNNING":
-                        continue
-                    if not _wait_for(lambda: tracking.orphan_reason(r), 5.0):  # noqa: B023 - called here
-                        log.warning("run %s: its pack job %s is still alive; left to it", r.info.run_id, job_id)
-                        continue
-                    _end(client, r, "KILLED", reason)
-                    killed.append(r.info.run_id)
+    for client, r in left:
+        if not tracking.orphan_reason(r):
+            log.warning("run %s: its pack job %s is still alive; left to it", r.info.run_id, r.data.tags[TAG_JOB])
+            continue
+        _end(client, r, "KILLED", reason)
+        killed.append(r.info.run_id)
     return killed
 
 
@@ -168,15 +166,6 @@ def _wait_for(done, seconds: float):
     while not (value := done()) and time.monotonic() < deadline:
         time.sleep(0.05)
     return value
-
-
-def _stores(jobs: list[Job]) -> dict[tuple[str, str], set[str]]:
-    from vgsweep import tracking
-
-    out: dict[tuple[str, str], set[str]] = {}
-    for j in jobs:
-        out.setdefault((tracking.resolve_uri(j.cfg), j.cfg.tracking.experiment), set()).add(j.key())
-    return out
 
 
 @contextlib.contextmanager

@@ -100,7 +100,7 @@ def plan(jobs: list[Job], adopt: Optional[str] = None) -> list[Optional[Outcome]
     from vgsweep.executors import TAG_JOB
 
     out: list[Optional[Outcome]] = []
-    for j, (client, runs) in zip(jobs, _stored_runs(jobs)):
+    for j, (client, runs) in zip(jobs, stored_runs(jobs)):
         status = {r.info.run_id: r.info.status for r in runs}
         for r in runs:
             if adopt and r.info.status == "RUNNING" and r.data.tags.get(TAG_JOB) == adopt:
@@ -128,7 +128,7 @@ def plan(jobs: list[Job], adopt: Optional[str] = None) -> list[Optional[Outcome]
     return out
 
 
-def _stored_runs(jobs: list[Job]) -> list[tuple]:
+def stored_runs(jobs: list[Job]) -> list[tuple]:
     """Per job: a client of its store, and the training runs of its config hash (one query per store)."""
     stores: dict[tuple[str, str], dict] = {}
     wanted: dict[tuple[str, str], set[str]] = {}
@@ -177,9 +177,9 @@ def _claim(pack: list[Job], progress) -> tuple[list[Optional[Outcome]], Optional
         for uri in sorted({tracking.resolve_uri(j.cfg) for j in pack}):
             locks.enter_context(tracking.store_lock(uri))
         taken = []
-        for j, (_, runs) in zip(pack, _stored_runs(pack)):
+        for j, (_, runs) in zip(pack, stored_runs(pack)):
             # an orphan, or a run this process gave up (a failed attempt at this pack), claims nothing
-            alive = {r.info.run_id: "GONE" if r.data.tags.get(tracking.TAG_PID) == str(os.getpid()) or
+            alive = {r.info.run_id: "GONE" if tracking.made_here(r) or
                      tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s)) else r.info.status for r in runs}
             taken.append(_done_or_running(j, runs, alive))
         mine = [j for j, o in zip(pack, taken) if o is None]

@@ -257,9 +257,11 @@ def store_lock(uri: str):
     p = sqlite_path(uri)
     if p is None:
         return contextlib.nullcontext()
-    lock = _LOCKS.setdefault(str(p) + ".lock", FileLock(str(p) + ".lock"))
-    lock.timeout = max(_RETRY_S, 60)
-    return lock
+    path = str(p) + ".lock"
+    if path not in _LOCKS:
+        _LOCKS[path] = FileLock(path)
+    _LOCKS[path].timeout = max(_RETRY_S, 60)
+    return _LOCKS[path]
 
 
 def _install_sqlite_busy_timeout() -> None:
@@ -397,6 +399,13 @@ def orphan_reason(run, stale_after_s: float = 0.0, now: float | None = None) -> 
     if stale_after_s > 0 and age is not None and age > stale_after_s:
         return f"no heartbeat from {host} for {age:.0f} s (tracking.stale_after_s={stale_after_s:g})"
     return None
+
+
+def made_here(run) -> bool:
+    """Whether this very process made the run (its host and pid, not just a pid another host shares)."""
+    import socket
+
+    return run.data.tags.get(TAG_PID) == str(os.getpid()) and run.data.tags.get(TAG_HOST) == socket.gethostname()
 
 
 def _proc_stat(pid: int) -> str:
