@@ -354,3 +354,22 @@ def test_only_runs_of_this_very_process_count_as_its_own():
     assert tracking.made_here(run(socket.gethostname(), os.getpid()))
     assert not tracking.made_here(run("another-node", os.getpid()))
     assert not tracking.made_here(run(socket.gethostname(), os.getpid() + 1))
+
+
+def test_the_progress_line_leaves_out_runs_another_sweep_took(small_cfg, caplog):
+    """A config another sweep finished after this one planned is skipped by the pack's claim: the
+    progress line counts the runs this sweep trains (2 of 2), and says how many were taken, not
+    3 runs of which one 'finished' untrained."""
+    from vgsweep import tracking
+    from vgsweep.sweep import Sweep
+
+    jobs = [Job(small_cfg(f"seed={s}")) for s in (0, 1, 2)]
+    sweep = Sweep(jobs, progress="log")  # planned: three to train
+    [done] = run_jobs([Job(small_cfg("seed=1"))])  # meanwhile "another sweep" trains seed 1...
+    client = MlflowClient(jobs[0].cfg.tracking.uri)
+    client.set_tag(done.run_id, tracking.TAG_PID, str(os.getppid()))  # ...in another process
+    with caplog.at_level("INFO", logger="vgsweep.progress"):
+        outcomes = [sweep.outcome(i) for i in range(3)]
+    assert [o.status for o in outcomes] == ["FINISHED", "SKIPPED", "FINISHED"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "vgsweep.progress"]
+    assert lines and all("(2 runs)" in ln and "/2 | 1 taken by another sweep" in ln for ln in lines), lines

@@ -17,8 +17,9 @@ LOG_EVERY_S = 5.0
 class Progress:
     def __init__(self, packs: list[tuple[int, int]], mode: str = "auto"):
         """packs: (runs, epochs) per pack. Work is counted in run-epochs."""
-        self.packs, self.total = packs, sum(k * e for k, e in packs)
+        self.packs, self.total = list(packs), sum(k * e for k, e in packs)
         self.done_work, self.runs_done, self.pack = 0, 0, 0
+        self.taken: set = set()  # the runs another sweep took: they leave the count
         self.t0 = time.monotonic()
         self.live = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
         self._last_log = 0.0
@@ -28,8 +29,20 @@ class Progress:
         el = time.monotonic() - self.t0
         eta = el / self.done_work * (self.total - self.done_work) if self.done_work else float("nan")
         n_runs = sum(k for k, _ in self.packs)
+        taken = f" | {len(self.taken)} taken by another sweep" if self.taken else ""
         return (f"pack {self.pack + 1}/{len(self.packs)} ({k} runs) | epoch {epoch + 1}/{e} | "
-                f"runs finished {self.runs_done}/{n_runs} | elapsed {el:.0f} s | ETA {eta:.0f} s")
+                f"runs finished {self.runs_done}/{n_runs}{taken} | elapsed {el:.0f} s | ETA {eta:.0f} s")
+
+    def taken_elsewhere(self, keys: set) -> None:
+        """Runs of the current pack (their config keys) that will not train here: another sweep
+        finished or started them since this one planned (sweep._claim; a retried half of the pack may
+        report some again). They leave the pack's size, the run count and the work left."""
+        new = set(keys) - self.taken
+        k, e = self.packs[self.pack]
+        n = min(len(new), k)
+        self.packs[self.pack] = (k - n, e)
+        self.total -= n * e
+        self.taken |= new
 
     def epoch_done(self, epoch: int, live_runs: int) -> None:
         self.done_work += live_runs

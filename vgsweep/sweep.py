@@ -340,6 +340,8 @@ def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
     has finished or started since this one planned is skipped (see _claim)."""
     host.training()
     taken, rec = _claim(pack, progress)
+    if progress is not None and any(o is not None for o in taken):
+        progress.taken_elsewhere({j.key() for j, o in zip(pack, taken) if o is not None})
     if rec is None:
         return taken  # type: ignore[return-value]
     trained = iter(_train_pack(rec))
