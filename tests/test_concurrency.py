@@ -70,3 +70,40 @@ def test_two_overlapping_sweeps_train_each_shared_config_once(tiny_root, tmp_pat
     counts = [(p.stdout + p.stderr).split("sweep done: ")[1].split("\n")[0] for p in procs]
     assert sorted(counts) == ["2 finished, 2 skipped (already in the store), 0 failed",
                               "4 finished, 0 skipped (already in the store), 0 failed"], counts
+
+
+def test_a_claim_on_a_server_store_waits_for_another_sweeps_claim(small_cfg, mlflow_server, tmp_path, monkeypatch):
+    """With a server store the claims of the sweeps on one host take turns too (a lock of this user's,
+    named after the server's URI). Another process holds that lock while it records this very config
+    as FINISHED: a sweep that planned to train it (the store had nothing yet) must wait for the lock
+    at its claim, then skip the config, not train it a second time."""
+    import subprocess
+    import sys
+
+    from vgsweep import tracking
+    from vgsweep.jobs import Job
+    from vgsweep.sweep import run_jobs
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where both processes keep the lock
+    job = Job(small_cfg("seed=3", f"tracking.uri={mlflow_server}"))
+    other = subprocess.Popen([sys.executable, "-c", f"""
+import time
+from mlflow.tracking import MlflowClient
+from vgsweep import tracking
+c = MlflowClient({mlflow_server!r})
+exp = c.create_experiment({job.cfg.tracking.experiment!r})
+with tracking.store_lock({mlflow_server!r}):
+    print("held", flush=True)
+    time.sleep(3)
+    r = c.create_run(exp, tags={{tracking.TAG_HASH: {job.key()!r}}})
+    c.set_terminated(r.info.run_id, "FINISHED")
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        [outcome] = run_jobs([job])
+    finally:
+        assert other.wait(60) == 0
+    assert (outcome.status, outcome.reason) == ("SKIPPED", "already FINISHED"), outcome
+    c = MlflowClient(mlflow_server)
+    [run] = c.search_runs([c.get_experiment_by_name(job.cfg.tracking.experiment).experiment_id])
+    assert run.data.tags[tracking.TAG_HASH] == job.key()

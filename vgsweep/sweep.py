@@ -169,8 +169,9 @@ def _done_or_running(j: Job, runs: list, status: dict[str, str]) -> Optional[Out
 def _claim(pack: list[Job], progress) -> tuple[list[Optional[Outcome]], Optional["_PackRecorder"]]:
     """Under the stores' locks, look again at the pack's configs (another sweep may have finished or
     started some since this one planned) and create the runs of the others: (per job, its SKIPPED
-    outcome or None; the recorder of the jobs left, or None). SQLite stores are locked across
-    processes; with a server, two sweeps may still race in the moment between look and create."""
+    outcome or None; the recorder of the jobs left, or None). A SQLite store's lock is a file beside
+    it; a server's is this host's (tracking.store_lock): sweeps on two hosts writing to one server
+    may still race in the moment between look and create."""
     import contextlib
 
     with contextlib.ExitStack() as locks:

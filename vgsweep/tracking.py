@@ -247,17 +247,27 @@ _LOCKS: dict[str, object] = {}
 
 
 def store_lock(uri: str):
-    """A file lock beside a SQLite store, for what is not atomic in it: creating the schema or an
-    experiment, and a pack's claim on its configs (sweep.run_pack). One lock object per file, so
-    that it may be taken again inside itself; a server store has none."""
+    """A file lock for what is not atomic in a store: creating the schema or an experiment, and a
+    pack's claim on its configs (sweep.run_pack). Beside a SQLite file; for a server, a lock of this
+    host's user (XDG cache folder, named after the URI), so the sweeps of one machine take turns and
+    only sweeps on different hosts can still race. One lock object per file, so that it may be taken
+    again inside itself."""
     import contextlib
+    import hashlib
 
     from filelock import FileLock
 
     p = sqlite_path(uri)
-    if p is None:
-        return contextlib.nullcontext()
-    path = str(p) + ".lock"
+    if p is not None:
+        path = str(p) + ".lock"
+    else:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vgsweep" / "locks"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a read-only home: no lock, as before (the race is narrow)
+            log.debug("no lock for %s: %s", uri, e)
+            return contextlib.nullcontext()
+        path = str(folder / (hashlib.sha1(uri.rstrip("/").encode()).hexdigest()[:16] + ".lock"))
     if path not in _LOCKS:
         _LOCKS[path] = FileLock(path)
     _LOCKS[path].timeout = max(_RETRY_S, 60)
