@@ -24,7 +24,7 @@ sweep: install ## the paper grid (experiment=paper_table1; add ARGS="seed=0,1,2"
 	$(PY) -m vgsweep experiment=paper_table1 $(ARGS)
 	$(MAKE) report
 
-table: install ## results/table.md and results/table.csv from MLflow (TABLE_ARGS="--experiment X")
+table: install ## results/table.md, table.tex (LaTeX) and table.csv from MLflow (TABLE_ARGS="--experiment X")
 	$(PY) -m vgsweep table --out results $(TABLE_ARGS)
 
 figures: install ## results/figures/ (PNG + PDF) from MLflow, also logged as the `figures` run (FIG_ARGS="--activation tanh")

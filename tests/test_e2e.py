@@ -121,6 +121,8 @@ def test_table_from_the_store(sweep):
     md = (out / "table.md").read_text()
     assert "2-layer published" not in md and "75.05" not in md
     assert "not comparable with the published values" in md and "model.hidden=[16, 16]" in md
+    tex = (out / "table.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"\textbf{model.hidden=[16, 16]" in tex and "gna & relu &" in tex
 
 
 def test_bad_input_fails_before_training_and_leaves_the_store_alone(sweep, tiny_root):

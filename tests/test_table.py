@@ -243,3 +243,33 @@ def test_figures_never_average_runs_of_different_configs():
     same = runs[runs["model.double_softmax"] == "False"]
     [(extra, part)] = _by_other_settings(same, AGARAP)
     assert extra == () and part.equals(same)
+
+
+def test_the_latex_table_holds_the_markdown_tables_cells():
+    """results/table.tex: the same blocks as table.md, one booktabs `table` each; every row has the
+    header's columns; TeX's special characters are escaped (leaky_relu), ± and − are math, the delta's
+    `*` a superscript, and nothing of markdown's syntax is left."""
+    import re
+
+    from vgsweep.results.table import layout, tex, to_latex
+
+    runs = _grid()
+    runs.loc[runs["activation.name"] == "tanh", "activation.name"] = "leaky_relu"
+    df = aggregate(runs)
+    out = to_latex(df, AGARAP, "Agarap et al. 2019")
+    [block] = layout(df, AGARAP)
+    tables = out.split(r"\begin{table}")[1:]
+    assert len(tables) == 1 and r"\caption{Agarap et al. 2019: mnist: test accuracy (\%)" in tables[0]
+    body = [ln for ln in tables[0].split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines()
+            if ln != r"\addlinespace"]
+    assert len(body) == len(block.rows)
+    for line, row in zip(body, block.rows):
+        assert line.endswith(r" \\") and line[:-3].split(" & ") == [tex(c) for c in row]
+        assert len(row) == len(block.head)
+    gna = df[(df.activation == "logistic") & (df.regime == "gna")].iloc[0]
+    assert f"{gna['mean']:.2f} $\\pm$ {gna['std']:.2f} (+{gna['delta']:.2f}$^{{*}}$)" in out
+    assert "leaky\\_relu" in out and "75.05 (+9.93)" in out and "ours $-$ published" in out
+    assert r"\multicolumn{3}{c}{2-layer}" in out and "($-$0.50)" in out  # depth over ours/published/diff.; tanh's delta
+    assert not re.search(r"[±−—`]|\*\*|(?<!\\)_", out), "unescaped characters"
+    assert out.count("{") == out.count("}") and out.count(r"\begin{") == out.count(r"\end{")
+    assert r"\begin{tabular}{ll" + "r" * (len(block.head) - 2) + "}" in out

@@ -1,6 +1,6 @@
 """One page with the table, the verdicts and the figures: `vgsweep report` (make report).
 
-Regenerates results/table.md, results/table.csv and results/figures/ from MLflow, then writes
+Regenerates results/table.md, results/table.tex, results/table.csv and results/figures/ from MLflow, then writes
 results/report.md that embeds them, with every run whose verdict is not healthy and why, and every
 run that failed or was killed and why.
 """
@@ -54,7 +54,7 @@ def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
 def section(uri: str, experiment: str, out: Path, activation: str) -> list[str]:
     client, exp = reader.open_experiment(uri, experiment)
     runs = reader.runs_frame(client, exp.experiment_id)
-    df, md = table.section(uri, experiment)
+    df, md, _ = table.section(uri, experiment)
     fig_dir = out / "figures" / experiment
     figs = [p for p in figures.build(uri, experiment, fig_dir, activation) if p.suffix == ".png"] \
         if (not runs.empty and runs["status"].eq("FINISHED").any()) else []

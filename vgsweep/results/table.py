@@ -14,6 +14,7 @@ import argparse
 import functools
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -254,13 +255,26 @@ def not_comparable_note(df: pd.DataFrame) -> str:
     return f"**{', '.join(notes)}: not comparable with the published values**, which are not shown beside these rows."
 
 
-def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
+@dataclass
+class Block:
+    """One data set's table, ready to render: a title, a note, the header, the rows, the footnote."""
+
+    title: str
+    note: str
+    head: list[str]
+    rows: list[list[str]]
+    foot: str
+    keys: int  # the first `keys` columns name the row (axes, extra settings); the others are numbers
+    groups: list[tuple[str, list[str]]] | None = None  # LaTeX: a header over groups of columns, their own names
+
+
+def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
+    """The aggregated frame as the paper lays it out, one block per data set (rendered by
+    to_markdown and to_latex)."""
     from vgsweep.results.studies import AGARAP
 
     study = study or AGARAP
-    if df.empty:
-        return "No finished runs.\n"
-    lines = []
+    blocks = []
     labels = [a.label for a in study.axes]
     stat_cols = {c for c in df.columns if c in ("n", "failed", "mean", "std", "seeds", "verdict", "delta", "delta_lo",
                                                "delta_hi", "published", "ours_minus_published", "not_comparable",
@@ -273,20 +287,19 @@ def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
         n += "; failed or killed runs are counted apart" if d["failed"].any() else ""
         show_pub = d["published"].notna().any() or any(d.get(f"{m.key}_published", pd.Series(dtype=float)).notna().any()
                                                         for m in study.metrics[1:])
-        lines += [f"## {dataset}: {primary.label}, mean ± std over seeds (n = {n})"
-                  + (", (delta to baseline, pp)" if study.baseline else ""), ""]
-        note = not_comparable_note(d)
-        if note:
-            lines += [note, ""]
+        title = (f"{dataset}: {primary.label}, mean ± std over seeds (n = {n})"
+                 + (", (delta to baseline, pp)" if study.baseline else ""))
         rows_by = [c for c in labels[1:]] + extra
+        rows: list[list[str]] = []
         if study.column is not None:
             cols = sorted(d[study.column.label].unique())
             head = [*rows_by]
+            groups = []
             for c in cols:
                 head.append(f"{c}-layer" if study.column.label == "depth" else f"{study.column.label} {c}")
                 if show_pub:
+                    groups.append((head[-1], ["ours", "published", "ours − published"]))
                     head += [f"{head[-1]} published", f"{head[-1]} ours − published"]
-            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for key, g in d.groupby(rows_by, sort=False, dropna=False):
                 key = key if isinstance(key, tuple) else (key,)
                 row = [str(x) for x in key]
@@ -298,7 +311,7 @@ def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
                         vals = (dataset, *key[:len(labels) - 1], c)
                         row.append(published_cell(study, vals) if comparable else "")
                         row.append(_signed(r["ours_minus_published"].iloc[0]) if comparable else "")
-                lines.append("| " + " | ".join(row) + " |")
+                rows.append(row)
         else:
             head = [*rows_by]
             has_params = d["parameters"].astype(str).str.len().gt(0).any()
@@ -308,7 +321,6 @@ def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
                 head.append(m.label)
                 if show_pub:
                     head.append("published")
-            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for _, r in d.iterrows():
                 row = [str(r[c]) for c in rows_by]
                 if has_params:
@@ -322,37 +334,125 @@ def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
                         pub = r.get(f"{m.key}_published")
                     if show_pub:
                         row.append("" if pub is None or pd.isna(pub) else f"{pub:.{m.digits}f}")
-                lines.append("| " + " | ".join(row) + " |")
+                rows.append(row)
         foot = ("`*`: the 95% interval of the delta (paired by seed) excludes 0. " if study.baseline else "")
         foot += ("A word after a cell is the runs' verdict when not healthy (vanishing, exploding, dead_units, "
                  "not_learning)." + (f" Published: {study.source}." if study.source else "") + "".join(f" {x}" for x in study.notes))
-        lines += ["", foot, ""]
+        blocks.append(Block(title, not_comparable_note(d), head, rows, foot, len(rows_by),
+                            groups if study.column is not None and show_pub else None))
+    return blocks
+
+
+def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
+    if df.empty:
+        return "No finished runs.\n"
+    lines = []
+    for b in layout(df, study):
+        lines += [f"## {b.title}", ""]
+        if b.note:
+            lines += [b.note, ""]
+        lines += ["| " + " | ".join(b.head) + " |", "|" + "---|" * len(b.head)]
+        lines += ["| " + " | ".join(r) + " |" for r in b.rows]
+        lines += ["", b.foot, ""]
     return "\n".join(lines)
 
 
-def section(uri: str, experiment: str) -> tuple[pd.DataFrame, str]:
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                "±": r"$\pm$", "−": r"$-$", "—": "---", "×": r"$\times$"}
+
+
+def tex(text: str) -> str:
+    """A table string as LaTeX: special characters escaped, ±, − and a negative number's sign in
+    math, the delta's `*` as a superscript, markdown's **bold** and `code` as \\textbf and \\texttt."""
+    import re
+
+    def esc(t: str) -> str:
+        return "".join(_TEX_SPECIAL.get(ch, ch) for ch in t)
+
+    out, pos = [], 0
+    for m in re.finditer(r"\*\*(.+?)\*\*|`([^`]*)`|(?<=\d)\*(?=\))|(?<![\w.])-(?=\d)", text):
+        out.append(esc(text[pos:m.start()]))
+        if m.group(0) == "-":
+            out.append(r"$-$")  # a negative number's minus, not a hyphen
+        elif m.group(1) is not None:
+            out.append(r"\textbf{" + esc(m.group(1)) + "}")
+        elif m.group(2) is not None:
+            out.append(r"\texttt{" + esc(m.group(2)) + "}" if m.group(2) != "*" else r"$^{*}$")
+        else:
+            out.append(r"$^{*}$")
+        pos = m.end()
+    return "".join(out) + esc(text[pos:])
+
+
+WIDE_TABLE = 6  # columns above which a LaTeX table is scaled to the text width
+
+
+def _latex_head(b: Block) -> list[str]:
+    """The header row; with groups (a depth's ours, published, difference) two rows, the paper's way."""
+    if not b.groups:
+        return [" & ".join(tex(h) for h in b.head) + r" \\"]
+    top, rules, col = [""] * b.keys, [], b.keys + 1
+    for label, names in b.groups:
+        top.append(r"\multicolumn{%d}{c}{%s}" % (len(names), tex(label)))
+        rules.append(r"\cmidrule(lr){%d-%d}" % (col, col + len(names) - 1))
+        col += len(names)
+    sub = [tex(h) for h in b.head[:b.keys]] + [tex(n) for _, names in b.groups for n in names]
+    return [" & ".join(top) + r" \\", " ".join(rules), " & ".join(sub) + r" \\"]
+
+
+def to_latex(df: pd.DataFrame, study: Study | None = None, title: str = "") -> str:
+    """The same tables as to_markdown, one LaTeX `table` each (\\usepackage{booktabs, graphicx})."""
+    if df.empty:
+        return "% No finished runs.\n"
+    out = []
+    for b in layout(df, study):
+        caption = f"{title}: {b.title}" if title else b.title
+        spec = "l" * b.keys + "r" * (len(b.head) - b.keys)
+        wide = len(b.head) > WIDE_TABLE  # scaled to the text width (graphicx), else it runs into the margin
+        out += [r"\begin{table}[htbp]", r"\centering", r"\small", r"\caption{" + tex(caption) + "}",
+                *([r"\resizebox{\linewidth}{!}{%"] if wide else []),
+                r"\begin{tabular}{" + spec + "}", r"\toprule", *_latex_head(b), r"\midrule"]
+        for i, r in enumerate(b.rows):
+            if i and b.keys > 1 and r[0] != b.rows[i - 1][0]:
+                out.append(r"\addlinespace")  # between the groups of the first key (regimes)
+            out.append(" & ".join(tex(c) for c in r) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}" + ("}" if wide else ""), r"\par\smallskip",
+                r"\parbox{\linewidth}{\footnotesize " + tex(" ".join(x for x in (b.note, b.foot) if x)) + "}",
+                r"\end{table}", ""]
+    return "\n".join(out)
+
+
+def section(uri: str, experiment: str) -> tuple[pd.DataFrame, str, str]:
+    """One experiment's aggregated frame, its markdown section and its LaTeX tables."""
     runs = fetch_runs(uri, experiment)
     if runs.empty:
-        return pd.DataFrame(), f"# Results: experiment `{experiment}`\n\nNo ended runs.\n"
+        return pd.DataFrame(), f"# Results: experiment `{experiment}`\n\nNo ended runs.\n", \
+            f"% experiment {tex(experiment)}: no ended runs\n"
     study = study_for(str(runs["study"].iloc[0]) if "study" in runs else experiment,
                       str(runs["model.family"].iloc[0]) if "model.family" in runs else "mlp")
     df = aggregate(runs, study)
-    return df, f"# Results: experiment `{experiment}`\n\n{study.title}.\n\n" + to_markdown(df, study)
+    return (df, f"# Results: experiment `{experiment}`\n\n{study.title}.\n\n" + to_markdown(df, study),
+            f"% experiment {tex(experiment)}\n" + to_latex(df, study, study.title))
 
 
 def build(uri: str, experiment: str | None, out: Path) -> pd.DataFrame:
-    """results/table.md and table.csv: one section per experiment (all of the store's unless named)."""
+    """results/table.md, table.tex and table.csv: one section per experiment (all of the store's
+    unless named)."""
     names = reader.chosen(uri, experiment)
-    frames, texts = [], []
+    frames, texts, tables = [], [], []
     for name in names:
-        df, md = section(uri, name)
+        df, md, tx = section(uri, name)
         frames.append(df.assign(experiment=name))
         texts.append(md)
+        tables.append(tx)
     out.mkdir(parents=True, exist_ok=True)
     df = pd.concat(frames, ignore_index=True)
     df.to_csv(out / "table.csv", index=False)
     md = "\n".join(texts)
     (out / "table.md").write_text(md)
+    (out / "table.tex").write_text("% vgsweep table: the tables of table.md for a paper; needs \\usepackage{booktabs, graphicx}\n\n"
+                                   + "\n".join(tables))
     print(md)
     return df
 
@@ -360,7 +460,7 @@ def build(uri: str, experiment: str | None, out: Path) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vgsweep table", description=__doc__.splitlines()[0])
     reader.store_args(ap)
-    ap.add_argument("--out", default="results", type=Path, help="folder for table.md and table.csv")
+    ap.add_argument("--out", default="results", type=Path, help="folder for table.md, table.tex and table.csv")
     a = ap.parse_args(argv)
     build(a.tracking_uri or tracking.default_uri(), a.experiment, a.out)
     return 0
