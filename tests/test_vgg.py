@@ -381,6 +381,8 @@ def test_the_study_through_the_cli_into_mlflow_the_table_and_the_figures(cifar_r
     lines = [x for x in md.splitlines() if x.startswith("| vgg")]
     assert [x.split(" | ")[0][2:] for x in lines] == ["vgg08", "vgg38", "vgg38_bn", "vgg38_bn", "vgg38_rc",
                                                        "vgg38_bn_rc", "vgg38_bn_rc"]
+    tex = (tmp_path / "res" / "table.tex").read_text()
+    assert r"vgg38\_bn\_rc & 0.01 & " in tex and r"\begin{tabular}{llr" in tex  # model, lr; parameters
     figs = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp_path / "figs")], cwd=tmp_path)
     assert figs.returncode == 0, figs.stderr[-3000:]
     print(md)
