@@ -35,9 +35,11 @@ def _metrics(uri: str) -> dict:
 
 
 @pytest.mark.e2e
-def test_submitit_local_runs_each_pack_as_a_subprocess_with_the_same_numbers(tiny_root, tmp_path):
+def test_submitit_local_runs_each_pack_as_a_subprocess_with_the_same_numbers(tiny_root, tmp_path, monkeypatch):
     """executor=submitit_local: each pack pickled, run as a subprocess by submitit, its outcomes
-    pickled back; the runs are the ones the in-process launcher trains, number for number."""
+    pickled back; the runs are the ones the in-process launcher trains, number for number. The pack
+    jobs see the sweep's GPUs (submitit's local executor would set CUDA_VISIBLE_DEVICES to none)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     common = [*SMALL, f"data.root={tiny_root}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
     remote = f"sqlite:///{tmp_path / 'remote.db'}"
     proc = run_cli(["-m", *GRID, *common, f"tracking.uri={remote}", "hydra.launcher.executor=submitit_local",
@@ -56,6 +58,22 @@ def test_submitit_local_runs_each_pack_as_a_subprocess_with_the_same_numbers(tin
         assert losses == pytest.approx([e["test_loss"] for e in train_pack([cfg]).history[0]], rel=1e-5, abs=1e-6)
     _, runs = _runs(remote)
     assert {r.info.status for r in runs} == {"FINISHED"} and all(r.data.tags.get("vgsweep.job") for r in runs)
+    assert [r.data.tags.get("vgsweep.cuda_visible_devices") for r in runs] == ["0"] * 4
+
+
+def test_a_local_pack_job_sees_the_sweeps_gpus(monkeypatch):
+    """A sweep without CUDA_VISIBLE_DEVICES: its submitit_local pack job has none either (submitit set
+    it to no GPU at all); a SLURM job keeps what its allocation set."""
+    from vgsweep.executors import PackJob
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    local, slurm = PackJob([], same_devices=True), PackJob([])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # what submitit's local controller gives the job
+    local.see_devices()
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # SLURM's allocation
+    slurm.see_devices()
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
 
 
 @pytest.mark.e2e

@@ -101,15 +101,19 @@ class PackJob:
     """What a scheduler job runs: one pack of jobs, planned again on the node (see the module doc).
     submitit pickles it; `checkpoint` (submitit's requeue hook) resubmits it as it is."""
 
-    def __init__(self, jobs: list[Job]):
+    def __init__(self, jobs: list[Job], same_devices: bool = False):
+        """same_devices: the job runs on this machine (submitit_local) and sees the GPUs this process
+        sees; submitit's local executor would set CUDA_VISIBLE_DEVICES to none (gpus_per_node 0)."""
         # what the node needs: configs, output folders and logs (planning state is made there again)
         self.jobs = [replace(j, resume_run=None, resume_state=None) for j in jobs]
+        self.devices = (os.environ.get("CUDA_VISIBLE_DEVICES"),) if same_devices else None
 
     def __call__(self) -> list[Outcome]:
         from vgsweep import tracking
         from vgsweep.packing import group_packs
         from vgsweep.sweep import plan, run_isolated
 
+        self.see_devices()
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
         tracking.configure(float(self.jobs[0].cfg.tracking.retry_s))
         outcomes = plan(self.jobs, adopt=scheduler_job_id())
@@ -120,6 +124,16 @@ class PackJob:
             for i, o in zip(idx, run_isolated([self.jobs[i] for i in idx], None)):
                 outcomes[i] = o
         return outcomes  # type: ignore[return-value]
+
+    def see_devices(self) -> None:
+        """With same_devices, the GPUs of the submitting process: its CUDA_VISIBLE_DEVICES, or none
+        set. Before anything initialises CUDA in this process."""
+        if self.devices is not None:
+            (visible,) = self.devices
+            if visible is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
     def checkpoint(self, *args, **kwargs):
         """Preempted or out of time: requeue this same pack (its runs resume from their checkpoints)."""
@@ -221,7 +235,7 @@ class SubmititPacks:
             if self.cluster == "local":
                 stack.enter_context(_output_to(self.folder / "controllers.log"))
             with self.ex.batch():
-                self.handles = [self.ex.submit(PackJob(p)) for p in packs]
+                self.handles = [self.ex.submit(PackJob(p, same_devices=self.cluster == "local")) for p in packs]
         ids = [h.job_id for h in self.handles]
         if self.cluster == "slurm":
             PENDING_SLURM.update(dict.fromkeys(ids))

@@ -84,6 +84,7 @@ def run_tags(config_hash: str, overrides: list[str], pack_size: int, device: str
         "vgsweep.device": device,
         "vgsweep.pack_size": str(pack_size),
         **({TAG_JOB: job} if (job := scheduler_job_id()) else {}),
+        **({"vgsweep.cuda_visible_devices": v} if (v := os.environ.get("CUDA_VISIBLE_DEVICES")) is not None else {}),
     }
 
 
