@@ -6,7 +6,8 @@
 Packed: `python -m vgsweep experiment=paper_table1` (30 runs x --epochs), timed from launch to the
 process exit, which comes after the last MLflow run is FINISHED; once per --precision, and once
 more at the first precision with diagnostics off, which gives the diagnostics' cost, and on CUDA once
-more with cuda_graph=false, which gives the step graph's worth.
+more with cuda_graph=false, which gives the step graph's worth, and once (tf32) with the packs at
+once as processes sharing the GPU (executor=submitit_local), which says whether concurrent packs gain.
 One at a time: the same 30 configs with `hydra/launcher=basic` and only --basic-epochs epochs each;
 each job's time at --epochs is extrapolated from its MLflow record: (run wall time - its epochs'
 seconds) + mean epoch seconds x --epochs, plus the process start-up once. Prints the ratio.
@@ -85,6 +86,10 @@ def main() -> None:
     variants.insert(1, (f"{variants[0][0]}-nodiag", ["diagnostics.enabled=false"]))  # the diagnostics' cost
     if torch.cuda.is_available():  # what capturing the step as a CUDA graph is worth
         variants.insert(2, (f"{variants[0][0]}-nograph", ["cuda_graph=false"]))
+        # the two packs (one per depth) at once, as two processes sharing the GPU (submitit_local):
+        # whether packs of different shapes gain from running concurrently
+        fast = "tf32" if "tf32" in precisions else precisions[0]
+        variants.append((f"{fast}-procs", ["hydra.launcher.executor=submitit_local", "hydra.launcher.poll_s=0.2"]))
     for prec, extra in variants:
         uri = f"sqlite:///{out / f'packed_{prec}.db'}"
         wall = cli([*common, f"train.epochs={a.epochs}", f"precision={prec.split('-')[0]}", f"tracking.uri={uri}",
@@ -118,7 +123,8 @@ def main() -> None:
     print("| mode | wall time (s) | of which in epochs (s) | speed-up vs one at a time |\n|---|---|---|---|")
     print(f"| one job at a time (extrapolated from {a.basic_epochs} epochs each) | {basic_total:.1f} | | 1.0x |")
     for prec, r in result["packed"].items():
-        label = prec.replace("-nodiag", ", diagnostics off").replace("-nograph", ", cuda_graph=false")
+        label = (prec.replace("-nodiag", ", diagnostics off").replace("-nograph", ", cuda_graph=false")
+                 .replace("-procs", ", its packs at once as processes (submitit_local)"))
         print(f"| packed, {label} | {r['wall_s']:.1f} | {r['training_s']:.1f} | {basic_total / r['wall_s']:.1f}x |")
     p0 = precisions[0]
     on, off = result["packed"][p0]["wall_s"], result["packed"][f"{p0}-nodiag"]["wall_s"]
