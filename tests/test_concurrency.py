@@ -72,8 +72,8 @@ def test_two_overlapping_sweeps_train_each_shared_config_once(tiny_root, tmp_pat
                               "4 finished, 0 skipped (already in the store), 0 failed"], counts
 
 
-def test_a_claim_on_a_server_store_waits_for_another_sweeps_claim(small_cfg, mlflow_server, tmp_path, monkeypatch):
-    """With a server store the claims of the sweeps on one host take turns too (a lock of this user's,
+def test_a_claim_on_a_server_store_waits_for_another_sweeps_claim(small_cfg, mlflow_server, tmp_path):
+    """With a server store the claims of the sweeps on one host take turns too (a lock of this host's,
     named after the server's URI). Another process holds that lock while it records this very config
     as FINISHED: a sweep that planned to train it (the store had nothing yet) must wait for the lock
     at its claim, then skip the config, not train it a second time."""
@@ -84,7 +84,6 @@ def test_a_claim_on_a_server_store_waits_for_another_sweeps_claim(small_cfg, mlf
     from vgsweep.jobs import Job
     from vgsweep.sweep import run_jobs
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where both processes keep the lock
     job = Job(small_cfg("seed=3", f"tracking.uri={mlflow_server}"))
     other = subprocess.Popen([sys.executable, "-c", f"""
 import time
@@ -107,3 +106,26 @@ with tracking.store_lock({mlflow_server!r}):
     c = MlflowClient(mlflow_server)
     [run] = c.search_runs([c.get_experiment_by_name(job.cfg.tracking.experiment).experiment_id])
     assert run.data.tags[tracking.TAG_HASH] == job.key()
+
+
+def test_a_server_stores_lock_is_reentrant_and_best_effort(tmp_path, monkeypatch, caplog):
+    """Taken again inside itself it is released once, at the outer end; where the temporary folder
+    refuses lock files the claim goes on unlocked with one warning (as before there was a lock)."""
+    import tempfile
+
+    from vgsweep import tracking
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    lock = tracking.store_lock("http://127.0.0.1:9/")
+    with lock:
+        with tracking.store_lock("http://127.0.0.1:9"):
+            assert lock.lock.is_locked
+        assert lock.lock.is_locked
+    assert not lock.lock.is_locked
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "file"))  # no folder can be made under a file
+    with caplog.at_level("WARNING", logger="vgsweep.tracking"):
+        for _ in range(2):
+            with tracking.store_lock("http://127.0.0.1:9"):
+                pass
+    assert [r.getMessage()[:40] for r in caplog.records] == ["no lock for the store http://127.0.0.1:9"]

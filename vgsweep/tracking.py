@@ -249,11 +249,11 @@ _LOCKS: dict[str, object] = {}
 def store_lock(uri: str):
     """A file lock for what is not atomic in a store: creating the schema or an experiment, and a
     pack's claim on its configs (sweep.run_pack). Beside a SQLite file; for a server, a lock of this
-    host's user (XDG cache folder, named after the URI), so the sweeps of one machine take turns and
-    only sweeps on different hosts can still race. One lock object per file, so that it may be taken
-    again inside itself."""
-    import contextlib
+    host's (in the temporary folder, per user, named after the URI), so the sweeps of one machine
+    take turns and only sweeps on different hosts can still race; where that folder refuses locks, a
+    warning and no lock. One lock object per file, so that it may be taken again inside itself."""
     import hashlib
+    import tempfile
 
     from filelock import FileLock
 
@@ -261,17 +261,42 @@ def store_lock(uri: str):
     if p is not None:
         path = str(p) + ".lock"
     else:
-        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vgsweep" / "locks"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:  # a read-only home: no lock, as before (the race is narrow)
-            log.debug("no lock for %s: %s", uri, e)
-            return contextlib.nullcontext()
+        folder = Path(tempfile.gettempdir()) / f"vgsweep-{os.getuid()}" / "locks"
         path = str(folder / (hashlib.sha1(uri.rstrip("/").encode()).hexdigest()[:16] + ".lock"))
     if path not in _LOCKS:
-        _LOCKS[path] = FileLock(path)
-    _LOCKS[path].timeout = max(_RETRY_S, 60)
-    return _LOCKS[path]
+        _LOCKS[path] = FileLock(path) if p is not None else _HostLock(FileLock(path), uri)
+    lock = _LOCKS[path]
+    (lock.lock if isinstance(lock, _HostLock) else lock).timeout = max(_RETRY_S, 60)
+    return lock
+
+
+class _HostLock:
+    """A server store's lock of this host: best effort, as before there was one (a folder that
+    refuses file locks costs a warning, not the sweep); re-entrant as FileLock is."""
+
+    def __init__(self, lock, uri: str):
+        self.lock, self.uri, self._held, self._warned = lock, uri, [], False
+
+    def __enter__(self):
+        from filelock import Timeout
+
+        try:
+            Path(self.lock.lock_file).parent.mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()
+            self._held.append(True)
+        except Timeout:
+            raise
+        except (OSError, NotImplementedError) as e:
+            self._held.append(False)
+            if not self._warned:
+                log.warning("no lock for the store %s (%s): overlapping sweeps on this host may train a config "
+                            "twice", self.uri, e)
+                self._warned = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._held.pop():
+            self.lock.release()
 
 
 def _install_sqlite_busy_timeout() -> None:
