@@ -146,7 +146,8 @@ def test_report_and_figures_from_the_store(sweep):
     expected = ["activations", "curves_d2", "gradient_flow_d2", "gradient_distribution_tanh_d2"]  # logistic absent: the first in paper order
     for stem in expected:
         assert (figs / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
-        assert (figs / f"{stem}.pdf").read_bytes()[:4] == b"%PDF", stem
+        pdf = (figs / f"{stem}.pdf").read_bytes()
+        assert pdf[:4] == b"%PDF" and b"/FontFile2" in pdf and b"/Type3" not in pdf, stem  # TrueType fonts
     report = (out / "report.md").read_text()
     assert all(f"figures/agarap2019/{stem}.png" in report for stem in expected)
     assert "## Verdicts" in report and "| gna | relu |" in report
