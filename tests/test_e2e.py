@@ -151,6 +151,7 @@ def test_report_and_figures_from_the_store(sweep):
     report = (out / "report.md").read_text()
     assert all(f"figures/agarap2019/{stem}.png" in report for stem in expected)
     assert "## Verdicts" in report and "| gna | relu |" in report
+    assert "[table.tex](table.tex)" in report and (out / "table.tex").is_file()
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("agarap2019")
     runs = client.search_runs([exp.experiment_id], max_results=1000)

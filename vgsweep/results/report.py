@@ -83,7 +83,9 @@ def build(uri: str, out: Path, experiment: str | None = None, activation: str = 
     table.build(uri, experiment, out)
     lines = ["# vgsweep report", "",
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `{uri}`: "
-             + ", ".join(f"`{n}`" for n in names) + ".", ""]
+             + ", ".join(f"`{n}`" for n in names) + ".",
+             "The same tables for a paper in [table.tex](table.tex) (LaTeX, booktabs), every number unrounded in "
+             "[table.csv](table.csv).", ""]
     for name in names:
         lines += section(uri, name, out, activation)
     path = out / "report.md"
