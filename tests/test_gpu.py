@@ -1,6 +1,6 @@
 """What only a CUDA GPU can show: the captured training step against the eager one, tf32 and bf16
-packs, the memory budget read from CUDA, a pack too big for the device split and retried, and
-deterministic=true repeatable. On a machine without CUDA every test here skips, saying why.
+packs, the memory budget read from CUDA, a pack too big for the device split and retried,
+deterministic=true repeatable, and submitit_local pack jobs that see the GPU. On a machine without CUDA every test here skips, saying why.
 
 Run on the GPU machine: `python -m pytest -m gpu tests/test_gpu.py` (tools/gpu_session.sh: STEPS=gputest).
 """
@@ -121,3 +121,22 @@ def test_a_pack_too_big_for_the_device_is_split_and_retried(small_cfg, tmp_path,
     for k in (0, 7):  # the retried packs' runs are the runs alone
         alone = train_pack([cfgs[k]]).history[0][-1]
         assert outcomes[k].final["test_loss"] == pytest.approx(alone["test_loss"], rel=1e-5, abs=1e-6)
+
+
+def test_submitit_local_pack_jobs_train_on_the_gpu(tiny_root, tmp_path):
+    """executor=submitit_local on a GPU machine: the pack jobs see the sweep's GPUs (submitit's local
+    executor alone gives them none, and device=auto then trains on the CPU without a word)."""
+    pytest.importorskip("submitit")
+    from mlflow.tracking import MlflowClient
+
+    from tests.conftest import SMALL, run_cli
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    small = [a for a in SMALL if not a.startswith(("device=", "model.hidden="))]
+    proc = run_cli(["-m", *small, "activation=relu,tanh", "model.hidden=[64,64],[32,32]", "device=auto",
+                    f"data.root={tiny_root}", f"tracking.uri={uri}", "hydra.launcher.executor=submitit_local",
+                    "hydra.launcher.poll_s=0.2", f"hydra.sweep.dir={tmp_path / 'mr'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    c = MlflowClient(uri)
+    runs = c.search_runs([c.get_experiment_by_name("agarap2019").experiment_id])
+    assert len(runs) == 4 and {r.data.tags["vgsweep.device"] for r in runs} == {torch.cuda.get_device_name()}
