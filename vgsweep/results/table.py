@@ -5,7 +5,9 @@ cell of the primary metric reads `75.05 ± 0.31 (+9.93*)`: mean ± std over seed
 to the baseline of the same other axes in percentage points, the paper's way; with >= 2 seeds per
 side, a 95% t-interval of that difference (paired by seed where the seeds match) marks it `*` when
 it excludes 0. The published value sits beside ours only where the runs were made with the
-published settings; the section's header names any setting that differs for all of them.
+published settings; the section's header names any setting that differs for all of them. Our
+difference to it is marked `†` when the published value (one run) lies outside the 95% prediction
+interval of one run of ours: not reproduced within seed noise.
 """
 
 from __future__ import annotations
@@ -116,6 +118,17 @@ def delta_interval(ours: pd.Series, base: pd.Series) -> tuple[float, float]:
     return float("nan"), float("nan")
 
 
+def outside_seed_noise(ours: pd.Series, published: float) -> float:
+    """1.0 if a published value (one run) lies outside the 95% prediction interval of one run of
+    ours, mean ± t(n-1) s sqrt(1 + 1/n) over our n seeds: not reproduced within seed noise; 0.0 if
+    inside; nan with fewer than 2 seeds."""
+    n = len(ours)
+    if n < 2:
+        return float("nan")
+    half = _t975(n - 1) * ours.std(ddof=1) * math.sqrt(1 + 1 / n)
+    return float(abs(published - ours.mean()) > half)
+
+
 def summarise_verdicts(v: pd.Series) -> str:
     """`vanishing` when all seeds agree, else `vanishing 2/3, healthy 1/3` (most common first)."""
     counts = v[v != ""].value_counts()
@@ -184,9 +197,10 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
                     row["published" if m is primary else f"{m.key}_published"] = pub[m.key]
                     if m is primary:
                         row["ours_minus_published"] = ours - pub[m.key]
+                        row["published_outside_noise"] = outside_seed_noise(s, pub[m.key])
         out.append(row)
     df = pd.DataFrame(out).rename(columns={a.key: a.label for a in study.all_axes})
-    for c in ("delta", "delta_lo", "delta_hi", "published", "ours_minus_published"):
+    for c in ("delta", "delta_lo", "delta_hi", "published", "ours_minus_published", "published_outside_noise"):
         if c not in df:
             df[c] = np.nan
     if study.column is not None and study.column.numeric:
@@ -278,6 +292,7 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
     labels = [a.label for a in study.axes]
     stat_cols = {c for c in df.columns if c in ("n", "failed", "mean", "std", "seeds", "verdict", "delta", "delta_lo",
                                                "delta_hi", "published", "ours_minus_published", "not_comparable",
+                                               "published_outside_noise",
                                                "parameters") or c.endswith(("_mean", "_std", "_published"))}
     axis_cols = labels + ([study.column.label] if study.column else [])
     extra = [c for c in df.columns if c not in (*axis_cols, *stat_cols)]
@@ -310,7 +325,8 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
                         comparable = len(r) and not pd.isna(r["published"].iloc[0])
                         vals = (dataset, *key[:len(labels) - 1], c)
                         row.append(published_cell(study, vals) if comparable else "")
-                        row.append(_signed(r["ours_minus_published"].iloc[0]) if comparable else "")
+                        row.append(_signed(r["ours_minus_published"].iloc[0])
+                                   + (" †" if r["published_outside_noise"].iloc[0] == 1 else "") if comparable else "")
                 rows.append(row)
         else:
             head = [*rows_by]
@@ -336,6 +352,9 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
                         row.append("" if pub is None or pd.isna(pub) else f"{pub:.{m.digits}f}")
                 rows.append(row)
         foot = ("`*`: the 95% interval of the delta (paired by seed) excludes 0. " if study.baseline else "")
+        if d["published_outside_noise"].eq(1).any():
+            foot += ("`†`: the published value (one run) lies outside the 95% prediction interval of one run of "
+                     "ours (mean ± t·s·√(1 + 1/n) over our n seeds): not reproduced within seed noise. ")
         foot += ("A word after a cell is the runs' verdict when not healthy (vanishing, exploding, dead_units, "
                  "not_learning)." + (f" Published: {study.source}." if study.source else "") + "".join(f" {x}" for x in study.notes))
         blocks.append(Block(title, not_comparable_note(d), head, rows, foot, len(rows_by),
@@ -359,7 +378,8 @@ def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
 
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                "±": r"$\pm$", "−": r"$-$", "—": "---", "×": r"$\times$"}
+                "±": r"$\pm$", "−": r"$-$", "—": "---", "×": r"$\times$", "†": r"$^{\dagger}$",
+                "·": r"$\cdot$", "√": r"$\surd$"}
 
 
 def tex(text: str) -> str:
