@@ -11,6 +11,7 @@ once as processes sharing the GPU (executor=submitit_local), which says whether 
 One at a time: the same 30 configs with `hydra/launcher=basic` and only --basic-epochs epochs each;
 each job's time at --epochs is extrapolated from its MLflow record: (run wall time - its epochs'
 seconds) + mean epoch seconds x --epochs, plus the process start-up once. Prints the ratio.
+Each row starts from a fresh store: the files of an earlier benchmark in --out are removed first.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,6 +75,12 @@ def main() -> None:
     a = ap.parse_args()
     out = a.out or Path(tempfile.mkdtemp(prefix="vgsweep-bench-"))
     out.mkdir(parents=True, exist_ok=True)
+    stale = [*out.glob("*.db"), *out.glob("*.db.lock"), *out.glob("*.log"), *out.glob("packed_*"), out / "basic",
+             out / "mlartifacts", out / "bench.json"]
+    if any(p.exists() for p in stale):  # every row times a fresh store (an old one would also hold old runs)
+        print(f"(the previous benchmark's files in {out} removed)")
+        for p in stale:
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     common = ["experiment=paper_table1", f"data.root={Path(a.data_root).resolve()}", "data.download=false",
               "study=bench", *a.extra]
     if a.limit_train:
