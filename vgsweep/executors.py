@@ -106,7 +106,7 @@ class PackJob:
         sees; submitit's local executor would set CUDA_VISIBLE_DEVICES to none (gpus_per_node 0)."""
         # what the node needs: configs, output folders and logs (planning state is made there again)
         self.jobs = [replace(j, resume_run=None, resume_state=None) for j in jobs]
-        self.devices = (os.environ.get("CUDA_VISIBLE_DEVICES"),) if same_devices else None
+        self.same_devices, self.visible = same_devices, os.environ.get("CUDA_VISIBLE_DEVICES")
 
     def __call__(self) -> list[Outcome]:
         from vgsweep import tracking
@@ -128,12 +128,12 @@ class PackJob:
     def see_devices(self) -> None:
         """With same_devices, the GPUs of the submitting process: its CUDA_VISIBLE_DEVICES, or none
         set. Before anything initialises CUDA in this process."""
-        if self.devices is not None:
-            (visible,) = self.devices
-            if visible is None:
-                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-            else:
-                os.environ["CUDA_VISIBLE_DEVICES"] = visible
+        if not self.same_devices:
+            return
+        if self.visible is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.visible
 
     def checkpoint(self, *args, **kwargs):
         """Preempted or out of time: requeue this same pack (its runs resume from their checkpoints)."""

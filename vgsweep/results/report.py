@@ -51,10 +51,8 @@ def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
                           "epoch": r.failed_epoch, "overrides": r.overrides} for _, r in bad.iterrows()])
 
 
-def section(uri: str, experiment: str, out: Path, activation: str) -> list[str]:
-    client, exp = reader.open_experiment(uri, experiment)
-    runs = reader.runs_frame(client, exp.experiment_id)
-    df, md, _ = table.section(uri, experiment)
+def section(uri: str, sec: table.Section, out: Path, activation: str) -> list[str]:
+    experiment, runs, md = sec.name, sec.runs, sec.md
     fig_dir = out / "figures" / experiment
     figs = [p for p in figures.build(uri, experiment, fig_dir, activation) if p.suffix == ".png"] \
         if (not runs.empty and runs["status"].eq("FINISHED").any()) else []
@@ -79,15 +77,16 @@ def section(uri: str, experiment: str, out: Path, activation: str) -> list[str]:
 
 
 def build(uri: str, out: Path, experiment: str | None = None, activation: str = "logistic") -> Path:
-    names = reader.chosen(uri, experiment)
-    table.build(uri, experiment, out)
+    secs = table.sections(uri, experiment)  # the runs of each experiment, read once for the table and the page
+    table.write(secs, out)
+    names = [sec.name for sec in secs]
     lines = ["# vgsweep report", "",
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `{uri}`: "
              + ", ".join(f"`{n}`" for n in names) + ".",
              "The same tables for a paper in [table.tex](table.tex) (LaTeX, booktabs), every number unrounded in "
              "[table.csv](table.csv).", ""]
-    for name in names:
-        lines += section(uri, name, out, activation)
+    for sec in secs:
+        lines += section(uri, sec, out, activation)
     path = out / "report.md"
     path.write_text("\n".join(lines))
     print(path)

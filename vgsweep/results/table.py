@@ -443,38 +443,53 @@ def to_latex(df: pd.DataFrame, study: Study | None = None, title: str = "") -> s
     return "\n".join(out)
 
 
-def section(uri: str, experiment: str) -> tuple[pd.DataFrame, str, str]:
-    """One experiment's aggregated frame, its markdown section and its LaTeX tables."""
+@dataclass
+class Section:
+    """One experiment's part of the results: its ended runs (reader.runs_frame), the aggregated
+    frame, the markdown section and the LaTeX tables."""
+
+    name: str
+    runs: pd.DataFrame
+    df: pd.DataFrame
+    md: str
+    tex: str
+
+
+def section(uri: str, experiment: str) -> Section:
     runs = fetch_runs(uri, experiment)
     if runs.empty:
-        return pd.DataFrame(), f"# Results: experiment `{experiment}`\n\nNo ended runs.\n", \
-            f"% experiment {tex(experiment)}: no ended runs\n"
+        return Section(experiment, runs, pd.DataFrame(), f"# Results: experiment `{experiment}`\n\nNo ended runs.\n",
+                       f"% experiment {tex(experiment)}: no ended runs\n")
     study = study_for(str(runs["study"].iloc[0]) if "study" in runs else experiment,
                       str(runs["model.family"].iloc[0]) if "model.family" in runs else "mlp")
     df = aggregate(runs, study)
-    return (df, f"# Results: experiment `{experiment}`\n\n{study.title}.\n\n" + to_markdown(df, study),
-            f"% experiment {tex(experiment)}\n" + to_latex(df, study, study.title))
+    return Section(experiment, runs, df,
+                   f"# Results: experiment `{experiment}`\n\n{study.title}.\n\n" + to_markdown(df, study),
+                   f"% experiment {tex(experiment)}\n" + to_latex(df, study, study.title))
+
+
+def sections(uri: str, experiment: str | None) -> list[Section]:
+    """One section per experiment (all of the store's unless named)."""
+    return [section(uri, name) for name in reader.chosen(uri, experiment)]
+
+
+def write(secs: list[Section], out: Path) -> pd.DataFrame:
+    """results/table.md, table.tex and table.csv from the sections; the frames, one table."""
+    out.mkdir(parents=True, exist_ok=True)
+    df = pd.concat([s.df.assign(experiment=s.name) for s in secs], ignore_index=True)
+    df.to_csv(out / "table.csv", index=False)
+    md = "\n".join(s.md for s in secs)
+    (out / "table.md").write_text(md)
+    (out / "table.tex").write_text("% vgsweep table: the tables of table.md for a paper; needs \\usepackage{booktabs, graphicx}\n\n"
+                                   + "\n".join(s.tex for s in secs))
+    print(md)
+    return df
 
 
 def build(uri: str, experiment: str | None, out: Path) -> pd.DataFrame:
     """results/table.md, table.tex and table.csv: one section per experiment (all of the store's
     unless named)."""
-    names = reader.chosen(uri, experiment)
-    frames, texts, tables = [], [], []
-    for name in names:
-        df, md, tx = section(uri, name)
-        frames.append(df.assign(experiment=name))
-        texts.append(md)
-        tables.append(tx)
-    out.mkdir(parents=True, exist_ok=True)
-    df = pd.concat(frames, ignore_index=True)
-    df.to_csv(out / "table.csv", index=False)
-    md = "\n".join(texts)
-    (out / "table.md").write_text(md)
-    (out / "table.tex").write_text("% vgsweep table: the tables of table.md for a paper; needs \\usepackage{booktabs, graphicx}\n\n"
-                                   + "\n".join(tables))
-    print(md)
-    return df
+    return write(sections(uri, experiment), out)
 
 
 def main(argv: list[str] | None = None) -> int:
