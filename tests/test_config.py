@@ -64,6 +64,7 @@ def test_defaults_reproduce_the_original_code():
     ("regime=wn init=zero", "init.name", "xavier, he or normal"),
     ("tracking.stale_after_s=100", "tracking.stale_after_s", "more than 2 x tracking.heartbeat_s = 120"),
     ("tracking.heartbeat_s=0", "tracking.heartbeat_s", "positive float"),
+    ("tracking.flush_s=-1", "tracking.flush_s", "positive float"),
     ("data.input_noise_std=-0.1", "data.input_noise_std", ">= 0"),
     ("device=tpu", "device", "auto, cpu"),
     ("data.limit_train=0", "data.limit_train", "positive int"),

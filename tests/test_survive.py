@@ -373,3 +373,28 @@ def test_the_progress_line_leaves_out_runs_another_sweep_took(small_cfg, caplog)
     assert [o.status for o in outcomes] == ["FINISHED", "SKIPPED", "FINISHED"]
     lines = [r.getMessage() for r in caplog.records if r.name == "vgsweep.progress"]
     assert lines and all("(2 runs)" in ln and "/2 | 1 taken by another sweep" in ln for ln in lines), lines
+
+
+@pytest.mark.parametrize("flush_s, streamed", [(0.01, True), (600.0, False)])
+def test_metrics_reach_the_store_while_the_pack_trains(small_cfg, monkeypatch, flush_s, streamed):
+    """tracking.flush_s: a run's epochs are in the store before its pack ends (what `make ui` shows during a
+    sweep, and what keeps a GPU pack's close short); with a long interval they wait for the end."""
+    from vgsweep import trainer
+
+    cfg = small_cfg("seed=3", "train.epochs=4", "checkpoint.every=0", f"tracking.flush_s={flush_s}")
+    seen = []
+    run_epoch = trainer.Pack.run_epoch
+
+    def slow_epoch(self, epoch):
+        if epoch == 3:  # before the last epoch: which earlier epochs can another reader see?
+            time.sleep(0.3)
+            client, [run] = _all_runs(cfg.tracking.uri)
+            seen.extend(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+        return run_epoch(self, epoch)
+
+    monkeypatch.setattr(trainer.Pack, "run_epoch", slow_epoch)
+    [o] = run_jobs([Job(cfg)])
+    assert o.status == "FINISHED"
+    assert (sorted(seen) == [0, 1, 2]) if streamed else seen == []
+    client, [run] = _all_runs(cfg.tracking.uri)
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss")) == [0, 1, 2, 3]

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 PARAMS_PER_CALL = 100  # MLflow's log_batch limits
 METRICS_PER_CALL = 1000
-FLUSH_SECONDS = 5.0  # metrics are buffered and sent at most this often (and at the end)
+FLUSH_SECONDS = 0.5  # metrics are buffered and sent at most this often (and at the end): tracking.flush_s
 MAX_PARAM_CHARS = 6000
 
 
@@ -98,6 +98,7 @@ class RunLogger:
         self._pending: list = []
         self._sent: list = []  # futures of batches handed to the writer
         self._last_flush = time.monotonic()
+        self.flush_s = FLUSH_SECONDS
         self._RunTag = RunTag
 
     @classmethod
@@ -128,7 +129,7 @@ class RunLogger:
 
         ts = int(time.time() * 1000)
         self._pending += [Metric(k, float(v), ts, step) for k, v in metrics.items()]
-        if time.monotonic() - self._last_flush > FLUSH_SECONDS:
+        if time.monotonic() - self._last_flush > self.flush_s:
             self.flush()
 
     def _raise_failed(self) -> None:
