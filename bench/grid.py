@@ -12,7 +12,9 @@ and once (tf32) with tracking.flush_s=5, which says what sending metrics during 
 One at a time: the same 30 configs with `hydra/launcher=basic` and only --basic-epochs epochs each;
 each job's time at --epochs is extrapolated from its MLflow record: (run wall time - its epochs'
 seconds) + mean epoch seconds x --epochs, plus the process start-up once. Prints the ratio.
-Each row starts from a fresh store: the files of an earlier benchmark in --out are removed first.
+Each row starts from a fresh store: the files of an earlier benchmark in --out are removed first. The
+rows run in this order: the precisions, one at a time, then the extra questions; each prints its line
+as it ends and bench.json is rewritten after each, so a run cut off by a time limit keeps the rest.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def main() -> None:
     ap.add_argument("--limit-train", type=int, default=None, help="fewer training examples (CPU smoke)")
     ap.add_argument("--extra", nargs="*", default=[], help="more overrides for every run")
     ap.add_argument("--out", type=Path, default=None, help="folder for bench.json and logs")
+    ap.add_argument("--json", type=Path, default=None, help="bench.json also here (rewritten after every row)")
     a = ap.parse_args()
     out = a.out or Path(tempfile.mkdtemp(prefix="vgsweep-bench-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -92,52 +95,73 @@ def main() -> None:
     result = {"date": date.today().isoformat(), "torch": torch.__version__, "python": platform.python_version(),
               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
               "epochs": a.epochs, "packed": {}}
-    precisions = a.precision.split(",")
-    if not torch.cuda.is_available() and precisions != ["fp32"]:  # tf32, bf16 are refused on the CPU
-        print(f"no CUDA: packed at fp32 only (not {', '.join(p for p in precisions if p != 'fp32')})")
-        precisions = ["fp32"]
-    variants = [(p, []) for p in precisions]
-    variants.insert(1, (f"{variants[0][0]}-nodiag", ["diagnostics.enabled=false"]))  # the diagnostics' cost
-    if torch.cuda.is_available():  # what capturing the step as a CUDA graph is worth
-        variants.insert(2, (f"{variants[0][0]}-nograph", ["cuda_graph=false"]))
-        # the two packs (one per depth) at once, as two processes sharing the GPU (submitit_local):
-        # whether packs of different shapes gain from running concurrently
-        fast = "tf32" if "tf32" in precisions else precisions[0]
-        variants.append((f"{fast}-procs", ["hydra.launcher.executor=submitit_local", "hydra.launcher.poll_s=0.2"]))
-        # metrics sent every 5 s (the default until 2026-11-24) instead of every 0.5 s: most of a fast
-        # pack's metrics then wait for its end; whether streaming them during training gains on the GPU
-        variants.append((f"{fast}-flush5", ["tracking.flush_s=5"]))
-    for prec, extra in variants:
+
+    def save() -> None:
+        for f in {out / "bench.json", *([a.json] if a.json else [])}:
+            f.write_text(json.dumps(result, indent=2))
+
+    def packed_row(prec: str, extra: list[str]) -> None:
         uri = f"sqlite:///{out / f'packed_{prec}.db'}"
         wall = cli([*common, f"train.epochs={a.epochs}", f"precision={prec.split('-')[0]}", f"tracking.uri={uri}",
                     *extra, f"hydra.sweep.dir={out / f'packed_{prec}'}"], out / f"packed_{prec}.log",
                    must=not prec.endswith("-procs"))  # an extra question: the rest of the table stands without it
         if wall is None:
-            continue
+            return
         client, rs = runs(uri)
         assert len(rs) == 30 and all(r.info.status == "FINISHED" for r in rs), "packed grid incomplete"
         train = training_seconds(client, rs)
         result["packed"][prec] = {"wall_s": wall, "training_s": train,
                                   "packs": sorted({int(r.data.tags["vgsweep.pack_size"]) for r in rs})}
+        save()
         print(f"packed {prec}: {wall:.1f} s for 30 runs x {a.epochs} epochs; training {train:.1f} s, the other "
               f"{wall - train:.1f} s start-up, composing and checking the configs, the store, artifacts", flush=True)
 
-    uri = f"sqlite:///{out / 'basic.db'}"
-    wall = cli([*common, f"train.epochs={a.basic_epochs}", "hydra/launcher=basic", f"tracking.uri={uri}",
-                f"hydra.sweep.dir={out / 'basic'}"], out / "basic.log")
-    client, rs = runs(uri)
-    per_job, run_total = [], 0.0
-    for r in rs:
-        secs = [m.value for m in client.get_metric_history(r.info.run_id, "epoch_seconds")]
-        run_s = (r.info.end_time - r.info.start_time) / 1000
-        run_total += run_s
-        per_job.append(run_s - sum(secs) + sum(secs) / len(secs) * a.epochs)
-    startup = max(wall - run_total, 0.0)
-    basic_total = startup + sum(per_job)
-    result["basic"] = {"measured_wall_s": wall, "epochs_run": a.basic_epochs, "startup_s": startup,
-                       "extrapolated_s": basic_total}
-    (out / "bench.json").write_text(json.dumps(result, indent=2))
+    def basic_row() -> None:
+        uri = f"sqlite:///{out / 'basic.db'}"
+        wall = cli([*common, f"train.epochs={a.basic_epochs}", "hydra/launcher=basic", f"tracking.uri={uri}",
+                    f"hydra.sweep.dir={out / 'basic'}"], out / "basic.log")
+        client, rs = runs(uri)
+        per_job, run_total = [], 0.0
+        for r in rs:
+            secs = [m.value for m in client.get_metric_history(r.info.run_id, "epoch_seconds")]
+            run_s = (r.info.end_time - r.info.start_time) / 1000
+            run_total += run_s
+            per_job.append(run_s - sum(secs) + sum(secs) / len(secs) * a.epochs)
+        startup = max(wall - run_total, 0.0)
+        total = startup + sum(per_job)
+        result["basic"] = {"measured_wall_s": wall, "epochs_run": a.basic_epochs, "startup_s": startup,
+                           "extrapolated_s": total}
+        save()
+        print(f"one job at a time: {wall:.1f} s for 30 runs x {a.basic_epochs} epochs; {total:.1f} s extrapolated "
+              f"to {a.epochs} epochs", flush=True)
 
+    precisions = a.precision.split(",")
+    if not torch.cuda.is_available() and precisions != ["fp32"]:  # tf32, bf16 are refused on the CPU
+        print(f"no CUDA: packed at fp32 only (not {', '.join(p for p in precisions if p != 'fp32')})")
+        precisions = ["fp32"]
+    p0 = precisions[0]
+    # The rows that answer the targets first (each precision, then one job at a time for the ratio), then
+    # the extra questions: a benchmark cut off by a time limit keeps what matters most (bench.json is
+    # rewritten after every row, and every row prints its line as it ends).
+    extras = [(f"{p0}-nodiag", ["diagnostics.enabled=false"])]  # the diagnostics' cost
+    if torch.cuda.is_available():
+        fast = "tf32" if "tf32" in precisions else p0
+        extras += [
+            (f"{p0}-nograph", ["cuda_graph=false"]),  # what capturing the step as a CUDA graph is worth
+            # the two packs (one per depth) at once, as two processes sharing the GPU (submitit_local):
+            # whether packs of different shapes gain from running concurrently
+            (f"{fast}-procs", ["hydra.launcher.executor=submitit_local", "hydra.launcher.poll_s=0.2"]),
+            # metrics sent every 5 s (the default until 2026-11-24) instead of every 0.5 s: most of a fast
+            # pack's metrics then wait for its end; whether streaming them during training gains on the GPU
+            (f"{fast}-flush5", ["tracking.flush_s=5"]),
+        ]
+    for prec, extra in [(p, []) for p in precisions]:
+        packed_row(prec, extra)
+    basic_row()
+    for prec, extra in extras:
+        packed_row(prec, extra)
+
+    basic_total = result["basic"]["extrapolated_s"]
     print(f"\n{result['device']}, torch {result['torch']}, {result['date']}; paper grid, 30 runs x {a.epochs} epochs"
           + (f", {a.limit_train} training examples" if a.limit_train else ""))
     print("| mode | wall time (s) | of which in epochs (s) | speed-up vs one at a time |\n|---|---|---|---|")
@@ -147,7 +171,6 @@ def main() -> None:
                  .replace("-procs", ", its packs at once as processes (submitit_local)")
                  .replace("-flush5", ", metrics sent every 5 s (tracking.flush_s=5)"))
         print(f"| packed, {label} | {r['wall_s']:.1f} | {r['training_s']:.1f} | {basic_total / r['wall_s']:.1f}x |")
-    p0 = precisions[0]
     on, off = result["packed"][p0]["wall_s"], result["packed"][f"{p0}-nodiag"]["wall_s"]
     print(f"\ndiagnostics cost: {100 * (on - off) / off:+.1f}% of packed {p0} wall time (end to end, logging included)")
     print(f"\nfull numbers and logs: {out}")

@@ -42,8 +42,7 @@ fi
 
 if [[ $STEPS == *bench* ]]; then
   # shellcheck disable=SC2086
-  $PY bench/grid.py --data-root "$DATA" --out /tmp/bench $BENCH_ARGS | tee "$OUT/bench.txt"
-  cp /tmp/bench/bench.json "$OUT/"
+  $PY bench/grid.py --data-root "$DATA" --out /tmp/bench --json "$OUT/bench.json" $BENCH_ARGS | tee "$OUT/bench.txt"
   { echo; echo "bench/flush.py (this machine's CPU: a GPU pack's metric traffic, emulated)"; $PY bench/flush.py; } 2>&1 \
     | grep -v "^20[0-9][0-9]/" | tee -a "$OUT/bench.txt"
 fi
