@@ -53,6 +53,7 @@ CASES = [
     (["tracking.heartbeat_s=nan"], ["tracking.heartbeat_s=nan"], OURS),
     (["tracking.stale_after_s=inf"], ["tracking.stale_after_s=inf"], OURS),
     (["tracking.retry_s=nan"], ["tracking.retry_s=nan"], OURS),
+    (["tracking.flush_s=inf"], ["tracking.flush_s=inf"], OURS),
     (["diagnostics.verdict.vanish_ratio=nan"], ["diagnostics.verdict.vanish_ratio=nan"], OURS),
     (["activation.negative_slope=inf"], ["activation.negative_slope=inf"], OURS),
     # the launcher's own options
