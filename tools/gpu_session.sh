@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Everything a session with the GPU machine has to do, in one device call (about 15 minutes on an H100).
+# Everything a session with the GPU machine has to do, in three device calls (a call may last 10 minutes;
+# the machine goes back after 30 s idle, and with it /tmp: issue the next call at once).
 #
 # Here, once:   ../shared/tools/device-prep.sh filelock submitit pytest pytest-timeout   (fills .whl/ and .devdata/)
-# Device call:  carry [".whl", ".devdata"], command `bash tools/gpu_session.sh`, timeout 600 or split:
-#               STEPS=gputest | bench | profile | vgg | grid | why, or a comma list (default: all six, run in that order;
-#               `why` runs experiment=double_softmax, bn_mode, noise_scale into the grid's store, after `grid`)
+# Device calls: carry [".whl", ".devdata"], command `STEPS=... bash tools/gpu_session.sh`, timeout 600:
+#               STEPS=gputest,bench   then   STEPS=grid,why   then   STEPS=profile,vgg
+#               (steps: gputest | bench | profile | vgg | grid | why, a comma list, run in that order; `why` runs
+#               experiment=double_softmax, bn_mode, noise_scale (or WHY=a,b) into the grid's store in /tmp, so
+#               with `grid`; bn_mode's table needs the grid's runs, the other two are studies of their own.
+#               The grid is 150 runs, the three experiments 600: scale by bench.txt's fp32 row before choosing)
 # Rehearsal on a CPU (what the tests cannot cover), e.g.:
 #   SKIP_INSTALL=1 DATA=../shared/data EXTRA="train.epochs=1 data.limit_train=2048" \
 #   BENCH_ARGS="--epochs 1 --basic-epochs 1 --limit-train 2048 --precision fp32" SEEDS=0 bash tools/gpu_session.sh
-# It writes into $OUT (the device tool brings it back): gpu.txt, gputest.txt (pytest -m gpu), bench.txt, bench.json, profile.txt,
-# traces.tgz (Chrome traces: chrome://tracing or ui.perfetto.dev), grid.log, why.txt, results-why.tgz,
-# results.tgz (paper-grid table, report, figures). Unpack results.tgz into results/ and commit.
+# It writes into $OUT (the device tool brings back at most 8 files a call: gpu.txt and two per step at most):
+# gpu.txt; gputest.txt (pytest -m gpu); bench.txt, bench.json; profile.txt, traces.tgz (Chrome traces:
+# chrome://tracing or ui.perfetto.dev); vgg.txt, vgg.json; grid.log, results.tgz (paper-grid table, report,
+# figures: unpack into results/ and commit); why.txt, results-why.tgz (the three experiments' report and logs).
 set -euo pipefail
 OUT=${OUT:-$PWD/results/gpu-session}
 STEPS=${STEPS:-gputest,bench,profile,grid,why,vgg}
@@ -20,6 +25,7 @@ DATA=${DATA:-.devdata}
 EXTRA=${EXTRA:-}
 BENCH_ARGS=${BENCH_ARGS:-}
 BENCH_VGG_ARGS=${BENCH_VGG_ARGS:-}
+WHY=${WHY:-double_softmax,bn_mode,noise_scale}  # with 5 seeds: 300, 50 (beside the grid's runs) and 250 runs
 PY=${PY:-python3}
 mkdir -p "$OUT"
 if [[ -z ${SKIP_INSTALL:-} ]]; then
@@ -97,16 +103,18 @@ if [[ $STEPS == *grid* ]]; then
 fi
 
 if [[ $STEPS == *why* ]]; then
-  # What the framework's own experiments say about the grid's cells, each one command, same seeds.
+  # What the framework's own experiments say about the grid's cells, each one command, same seeds. Their
+  # logs travel inside results-why.tgz: the device brings back at most 8 files a call.
   store=/tmp/paper-grid.db
-  for e in double_softmax bn_mode noise_scale; do
+  rm -rf /tmp/results-why && mkdir -p /tmp/results-why/logs
+  for e in ${WHY//,/ }; do
     t0=$(date +%s)
     # shellcheck disable=SC2086
     $PY -m vgsweep experiment=$e "seed=$SEEDS" "data.root=$DATA" "tracking.uri=sqlite:///$store" \
-      hydra.launcher.progress=log hydra.sweep.dir=/tmp/why-$e $EXTRA > "$OUT/why-$e.log" 2>&1 \
-      || echo "(experiment=$e failed: see why-$e.log)"
-    echo "experiment=$e: $(( $(date +%s) - t0 )) s; $(tail -1 "$OUT/why-$e.log")" | tee -a "$OUT/why.txt"
+      hydra.launcher.progress=log hydra.sweep.dir=/tmp/why-$e $EXTRA > "/tmp/results-why/logs/why-$e.log" 2>&1 \
+      || echo "(experiment=$e failed: see logs/why-$e.log in results-why.tgz)"
+    echo "experiment=$e: $(( $(date +%s) - t0 )) s; $(tail -1 "/tmp/results-why/logs/why-$e.log")" | tee -a "$OUT/why.txt"
   done
-  rm -rf /tmp/results-why && $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out /tmp/results-why > /dev/null
+  $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out /tmp/results-why > /dev/null
   tar czf "$OUT/results-why.tgz" -C /tmp results-why
 fi
