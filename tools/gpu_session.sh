@@ -49,6 +49,9 @@ fi
 if [[ $STEPS == *bench* ]]; then
   # shellcheck disable=SC2086
   $PY bench/grid.py --data-root "$DATA" --out /tmp/bench --json "$OUT/bench.json" $BENCH_ARGS | tee "$OUT/bench.txt"
+  { echo; echo "bench/port.py (the paper grid as a plain PyTorch port, one run at a time)"
+    $PY bench/port.py --data-root "$DATA"
+    $PY bench/port.py --data-root "$DATA" --tf32 | tail -1; } 2>&1 | tee -a "$OUT/bench.txt" || echo "(port bench failed)"
   { echo; echo "bench/flush.py (this machine's CPU: a GPU pack's metric traffic, emulated)"; $PY bench/flush.py; } 2>&1 \
     | grep -v "^20[0-9][0-9]/" | tee -a "$OUT/bench.txt"
 fi
