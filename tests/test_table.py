@@ -293,3 +293,5 @@ def test_a_published_value_outside_our_seed_noise_is_marked():
     assert df.loc[("tanh", "baseline"), "published_outside_noise"] == 0.0  # 91.12 within 91 ± 4.97
     md = to_markdown(aggregate(tight))
     assert f"{77.0 - 75.05:+.2f} †" in md and f"{91.0 - 91.12:+.2f} |" in md and "`†`: the published value" in md
+    assert df.loc[("logistic", "baseline"), "published_outside_noise"] == 0.0
+    assert "Within seed noise of the published value: 2 of 3 cells." in md  # the footnote's count

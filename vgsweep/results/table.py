@@ -352,7 +352,10 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
                         row.append("" if pub is None or pd.isna(pub) else f"{pub:.{m.digits}f}")
                 rows.append(row)
         foot = ("`*`: the 95% interval of the delta (paired by seed) excludes 0. " if study.baseline else "")
-        if d["published_outside_noise"].eq(1).any():
+        judged = d["published_outside_noise"].dropna()
+        if len(judged):  # cells with a published value and at least 2 seeds of ours
+            foot += (f"Within seed noise of the published value: {int((judged == 0).sum())} of {len(judged)} cells. ")
+        if judged.eq(1).any():
             foot += ("`†`: the published value (one run) lies outside the 95% prediction interval of one run of "
                      "ours (mean ± t·s·√(1 + 1/n) over our n seeds): not reproduced within seed noise. ")
         foot += ("A word after a cell is the runs' verdict when not healthy (vanishing, exploding, dead_units, "
