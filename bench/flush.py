@@ -23,9 +23,8 @@ def one(flush_s: float, epoch_s: float, k: int, epochs: int) -> tuple[float, flo
     tracking.ensure_sqlite_store(uri)
     client = tracking.client_for(uri)
     exp = tracking.experiment_id(client, uri, "flush", None)
-    lgs = [runs.RunLogger.create(client, exp, f"r{i}", {f"p{j}": j for j in range(60)}, {}) for i in range(k)]
+    lgs = [runs.RunLogger.create(client, exp, f"r{i}", {f"p{j}": j for j in range(60)}, {}, flush_s) for i in range(k)]
     for lg in lgs:
-        lg.flush_s = flush_s
         lg.flush(wait=True)
     t0 = time.perf_counter()
     for e in range(epochs):

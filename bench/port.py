@@ -102,7 +102,7 @@ def train(depth: int, regime: str, data, device: torch.device, epochs: int) -> t
                     for p in model.parameters():
                         p.grad.add_(torch.randn_like(p.grad) * std)
             opt.step()
-            total += loss.item()
+            total += loss.item()  # a port's usual per-step host sync (its running loss), kept on purpose
         model.eval()
         with torch.no_grad():
             acc = (model(xte).argmax(1) == yte).float().mean().item()

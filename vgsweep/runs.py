@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import vgsweep
 from vgsweep import tracking
+from vgsweep.config import TrackingConfig
 from vgsweep.executors import TAG_JOB, scheduler_job_id
 from vgsweep.tracking import retry
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 PARAMS_PER_CALL = 100  # MLflow's log_batch limits
 METRICS_PER_CALL = 1000
-FLUSH_SECONDS = 0.5  # metrics are buffered and sent at most this often (and at the end): tracking.flush_s
+FLUSH_SECONDS = TrackingConfig.flush_s  # the schema's default: buffered metrics are sent this often (and at the end)
 MAX_PARAM_CHARS = 6000
 
 
@@ -91,22 +92,23 @@ def run_tags(config_hash: str, overrides: list[str], pack_size: int, device: str
 class RunLogger:
     """A handle on one run of the store; `create` and `resume` make one for a job."""
 
-    def __init__(self, client, run_id: str):
+    def __init__(self, client, run_id: str, flush_s: float = FLUSH_SECONDS):
         from mlflow.entities import RunTag
 
         self.client, self.run_id = client, run_id
         self._pending: list = []
         self._sent: list = []  # futures of batches handed to the writer
         self._last_flush = time.monotonic()
-        self.flush_s = FLUSH_SECONDS
+        self.flush_s = flush_s  # tracking.flush_s
         self._RunTag = RunTag
 
     @classmethod
-    def create(cls, client, exp_id: str, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> RunLogger:
+    def create(cls, client, exp_id: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
+               flush_s: float = FLUSH_SECONDS) -> RunLogger:
         from mlflow.entities import Param
 
         run = retry(client.create_run, exp_id, run_name=run_name, tags=tags)
-        lg = cls(client, run.info.run_id)
+        lg = cls(client, run.info.run_id, flush_s)
         _OPEN[lg.run_id] = lg
         items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
         # the writer sends them, before the run's metrics, while the pack trains (15 ms a run on the
@@ -116,9 +118,9 @@ class RunLogger:
         return lg
 
     @classmethod
-    def resume(cls, client, run_id: str, tags: dict[str, str]) -> RunLogger:
+    def resume(cls, client, run_id: str, tags: dict[str, str], flush_s: float = FLUSH_SECONDS) -> RunLogger:
         """Continue a run (from a checkpoint): RUNNING again, with this process's tags."""
-        lg = cls(client, run_id)
+        lg = cls(client, run_id, flush_s)
         retry(client.update_run, run_id, status="RUNNING")
         _OPEN[run_id] = lg
         lg.set_tags(tags)

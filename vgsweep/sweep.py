@@ -224,9 +224,9 @@ class _PackRecorder:
             tags = run_tags(j.key(), j.overrides, len(pack), device)
             tags["vgsweep.parameters"] = str(family_of(j.cfg).parameter_count(
                 j.cfg, input_shape(j.cfg.data), DATASETS[j.cfg.data.name].classes))
-            lg = (RunLogger.resume(client, j.resume_run, tags) if j.resume_run else
-                  RunLogger.create(client, exp, run_name(j.cfg), flatten(to_container(j.cfg)), tags))
-            lg.flush_s = float(j.cfg.tracking.flush_s)
+            flush_s = float(j.cfg.tracking.flush_s)
+            lg = (RunLogger.resume(client, j.resume_run, tags, flush_s) if j.resume_run else
+                  RunLogger.create(client, exp, run_name(j.cfg), flatten(to_container(j.cfg)), tags, flush_s))
             self.loggers.append(lg)
             upto = -1  # a resumed run may have logged epochs past its checkpoint before it was killed: not again
             if j.resume_run:
