@@ -30,6 +30,20 @@ def _at_once(args: list[list[str]], root: Path, uri: str, tmp: Path):
     return procs, c, c.search_runs([exp.experiment_id], max_results=1000)
 
 
+def _story(runs, procs) -> str:
+    """What each run and each sweep did: what a failure of the tests below needs to be understood."""
+    from vgsweep import tracking
+
+    lines = [f"{r.data.params.get('model.hidden')} s{r.data.params.get('seed')} {r.info.status} pid "
+             f"{r.data.tags.get(tracking.TAG_PID)} start {r.info.start_time} end {r.info.end_time} {r.info.run_id}"
+             for r in sorted(runs, key=lambda r: r.info.start_time)]
+    for i, p in enumerate(procs):
+        lines += [f"--- sweep {i} (pid in its runs' tags), exit {p.returncode}:"]
+        lines += [ln for ln in (p.stdout + p.stderr).splitlines()
+                  if any(w in ln for w in ("skip", "run ", "KILLED", "retrying", "failed", "pack", "sweep done"))]
+    return "\n".join(lines)
+
+
 def _two_sweeps_at_once(uri: str, root: Path, tmp: Path) -> None:
     _, c, runs = _at_once([["activation=relu,tanh", f"seed={s}"] for s in SEEDS], root, uri, tmp)
     assert len(runs) == 16
@@ -65,7 +79,7 @@ def test_two_overlapping_sweeps_train_each_shared_config_once(tiny_root, tmp_pat
     procs, c, runs = _at_once([["model.hidden=[256,256],[16,16]", *common], ["model.hidden=[192,192],[16,16]", *common]],
                               tiny_root, f"sqlite:///{tmp_path / 'shared.db'}", tmp_path)
     configs = sorted((r.data.params["model.hidden"], r.data.params["seed"]) for r in runs)
-    assert len(configs) == len(set(configs)) == 6, configs
+    assert len(configs) == len(set(configs)) == 6, _story(runs, procs)
     assert {r.info.status for r in runs} == {"FINISHED"}
     counts = [(p.stdout + p.stderr).split("sweep done: ")[1].split("\n")[0] for p in procs]
     assert sorted(counts) == ["2 finished, 2 skipped (already in the store), 0 failed",

@@ -145,6 +145,20 @@ def test_a_half_built_store_is_rebuilt_and_one_with_runs_never_rewritten(tmp_pat
     assert used.read_bytes() == before
 
 
+def test_a_store_that_is_not_sqlite_under_the_lock_is_refused_never_deleted(tmp_path, monkeypatch):
+    """What the look without the lock (check_sqlite_store) passed, and what then reads as no SQLite
+    under the lock (another program's file put there, or a read that failed), is refused and kept;
+    it used to be deleted as if it were an empty file."""
+    from vgsweep import tracking
+
+    db = tmp_path / "store.db"
+    db.write_bytes(b"not a database, but somebody's data" * 100)
+    monkeypatch.setattr(tracking, "check_sqlite_store", lambda uri: None)  # the file appears after that look
+    with pytest.raises(tracking.TrackingError, match="is not a SQLite database"):
+        tracking.ensure_sqlite_store(f"sqlite:///{db}")
+    assert db.read_bytes() == b"not a database, but somebody's data" * 100
+
+
 @pytest.mark.e2e
 def test_a_sweep_whose_server_dies_stops_with_one_line_then_resumes(bigger, tmp_path):
     """The tracking server is killed mid-sweep and left down: the sweep retries for tracking.retry_s,

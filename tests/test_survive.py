@@ -386,6 +386,7 @@ def test_metrics_reach_the_store_while_the_pack_trains(small_cfg, monkeypatch, f
     run_epoch = trainer.Pack.run_epoch
 
     def slow_epoch(self, epoch):
+        time.sleep(0.05)  # every epoch outlasts flush_s=0.01 (a tiny epoch on a fast CPU may not: CI saw it)
         if epoch == 3:  # before the last epoch: which earlier epochs can another reader see?
             time.sleep(0.3)
             client, [run] = _all_runs(cfg.tracking.uri)

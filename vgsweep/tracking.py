@@ -155,6 +155,8 @@ def sqlite_tables(p: Path) -> set[str] | None:
     con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
     try:
         return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.OperationalError:
+        raise  # e.g. "database is locked": a store in use, not a file that is not SQLite
     except sqlite3.DatabaseError:
         return None
     finally:
@@ -224,7 +226,10 @@ def ensure_sqlite_store(uri: str, artifact_location: str | None = None) -> None:
     with store_lock(uri):
         for stale in p.parent.glob(p.name + ".building-*"):  # a builder killed before its rename
             stale.unlink(missing_ok=True)
-        tables = sqlite_tables(p) if p.exists() else set()
+        tables = retry(sqlite_tables, p) if p.exists() else set()
+        if tables is None:  # it became something else since check_sqlite_store looked: never deleted
+            raise TrackingError(f"tracking.uri={uri!r}: {p} is not a SQLite database; point tracking.uri at "
+                                "an MLflow store or a new file")
         if p.exists() and tables:
             complete, runs = _store_complete(p)
             if complete:
