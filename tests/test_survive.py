@@ -284,6 +284,13 @@ def test_a_runs_process_is_gone_when_it_ended_unreaped_or_its_pid_is_anothers():
     try:
         own = tracking.process_stamp(child.pid)
         assert own and tracking.orphan_reason(run(child.pid)) is None and tracking.orphan_reason(run(child.pid, own)) is None
+        # its very process alive here outweighs a heartbeat that looks stale (a clock stepped forward, a
+        # stopped process): not KILLED and trained again; a pid alone (no stamp) might be reused: judged by it
+        old = run(child.pid, own)
+        old.data.tags[tracking.TAG_HEARTBEAT] = f"{time.time() - 10**4:.0f}"
+        assert tracking.orphan_reason(old, stale_after_s=600) is None
+        del old.data.tags[tracking.TAG_PROCESS]
+        assert tracking.orphan_reason(old, stale_after_s=600).startswith("no heartbeat from ")
         boot, start = own.rsplit(":", 1)
         for other in (f"{boot}:{int(start) - 1}", f"another-boot:{start}"):  # an earlier process; another boot
             assert tracking.orphan_reason(run(child.pid, other)) == \

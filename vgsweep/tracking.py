@@ -416,8 +416,9 @@ def runs_by_hash(client, experiment: str, hashes: set[str] | None = None) -> dic
 
 def orphan_reason(run, stale_after_s: float = 0.0, now: float | None = None) -> str | None:
     """Why a RUNNING run's process is gone, or None if it may be alive: on this host, its pid no
-    longer exists; on any host, its heartbeat is older than `stale_after_s` (0: never judged so).
-    Runs recorded before heartbeats existed are judged by their pid only."""
+    longer exists (or is another process's now); on any host, its heartbeat is older than
+    `stale_after_s` (0: never judged so), except a run whose very process (pid and stamp) this host
+    sees alive. Runs recorded before heartbeats existed are judged by their pid only."""
     import socket
 
     if run.info.status != "RUNNING":
@@ -429,8 +430,14 @@ def orphan_reason(run, stale_after_s: float = 0.0, now: float | None = None) -> 
             if _proc_stat(int(pid)).startswith("Z"):  # ended, not yet reaped (a container's init may never reap it)
                 return f"process {pid} on this host has ended"
             stamp = run.data.tags.get(TAG_PROCESS)
-            if stamp and process_stamp(int(pid)) not in (None, stamp):  # after a reboot, or pids wrapped round
+            live = process_stamp(int(pid))
+            if stamp and live not in (None, stamp):  # after a reboot, or pids wrapped round
                 return f"process {pid} on this host has ended (the pid is another process's now)"
+            if stamp and live == stamp:
+                # that very process is alive: it holds the run, whatever the heartbeat's age says (a
+                # clock stepped forward, a process stopped for a while); marking it KILLED would train
+                # the config twice and let both runs end FINISHED
+                return None
         except ProcessLookupError:
             return f"process {pid} on this host is gone"
         except PermissionError:
