@@ -12,7 +12,7 @@ from tests.conftest import compose_cfg
 from vgsweep.app import CONF_DIR
 from vgsweep.config import ConfigError, config_hash, validate
 
-GROUPS = ["activation", "depth", "regime", "init", "dataset", "optimizer", "model", "vgg_row"]
+GROUPS = ["activation", "depth", "regime", "init", "dataset", "optimizer", "model", "vgg_row", "paper_column"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((Path(CONF_DIR) / g).glob("*.yaml"))]
 
 
@@ -27,6 +27,9 @@ def test_every_group_option_composes_and_validates(group, option):
     elif group == "model":
         assert cfg.model.family == ("mlp" if option == "mlp" else "vgg")
         assert option == "mlp" or (cfg.model.name == option and "depth" not in cfg.model)
+    elif group == "paper_column":  # the column's net, with the loss its original script had
+        assert cfg.model.depth == int(option) == len(cfg.model.hidden)
+        assert cfg.model.double_softmax is (option == "5")
     elif group == "vgg_row":
         assert cfg.model.family == "vgg" and option.startswith(cfg.model.name)
         assert cfg.optimizer.lr == (1e-2 if option.endswith("lr1e-2") else 1e-3)
@@ -144,3 +147,16 @@ PINNED_HASHES = {
 @pytest.mark.parametrize("overrides", sorted(PINNED_HASHES), ids=lambda o: " ".join(o) or "defaults")
 def test_config_hashes_of_earlier_versions_stay(overrides):
     assert config_hash(compose_cfg(list(overrides))) == PINNED_HASHES[overrides]
+
+
+def test_the_readme_documents_every_config_group_option_and_study():
+    """README's configuration table names every group of conf/ and each of its options, and its
+    studies table has a row per experiment file: a new option cannot land undocumented."""
+    readme = (Path(CONF_DIR).parent / "README.md").read_text()
+    rows = {ln.split("|")[1].strip().strip("`"): ln for ln in readme.splitlines() if ln.startswith("| `")}
+    missing = []
+    for group in sorted(p for p in Path(CONF_DIR).iterdir() if p.is_dir()):
+        line = rows.get(group.name, "")
+        missing += [f"{group.name}={o}" for o in sorted(p.stem for p in group.glob("*.yaml")) if f"`{o}`" not in line]
+    missing += [f"studies table: {e}" for e in EXPERIMENTS if e not in rows]
+    assert not missing, missing

@@ -178,6 +178,29 @@ def test_the_double_softmax_study_sets_both_variants_beside_the_published_values
     assert gna.loc["False", "delta"] == pytest.approx(10.0) and gna.loc["True", "delta"] == pytest.approx(10.0)
 
 
+def test_the_table_as_coded_sets_the_published_values_beside_each_column_run_as_its_code_ran_it():
+    """experiment=paper_table1_as_coded: the 2-layer runs with the plain loss and the 5-layer runs with
+    the double softmax are each the published setting of their cell; a 5-layer run with the plain
+    loss is not (it is the paper_table1 study's)."""
+    from vgsweep.app import compose
+    from vgsweep.config import flatten, to_container
+    from vgsweep.results.studies import study_for
+
+    study = study_for("agarap2019_as_coded")
+    rows = []
+    for over, depth, acc in ((["paper_column=2"], 2, 90.0), (["paper_column=5"], 5, 40.0),
+                             (["depth=5", "model.double_softmax=false"], 5, 92.0)):
+        params = {k: str(v) for k, v in flatten(to_container(compose(
+            [*over, "regime=baseline", "activation=swish", "study=agarap2019_as_coded"]))).items()}
+        params.pop("seed")
+        rows.append(("swish", "baseline", depth, 0, acc, params))
+    df = aggregate(_runs(rows[:2]), study).set_index("depth")
+    assert list(df["published"]) == [89.95, 37.18] and list(df["not_comparable"]) == ["", ""]
+    assert df.loc[5, "ours_minus_published"] == pytest.approx(40.0 - 37.18)
+    plain = aggregate(_runs([rows[2]]), study)
+    assert "model.double_softmax=False" in plain["not_comparable"].iloc[0]
+
+
 def test_lines_keyed_on_two_axes_differ_in_dash_where_they_share_a_colour():
     from vgsweep.results.figures import _style
 
