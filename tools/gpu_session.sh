@@ -8,7 +8,8 @@
 #               (steps: gputest | bench | profile | vgg | grid | why, a comma list, run in that order; `why` runs
 #               experiment=double_softmax, bn_mode, noise_scale (or WHY=a,b) into the grid's store in /tmp, so
 #               with `grid`; bn_mode's table needs the grid's runs, the other two are studies of their own.
-#               The grid is 150 runs, the three experiments 600: scale by bench.txt's fp32 row before choosing)
+#               The grid is 150 runs, the three experiments 600: scale by bench.txt's fp32 row before choosing;
+#               time left over: STEPS=why WHY=paper_table1_as_coded, the table as the original code ran it, 150 runs)
 # Rehearsal on a CPU (what the tests cannot cover), e.g.:
 #   SKIP_INSTALL=1 DATA=../shared/data EXTRA="train.epochs=1 data.limit_train=2048" \
 #   BENCH_ARGS="--epochs 1 --basic-epochs 1 --limit-train 2048 --precision fp32" SEEDS=0 bash tools/gpu_session.sh
