@@ -84,3 +84,24 @@ def test_curves_say_one_seed_when_there_is_one(monkeypatch):
     fig = figures.fig_curves(SimpleNamespace(), two, AGARAP, spec, "2-layer networks")
     assert "band ±1 std" in fig._suptitle.get_text()
     assert fig.legends and all(ax.get_legend() is None for ax in fig.axes)  # one legend, outside the panels
+
+
+def test_curves_of_one_epoch_show_points_without_an_offset_axis(monkeypatch):
+    """A one-epoch sweep (a quick check) gives one point per line: drawn as a marker, not an invisible
+    line, and the y axis reads in plain values, not as an offset ("1e-6+2.30268")."""
+    import pandas as pd
+
+    from vgsweep.results import figures, reader
+    from vgsweep.results.studies import AGARAP
+
+    spec = AGARAP.figures[0]
+    runs = pd.DataFrame({"run_id": ["a", "b"], "activation": ["relu", "relu"], "regime": ["baseline", "gna"],
+                         "depth": ["2", "2"], "seed": [0, 0]})
+    for hist, marker in (([2.3026812], "o"), ([2.3026812, 2.3026815], "None")):
+        monkeypatch.setattr(reader, "history", lambda client, run_id, key, h=hist: list(h))
+        fig = figures.fig_curves(SimpleNamespace(), runs, AGARAP, spec, "2-layer networks")
+        fig.canvas.draw()
+        assert {ln.get_marker() for ax in fig.axes for ln in ax.get_lines()} == {marker}
+        assert all(ax.yaxis.get_major_formatter().get_offset() == "" for ax in fig.axes)
+        if len(hist) == 1:  # its one epoch is the x axis's one tick
+            assert all(list(ax.get_xticks()) == [1] for ax in fig.axes)

@@ -167,7 +167,12 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
                 mean, std = a.mean(0), a.std(0)
                 x = np.arange(1, n + 1)
                 color = _color(str(line[-1]) if line else "", li)
-                ax.plot(x, mean, _style(lines, line), color=color, label=_name(spec.line, line) or "runs")
+                ax.plot(x, mean, _style(lines, line), color=color, label=_name(spec.line, line) or "runs",
+                        marker="o" if n == 1 else None, ms=3)  # one epoch is a point: a line alone would not show
+                ax.ticklabel_format(axis="y", useOffset=False)  # "2.3026", not "1e-6+2.30268" above the panel
+                if n == 1:
+                    ax.set_xlim(0.5, 1.5)
+                    ax.set_xticks([1])  # the one epoch, not ticks at 0.95 ... 1.05
                 seeds_n.append(len(hs))
                 if len(hs) > 1:
                     ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
