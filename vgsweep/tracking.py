@@ -163,6 +163,11 @@ def sqlite_tables(p: Path) -> set[str] | None:
         con.close()
 
 
+def _not_sqlite(uri: str, p: Path) -> TrackingError:
+    return TrackingError(f"tracking.uri={uri!r}: {p} is not a SQLite database; point tracking.uri at "
+                         "an MLflow store or a new file")
+
+
 def check_sqlite_store(uri: str) -> None:
     """What can be said of a SQLite store without MLflow and without touching it (preflight)."""
     p = sqlite_path(uri)
@@ -179,8 +184,7 @@ def check_sqlite_store(uri: str) -> None:
         return
     tables = sqlite_tables(p)
     if tables is None:
-        raise TrackingError(f"tracking.uri={uri!r}: {p} is not a SQLite database; point tracking.uri at "
-                            "an MLflow store or a new file")
+        raise _not_sqlite(uri, p)
     if tables and not tables & MLFLOW_CORE_TABLES:
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
         raise TrackingError(f"tracking.uri={uri!r}: {p} is another application's SQLite database (tables {shown}), "
@@ -228,8 +232,7 @@ def ensure_sqlite_store(uri: str, artifact_location: str | None = None) -> None:
             stale.unlink(missing_ok=True)
         tables = retry(sqlite_tables, p) if p.exists() else set()
         if tables is None:  # it became something else since check_sqlite_store looked: never deleted
-            raise TrackingError(f"tracking.uri={uri!r}: {p} is not a SQLite database; point tracking.uri at "
-                                "an MLflow store or a new file")
+            raise _not_sqlite(uri, p)
         if p.exists() and tables:
             complete, runs = _store_complete(p)
             if complete:
@@ -430,10 +433,10 @@ def orphan_reason(run, stale_after_s: float = 0.0, now: float | None = None) -> 
             if _proc_stat(int(pid)).startswith("Z"):  # ended, not yet reaped (a container's init may never reap it)
                 return f"process {pid} on this host has ended"
             stamp = run.data.tags.get(TAG_PROCESS)
-            live = process_stamp(int(pid))
-            if stamp and live not in (None, stamp):  # after a reboot, or pids wrapped round
-                return f"process {pid} on this host has ended (the pid is another process's now)"
-            if stamp and live == stamp:
+            live = process_stamp(int(pid)) if stamp else None
+            if live is not None:
+                if live != stamp:  # after a reboot, or pids wrapped round
+                    return f"process {pid} on this host has ended (the pid is another process's now)"
                 # that very process is alive: it holds the run, whatever the heartbeat's age says (a
                 # clock stepped forward, a process stopped for a while); marking it KILLED would train
                 # the config twice and let both runs end FINISHED

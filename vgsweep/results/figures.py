@@ -169,7 +169,6 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
                 color = _color(str(line[-1]) if line else "", li)
                 ax.plot(x, mean, _style(lines, line), color=color, label=_name(spec.line, line) or "runs",
                         marker="o" if n == 1 else None, ms=3)  # one epoch is a point: a line alone would not show
-                ax.ticklabel_format(axis="y", useOffset=False)  # "2.3026", not "1e-6+2.30268" above the panel
                 if n == 1:
                     ax.set_xlim(0.5, 1.5)
                     ax.set_xticks([1])  # the one epoch, not ticks at 0.95 ... 1.05
@@ -184,6 +183,7 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
                     ax.set_ylabel(METRIC_NAMES.get(key, key))
     for ax in axes.flat:
         ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="y", useOffset=False)  # "2.3026", not "1e-6+2.30268" above the panel
     if by_metric:
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
