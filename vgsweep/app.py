@@ -151,6 +151,40 @@ def compose(overrides: list[str]) -> DictConfig:
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 
+def _refusals_as_one_line() -> None:
+    """Hydra reports what it refuses while composing (an unknown option or key, a wrong type, an
+    override it cannot parse) in many lines, then exits 1; before vgsweep's own code runs, vgsweep
+    says it in one line instead (hydra_compat.bad_input_message) and exits 2, as for its own checks.
+    Hydra's own report stays where HYDRA_FULL_ERROR=1 asks for the traceback, and for any other error."""
+    import os
+
+    from hydra._internal import utils as hydra_utils
+
+    report = hydra_utils.run_and_report
+    if getattr(report, "_vgsweep", False):
+        return
+
+    def run_and_report(func):
+        def refused_in_one_line():
+            try:
+                return func()
+            except Exception as e:
+                message = None if _ENTERED or os.environ.get("HYDRA_FULL_ERROR") == "1" else \
+                    vgsweep.hydra_compat.bad_input_message(e)
+                if message is None:
+                    raise
+            if _SWEEP_DIR is not None:
+                from vgsweep.launcher import tidy_sweep_dir
+
+                tidy_sweep_dir(_SWEEP_DIR)  # the sweeper made it, then refused a job: nothing is left behind
+            _die(message, 2)
+
+        return report(refused_in_one_line)
+
+    run_and_report._vgsweep = True  # type: ignore[attr-defined]
+    hydra_utils.run_and_report = run_and_report
+
+
 def _main(cfg: DictConfig) -> float:
     return task(cfg)
 
@@ -197,10 +231,12 @@ def groups_help() -> str:
         if m:
             defaults[m.group(1)] = m.group(2)
     lines = []
-    for group in sorted(p.name for p in _CONF.iterdir() if p.is_dir()):
+    groups = sorted(p.name for p in _CONF.iterdir() if p.is_dir())
+    width = max(map(len, groups))
+    for group in groups:
         opts = sorted(group_options(group), key=_natural)
         d = defaults.get(group)
-        lines.append(f"  {group:<11} " + ", ".join(f"{o} (default)" if o == d else o for o in opts))
+        lines.append(f"  {group:<{width}} " + ", ".join(f"{o} (default)" if o == d else o for o in opts))
     return "\n".join(lines)
 
 
@@ -269,6 +305,7 @@ def _cli() -> None:
         sys.argv.insert(1, "-m")  # a study file is a sweep (hydra.mode: MULTIRUN): `seed=0,1,2` may add axes to it
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _raise_terminated)
+    _refusals_as_one_line()
     try:
         main()
     except SystemExit as e:

@@ -372,17 +372,34 @@ def _check_number(key: str, value: Any, rule_name: str | None, kind: type) -> No
         raise ConfigError(key, value, accepted)
 
 
-def check_numbers(node: Any, schema: type, prefix: str) -> None:
-    """Check every number of `node` against the rule its field declares in `schema` (the training
-    config's and the launcher's options alike: one place for what a number accepts)."""
+def unknown_key(key: str, value: Any, known) -> ConfigError:
+    """A key the schema does not have (Hydra's `+key=value` adds one): vgsweep would read none of it."""
+    import difflib
+
+    parent, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return ConfigError(key, value, f"a key of {parent or 'the config'}: " + ", ".join(sorted(known)),
+                       f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close else
+                       "vgsweep reads no other key")
+
+
+def check_schema(node: Any, schema: type, prefix: str) -> None:
+    """Check `node` against `schema`: no key it lacks, a list where it wants one, and every number
+    against the rule its field declares (the training config's and the launcher's options alike: one
+    place for what a value accepts)."""
     import typing
 
     hints = typing.get_type_hints(schema)
+    if isinstance(node, DictConfig):
+        known = {f.name for f in dataclasses.fields(schema)}
+        for k in node:
+            if k not in known:
+                raise unknown_key(f"{prefix}{k}", node.get(k), known)
     for f in dataclasses.fields(schema):
         key, value = f"{prefix}{f.name}", node.get(f.name) if isinstance(node, DictConfig) else None
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
-            check_numbers(value, hint, key + ".")
+            check_schema(value, hint, key + ".")
             continue
         if value is None:
             continue
@@ -390,6 +407,8 @@ def check_numbers(node: Any, schema: type, prefix: str) -> None:
         if typing.get_origin(hint) is typing.Union:  # Optional[X] -> X
             base = next(a for a in typing.get_args(hint) if a is not type(None))
         item = typing.get_args(base)[0] if typing.get_origin(base) is list else None
+        if item is not None and not isinstance(value, ListConfig):
+            raise ConfigError(key, value, f"a list of {item.__name__}s, e.g. [{'64,64' if item is int else '0.5'}]")
         if isinstance(value, ListConfig):
             for i, v in enumerate(value):
                 _check_number(f"{key}[{i}]", v, f.metadata.get("rule"), item or float)
@@ -414,12 +433,11 @@ def validate(cfg: DictConfig) -> None:
                           "pick a model=... option")
     known = {f.name for f in dataclasses.fields(MODEL_SCHEMAS[family])}
     for k in cfg.model:
-        if k not in known:
+        if k in ("depth", "hidden") and k not in known:
             raise ConfigError(f"model.{k}", cfg.model[k], f"a key of model.family={family}: " + ", ".join(sorted(known)),
-                              "depth=... sets the MLP's widths; it does not apply to this family" if k in ("depth", "hidden")
-                              else "")
-    check_numbers(cfg, Config, "")
-    check_numbers(cfg.model, MODEL_SCHEMAS[family], "model.")
+                              "depth=... sets the MLP's widths; it does not apply to this family")
+    check_schema(cfg, Config, "")
+    check_schema(cfg.model, MODEL_SCHEMAS[family], "model.")
     for key in ("study", "tracking.experiment"):
         if not str(OmegaConf.select(cfg, key) or "").strip():
             raise ConfigError(key, OmegaConf.select(cfg, key), "a non-empty name", "it names the MLflow experiment")

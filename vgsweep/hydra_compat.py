@@ -1,6 +1,6 @@
-"""Let config groups have numeric option names (`depth=2,5`).
+"""Two adaptations to Hydra 1.3: numeric option names, and its refusals of a command line as one line.
 
-Hydra 1.3 parses `depth=5` as the integer 5 and then refuses it as a group choice ("Config group
+Numeric option names (`depth=2,5`): Hydra 1.3 parses `depth=5` as the integer 5 and then refuses it as a group choice ("Config group
 override must be a string or a list. Got int"); only `depth='5'` would work. Before Hydra sorts
 the overrides, this turns the numeric value of an override whose key names a config group into
 its string, so `depth=5` on the command line and `depth: 2,5` in an experiment file both select
@@ -8,6 +8,8 @@ conf/depth/5.yaml. Numeric overrides of plain keys (`seed=3`) are untouched.
 """
 
 from __future__ import annotations
+
+import re
 
 from hydra._internal import defaults_list
 
@@ -26,3 +28,93 @@ def _init(self, repo, overrides_list):
 if not getattr(defaults_list.Overrides.__init__, "_vgsweep", False):
     _init._vgsweep = True  # type: ignore[attr-defined]
     defaults_list.Overrides.__init__ = _init
+
+
+# --- Hydra's refusals as one line ----------------------------------------------------------------
+# Hydra refuses an unknown option, an unknown key, a value of the wrong type or an override it cannot
+# parse with a message of five to twenty lines (the options one per line, the config search path, "Set
+# the environment variable HYDRA_FULL_ERROR=1 ..."). vgsweep says the same in its one line: key, value,
+# what is accepted.
+def _natural(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def _value(override: str):
+    """The value of `key=value` as Hydra parses it (1.5 a float, abc a string); the text if it cannot."""
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        v = OverridesParser.create().parse_override(override).value()
+        return v if isinstance(v, (int, float, str, bool)) or v is None else _Text(override.partition("=")[2])
+    except Exception:  # noqa: BLE001 - shown as written
+        return _Text(override.partition("=")[2])
+
+
+class _Text(str):
+    """A value shown as the user wrote it (no quotes)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+_EXPECTED = [  # OmegaConf's type errors (first line) -> what is accepted
+    (r"could not be converted to Integer", "an int"),
+    (r"could not be converted to Float", "a number"),
+    (r"is not a valid bool", "true or false"),
+    (r"expected one of \[(.*)\]", None),  # an enum: its values
+    (r"Cannot convert '\w+' to string", "a string"),
+    (r"is not a ListConfig, list or tuple", "a list, e.g. [1,2]"),
+    (r"is not a subclass of (\w+)", "one of its keys set on its own (key.subkey=value)"),
+]
+
+
+def _known_keys(schema) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else []
+
+
+def bad_input_message(e: BaseException) -> str | None:
+    """vgsweep's one line for a command line that Hydra refused while composing, or None when `e` is
+    not such a refusal."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    from vgsweep.config import CONF_DIR, ConfigError, group_options, unknown_key
+
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, MissingConfigException) and "/" in (e.missing_cfg_file or ""):
+        group, value = e.missing_cfg_file.rsplit("/", 1)
+        options = group_options(group) if (CONF_DIR / group).is_dir() else list(e.options or [])
+        named = re.match(r"In '([^']+)'", first)
+        hint = f"named in conf/{named.group(1)}.yaml" if named and named.group(1) != "config" and \
+            (CONF_DIR / f"{named.group(1)}.yaml").is_file() else ""
+        accepted = "one of " + ", ".join(sorted(options, key=_natural)) if options else f"an option of {group}"
+        return str(ConfigError(group, _Text(value), accepted, hint))
+    if isinstance(e, OverrideParseException):
+        return (f"invalid config: cannot parse the override {e.override!r} ({str(e.message or first).splitlines()[0]}); "
+                "expected key=value, or key=a,b,c to sweep (https://hydra.cc/docs/advanced/override_grammar/basic/)")
+    if not isinstance(e, ConfigCompositionException):
+        return None
+    cause = e.__cause__
+    cause_first = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
+    m = re.search(r"use \+(\S+)", str(e)) or re.match(r"Error merging override (.+)", first)
+    sweep = re.match(r"Ambiguous value for argument '([^']*)'", first)
+    if sweep:
+        return (f"invalid config: {sweep.group(1)} lists values to sweep over, in a single run; expected -m "
+                "(--multirun) before the overrides to sweep, or key=[a,b] for a list value")
+    if m is None:  # e.g. "+train=3": an item is already there; Hydra's own words, on one line
+        return "invalid config: " + " ".join(str(e).split())
+    override = m.group(1)
+    key = str(getattr(cause, "full_key", "") or override.partition("=")[0].lstrip("+~"))
+    value = _value(override)
+    if re.match(r"Key '.*' not in", cause_first):  # an unknown key
+        return str(unknown_key(key, value, _known_keys(getattr(cause, "object_type", None))))
+    item = "[" in key  # an item of a list: the override names the list
+    if item:
+        key = override.partition("=")[0].lstrip("+~")
+    for pattern, accepted in _EXPECTED:
+        hit = re.search(pattern, cause_first)
+        if hit:
+            accepted = accepted or "one of " + hit.group(1)
+            return str(ConfigError(key, value, f"a list whose items are each {accepted}" if item else accepted))
+    return str(ConfigError(key, value, "a value of the schema's type", cause_first or first))

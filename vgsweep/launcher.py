@@ -85,10 +85,10 @@ def check_options(launcher) -> None:
     """The launcher's own options, refused like any other bad input: its numbers by the rules of
     their fields (PackedLauncherConf), as the training config's are."""
     from hydra_plugins.vgsweep_launcher.packed_launcher import PackedLauncherConf
-    from vgsweep.config import check_numbers
+    from vgsweep.config import check_schema
     from vgsweep.executors import EXECUTORS
 
-    check_numbers(launcher.config.hydra.launcher, PackedLauncherConf, "hydra.launcher.")
+    check_schema(launcher.config.hydra.launcher, PackedLauncherConf, "hydra.launcher.")
     if launcher.progress not in PROGRESS:
         raise ConfigError("hydra.launcher.progress", launcher.progress, "one of " + ", ".join(PROGRESS))
     if launcher.executor.executor not in EXECUTORS:

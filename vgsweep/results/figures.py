@@ -387,7 +387,8 @@ def log_figures(client, exp_id: str, paths: list[Path]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vgsweep figures", description=__doc__.splitlines()[0])
     reader.store_args(ap)
-    ap.add_argument("--out", default="results/figures", type=Path)
+    ap.add_argument("--out", default="results/figures", type=Path,
+                    help="folder for the figures, one subfolder per experiment (default: results/figures)")
     ap.add_argument("--activation", default="logistic", help="activation of the gradient-distribution figure")
     ap.add_argument("--no-mlflow", action="store_true", help="do not log the figures to MLflow")
     a = ap.parse_args(argv)

@@ -96,7 +96,8 @@ def build(uri: str, out: Path, experiment: str | None = None, activation: str = 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vgsweep report", description=__doc__.splitlines()[0])
     reader.store_args(ap)
-    ap.add_argument("--out", default="results", type=Path)
+    ap.add_argument("--out", default="results", type=Path,
+                    help="folder for report.md, table.md and figures/ (default: results)")
     ap.add_argument("--activation", default="logistic", help="activation of the gradient-distribution figure")
     a = ap.parse_args(argv)
     build(a.tracking_uri or tracking.default_uri(), a.out, a.experiment, a.activation)
