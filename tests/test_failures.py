@@ -159,6 +159,41 @@ def test_a_store_that_is_not_sqlite_under_the_lock_is_refused_never_deleted(tmp_
     assert db.read_bytes() == b"not a database, but somebody's data" * 100
 
 
+@pytest.mark.parametrize("error", ["disk I/O error", "database is locked"])
+def test_a_store_file_that_cannot_be_read_is_one_clear_line(tmp_path, monkeypatch, error):
+    """A SQLite error other than a lock, reading a store before anything trains (the disk, the file's
+    permissions), is the preflight's one line, not a traceback; a store locked this moment by another
+    sweep is not an error (ensure_sqlite_store waits for it under the lock)."""
+    import sqlite3
+
+    from vgsweep import preflight, tracking
+    from vgsweep.config import ConfigError
+
+    db = tmp_path / "store.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE runs (x)")
+    con.close()
+
+    class Refusing:
+        def __init__(self, *a, **k):
+            pass
+
+        def execute(self, *a):
+            raise sqlite3.OperationalError(error)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tracking.sqlite3, "connect", Refusing)
+    uri = f"sqlite:///{db}"
+    if "locked" in error:
+        preflight.check_store(uri)
+        return
+    with pytest.raises(ConfigError) as e:
+        preflight.check_store(uri)
+    assert e.value.key == "tracking.uri" and f"{db} cannot be read as SQLite (disk I/O error)" in str(e.value)
+
+
 @pytest.mark.e2e
 def test_a_sweep_whose_server_dies_stops_with_one_line_then_resumes(bigger, tmp_path):
     """The tracking server is killed mid-sweep and left down: the sweep retries for tracking.retry_s,

@@ -182,7 +182,14 @@ def check_sqlite_store(uri: str) -> None:
         if not os.access(p.parent, os.W_OK):
             raise TrackingError(f"tracking.uri={uri!r}: folder {p.parent} is not writable")
         return
-    tables = sqlite_tables(p)
+    try:
+        tables = sqlite_tables(p)
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e):
+            return  # in use by another sweep this moment: ensure_sqlite_store waits for it
+        raise TrackingError(f"tracking.uri={uri!r}: {p} cannot be read as SQLite ({e})") from None
+    except OSError as e:
+        raise TrackingError(f"tracking.uri={uri!r}: {p} cannot be read ({e.strerror or e})") from None
     if tables is None:
         raise _not_sqlite(uri, p)
     if tables and not tables & MLFLOW_CORE_TABLES:
