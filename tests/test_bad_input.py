@@ -169,6 +169,38 @@ def test_every_bad_input_fails_before_training_with_a_clear_message(world):
     assert not (world["tmp"] / "checkpoints").exists() and not (world["tmp"] / "outputs").exists()
 
 
+@pytest.mark.e2e
+def test_the_results_commands_refuse_bad_arguments_in_one_line_and_create_nothing(world):
+    """vgsweep table / figures / report read a store: a URI that names no store, a file that is not one,
+    a server that does not answer, an output folder that cannot be made, an unknown activation: one
+    line and exit 2 before anything is read or written; a store that does not exist yet is exit 1,
+    saying to run a sweep first, and is not created (it used to be, empty, by reading it)."""
+    tmp, store = world["tmp"], world["store"] / "mlflow.db"
+    good = f"sqlite:///{store}"
+    before = _snapshot(world["store"])
+    cases = [
+        (["table", "--tracking-uri", str(store)], 2, ["--tracking-uri=", "sqlite:///<path of a database file>"]),
+        (["table", "--tracking-uri", f"sqlite:///{world['notsqlite']}"], 2, ["is not a SQLite database"]),
+        (["report", "--tracking-uri", "http://127.0.0.1:9"], 2, ["--tracking-uri='http://127.0.0.1:9'",
+                                                                  "no MLflow server answers"]),
+        (["figures", "--tracking-uri", good, "--out", f"{world['afile']}/figs"], 2,
+         ["--out=", "is a file, so no folder can be made inside it"]),
+        (["table", "--tracking-uri", f"sqlite:///{tmp / 'none.db'}"], 1, ["no store at", "run a sweep first"]),
+        (["table", "--tracking-uri", good, "--experiment", "nope", "--out", str(tmp / "t")], 1,
+         ["no experiment 'nope'"]),
+    ]
+    for args, code, fragments in cases:
+        proc = run_cli(args, cwd=tmp, timeout=120)
+        lines = [x for x in proc.stderr.splitlines() if x.startswith("vgsweep: ")]
+        assert proc.returncode == code and len(lines) == 1 and "Traceback" not in proc.stderr, (args, proc.stderr)
+        for frag in fragments:
+            assert frag in lines[0], (args, frag, lines[0])
+    bad_activation = run_cli(["figures", "--tracking-uri", good, "--activation", "sigmoidd"], cwd=tmp, timeout=120)
+    assert bad_activation.returncode == 2 and "invalid choice: 'sigmoidd'" in bad_activation.stderr
+    assert not (tmp / "none.db").exists() and not (tmp / "t").exists() and not (tmp / "results").exists()
+    assert _snapshot(world["store"]) == before
+
+
 @pytest.mark.parametrize("defect,fragment", [("labels", "label 12, but mnist has 10 classes"),
                                              ("count", "expected images (N, H, W) and as many labels")])
 def test_malformed_data_is_a_data_error_naming_the_file(tmp_path, defect, fragment):

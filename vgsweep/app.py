@@ -298,7 +298,8 @@ def _cli() -> None:
         import importlib
 
         mod = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
-        raise SystemExit(mod.main(sys.argv[2:]))
+        with exit_on_bad_input():  # a bad argument (an ArgumentError): one line, exit 2
+            raise SystemExit(mod.main(sys.argv[2:]))
     modes = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-h", "--help", "--hydra-help",
              "-sc", "--shell-completion"}
     if any(a.startswith("experiment=") for a in sys.argv[1:]) and not modes & set(sys.argv[1:]):

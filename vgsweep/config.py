@@ -28,10 +28,18 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 class ConfigError(ValueError):
     """A config value that cannot be trained; the message names key, value and what is accepted."""
 
+    KIND = "config"
+
     def __init__(self, key: str, value: Any, accepted: str, hint: str = "", where: str = ""):
         self.key, self.value, self.accepted, self.hint, self.where = key, value, accepted, hint, where
-        msg = f"invalid config{where}: {key}={value!r} is not accepted; expected {accepted}"
+        msg = f"invalid {self.KIND}{where}: {key}={value!r} is not accepted; expected {accepted}"
         super().__init__(msg + (f". {hint}" if hint else ""))
+
+
+class ArgumentError(ConfigError):
+    """A bad argument of a results command (`vgsweep table --tracking-uri ...`): the same one line."""
+
+    KIND = "argument"
 
 
 # --- accepted values of the numbers --------------------------------------------------------------

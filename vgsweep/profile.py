@@ -269,15 +269,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the numbers as JSON")
     a = ap.parse_args(argv)
     if a.epochs < 1:
-        print(f"vgsweep.profile: --epochs={a.epochs}: accepted: an integer >= 1", file=sys.stderr)
+        print(f"vgsweep profile: --epochs={a.epochs} is not accepted; expected an int >= 1", file=sys.stderr)
         return 2
+    from hydra.errors import HydraException
+
     from vgsweep.data import DataError
+    from vgsweep.hydra_compat import bad_input_message
 
     try:
         cfgs = pack_of(a.overrides)
         r = profile(cfgs, a.epochs, a.trace, a.top)
-    except (ConfigError, DataError) as e:
-        print(f"vgsweep.profile: {e}", file=sys.stderr)
+    except (ConfigError, DataError, HydraException) as e:
+        message = bad_input_message(e) if isinstance(e, HydraException) else str(e)
+        if message is None:
+            raise
+        print(f"vgsweep profile: {message}", file=sys.stderr)
         return 2
     print(report(r))
     if a.json:

@@ -348,7 +348,7 @@ class Pack:
 
     def run_epoch(self, epoch: int) -> torch.Tensor:
         """Train one epoch and evaluate: (K, metrics [+ diagnostics]) on the host, sorted order."""
-        K, device = self.K, self.device
+        device = self.device
         with scope("shuffle"):
             perm = torch.stack([torch.randperm(self.N, generator=g, device=device) for g in self.shuffle_g])  # (K, N)
         self.t_epoch.fill_(epoch)

@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=5000)
     a = ap.parse_args(argv)
-    uri = a.tracking_uri or tracking.default_uri()
+    from vgsweep.results.reader import store_uri
+
+    uri = store_uri(a.tracking_uri, must_exist=False)  # an empty store is a UI with no runs yet
     if uri.startswith(("http://", "https://")):  # a server has its own UI
         for name, url in experiment_urls(uri, uri.rstrip("/")):
             print(f"{name}: {url}", flush=True)

@@ -293,7 +293,7 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     client, exp = reader.open_experiment(uri, experiment)
     probe = reader.runs_frame(client, exp.experiment_id, ("FINISHED",))
     if probe.empty:
-        raise SystemExit(f"no FINISHED runs in experiment {experiment!r}")
+        raise SystemExit(f"vgsweep: no FINISHED runs in experiment {experiment!r}")
     study = study_for(str(probe["study"].iloc[0]) if "study" in probe else experiment,
                       str(probe["model.family"].iloc[0]))
     runs = load_runs(client, exp.experiment_id, study)
@@ -389,12 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     reader.store_args(ap)
     ap.add_argument("--out", default="results/figures", type=Path,
                     help="folder for the figures, one subfolder per experiment (default: results/figures)")
-    ap.add_argument("--activation", default="logistic", help="activation of the gradient-distribution figure")
+    reader.activation_arg(ap)
     ap.add_argument("--no-mlflow", action="store_true", help="do not log the figures to MLflow")
     a = ap.parse_args(argv)
-    uri = a.tracking_uri or tracking.default_uri()
+    uri, out = reader.store_uri(a.tracking_uri), reader.out_dir("--out", a.out)
     for name in reader.chosen(uri, a.experiment):  # results/figures/<experiment>/
-        build(uri, name, a.out / name, a.activation, not a.no_mlflow)
+        build(uri, name, out / name, a.activation, not a.no_mlflow)
     return 0
 
 

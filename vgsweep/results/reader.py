@@ -23,7 +23,7 @@ def open_experiment(uri: str, experiment: str):
     client = tracking.client_for(uri)
     exp = tracking.retry(client.get_experiment_by_name, experiment)
     if exp is None:
-        raise SystemExit(f"no experiment {experiment!r} in {uri}: run a sweep first "
+        raise SystemExit(f"vgsweep: no experiment {experiment!r} in {uri}: run a sweep first "
                          "(or pass --experiment / --tracking-uri)")
     return client, exp
 
@@ -34,11 +34,50 @@ def store_args(ap) -> None:
     ap.add_argument("--experiment", default=None, help="one MLflow experiment (default: every one with runs)")
 
 
+def activation_arg(ap) -> None:
+    from vgsweep.config import group_options
+
+    ap.add_argument("--activation", default="logistic", choices=group_options("activation"),
+                    help="activation of the gradient-distribution figure (default: logistic; where the "
+                         "experiment has no run of it, its first activation)")
+
+
+def store_uri(tracking_uri: str | None, must_exist: bool = True) -> str:
+    """The store a results command reads (--tracking-uri, else the project's), checked before anything
+    is read as a sweep checks it: a URI that names no store, a file that is not an MLflow store or a
+    server that does not answer is an ArgumentError (one line, exit 2). Reading never creates a store:
+    a missing SQLite file is SystemExit (exit 1), saying to run a sweep first."""
+    from vgsweep.config import ArgumentError, ConfigError
+    from vgsweep.preflight import check_store
+
+    uri = tracking_uri or tracking.default_uri()
+    try:
+        check_store(uri)
+    except ConfigError as e:
+        hint = e.hint.removeprefix(f"tracking.uri={uri!r}: ")  # the line names the argument already
+        raise ArgumentError("--tracking-uri", uri, e.accepted, hint) from None
+    p = tracking.sqlite_path(uri)
+    if must_exist and p is not None and not p.is_file():
+        raise SystemExit(f"vgsweep: no store at {p}: run a sweep first (or pass --tracking-uri)")
+    return uri
+
+
+def out_dir(key: str, p: Path) -> Path:
+    """An output folder that exists or can be made, else an ArgumentError before anything is read."""
+    from vgsweep.config import ArgumentError
+    from vgsweep.preflight import not_creatable
+
+    why = not_creatable(p)
+    if why:
+        raise ArgumentError(key, str(p), "a folder that exists or can be created", why)
+    return p
+
+
 def chosen(uri: str, experiment: str | None) -> list[str]:
     """The experiment named, or every one of the store with training runs; SystemExit if there are none."""
     names = [experiment] if experiment else experiments(uri)
     if not names:
-        raise SystemExit(f"no training runs in {uri}: run a sweep first (or pass --tracking-uri)")
+        raise SystemExit(f"vgsweep: no training runs in {uri}: run a sweep first (or pass --tracking-uri)")
     return names
 
 

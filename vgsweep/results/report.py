@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from vgsweep import tracking
 from vgsweep.results import figures, reader, table
 
 SECTIONS = [  # (file stem prefix, heading, what it shows)
@@ -98,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     reader.store_args(ap)
     ap.add_argument("--out", default="results", type=Path,
                     help="folder for report.md, table.md and figures/ (default: results)")
-    ap.add_argument("--activation", default="logistic", help="activation of the gradient-distribution figure")
+    reader.activation_arg(ap)
     a = ap.parse_args(argv)
-    build(a.tracking_uri or tracking.default_uri(), a.out, a.experiment, a.activation)
+    build(reader.store_uri(a.tracking_uri), reader.out_dir("--out", a.out), a.experiment, a.activation)
     return 0
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vgsweep import tracking
 from vgsweep.config import excluded
 from vgsweep.results import reader
 from vgsweep.results.studies import Study, study_for
@@ -500,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     reader.store_args(ap)
     ap.add_argument("--out", default="results", type=Path, help="folder for table.md, table.tex and table.csv")
     a = ap.parse_args(argv)
-    build(a.tracking_uri or tracking.default_uri(), a.experiment, a.out)
+    build(reader.store_uri(a.tracking_uri), a.experiment, reader.out_dir("--out", a.out))
     return 0
 
 
