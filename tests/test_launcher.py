@@ -86,3 +86,20 @@ def test_settings_read_after_training_do_not_split_packs():
     assert pack_key(base) != pack_key(compose_cfg(["device=cpu", "diagnostics.grad_samples=2"]))
     assert pack_key(base) == pack_key(compose_cfg(["device=cpu", "optimizer.lr=0.1", "seed=3", "activation=relu",
                                                    "optimizer.schedule.name=cosine", "optimizer.weight_decay=0.01"]))
+
+
+def test_a_config_listed_twice_in_a_sweep_is_trained_once(small_cfg, tmp_path):
+    """`seed=1,2,1`: the third job is the first's config; it trains once, and the third job reports the
+    first's run (SKIPPED, saying so), as a second sweep would. With rerun=true both train."""
+    from vgsweep.jobs import Job
+    from vgsweep.sweep import run_jobs
+
+    out = run_jobs([Job(small_cfg(f"seed={s}")) for s in (1, 2, 1)])
+    assert [o.status for o in out] == ["FINISHED", "FINISHED", "SKIPPED"]
+    assert out[2].run_id == out[0].run_id and out[2].final == out[0].final
+    assert out[2].reason == "the same config as job 0 of this sweep"
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("agarap2019")
+    assert len(c.search_runs([exp.experiment_id])) == 2
+    again = run_jobs([Job(small_cfg("seed=3", "rerun=true")) for _ in range(2)])
+    assert [o.status for o in again] == ["FINISHED", "FINISHED"] and again[0].run_id != again[1].run_id

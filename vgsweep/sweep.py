@@ -413,10 +413,21 @@ class Sweep:
         except tracking.TrackingError as e:  # a store found unusable on opening it: bad input, nothing written
             raise ConfigError("tracking.uri", tracking.resolve_uri(jobs[0].cfg), "an MLflow store vgsweep can use",
                               str(e)) from None
-        todo = [i for i, o in enumerate(self.outcomes) if o is None]
-        skipped = len(jobs) - len(todo)
+        # A config listed twice (`seed=1,1`) is trained once; the later job reports the earlier's run.
+        first: dict[tuple, int] = {}
+        self.twin: dict[int, int] = {}
+        for i, o in enumerate(self.outcomes):
+            if o is None and not jobs[i].cfg.rerun:
+                key = (tracking.resolve_uri(jobs[i].cfg), str(jobs[i].cfg.tracking.experiment), jobs[i].key())
+                self.twin.update({i: first[key]} if key in first else {})
+                first.setdefault(key, i)
+        todo = [i for i, o in enumerate(self.outcomes) if o is None and i not in self.twin]
+        skipped = len(jobs) - len(todo) - len(self.twin)
         if skipped:
             log.info("%d of %d jobs skipped: already FINISHED (or running) in the store", skipped, len(jobs))
+        if self.twin:
+            log.info("%d of %d jobs repeat a config of this sweep: each config is trained once (jobs %s)",
+                     len(self.twin), len(jobs), ", ".join(f"#{i} = #{f}" for i, f in self.twin.items()))
         sub = group_packs([jobs[i].cfg for i in todo],
                           [jobs[i].resume_state["epochs_done"] if jobs[i].resume_state else 0 for i in todo],
                           max_pack, memory_budget_gb)
@@ -431,6 +442,11 @@ class Sweep:
             remote.start([[jobs[i] for i in p] for p in self.packs])
 
     def outcome(self, i: int) -> Outcome:
+        if self.outcomes[i] is None and i in self.twin:
+            o = self.outcome(self.twin[i])
+            why = f"the same config as job {self.twin[i]} of this sweep"
+            self.outcomes[i] = Outcome("FAILED" if o.status == "FAILED" else "SKIPPED", o.run_id, dict(o.final),
+                                       f"{why}: {o.reason}" if o.status == "FAILED" else why)
         if self.outcomes[i] is None:
             pack = self.pack_of[i]
             try:
