@@ -43,7 +43,7 @@ export PYTHONUNBUFFERED=1
 if [[ $STEPS == *gputest* ]]; then
   # What only the GPU can test (tests/test_gpu.py): the captured step against the eager one, tf32/bf16,
   # the memory budget, a pack split after running out of memory, deterministic=true.
-  $PY -m pytest -m gpu tests/test_gpu.py -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/gputest.txt" \
+  $PY -m pytest -m gpu tests/test_gpu.py -q -rs -p no:cacheprovider --timeout 120 2>&1 | tee "$OUT/gputest.txt" \
     || echo "(gpu tests failed: see gputest.txt)"
 fi
 
