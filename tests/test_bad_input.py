@@ -18,6 +18,8 @@ CASES = [
     (["activation=sigmoidd"], ["activation=sigmoidd is not accepted", "one of elu, gelu, identity, leaky_relu, logistic"]),
     (["depth=7"], ["depth=7 is not accepted", "one of 2, 5, 10, 20, 30"]),
     (["experiment=nope"], ["experiment=nope", "paper_table1"]),
+    (["experiment=bn_mode,noise_scale"], ["experiment='bn_mode,noise_scale'", "one study per command",
+                                          "vgsweep experiment=bn_mode; vgsweep experiment=noise_scale"]),
     # ... in a sweep's list, found when Hydra's sweeper composes each of the 8 jobs
     (["activation=relu,tanh,swish,sigmoidd"], ["activation=sigmoidd is not accepted", "logistic"]),
     (["train.epoch=3"], ["train.epoch=3 is not accepted", "a key of train:", "did you mean train.epochs?"]),

@@ -112,6 +112,17 @@ def check_remote(launcher, jobs: list[Job]) -> None:
                               "hydra.launcher.sqlite_is_shared=true", j.where)
 
 
+def check_one_study(configs: list[DictConfig]) -> None:
+    """One study per command: an experiment file sets its own sweep (hydra.sweeper.params), which Hydra
+    reads from the command's config only, so `-m experiment=a,b` would train one default job of each
+    instead of both studies."""
+    studies = sorted({str(OmegaConf.select(c, "hydra.runtime.choices.experiment")) for c in configs} - {"None"})
+    if len(studies) > 1:
+        raise ConfigError("experiment", ",".join(studies), "one study per command",
+                          "each experiment file sets its own sweep, which a sweep over experiments would not run: "
+                          "run them one after another (" + "; ".join(f"vgsweep experiment={s}" for s in studies) + ")")
+
+
 def compose_once(loader) -> None:
     """Hydra's sweeper composes every job of a batch to check it (`validate_batch_is_legal`), throws
     the configs away, and the launcher composes them again: 85 ms a job on a 2-core machine, 2.6 s of
@@ -308,6 +319,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                 sweep_config.hydra.job.num = idx
             configs.append(sweep_config)
             jobs.append(job_of(sweep_config))
+        check_one_study(configs)
         check_dir("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
         check_jobs(jobs)
         check_remote(launcher, jobs)
