@@ -103,3 +103,20 @@ def test_a_config_listed_twice_in_a_sweep_is_trained_once(small_cfg, tmp_path):
     assert len(c.search_runs([exp.experiment_id])) == 2
     again = run_jobs([Job(small_cfg("seed=3", "rerun=true")) for _ in range(2)])
     assert [o.status for o in again] == ["FINISHED", "FINISHED"] and again[0].run_id != again[1].run_id
+
+
+@pytest.mark.e2e
+def test_a_dry_run_through_the_cli_prints_the_plan_and_makes_nothing(tiny_root, tmp_path):
+    """-m ... hydra.launcher.dry_run=true: the plan on stdout, exit 0, no sweep folder, no store, no job
+    called; without -m it is refused (a single run has no plan to show)."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    proc = run_cli(["-m", "activation=relu,tanh", "seed=1,2", *SMALL, f"data.root={tiny_root}", f"tracking.uri={uri}",
+                    f"hydra.sweep.dir={tmp_path / 'mr'}", "hydra.launcher.dry_run=true"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "dry run: 4 jobs: 4 to train, 0 to resume from their checkpoints, in 1 pack; 0 skipped" in proc.stdout
+    assert "  #3 activation=tanh seed=2: train, pack 1" in proc.stdout and "epoch 1" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "m.db").exists() and not (tmp_path / "mr").exists()
+    single = run_cli(["seed=1", *SMALL, f"data.root={tiny_root}", f"tracking.uri={uri}", "hydra.launcher.dry_run=true",
+                      f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert single.returncode == 2 and "hydra.launcher.dry_run=True is not accepted" in single.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "m.db").exists()

@@ -249,6 +249,31 @@ def test_a_run_whose_host_went_silent_is_killed_and_retrained(small_cfg):
     assert run_jobs([Job(quiet)])[0].status == "SKIPPED" and client.get_run(old).info.status == "RUNNING"
 
 
+def test_a_dry_run_says_what_the_sweep_would_do_and_changes_nothing(small_cfg, tmp_path):
+    """hydra.launcher.dry_run=true plans as the sweep would (skip a FINISHED config, retrain one whose
+    run another host left RUNNING with a stale heartbeat, train a config listed twice once) and writes
+    nothing: no store where there was none, the orphan left RUNNING, no run created."""
+    from vgsweep.sweep import Sweep
+
+    seeds = (1, 2, 3, 3)
+    jobs = lambda: [Job(small_cfg(f"seed={s}"), overrides=[f"seed={s}", "train.epochs=2"]) for s in seeds]  # noqa: E731
+    text = Sweep(jobs(), dry_run=True).describe()
+    assert not (tmp_path / "mlflow.db").exists()
+    assert text.startswith("dry run: 4 jobs: 3 to train, 0 to resume from their checkpoints, in 1 pack; 1 skipped")
+    assert "  #0 seed=1: train, pack 1" in text and "  #3 seed=3: skip: the same config as job #2" in text
+    assert "  pack 1: 3 runs, mlp 16-16 on mnist, epochs 1-2, batch 32, fp32 on cpu, about " in text
+
+    [done] = run_jobs([jobs()[0]])
+    orphan = _fake_running_run(jobs()[1].cfg, "node-that-died", "12345", time.time() - 10**6)
+    text = Sweep(jobs(), dry_run=True).describe()
+    assert f"  #0 seed=1: skip: already FINISHED (run {done.run_id})" in text
+    assert "  #1 seed=2: train, pack 1" in text and "2 to train" in text
+    assert f"note: run {orphan} (mnist-d2-logistic-baseline-s2) was left RUNNING by a process that is gone " \
+           "(no heartbeat from node-that-died" in text and "it would be marked KILLED" in text
+    client, runs = _all_runs(jobs()[0].cfg.tracking.uri)
+    assert len(runs) == 2 and client.get_run(orphan).info.status == "RUNNING"
+
+
 def test_the_heartbeat_keeps_stamping_until_stopped(small_cfg):
     from vgsweep import tracking
 

@@ -212,6 +212,9 @@ class Preflight(Callback):
         entered()
         cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
         with exit_on_bad_input():
+            if OmegaConf.select(config, "hydra.launcher.dry_run", default=False):
+                raise ConfigError("hydra.launcher.dry_run", True, "false for a single run (the launcher plans sweeps)",
+                                  "add -m: a single run is a sweep of one")
             check_dir("hydra.run.dir", Path(str(config.hydra.run.dir)))
             check_jobs([Job(cfg, overrides=list(config.hydra.overrides.task))])
 

@@ -330,13 +330,18 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     from vgsweep.sweep import Sweep
 
     remote = None
-    if launcher.executor.executor != "local":
+    if launcher.executor.executor != "local" and not launcher.dry_run:
         from vgsweep.executors import SubmititPacks
 
         remote = SubmititPacks(launcher.executor)
     with app.exit_on_sweep_stopped(), app.exit_on_bad_input(lambda: tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))):
         sweep = Sweep(jobs, max_pack=launcher.max_pack or None, memory_budget_gb=launcher.memory_budget_gb,
-                      progress=launcher.progress if remote is None else None, remote=remote)
+                      progress=launcher.progress if remote is None else None, remote=remote,
+                      dry_run=launcher.dry_run)
+    if launcher.dry_run:  # no task is called: as Hydra's --cfg, the command says what it would do and stops
+        print(sweep.describe([c.hydra.job.num for c in configs]), flush=True)
+        tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))
+        return []
     _ACTIVE = PackedSweep(sweep, jobs, [c.hydra.job.num for c in configs], os.getcwd())
     returns: list[JobReturn] = []
     try:

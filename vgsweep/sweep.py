@@ -92,22 +92,28 @@ def _diag_from_tensors(d: dict | None) -> list[dict]:
 
 
 # --- planning ------------------------------------------------------------------------------------
-def plan(jobs: list[Job], adopt: Optional[str] = None) -> list[Optional[Outcome]]:
+def plan(jobs: list[Job], adopt: Optional[str] = None, dry: Optional[list[str]] = None) -> list[Optional[Outcome]]:
     """Decide per job: skip (outcome given), resume from a checkpoint, or train anew (None).
 
     adopt: the id of the scheduler job planning (a requeued pack job): the RUNNING runs that job's
-    earlier incarnation left (tag vgsweep.job) are its own, not another process's: KILLED, resumed."""
+    earlier incarnation left (tag vgsweep.job) are its own, not another process's: KILLED, resumed.
+    dry: a dry run's notes; the store is only read (an orphan is taken as KILLED, not marked so, and
+    a SQLite store that does not exist yet is not created)."""
     from vgsweep.executors import TAG_JOB
 
     out: list[Optional[Outcome]] = []
-    for j, (client, runs) in zip(jobs, stored_runs(jobs)):
+    for j, (client, runs) in zip(jobs, stored_runs(jobs, create=dry is None)):
         status = {r.info.run_id: r.info.status for r in runs}
         for r in runs:
             if adopt and r.info.status == "RUNNING" and r.data.tags.get(TAG_JOB) == adopt:
                 why = f"its scheduler job {adopt} was requeued"  # this job's own earlier incarnation
             else:
                 why = tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s))
-            if why:
+            if why and dry is not None:
+                dry.append(f"run {r.info.run_id} ({run_name(j.cfg)}) was left RUNNING by a process that is gone "
+                           f"({why}): it would be marked KILLED")
+                status[r.info.run_id] = "KILLED"
+            elif why:
                 log.warning("run %s (%s) was left RUNNING by a process that is gone (%s): marked KILLED",
                             r.info.run_id, run_name(j.cfg), why)
                 tracking.retry(client.set_terminated, r.info.run_id, status="KILLED")
@@ -128,8 +134,9 @@ def plan(jobs: list[Job], adopt: Optional[str] = None) -> list[Optional[Outcome]
     return out
 
 
-def stored_runs(jobs: list[Job]) -> list[tuple]:
-    """Per job: a client of its store, and the training runs of its config hash (one query per store)."""
+def stored_runs(jobs: list[Job], create: bool = True) -> list[tuple]:
+    """Per job: a client of its store, and the training runs of its config hash (one query per store).
+    create=False: a SQLite store that does not exist yet is not made; its jobs have no runs (client None)."""
     stores: dict[tuple[str, str], dict] = {}
     wanted: dict[tuple[str, str], set[str]] = {}
     for j in jobs:
@@ -137,6 +144,10 @@ def stored_runs(jobs: list[Job]) -> list[tuple]:
     out = []
     for j in jobs:
         uri = tracking.resolve_uri(j.cfg)
+        p = tracking.sqlite_path(uri)
+        if not create and p is not None and not p.is_file():
+            out.append((None, []))
+            continue
         client = tracking.client_for(uri)
         skey = (uri, j.cfg.tracking.experiment)
         if skey not in stores:
@@ -400,14 +411,16 @@ class Sweep:
     job i's pack the first time one of its jobs is asked for. Call after preflight."""
 
     def __init__(self, jobs: list[Job], max_pack: int | None = None, memory_budget_gb: float | None = None,
-                 progress: str | None = None, remote=None):
+                 progress: str | None = None, remote=None, dry_run: bool = False):
         from vgsweep.progress import Progress
 
         self.jobs, self.remote = jobs, remote
+        self.notes: Optional[list[str]] = [] if dry_run else None  # a dry run's: what it would change
+        self.budget_gb = memory_budget_gb
         tracking.configure(float(jobs[0].cfg.tracking.retry_s))
         self.t0 = time.time()
         try:
-            self.outcomes: list[Optional[Outcome]] = plan(jobs)
+            self.outcomes: list[Optional[Outcome]] = plan(jobs, dry=self.notes)
         except tracking.TrackingUnavailable as e:
             raise stopped(jobs[0].cfg, e) from None
         except tracking.TrackingError as e:  # a store found unusable on opening it: bad input, nothing written
@@ -437,9 +450,53 @@ class Sweep:
             log.info("%d jobs to train in %d pack%s of %s runs", len(todo), len(self.packs),
                      "s" if len(self.packs) > 1 else "", ", ".join(str(len(p)) for p in self.packs))
         self.progress = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs)) for p in self.packs],
-                                 progress) if progress and self.packs else None
-        if remote is not None and self.packs:  # every pack a job of the scheduler, submitted now
+                                 progress) if progress and self.packs and not dry_run else None
+        if remote is not None and self.packs and not dry_run:  # every pack a job of the scheduler, submitted now
             remote.start([[jobs[i] for i in p] for p in self.packs])
+
+    def describe(self, nums: Optional[list[int]] = None) -> str:
+        """What this sweep would do (hydra.launcher.dry_run=true): per job, skip (why), resume (from which
+        epoch) or train (in which pack); per pack, its runs, epochs and memory against the budget."""
+        from vgsweep.config import enum_value
+        from vgsweep.packing import bytes_per_run, memory_budget
+
+        nums = nums if nums is not None else list(range(len(self.jobs)))
+        pack_no = {i: k for k, p in enumerate(self.packs, 1) for i in p}
+        given = [dict(o.split("=", 1) for o in j.overrides if "=" in o) for j in self.jobs]
+        axes = [k for k in dict.fromkeys(k for g in given for k in g) if len({g.get(k) for g in given}) > 1]
+        c = self.counts_planned()
+        lines = [f"dry run: {len(self.jobs)} jobs: {c['train']} to train, {c['resume']} to resume from their "
+                 f"checkpoints, in {len(self.packs)} pack{'s' if len(self.packs) != 1 else ''}; {c['skip']} skipped; "
+                 "nothing was trained or written"]
+        for i, j in enumerate(self.jobs):
+            o = self.outcomes[i]
+            if i in self.twin:
+                what = f"skip: the same config as job #{nums[self.twin[i]]}"
+            elif o is not None:
+                what = f"skip: {o.reason} (run {o.run_id})"
+            elif j.resume_run:
+                what = f"resume run {j.resume_run} at epoch {j.resume_state['epochs_done']}, pack {pack_no[i]}"
+            else:
+                what = f"train, pack {pack_no[i]}"
+            named = " ".join(f"{k}={given[i][k]}" for k in axes if k in given[i]) or run_name(j.cfg)
+            lines.append(f"  #{nums[i]} {named}: {what}")
+        for k, p in enumerate(self.packs, 1):
+            cfg = self.jobs[p[0]].cfg
+            device = resolve_device(cfg.device)
+            need, budget = len(p) * bytes_per_run(cfg), memory_budget(device, self.budget_gb)
+            start = self.jobs[p[0]].resume_state["epochs_done"] if self.jobs[p[0]].resume_run else 0
+            shape = ("mlp " + "-".join(map(str, cfg.model.hidden)) if cfg.model.family == "mlp" else cfg.model.name)
+            lines.append(f"  pack {k}: {len(p)} runs, {shape} on {cfg.data.name}, "
+                         f"epochs {start + 1}-{int(cfg.train.epochs)}, batch {int(cfg.train.batch_size)}, "
+                         f"{enum_value(cfg.precision)} on {device}, about {need / 2**30:.2f} GiB of a "
+                         f"{budget / 2**30:.1f} GiB budget")
+        lines += [f"  note: {n}" for n in self.notes or []]
+        return "\n".join(lines)
+
+    def counts_planned(self) -> dict[str, int]:
+        todo = [i for p in self.packs for i in p]
+        resume = sum(bool(self.jobs[i].resume_run) for i in todo)
+        return {"train": len(todo) - resume, "resume": resume, "skip": len(self.jobs) - len(todo)}
 
     def outcome(self, i: int) -> Outcome:
         if self.outcomes[i] is None and i in self.twin:

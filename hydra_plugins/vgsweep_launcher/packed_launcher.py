@@ -24,6 +24,7 @@ class PackedLauncherConf:
     max_pack: int = rule(0, "non_negative")  # most runs in one pack; 0 = as many as memory_budget_gb allows
     memory_budget_gb: Optional[float] = rule(None, "positive")  # device memory a pack may use; None = 80% of free memory
     progress: str = "auto"  # auto (a live line on a terminal, log lines otherwise) | bar | log
+    dry_run: bool = False  # say what the sweep would do (skip, resume, train in which pack) and train nothing
     # Where packs train: local (this process) | slurm (one SLURM job per pack, through submitit) |
     # submitit_local (each pack a subprocess through submitit's LocalExecutor). The rest is for the
     # last two, named as in Hydra's submitit launcher plugin.
@@ -54,12 +55,12 @@ ConfigStore.instance().store(group="hydra/launcher", name="packed", node=PackedL
 
 class PackedLauncher(Launcher):
     def __init__(self, max_pack: int = 0, memory_budget_gb: Optional[float] = None, progress: str = "auto",
-                 **executor: Any) -> None:
-        self.max_pack, self.memory_budget_gb, self.progress = max_pack, memory_budget_gb, progress
+                 dry_run: bool = False, **executor: Any) -> None:
+        self.max_pack, self.memory_budget_gb, self.progress, self.dry_run = max_pack, memory_budget_gb, progress, dry_run
         from types import SimpleNamespace
 
         defaults = {k: v for k, v in PackedLauncherConf().__dict__.items()
-                    if k not in ("_target_", "max_pack", "memory_budget_gb", "progress")}
+                    if k not in ("_target_", "max_pack", "memory_budget_gb", "progress", "dry_run")}
         self.executor = SimpleNamespace(**{**defaults, **executor})  # executor.executor: local | slurm | ...
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
