@@ -116,6 +116,13 @@ def test_a_dry_run_through_the_cli_prints_the_plan_and_makes_nothing(tiny_root, 
     assert "dry run: 4 jobs: 4 to train, 0 to resume from their checkpoints, in 1 pack; 0 skipped" in proc.stdout
     assert "  #3 activation=tanh seed=2: train, pack 1" in proc.stdout and "epoch 1" not in proc.stdout + proc.stderr
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "mr").exists()
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    fresh = run_cli(["-m", "seed=1,2", *SMALL, f"data.root={empty}", "data.download=true", f"tracking.uri={uri}",
+                     f"hydra.sweep.dir={tmp_path / 'mr'}", "hydra.launcher.dry_run=true"], cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]  # the data it would download, said, not downloaded
+    assert f"note: mnist is not in {empty / 'MNIST' / 'raw'}: the sweep would download it there" in fresh.stdout
+    assert not any(empty.iterdir()) and "downloading" not in fresh.stderr
     single = run_cli(["seed=1", *SMALL, f"data.root={tiny_root}", f"tracking.uri={uri}", "hydra.launcher.dry_run=true",
                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert single.returncode == 2 and "hydra.launcher.dry_run=True is not accepted" in single.stderr

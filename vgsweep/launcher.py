@@ -321,7 +321,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             jobs.append(job_of(sweep_config))
         check_one_study(configs)
         check_dir("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
-        check_jobs(jobs)
+        data_notes: list[str] | None = [] if launcher.dry_run else None
+        check_jobs(jobs, data_notes)
         check_remote(launcher, jobs)
     HydraConfig.instance().set_config(config)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -339,6 +340,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                       progress=launcher.progress if remote is None else None, remote=remote,
                       dry_run=launcher.dry_run)
     if launcher.dry_run:  # no task is called: as Hydra's --cfg, the command says what it would do and stops
+        sweep.notes = (data_notes or []) + (sweep.notes or [])
         print(sweep.describe([c.hydra.job.num for c in configs]), flush=True)
         tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))
         return []

@@ -52,10 +52,12 @@ def check_store(uri: str) -> None:
         raise ConfigError("tracking.uri", uri, "an MLflow store vgsweep can use", str(e)) from None
 
 
-def check_jobs(jobs: list[Job]) -> None:
-    """Raise ConfigError for the first job that cannot run."""
-    from vgsweep.data.files import read_checked
+def check_jobs(jobs: list[Job], dry: list[str] | None = None) -> None:
+    """Raise ConfigError for the first job that cannot run. dry: a dry run's notes; a data set it would
+    download is noted there, not downloaded (its sizes are then the data set's published ones)."""
+    from vgsweep.data.files import folder, missing, read_checked
     from vgsweep.data.errors import DataError
+    from vgsweep.data.sets import DATASETS
 
     for j in jobs:
         try:
@@ -74,6 +76,9 @@ def check_jobs(jobs: list[Job]) -> None:
     for j in jobs:
         d = j.cfg.data
         key = (d.name, str(d.root), bool(d.download), bool(d.verify))
+        if key not in seen and dry is not None and d.download and missing(DATASETS[d.name], d.root):
+            dry.append(f"{d.name} is not in {folder(DATASETS[d.name], d.root)}: the sweep would download it there")
+            seen[key] = {"train_y": range(DATASETS[d.name].n_train)}
         if key not in seen:
             try:
                 seen[key] = read_checked(d.name, d.root, d.download, d.verify)
