@@ -220,10 +220,6 @@ class Preflight(Callback):
 
 
 # --- --help ------------------------------------------------------------------------------------
-def _natural(s: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
-
-
 def groups_help() -> str:
     """Every config group with its options (numbers in numeric order) and its default."""
     from vgsweep.config import group_options
@@ -237,7 +233,7 @@ def groups_help() -> str:
     groups = sorted(p.name for p in _CONF.iterdir() if p.is_dir())
     width = max(map(len, groups))
     for group in groups:
-        opts = sorted(group_options(group), key=_natural)
+        opts = group_options(group)
         d = defaults.get(group)
         lines.append(f"  {group:<{width}} " + ", ".join(f"{o} (default)" if o == d else o for o in opts))
     return "\n".join(lines)

@@ -364,8 +364,13 @@ def enum_value(v: Any) -> Any:
 
 
 def group_options(group: str) -> list[str]:
-    """The options of a config group: the YAML files in conf/<group>/."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """The options of a config group: the YAML files in conf/<group>/, numbers in numeric order."""
+    import re
+
+    def natural(s: str) -> list:
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+    return sorted((p.stem for p in (CONF_DIR / group).glob("*.yaml")), key=natural)
 
 
 # --- validation ----------------------------------------------------------------------------------

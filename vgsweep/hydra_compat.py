@@ -1,7 +1,8 @@
 """Two adaptations to Hydra 1.3: numeric option names, and its refusals of a command line as one line.
 
-Numeric option names (`depth=2,5`): Hydra 1.3 parses `depth=5` as the integer 5 and then refuses it as a group choice ("Config group
-override must be a string or a list. Got int"); only `depth='5'` would work. Before Hydra sorts
+Numeric option names (`depth=2,5`): Hydra 1.3 parses `depth=5` as the integer 5 and then refuses it
+as a group choice ("Config group override must be a string or a list. Got int"); only `depth='5'`
+would work. Before Hydra sorts
 the overrides, this turns the numeric value of an override whose key names a config group into
 its string, so `depth=5` on the command line and `depth: 2,5` in an experiment file both select
 conf/depth/5.yaml. Numeric overrides of plain keys (`seed=3`) are untouched.
@@ -35,10 +36,6 @@ if not getattr(defaults_list.Overrides.__init__, "_vgsweep", False):
 # parse with a message of five to twenty lines (the options one per line, the config search path, "Set
 # the environment variable HYDRA_FULL_ERROR=1 ..."). vgsweep says the same in its one line: key, value,
 # what is accepted.
-def _natural(s: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
-
-
 def _value(override: str):
     """The value of `key=value` as Hydra parses it (1.5 a float, abc a string); the text if it cannot."""
     try:
@@ -88,7 +85,7 @@ def bad_input_message(e: BaseException) -> str | None:
         named = re.match(r"In '([^']+)'", first)
         hint = f"named in conf/{named.group(1)}.yaml" if named and named.group(1) != "config" and \
             (CONF_DIR / f"{named.group(1)}.yaml").is_file() else ""
-        accepted = "one of " + ", ".join(sorted(options, key=_natural)) if options else f"an option of {group}"
+        accepted = "one of " + ", ".join(options) if options else f"an option of {group}"
         return str(ConfigError(group, _Text(value), accepted, hint))
     if isinstance(e, OverrideParseException):
         return (f"invalid config: cannot parse the override {e.override!r} ({str(e.message or first).splitlines()[0]}); "
@@ -97,11 +94,11 @@ def bad_input_message(e: BaseException) -> str | None:
         return None
     cause = e.__cause__
     cause_first = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
-    m = re.search(r"use \+(\S+)", str(e)) or re.match(r"Error merging override (.+)", first)
     sweep = re.match(r"Ambiguous value for argument '([^']*)'", first)
     if sweep:
         return (f"invalid config: {sweep.group(1)} lists values to sweep over, in a single run; expected -m "
                 "(--multirun) before the overrides to sweep, or key=[a,b] for a list value")
+    m = re.search(r"use \+(\S+)", str(e)) or re.match(r"Error merging override (.+)", first)
     if m is None:  # e.g. "+train=3": an item is already there; Hydra's own words, on one line
         return "invalid config: " + " ".join(str(e).split())
     override = m.group(1)

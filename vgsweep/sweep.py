@@ -432,8 +432,10 @@ class Sweep:
         for i, o in enumerate(self.outcomes):
             if o is None and not jobs[i].cfg.rerun:
                 key = (tracking.resolve_uri(jobs[i].cfg), str(jobs[i].cfg.tracking.experiment), jobs[i].key())
-                self.twin.update({i: first[key]} if key in first else {})
-                first.setdefault(key, i)
+                if key in first:
+                    self.twin[i] = first[key]
+                else:
+                    first[key] = i
         todo = [i for i, o in enumerate(self.outcomes) if o is None and i not in self.twin]
         skipped = len(jobs) - len(todo) - len(self.twin)
         if skipped:
