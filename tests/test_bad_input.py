@@ -25,6 +25,7 @@ CASES = [
     (["train.epochs=abc"], ["train.epochs='abc' is not accepted", "an int"]),
     (["regime.grad_noise.unit=minute"], ["regime.grad_noise.unit='minute'", "one of epoch, step"]),
     (["+train.epoch=3"], ["train.epoch=3 is not accepted", "did you mean train.epochs?"]),
+    (["optimizer.lr=interval(0.1,0.2)"], ["interval(...) and other sampled sweeps need a sweeper that samples"]),
     (["model=vgg08", "depth=5"], ["model.depth=5 is not accepted", "depth=... sets the MLP's widths"]),
     (["hydra.launcher.progress=sometimes"], ["hydra.launcher.progress='sometimes'", "one of"]),
     # values out of range

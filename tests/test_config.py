@@ -77,6 +77,8 @@ def test_defaults_reproduce_the_original_code():
     ("+regime.grad_noise.x=1", "regime.grad_noise.x", "a key of regime.grad_noise: enabled, eta"),
     ("model=vgg08 +model.foo=1", "model.foo", "a key of model: blocks_per_stage"),
     ("model.hidden=abc", "model.hidden", "a list of ints"),
+    ("~seed", "seed", "seed=(deleted) is not accepted; expected a value"),  # Hydra's ~ deletes a key
+    ("~diagnostics", "diagnostics", "~diagnostics removed it"),
 ])
 def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted):
     cfg = compose_cfg([*override.split(), "device=cpu"] if not override.startswith("device") else [override])
@@ -106,6 +108,7 @@ def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted)
     ("activation=[relu", HydraException, "cannot parse the override 'activation=[relu'"),
     ("activation=relu,tanh", HydraException, "activation=relu,tanh lists values to sweep over, in a single run; "
      "expected -m"),
+    ("~train.epochs", HydraException, "train.epochs=(deleted) is not accepted; expected a value"),
 ])
 def test_composition_refusals_become_one_line_naming_key_value_and_what_is_accepted(override, exc, line):
     """Hydra refuses these while composing, in many lines; vgsweep says each in one (app.py exits 2 with it)."""

@@ -36,6 +36,13 @@ class ConfigError(ValueError):
         super().__init__(msg + (f". {hint}" if hint else ""))
 
 
+class Shown(str):
+    """A value a ConfigError shows as written (no quotes): `depth=7`, `seed=(deleted)`."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 class ArgumentError(ConfigError):
     """A bad argument of a results command (`vgsweep table --tracking-uri ...`): the same one line."""
 
@@ -411,6 +418,9 @@ def check_schema(node: Any, schema: type, prefix: str) -> None:
     for f in dataclasses.fields(schema):
         key, value = f"{prefix}{f.name}", node.get(f.name) if isinstance(node, DictConfig) else None
         hint = hints[f.name]
+        if isinstance(node, DictConfig) and f.name not in node:  # Hydra's `~key` deletes one
+            raise ConfigError(key, Shown("(deleted)"), "a value: vgsweep reads every key of its schema",
+                              f"~{key} removed it; set it instead ({key}=...)")
         if dataclasses.is_dataclass(hint):
             check_schema(value, hint, key + ".")
             continue

@@ -38,20 +38,15 @@ if not getattr(defaults_list.Overrides.__init__, "_vgsweep", False):
 # what is accepted.
 def _value(override: str):
     """The value of `key=value` as Hydra parses it (1.5 a float, abc a string); the text if it cannot."""
+    from vgsweep.config import Shown
+
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         v = OverridesParser.create().parse_override(override).value()
-        return v if isinstance(v, (int, float, str, bool)) or v is None else _Text(override.partition("=")[2])
+        return v if isinstance(v, (int, float, str, bool)) or v is None else Shown(override.partition("=")[2])
     except Exception:  # noqa: BLE001 - shown as written
-        return _Text(override.partition("=")[2])
-
-
-class _Text(str):
-    """A value shown as the user wrote it (no quotes)."""
-
-    def __repr__(self) -> str:
-        return str(self)
+        return Shown(override.partition("=")[2])
 
 
 _EXPECTED = [  # OmegaConf's type errors (first line) -> what is accepted
@@ -62,6 +57,7 @@ _EXPECTED = [  # OmegaConf's type errors (first line) -> what is accepted
     (r"Cannot convert '\w+' to string", "a string"),
     (r"is not a ListConfig, list or tuple", "a list, e.g. [1,2]"),
     (r"is not a subclass of (\w+)", "one of its keys set on its own (key.subkey=value)"),
+    (r"does not support deletion", "a value: vgsweep reads every key of its schema"),
 ]
 
 
@@ -74,9 +70,9 @@ def _known_keys(schema) -> list[str]:
 def bad_input_message(e: BaseException) -> str | None:
     """vgsweep's one line for a command line that Hydra refused while composing, or None when `e` is
     not such a refusal."""
-    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 
-    from vgsweep.config import CONF_DIR, ConfigError, group_options, unknown_key
+    from vgsweep.config import CONF_DIR, ConfigError, Shown, group_options, unknown_key
 
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if isinstance(e, MissingConfigException) and "/" in (e.missing_cfg_file or ""):
@@ -86,12 +82,15 @@ def bad_input_message(e: BaseException) -> str | None:
         hint = f"named in conf/{named.group(1)}.yaml" if named and named.group(1) != "config" and \
             (CONF_DIR / f"{named.group(1)}.yaml").is_file() else ""
         accepted = "one of " + ", ".join(options) if options else f"an option of {group}"
-        return str(ConfigError(group, _Text(value), accepted, hint))
+        return str(ConfigError(group, Shown(value), accepted, hint))
     if isinstance(e, OverrideParseException):
         return (f"invalid config: cannot parse the override {e.override!r} ({str(e.message or first).splitlines()[0]}); "
                 "expected key=value, or key=a,b,c to sweep (https://hydra.cc/docs/advanced/override_grammar/basic/)")
+    if re.search(r"BasicSweeper does not support sweep type", first):
+        return ("invalid config: interval(...) and other sampled sweeps need a sweeper that samples (an Optuna "
+                "or Ax sweeper plugin); Hydra's basic sweeper expands lists (a,b,c), range(...) and glob(...)")
     if not isinstance(e, ConfigCompositionException):
-        return None
+        return "invalid config: " + " ".join(str(e).split()) if isinstance(e, HydraException) else None
     cause = e.__cause__
     cause_first = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
     sweep = re.match(r"Ambiguous value for argument '([^']*)'", first)
@@ -103,7 +102,7 @@ def bad_input_message(e: BaseException) -> str | None:
         return "invalid config: " + " ".join(str(e).split())
     override = m.group(1)
     key = str(getattr(cause, "full_key", "") or override.partition("=")[0].lstrip("+~"))
-    value = _value(override)
+    value = Shown("(deleted)") if override.startswith("~") else _value(override)
     if re.match(r"Key '.*' not in", cause_first):  # an unknown key
         return str(unknown_key(key, value, _known_keys(getattr(cause, "object_type", None))))
     item = "[" in key  # an item of a list: the override names the list
