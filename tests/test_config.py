@@ -105,6 +105,8 @@ def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted)
     ("regime.bn.mode=sometimes", ValidationError, "expected one of frozen, batch, layer"),
     ("model.hidden=[a,b]", ValidationError, "model.hidden=[a,b] is not accepted; expected a list whose items are each an int"),
     ("data.mean=3", ValidationError, "data.mean=3 is not accepted; expected a list"),
+    ("data=fashion_mnist", ValidationError, "data='fashion_mnist' is not accepted; expected one of its keys set on its "
+     "own (key.subkey=value). did you mean dataset=fashion_mnist?"),
     ("activation=[relu", HydraException, "cannot parse the override 'activation=[relu'"),
     ("activation=relu,tanh", HydraException, "activation=relu,tanh lists values to sweep over, in a single run; "
      "expected -m"),

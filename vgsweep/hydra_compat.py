@@ -112,5 +112,10 @@ def bad_input_message(e: BaseException) -> str | None:
         hit = re.search(pattern, cause_first)
         if hit:
             accepted = accepted or "one of " + hit.group(1)
-            return str(ConfigError(key, value, f"a list whose items are each {accepted}" if item else accepted))
+            hint = ""
+            if "subclass" in pattern:  # a group of keys given one value: `data=mnist` for `dataset=mnist`?
+                groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name.startswith(key)
+                                and str(value) in group_options(p.name))
+                hint = f"did you mean {groups[0]}={value}?" if groups else ""
+            return str(ConfigError(key, value, f"a list whose items are each {accepted}" if item else accepted, hint))
     return str(ConfigError(key, value, "a value of the schema's type", cause_first or first))
