@@ -226,6 +226,11 @@ def test_the_ui_opens_the_experiment_on_its_training_runs(sweep):
         r = runs[0]
         run_page = _page_text(ui.run_url(f"http://127.0.0.1:{port}", exp.experiment_id, r.info.run_id), tmp)
         assert f"test_acc {r.data.metrics['test_acc']}" in run_page, run_page[:3000]
+        second = subprocess.run([sys.executable, "-m", "vgsweep", "ui", "--tracking-uri", uri, "--port", str(port)],
+                                cwd=tmp, capture_output=True, text=True, timeout=120)  # the port is this UI's
+        assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr[-2000:]
+        assert f"--port={port} is not accepted; expected a free port. 127.0.0.1:{port} cannot be listened on" \
+            in second.stderr
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

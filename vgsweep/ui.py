@@ -33,6 +33,23 @@ def run_url(base: str, experiment_id: str, run_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{WORKFLOW}"
 
 
+def check_port(host: str, port: int) -> None:
+    """A port the UI can listen on, else an ArgumentError (one line) before MLflow's server starts and
+    fails in many lines: `make ui` while another UI holds 5000 is the usual case."""
+    import socket
+
+    from vgsweep.config import ArgumentError
+
+    if not 1 <= port <= 65535:
+        raise ArgumentError("--port", port, "a port number from 1 to 65535")
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise ArgumentError("--port", port, "a free port", f"{host}:{port} cannot be listened on ({e.strerror or e}: "
+                            "another MLflow UI?); pass --port N (make ui PORT=N)") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vgsweep ui", description=__doc__.splitlines()[0])
     ap.add_argument("--tracking-uri", default=None, help="the store (default: the project's mlflow.db)")
@@ -46,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, url in experiment_urls(uri, uri.rstrip("/")):
             print(f"{name}: {url}", flush=True)
         return 0
+    check_port(a.host, a.port)
     base = f"http://{a.host}:{a.port}"
     urls = experiment_urls(uri, base)
     print(f"MLflow UI over {uri} on {base}", flush=True)
