@@ -226,3 +226,49 @@ def test_a_replayed_step_reads_only_the_packs_device_tensors(small_cfg, monkeypa
     assert replayed.history == eager.history
     resumed = train_pack(cfgs, resume=saved[2])
     assert resumed.history == eager.history
+
+
+def _tf_shuffle_reference(n: int, buffer: int, slots: list[int], tail: list[int]) -> list[int]:
+    """TensorFlow's Dataset.shuffle(buffer) step by step, on given draws: each step emits the chosen
+    slot's example and refills the slot from the file; at the end the buffer empties in `tail`'s order."""
+    b = min(buffer, n)
+    slot, nxt, out = list(range(b)), b, []
+    for s in slots:
+        out.append(slot[s])
+        slot[s], nxt = nxt, nxt + 1
+    return out + [slot[i] for i in tail]
+
+
+@pytest.mark.parametrize("n,buffer", [(1000, 64), (1000, 1), (300, 300), (300, 5000), (2, 1), (61, 60)])
+def test_the_buffered_order_is_tensorflows_shuffle_buffer(n, buffer):
+    """train.shuffle_buffer's closed form (data/order.py) against the buffer simulated step by step
+    with the same random draws; a buffer of 1 keeps the file's order, one of n or more is a full shuffle."""
+    from vgsweep.data.order import buffered_order
+    from vgsweep.seeding import generator
+
+    g = generator(3, "shuffle")
+    draws = g.get_state()
+    order = buffered_order(n, buffer, g, torch.device("cpu")).tolist()
+    g.set_state(draws)
+    b = min(buffer, n)
+    slots = torch.randint(0, b, (n - b,), generator=g).tolist()
+    tail = torch.randperm(b, generator=g).tolist()
+    assert sorted(order) == list(range(n))
+    assert order == _tf_shuffle_reference(n, buffer, slots, tail)
+    assert all(pos >= i - b for pos, i in ((p, x) for p, x in enumerate(order)))  # no example earlier than B steps ahead
+    if buffer == 1:
+        assert order == list(range(n))
+
+
+def test_a_run_with_a_shuffle_buffer_packs_with_others_unchanged(small_cfg):
+    """The buffered order is the run's own (its generator, its setting): alone, or packed with runs that
+    shuffle fully or through another buffer, the same numbers."""
+    job = small_cfg("activation=tanh", "seed=5", "train.shuffle_buffer=48")
+    alone = train_pack([job]).history[0]
+    others = [small_cfg("activation=relu", "seed=1"), small_cfg("activation=tanh", "seed=2", "train.shuffle_buffer=7")]
+    packed = train_pack([others[0], job, others[1]]).history[1]
+    for e_alone, e_packed in zip(alone, packed):
+        for m in e_alone:
+            assert e_packed[m] == pytest.approx(e_alone[m], rel=1e-5, abs=1e-6), m
+    full = train_pack([small_cfg("activation=tanh", "seed=5")]).history[0]
+    assert full[-1]["train_loss"] != alone[-1]["train_loss"]  # the setting changes the run

@@ -210,6 +210,9 @@ class TrainConfig:
     epochs: int = rule(100, "positive")
     batch_size: int = rule(1024, "positive")
     drop_last: bool = True  # the original drops the last partial batch
+    # null: each epoch a uniform permutation; B: TensorFlow's Dataset.shuffle(B) over the file's order, as the
+    # original code shuffled (shuffle(2 x batch)); data/order.py
+    shuffle_buffer: Optional[int] = rule(None, "positive")
 
 
 @dataclass
@@ -333,6 +336,7 @@ HASH_NEUTRAL: dict[str, Any] = {
     "data.std": None,
     "data.augment.crop_padding": 0,
     "data.augment.flip": False,
+    "train.shuffle_buffer": None,
 }
 
 

@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 
 from vgsweep.config import enum_value, resolve_device
 from vgsweep.data.loader import Dataset, Split, load
+from vgsweep.data.order import epoch_order
 from vgsweep.data.transforms import TrainInputs
 from vgsweep.diagnostics import GradientProbe
 from vgsweep.families import family_of
@@ -222,6 +223,7 @@ class Pack:
         self.inputs = TrainInputs(ds, [float(c.data.input_noise_std) for c in runs], seeds, int(a.crop_padding),
                                   bool(a.flip), device)
         self.shuffle_g = [generator(s, "shuffle", device) for s in seeds]
+        self.shuffle_buffer = [c.train.get("shuffle_buffer") for c in runs]  # per run: None = a full shuffle
         self.grad_noise = GradNoise([c.regime.grad_noise for c in runs], seeds, self.model.theta,
                                    [self.model.own_index(k) for k in range(K)])
         self.probe = GradientProbe(self.model, c0.diagnostics, self.steps) if c0.diagnostics.enabled else None
@@ -350,7 +352,7 @@ class Pack:
         """Train one epoch and evaluate: (K, metrics [+ diagnostics]) on the host, sorted order."""
         device = self.device
         with scope("shuffle"):
-            perm = torch.stack([torch.randperm(self.N, generator=g, device=device) for g in self.shuffle_g])  # (K, N)
+            perm = torch.stack([epoch_order(self.N, b, g, device) for b, g in zip(self.shuffle_buffer, self.shuffle_g)])  # (K, N)
         self.t_epoch.fill_(epoch)
         self.grad_noise.begin_epoch(epoch)
         if self.schedules.any_cosine and not self.schedules.any_step:
