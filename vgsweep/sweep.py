@@ -411,11 +411,12 @@ class Sweep:
     job i's pack the first time one of its jobs is asked for. Call after preflight."""
 
     def __init__(self, jobs: list[Job], max_pack: int | None = None, memory_budget_gb: float | None = None,
-                 progress: str | None = None, remote=None, dry_run: bool = False):
+                 progress: str | None = None, remote=None, dry_run: bool = False, notes: Optional[list[str]] = None):
         from vgsweep.progress import Progress
 
         self.jobs, self.remote = jobs, remote
-        self.notes: Optional[list[str]] = [] if dry_run else None  # a dry run's: what it would change
+        # a dry run's notes: what it would change (given: the preflight's, e.g. a data set to download)
+        self.notes: Optional[list[str]] = (notes if notes is not None else []) if dry_run else None
         self.budget_gb = memory_budget_gb
         tracking.configure(float(jobs[0].cfg.tracking.retry_s))
         self.t0 = time.time()

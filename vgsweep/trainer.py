@@ -352,7 +352,8 @@ class Pack:
         """Train one epoch and evaluate: (K, metrics [+ diagnostics]) on the host, sorted order."""
         device = self.device
         with scope("shuffle"):
-            perm = torch.stack([epoch_order(self.N, b, g, device) for b, g in zip(self.shuffle_buffer, self.shuffle_g)])  # (K, N)
+            perm = torch.stack([epoch_order(self.N, b, g, device)
+                                for b, g in zip(self.shuffle_buffer, self.shuffle_g)])  # (K, N)
         self.t_epoch.fill_(epoch)
         self.grad_noise.begin_epoch(epoch)
         if self.schedules.any_cosine and not self.schedules.any_step:

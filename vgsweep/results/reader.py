@@ -63,13 +63,15 @@ def store_uri(tracking_uri: str | None, must_exist: bool = True) -> str:
 
 
 def out_dir(key: str, p: Path) -> Path:
-    """An output folder that exists or can be made, else an ArgumentError before anything is read."""
-    from vgsweep.config import ArgumentError
-    from vgsweep.preflight import not_creatable
+    """An output folder that exists or can be made (the sweep's check), else an ArgumentError before
+    anything is read."""
+    from vgsweep.config import ArgumentError, ConfigError
+    from vgsweep.preflight import check_dir
 
-    why = not_creatable(p)
-    if why:
-        raise ArgumentError(key, str(p), "a folder that exists or can be created", why)
+    try:
+        check_dir(key, p)
+    except ConfigError as e:
+        raise ArgumentError(e.key, e.value, e.accepted, e.hint) from None
     return p
 
 
