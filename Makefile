@@ -15,10 +15,10 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test,search]'
 	touch $@
 
-install: $(VENV)/.installed ## create .venv and install vgsweep with its test tools
+install: $(VENV)/.installed ## create .venv and install vgsweep with its test tools and the Optuna sweeper
 
 sweep: install ## the paper grid (experiment=paper_table1; add ARGS="seed=0,1,2"), then table, figures, report
 	$(PY) -m vgsweep experiment=paper_table1 $(ARGS)

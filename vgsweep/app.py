@@ -112,9 +112,9 @@ def task(cfg: DictConfig) -> float:
                 [outcome] = run_jobs([_job(cfg)])
     if outcome.status == "FAILED":
         raise JobFailed(f"run {outcome.run_id} FAILED: {outcome.reason}")
-    acc = outcome.final.get("test_acc", float("nan"))
-    log.info("%s run %s: test_acc=%.4f", outcome.status.lower(), outcome.run_id, acc)
-    return acc
+    value = outcome.final.get(cfg.objective, float("nan"))  # NaN: a run another process is training
+    log.info("%s run %s: %s=%.4f", outcome.status.lower(), outcome.run_id, cfg.objective, value)
+    return value
 
 
 
@@ -169,6 +169,8 @@ def _refusals_as_one_line() -> None:
             try:
                 return func()
             except Exception as e:
+                if _ENTERED and not isinstance(e, JobFailed):
+                    _failed_jobs(f" (then the sweeper stopped: {type(e).__name__}: {e})")
                 message = None if _ENTERED or os.environ.get("HYDRA_FULL_ERROR") == "1" else \
                     vgsweep.hydra_compat.bad_input_message(e)
                 if message is None:
@@ -198,11 +200,13 @@ class Preflight(Callback):
     sweeper makes it (its jobs are checked by the launcher, before any job folder is made)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from vgsweep.launcher import check_sweeper
         from vgsweep.preflight import check_dir
 
         global _SWEEP_DIR
         with _checking(), exit_on_bad_input():
             check_dir("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
+            check_sweeper(config)
         _SWEEP_DIR = Path(str(config.hydra.sweep.dir))
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
@@ -290,6 +294,16 @@ def cli() -> None:
         host.at_exit()
 
 
+def _failed_jobs(then: str = "") -> None:
+    """Exit 1 if a job of this command failed and the sweeper went on past it (Optuna's
+    max_failure_rate), or stopped for a reason of its own after it (no trial left to rank)."""
+    from vgsweep.launcher import FAILED
+
+    if FAILED:
+        more = f"; and {len(FAILED) - 3} more (the log lists each)" if len(FAILED) > 3 else ""
+        _die(f"{len(FAILED)} job{'s' if len(FAILED) > 1 else ''} failed{then}: " + "; ".join(FAILED[:3]) + more, 1)
+
+
 def _cli() -> None:
     import signal
 
@@ -308,6 +322,7 @@ def _cli() -> None:
     _refusals_as_one_line()
     try:
         main()
+        _failed_jobs()
     except SystemExit as e:
         if e.code == 1 and not _ENTERED:
             if _SWEEP_DIR is not None:

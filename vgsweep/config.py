@@ -287,6 +287,7 @@ class Config:
     deterministic: bool = False  # deterministic CUDA kernels (torch.use_deterministic_algorithms)
     cuda_graph: bool = True  # on CUDA, capture a pack's training step once and replay it (same numbers)
     rerun: bool = False  # train even if a FINISHED run of the same config is in the store
+    objective: str = "test_acc"  # the final metric the job returns to Hydra: what a sweeper optimises
     activation: ActivationConfig = field(default_factory=ActivationConfig)
     init: InitConfig = field(default_factory=InitConfig)
     regime: RegimeConfig = field(default_factory=RegimeConfig)
@@ -316,7 +317,13 @@ def register_configs() -> None:
 # Keys that do not change what a run computes: left out of the config hash, so the same experiment
 # logged to another store, read from another data folder or run on another device is "the same".
 HASH_EXCLUDE = ("tracking", "data.root", "data.download", "data.verify", "device", "study", "rerun",
-                "checkpoint", "deterministic", "diagnostics", "cuda_graph")
+                "checkpoint", "deterministic", "diagnostics", "cuda_graph", "objective")
+
+
+# What a job may return to Hydra (`objective`): a metric every run ends with, or one that a
+# validation split (data.val_size > 0) gives it. What a sweeper such as Optuna optimises.
+OBJECTIVES = ("test_acc", "test_loss", "train_acc", "train_loss")
+VAL_OBJECTIVES = ("val_acc", "val_loss", "best_val_acc", "test_acc_at_best_val", "test_loss_at_best_val")
 
 
 # Keys added after runs were first recorded: left out of the hash while they hold these values (the
@@ -502,6 +509,10 @@ def validate(cfg: DictConfig) -> None:
                           cfg.data.augment.crop_padding or True, "0 / false for the MLP family",
                           "crops and flips act on images; the MLP sees flat vectors")
     n_train = min(spec.n_train, cfg.data.limit_train or spec.n_train)
+    one_of("objective", cfg.objective, OBJECTIVES + VAL_OBJECTIVES)
+    if cfg.objective in VAL_OBJECTIVES and not cfg.data.val_size:
+        raise ConfigError("objective", cfg.objective, "one of " + ", ".join(OBJECTIVES) + " without a validation split",
+                          "set data.val_size (e.g. 5000) to tune on held-out training examples, not on the test set")
     if cfg.data.val_size >= n_train:
         raise ConfigError("data.val_size", cfg.data.val_size, f"fewer than the {n_train} training examples")
     if cfg.optimizer.schedule.eta_min > cfg.optimizer.lr:

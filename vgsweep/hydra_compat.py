@@ -61,6 +61,11 @@ _EXPECTED = [  # OmegaConf's type errors (first line) -> what is accepted
 ]
 
 
+# Hydra's sweeper plugins, by option name: what to install (optuna is vgsweep's [search] extra).
+_SWEEPER_PLUGINS = {"optuna": "'vgsweep[search]' (hydra-optuna-sweeper; make install has it)",
+                    "ax": "hydra-ax-sweeper", "nevergrad": "hydra-nevergrad-sweeper"}
+
+
 def _known_keys(schema) -> list[str]:
     import dataclasses
 
@@ -82,13 +87,16 @@ def bad_input_message(e: BaseException) -> str | None:
         hint = f"named in conf/{named.group(1)}.yaml" if named and named.group(1) != "config" and \
             (CONF_DIR / f"{named.group(1)}.yaml").is_file() else ""
         accepted = "one of " + ", ".join(options) if options else f"an option of {group}"
+        if group == "hydra/sweeper" and value in _SWEEPER_PLUGINS:
+            hint = f"Hydra's {value} sweeper is a plugin: pip install {_SWEEPER_PLUGINS[value]}"
         return str(ConfigError(group, Shown(value), accepted, hint))
     if isinstance(e, OverrideParseException):
         return (f"invalid config: cannot parse the override {e.override!r} ({str(e.message or first).splitlines()[0]}); "
                 "expected key=value, or key=a,b,c to sweep (https://hydra.cc/docs/advanced/override_grammar/basic/)")
     if re.search(r"BasicSweeper does not support sweep type", first):
-        return ("invalid config: interval(...) and other sampled sweeps need a sweeper that samples (an Optuna "
-                "or Ax sweeper plugin); Hydra's basic sweeper expands lists (a,b,c), range(...) and glob(...)")
+        return ("invalid config: interval(...) and other sampled sweeps need a sweeper that samples "
+                "(hydra/sweeper=optuna, see the README's \"Searching\"); Hydra's basic sweeper expands lists "
+                "(a,b,c), range(...) and glob(...)")
     if not isinstance(e, ConfigCompositionException):
         return "invalid config: " + " ".join(str(e).split()) if isinstance(e, HydraException) else None
     cause = e.__cause__

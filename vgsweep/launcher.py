@@ -23,9 +23,9 @@ from typing import Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
-from vgsweep.config import ConfigError, config_hash
+from vgsweep.config import OBJECTIVES, VAL_OBJECTIVES, ConfigError, Shown, config_hash, one_of
 from vgsweep.jobs import Job, Outcome
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,32 @@ def check_one_study(configs: list[DictConfig]) -> None:
         raise ConfigError("experiment", ",".join(studies), "one study per command",
                           "each experiment file sets its own sweep, which a sweep over experiments would not run: "
                           "run them one after another (" + "; ".join(f"vgsweep experiment={s}" for s in studies) + ")")
+
+
+def check_sweeper(config: DictConfig) -> None:
+    """A sweeper that optimises (Optuna) is told which way: an accuracy maximised, a loss minimised.
+    Optuna's default is minimize, so a search over `objective=test_acc` left at it would look for the
+    worst accuracy. Its noise is turned down: its own INFO lines repeat Hydra's, and the database
+    library it imports announces its plugins."""
+    direction = OmegaConf.select(config, "hydra.sweeper.direction")
+    if direction is None or isinstance(direction, (list, ListConfig)):
+        return  # not an optimising sweeper, or several objectives (vgsweep returns one number)
+    direction = str(getattr(direction, "name", direction))
+    one_of("objective", config.objective, OBJECTIVES + VAL_OBJECTIVES)
+    want = "maximize" if str(config.objective).endswith("acc") else "minimize"
+    if direction != want:
+        raise ConfigError("hydra.sweeper.direction", Shown(direction), f"{want} for objective={config.objective}",
+                          f"the search would look for the {'worst accuracy' if want == 'maximize' else 'highest loss'}")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_")):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+# Jobs of this process that failed, across the launcher's calls: a sweeper that tolerates failures
+# (Optuna's max_failure_rate) goes on past them, and the command still ends with exit status 1.
+FAILED: list[str] = []
 
 
 def compose_once(loader) -> None:
@@ -342,6 +368,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     if launcher.dry_run:  # no task is called: as Hydra's --cfg, the command says what it would do and stops
         print(sweep.describe([c.hydra.job.num for c in configs]), flush=True)
         tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))
+        if OmegaConf.select(config, "hydra.sweeper.direction") is not None:  # Optuna: later trials need results
+            print("(the sweeper chooses its next trials from these results: a dry run shows its first batch)")
+            raise SystemExit(0)
         return []
     _ACTIVE = PackedSweep(sweep, jobs, [c.hydra.job.num for c in configs], os.getcwd())
     returns: list[JobReturn] = []
@@ -362,4 +391,5 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         log.error("%d of %d jobs failed:", len(failed), len(jobs))
         for j, o in failed:
             log.error("\t[%s] run %s: %s", " ".join(j.overrides), o.run_id, o.reason)
+            FAILED.append(f"run {o.run_id}: {o.reason}")
     return returns
