@@ -79,6 +79,9 @@ def test_defaults_reproduce_the_original_code():
     ("model.hidden=abc", "model.hidden", "a list of ints"),
     ("~seed", "seed", "seed=(deleted) is not accepted; expected a value"),  # Hydra's ~ deletes a key
     ("~diagnostics", "diagnostics", "~diagnostics removed it"),
+    # what a job returns to a sweeper: a metric it ends with; a validation one only with a split
+    ("objective=accuracy", "objective", "one of best_val_acc, test_acc,"),
+    ("objective=best_val_acc", "objective", "without a validation split. set data.val_size"),
 ])
 def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted):
     cfg = compose_cfg([*override.split(), "device=cpu"] if not override.startswith("device") else [override])
@@ -152,13 +155,19 @@ def test_every_study_file_sweeps_over_valid_values(experiment):
     """Each value a study sweeps composes and validates, so a typo fails here, not mid-sweep."""
     import yaml
 
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
     spec = yaml.safe_load((Path(CONF_DIR) / "experiment" / f"{experiment}.yaml").read_text())
     assert spec["hydra"]["mode"] == "MULTIRUN"
-    params = spec["hydra"]["sweeper"]["params"]
-    assert any(len(str(v).split(",")) > 1 for v in params.values())  # it sweeps something
-    for key, values in params.items():
-        for v in str(values).split(","):
-            cfg = compose_cfg([f"experiment={experiment}", f"{key}={v.strip()}", "device=cpu"])
+    params = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in spec["hydra"]["sweeper"]["params"].items()])
+    assert any(p.is_sweep_override() for p in params)  # it sweeps something
+    for p in params:
+        sweep = p.value()  # a list a,b,c; a search's interval(lo, hi) (Optuna's): both ends
+        values = [sweep.start, sweep.end] if isinstance(sweep, IntervalSweep) else list(p.sweep_string_iterator()) \
+            if p.is_sweep_override() else [p.get_value_element_as_str()]
+        for v in values:
+            cfg = compose_cfg([f"experiment={experiment}", f"{p.key_or_group}={v}", "device=cpu"])
             validate(cfg)
 
 

@@ -10,7 +10,8 @@ Each study lists its figures (studies.py); the kinds:
   panel per model, as the VGG report plots it;
 - gradient_distribution: the distribution of log10|g| of the first layer's weights over the
   epochs, before (top) and after (bottom) the added noise;
-- activations: the activation functions and their derivatives.
+- activations: the activation functions and their derivatives;
+- search: a hyper-parameter search's trials, the objective against each searched setting.
 
 Each is written as PNG and PDF into results/figures/<experiment>/, sized for a paper's column
 (3.5 in) or page (7 in) width, and the set is logged to the experiment as the artifacts of one MLflow run named `figures` (replaced each
@@ -193,6 +194,38 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
     return fig
 
 
+def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> object:
+    """A search's landscape: the objective (the study's first metric) of every trial against each
+    searched setting (the study's numeric axes but its column), one panel per setting, points coloured
+    by spec.line; a log axis where the values span more than two decades; the best trial ringed."""
+    metric = study.metrics[0]
+    searched = [a for a in study.axes if a.numeric and d[a.label].nunique() > 1]  # depth is fixed in a search
+    fig, axes = plt.subplots(1, len(searched), figsize=(PAGE_IN, 2.6), squeeze=False, layout="constrained")
+    y = pd.to_numeric(d.get(f"metric:{metric.key}"), errors="coerce") * metric.scale
+    groups = _values(d, study, spec.line)
+    for j, axis in enumerate(searched):
+        ax = axes[0, j]
+        x = pd.to_numeric(d[axis.label], errors="coerce")
+        bests = []
+        for gi, g in enumerate(groups):
+            sel = _select(d, spec.line, g).index
+            ax.scatter(x[sel], y[sel], s=14, color=_color(str(g[-1]) if g else "", gi), label=_name(spec.line, g) or
+                       "trials", alpha=0.8, lw=0)
+            if y[sel].notna().any():  # each group's best trial
+                bests.append(y[sel].idxmax() if metric.key.endswith("acc") else y[sel].idxmin())
+        ax.scatter(x[bests], y[bests], s=60, facecolors="none", edgecolors="black", lw=1, label="best")
+        pos = x[x > 0]
+        if len(pos) and pos.max() / pos.min() > 100:
+            ax.set_xscale("log")
+        ax.set_xlabel(axis.label)
+        ax.grid(alpha=0.3)
+        if j == 0:
+            ax.set_ylabel(metric.label)
+    _legend_below(fig, axes)
+    fig.suptitle(f"{title}: {len(d)} trials", fontsize=8)
+    return fig
+
+
 def _mean_abs(diag) -> np.ndarray:
     return diag.grad[:, :, GRAD_COLS.index("grad/mean_abs")]  # (epochs, layers)
 
@@ -347,6 +380,8 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
             title += f" ({settings})" if settings else ""
             if spec.kind == "curves":
                 fig = fig_curves(client, d, study, spec, title)
+            elif spec.kind == "search":
+                fig = fig_search(d, study, spec, title)
             else:
                 d = d[d["diagnostics"]]
                 if d.empty:

@@ -30,7 +30,7 @@ class Metric:
 
 @dataclass(frozen=True)
 class Figure:
-    kind: str  # curves | gradient_flow | gradient_flow_epochs | gradient_distribution | activations
+    kind: str  # curves | gradient_flow | gradient_flow_epochs | gradient_distribution | activations | search
     by: Optional[str] = None  # one figure per value of this axis (label)
     panel: tuple[str, ...] = ()  # one panel per value of these axes ("metric": one per metric)
     line: tuple[str, ...] = ()  # one line per value of these axes
@@ -167,7 +167,24 @@ AGARAP_AS_CODED = replace(
     source="Agarap et al. 2019, Table 1 (one run, seed 42); the 5-layer column's runs use the double softmax",
 )
 
-STUDIES: dict[str, Study] = {s.name: s for s in (AGARAP, VGG, NOISE_SCALE, DOUBLE_SOFTMAX, AGARAP_AS_CODED)}
+# A hyper-parameter search (experiment=lr_search, Optuna): one row per trial, in the order of its
+# learning rate; the cells are the objective it was tuned on and the test accuracy of that epoch.
+LR_SEARCH = Study(
+    name="lr_search",
+    title="SGD's learning rate and momentum, searched by Optuna on a validation split (MNIST MLPs)",
+    axes=(Axis("dataset", "data.name"), Axis("regime", "regime.name", REGIMES),
+          Axis("activation", "activation.name", ACTIVATIONS), Axis("depth", "model.depth", numeric=True),
+          Axis("lr", "optimizer.lr", numeric=True), Axis("momentum", "optimizer.momentum", numeric=True)),
+    column=None,
+    metrics=(Metric("best val acc (%)", "best_val_acc", 100.0), Metric("test acc at best val (%)",
+                                                                      "test_acc_at_best_val", 100.0)),
+    baseline=None, published={}, paper_overrides=AGARAP.paper_overrides, source="",
+    figures=(Figure("search", line=("activation",)),),
+    notes=("Each row is one trial; the search chose its settings from the trials before it (Optuna's TPE).",),
+)
+
+STUDIES: dict[str, Study] = {s.name: s for s in (AGARAP, VGG, NOISE_SCALE, DOUBLE_SOFTMAX, AGARAP_AS_CODED,
+                                                 LR_SEARCH)}
 
 
 def study_for(name: str, family: str = "mlp") -> Study:

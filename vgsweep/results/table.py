@@ -209,10 +209,21 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
         order = _order(df[a.label], a)
         df[f"_{a.label}"] = df[a.label].map(lambda v, order=order: order.index(v))
         sort_cols.append(f"_{a.label}")
-    extra = [c for c in keys if c not in {a.key for a in study.all_axes}]
+    extra = []
+    for c in (c for c in keys if c not in {a.key for a in study.all_axes}):  # numbers in numeric order
+        numeric = df[c].dropna().map(_isnum).all()
+        df[f"_{c}"] = df[c].map(lambda v: float(v) if _isnum(v) else math.inf) if numeric else df[c].astype(str)
+        extra.append(f"_{c}")
     # rows by the axes in order, then the extra keys; the column axis last (it spreads over columns)
     by = sort_cols[:-1] + extra + sort_cols[-1:] if study.column else sort_cols + extra
-    return df.sort_values(by).drop(columns=sort_cols).reset_index(drop=True)
+    return df.sort_values(by).drop(columns=sort_cols + extra).reset_index(drop=True)
+
+
+def _shown(v) -> str:
+    """A row's setting as the table shows it: a searched number to 4 significant digits (0.0001205, not
+    0.00012046852412030328; table.csv keeps every digit)."""
+    s = str(v)
+    return f"{float(s):.4g}" if _isnum(s) and "." in s and len(s) > 8 else s
 
 
 def _signed(x: float) -> str:
@@ -316,7 +327,7 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
                     head += [f"{head[-1]} published", f"{head[-1]} ours − published"]
             for key, g in d.groupby(rows_by, sort=False, dropna=False):
                 key = key if isinstance(key, tuple) else (key,)
-                row = [str(x) for x in key]
+                row = [_shown(x) for x in key]
                 for c in cols:
                     r = g[g[study.column.label] == c]
                     row.append(cell(r.iloc[0]) if len(r) else "")
@@ -337,7 +348,7 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
                 if show_pub:
                     head.append("published")
             for _, r in d.iterrows():
-                row = [str(r[c]) for c in rows_by]
+                row = [_shown(r[c]) for c in rows_by]
                 if has_params:
                     row.append(f"{int(r['parameters']):,}" if str(r["parameters"]).isdigit() else "")
                 for m in study.metrics:

@@ -1,0 +1,127 @@
+"""Hyper-parameter searches: Hydra's Optuna sweeper (hydra/sweeper=optuna, experiment=lr_search) over the
+packed launcher, through the real CLI: each batch of trials trains as one pack, each job returns its
+`objective` to the sweeper, a search run again is answered by the store, bad settings are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import SMALL, run_cli
+from vgsweep.results.studies import LR_SEARCH
+from vgsweep.results.table import aggregate, to_markdown
+
+pytestmark = pytest.mark.e2e
+
+# SMALL without its learning rate: the search sets it
+SEARCH = [o for o in SMALL if not o.startswith("optimizer.lr=")] + ["depth=2", "data.val_size=64", "train.epochs=1"]
+
+
+def _args(tiny_root: Path, uri: str, *extra: str) -> list[str]:
+    return ["experiment=lr_search", *SEARCH, f"data.root={tiny_root}", f"tracking.uri={uri}",
+            "hydra.sweep.dir=sweep", *extra]
+
+
+def _runs(uri: str) -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("lr_search")
+    return [] if exp is None else client.search_runs([exp.experiment_id])
+
+
+def _one_line(err: str) -> str:
+    lines = [x for x in err.splitlines() if x.startswith("vgsweep: ")]
+    assert len(lines) == 1 and err.rstrip().endswith(lines[0]) and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+def test_a_search_trains_each_batch_as_one_pack_returns_its_objective_and_resumes(tiny_root, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = _args(tiny_root, uri, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2")
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.count("2 jobs to train in 1 pack of 2 runs") == 2, first.stdout[-3000:]  # a batch, a pack
+    runs = _runs(uri)
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len({r.data.params["optimizer.lr"] for r in runs}) == 4  # the sampler's proposals, not the default
+    assert {r.data.params["objective"] for r in runs} == {"best_val_acc"}
+    # what the jobs returned is the objective: Optuna's best value is the best run's best_val_acc
+    result = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    best = max(runs, key=lambda r: r.data.metrics["best_val_acc"])
+    assert result["best_value"] == pytest.approx(best.data.metrics["best_val_acc"])
+    tied = {float(r.data.params["optimizer.lr"]) for r in runs
+            if r.data.metrics["best_val_acc"] == best.data.metrics["best_val_acc"]}
+    assert float(result["best_params"]["optimizer.lr"]) in tied
+
+    # the same command again: the sampler's seed proposes the same trials, the store answers them
+    (tmp_path / "sweep" / "optimization_results.yaml").unlink()
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("2 of 2 jobs skipped") == 2 and "to train in" not in again.stdout, again.stdout[-3000:]
+    assert {r.info.run_id for r in _runs(uri)} == {r.info.run_id for r in runs}
+    assert yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text()) == result
+
+    # a dry run shows the first batch (the sweeper picks the next from its results) and trains nothing
+    dry = run_cli([*args, "hydra.sweeper.n_trials=6", "hydra.sweeper.sampler.seed=1", "hydra.launcher.dry_run=true"],
+                  cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "dry run: 2 jobs: 2 to train" in dry.stdout and "a dry run shows its first batch" in dry.stdout
+    assert len(_runs(uri)) == 4
+
+    # the table: one row per trial, in the order of the learning rate, the objective beside the test accuracy
+    from vgsweep.results.table import fetch_runs
+
+    df = aggregate(fetch_runs(uri, "lr_search"), LR_SEARCH)
+    assert list(df["lr"].astype(float)) == sorted(float(r.data.params["optimizer.lr"]) for r in runs)
+    md = to_markdown(df, LR_SEARCH)
+    assert "| best val acc (%) | test acc at best val (%) |" in md
+    assert f"{float(best.data.params['optimizer.lr']):.4g} |" in md
+    from vgsweep.results import figures
+
+    paths = figures.build(uri, "lr_search", tmp_path / "figures", log_to_mlflow=False)
+    assert sorted(p.name for p in paths) == ["search.pdf", "search.png"]
+
+
+def test_a_search_refuses_a_direction_against_its_objective_and_a_validation_objective_without_a_split(
+        tiny_root, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    wrong = run_cli(_args(tiny_root, uri, "hydra.sweeper.direction=minimize"), cwd=tmp_path)
+    assert wrong.returncode == 2
+    assert _one_line(wrong.stderr) == ("vgsweep: invalid config: hydra.sweeper.direction=minimize is not accepted; "
+                                       "expected maximize for objective=best_val_acc. the search would look for the "
+                                       "worst accuracy")
+    no_split = run_cli(_args(tiny_root, uri, "data.val_size=0"), cwd=tmp_path)
+    assert no_split.returncode == 2
+    assert "objective='best_val_acc' is not accepted; expected one of test_acc" in _one_line(no_split.stderr)
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "sweep").exists()
+
+
+def test_a_search_goes_on_past_a_diverging_trial_and_ends_with_exit_status_1(tiny_root, tmp_path):
+    """The file tolerates failed trials (max_failure_rate: 1.0): a rate whose loss becomes NaN is a
+    result the search learns from, its run FAILED in the store; the command still says so, exit 1."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # Optuna's RandomSampler with the file's seed 0 draws both rates in its first two trials
+    res = run_cli(_args(tiny_root, uri, "hydra/sweeper/sampler=random", "optimizer.lr=choice(0.01,1e12)",
+                        "optimizer.momentum=0.9", "activation=relu", "hydra.sweeper.n_trials=2",
+                        "hydra.sweeper.n_jobs=2"), cwd=tmp_path)
+    assert res.returncode == 1, res.stderr[-3000:]
+    runs = {r.data.params["optimizer.lr"]: r for r in _runs(uri)}
+    assert runs["0.01"].info.status == "FINISHED" and runs["1000000000000.0"].info.status == "FAILED"
+    failed = runs["1000000000000.0"].info.run_id
+    assert _one_line(res.stderr).startswith(f"vgsweep: 1 job failed: run {failed}: training loss became NaN or inf")
+    result = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert result["best_params"]["optimizer.lr"] == 0.01
+
+
+def test_the_table_orders_a_swept_number_as_a_number_and_shortens_it():
+    rows = [{"data.name": "mnist", "regime.name": "baseline", "activation.name": "relu", "model.depth": "2",
+             "seed": "42", "run_id": f"r{i}", "start_time": i, "config_hash": f"h{i}", "test_acc": 90.0 + i,
+             "optimizer.lr": lr} for i, lr in enumerate(["0.5", "10.0", "2.0", "0.012345678901"])]
+    from vgsweep.results.studies import AGARAP
+
+    df = aggregate(pd.DataFrame(rows), AGARAP)
+    assert list(df["optimizer.lr"]) == ["0.012345678901", "0.5", "2.0", "10.0"]
+    assert "| 0.01235 |" in to_markdown(df, AGARAP)
