@@ -48,6 +48,9 @@ def test_a_search_trains_each_batch_as_one_pack_returns_its_objective_and_resume
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     assert len({r.data.params["optimizer.lr"] for r in runs}) == 4  # the sampler's proposals, not the default
     assert {r.data.params["objective"] for r in runs} == {"best_val_acc"}
+    for r in runs:  # the name shows the trial's settings (the rest of it is the same for all four)
+        assert r.info.run_name == (f"mnist-d2-logistic-baseline-s42 optimizer.lr={float(r.data.params['optimizer.lr']):.4g}"
+                                   f" optimizer.momentum={float(r.data.params['optimizer.momentum']):.4g}")
     # what the jobs returned is the objective: Optuna's best value is the best run's best_val_acc
     result = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     best = max(runs, key=lambda r: r.data.metrics["best_val_acc"])
@@ -125,3 +128,13 @@ def test_the_table_orders_a_swept_number_as_a_number_and_shortens_it():
     df = aggregate(pd.DataFrame(rows), AGARAP)
     assert list(df["optimizer.lr"]) == ["0.012345678901", "0.5", "2.0", "10.0"]
     assert "| 0.01235 |" in to_markdown(df, AGARAP)
+
+
+def test_a_run_name_shows_the_swept_settings_it_does_not_name():
+    from vgsweep.jobs import label
+
+    assert label(["init=he", "activation=relu", "seed=1", "data.root=x"], ["init", "activation", "seed"], "mlp") == "init=he"
+    assert label(["optimizer.lr=0.01567667719550607", "optimizer.momentum=0.7"], ["optimizer.lr", "optimizer.momentum"],
+                 "mlp") == "optimizer.lr=0.01568 optimizer.momentum=0.7"
+    assert label(["optimizer.lr=0.01", "vgg_row=vgg38"], ["optimizer.lr", "vgg_row"], "vgg") == ""  # VGG names its lr
+    assert label(["model.double_softmax=true"], ["model.double_softmax"], "mlp") == "model.double_softmax=true"

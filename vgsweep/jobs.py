@@ -16,10 +16,16 @@ class Job:
     overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
     log_file: Optional[Path] = None  # per-epoch lines of this job are appended here
     hydra_later: bool = False  # its .hydra/ files are attached to its run by its own task call, later
+    label: str = ""  # the swept settings its name does not show (`init=he`), set by the launcher
     # set by the planning step:
     hash: str = ""
     resume_run: Optional[str] = None  # MLflow run to continue
     resume_state: Optional[dict] = None  # its checkpoint
+
+    @property
+    def name(self) -> str:
+        """Its MLflow run name: the config's name, then the swept settings that name does not show."""
+        return run_name(self.cfg) + (f" {self.label}" if self.label else "")
 
     def key(self) -> str:
         """The config hash (computed once)."""
@@ -40,6 +46,30 @@ class Outcome:
     run_id: Optional[str]
     final: dict[str, float]  # last epoch's metrics
     reason: str = ""
+
+
+# The override keys a run name shows already (run_name), per model family.
+NAMED = {"mlp": {"dataset", "data.name", "depth", "model.depth", "activation", "activation.name", "regime",
+                 "regime.name", "seed"},
+         "vgg": {"dataset", "data.name", "model", "model.name", "vgg_row", "optimizer.lr", "regime", "regime.name",
+                 "seed"}}
+
+
+def label(overrides: list[str], swept: list[str], family: str) -> str:
+    """The swept settings among a job's overrides that its run name does not show, numbers to 4
+    significant digits: `init=he`, `optimizer.lr=0.01568 optimizer.momentum=0.708` (an Optuna trial)."""
+    given = dict(o.split("=", 1) for o in overrides if "=" in o)
+    out = []
+    for k in swept:
+        v = given.get(k)
+        if v is None or k in NAMED.get(family, set()):
+            continue
+        try:
+            v = f"{float(v):.4g}" if "." in v or "e" in v.lower() else v
+        except ValueError:
+            pass
+        out.append(f"{k}={v}")
+    return " ".join(out)
 
 
 def run_name(cfg: DictConfig) -> str:

@@ -26,7 +26,7 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from vgsweep.config import OBJECTIVES, VAL_OBJECTIVES, ConfigError, Shown, config_hash, one_of
-from vgsweep.jobs import Job, Outcome
+from vgsweep.jobs import Job, Outcome, label
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,20 @@ def check_sweeper(config: DictConfig) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys the sweep varies: its sweep overrides (`init=xavier,he`, an Optuna `interval(...)`),
+    on the command line or in hydra.sweeper.params (a study file's)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    items = [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
+    try:
+        parsed = OverridesParser.create().parse_overrides(items)
+    except Exception:  # noqa: BLE001 - the sweeper parsed them already; a name is not worth failing for
+        return []
+    return list(dict.fromkeys(p.key_or_group for p in parsed if p.is_sweep_override()))
 
 
 # Jobs of this process that failed, across the launcher's calls: a sweeper that tolerates failures
@@ -346,6 +360,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             configs.append(sweep_config)
             jobs.append(job_of(sweep_config))
         check_one_study(configs)
+        swept = swept_keys(config)
+        for j in jobs:
+            j.label = label(j.overrides, swept, j.cfg.model.family)
         check_dir("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
         data_notes: list[str] | None = [] if launcher.dry_run else None
         check_jobs(jobs, data_notes)

@@ -35,7 +35,7 @@ from vgsweep import host, plots, tracking
 from vgsweep.config import ConfigError, flatten, resolve_device, to_container
 from vgsweep.data.sets import DATASETS
 from vgsweep.diagnostics import RunDiagnostics, verdict
-from vgsweep.jobs import Job, Outcome, SweepStopped, run_name
+from vgsweep.jobs import Job, Outcome, SweepStopped
 from vgsweep.families import family_of
 from vgsweep.packing import group_packs, input_shape
 from vgsweep.runs import Heartbeat, RunLogger, run_tags
@@ -110,12 +110,12 @@ def plan(jobs: list[Job], adopt: Optional[str] = None, dry: Optional[list[str]] 
             else:
                 why = tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s))
             if why and dry is not None:
-                dry.append(f"run {r.info.run_id} ({run_name(j.cfg)}) was left RUNNING by a process that is gone "
+                dry.append(f"run {r.info.run_id} ({j.name}) was left RUNNING by a process that is gone "
                            f"({why}): it would be marked KILLED")
                 status[r.info.run_id] = "KILLED"
             elif why:
                 log.warning("run %s (%s) was left RUNNING by a process that is gone (%s): marked KILLED",
-                            r.info.run_id, run_name(j.cfg), why)
+                            r.info.run_id, j.name, why)
                 tracking.retry(client.set_terminated, r.info.run_id, status="KILLED")
                 status[r.info.run_id] = "KILLED"
         skip = _done_or_running(j, runs, status)
@@ -128,7 +128,7 @@ def plan(jobs: list[Job], adopt: Optional[str] = None, dry: Optional[list[str]] 
             owner = next((r for r in runs if state and r.info.run_id == state["run_id"]), None)
             if owner is not None and status[owner.info.run_id] in ("KILLED", "FAILED"):
                 j.resume_run, j.resume_state = state["run_id"], state
-                log.info("resume %s from its checkpoint at epoch %d into run %s", run_name(j.cfg),
+                log.info("resume %s from its checkpoint at epoch %d into run %s", j.name,
                          state["epochs_done"], state["run_id"])
         out.append(None)
     return out
@@ -165,13 +165,13 @@ def _done_or_running(j: Job, runs: list, status: dict[str, str]) -> Optional[Out
     running = [r for r in runs if status[r.info.run_id] == "RUNNING"]
     if finished:
         r = finished[0]
-        log.info("skip %s: FINISHED as run %s (rerun=true trains it again)", run_name(j.cfg), r.info.run_id)
+        log.info("skip %s: FINISHED as run %s (rerun=true trains it again)", j.name, r.info.run_id)
         return Outcome("SKIPPED", r.info.run_id, dict(r.data.metrics), "already FINISHED")
     if running:
         r = running[0]
         age = tracking.heartbeat_age(r)
         beat = "" if age is None else f", last heartbeat {age:.0f} s ago"
-        log.info("skip %s: RUNNING as run %s in process %s on %s%s", run_name(j.cfg), r.info.run_id,
+        log.info("skip %s: RUNNING as run %s in process %s on %s%s", j.name, r.info.run_id,
                  r.data.tags.get(tracking.TAG_PID), r.data.tags.get(tracking.TAG_HOST), beat)
         return Outcome("SKIPPED", r.info.run_id, {}, "running in another process")
     return None
@@ -237,14 +237,14 @@ class _PackRecorder:
                 j.cfg, input_shape(j.cfg.data), DATASETS[j.cfg.data.name].classes))
             flush_s = float(j.cfg.tracking.flush_s)
             lg = (RunLogger.resume(client, j.resume_run, tags, flush_s) if j.resume_run else
-                  RunLogger.create(client, exp, run_name(j.cfg), flatten(to_container(j.cfg)), tags, flush_s))
+                  RunLogger.create(client, exp, j.name, flatten(to_container(j.cfg)), tags, flush_s))
             self.loggers.append(lg)
             upto = -1  # a resumed run may have logged epochs past its checkpoint before it was killed: not again
             if j.resume_run:
                 hist = tracking.retry(client.get_metric_history, j.resume_run, "test_acc")
                 upto = max((m.step for m in hist), default=-1)
             self.logged_upto.append(upto)
-            log.info("run %s: %s%s", lg.run_id, run_name(j.cfg), " (resumed)" if j.resume_run else "")
+            log.info("run %s: %s%s", lg.run_id, j.name, " (resumed)" if j.resume_run else "")
         self.diag_hist: list[list[dict]] = [_diag_from_tensors(j.resume_state.get("diagnostics"))
                                             if j.resume_state else [] for j in pack]
         self.dcfg = pack[0].cfg.diagnostics
@@ -257,7 +257,7 @@ class _PackRecorder:
             self.files.append(open(j.log_file, "a") if j.log_file else None)  # noqa: SIM115
         for j, lg, f in zip(pack, self.loggers, self.files):  # each job's own log names its own run
             if f:
-                f.write(f"run {lg.run_id}: {run_name(j.cfg)}{' (resumed)' if j.resume_run else ''}, "
+                f.write(f"run {lg.run_id}: {j.name}{' (resumed)' if j.resume_run else ''}, "
                         f"trained in a pack of {len(pack)}\n")
                 f.flush()
 
@@ -331,7 +331,7 @@ class _PackRecorder:
             raise
         except Exception as e:  # noqa: BLE001 - trained, but its record is incomplete: a failure, said so
             reason = f"recording its results failed after training: {type(e).__name__}: {e}"
-            log.error("run %s (%s): %s", lg.run_id, run_name(j.cfg), reason)
+            log.error("run %s (%s): %s", lg.run_id, j.name, reason)
             _mark_failed(lg, reason)
             return Outcome("FAILED", lg.run_id, final, reason)
         checkpoint_path(j.cfg, j.key()).unlink(missing_ok=True)
@@ -380,7 +380,7 @@ def _train_pack(rec: "_PackRecorder") -> list[Outcome]:
         raise
     finally:
         rec.close()
-    curves = [plots.draw_curve(h, run_name(j.cfg)) if want and h else None  # all of them at once: see plots
+    curves = [plots.draw_curve(h, j.name) if want and h else None  # all of them at once: see plots
               for j, h, want in zip(pack, result.history, drawn)]
     return [rec.finish(k, h, d, curves[k]) for k, (h, d) in enumerate(zip(result.history, result.diverged_at))]
 
@@ -396,7 +396,7 @@ def run_isolated(jobs: list[Job], progress) -> list[Outcome]:
         if isinstance(e, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
         if len(jobs) == 1:
-            log.error("run %s failed: %s", run_name(jobs[0].cfg), reason)
+            log.error("run %s failed: %s", jobs[0].name, reason)
             return [Outcome("FAILED", None, {}, reason)]
         log.warning("pack of %d failed (%s): retrying it as two packs", len(jobs), reason)
         for j in jobs:
@@ -481,7 +481,7 @@ class Sweep:
                 what = f"resume run {j.resume_run} at epoch {j.resume_state['epochs_done']}, pack {pack_no[i]}"
             else:
                 what = f"train, pack {pack_no[i]}"
-            named = " ".join(f"{k}={given[i][k]}" for k in axes if k in given[i]) or run_name(j.cfg)
+            named = " ".join(f"{k}={given[i][k]}" for k in axes if k in given[i]) or j.name
             lines.append(f"  #{nums[i]} {named}: {what}")
         for k, p in enumerate(self.packs, 1):
             cfg = self.jobs[p[0]].cfg
