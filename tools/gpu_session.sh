@@ -2,21 +2,26 @@
 # Everything a session with the GPU machine has to do, in three device calls (a call may last 10 minutes;
 # the machine goes back after 30 s idle, and with it /tmp: issue the next call at once).
 #
-# Here, once:   ../shared/tools/device-prep.sh filelock submitit pytest pytest-timeout   (fills .whl/ and .devdata/)
+# Here, once:   ../shared/tools/device-prep.sh filelock submitit pytest pytest-timeout hydra-optuna-sweeper
+#               && rm -f .whl/numpy-* .whl/scipy-*   (fills .whl/ and .devdata/; the image has numpy and scipy, and
+#               a call carries 64 MiB at most)
 # Device calls: carry [".whl", ".devdata"], command `STEPS=... bash tools/gpu_session.sh`, timeout 600:
 #               STEPS=gputest,bench   then   STEPS=grid,why   then   STEPS=profile,vgg
 #               (steps: gputest | bench | profile | vgg | grid | why, a comma list, run in that order; `why` runs
 #               experiment=double_softmax, bn_mode, noise_scale (or WHY=a,b) into the grid's store in /tmp, so
 #               with `grid`; bn_mode's table needs the grid's runs, the other two are studies of their own.
 #               The grid is 150 runs, the three experiments 600: scale by bench.txt's fp32 row before choosing;
-#               time left over: STEPS=why WHY=paper_table1_as_coded, the table as the original code ran it, 150 runs)
+#               time left over: STEPS=why WHY=paper_table1_as_coded, the table as the original code ran it, 150 runs;
+#               STEPS=search: experiment=lr_search, an Optuna search of the 5-layer logistic net's SGD rate and
+#               momentum, 40 trials in 4 packs of 10 (SEARCH="activation=tanh" ... for another net))
 # Rehearsal on a CPU (what the tests cannot cover), e.g.:
 #   SKIP_INSTALL=1 DATA=../shared/data EXTRA="train.epochs=1 data.limit_train=2048" \
 #   BENCH_ARGS="--epochs 1 --basic-epochs 1 --limit-train 2048 --precision fp32" SEEDS=0 bash tools/gpu_session.sh
 # It writes into $OUT (the device tool brings back at most 8 files a call: gpu.txt and two per step at most):
 # gpu.txt; gputest.txt (pytest -m gpu); bench.txt, bench.json; profile.txt, traces.tgz (Chrome traces:
 # chrome://tracing or ui.perfetto.dev); vgg.txt, vgg.json; grid.log, results.tgz (paper-grid table, report,
-# figures: unpack into results/ and commit); why.txt, results-why.tgz (the three experiments' report and logs).
+# figures: unpack into results/ and commit); why.txt, results-why.tgz (the three experiments' report and logs);
+# search.txt, results-search.tgz (the search's report, figures, optimization_results.yaml and log).
 set -euo pipefail
 OUT=${OUT:-$PWD/results/gpu-session}
 STEPS=${STEPS:-gputest,bench,profile,grid,why,vgg}
@@ -26,6 +31,7 @@ DATA=${DATA:-.devdata}
 EXTRA=${EXTRA:-}
 BENCH_ARGS=${BENCH_ARGS:-}
 BENCH_VGG_ARGS=${BENCH_VGG_ARGS:-}
+SEARCH=${SEARCH:-}
 WHY=${WHY:-double_softmax,bn_mode,noise_scale}  # with 5 seeds: 300, 50 (beside the grid's runs) and 250 runs
 PY=${PY:-python3}
 mkdir -p "$OUT"
@@ -33,6 +39,7 @@ if [[ -z ${SKIP_INSTALL:-} ]]; then
   $PY -m pip install -q --no-index --find-links .whl hydra-core==1.3.8 mlflow-skinny sqlalchemy alembic
   $PY -m pip install -q --no-index --find-links .whl filelock submitit || echo "(filelock/submitit not in .whl)"
   $PY -m pip install -q --no-index --find-links .whl pytest pytest-timeout || echo "(pytest not in .whl)"
+  $PY -m pip install -q --no-index --find-links .whl hydra-optuna-sweeper || echo "(hydra-optuna-sweeper not in .whl)"
   $PY -m pip install -q --no-deps --no-build-isolation -e .
 fi
 export PYTHONUNBUFFERED=1
@@ -121,4 +128,21 @@ if [[ $STEPS == *why* ]]; then
   done
   $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out /tmp/results-why > /dev/null
   tar czf "$OUT/results-why.tgz" -C /tmp results-why
+fi
+
+if [[ $STEPS == *search* ]]; then
+  # experiment=lr_search (Optuna over the packed launcher): is the 5-layer logistic net's failure a matter of
+  # SGD's step size? Its report, figures and the sweeper's optimization_results.yaml travel in results-search.tgz.
+  store=/tmp/search.db
+  rm -rf /tmp/results-search "$store" /tmp/search-sweep && mkdir -p /tmp/results-search
+  t0=$(date +%s)
+  # shellcheck disable=SC2086
+  $PY -m vgsweep experiment=lr_search "data.root=$DATA" "tracking.uri=sqlite:///$store" hydra.launcher.progress=log \
+    hydra.sweep.dir=/tmp/search-sweep $EXTRA $SEARCH > /tmp/results-search/search.log 2>&1 \
+    || echo "(experiment=lr_search exit $?: a failed trial, or worse: see search.log)"
+  echo "experiment=lr_search $SEARCH: $(( $(date +%s) - t0 )) s" | tee "$OUT/search.txt"
+  cp /tmp/search-sweep/optimization_results.yaml /tmp/results-search/ 2>/dev/null || true
+  $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out /tmp/results-search > /dev/null || true
+  tail -3 /tmp/results-search/search.log | tee -a "$OUT/search.txt"
+  tar czf "$OUT/results-search.tgz" -C /tmp results-search
 fi
