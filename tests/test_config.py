@@ -115,6 +115,9 @@ def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted)
     ("activation=relu,tanh", HydraException, "activation=relu,tanh lists values to sweep over, in a single run; "
      "expected -m"),
     ("~train.epochs", HydraException, "train.epochs=(deleted) is not accepted; expected a value"),
+    ("hydra/sweeper=ax", ConfigCompositionException,
+     "hydra/sweeper=ax is not accepted; expected one of basic, optuna. Hydra's ax sweeper is a plugin: pip install "
+     "hydra-ax-sweeper"),
 ])
 def test_composition_refusals_become_one_line_naming_key_value_and_what_is_accepted(override, exc, line):
     """Hydra refuses these while composing, in many lines; vgsweep says each in one (app.py exits 2 with it)."""
