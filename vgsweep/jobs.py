@@ -56,20 +56,28 @@ NAMED = {"mlp": {"dataset", "data.name", "depth", "model.depth", "activation", "
 
 
 def label(overrides: list[str], swept: list[str], family: str) -> str:
-    """The swept settings among a job's overrides that its run name does not show, numbers to 4
-    significant digits: `init=he`, `optimizer.lr=0.01568 optimizer.momentum=0.708` (an Optuna trial)."""
+    """The swept settings among a job's overrides that its run name does not show (`shown`): `init=he`,
+    `optimizer.lr=0.01568 optimizer.momentum=0.708` (an Optuna trial)."""
     given = dict(o.split("=", 1) for o in overrides if "=" in o)
     out = []
     for k in swept:
         v = given.get(k)
         if v is None or k in NAMED.get(family, set()):
             continue
-        try:
-            v = f"{float(v):.4g}" if "." in v or "e" in v.lower() else v
-        except ValueError:
-            pass
-        out.append(f"{k}={v}")
+        out.append(f"{k}={shown(v)}")
     return " ".join(out)
+
+
+def shown(v) -> str:
+    """A setting as names and tables show it: a long number to 4 significant digits (0.01568 for an
+    Optuna trial's 0.01567667719550607; the params and table.csv keep every digit), the rest as it is."""
+    s = str(v)
+    if len(s) <= 8 or not any(c in s for c in ".eE"):
+        return s
+    try:
+        return f"{float(s):.4g}"
+    except ValueError:
+        return s
 
 
 def run_name(cfg: DictConfig) -> str:

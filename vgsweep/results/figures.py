@@ -199,7 +199,8 @@ def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> objec
     searched setting (the study's numeric axes but its column), one panel per setting, points coloured
     by spec.line; a log axis where the values span more than two decades; the best trial ringed."""
     metric = study.metrics[0]
-    searched = [a for a in study.axes if a.numeric and d[a.label].nunique() > 1]  # depth is fixed in a search
+    numeric = [a for a in study.axes if a.numeric]
+    searched = [a for a in numeric if d[a.label].nunique() > 1] or numeric[-1:]  # depth is fixed in a search
     fig, axes = plt.subplots(1, len(searched), figsize=(PAGE_IN, 2.6), squeeze=False, layout="constrained")
     y = pd.to_numeric(d.get(f"metric:{metric.key}"), errors="coerce") * metric.scale
     groups = _values(d, study, spec.line)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from vgsweep.config import excluded
+from vgsweep.jobs import shown
 from vgsweep.results import reader
 from vgsweep.results.studies import Study, study_for
 
@@ -219,13 +220,6 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
     return df.sort_values(by).drop(columns=sort_cols + extra).reset_index(drop=True)
 
 
-def _shown(v) -> str:
-    """A row's setting as the table shows it: a searched number to 4 significant digits (0.0001205, not
-    0.00012046852412030328; table.csv keeps every digit)."""
-    s = str(v)
-    return f"{float(s):.4g}" if _isnum(s) and "." in s and len(s) > 8 else s
-
-
 def _signed(x: float) -> str:
     return f"{x:+.2f}"
 
@@ -327,7 +321,7 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
                     head += [f"{head[-1]} published", f"{head[-1]} ours − published"]
             for key, g in d.groupby(rows_by, sort=False, dropna=False):
                 key = key if isinstance(key, tuple) else (key,)
-                row = [_shown(x) for x in key]
+                row = [shown(x) for x in key]
                 for c in cols:
                     r = g[g[study.column.label] == c]
                     row.append(cell(r.iloc[0]) if len(r) else "")
@@ -348,7 +342,7 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
                 if show_pub:
                     head.append("published")
             for _, r in d.iterrows():
-                row = [_shown(r[c]) for c in rows_by]
+                row = [shown(r[c]) for c in rows_by]
                 if has_params:
                     row.append(f"{int(r['parameters']):,}" if str(r["parameters"]).isdigit() else "")
                 for m in study.metrics:
