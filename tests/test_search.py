@@ -138,3 +138,16 @@ def test_a_run_name_shows_the_swept_settings_it_does_not_name():
                  "mlp") == "optimizer.lr=0.01568 optimizer.momentum=0.7"
     assert label(["optimizer.lr=0.01", "vgg_row=vgg38"], ["optimizer.lr", "vgg_row"], "vgg") == ""  # VGG names its lr
     assert label(["model.double_softmax=true"], ["model.double_softmax"], "mlp") == "model.double_softmax=true"
+
+
+def test_the_search_figure_adds_sgds_effective_step_when_rate_and_momentum_vary():
+    from vgsweep.results.figures import fig_search
+
+    trials = pd.DataFrame([{"dataset": "mnist", "regime": "baseline", "activation": "logistic", "depth": "5",
+                            "lr": lr, "momentum": m, "metric:best_val_acc": acc}
+                           for lr, m, acc in [("0.1", "0.9", 0.9), ("0.5", "0.5", 0.8), ("0.001", "0.5", 0.1)]])
+    fig = fig_search(trials, LR_SEARCH, LR_SEARCH.figures[0], "t")
+    assert [ax.get_xlabel() for ax in fig.axes] == ["lr", "momentum", "lr / (1 − momentum)"]
+    x, y = fig.axes[2].collections[0].get_offsets().T  # the trials, in the third panel
+    assert list(x) == pytest.approx([1.0, 1.0, 0.002]) and list(y) == pytest.approx([90.0, 80.0, 10.0])
+    assert list(fig.axes[2].collections[1].get_offsets()[0]) == pytest.approx([1.0, 90.0])  # the best, ringed

@@ -196,17 +196,20 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
 
 def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> object:
     """A search's landscape: the objective (the study's first metric) of every trial against each
-    searched setting (the study's numeric axes but its column), one panel per setting, points coloured
-    by spec.line; a log axis where the values span more than two decades; the best trial ringed."""
+    searched setting (the study's numeric axes that vary), one panel per setting, and against SGD's
+    effective step lr / (1 − momentum) where both were searched; points coloured by spec.line; a log
+    axis where the values span more than two decades; each colour's best trial ringed."""
     metric = study.metrics[0]
     numeric = [a for a in study.axes if a.numeric]
     searched = [a for a in numeric if d[a.label].nunique() > 1] or numeric[-1:]  # depth is fixed in a search
-    fig, axes = plt.subplots(1, len(searched), figsize=(PAGE_IN, 2.6), squeeze=False, layout="constrained")
+    xs = [(a.label, pd.to_numeric(d[a.label], errors="coerce")) for a in searched]
+    if {"lr", "momentum"} <= {a.label for a in searched}:  # SGD's effective step: what the rate and momentum make
+        xs.append(("lr / (1 − momentum)", pd.to_numeric(d["lr"]) / (1 - pd.to_numeric(d["momentum"]))))
+    fig, axes = plt.subplots(1, len(xs), figsize=(PAGE_IN, 2.6), squeeze=False, layout="constrained")
     y = pd.to_numeric(d.get(f"metric:{metric.key}"), errors="coerce") * metric.scale
     groups = _values(d, study, spec.line)
-    for j, axis in enumerate(searched):
+    for j, (xlabel, x) in enumerate(xs):
         ax = axes[0, j]
-        x = pd.to_numeric(d[axis.label], errors="coerce")
         bests = []
         for gi, g in enumerate(groups):
             sel = _select(d, spec.line, g).index
@@ -218,7 +221,7 @@ def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> objec
         pos = x[x > 0]
         if len(pos) and pos.max() / pos.min() > 100:
             ax.set_xscale("log")
-        ax.set_xlabel(axis.label)
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
         if j == 0:
             ax.set_ylabel(metric.label)
