@@ -326,6 +326,11 @@ OBJECTIVES = ("test_acc", "test_loss", "train_acc", "train_loss")
 VAL_OBJECTIVES = ("val_acc", "val_loss", "best_val_acc", "test_acc_at_best_val", "test_loss_at_best_val")
 
 
+def higher_is_better(metric: str) -> bool:
+    """An accuracy is maximised, a loss minimised (a sweeper's direction, a search's best trial)."""
+    return metric.endswith("acc")
+
+
 # Keys added after runs were first recorded: left out of the hash while they hold these values (the
 # behaviour from before they existed), so older runs keep their hash and resumed sweeps skip them.
 HASH_NEUTRAL: dict[str, Any] = {

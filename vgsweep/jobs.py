@@ -58,7 +58,7 @@ NAMED = {"mlp": {"dataset", "data.name", "depth", "model.depth", "activation", "
 def label(overrides: list[str], swept: list[str], family: str) -> str:
     """The swept settings among a job's overrides that its run name does not show (`shown`): `init=he`,
     `optimizer.lr=0.01568 optimizer.momentum=0.708` (an Optuna trial)."""
-    given = dict(o.split("=", 1) for o in overrides if "=" in o)
+    given = override_values(overrides)
     out = []
     for k in swept:
         v = given.get(k)
@@ -66,6 +66,11 @@ def label(overrides: list[str], swept: list[str], family: str) -> str:
             continue
         out.append(f"{k}={shown(v)}")
     return " ".join(out)
+
+
+def override_values(overrides: list[str]) -> dict[str, str]:
+    """A job's `key=value` overrides as {key: value} (as written on the command line)."""
+    return dict(o.split("=", 1) for o in overrides if "=" in o)
 
 
 def shown(v) -> str:

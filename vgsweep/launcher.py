@@ -25,7 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
-from vgsweep.config import OBJECTIVES, VAL_OBJECTIVES, ConfigError, Shown, config_hash, one_of
+from vgsweep.config import OBJECTIVES, VAL_OBJECTIVES, ConfigError, Shown, config_hash, higher_is_better, one_of
 from vgsweep.jobs import Job, Outcome, label
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def check_sweeper(config: DictConfig) -> None:
         return  # not an optimising sweeper, or several objectives (vgsweep returns one number)
     direction = str(getattr(direction, "name", direction))
     one_of("objective", config.objective, OBJECTIVES + VAL_OBJECTIVES)
-    want = "maximize" if str(config.objective).endswith("acc") else "minimize"
+    want = "maximize" if higher_is_better(str(config.objective)) else "minimize"
     if direction != want:
         raise ConfigError("hydra.sweeper.direction", Shown(direction), f"{want} for objective={config.objective}",
                           f"the search would look for the {'worst accuracy' if want == 'maximize' else 'highest loss'}")

@@ -35,7 +35,7 @@ from vgsweep import host, plots, tracking
 from vgsweep.config import ConfigError, flatten, resolve_device, to_container
 from vgsweep.data.sets import DATASETS
 from vgsweep.diagnostics import RunDiagnostics, verdict
-from vgsweep.jobs import Job, Outcome, SweepStopped
+from vgsweep.jobs import Job, Outcome, SweepStopped, override_values
 from vgsweep.families import family_of
 from vgsweep.packing import group_packs, input_shape
 from vgsweep.runs import Heartbeat, RunLogger, run_tags
@@ -465,7 +465,7 @@ class Sweep:
 
         nums = nums if nums is not None else list(range(len(self.jobs)))
         pack_no = {i: k for k, p in enumerate(self.packs, 1) for i in p}
-        given = [dict(o.split("=", 1) for o in j.overrides if "=" in o) for j in self.jobs]
+        given = [override_values(j.overrides) for j in self.jobs]
         axes = [k for k in dict.fromkeys(k for g in given for k in g) if len({g.get(k) for g in given}) > 1]
         c = self.counts_planned()
         lines = [f"dry run: {len(self.jobs)} jobs: {c['train']} to train, {c['resume']} to resume from their "

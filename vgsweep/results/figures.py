@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from vgsweep import tracking
+from vgsweep.config import higher_is_better
 from vgsweep.diagnostics import GRAD_COLS
 from vgsweep.plots import plt
 from vgsweep.results import reader
@@ -216,7 +217,7 @@ def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> objec
             ax.scatter(x[sel], y[sel], s=14, color=_color(str(g[-1]) if g else "", gi), label=_name(spec.line, g) or
                        "trials", alpha=0.8, lw=0)
             if y[sel].notna().any():  # each group's best trial
-                bests.append(y[sel].idxmax() if metric.key.endswith("acc") else y[sel].idxmin())
+                bests.append(y[sel].idxmax() if higher_is_better(metric.key) else y[sel].idxmin())
         ax.scatter(x[bests], y[bests], s=60, facecolors="none", edgecolors="black", lw=1, label="best")
         pos = x[x > 0]
         if len(pos) and pos.max() / pos.min() > 100:
