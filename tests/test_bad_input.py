@@ -21,6 +21,7 @@ CASES = [
                                           "vgsweep experiment=bn_mode; vgsweep experiment=noise_scale"]),
     # ... in a sweep's list, found when Hydra's sweeper composes each of the 8 jobs
     (["activation=relu,tanh,swish,sigmoidd"], ["activation=sigmoidd is not accepted", "logistic"]),
+    (["model.double_softmax=false,3"], ["model.double_softmax=3 is not accepted; expected true or false"]),
     (["train.epoch=3"], ["train.epoch=3 is not accepted", "a key of train:", "did you mean train.epochs?"]),
     (["train.epochs=abc"], ["train.epochs='abc' is not accepted", "an int"]),
     (["regime.grad_noise.unit=minute"], ["regime.grad_noise.unit='minute'", "one of epoch, step"]),

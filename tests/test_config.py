@@ -103,7 +103,12 @@ def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted)
     ("train.epochs=abc", ValidationError, "train.epochs='abc' is not accepted; expected an int"),
     ("seed=1.5", ValidationError, "seed=1.5 is not accepted; expected an int"),
     ("optimizer.lr=fast", ValidationError, "optimizer.lr='fast' is not accepted; expected a number"),
-    ("train.drop_last=maybe", ValidationError, "train.drop_last='maybe' is not accepted; expected true or false"),
+    ("train.drop_last=maybe", ConfigCompositionException, "train.drop_last='maybe' is not accepted; expected true or false"),
+    # OmegaConf would read these as a bool (3 and yes as true, 0 as false); vgsweep takes true or false
+    ("model.double_softmax=3", ConfigCompositionException, "model.double_softmax=3 is not accepted; expected true or false"),
+    ("train.drop_last=0", ConfigCompositionException, "train.drop_last=0 is not accepted; expected true or false"),
+    ("diagnostics.enabled=yes", ConfigCompositionException, "diagnostics.enabled='yes' is not accepted"),
+    ("hydra.launcher.dry_run=1", ConfigCompositionException, "hydra.launcher.dry_run=1 is not accepted"),
     ("regime.grad_noise.unit=minute", ValidationError,
      "regime.grad_noise.unit='minute' is not accepted; expected one of epoch, step"),
     ("regime.bn.mode=sometimes", ValidationError, "expected one of frozen, batch, layer"),

@@ -20,10 +20,56 @@ _orig_init = defaults_list.Overrides.__init__
 def _init(self, repo, overrides_list):
     for o in overrides_list:
         v = getattr(o, "_value", None)
-        if (isinstance(v, (int, float)) and not isinstance(v, bool) and not o.is_sweep_override()
-                and repo.group_exists(o.key_or_group)):
+        if o.is_sweep_override() or o.is_delete():
+            continue
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and repo.group_exists(o.key_or_group):
             o._value = str(v)
+        elif not isinstance(v, bool) and o.key_or_group.lstrip("+") in _bool_keys():
+            _refuse_bool(o)
     _orig_init(self, repo, overrides_list)
+
+
+# OmegaConf reads 1, 0, 3, yes, no, on, off into a bool field (`model.double_softmax=3` trained the
+# double softmax); a bool key of vgsweep's takes true or false, as its README says.
+_BOOL_KEYS: set[str] = set()
+
+
+def _bool_keys() -> set[str]:
+    """The dotted keys whose schema type is bool: the training config's, every model family's, the
+    packed launcher's."""
+    if not _BOOL_KEYS:
+        import dataclasses
+        import typing
+
+        from vgsweep.config import MODEL_SCHEMAS, Config
+
+        def walk(schema, prefix):
+            for f in dataclasses.fields(schema):
+                t = typing.get_type_hints(schema)[f.name]
+                if dataclasses.is_dataclass(t):
+                    walk(t, f"{prefix}{f.name}.")
+                elif t is bool:
+                    _BOOL_KEYS.add(prefix + f.name)
+
+        walk(Config, "")
+        for schema in MODEL_SCHEMAS.values():
+            walk(schema, "model.")
+        try:
+            from hydra_plugins.vgsweep_launcher.packed_launcher import PackedLauncherConf
+
+            walk(PackedLauncherConf, "hydra.launcher.")
+        except ImportError:  # the plugin is found beside the package; without it only its keys go unchecked
+            pass
+    return _BOOL_KEYS
+
+
+def _refuse_bool(o) -> None:
+    from hydra.errors import ConfigCompositionException
+
+    from vgsweep.config import ConfigError
+
+    value = _value(o.input_line) if o.input_line else o._value
+    raise ConfigCompositionException(str(ConfigError(o.key_or_group.lstrip("+"), value, "true or false")))
 
 
 if not getattr(defaults_list.Overrides.__init__, "_vgsweep", False):
@@ -97,6 +143,8 @@ def bad_input_message(e: BaseException) -> str | None:
         return ("invalid config: interval(...) and other sampled sweeps need a sweeper that samples "
                 "(hydra/sweeper=optuna, see the README's \"Searching\"); Hydra's basic sweeper expands lists "
                 "(a,b,c), range(...) and glob(...)")
+    if isinstance(e, ConfigCompositionException) and first.startswith("invalid config"):
+        return first  # vgsweep's own refusal while Hydra composes (_refuse_bool)
     if not isinstance(e, ConfigCompositionException):
         return "invalid config: " + " ".join(str(e).split()) if isinstance(e, HydraException) else None
     cause = e.__cause__
