@@ -151,3 +151,5 @@ def test_the_search_figure_adds_sgds_effective_step_when_rate_and_momentum_vary(
     x, y = fig.axes[2].collections[0].get_offsets().T  # the trials, in the third panel
     assert list(x) == pytest.approx([1.0, 1.0, 0.002]) and list(y) == pytest.approx([90.0, 80.0, 10.0])
     assert list(fig.axes[2].collections[1].get_offsets()[0]) == pytest.approx([1.0, 90.0])  # the best, ringed
+    # trials that never logged the objective (a search run without a validation split): no figure, no error
+    assert fig_search(trials.drop(columns="metric:best_val_acc"), LR_SEARCH, LR_SEARCH.figures[0], "t") is None

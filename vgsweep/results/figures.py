@@ -195,12 +195,14 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
     return fig
 
 
-def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> object:
+def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> object | None:
     """A search's landscape: the objective (the study's first metric) of every trial against each
     searched setting (the study's numeric axes that vary), one panel per setting, and against SGD's
     effective step lr / (1 − momentum) where both were searched; points coloured by spec.line; a log
     axis where the values span more than two decades; each colour's best trial ringed."""
     metric = study.metrics[0]
+    if f"metric:{metric.key}" not in d or d[f"metric:{metric.key}"].isna().all():
+        return None  # no trial logged the objective (runs without a validation split): nothing to draw
     numeric = [a for a in study.axes if a.numeric]
     searched = [a for a in numeric if d[a.label].nunique() > 1] or numeric[-1:]  # depth is fixed in a search
     xs = [(a.label, pd.to_numeric(d[a.label], errors="coerce")) for a in searched]
@@ -387,6 +389,8 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
                 fig = fig_curves(client, d, study, spec, title)
             elif spec.kind == "search":
                 fig = fig_search(d, study, spec, title)
+                if fig is None:
+                    continue
             else:
                 d = d[d["diagnostics"]]
                 if d.empty:
