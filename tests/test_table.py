@@ -318,3 +318,53 @@ def test_a_published_value_outside_our_seed_noise_is_marked():
     assert f"{77.0 - 75.05:+.2f} †" in md and f"{91.0 - 91.12:+.2f} |" in md and "`†`: the published value" in md
     assert df.loc[("logistic", "baseline"), "published_outside_noise"] == 0.0
     assert "Within seed noise of the published value: 2 of 3 cells." in md  # the footnote's count
+
+
+def _noise_rows():
+    """The noise study's eta = 0 runs beside noisy runs whose schedule varies (unit: epoch or step) and
+    a run with another init; enabled, gamma and gives as the runs record them."""
+    noise = {"regime.grad_noise.enabled": "True", "regime.grad_noise.gives": "std", "init.name": "xavier",
+             "init.std": "0.05"}
+    rows = [("logistic", "gna", 2, s, acc, {**noise, "regime.grad_noise.eta": "0.0", "regime.grad_noise.unit": "epoch"})
+            for s, acc in enumerate((68.0, 67.0))]
+    rows += [("logistic", "gna", 2, s, acc, {**noise, "regime.grad_noise.eta": "1.0", "regime.grad_noise.unit": unit})
+             for unit, accs in (("epoch", (77.0, 78.0)), ("step", (69.0, 68.0))) for s, acc in enumerate(accs)]
+    rows += [("logistic", "gna", 2, 0, 84.0, {**noise, "regime.grad_noise.eta": "0.0", "regime.grad_noise.unit": "epoch",
+                                               "init.name": "normal", "init.std": "0.1"})]
+    return _runs(rows)
+
+
+def test_settings_that_do_nothing_are_blank_and_a_row_pairs_with_the_baseline_that_differs_only_in_them():
+    """With eta = 0 the noise's schedule (unit) changes nothing: the eta = 0 runs leave it blank, and
+    both noisy rows (unit epoch and step) take their delta against them; init.std acts only for
+    init=normal, so xavier runs leave it blank and do not make it vary; the normal run is a row (and a
+    baseline) of its own."""
+    from vgsweep.config import inert_keys
+    from vgsweep.results.studies import study_for
+
+    assert {"regime.grad_noise.unit", "init.std", "activation.negative_slope"} <= inert_keys(
+        {"regime.grad_noise.enabled": "True", "regime.grad_noise.eta": "0.0", "init.name": "xavier"})
+    assert not {"regime.grad_noise.unit", "regime.grad_noise.eta", "init.std"} & inert_keys(
+        {"regime.grad_noise.enabled": "True", "regime.grad_noise.eta": "1.0", "init.name": "normal"})
+    df = aggregate(_noise_rows(), study_for("noise_scale"))
+    assert list(df["regime.grad_noise.unit"]) == ["", "", "epoch", "step"]  # eta 0: normal init, then xavier
+    assert "init.std" not in df  # one value where it acts (the normal run): not a setting that varies
+    assert math.isnan(df["delta"].iloc[0]) and math.isnan(df["delta"].iloc[1])
+    assert list(df["delta"].iloc[2:]) == pytest.approx([77.5 - 67.5, 68.5 - 67.5])
+    assert df["delta_lo"].iloc[3] == pytest.approx(delta_interval(pd.Series([69.0, 68.0]), pd.Series([68.0, 67.0]))[0])
+
+
+def test_a_run_whose_setting_does_nothing_is_drawn_in_every_figure_of_that_setting():
+    from vgsweep.results.figures import _by_other_settings
+    from vgsweep.results.studies import study_for
+
+    runs = _noise_rows().assign(dataset="mnist", activation="logistic", depth="2", diagnostics=True)
+    runs["noise eta"] = runs["regime.grad_noise.eta"]
+    parts = dict(_by_other_settings(runs, study_for("noise_scale")))
+    unit_epoch = (("init.name", "xavier"), ("regime.grad_noise.unit", "epoch"))
+    unit_step = (("init.name", "xavier"), ("regime.grad_noise.unit", "step"))
+    normal = (("init.name", "normal"),)
+    assert set(parts) == {unit_epoch, unit_step, normal}
+    assert sorted(parts[unit_step]["test_acc"]) == [67.0, 68.0, 68.0, 69.0]  # the eta = 0 runs drawn beside it
+    assert sorted(parts[unit_epoch]["test_acc"]) == [67.0, 68.0, 77.0, 78.0]
+    assert list(parts[normal]["test_acc"]) == [84.0]

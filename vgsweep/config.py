@@ -320,6 +320,35 @@ HASH_EXCLUDE = ("tracking", "data.root", "data.download", "data.verify", "device
                 "checkpoint", "deterministic", "diagnostics", "cuda_graph", "objective")
 
 
+# Settings that do nothing under another setting's value: `init.std` unless init.name=normal, the
+# noise's schedule where there is no noise, ... The results leave them blank there: a table row is
+# paired with the baseline that differs from it only in them, and a figure of such a setting draws
+# those runs too (`vgsweep table`, `figures`).
+def inert_keys(params: dict) -> set[str]:
+    """The keys of a run's flattened params (MLflow's strings) whose value changes nothing it computes."""
+
+    def get(k: str) -> str:
+        return str(params.get(k, "")).lower()
+
+    out = set()
+    if get("init.name") != "normal":
+        out.add("init.std")
+    if get("activation.name") != "leaky_relu":
+        out.add("activation.negative_slope")
+    schedule = {"regime.grad_noise.gamma", "regime.grad_noise.unit", "regime.grad_noise.gives"}
+    if get("regime.grad_noise.enabled") != "true":
+        out |= schedule | {"regime.grad_noise.eta"}
+    elif get("regime.grad_noise.eta") in ("0", "0.0"):
+        out |= schedule
+    if get("regime.bn.placement") in ("none", ""):
+        out |= {"regime.bn.mode", "regime.bn.eps", "regime.bn.momentum"}
+    elif get("regime.bn.mode") != "batch":
+        out.add("regime.bn.momentum")  # running statistics are kept in batch mode only
+    if get("optimizer.schedule.name") in ("constant", ""):
+        out |= {"optimizer.schedule.eta_min", "optimizer.schedule.every", "optimizer.schedule.t_max"}
+    return out
+
+
 # What a job may return to Hydra (`objective`): a metric every run ends with, or one that a
 # validation split (data.val_size > 0) gives it. What a sweeper such as Optuna optimises.
 OBJECTIVES = ("test_acc", "test_loss", "train_acc", "train_loss")

@@ -364,13 +364,18 @@ def _by_other_settings(runs: pd.DataFrame, study: Study) -> list[tuple[tuple, pd
         return [((), runs)]
     axes = {a.key for a in study.all_axes}
     added = {a.label for a in study.all_axes if a.label != a.key} | {"diagnostics"}  # load_runs' own columns
-    params = reader.fill_neutral(runs.drop(columns=[c for c in added if c in runs]))
+    params = reader.blank_inert(reader.fill_neutral(runs.drop(columns=[c for c in added if c in runs])), axes)
     params = params.assign(**{k: "" for k in axes if k not in params})
     keys = [k for k in grouping_keys(params, study) if k not in axes]
     if not keys:
         return [((), runs)]
-    return [(tuple(zip(keys, vals if isinstance(vals, tuple) else (vals,))), runs.loc[g.index])
-            for vals, g in params.groupby(keys, sort=True, dropna=False)]
+    settings = params[keys].astype(str)  # a blank (inert) setting: the run belongs to every figure it agrees with
+    combos = sorted(set(settings.itertuples(index=False, name=None)))
+    widest = [c for c in combos if not any(o != c and all(x == y or y == "" for x, y in zip(o, c)) for o in combos)]
+    return [(tuple((k, v) for k, v in zip(keys, c) if v != ""),
+             runs.loc[[i for i, r in zip(settings.index, settings.itertuples(index=False, name=None))
+                       if all(x == y or x == "" for x, y in zip(r, c))]])
+            for c in widest]
 
 
 def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activation: str | None, tmp: Path,

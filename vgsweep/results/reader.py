@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from vgsweep import tracking
-from vgsweep.config import HASH_NEUTRAL
+from vgsweep.config import HASH_NEUTRAL, inert_keys
 from vgsweep.diagnostics import RunDiagnostics
 
 ENDED = ("FINISHED", "FAILED", "KILLED")
@@ -118,6 +118,18 @@ def fill_neutral(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     for col, neutral in HASH_NEUTRAL.items():
         df[col] = df[col].fillna(str(neutral)) if col in df else str(neutral)
+    return df
+
+
+def blank_inert(df: pd.DataFrame, keep=()) -> pd.DataFrame:
+    """Each run's settings that change nothing it computes (config.inert_keys: `init.std` of a xavier
+    run, the noise schedule of a run without noise) as "", but the `keep` columns (a study's axes)."""
+    if df.empty:
+        return df
+    inert = [inert_keys(row) for row in df.to_dict("records")]
+    df = df.copy()
+    for k in {k for ks in inert for k in ks if k in df.columns and k not in keep}:
+        df[k] = df[k].astype(object).where([k not in ks for ks in inert], "")
     return df
 
 

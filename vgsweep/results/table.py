@@ -52,17 +52,27 @@ def _isnum(v) -> bool:
         return False
 
 
+def _values_set(s: pd.Series) -> int:
+    """How many values a setting takes, a blank one (inert: reader.blank_inert) not counted."""
+    return s.fillna("\0nan").loc[lambda x: x != ""].nunique()
+
+
 def grouping_keys(df: pd.DataFrame, study: Study) -> list[str]:
-    """The study's axes, plus every other param that varies and is not implied by the axes."""
+    """The study's axes, plus every other param that varies (where it acts) and is not implied by the axes."""
     prim = [a.key for a in study.all_axes]
     extra = []
     for c in df.columns:
         if (c in prim or c in META or c in NOT_COMPARED or c.startswith("metric:") or excluded(c)
                 or c in {m.key for m in study.metrics}):
             continue
-        if df[c].nunique(dropna=False) > 1 and (df.groupby(prim, dropna=False)[c].nunique(dropna=False) > 1).any():
+        if _values_set(df[c]) > 1 and (df.groupby(prim, dropna=False)[c].agg(_values_set) > 1).any():
             extra.append(c)
     return prim + sorted(extra)
+
+
+def _matches(a: tuple, b: tuple, skip: int) -> bool:
+    """Two rows' settings agree but at position `skip`, a blank (inert) setting agreeing with any."""
+    return all(x == y or "" in (x, y) for i, (x, y) in enumerate(zip(a, b)) if i != skip)
 
 
 @functools.lru_cache(maxsize=None)
@@ -91,7 +101,8 @@ def paper_differences(study: Study, axis_values: dict, params: dict) -> list[str
 
 
 def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
+    """No value to compare: not recorded, or blank because it does nothing in this run (inert)."""
+    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
 
 
 def _t975(df: float) -> float:
@@ -151,7 +162,7 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
     for col, default in (("status", "FINISHED"), ("verdict", ""), ("parameters", "")):
         if col not in runs:
             runs = runs.assign(**{col: default})
-    runs = reader.one_per_config(reader.fill_neutral(runs))
+    runs = reader.blank_inert(reader.one_per_config(reader.fill_neutral(runs)), {a.key for a in study.all_axes})
     keys = grouping_keys(runs, study)
     runs = runs.assign(seed=runs["seed"].astype(int))
     primary = study.metrics[0]
@@ -182,6 +193,9 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
             bkey = next(a.key for a in study.all_axes if a.label == label)
             base_key = tuple(value if kk == bkey else v for kk, v in zip(keys, k))
             base = per_seed.get(base_key)
+            if base is None:  # the baseline may leave blank what acts only in this row (eta = 0: no schedule)
+                near = [b for b in per_seed if b[keys.index(bkey)] == value and _matches(b, k, keys.index(bkey))]
+                base = per_seed[near[0]] if len(near) == 1 else None
             if base is not None and len(s) and row[bkey] != value:
                 row["delta"] = s.mean() - base.mean()
                 row["delta_lo"], row["delta_hi"] = delta_interval(s, base)
@@ -212,7 +226,7 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
         sort_cols.append(f"_{a.label}")
     extra = []
     for c in (c for c in keys if c not in {a.key for a in study.all_axes}):  # numbers in numeric order
-        numeric = df[c].dropna().map(_isnum).all()
+        numeric = df[c].dropna().loc[lambda x: x != ""].map(_isnum).all()
         df[f"_{c}"] = df[c].map(lambda v: float(v) if _isnum(v) else math.inf) if numeric else df[c].astype(str)
         extra.append(f"_{c}")
     # rows by the axes in order, then the extra keys; the column axis last (it spreads over columns)
