@@ -324,6 +324,13 @@ HASH_EXCLUDE = ("tracking", "data.root", "data.download", "data.verify", "device
 # noise's schedule where there is no noise, ... The results leave them blank there: a table row is
 # paired with the baseline that differs from it only in them, and a figure of such a setting draws
 # those runs too (`vgsweep table`, `figures`).
+def _zero(text: str) -> bool:
+    try:
+        return float(text) == 0
+    except ValueError:
+        return False
+
+
 def inert_keys(params: dict) -> set[str]:
     """The keys of a run's flattened params (MLflow's strings) whose value changes nothing it computes."""
 
@@ -338,7 +345,7 @@ def inert_keys(params: dict) -> set[str]:
     schedule = {"regime.grad_noise.gamma", "regime.grad_noise.unit", "regime.grad_noise.gives"}
     if get("regime.grad_noise.enabled") != "true":
         out |= schedule | {"regime.grad_noise.eta"}
-    elif get("regime.grad_noise.eta") in ("0", "0.0"):
+    elif _zero(get("regime.grad_noise.eta")):
         out |= schedule
     if get("regime.bn.placement") in ("none", ""):
         out |= {"regime.bn.mode", "regime.bn.eps", "regime.bn.momentum"}
