@@ -320,10 +320,6 @@ HASH_EXCLUDE = ("tracking", "data.root", "data.download", "data.verify", "device
                 "checkpoint", "deterministic", "diagnostics", "cuda_graph", "objective")
 
 
-# Settings that do nothing under another setting's value: `init.std` unless init.name=normal, the
-# noise's schedule where there is no noise, ... The results leave them blank there: a table row is
-# paired with the baseline that differs from it only in them, and a figure of such a setting draws
-# those runs too (`vgsweep table`, `figures`).
 def _zero(text: str) -> bool:
     try:
         return float(text) == 0
@@ -331,6 +327,10 @@ def _zero(text: str) -> bool:
         return False
 
 
+# Settings that do nothing under another setting's value: `init.std` unless init.name=normal, the
+# noise's schedule where there is no noise, ... The results leave them blank there: a table row is
+# paired with the baseline that differs from it only in them, and a figure of such a setting draws
+# those runs too (`vgsweep table`, `figures`).
 def inert_keys(params: dict) -> set[str]:
     """The keys of a run's flattened params (MLflow's strings) whose value changes nothing it computes."""
 
