@@ -44,8 +44,9 @@ def _bool_keys() -> set[str]:
         from vgsweep.config import MODEL_SCHEMAS, Config
 
         def walk(schema, prefix):
+            hints = typing.get_type_hints(schema)
             for f in dataclasses.fields(schema):
-                t = typing.get_type_hints(schema)[f.name]
+                t = hints[f.name]
                 if dataclasses.is_dataclass(t):
                     walk(t, f"{prefix}{f.name}.")
                 elif t is bool:

@@ -369,13 +369,13 @@ def _by_other_settings(runs: pd.DataFrame, study: Study) -> list[tuple[tuple, pd
     keys = [k for k in grouping_keys(params, study) if k not in axes]
     if not keys:
         return [((), runs)]
-    settings = params[keys].astype(str)  # a blank (inert) setting: the run belongs to every figure it agrees with
-    combos = sorted(set(settings.itertuples(index=False, name=None)))
-    widest = [c for c in combos if not any(o != c and all(x == y or y == "" for x, y in zip(o, c)) for o in combos)]
-    return [(tuple((k, v) for k, v in zip(keys, c) if v != ""),
-             runs.loc[[i for i, r in zip(settings.index, settings.itertuples(index=False, name=None))
-                       if all(x == y or x == "" for x, y in zip(r, c))]])
-            for c in widest]
+    def fits(a: tuple, b: tuple) -> bool:  # a's settings are b's where a has one (a blank: inert, fits any)
+        return all(x == y or x == "" for x, y in zip(a, b))
+
+    rows = list(params[keys].astype(str).itertuples(index=False, name=None))
+    combos = sorted(set(rows))  # one figure per combination no other one fills in further
+    widest = [c for c in combos if not any(o != c and fits(c, o) for o in combos)]
+    return [(tuple((k, v) for k, v in zip(keys, c) if v != ""), runs[[fits(r, c) for r in rows]]) for c in widest]
 
 
 def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activation: str | None, tmp: Path,
