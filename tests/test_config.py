@@ -63,6 +63,8 @@ def test_defaults_reproduce_the_original_code():
     ("model.hidden=[512,512,512]", "model.depth", "len(model.hidden) = 3"),
     ("activation.name=sigmoidd", "activation.name", "logistic"),
     ("init.name=glorot", "init.name", "xavier"),
+    ("init.gain=0", "init.gain", "positive float"),
+    ("init.gain=nan", "init.gain", "positive float (NaN and inf are not)"),
     ("regime.grad_noise.eta=-1", "regime.grad_noise.eta", ">= 0"),
     ("regime=wn init=zero", "init.name", "xavier, he or normal"),
     ("tracking.stale_after_s=100", "tracking.stale_after_s", "more than 2 x tracking.heartbeat_s = 120"),
@@ -153,6 +155,9 @@ def test_keys_added_later_keep_older_hashes_at_their_old_behaviour():
     assert config_hash(base) == config_hash(OmegaConf.create(before))
     assert config_hash(base) != config_hash(compose_cfg(["regime=gna", "regime.weight_norm=true"]))
     assert config_hash(compose_cfg(["regime=wn"])) != config_hash(compose_cfg(["regime=baseline"]))
+    # init.gain came later still: 1 is the behaviour from before it; any other value is a new run
+    assert config_hash(base) == config_hash(compose_cfg(["regime=gna", "init.gain=1"]))
+    assert config_hash(base) != config_hash(compose_cfg(["regime=gna", "init.gain=4"]))
 
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))

@@ -66,6 +66,45 @@ def test_init_statistics(name, expected_std):
         assert w.abs().max().item() <= math.sqrt(6.0 / 500)
 
 
+@pytest.mark.parametrize("family,overrides", [
+    ("mlp", ["depth=2", "model.hidden=[20,10]"]),
+    ("vgg", ["model=vgg08", "dataset=cifar100", "model.filters=4"]),
+])
+def test_init_gain_scales_the_drawn_weights_of_the_schemes_without_a_scale_and_nothing_else(family, overrides):
+    """init.gain multiplies xavier, he and torch_default weights (not biases: torch_default draws them
+    too); normal has its std and zero stays zero, so there it changes nothing. A pack of runs with
+    different gains is each run alone."""
+    from tests.conftest import compose_cfg
+    from vgsweep.config import validate
+    from vgsweep.families import family_of
+    from vgsweep.seeding import generator
+
+    shape, classes = ((1, 28, 28), 10) if family == "mlp" else ((3, 32, 32), 100)
+    cases = [(init, gain) for init in ("xavier", "he", "torch_default", "normal", "zero") for gain in (1, 3.5)]
+    cfgs = [compose_cfg(["device=cpu", *overrides, f"init={init}", f"init.gain={gain}"]) for init, gain in cases]
+    for c in cfgs:
+        validate(c)
+    fam = family_of(cfgs[0])
+    packed = fam.build(cfgs, shape, classes, [generator(0, "init") for _ in cfgs], torch.device("cpu"))
+    entries = {e.name: e for e in packed.layout}
+    p = {name: t.detach() for name, t in packed.params().items()}
+    weights = [n for n, e in entries.items() if e.role == "weight"]
+    others = [n for n, e in entries.items() if e.role != "weight"]
+    assert weights and any(entries[n].role == "bias" for n in others)
+    for k in range(0, len(cases), 2):
+        init, scales = cases[k][0], cases[k][0] in ("xavier", "he", "torch_default")
+        for n in weights:
+            one, g = p[n][k], p[n][k + 1]
+            # drawn in float64, scaled, then cast: equal to the cast weight x 3.5 up to one rounding
+            assert torch.allclose(g, one * 3.5, rtol=1e-6, atol=0) if scales else torch.equal(g, one), (init, n)
+            assert init == "zero" or torch.count_nonzero(one) > 0
+        for n in others:
+            assert torch.equal(p[n][k], p[n][k + 1]), (init, n)
+        alone = fam.build([cfgs[k + 1]], shape, classes, [generator(0, "init")], torch.device("cpu"))
+        for n, t in alone.params().items():
+            assert torch.equal(t.detach()[0], p[n][k + 1]), (init, n)
+
+
 def _model(members, bn_layers=(), bn_mode="frozen", seed_base=0, sizes=(6, 5, 4, 3)):
     arch = Arch(sizes, bn_layers, bn_mode, 1e-3, 0.99)
     gens = [torch.Generator().manual_seed(seed_base + i) for i in range(len(members))]

@@ -346,6 +346,7 @@ def test_settings_that_do_nothing_are_blank_and_a_row_pairs_with_the_baseline_th
         {"regime.grad_noise.enabled": "True", "regime.grad_noise.eta": "0.0", "init.name": "xavier"})
     assert not {"regime.grad_noise.unit", "regime.grad_noise.eta", "init.std"} & inert_keys(
         {"regime.grad_noise.enabled": "True", "regime.grad_noise.eta": "1.0", "init.name": "normal"})
+    assert "init.gain" in inert_keys({"init.name": "normal"}) and "init.gain" not in inert_keys({"init.name": "he"})
     df = aggregate(_noise_rows(), study_for("noise_scale"))
     assert list(df["regime.grad_noise.unit"]) == ["", "", "epoch", "step"]  # eta 0: normal init, then xavier
     assert "init.std" not in df  # one value where it acts (the normal run): not a setting that varies

@@ -75,6 +75,14 @@ INITS: dict[str, Callable[[tuple, int, int, torch.Generator, float], torch.Tenso
 }
 
 
+def init_weight(init: str, shape: tuple, fan_in: int, fan_out: int, g: torch.Generator, std: float,
+                gain: float = 1.0) -> torch.Tensor:
+    """A weight drawn by scheme `init`, times `gain` for the schemes that have no scale of their own
+    (xavier, he, torch_default; `normal` has its std, zero stays zero)."""
+    w = INITS[init](shape, fan_in, fan_out, g, std)
+    return w * gain if gain != 1.0 and init not in ("normal", "zero") else w
+
+
 def init_bias(init: str, n: int, fan_in: int, g: torch.Generator) -> torch.Tensor:
     """Biases: zero (Keras) for every scheme but torch_default (U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's)."""
     if init == "torch_default":

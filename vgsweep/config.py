@@ -128,6 +128,9 @@ class ActivationConfig:
 class InitConfig:
     name: str = "xavier"
     std: float = rule(0.05, "non_negative")  # `normal` only: N(0, std^2) weights (Keras RandomNormal default)
+    # xavier, he, torch_default: the drawn weights times gain (torch.nn.init's gain; Glorot & Bengio
+    # 2010 suggest 4 for the logistic). Biases are not scaled. normal has its std instead.
+    gain: float = rule(1.0, "positive")
 
 
 @dataclass
@@ -327,7 +330,8 @@ def _zero(text: str) -> bool:
         return False
 
 
-# Settings that do nothing under another setting's value: `init.std` unless init.name=normal, the
+# Settings that do nothing under another setting's value: `init.std` unless init.name=normal, `init.gain`
+# with normal or zero, the
 # noise's schedule where there is no noise, ... The results leave them blank there: a table row is
 # paired with the baseline that differs from it only in them, and a figure of such a setting draws
 # those runs too (`vgsweep table`, `figures`).
@@ -340,6 +344,8 @@ def inert_keys(params: dict) -> set[str]:
     out = set()
     if get("init.name") != "normal":
         out.add("init.std")
+    if get("init.name") in ("normal", "zero"):
+        out.add("init.gain")
     if get("activation.name") != "leaky_relu":
         out.add("activation.negative_slope")
     schedule = {"regime.grad_noise.gamma", "regime.grad_noise.unit", "regime.grad_noise.gives"}
@@ -385,6 +391,7 @@ HASH_NEUTRAL: dict[str, Any] = {
     "data.augment.crop_padding": 0,
     "data.augment.flip": False,
     "train.shuffle_buffer": None,
+    "init.gain": 1.0,
 }
 
 

@@ -69,6 +69,7 @@ class Member:
     init: str
     init_std: float
     double_softmax: bool = False
+    init_gain: float = 1.0
 
 
 class PackedModel:

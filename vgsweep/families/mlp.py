@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
-from vgsweep.activations import INITS, init_bias
+from vgsweep.activations import init_bias, init_weight
 from vgsweep.config import enum_value
 from vgsweep.families.base import Layout, Member, PackedModel, batchnorm
 
@@ -52,7 +52,8 @@ def arch_of(cfg: DictConfig, input_dim: int, num_classes: int) -> Arch:
 
 def member_of(cfg: DictConfig) -> Member:
     return Member(activation=cfg.activation.name, negative_slope=float(cfg.activation.negative_slope),
-                  init=cfg.init.name, init_std=float(cfg.init.std), double_softmax=bool(cfg.model.double_softmax))
+                  init=cfg.init.name, init_std=float(cfg.init.std), double_softmax=bool(cfg.model.double_softmax),
+                  init_gain=float(cfg.init.gain))
 
 
 def shape_key(cfg: DictConfig) -> tuple:
@@ -129,7 +130,7 @@ class PackedMLP(PackedModel):
             for e in lay.entries:
                 if e.role == "weight":
                     fan_in, fan_out = e.shape
-                    w = INITS[m.init](e.shape, fan_in, fan_out, g, m.init_std)  # (in, out)
+                    w = init_weight(m.init, e.shape, fan_in, fan_out, g, m.init_std, m.init_gain)  # (in, out)
                     theta[k, e.offset:e.offset + e.numel] = w.flatten()
                     if m.init == "torch_default":
                         b = at[f"b{e.name[1:]}"]

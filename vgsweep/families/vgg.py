@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from vgsweep.activations import INITS, init_bias
+from vgsweep.activations import init_bias, init_weight
 from vgsweep.config import enum_value
 from vgsweep.families.base import Layout, Member, PackedModel, batchnorm
 
@@ -44,7 +44,7 @@ def order_key(cfg: DictConfig) -> tuple:
 
 def member_of(cfg: DictConfig) -> Member:
     return Member(activation=cfg.activation.name, negative_slope=float(cfg.activation.negative_slope),
-                  init=cfg.init.name, init_std=float(cfg.init.std))
+                  init=cfg.init.name, init_std=float(cfg.init.std), init_gain=float(cfg.init.gain))
 
 
 def convs(m) -> list[tuple[str, bool, bool, int]]:
@@ -144,7 +144,8 @@ class PackedVGG(PackedModel):
                         fan_in, fan_out = e.shape[1] * KERNEL * KERNEL, e.shape[0] * KERNEL * KERNEL
                     else:
                         fan_in, fan_out = e.shape
-                    theta[k, sl] = INITS[mem.init](e.shape, fan_in, fan_out, g, mem.init_std).flatten()
+                    theta[k, sl] = init_weight(mem.init, e.shape, fan_in, fan_out, g, mem.init_std,
+                                                mem.init_gain).flatten()
                 elif e.role == "bias":
                     theta[k, sl] = init_bias(mem.init, e.numel, fan_in, g)
                 elif e.name.endswith("gamma"):

@@ -141,6 +141,23 @@ NOISE_SCALE = Study(
     notes=("eta = 0 is the same net and schedule without noise: the deltas are the noise's effect.",),
 )
 
+# Whether gradient noise still helps once the weights start larger (results/cpu-check: the noise helps the
+# logistic nets by enlarging their weights): Xavier times init.gain, with and without the noise.
+INIT_SCALE = Study(
+    name="init_scale",
+    title="The initial weights' scale: Xavier times a gain, without and with gradient noise (MNIST MLPs)",
+    axes=(Axis("dataset", "data.name"), Axis("init gain", "init.gain", numeric=True),
+          Axis("regime", "regime.name", REGIMES), Axis("activation", "activation.name", ACTIVATIONS)),
+    column=Axis("depth", "model.depth", numeric=True),
+    metrics=(Metric("test accuracy (%)", "test_acc", 100.0),),
+    baseline=("regime", "baseline"),
+    published={}, paper_overrides=AGARAP.paper_overrides, source="",
+    figures=(Figure("curves", by="depth", panel=("activation",), line=("init gain", "regime"),
+                    metrics=("train_loss", "test_acc")),
+             Figure("gradient_flow", by="depth", panel=("init gain",), line=("activation",))),
+    notes=("Deltas are gna against baseline at the same gain: the noise's effect at that weight scale.",),
+)
+
 DOUBLE_SOFTMAX = Study(
     name="double_softmax",
     title="The original code's double softmax against the plain loss, on the paper grid (MNIST MLPs)",
@@ -183,8 +200,8 @@ LR_SEARCH = Study(
     notes=("Each row is one trial; the search chose its settings from the trials before it (Optuna's TPE).",),
 )
 
-STUDIES: dict[str, Study] = {s.name: s for s in (AGARAP, VGG, NOISE_SCALE, DOUBLE_SOFTMAX, AGARAP_AS_CODED,
-                                                 LR_SEARCH)}
+STUDIES: dict[str, Study] = {s.name: s for s in (AGARAP, VGG, NOISE_SCALE, INIT_SCALE, DOUBLE_SOFTMAX,
+                                                 AGARAP_AS_CODED, LR_SEARCH)}
 
 
 def study_for(name: str, family: str = "mlp") -> Study:
