@@ -27,6 +27,9 @@ CASES = [
     (["regime.grad_noise.unit=minute"], ["regime.grad_noise.unit='minute'", "one of epoch, step"]),
     (["+train.epoch=3"], ["train.epoch=3 is not accepted", "did you mean train.epochs?"]),
     (["optimizer.lr=interval(0.1,0.2)"], ["interval(...) and other sampled sweeps need a sweeper that samples"]),
+    (["hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "hydra.sweeper.direction=maximize",
+      "optimizer.lr=tag(log,interval(1e-4,1))"],
+     ["optimizer.lr=tag(log,interval(1e-4,1)) is not accepted", "a list of values (a,b,c) or an interval of ints"]),
     (["model=vgg08", "depth=5"], ["model.depth=5 is not accepted", "depth=... sets the MLP's widths"]),
     (["hydra.launcher.progress=sometimes"], ["hydra.launcher.progress='sometimes'", "one of"]),
     # values out of range

@@ -122,6 +122,10 @@ def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted)
     ("activation=relu,tanh", HydraException, "activation=relu,tanh lists values to sweep over, in a single run; "
      "expected -m"),
     ("~train.epochs", HydraException, "train.epochs=(deleted) is not accepted; expected a value"),
+    # an experiment file sets a key (the search's seed) that the sampler chosen on the command line lacks
+    ("experiment=lr_search hydra/sweeper/sampler=grid", ConfigCompositionException,
+     "hydra.sweeper.sampler.seed (set in conf/experiment/lr_search.yaml) is not a key of the chosen Optuna sampler; "
+     "expected a sampler that has it: hydra/sweeper/sampler=cmaes,motpe,nsgaii,random,tpe. grid has no seed"),
     ("hydra/sweeper=ax", ConfigCompositionException,
      "hydra/sweeper=ax is not accepted; expected one of basic, optuna. Hydra's ax sweeper is a plugin: pip install "
      "hydra-ax-sweeper"),
@@ -131,7 +135,7 @@ def test_composition_refusals_become_one_line_naming_key_value_and_what_is_accep
     from vgsweep.hydra_compat import bad_input_message
 
     with pytest.raises((exc, HydraException)) as e:
-        compose_cfg([override])
+        compose_cfg(override.split())
     message = bad_input_message(e.value)
     assert message is not None and "\n" not in message, (override, str(e.value))
     assert message.startswith("invalid config: ") and line in message, message

@@ -150,6 +150,9 @@ def bad_input_message(e: BaseException) -> str | None:
         return "invalid config: " + " ".join(str(e).split()) if isinstance(e, HydraException) else None
     cause = e.__cause__
     cause_first = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
+    sampler_key = re.search(r"Key '\w+' not in '\w*SamplerConfig'\s+full_key: (hydra\.sweeper\.sampler\.\w+)", str(e))
+    if sampler_key:  # a key an experiment file sets that the sampler chosen on the command line lacks
+        return _sampler_key_message(sampler_key.group(1), first)
     sweep = re.match(r"Ambiguous value for argument '([^']*)'", first)
     if sweep:
         return (f"invalid config: {sweep.group(1)} lists values to sweep over, in a single run; expected -m "
@@ -176,3 +179,25 @@ def bad_input_message(e: BaseException) -> str | None:
                 hint = f"did you mean {groups[0]}={value}?" if groups else ""
             return str(ConfigError(key, value, f"a list whose items are each {accepted}" if item else accepted, hint))
     return str(ConfigError(key, value, "a value of the schema's type", cause_first or first))
+
+
+def _sampler_key_message(full_key: str, first: str) -> str:
+    """A key of hydra.sweeper.sampler that the chosen Optuna sampler lacks: an experiment file sets a
+    search's seed (lr_search), and `hydra/sweeper/sampler=grid` has none."""
+    from hydra.core.config_store import ConfigStore
+
+    field = full_key.rsplit(".", 1)[1]
+    store = ConfigStore.instance()
+    try:
+        names = [n.removesuffix(".yaml") for n in store.list("hydra/sweeper/sampler")]
+        takers = [n for n in names if field in store.load(f"hydra/sweeper/sampler/{n}.yaml").node]
+    except Exception:  # noqa: BLE001 - the plugin's samplers unreadable: name none
+        names, takers = [], []
+    named = re.match(r"In '([^']+)'", first)
+    where = f" (set in conf/{named.group(1)}.yaml)" if named and named.group(1) != "config" else ""
+    lacking = ", ".join(n for n in names if n not in takers)
+    return (f"invalid config: {full_key}{where} is not a key of the chosen Optuna sampler; expected a sampler that "
+            f"has it: hydra/sweeper/sampler={','.join(sorted(takers)) or '...'}"
+            + (f". {lacking} has no {field}" if lacking else "")
+            + (": a grid enumerates listed values (a,b,c), a search of intervals needs a sampler that samples"
+               if "grid" in lacking else ""))

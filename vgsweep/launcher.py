@@ -137,11 +137,31 @@ def check_sweeper(config: DictConfig) -> None:
     if direction != want:
         raise ConfigError("hydra.sweeper.direction", Shown(direction), f"{want} for objective={config.objective}",
                           f"the search would look for the {'worst accuracy' if want == 'maximize' else 'highest loss'}")
+    check_grid(config)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_")):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def check_grid(config: DictConfig) -> None:
+    """Optuna's grid sampler enumerates listed values (a,b,c; choice(...); range(...)) and an interval
+    of ints; an interval of floats, or on a log scale, it refuses with a traceback mid-sweep."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    if not str(OmegaConf.select(config, "hydra.sweeper.sampler._target_") or "").endswith("GridSampler"):
+        return
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    items = [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
+    for p in OverridesParser.create().parse_overrides(items):
+        v = p.value()
+        if isinstance(v, IntervalSweep) and ("log" in v.tags or not (isinstance(v.start, int) and isinstance(v.end, int))):
+            raise ConfigError(p.key_or_group, Shown(p.get_value_string()),
+                              "a list of values (a,b,c) or an interval of ints with hydra/sweeper/sampler=grid",
+                              "a grid enumerates values: sample the interval with hydra/sweeper/sampler=tpe or "
+                              "random, or list the values to try")
 
 
 def swept_keys(config: DictConfig) -> list[str]:
