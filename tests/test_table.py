@@ -156,6 +156,22 @@ def test_the_noise_scale_study_takes_deltas_against_no_noise():
     assert "published" not in to_markdown(aggregate(_runs(rows), study), study).lower()
 
 
+def test_the_init_scale_study_takes_the_noises_delta_at_each_gain():
+    """experiment=init_scale: a gna row's delta is against the baseline with the same init.gain."""
+    from vgsweep.results.studies import study_for
+
+    study = study_for("init_scale")
+    rows = [("logistic", regime, 5, s, acc, {"init.name": "xavier", "init.gain": gain})
+            for gain, regime, accs in (("1.0", "baseline", (11.35, 11.35)), ("1.0", "gna", (80.0, 81.0)),
+                                       ("4.0", "baseline", (90.0, 91.0)), ("4.0", "gna", (90.5, 91.5)))
+            for s, acc in enumerate(accs)]
+    df = aggregate(_runs(rows), study).set_index(["init gain", "regime"])
+    assert list(df.index) == [("1.0", "baseline"), ("1.0", "gna"), ("4.0", "baseline"), ("4.0", "gna")]
+    assert df.loc[("1.0", "gna"), "delta"] == pytest.approx(80.5 - 11.35)
+    assert df.loc[("4.0", "gna"), "delta"] == pytest.approx(91.0 - 90.5)
+    assert math.isnan(df.loc[("4.0", "baseline"), "delta"])
+
+
 def test_the_double_softmax_study_sets_both_variants_beside_the_published_values():
     """Rows with and without the double softmax each show the published value and their distance to it,
     and deltas to the baseline of their own variant."""
