@@ -331,10 +331,9 @@ def _zero(text: str) -> bool:
 
 
 # Settings that do nothing under another setting's value: `init.std` unless init.name=normal, `init.gain`
-# with normal or zero, the
-# noise's schedule where there is no noise, ... The results leave them blank there: a table row is
-# paired with the baseline that differs from it only in them, and a figure of such a setting draws
-# those runs too (`vgsweep table`, `figures`).
+# with normal or zero, the noise's schedule where there is no noise, ... The results leave them blank
+# there: a table row is paired with the baseline that differs from it only in them, and a figure of
+# such a setting draws those runs too (`vgsweep table`, `figures`).
 def inert_keys(params: dict) -> set[str]:
     """The keys of a run's flattened params (MLflow's strings) whose value changes nothing it computes."""
 
