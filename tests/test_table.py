@@ -284,6 +284,25 @@ def test_figures_never_average_runs_of_different_configs():
     assert extra == () and part.equals(same)
 
 
+@pytest.mark.parametrize("name", ["agarap2019", "vgg_cifar100", "noise_scale", "init_scale", "double_softmax",
+                                  "agarap2019_as_coded", "lr_search"])
+def test_each_figure_of_a_study_keeps_apart_the_runs_of_every_axis(name):
+    """A figure draws one line per value of its `by`, `panel` and `line` axes, averaged over the runs
+    that share them: an axis of the study it names nowhere (but the data set, one per study; the
+    activation of gradient_distribution, drawn one per figure) would be averaged over."""
+    from vgsweep.results.studies import STUDIES
+
+    study = STUDIES[name]
+    assert set(STUDIES) == {"agarap2019", "vgg_cifar100", "noise_scale", "init_scale", "double_softmax",
+                            "agarap2019_as_coded", "lr_search"}  # a new study joins the list above
+    axes = {a.label for a in study.all_axes} - {"dataset"}
+    for spec in study.figures:
+        if spec.kind in ("activations", "search"):  # not per run: the functions; one point per trial
+            continue
+        named = {spec.by, *spec.panel, *spec.line} | ({"activation"} if spec.kind == "gradient_distribution" else set())
+        assert axes <= named, (spec.kind, axes - named)
+
+
 def test_the_latex_table_holds_the_markdown_tables_cells():
     """results/table.tex: the same blocks as table.md, one booktabs `table` each; every row has the
     header's columns; TeX's special characters are escaped (leaky_relu), ± and − are math, the delta's

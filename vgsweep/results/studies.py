@@ -154,7 +154,7 @@ INIT_SCALE = Study(
     published={}, paper_overrides=AGARAP.paper_overrides, source="",
     figures=(Figure("curves", by="depth", panel=("activation",), line=("init gain", "regime"),
                     metrics=("train_loss", "test_acc")),
-             Figure("gradient_flow", by="depth", panel=("init gain",), line=("activation",))),
+             Figure("gradient_flow", by="depth", panel=("init gain", "regime"), line=("activation",))),
     notes=("Deltas are gna against baseline at the same gain: the noise's effect at that weight scale.",),
 )
 
