@@ -128,8 +128,9 @@ class ActivationConfig:
 class InitConfig:
     name: str = "xavier"
     std: float = rule(0.05, "non_negative")  # `normal` only: N(0, std^2) weights (Keras RandomNormal default)
-    # xavier, he, torch_default: the drawn weights times gain (torch.nn.init's gain; Glorot & Bengio
-    # 2010 suggest 4 for the logistic). Biases are not scaled. normal has its std instead.
+    # xavier, he, torch_default: the drawn weights times gain (torch.nn.init's gain; the Theano tutorials
+    # use 4 for the logistic, whose slope at 0 is a quarter of tanh's, for which Glorot & Bengio 2010
+    # derived Xavier's scale). Biases are not scaled. normal has its std instead.
     gain: float = rule(1.0, "positive")
 
 
