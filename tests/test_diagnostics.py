@@ -85,6 +85,8 @@ V = VerdictConfig()
     ([[1.0, 1.0], [0.5, 1.0]], 0.0, 0.9, False, "healthy"),
     ([[1e-4, 1.0], [1e-4, 1.0]], 0.0, 0.9, False, "vanishing"),
     ([[1.0, 1.0], [1e-4, 0.5]], 0.0, 0.9, False, "vanishing"),  # collapsed over training
+    ([[1.0, 1.0], [1e-4, 1e-4]], 0.0, 0.9, False, "healthy"),  # every layer fell alike: the loss neared zero
+    ([[1.0, 1.0], [1e-6, 1e-2]], 0.0, 0.9, False, "vanishing"),  # the first fell 10,000 x further than the last
     ([[1.0, 5e3], [1.0, 1.0]], 0.0, 0.9, False, "exploding"),
     ([[1.0, 1.0], [1.0, 1.0]], 0.9, 0.9, False, "dead_units"),
     ([[1.0, 1.0], [1.0, 1.0]], 0.0, 0.11, False, "not_learning"),

@@ -264,7 +264,7 @@ class CheckpointConfig:
 class VerdictConfig:
     chance_factor: float = rule(1.5, "positive")  # not_learning: final test accuracy below chance_factor / classes
     vanish_ratio: float = rule(0.01, "positive")  # vanishing: first layer's mean |grad| below this x the last layer's
-    collapse_ratio: float = rule(0.001, "positive")  # ... or below this x its own first-epoch value at the end
+    collapse_ratio: float = rule(0.001, "positive")  # ... or its fall from the first epoch to the last, below this x the last layer's
     explode_norm: float = rule(1000.0, "positive")  # exploding: any layer's grad norm above this (or a NaN/inf loss)
     dead_fraction: float = rule(0.5, "fraction")  # dead_units: a hidden layer with more than this fraction dead
 

@@ -203,10 +203,13 @@ def verdict(d: RunDiagnostics | None, final_test_acc: float | None, num_classes:
         if ratio < vcfg.vanish_ratio:
             return "vanishing", (f"first layer's mean |gradient| is {ratio:.2g} x the last layer's "
                                  f"(mean over epochs) < {vcfg.vanish_ratio:g}")
-        collapse = float(m[-1, 0] / max(m[0, 0], 1e-30))
+        # The first layer's fall over training beyond the output layer's: a loss near zero (a net that
+        # has learned) shrinks every layer's gradient alike, which is not vanishing.
+        own = float(m[-1, 0] / max(m[0, 0], 1e-30))
+        collapse = own / max(float(m[-1, -1] / max(m[0, -1], 1e-30)), 1e-30)
         if collapse < vcfg.collapse_ratio:
-            return "vanishing", (f"first layer's mean |gradient| fell to {collapse:.2g} x its first-epoch value "
-                                 f"< {vcfg.collapse_ratio:g}")
+            return "vanishing", (f"first layer's mean |gradient| fell to {own:.2g} x its first-epoch value, "
+                                 f"{collapse:.2g} x the last layer's fall < {vcfg.collapse_ratio:g}")
         dead = d.dead[-1]
         if dead.size and float(dead.max()) > vcfg.dead_fraction:
             h = int(dead.argmax())
