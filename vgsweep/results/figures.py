@@ -240,10 +240,13 @@ def _mean_abs(diag) -> np.ndarray:
 def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
     """Mean |g| of each weight layer (mean over epochs and seeds); panels per spec.panel, lines per spec.line."""
     panels = _values(d, study, spec.panel)
-    fig, axes = plt.subplots(1, len(panels), figsize=(PAGE_IN, 2.4), squeeze=False, sharey=True, layout="constrained")
+    cols = min(len(panels), 3)  # a row of three: room for each layer's name under its panel
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, 2.2 * rows + 0.3), squeeze=False, sharey=True,
+                             layout="constrained")
     names: list[str] = []
     for j, panel in enumerate(panels):
-        ax = axes[0, j]
+        ax = axes.flat[j]
         dp = _select(d, spec.panel, panel)
         lines = _values(dp, study, spec.line)
         for li, line in enumerate(lines):
@@ -254,13 +257,17 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
             names = diags[0].layers if len(diags[0].layers) > len(names) else names
             ax.plot(np.arange(1, len(m) + 1), m, _style(lines, line), marker="o", ms=2.5,
                     color=_color(str(line[-1]) if line else "", li), label=_name(spec.line, line))
-        ax.set(yscale="log", xlabel="weight layer (1 = input side)", title=_name(spec.panel, panel) or None)
+        ax.set(yscale="log", title=_name(spec.panel, panel) or None,
+               xlabel="weight layer (1 = input side)" if j + cols >= len(panels) else None)
         ax.grid(alpha=0.3, which="both")
-    axes[0, 0].set_ylabel("mean |gradient| of weights")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mean |gradient| of weights")
     if len(names) <= 12:
+        tilt = len(names) * cols > 12  # names side by side would run into each other
         for ax in axes.flat:
-            ax.set_xticks(range(1, len(names) + 1), names, rotation=45 if len(names) > 6 else 0, ha="right"
-                          if len(names) > 6 else "center")
+            ax.set_xticks(range(1, len(names) + 1), names, rotation=45 if tilt else 0, ha="right" if tilt else "center")
     _legend_below(fig, axes)
     fig.suptitle(f"Gradient flow, {title} (mean over epochs and seeds)", fontsize=8)
     return fig
