@@ -12,6 +12,8 @@
 #               with `grid`; bn_mode's table needs the grid's runs, the other two are studies of their own.
 #               The grid is 150 runs, the three experiments 600: scale by bench.txt's fp32 row before choosing;
 #               time left over: STEPS=why WHY=paper_table1_as_coded, the table as the original code ran it, 150 runs;
+#               STEPS=why WHY=init_scale: Xavier x gain 1, 2, 4 with and without gna, all 5 activations, 300 runs
+#               (results/cpu-check's last section has its logistic and swish cells on one seed);
 #               STEPS=search: experiment=lr_search, an Optuna search of the 5-layer logistic net's SGD rate and
 #               momentum, 40 trials in 4 packs of 10 (SEARCH="activation=tanh" ... for another net))
 # Rehearsal on a CPU (what the tests cannot cover), e.g.:
