@@ -303,6 +303,37 @@ def test_each_figure_of_a_study_keeps_apart_the_runs_of_every_axis(name):
         assert axes <= named, (spec.kind, axes - named)
 
 
+def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeypatch, tmp_path):
+    """Six panels (init_scale's gains x regimes) in two rows of three, each with its own title and the
+    layer names under it; the layer axis named on the bottom row; a spare cell of a row hidden."""
+    import numpy as np
+
+    from vgsweep.diagnostics import GRAD_COLS, RunDiagnostics
+    from vgsweep.results import figures, reader
+    from vgsweep.results.studies import study_for
+
+    def fake_diagnostics(client, run_id, tmp):  # six weight layers, gradients from the run's number
+        g = np.full((3, 6, len(GRAD_COLS)), 1e-3 * (1 + int(run_id[1:])))
+        return RunDiagnostics(g, np.zeros((3, 2, 6, 4)), np.zeros((3, 5)), np.zeros((3, 5)), np.zeros(5))
+
+    monkeypatch.setattr(reader, "diagnostics", fake_diagnostics)
+    study, spec = study_for("init_scale"), study_for("init_scale").figures[1]
+    assert spec.kind == "gradient_flow"
+    for n_gains, shape in ((3, (2, 3)), (2, (2, 3)), (1, (1, 2))):
+        rows = [{"run_id": f"r{i}", "seed": 0, "init gain": gain, "regime": regime, "activation": "logistic",
+                 "depth": "5"} for i, (gain, regime) in enumerate(
+                    (g, r) for g in ("1.0", "2.0", "4.0")[:n_gains] for r in ("baseline", "gna"))]
+        fig = figures.fig_gradient_flow(None, pd.DataFrame(rows), study, spec, "t", tmp_path)
+        grid = fig.axes[0].get_subplotspec().get_gridspec()
+        assert (grid.nrows, grid.ncols) == shape
+        shown = [ax for ax in fig.axes if ax.get_visible()]
+        assert len(shown) == 2 * n_gains and len({ax.get_title() for ax in shown}) == 2 * n_gains
+        assert all([t.get_text() for t in ax.get_xticklabels()] == [f"dense{i}" for i in range(1, 7)] for ax in shown)
+        labelled = [i for i, ax in enumerate(shown) if ax.get_xlabel()]  # no panel below them
+        assert labelled == [i for i in range(len(shown)) if i + shape[1] >= len(shown)]
+        figures.plt.close(fig)
+
+
 def test_the_latex_table_holds_the_markdown_tables_cells():
     """results/table.tex: the same blocks as table.md, one booktabs `table` each; every row has the
     header's columns; TeX's special characters are escaped (leaky_relu), ± and − are math, the delta's
