@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from vgsweep.config import GAINLESS_INITS
+
 # --- activations --------------------------------------------------------------------------------
 # Each takes (h, negative_slope) so that all share one signature; only leaky_relu reads the slope.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
@@ -80,7 +82,7 @@ def init_weight(init: str, shape: tuple, fan_in: int, fan_out: int, g: torch.Gen
     """A weight drawn by scheme `init`, times `gain` for the schemes that have no scale of their own
     (xavier, he, torch_default; `normal` has its std, zero stays zero)."""
     w = INITS[init](shape, fan_in, fan_out, g, std)
-    return w * gain if gain != 1.0 and init not in ("normal", "zero") else w
+    return w if init in GAINLESS_INITS else w * gain
 
 
 def init_bias(init: str, n: int, fan_in: int, g: torch.Generator) -> torch.Tensor:

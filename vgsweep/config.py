@@ -134,6 +134,9 @@ class InitConfig:
     gain: float = rule(1.0, "positive")
 
 
+GAINLESS_INITS = ("normal", "zero")  # the schemes init.gain leaves as drawn (it is inert there)
+
+
 @dataclass
 class GradNoiseConfig:
     enabled: bool = False
@@ -344,7 +347,7 @@ def inert_keys(params: dict) -> set[str]:
     out = set()
     if get("init.name") != "normal":
         out.add("init.std")
-    if get("init.name") in ("normal", "zero"):
+    if get("init.name") in GAINLESS_INITS:
         out.add("init.gain")
     if get("activation.name") != "leaky_relu":
         out.add("activation.negative_slope")

@@ -237,13 +237,22 @@ def _mean_abs(diag) -> np.ndarray:
     return diag.grad[:, :, GRAD_COLS.index("grad/mean_abs")]  # (epochs, layers)
 
 
+def _wrapped(n: int, max_cols: int, row_in: float, extra_in: float) -> tuple[object, np.ndarray, int]:
+    """A figure of n panels sharing the y axis, at most max_cols to a row, the cells past n hidden;
+    (figure, axes (rows, cols), cols)."""
+    cols = min(n, max_cols)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, row_in * rows + extra_in), squeeze=False, sharey=True,
+                             layout="constrained")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return fig, axes, cols
+
+
 def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
     """Mean |g| of each weight layer (mean over epochs and seeds); panels per spec.panel, lines per spec.line."""
     panels = _values(d, study, spec.panel)
-    cols = min(len(panels), 3)  # a row of three: room for each layer's name under its panel
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, 2.2 * rows + 0.3), squeeze=False, sharey=True,
-                             layout="constrained")
+    fig, axes, cols = _wrapped(len(panels), 3, 2.2, 0.3)  # a row of three: room for each layer's name
     names: list[str] = []
     for j, panel in enumerate(panels):
         ax = axes.flat[j]
@@ -260,8 +269,6 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
         ax.set(yscale="log", title=_name(spec.panel, panel) or None,
                xlabel="weight layer (1 = input side)" if j + cols >= len(panels) else None)
         ax.grid(alpha=0.3, which="both")
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("mean |gradient| of weights")
     if len(names) <= 12:
@@ -276,10 +283,7 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
 def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
     """One panel per spec.panel value (its first seed): one line per epoch across the layers."""
     panels = _values(d, study, spec.panel)
-    cols = min(len(panels), 4)
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, 2.3 * rows + 0.4), squeeze=False, sharey=True,
-                             layout="constrained")
+    fig, axes, _ = _wrapped(len(panels), 4, 2.3, 0.4)
     cmap = plt.get_cmap("viridis")
     for j, panel in enumerate(panels):
         ax = axes.flat[j]
@@ -294,8 +298,6 @@ def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure
         ax.set_xticks(range(1, g.shape[1] + 1, step), diag.layers[::step], rotation=90, fontsize=5)
         ax.set(yscale="log", title=f"{_name(spec.panel, panel)} (seed {run.seed})")
         ax.grid(alpha=0.3, which="both")
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("mean |gradient|")
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, max(int(d["train.epochs"].astype(int).max()), 2)))
