@@ -106,3 +106,48 @@ def test_curves_of_one_epoch_show_points_without_an_offset_axis(monkeypatch):
         assert all(ax.yaxis.get_major_formatter().get_offset() == "" for ax in fig.axes)
         if len(hist) == 1:  # its one epoch is the x axis's one tick
             assert all(list(ax.get_xticks()) == [1] for ax in fig.axes)
+
+
+def test_a_loss_that_spans_decades_is_drawn_on_a_log_axis_for_its_whole_row(monkeypatch):
+    """One inflated first epoch (27, then 0.01) flattens every other loss curve on a linear axis: that
+    loss row goes to a log axis (a panel per metric: that panel), its ticks written as plain numbers
+    (0.1, not 1e-01); accuracy and losses within a factor of ten stay linear."""
+    import pandas as pd
+
+    from vgsweep.results import figures, reader
+    from vgsweep.results.studies import AGARAP, VGG
+
+    def history(wide):
+        def read(client, run_id, key):
+            if key.endswith("_acc"):
+                return [0.1, 0.5, 0.9]
+            return list(wide) if run_id == "c" and key == "train_loss" else [2.3, 2.2, 2.1]
+        return read
+
+    def labels(ax):
+        return {t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True)} - {""}
+
+    runs = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "activation": ["relu", "relu", "swish", "swish"],
+                         "regime": ["baseline", "gna"] * 2, "depth": ["5"] * 4, "seed": [0] * 4})
+    for wide, log in (((27.0, 1.0, 0.01), True), ((3.2, 1.0, 0.4), False)):
+        monkeypatch.setattr(reader, "history", history(wide))
+        fig = figures.fig_curves(SimpleNamespace(), runs, AGARAP, AGARAP.figures[0], "5-layer networks")
+        fig.canvas.draw()
+        loss_row, acc_row = fig.axes[:2], fig.axes[2:]  # (metric, activation), row-major
+        assert loss_row[0].get_ylabel() == "training loss" and acc_row[0].get_ylabel().startswith("training acc")
+        assert [ax.get_yscale() for ax in loss_row] == ["log" if log else "linear"] * 2  # relu's narrow panel too
+        assert [ax.get_yscale() for ax in acc_row] == ["linear"] * 2
+        if log:
+            shown = labels(loss_row[1])
+            assert {"0.1", "1", "10"} <= shown and not any("e" in t for t in shown), shown
+        figures.plt.close(fig)
+
+    spec = next(f for f in VGG.figures if f.kind == "curves")
+    runs = pd.DataFrame({"run_id": ["a", "c"], "model": ["vgg08", "vgg38"], "lr": ["0.001", "0.001"],
+                         "dataset": ["cifar100"] * 2, "seed": [0, 0]})
+    monkeypatch.setattr(reader, "history", history((27.0, 1.0, 0.01)))
+    fig = figures.fig_curves(SimpleNamespace(), runs, VGG, spec, "VGG")
+    scales = {ax.get_title(): ax.get_yscale() for ax in fig.axes if ax.get_visible()}
+    assert scales == {"training loss": "log", "validation loss": "linear", "training accuracy (%)": "linear",
+                      "validation accuracy (%)": "linear"}
+    figures.plt.close(fig)

@@ -3,7 +3,7 @@
 Each study lists its figures (studies.py); the kinds:
 
 - curves: training (and validation) loss and accuracy per epoch, mean over seeds with a ±1 std band
-  where there are several seeds;
+  where there are several seeds; loss on a log axis where its curves span more than LOG_LOSS_SPAN;
 - gradient_flow: mean |g| of each weight layer (averaged over epochs and seeds), input side first: a
   healthy net keeps it level, a vanishing one drops toward the input;
 - gradient_flow_epochs: the same per epoch (one line per epoch, layer names on the x axis), one
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 
 from vgsweep import tracking
 from vgsweep.config import higher_is_better
@@ -47,6 +48,9 @@ FIXED = {"baseline": "#444444", "gna": "#1f77b4", "gna_bn": "#d62728", "logistic
          "relu": "#2ca02c", "leaky_relu": "#9467bd", "swish": "#8c564b"}
 METRIC_NAMES = {"train_loss": "training loss", "train_acc": "training accuracy (%)", "val_loss": "validation loss",
                 "val_acc": "validation accuracy (%)", "test_loss": "test loss", "test_acc": "test accuracy (%)"}
+# a loss row whose curves span more than this factor is drawn on a log axis: one inflated first epoch
+# (27 for swish at init gain 4, against 0.01 at the end) flattens every other curve on a linear one
+LOG_LOSS_SPAN = 10.0
 
 
 def load_runs(client, exp_id: str, study: Study) -> pd.DataFrame:
@@ -145,6 +149,13 @@ def fig_activations(out: Path) -> list[Path]:
     return _save(fig, out, "activations")
 
 
+class _LogPlain(ticker.LogFormatter):
+    """matplotlib's choice of which log ticks to label, written as plain numbers: 0.01, 0.4, 3 (not 1e-02)."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
 def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) -> object:
     """Panels per value of spec.panel (or per metric), lines per value of spec.line."""
     by_metric = spec.panel == ("metric",)
@@ -156,6 +167,7 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
     fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, 1.7 * rows + 0.9), squeeze=False, layout="constrained")
     lines = _values(d, study, spec.line)
     seeds_n = []
+    loss_range: dict[int, list[float]] = {}  # row (or panel, by metric) -> [min, max] of the loss means drawn
     for j, panel in enumerate(panels):
         for li, line in enumerate(lines):
             sel = _select(d, spec.line, line) if by_metric else _select(_select(d, spec.panel, panel), spec.line, line)
@@ -167,6 +179,9 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
                 n = min(len(h) for h in hs)
                 a = np.stack([h[:n] for h in hs]) * (100 if key.endswith("_acc") else 1)
                 mean, std = a.mean(0), a.std(0)
+                if key.endswith("_loss") and np.isfinite(mean).any():
+                    r = loss_range.setdefault(j if by_metric else i, [np.inf, -np.inf])
+                    r[:] = min(r[0], np.nanmin(mean)), max(r[1], np.nanmax(mean))
                 x = np.arange(1, n + 1)
                 color = _color(str(line[-1]) if line else "", li)
                 ax.plot(x, mean, _style(lines, line), color=color, label=_name(spec.line, line) or "runs",
@@ -183,9 +198,16 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
                     ax.set_xlabel("epoch")
                 if not by_metric and j == 0:
                     ax.set_ylabel(METRIC_NAMES.get(key, key))
+    log_rows = [k for k, (lo, hi) in loss_range.items() if 0 < lo and hi > LOG_LOSS_SPAN * lo]
+    log_axes = {id(ax) for k in log_rows for ax in ([axes.flat[k]] if by_metric else axes[k])}
     for ax in axes.flat:
         ax.grid(alpha=0.3)
-        ax.ticklabel_format(axis="y", useOffset=False)  # "2.3026", not "1e-6+2.30268" above the panel
+        if id(ax) in log_axes:  # the whole row: panels side by side share one kind of axis
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(_LogPlain())
+            ax.yaxis.set_minor_formatter(_LogPlain(labelOnlyBase=False))
+        else:
+            ax.ticklabel_format(axis="y", useOffset=False)  # "2.3026", not "1e-6+2.30268" above the panel
     if by_metric:
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
