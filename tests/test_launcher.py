@@ -107,11 +107,12 @@ def test_a_config_listed_twice_in_a_sweep_is_trained_once(small_cfg, tmp_path):
 
 @pytest.mark.e2e
 def test_a_dry_run_through_the_cli_prints_the_plan_and_makes_nothing(tiny_root, tmp_path):
-    """-m ... hydra.launcher.dry_run=true: the plan on stdout, exit 0, no sweep folder, no store, no job
-    called; without -m it is refused (a single run has no plan to show)."""
+    """-m ... hydra.launcher.dry_run=true: the plan on stdout, exit 0, no sweep folder (nor the folders
+    above it it would have made: multirun/<date>/), no store, no job called; without -m it is refused (a
+    single run has no plan to show)."""
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     proc = run_cli(["-m", "activation=relu,tanh", "seed=1,2", *SMALL, f"data.root={tiny_root}", f"tracking.uri={uri}",
-                    f"hydra.sweep.dir={tmp_path / 'mr'}", "hydra.launcher.dry_run=true"], cwd=tmp_path)
+                    f"hydra.sweep.dir={tmp_path / 'mr' / 'day' / 'time'}", "hydra.launcher.dry_run=true"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "dry run: 4 jobs: 4 to train, 0 to resume from their checkpoints, in 1 pack; 0 skipped" in proc.stdout
     assert "  #3 activation=tanh seed=2: train, pack 1" in proc.stdout and "epoch 1" not in proc.stdout + proc.stderr

@@ -68,8 +68,10 @@ def in_dir(path: str):
 
 
 def tidy_sweep_dir(sweep_dir: Path) -> None:
-    """Undo what Hydra's sweeper wrote before the launcher could refuse the sweep: the sweep folder
-    and its multirun.yaml, if this process made them and nothing else is there."""
+    """Undo what Hydra's sweeper wrote before the launcher could refuse the sweep (or a dry run
+    stopped): the sweep folder and its multirun.yaml, if this process made them and nothing else is
+    there, and the folders above it, inside the working folder, made with it and left empty
+    (multirun/<date>/)."""
     from vgsweep.app import STARTED_AT
 
     f = sweep_dir / "multirun.yaml"
@@ -77,6 +79,11 @@ def tidy_sweep_dir(sweep_dir: Path) -> None:
         if f.is_file() and f.stat().st_mtime >= STARTED_AT - 1 and [p.name for p in sweep_dir.iterdir()] == [f.name]:
             f.unlink()
             sweep_dir.rmdir()
+            cwd = Path.cwd().absolute()
+            for d in sweep_dir.absolute().parents:
+                if cwd not in d.parents or d.stat().st_mtime < STARTED_AT - 1 or any(d.iterdir()):
+                    break
+                d.rmdir()
     except OSError:
         pass
 
