@@ -12,7 +12,7 @@ from vgsweep.jobs import Job
 from vgsweep.sweep import run_jobs
 
 # (overrides, fragments vgsweep's one line must hold). {tiny}, {empty}, {corrupt}, {short}, {store},
-# {tmp}, {afile}, {notsqlite}, {foreign} are filled in.
+# {tmp}, {afile}, {notsqlite}, {foreign}, {userconf} are filled in.
 CASES = [
     # Hydra's composition refuses these (unknown options and keys, wrong types); vgsweep says it in one line
     # (a few through the CLI here; every kind of refusal in test_config's test of bad_input_message)
@@ -22,6 +22,9 @@ CASES = [
     # ... in a sweep's list, found when Hydra's sweeper composes each of the 8 jobs
     (["activation=relu,tanh,swish,sigmoidd"], ["activation=sigmoidd is not accepted", "logistic"]),
     (["model.double_softmax=false,3"], ["model.double_softmax=3 is not accepted; expected true or false"]),
+    # ... and in a config file of the user's (as an override would be: 1 is not read as true)
+    (["hydra.searchpath=[file://{userconf}]", "experiment=mine"],
+     ["invalid config ({userconf}/experiment/mine.yaml): model.double_softmax=1 is not accepted; expected true or false"]),
     (["train.epoch=3"], ["train.epoch=3 is not accepted", "a key of train:", "did you mean train.epochs?"]),
     (["train.epochs=abc"], ["train.epochs='abc' is not accepted", "an int"]),
     (["regime.grad_noise.unit=minute"], ["regime.grad_noise.unit='minute'", "one of epoch, step"]),
@@ -109,6 +112,8 @@ def world(tmp_path_factory, tiny_root):
     (short / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").unlink()
     (short / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3, 0]))  # 5 bytes
     (tmp / "afile").write_text("a file, not a folder")
+    (tmp / "userconf" / "experiment").mkdir(parents=True)
+    (tmp / "userconf" / "experiment" / "mine.yaml").write_text("# @package _global_\nmodel:\n  double_softmax: 1\n")
     (tmp / "notsqlite.db").write_text("hello")
     con = sqlite3.connect(tmp / "foreign.db")
     con.execute("CREATE TABLE songs (title TEXT)")
@@ -123,7 +128,7 @@ def world(tmp_path_factory, tiny_root):
     assert run_jobs([Job(cfg)])[0].status == "FINISHED"
     del write_idx
     return {"tiny": tiny_root, "empty": tmp / "empty", "corrupt": corrupt, "short": short, "store": store,
-            "tmp": tmp, "afile": tmp / "afile", "notsqlite": tmp / "notsqlite.db", "foreign": tmp / "foreign.db"}
+            "tmp": tmp, "afile": tmp / "afile", "userconf": tmp / "userconf", "notsqlite": tmp / "notsqlite.db", "foreign": tmp / "foreign.db"}
 
 
 def _snapshot(*roots: Path) -> dict:
@@ -165,8 +170,8 @@ def test_every_bad_input_fails_before_training_with_a_clear_message(world):
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(one, runs))
     assert len(CASES) >= 40
-    for (case, _), (proc, made) in zip(runs, results):
-        _check(case, proc, made)
+    for ((overrides, fragments), _), (proc, made) in zip(runs, results):
+        _check((overrides, [f.format(**world) for f in fragments]), proc, made)
     assert _snapshot(world["store"], world["tiny"], world["short"]) == before
     assert not (world["tmp"] / "checkpoints").exists() and not (world["tmp"] / "outputs").exists()
 

@@ -216,3 +216,47 @@ def test_the_readme_documents_every_config_group_option_and_study():
         missing += [f"{group.name}={o}" for o in sorted(p.stem for p in group.glob("*.yaml")) if f"`{o}`" not in line]
     missing += [f"studies table: {e}" for e in EXPERIMENTS if e not in rows]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("text,key,refused", [
+    ("model:\n  double_softmax: 1", "model.double_softmax", "1"),
+    ("model:\n  double_softmax: 'true'", "model.double_softmax", "'true'"),  # a string, as a quoted override
+    ("hydra:\n  launcher:\n    dry_run: 0", "hydra.launcher.dry_run", "0"),
+    ("model:\n  double_softmax: true", "model.double_softmax", None),
+    ("train:\n  drop_last: yes", "train.drop_last", None),  # YAML 1.1's own bool (the loader's), not a coercion
+    ("model:\n  double_softmax: ${diagnostics.enabled}", "model.double_softmax", None),  # checked where it points
+])
+def test_a_bool_key_in_a_users_config_file_takes_true_or_false(tmp_path, text, key, refused):
+    """OmegaConf reads 1, 0, 'true' into a bool field; from a config file of the user's (an experiment
+    on hydra.searchpath) vgsweep refuses them as it does on the command line, naming the file."""
+    from omegaconf import OmegaConf
+
+    from vgsweep.app import compose
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text(f"# @package _global_\n{text}\n")
+    overrides = [f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"]
+    if refused is None:
+        assert OmegaConf.select(compose(overrides), key) is True
+        return
+    with pytest.raises(ConfigCompositionException) as e:
+        compose(overrides)
+    assert str(e.value) == (f"invalid config ({tmp_path / 'experiment' / 'mine.yaml'}): {key}={refused} is not "
+                            "accepted; expected true or false")
+
+
+def test_a_key_that_is_one_familys_switch_and_anothers_enum_takes_each_familys_values():
+    """model.residual is the MLP's switch (true, false) and VGG's enum (none, processing): the bool
+    rule refuses what neither takes and leaves the enum's values to the VGG family (it refused
+    `model=vgg08 model.residual=processing` until the rule knew the families apart)."""
+    from vgsweep.app import compose
+    from vgsweep.hydra_compat import bad_input_message
+
+    assert compose(["model=vgg08", "model.residual=processing"]).model.residual.value == "processing"
+    assert compose(["model.residual=true"]).model.residual is True
+    with pytest.raises(ConfigCompositionException, match=r"model.residual=1 is not accepted; expected true or false, "
+                                                         r"or with the vgg family one of none, processing"):
+        compose(["model=vgg08", "model.residual=1"])
+    with pytest.raises(ConfigCompositionException) as e:  # the MLP's own schema refuses VGG's value, in one line
+        compose(["model.residual=processing"])
+    assert bad_input_message(e.value) == "invalid config: model.residual='processing' is not accepted; expected true or false"

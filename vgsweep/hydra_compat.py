@@ -1,9 +1,9 @@
-"""Two adaptations to Hydra 1.3: numeric option names, and its refusals of a command line as one line.
+"""Three adaptations to Hydra 1.3: numeric option names, bool keys that take true or false only (on
+the command line and in config files), and its refusals of a command line as one line.
 
 Numeric option names (`depth=2,5`): Hydra 1.3 parses `depth=5` as the integer 5 and then refuses it
 as a group choice ("Config group override must be a string or a list. Got int"); only `depth='5'`
-would work. Before Hydra sorts
-the overrides, this turns the numeric value of an override whose key names a config group into
+would work. Before Hydra sorts the overrides, this turns the numeric value of an override whose key names a config group into
 its string, so `depth=5` on the command line and `depth: 2,5` in an experiment file both select
 conf/depth/5.yaml. Numeric overrides of plain keys (`seed=3`) are untouched.
 """
@@ -11,8 +11,10 @@ conf/depth/5.yaml. Numeric overrides of plain keys (`seed=3`) are untouched.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from hydra._internal import defaults_list
+from hydra._internal import config_loader_impl, defaults_list
+from omegaconf import DictConfig
 
 _orig_init = defaults_list.Overrides.__init__
 
@@ -24,44 +26,66 @@ def _init(self, repo, overrides_list):
             continue
         if isinstance(v, (int, float)) and not isinstance(v, bool) and repo.group_exists(o.key_or_group):
             o._value = str(v)
-        elif not isinstance(v, bool) and o.key_or_group.lstrip("+") in _bool_keys():
+        elif o.key_or_group.lstrip("+") in _bool_keys() and not _a_switch(o.key_or_group.lstrip("+"), v):
             _refuse_bool(o)
     _orig_init(self, repo, overrides_list)
 
 
 # OmegaConf reads 1, 0, 3, yes, no, on, off into a bool field (`model.double_softmax=3` trained the
-# double softmax); a bool key of vgsweep's takes true or false, as its README says.
-_BOOL_KEYS: set[str] = set()
+# double softmax); a bool key of vgsweep's takes true or false, as its README says, on the command
+# line (above) and in a config file (_load_single_config, below).
+_BOOL_KEYS: dict[str, dict[str, tuple[str, ...]]] = {}
 
 
-def _bool_keys() -> set[str]:
-    """The dotted keys whose schema type is bool: the training config's, every model family's, the
-    packed launcher's."""
+def _bool_keys() -> dict[str, dict[str, tuple[str, ...]]]:
+    """The dotted keys whose schema type is bool (the training config's, every model family's, the
+    packed launcher's), each with the values another model family takes for the same key:
+    `model.residual` is the MLP's switch and VGG's enum (none, processing)."""
     if not _BOOL_KEYS:
         import dataclasses
+        import enum
         import typing
 
         from vgsweep.config import MODEL_SCHEMAS, Config
 
-        def walk(schema, prefix):
+        types: dict[str, dict[str, object]] = {}
+
+        def walk(schema, prefix, owner):
             hints = typing.get_type_hints(schema)
             for f in dataclasses.fields(schema):
                 t = hints[f.name]
                 if dataclasses.is_dataclass(t):
-                    walk(t, f"{prefix}{f.name}.")
-                elif t is bool:
-                    _BOOL_KEYS.add(prefix + f.name)
+                    walk(t, f"{prefix}{f.name}.", owner)
+                else:
+                    types.setdefault(prefix + f.name, {})[owner] = t
 
-        walk(Config, "")
-        for schema in MODEL_SCHEMAS.values():
-            walk(schema, "model.")
+        walk(Config, "", "")
+        for family, schema in MODEL_SCHEMAS.items():
+            walk(schema, "model.", family)
         try:
             from hydra_plugins.vgsweep_launcher.packed_launcher import PackedLauncherConf
 
-            walk(PackedLauncherConf, "hydra.launcher.")
+            walk(PackedLauncherConf, "hydra.launcher.", "")
         except ImportError:  # the plugin is found beside the package; without it only its keys go unchecked
             pass
+        for key, by_owner in types.items():
+            others = {o: t for o, t in by_owner.items() if t is not bool}
+            if len(others) < len(by_owner) and all(isinstance(t, type) and issubclass(t, enum.Enum)
+                                                   for t in others.values()):
+                _BOOL_KEYS[key] = {o: tuple(m.value for m in t) for o, t in others.items()}
     return _BOOL_KEYS
+
+
+def _a_switch(key: str, v) -> bool:
+    """Whether `v` is a value the bool key takes: true or false, or another family's value for it."""
+    import enum
+
+    return isinstance(v, (bool, enum.Enum)) or any(v in values for values in _bool_keys()[key].values())
+
+
+def _accepted(key: str) -> str:
+    others = _bool_keys()[key]
+    return "true or false" + "".join(f", or with the {o} family one of {', '.join(vs)}" for o, vs in others.items())
 
 
 def _refuse_bool(o) -> None:
@@ -69,13 +93,41 @@ def _refuse_bool(o) -> None:
 
     from vgsweep.config import ConfigError
 
+    key = o.key_or_group.lstrip("+")
     value = _value(o.input_line) if o.input_line else o._value
-    raise ConfigCompositionException(str(ConfigError(o.key_or_group.lstrip("+"), value, "true or false")))
+    raise ConfigCompositionException(str(ConfigError(key, value, _accepted(key))))
+
+
+_orig_load_single_config = config_loader_impl.ConfigLoaderImpl._load_single_config
+
+
+def _load_single_config(self, default, repo):
+    """Hydra's loading of one config file (or structured config), then the same rule for the bool keys
+    a file sets as for an override: `double_softmax: 1` in a user's experiment file is refused, not
+    read as true. The result holds the file's raw values, placed at its package, before the merge into
+    the schema converts them."""
+    res = _orig_load_single_config(self, default, repo)
+    if isinstance(res.config, DictConfig):
+        for key in _bool_keys():
+            node = res.config
+            for part in key.split("."):
+                node = node._get_node(part) if isinstance(node, DictConfig) and part in node else None
+            if node is None or node._is_interpolation() or _a_switch(key, node._value()):
+                continue
+            from hydra.errors import ConfigCompositionException
+
+            from vgsweep.config import ConfigError
+
+            name = f"{default.config_path}.yaml"
+            where = f" ({Path(res.path.removeprefix('file://')) / name})" if res.path.startswith("file://") else f" ({name})"
+            raise ConfigCompositionException(str(ConfigError(key, node._value(), _accepted(key), where=where)))
+    return res
 
 
 if not getattr(defaults_list.Overrides.__init__, "_vgsweep", False):
     _init._vgsweep = True  # type: ignore[attr-defined]
     defaults_list.Overrides.__init__ = _init
+    config_loader_impl.ConfigLoaderImpl._load_single_config = _load_single_config
 
 
 # --- Hydra's refusals as one line ----------------------------------------------------------------
