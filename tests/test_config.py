@@ -260,3 +260,15 @@ def test_a_key_that_is_one_familys_switch_and_anothers_enum_takes_each_familys_v
     with pytest.raises(ConfigCompositionException) as e:  # the MLP's own schema refuses VGG's value, in one line
         compose(["model.residual=processing"])
     assert bad_input_message(e.value) == "invalid config: model.residual='processing' is not accepted; expected true or false"
+
+
+@pytest.mark.parametrize("option,hidden", [("5", [512, 512, 256, 256, 128]), ("'2'", [512, 512])])
+def test_a_numeric_option_in_an_experiments_defaults_list_names_the_option(tmp_path, option, hidden):
+    """`- override /depth: 5` (unquoted) in a user's experiment file selects conf/depth/5.yaml, as
+    `depth=5` does on the command line; Hydra 1.3 alone stops with a traceback (an int in a defaults list)."""
+    from vgsweep.app import compose
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text(f"# @package _global_\ndefaults:\n  - override /depth: {option}\n")
+    cfg = compose([f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"])
+    assert list(cfg.model.hidden) == hidden

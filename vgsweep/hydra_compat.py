@@ -3,9 +3,10 @@ the command line and in config files), and its refusals of a command line as one
 
 Numeric option names (`depth=2,5`): Hydra 1.3 parses `depth=5` as the integer 5 and then refuses it
 as a group choice ("Config group override must be a string or a list. Got int"); only `depth='5'`
-would work. Before Hydra sorts the overrides, this turns the numeric value of an override whose key names a config group into
-its string, so `depth=5` on the command line and `depth: 2,5` in an experiment file both select
-conf/depth/5.yaml. Numeric overrides of plain keys (`seed=3`) are untouched.
+would work. Before Hydra sorts the overrides, this turns the numeric value of an override whose key
+names a config group into its string, so `depth=5` on the command line, `depth: 2,5` in an
+experiment's sweep and `- override /depth: 5` in its defaults list all select conf/depth/5.yaml.
+Numeric overrides of plain keys (`seed=3`) are untouched.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hydra._internal import config_loader_impl, defaults_list
+from hydra._internal import config_loader_impl, config_repository, defaults_list
 from omegaconf import DictConfig
 
 _orig_init = defaults_list.Overrides.__init__
@@ -124,10 +125,30 @@ def _load_single_config(self, default, repo):
     return res
 
 
+_orig_create_defaults_list = config_repository.ConfigRepository._create_defaults_list
+
+
+def _create_defaults_list(self, config_path, defaults):
+    """A numeric option in a config file's defaults list (`- override /depth: 5`) names the option,
+    as `depth=5` on the command line does; Hydra 1.3 stopped there with a traceback ("Unsupported
+    item value in defaults : int")."""
+    from omegaconf import read_write
+
+    for item in defaults._iter_ex(resolve=False):
+        if isinstance(item, DictConfig) and len(item) == 1:
+            key = next(iter(item.keys()))
+            v = item._get_node(key)._value()
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                with read_write(item):
+                    item[key] = str(v)
+    return _orig_create_defaults_list(self, config_path, defaults)
+
+
 if not getattr(defaults_list.Overrides.__init__, "_vgsweep", False):
     _init._vgsweep = True  # type: ignore[attr-defined]
     defaults_list.Overrides.__init__ = _init
     config_loader_impl.ConfigLoaderImpl._load_single_config = _load_single_config
+    config_repository.ConfigRepository._create_defaults_list = _create_defaults_list
 
 
 # --- Hydra's refusals as one line ----------------------------------------------------------------
