@@ -25,6 +25,8 @@ CASES = [
     # ... and in a config file of the user's (as an override would be: 1 is not read as true)
     (["hydra.searchpath=[file://{userconf}]", "experiment=mine"],
      ["invalid config ({userconf}/experiment/mine.yaml): model.double_softmax=1 is not accepted; expected true or false"]),
+    (["hydra.searchpath=[file://{userconf}]", "experiment=typo"],
+     ["invalid config ({userconf}/experiment/typo.yaml): train.epoch=3 is not accepted", "did you mean train.epochs?"]),
     (["train.epoch=3"], ["train.epoch=3 is not accepted", "a key of train:", "did you mean train.epochs?"]),
     (["train.epochs=abc"], ["train.epochs='abc' is not accepted", "an int"]),
     (["regime.grad_noise.unit=minute"], ["regime.grad_noise.unit='minute'", "one of epoch, step"]),
@@ -114,6 +116,7 @@ def world(tmp_path_factory, tiny_root):
     (tmp / "afile").write_text("a file, not a folder")
     (tmp / "userconf" / "experiment").mkdir(parents=True)
     (tmp / "userconf" / "experiment" / "mine.yaml").write_text("# @package _global_\nmodel:\n  double_softmax: 1\n")
+    (tmp / "userconf" / "experiment" / "typo.yaml").write_text("# @package _global_\ntrain:\n  epoch: 3\n")
     (tmp / "notsqlite.db").write_text("hello")
     con = sqlite3.connect(tmp / "foreign.db")
     con.execute("CREATE TABLE songs (title TEXT)")

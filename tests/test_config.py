@@ -272,3 +272,24 @@ def test_a_numeric_option_in_an_experiments_defaults_list_names_the_option(tmp_p
     (tmp_path / "experiment" / "mine.yaml").write_text(f"# @package _global_\ndefaults:\n  - override /depth: {option}\n")
     cfg = compose([f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"])
     assert list(cfg.model.hidden) == hidden
+
+
+@pytest.mark.parametrize("text,line", [
+    ("train:\n  epoch: 3", "train.epoch=3 is not accepted; expected a key of train: batch_size, drop_last, epochs, "
+                           "shuffle_buffer. did you mean train.epochs?"),
+    ("train:\n  epochs: abc", "train.epochs='abc' is not accepted; expected an int"),
+    ("model:\n  hidden: [64, x]", "model.hidden[1]='x' is not accepted; expected an int"),
+    ("regime:\n  bn:\n    mode: sometimes", "regime.bn.mode='sometimes' is not accepted; expected one of frozen, batch, layer"),
+])
+def test_a_users_config_file_refused_while_composing_is_one_line_naming_the_file(tmp_path, text, line):
+    """What Hydra refuses while it merges a user's experiment file into the schema (an unknown key, a
+    wrong type) is vgsweep's one line with the file's path and the value as the file writes it, not
+    Hydra's "In 'experiment/mine': ConfigKeyError raised while composing config: ..."."""
+    from vgsweep.app import compose
+    from vgsweep.hydra_compat import bad_input_message
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text(f"# @package _global_\n{text}\n")
+    with pytest.raises(HydraException) as e:
+        compose([f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"])
+    assert bad_input_message(e.value) == f"invalid config ({tmp_path / 'experiment' / 'mine.yaml'}): {line}"

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from hydra._internal import config_loader_impl, config_repository, defaults_list
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 _orig_init = defaults_list.Overrides.__init__
 
@@ -100,6 +100,9 @@ def _refuse_bool(o) -> None:
 
 
 _orig_load_single_config = config_loader_impl.ConfigLoaderImpl._load_single_config
+# config path (experiment/mine) -> (its file, its raw values at their package): the last loaded, so
+# that a refusal of one of its values while Hydra merges it can name the file and the value
+_LOADED: dict[str, tuple[str, DictConfig]] = {}
 
 
 def _load_single_config(self, default, repo):
@@ -108,7 +111,10 @@ def _load_single_config(self, default, repo):
     read as true. The result holds the file's raw values, placed at its package, before the merge into
     the schema converts them."""
     res = _orig_load_single_config(self, default, repo)
+    name = f"{default.config_path}.yaml"
+    path = str(Path(res.path.removeprefix("file://")) / name) if res.path.startswith("file://") else name
     if isinstance(res.config, DictConfig):
+        _LOADED[default.config_path] = (path, res.config)
         for key in _bool_keys():
             node = res.config
             for part in key.split("."):
@@ -119,9 +125,7 @@ def _load_single_config(self, default, repo):
 
             from vgsweep.config import ConfigError
 
-            name = f"{default.config_path}.yaml"
-            where = f" ({Path(res.path.removeprefix('file://')) / name})" if res.path.startswith("file://") else f" ({name})"
-            raise ConfigCompositionException(str(ConfigError(key, node._value(), _accepted(key), where=where)))
+            raise ConfigCompositionException(str(ConfigError(key, node._value(), _accepted(key), where=f" ({path})")))
     return res
 
 
@@ -230,17 +234,29 @@ def bad_input_message(e: BaseException) -> str | None:
     if sweep:
         return (f"invalid config: {sweep.group(1)} lists values to sweep over, in a single run; expected -m "
                 "(--multirun) before the overrides to sweep, or key=[a,b] for a list value")
+    in_file = re.match(r"In '([^']+)': \w+ raised while composing config", first)
     m = re.search(r"use \+(\S+)", str(e)) or re.match(r"Error merging override (.+)", first)
-    if m is None:  # e.g. "+train=3": an item is already there; Hydra's own words, on one line
+    where, item = "", False
+    if in_file and getattr(e.__context__, "full_key", None):  # a config file's key or value (Hydra raises
+        cause = e.__context__                                  # it while handling OmegaConf's error)
+        cause_first = str(cause).strip().splitlines()[0]
+        key = str(cause.full_key)
+        path, raw = _LOADED.get(in_file.group(1), (f"{in_file.group(1)}.yaml", None))
+        where = f" ({path})"
+        value = OmegaConf.select(raw, key, default=None, throw_on_resolution_failure=False) if raw is not None else None
+        value = Shown("...") if value is None else value if isinstance(value, (int, float, str, bool)) else Shown(value)
+    elif m is None:  # e.g. "+train=3": an item is already there; Hydra's own words, on one line
         return "invalid config: " + " ".join(str(e).split())
-    override = m.group(1)
-    key = str(getattr(cause, "full_key", "") or override.partition("=")[0].lstrip("+~"))
-    value = Shown("(deleted)") if override.startswith("~") else _value(override)
+    else:
+        override = m.group(1)
+        key = str(getattr(cause, "full_key", "") or override.partition("=")[0].lstrip("+~"))
+        value = Shown("(deleted)") if override.startswith("~") else _value(override)
+        item = "[" in key  # an item of a list: the override names the list
+        if item:
+            key = override.partition("=")[0].lstrip("+~")
     if re.match(r"Key '.*' not in", cause_first):  # an unknown key
-        return str(unknown_key(key, value, _known_keys(getattr(cause, "object_type", None))))
-    item = "[" in key  # an item of a list: the override names the list
-    if item:
-        key = override.partition("=")[0].lstrip("+~")
+        err = unknown_key(key, value, _known_keys(getattr(cause, "object_type", None)))
+        return str(ConfigError(err.key, err.value, err.accepted, err.hint, where))
     for pattern, accepted in _EXPECTED:
         hit = re.search(pattern, cause_first)
         if hit:
@@ -250,8 +266,9 @@ def bad_input_message(e: BaseException) -> str | None:
                 groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name.startswith(key)
                                 and str(value) in group_options(p.name))
                 hint = f"did you mean {groups[0]}={value}?" if groups else ""
-            return str(ConfigError(key, value, f"a list whose items are each {accepted}" if item else accepted, hint))
-    return str(ConfigError(key, value, "a value of the schema's type", cause_first or first))
+            return str(ConfigError(key, value, f"a list whose items are each {accepted}" if item else accepted, hint,
+                                   where))
+    return str(ConfigError(key, value, "a value of the schema's type", cause_first or first, where))
 
 
 def _sampler_key_message(full_key: str, first: str) -> str:
