@@ -435,3 +435,38 @@ def test_a_run_whose_setting_does_nothing_is_drawn_in_every_figure_of_that_setti
     assert sorted(parts[unit_step]["test_acc"]) == [67.0, 68.0, 68.0, 69.0]  # the eta = 0 runs drawn beside it
     assert sorted(parts[unit_epoch]["test_acc"]) == [67.0, 68.0, 77.0, 78.0]
     assert list(parts[normal]["test_acc"]) == [84.0]
+
+
+def test_a_study_vgsweep_does_not_know_draws_the_settings_it_sweeps_in_its_figures(monkeypatch):
+    """A user's experiment (study `momentum`, sweeping optimizer.momentum) gets its family's figures
+    with the swept setting as lines of the curves and panels of the gradient figures: one curves
+    figure compares momentum 0 and 0.9, where a built-in study splits a setting swept beside its axes
+    into one figure per value. Epochs are whole numbers on the x axis."""
+    from types import SimpleNamespace
+
+    from vgsweep.results import figures, reader
+    from vgsweep.results.studies import AGARAP, Axis, study_for
+
+    runs = pd.DataFrame([{"run_id": f"r{i}", "config_hash": f"h{i}", "seed": 42, "data.name": "mnist",
+                          "regime.name": "baseline", "activation.name": act, "model.depth": "5",
+                          "optimizer.momentum": mom, "diagnostics.enabled": "True"}
+                         for i, (mom, act) in enumerate((m, a) for m in ("0.0", "0.9") for a in ("logistic", "relu"))])
+    for a in AGARAP.all_axes:
+        runs[a.label] = runs[a.key]
+    assert len(figures._by_other_settings(runs, AGARAP)) == 2  # a built-in study: a figure per momentum
+
+    study = figures._with_swept_axes(runs, study_for("momentum"))
+    assert study.axes[-1] == Axis("optimizer.momentum", "optimizer.momentum", numeric=True)
+    assert {f.kind: (f.panel, f.line) for f in study.figures if f.kind != "activations"} == {
+        "curves": (("activation",), ("regime", "optimizer.momentum")),
+        "gradient_flow": (("regime", "optimizer.momentum"), ("activation",)),
+        "gradient_distribution": (("regime", "optimizer.momentum"), ())}
+    assert [extra for extra, _ in figures._by_other_settings(runs, study)] == [()]  # no split left
+
+    monkeypatch.setattr(reader, "history", lambda client, run_id, key: [2.3, 2.2])
+    fig = figures.fig_curves(SimpleNamespace(), runs, study, study.figures[0], "5-layer networks")
+    fig.canvas.draw()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["baseline optimizer.momentum=0.0",
+                                                                  "baseline optimizer.momentum=0.9"]
+    assert all(float(x).is_integer() for ax in fig.axes for x in ax.get_xticks())
+    figures.plt.close(fig)

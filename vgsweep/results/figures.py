@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from vgsweep.config import higher_is_better
 from vgsweep.diagnostics import GRAD_COLS
 from vgsweep.plots import plt
 from vgsweep.results import reader
-from vgsweep.results.studies import ACTIVATIONS, Figure, Study, study_for
+from vgsweep.results.studies import ACTIVATIONS, STUDIES, Axis, Figure, Study, study_for
 
 COLUMN_IN, PAGE_IN = 3.5, 7.0
 RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
@@ -165,6 +166,8 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
     if by_metric and cols > 2:
         rows, cols = 2, -(-cols // 2)
     fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, 1.7 * rows + 0.9), squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # epochs 1, 2: not 1.2, 1.4
     lines = _values(d, study, spec.line)
     seeds_n = []
     loss_range: dict[int, list[float]] = {}  # row (or panel, by metric) -> [min, max] of the loss means drawn
@@ -368,6 +371,8 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     study = study_for(str(probe["study"].iloc[0]) if "study" in probe else experiment,
                       str(probe["model.family"].iloc[0]))
     runs = load_runs(client, exp.experiment_id, study)
+    if study.name not in STUDIES:
+        study = _with_swept_axes(runs, study)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -385,19 +390,42 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     return paths
 
 
-def _by_other_settings(runs: pd.DataFrame, study: Study) -> list[tuple[tuple, pd.DataFrame]]:
-    """The runs split by every setting that varies among them besides the study's axes and the seed
-    (as the table's columns: e.g. `model.double_softmax` swept beside the paper grid): a figure's
-    band is over seeds only. [((), runs)] when nothing else varies."""
+def _other_settings(runs: pd.DataFrame, study: Study) -> tuple[list[str], pd.DataFrame]:
+    """The settings that vary among the runs besides the study's axes and the seed (as the table's
+    columns), and the runs' params with inert settings blank."""
     from vgsweep.results.table import grouping_keys
 
-    if runs.empty:
-        return [((), runs)]
     axes = {a.key for a in study.all_axes}
     added = {a.label for a in study.all_axes if a.label != a.key} | {"diagnostics"}  # load_runs' own columns
     params = reader.blank_inert(reader.fill_neutral(runs.drop(columns=[c for c in added if c in runs])), axes)
     params = params.assign(**{k: "" for k in axes if k not in params})
-    keys = [k for k in grouping_keys(params, study) if k not in axes]
+    return [k for k in grouping_keys(params, study) if k not in axes], params
+
+
+def _with_swept_axes(runs: pd.DataFrame, study: Study) -> Study:
+    """A study vgsweep does not know (a user's experiment file) asks about the settings it sweeps:
+    they become its axes, lines of its curves and panels of its gradient figures, where a built-in
+    study's figures would come one per value (a setting swept beside its own axes)."""
+    keys = _other_settings(runs, study)[0] if not runs.empty else []
+    if not keys:
+        return study
+
+    def numeric(k: str) -> bool:
+        return bool(pd.to_numeric(runs[k], errors="coerce").notna().all())
+
+    grows = {"curves": "line", "gradient_flow": "panel", "gradient_flow_epochs": "panel", "gradient_distribution": "panel"}
+    figs = tuple(replace(f, **{grows[f.kind]: getattr(f, grows[f.kind]) + tuple(keys)}) if f.kind in grows else f
+                 for f in study.figures)
+    return replace(study, axes=study.axes + tuple(Axis(k, k, numeric=numeric(k)) for k in keys), figures=figs)
+
+
+def _by_other_settings(runs: pd.DataFrame, study: Study) -> list[tuple[tuple, pd.DataFrame]]:
+    """The runs split by every setting that varies among them besides the study's axes and the seed
+    (as the table's columns: e.g. `model.double_softmax` swept beside the paper grid): a figure's
+    band is over seeds only. [((), runs)] when nothing else varies."""
+    if runs.empty:
+        return [((), runs)]
+    keys, params = _other_settings(runs, study)
     if not keys:
         return [((), runs)]
     def fits(a: tuple, b: tuple) -> bool:  # a's settings are b's where a has one (a blank: inert, fits any)
