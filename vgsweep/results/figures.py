@@ -167,7 +167,7 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
         rows, cols = 2, -(-cols // 2)
     fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, 1.7 * rows + 0.9), squeeze=False, layout="constrained")
     for ax in axes.flat:
-        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # epochs 1, 2: not 1.2, 1.4
+        ax.xaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))  # epochs 1, 2: not 1.2, 1.4
     lines = _values(d, study, spec.line)
     seeds_n = []
     loss_range: dict[int, list[float]] = {}  # row (or panel, by metric) -> [min, max] of the loss means drawn
