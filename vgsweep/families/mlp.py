@@ -1,7 +1,7 @@
 """model=mlp: feed-forward nets (Agarap et al. 2019), K of them as one packed model.
 
 Each layer's weight (in, out) and bias (out) are views into theta (K, P), so one batched matmul
-(`baddbmm`) serves all K networks. Normalisation after a hidden activation (regime.bn) is frozen
+(`baddbmm`; on the CPU one product per run, see `packed_linear`) serves all K networks. Normalisation after a hidden activation (regime.bn) is frozen
 (the original code's Keras layer in inference mode), real batch norm, or layer norm; weight
 normalisation and skip connections are options. Activation, init, the double-softmax switch and
 batch norm (where, which mode, eps, momentum) may differ per run; the layer widths, weight norm and
@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from vgsweep.activations import init_bias, init_weight
 from vgsweep.config import enum_value
-from vgsweep.families.base import Layout, Member, PackedModel, batchnorm
+from vgsweep.families.base import Layout, Member, PackedModel, batchnorm, packed_linear
 
 EVAL_ROWS = 4096  # rows per forward pass in evaluation (the trainer's chunk), for the memory estimate
 
@@ -183,7 +183,7 @@ class PackedMLP(PackedModel):
             W, b = p[f"W{i}"], p[f"b{i}"].unsqueeze(1)  # (K, in, out), (K, 1, out)
             if self.arch.weight_norm:  # W = v * g / ||v||, the norm over each unit's inputs: (K, out)
                 W = W * (p[f"g{i}"] / W.norm(dim=1)).unsqueeze(1)
-            h = torch.baddbmm(b, h, W) if h.dim() == 3 else torch.matmul(h, W) + b
+            h = packed_linear(b, h, W)
             if i < L - 1:
                 if preacts is not None:
                     preacts.append(h)

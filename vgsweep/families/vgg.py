@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from vgsweep.activations import init_bias, init_weight
 from vgsweep.config import enum_value
-from vgsweep.families.base import Layout, Member, PackedModel, batchnorm
+from vgsweep.families.base import Layout, Member, PackedModel, batchnorm, packed_linear
 
 KERNEL = 3
 
@@ -206,7 +206,7 @@ class PackedVGG(PackedModel):
             name, bias, bn, _ = next(it)
             h = self._unit(h, name, bias, bn, p, train, preacts)
         h = h.mean(dim=(3, 4))  # global average pool: (K, B, F)
-        return torch.baddbmm(p["fc.b"].unsqueeze(1), h, p["fc.w"])  # (K, B, classes)
+        return packed_linear(p["fc.b"].unsqueeze(1), h, p["fc.w"])  # (K, B, classes)
 
 
 def flops_per_example(m, shape: tuple[int, ...], classes: int) -> float:
