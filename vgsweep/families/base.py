@@ -225,6 +225,7 @@ def packed_linear(b: torch.Tensor, h: torch.Tensor, W: torch.Tensor) -> torch.Te
     (MKL 2024.2, torch 2.14). The per-run calls keep "packing never changes a run" bit for bit on
     the CPU, whatever the thread count.
     """
-    if h.device.type == "cpu":
-        return torch.stack([torch.addmm(b[k], h[k] if h.dim() == 3 else h, W[k]) for k in range(W.shape[0])])
+    if h.device.type == "cpu":  # unbind, not W[k]: its backward is one stack, not K zero-filled (K, ...) tensors
+        hs = h.unbind(0) if h.dim() == 3 else [h] * W.shape[0]
+        return torch.stack([torch.addmm(bk, hk, Wk) for bk, hk, Wk in zip(b.unbind(0), hs, W.unbind(0))])
     return torch.baddbmm(b, h, W) if h.dim() == 3 else torch.matmul(h, W) + b
