@@ -293,3 +293,31 @@ def test_a_users_config_file_refused_while_composing_is_one_line_naming_the_file
     with pytest.raises(HydraException) as e:
         compose([f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"])
     assert bad_input_message(e.value) == f"invalid config ({tmp_path / 'experiment' / 'mine.yaml'}): {line}"
+
+
+def test_a_folder_check_outlives_another_process_removing_the_folder_it_looked_at(tmp_path, monkeypatch):
+    """Two sweeps started together in one folder: the first refused tidies its empty multirun/<date>/
+    away while the second checks that its sweep folder can be made inside it. The check then looks
+    again from the folder above, instead of calling the vanished folder 'not writable' (seen once in
+    ten runs of the bad-input test, two CLIs at a time)."""
+    import os
+
+    from vgsweep import preflight
+
+    mr = tmp_path / "mr"
+    mr.mkdir()
+    real = os.access
+    calls = []
+
+    def access(path, mode):
+        if not calls:  # the other process removes mr between the check's exists() and its access()
+            mr.rmdir()
+        calls.append(path)
+        return real(path, mode)
+
+    monkeypatch.setattr(preflight.os, "access", access)
+    assert preflight.not_creatable(mr / "123") is None
+    assert [Path(c) for c in calls] == [mr, tmp_path]
+    (tmp_path / "f").write_text("a file")
+    assert preflight.not_creatable(tmp_path / "f") == f"{tmp_path / 'f'} is a file, not a folder"
+    assert preflight.not_creatable(tmp_path / "f" / "x") == f"{tmp_path / 'f'} is a file, so no folder can be made inside it"

@@ -18,16 +18,18 @@ DB_SCHEMES = ("postgresql", "mysql", "mssql")  # SQLAlchemy database URIs MLflow
 
 def not_creatable(p: Path) -> str | None:
     """Why folder p cannot be made (or used, if it exists), or None."""
-    if p.exists():
-        if not p.is_dir():
-            return f"{p} is a file, not a folder"
-        return None if os.access(p, os.W_OK) else f"{p} is not writable"
-    q = p.parent
-    while not q.exists():
-        q = q.parent
-    if not q.is_dir():
-        return f"{q} is a file, so no folder can be made inside it"
-    return None if os.access(q, os.W_OK) else f"{q} is not writable"
+    while True:  # the nearest folder at or above p that exists; another process may remove it meanwhile
+        q = p
+        while not q.exists():
+            q = q.parent
+        if not q.is_dir():
+            if not q.exists():
+                continue
+            return f"{q} is a file, not a folder" if q == p else f"{q} is a file, so no folder can be made inside it"
+        if os.access(q, os.W_OK):
+            return None
+        if q.exists():  # gone meanwhile: a sweep refused at once tidies its empty multirun/<date>/ away
+            return f"{q} is not writable"
 
 
 def check_dir(key: str, p: Path, where: str = "") -> None:
