@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Everything a session with the GPU machine has to do, in three device calls (a call may last 10 minutes;
-# the machine goes back after 30 s idle, and with it /tmp: issue the next call at once).
+# Everything a session with the GPU machine has to do, in as few device calls as its time allows. Since
+# 2026-12 a task's device time is 15 minutes in all, the machine's start (minutes) included, a call at most
+# 10; the machine goes back after about 30 s idle, and with it /tmp: issue the next call at once.
 #
 # Here, once:   ../shared/tools/device-prep.sh filelock submitit pytest pytest-timeout hydra-optuna-sweeper
 #               && rm -f .whl/numpy-* .whl/scipy-*   (fills .whl/ and .devdata/; the image has numpy and scipy, and
 #               a call carries 64 MiB at most)
-# Device calls: carry [".whl", ".devdata"], command `STEPS=... bash tools/gpu_session.sh`, timeout 600:
-#               STEPS=gputest,bench   then   STEPS=grid,why   then   STEPS=profile,vgg
-#               (steps: gputest | bench | profile | vgg | grid | why, a comma list, run in that order; `why` runs
+# Device call:  carry [".whl", ".devdata"], timeout_s 590, command
+#               `STEPS=gputest,grid,bench,profile DEADLINE_S=420 bash tools/gpu_session.sh`
+#               The steps run in the order STEPS names them, the most wanted first; DEADLINE_S starts no step
+#               after that many seconds (from the end of the install), so a slow one leaves the rest untried
+#               instead of the call timing out with nothing written. A second call, if time is left: the rest.
+#               (steps: gputest | bench | profile | vgg | grid | why | search, a comma list; `why` runs
 #               experiment=double_softmax, bn_mode, noise_scale (or WHY=a,b) into the grid's store in /tmp, so
 #               with `grid`; bn_mode's table needs the grid's runs, the other two are studies of their own.
 #               The grid is 150 runs, the three experiments 600: scale by bench.txt's fp32 row before choosing;
@@ -49,14 +53,14 @@ export PYTHONUNBUFFERED=1
   $PY -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', sys.version.split()[0])"
   date -u; } | tee "$OUT/gpu.txt"
 
-if [[ $STEPS == *gputest* ]]; then
+step_gputest() {
   # What only the GPU can test (tests/test_gpu.py): the captured step against the eager one, tf32/bf16,
   # the memory budget, a pack split after running out of memory, deterministic=true.
   $PY -m pytest -m gpu tests/test_gpu.py -q -rs -p no:cacheprovider --timeout 120 2>&1 | tee "$OUT/gputest.txt" \
     || echo "(gpu tests failed: see gputest.txt)"
-fi
+}
 
-if [[ $STEPS == *bench* ]]; then
+step_bench() {
   # shellcheck disable=SC2086
   $PY bench/grid.py --data-root "$DATA" --out /tmp/bench --json "$OUT/bench.json" $BENCH_ARGS | tee "$OUT/bench.txt"
   { echo; echo "bench/port.py (the paper grid as a plain PyTorch port, one run at a time)"
@@ -64,9 +68,9 @@ if [[ $STEPS == *bench* ]]; then
     $PY bench/port.py --data-root "$DATA" --tf32 | tail -1; } 2>&1 | tee -a "$OUT/bench.txt" || echo "(port bench failed)"
   { echo; echo "bench/flush.py (this machine's CPU: a GPU pack's metric traffic, emulated)"; $PY bench/flush.py; } 2>&1 \
     | grep -v "^20[0-9][0-9]/" | tee -a "$OUT/bench.txt"
-fi
+}
 
-if [[ $STEPS == *profile* ]]; then
+step_profile() {
   # The paper grid's packs (baseline + gna + gna_bn, 5 activations: 15 runs): where a step's time goes.
   rm -rf /tmp/traces && mkdir -p /tmp/traces
   : > "$OUT/profile.txt"
@@ -84,14 +88,14 @@ if [[ $STEPS == *profile* ]]; then
     echo | tee -a "$OUT/profile.txt"
   done
   tar czf "$OUT/traces.tgz" -C /tmp traces
-fi
+}
 
-if [[ $STEPS == *vgg* ]]; then
+step_vgg() {
   # The CNN family: VGG38 BN + RC packed K=7 vs one at a time vs the course code's DataLoader way.
   $PY bench/vgg.py --out "$OUT/vgg.json" $BENCH_VGG_ARGS 2>&1 | tee "$OUT/vgg.txt" || echo "(vgg bench failed)"
-fi
+}
 
-if [[ $STEPS == *grid* ]]; then
+step_grid() {
   store=/tmp/paper-grid.db
   rm -rf /tmp/results "$store" /tmp/paper-grid-sweep
   t0=$(date +%s)
@@ -115,9 +119,9 @@ if [[ $STEPS == *grid* ]]; then
   tar czf "$OUT/results.tgz" -C /tmp results
   tail -3 "$OUT/grid.log"
   cat /tmp/results/paper-grid.md | head -40
-fi
+}
 
-if [[ $STEPS == *why* ]]; then
+step_why() {
   # What the framework's own experiments say about the grid's cells, each one command, same seeds. Their
   # logs travel inside results-why.tgz: the device brings back at most 8 files a call.
   store=/tmp/paper-grid.db
@@ -132,9 +136,9 @@ if [[ $STEPS == *why* ]]; then
   done
   $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out /tmp/results-why > /dev/null
   tar czf "$OUT/results-why.tgz" -C /tmp results-why
-fi
+}
 
-if [[ $STEPS == *search* ]]; then
+step_search() {
   # experiment=lr_search (Optuna over the packed launcher): is the 5-layer logistic net's failure a matter of
   # SGD's step size? Its report, figures and the sweeper's optimization_results.yaml travel in results-search.tgz.
   store=/tmp/search.db
@@ -149,4 +153,20 @@ if [[ $STEPS == *search* ]]; then
   $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out /tmp/results-search > /dev/null || true
   tail -3 /tmp/results-search/search.log | tee -a "$OUT/search.txt"
   tar czf "$OUT/results-search.tgz" -C /tmp results-search
-fi
+}
+
+# The steps run in the order STEPS names them. DEADLINE_S (seconds from the start of this script) starts no
+# step after it: the device's time is short (15 minutes a task, its start included), so name the steps that
+# matter most first and let the rest go.
+T0=$(date +%s)
+for s in ${STEPS//,/ }; do
+  declare -F "step_$s" > /dev/null || { echo "unknown step '$s' (gputest bench profile vgg grid why search)"; exit 2; }
+done
+for s in ${STEPS//,/ }; do
+  if [[ -n ${DEADLINE_S:-} ]] && (( $(date +%s) - T0 >= DEADLINE_S )); then
+    echo "step $s not started: ${DEADLINE_S} s passed" | tee -a "$OUT/gpu.txt"; continue
+  fi
+  t=$(date +%s)
+  "step_$s"
+  echo "step $s: $(( $(date +%s) - t )) s" | tee -a "$OUT/gpu.txt"
+done
