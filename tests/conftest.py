@@ -15,9 +15,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-# ... but the tests' own processes keep torch's usual threads: the in-process equalities (a run alone
-# and packed, resumed and uninterrupted, bit for bit) are then checked with multi-threaded kernels too.
-torch.set_num_threads(os.cpu_count() or 1)
+# The tests' own processes too (two threads a worker on two cores cost the unit tests 18% more), but
+# for the in-process equalities (a run alone and packed, resumed and uninterrupted, bit for bit), which
+# take the fixture `several_threads`: MKL threads a batch of products differently from a single one
+# only with more than one thread, which is how CI found packing changing a run.
 
 import numpy as np
 import pytest
@@ -44,6 +45,15 @@ def make_idx_dataset(root: Path, n_train: int = 384, n_test: int = 128, seed: in
         write_idx(root / folder / "raw" / f"{split}-images-idx3-ubyte.gz", x)
         write_idx(root / folder / "raw" / f"{split}-labels-idx1-ubyte.gz", y)
     return root
+
+
+@pytest.fixture
+def several_threads():
+    """torch's usual threads (this machine's cores, at least 2) for one test, then one again."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(2, os.cpu_count() or 1))
+    yield torch.get_num_threads()
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

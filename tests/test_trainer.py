@@ -64,6 +64,7 @@ def _acc(res):
     return [h[-1]["test_acc"] for h in res.history]
 
 
+@pytest.mark.usefixtures("several_threads")
 def test_same_config_twice_gives_identical_metrics(small_cfg):
     cfg = small_cfg("regime=gna_bn", "activation=swish")
     a, b = train_pack([cfg]), train_pack([cfg])
@@ -88,6 +89,7 @@ VARIANTS["residual"] = ["regime=gna_bn_batch", "model.hidden=[16,16,16]", "model
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.usefixtures("several_threads")
 def test_packing_never_changes_a_run(small_cfg, variant):
     """A job alone and the same job packed with differently-configured others: same per-epoch metrics."""
     common = VARIANTS[variant]
@@ -147,6 +149,7 @@ MIXED = ("regime=baseline", "regime=gna", "regime=gna_bn", "regime=bn_batch", "r
          "regime=gna_bn_batch", "regime=gna_bn regime.bn.placement=all regime.bn.eps=0.01")
 
 
+@pytest.mark.usefixtures("several_threads")
 def test_runs_with_and_without_batch_norm_share_a_pack_and_keep_their_numbers(small_cfg):
     """One pack per depth for the paper's three regimes: runs with no batch norm, frozen or real batch
     norm at the last or every layer, and layer norm pack together, and each run's numbers are the
@@ -163,6 +166,7 @@ def test_runs_with_and_without_batch_norm_share_a_pack_and_keep_their_numbers(sm
     assert packed.history[0] != packed.history[2]  # the regimes do differ
 
 
+@pytest.mark.usefixtures("several_threads")
 def test_a_run_checkpointed_in_a_mixed_pack_resumes_alone(small_cfg):
     """A checkpoint holds the run's own layout: a run without batch norm saved from a pack with
     batch-norm runs, and a batch-norm run saved from that pack, each continue alone to the numbers
@@ -260,6 +264,7 @@ def test_the_buffered_order_is_tensorflows_shuffle_buffer(n, buffer):
         assert order == list(range(n))
 
 
+@pytest.mark.usefixtures("several_threads")
 def test_a_run_with_a_shuffle_buffer_packs_with_others_unchanged(small_cfg):
     """The buffered order is the run's own (its generator, its setting): alone, or packed with runs that
     shuffle fully or through another buffer, the same numbers."""
