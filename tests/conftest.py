@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import os
@@ -15,10 +16,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-# The tests' own processes too (two threads a worker on two cores cost the unit tests 18% more), but
-# for the in-process equalities (a run alone and packed, resumed and uninterrupted, bit for bit), which
-# take the fixture `several_threads`: MKL threads a batch of products differently from a single one
-# only with more than one thread, which is how CI found packing changing a run.
+# The tests' own processes keep that one thread too (two a worker on two cores cost the unit tests 18%
+# more). The in-process equalities (a run alone and packed, bit for bit) take the fixture
+# `several_threads`: only with more than one thread does MKL round a batch of products differently
+# from a single one, which is how CI found packing changing a run.
 
 import numpy as np
 import pytest
@@ -47,13 +48,22 @@ def make_idx_dataset(root: Path, n_train: int = 384, n_test: int = 128, seed: in
     return root
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch computes with n threads inside the block, with as many as before after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture
 def several_threads():
-    """torch's usual threads (this machine's cores, at least 2) for one test, then one again."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(2, os.cpu_count() or 1))
-    yield torch.get_num_threads()
-    torch.set_num_threads(before)
+    """torch's usual threads (this machine's cores, at least 2) for one test."""
+    with torch_threads(max(2, os.cpu_count() or 1)):
+        yield
 
 
 @pytest.fixture(scope="session")

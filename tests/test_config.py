@@ -298,8 +298,8 @@ def test_a_users_config_file_refused_while_composing_is_one_line_naming_the_file
 def test_a_folder_check_outlives_another_process_removing_the_folder_it_looked_at(tmp_path, monkeypatch):
     """Two sweeps started together in one folder: the first refused tidies its empty multirun/<date>/
     away while the second checks that its sweep folder can be made inside it. The check then looks
-    again from the folder above, instead of calling the vanished folder 'not writable' (seen once in
-    ten runs of the bad-input test, two CLIs at a time)."""
+    again from the folder above, instead of calling the vanished folder 'not writable' (seen here in 1
+    of 14 runs of the bad-input test, two CLIs at a time)."""
     import os
 
     from vgsweep import preflight

@@ -139,11 +139,10 @@ def test_a_packed_layer_gives_each_run_its_alone_bits_and_gradients(threads, sha
     """packed_linear on the CPU, K=7 against each run at K=1, forward and backward, bit for bit, at
     thread counts where MKL's batched product rounds a batch of 7 and a single product differently
     (with 2 threads at these shapes, torch 2.14 / MKL 2024.2)."""
+    from tests.conftest import torch_threads
     from vgsweep.families.base import packed_linear
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         g = torch.Generator().manual_seed(threads)
         K, B, D, O = 7, 32, 784, 16
         b, W = torch.randn(K, 1, O, generator=g), torch.randn(K, D, O, generator=g)
@@ -162,8 +161,6 @@ def test_a_packed_layer_gives_each_run_its_alone_bits_and_gradients(threads, sha
             assert torch.equal(o1[0], out[k]) and torch.equal(gb1[0], gb[k]) and torch.equal(gW1[0], gW[k])
             if not shared:  # a shared input's gradient is the sum over the runs
                 assert torch.equal(gh1[0], gh[k])
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_frozen_bn_is_an_affine_map_with_the_keras_constant():

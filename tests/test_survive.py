@@ -9,11 +9,10 @@ import sys
 import time
 
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import (SMALL, assert_finishes_each_epoch_once, assert_interrupted, compose_cfg,
-                            make_idx_dataset, run_cli)
+                            make_idx_dataset, run_cli, torch_threads)
 from vgsweep import activations
 from vgsweep.jobs import Job
 from vgsweep.runs import Heartbeat, RunLogger
@@ -159,13 +158,9 @@ def test_kill_9_mid_sweep_then_resume_from_checkpoints(tmp_path):
     # compute thread the CLI had (OMP_NUM_THREADS=1, conftest): MKL rounds a product differently
     # with another thread count, which is the machine, not the checkpoint.
     fresh_uri = f"sqlite:///{tmp_path / 'fresh.db'}"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    try:
+    with torch_threads(int(os.environ["OMP_NUM_THREADS"])):
         ref = run_jobs([Job(compose_cfg(["activation=relu", *common, f"tracking.uri={fresh_uri}",
                                          "checkpoint.every=0"]))])
-    finally:
-        torch.set_num_threads(threads)
     relu = next(r for r in runs if r.data.params["activation.name"] == "relu")
     hist = sorted(client.get_metric_history(relu.info.run_id, "test_loss"), key=lambda h: h.step)
     fresh_client = MlflowClient(fresh_uri)

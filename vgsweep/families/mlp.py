@@ -1,9 +1,10 @@
 """model=mlp: feed-forward nets (Agarap et al. 2019), K of them as one packed model.
 
-Each layer's weight (in, out) and bias (out) are views into theta (K, P), so one batched matmul
-(`baddbmm`; on the CPU one product per run, see `packed_linear`) serves all K networks. Normalisation after a hidden activation (regime.bn) is frozen
-(the original code's Keras layer in inference mode), real batch norm, or layer norm; weight
-normalisation and skip connections are options. Activation, init, the double-softmax switch and
+Each layer's weight (in, out) and bias (out) are views into theta (K, P), so one call serves all K
+networks (`packed_linear`: a batched `baddbmm` on a GPU, one product per run on the CPU).
+Normalisation after a hidden activation (regime.bn) is frozen (the original code's Keras layer in
+inference mode), real batch norm, or layer norm; weight normalisation
+and skip connections are options. Activation, init, the double-softmax switch and
 batch norm (where, which mode, eps, momentum) may differ per run; the layer widths, weight norm and
 skip connections may not (they are the shape key). So the paper's baseline, gna and gna_bn runs of
 one depth train as one pack: at a layer with batch norm, runs without it (or with another mode) pass
