@@ -299,8 +299,44 @@ def test_each_figure_of_a_study_keeps_apart_the_runs_of_every_axis(name):
     for spec in study.figures:
         if spec.kind in ("activations", "search"):  # not per run: the functions; one point per trial
             continue
-        named = {spec.by, *spec.panel, *spec.line} | ({"activation"} if spec.kind == "gradient_distribution" else set())
+        named = {spec.by, *spec.panel, *spec.line, *spec.x} | ({"activation"} if spec.kind == "gradient_distribution"
+                                                               else set())
         assert axes <= named, (spec.kind, axes - named)
+
+
+def test_the_results_figure_draws_each_seed_its_mean_and_the_published_value_where_the_table_sets_it():
+    """The table as a figure: a panel per depth, a place per activation, a colour per regime; each seed a
+    dot, the mean ± std as an error bar, the published value a diamond beside the cells the table compares
+    with it: not beside runs made at another learning rate. The panels share their places on the x axis."""
+    from vgsweep.results import figures
+
+    rows = [("logistic", "baseline", 2, s, a) for s, a in enumerate(BASE)]
+    rows += [("logistic", "gna", 2, s, a) for s, a in enumerate(GNA)]
+    rows += [("tanh", "baseline", 5, s, a, {"optimizer.lr": "0.003"}) for s, a in enumerate((95.0, 96.0))]
+    d = _runs(rows)
+    d = d.assign(**{"metric:test_acc": d.pop("test_acc") / 100, "status": "FINISHED", "diagnostics": True,
+                    **{a.label: d[a.key] for a in AGARAP.all_axes}})
+    spec = next(f for f in AGARAP.figures if f.kind == "results")
+    fig = figures.fig_results(d, AGARAP, spec, "Table 1")
+    try:
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        assert [ax.get_title() for ax in axes] == ["2-layer networks", "5-layer networks"]
+        assert [[t.get_text() for t in ax.get_xticklabels()] for ax in axes] == [["logistic", "tanh"]] * 2
+
+        def drawn(ax, label):
+            return sorted(round(float(y), 6) for c in ax.collections if c.get_label() == label
+                          for y in c.get_offsets()[:, 1])
+
+        means = {c.get_label(): (c.lines[0].get_ydata()[0], c.has_yerr) for c in axes[0].containers}
+        assert means == {"baseline": (pytest.approx(72.0), True), "gna": (pytest.approx(sum(GNA) / 3), True)}
+        assert drawn(axes[0], "published") == [65.12, 75.05]  # beside logistic baseline and gna, 2 layers
+        assert drawn(axes[1], "published") == []  # the tanh runs are not the paper's setting (lr 0.003)
+        assert drawn(axes[0], "_seed") == sorted(BASE + GNA)  # every seed, none averaged away
+        assert [t.get_text() for t in fig.legends[0].get_texts()] == ["baseline", "gna", "published"]
+        assert "n = 2-3" in fig._suptitle.get_text() and "published" in fig._suptitle.get_text()
+    finally:
+        figures.plt.close(fig)
+    assert figures.fig_results(d.drop(columns="metric:test_acc"), AGARAP, spec, "t") is None  # nothing to draw
 
 
 def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeypatch, tmp_path):
@@ -317,8 +353,8 @@ def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeyp
         return RunDiagnostics(g, np.zeros((3, 2, 6, 4)), np.zeros((3, 5)), np.zeros((3, 5)), np.zeros(5))
 
     monkeypatch.setattr(reader, "diagnostics", fake_diagnostics)
-    study, spec = study_for("init_scale"), study_for("init_scale").figures[1]
-    assert spec.kind == "gradient_flow"
+    study = study_for("init_scale")
+    spec = next(f for f in study.figures if f.kind == "gradient_flow")
     for n_gains, shape in ((3, (2, 3)), (2, (2, 3)), (1, (1, 2))):
         rows = [{"run_id": f"r{i}", "seed": 0, "init gain": gain, "regime": regime, "activation": "logistic",
                  "depth": "5"} for i, (gain, regime) in enumerate(
@@ -460,7 +496,8 @@ def test_a_study_vgsweep_does_not_know_draws_the_settings_it_sweeps_in_its_figur
     assert {f.kind: (f.panel, f.line) for f in study.figures if f.kind != "activations"} == {
         "curves": (("activation",), ("regime", "optimizer.momentum")),
         "gradient_flow": (("regime", "optimizer.momentum"), ("activation",)),
-        "gradient_distribution": (("regime", "optimizer.momentum"), ())}
+        "gradient_distribution": (("regime", "optimizer.momentum"), ()),
+        "results": (("depth",), ("regime", "optimizer.momentum"))}
     assert [extra for extra, _ in figures._by_other_settings(runs, study)] == [()]  # no split left
 
     monkeypatch.setattr(reader, "history", lambda client, run_id, key: [2.3, 2.2])

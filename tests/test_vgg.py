@@ -387,4 +387,4 @@ def test_the_study_through_the_cli_into_mlflow_the_table_and_the_figures(cifar_r
     assert figs.returncode == 0, figs.stderr[-3000:]
     print(md)
     made = {p.name for p in (tmp_path / "figs" / "vgg_cifar100").iterdir()}
-    assert {"curves.png", "gradient_flow_epochs.png", "gradient_flow.png"} <= made
+    assert {"curves.png", "gradient_flow_epochs.png", "gradient_flow.png", "results.png"} <= made

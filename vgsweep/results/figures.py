@@ -2,6 +2,9 @@
 
 Each study lists its figures (studies.py); the kinds:
 
+- results: the table as a figure: the primary metric of every cell, each seed a dot, mean ± std,
+  and the published value (a hollow diamond) where the table sets it beside the cell (the runs
+  were made with the published setting);
 - curves: training (and validation) loss and accuracy per epoch, mean over seeds with a ±1 std band
   where there are several seeds; loss on a log axis where its curves span more than LOG_LOSS_SPAN;
 - gradient_flow: mean |g| of each weight layer (averaged over epochs and seeds), input side first: a
@@ -126,6 +129,8 @@ def _legend_below(fig, axes) -> None:
     for ax in np.ravel(axes):
         for h, lab in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lab, h)
+    if "published" in seen:  # after the runs' own entries, whichever panel drew it first
+        seen["published"] = seen.pop("published")
     if seen:
         fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 5), frameon=False)
 
@@ -217,6 +222,72 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
     _legend_below(fig, axes)
     band = "mean over seeds, band ±1 std" if seeds_n and max(seeds_n) > 1 else "one seed per line"
     fig.suptitle(f"{title}: {band}", fontsize=8)
+    return fig
+
+
+MARKERS = ("o", "s", "^", "v")
+
+
+def _panel_name(labels: tuple[str, ...], combo: tuple) -> str:
+    return f"{combo[0]}-layer networks" if labels == ("depth",) else _name(labels, combo)
+
+
+def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> object | None:
+    """The study's table as a figure: a place on the x axis per value of spec.x, a colour per value of
+    spec.line (a marker shape per value of its other axes), a panel per value of spec.panel (and per
+    data set where there are several). Each seed is a small dot, the mean a larger one with a ±1 std
+    bar; the published value is a hollow diamond just right of the cells the table compares with it
+    (table.aggregate decides: the runs were made with the published setting)."""
+    from vgsweep.results.table import aggregate
+
+    metric = study.metrics[0]
+    col = f"metric:{metric.key}"
+    if col not in d or d[col].isna().all():
+        return None
+    agg = aggregate(_params(d, study), study)
+    panel_axes = (("dataset",) if d["dataset"].nunique() > 1 else ()) + spec.panel
+    panels, xs, lines = _values(d, study, panel_axes), _values(d, study, spec.x), _values(d, study, spec.line)
+    fig, axes, cols = _wrapped(len(panels), 3, 2.4, 0.5)
+    width = 0.8 / len(lines)  # the markers of one x place share 0.8 of the unit between places
+    shown_pub, seeds_n = False, []
+    for j, panel in enumerate(panels):
+        ax = axes.flat[j]
+        for li, line in enumerate(lines):
+            color = _color(str(line[-1]) if line else "", li)
+            prefixes = list(dict.fromkeys(x[:-1] for x in lines))
+            marker = MARKERS[prefixes.index(line[:-1]) % len(MARKERS)] if len(line) > 1 else "o"
+            for xi, place in enumerate(xs):
+                labels, combo = panel_axes + spec.line + spec.x, panel + line + place
+                v = (_select(d, labels, combo)[col].dropna() * metric.scale).to_numpy()
+                if not len(v):
+                    continue
+                x = xi + (li - (len(lines) - 1) / 2) * width
+                seeds_n.append(len(v))
+                jitter = np.linspace(-0.2, 0.2, len(v)) * width if len(v) > 1 else np.zeros(1)
+                ax.scatter(x + jitter, v, s=5, color=color, alpha=0.45, lw=0, label="_seed")  # _: no legend entry
+                ax.errorbar(x, v.mean(), yerr=v.std(ddof=1) if len(v) > 1 else None, fmt=marker, ms=4,
+                            color=color, capsize=2, lw=1, label=_name(spec.line, line) or "ours")
+                a = agg
+                for lab, val in zip(labels, combo):
+                    a = a[a[lab].astype(str) == str(val)]
+                pub = a["published"].dropna()
+                if len(pub):
+                    shown_pub = True
+                    ax.scatter([x + 0.3 * width], [pub.iloc[0]], s=18, marker="D", facecolors="none", edgecolors="black", lw=0.8,
+                               zorder=3, label="published")
+        names = [_name(spec.x, place) for place in xs]
+        # a name wider than its place (7 pt: about 0.055 in a character) would run into the next one
+        tilt = max(map(len, names)) + 1 > PAGE_IN / cols * 0.9 / len(xs) / 0.055
+        ax.set_xticks(range(len(xs)), names, rotation=30 if tilt else 0, ha="right" if tilt else "center")
+        ax.set_xlim(-0.6, len(xs) - 0.4)
+        ax.set_title(_panel_name(panel_axes, panel) or None)
+        ax.grid(alpha=0.3, axis="y")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(metric.label)
+    _legend_below(fig, axes)
+    n = f"{min(seeds_n)}" if min(seeds_n) == max(seeds_n) else f"{min(seeds_n)}-{max(seeds_n)}"
+    what = f"mean ± std over seeds (n = {n}), each seed a dot" if max(seeds_n) > 1 else "one seed per marker"
+    fig.suptitle(f"{title}: {what}" + ("; ◇ published" if shown_pub else ""), fontsize=8)
     return fig
 
 
@@ -390,14 +461,19 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     return paths
 
 
+def _params(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """The runs as the store gave them (reader.runs_frame), without the columns load_runs added."""
+    added = {a.label for a in study.all_axes if a.label != a.key} | {"diagnostics"}
+    return runs.drop(columns=[c for c in added if c in runs])
+
+
 def _other_settings(runs: pd.DataFrame, study: Study) -> tuple[list[str], pd.DataFrame]:
     """The settings that vary among the runs besides the study's axes and the seed (as the table's
     columns), and the runs' params with inert settings blank."""
     from vgsweep.results.table import grouping_keys
 
     axes = {a.key for a in study.all_axes}
-    added = {a.label for a in study.all_axes if a.label != a.key} | {"diagnostics"}  # load_runs' own columns
-    params = reader.blank_inert(reader.fill_neutral(runs.drop(columns=[c for c in added if c in runs])), axes)
+    params = reader.blank_inert(reader.fill_neutral(_params(runs, study)), axes)
     params = params.assign(**{k: "" for k in axes if k not in params})
     return [k for k in grouping_keys(params, study) if k not in axes], params
 
@@ -413,7 +489,8 @@ def _with_swept_axes(runs: pd.DataFrame, study: Study) -> Study:
     def numeric(k: str) -> bool:
         return bool(pd.to_numeric(runs[k], errors="coerce").notna().all())
 
-    grows = {"curves": "line", "gradient_flow": "panel", "gradient_flow_epochs": "panel", "gradient_distribution": "panel"}
+    grows = {"results": "line", "curves": "line", "gradient_flow": "panel", "gradient_flow_epochs": "panel",
+             "gradient_distribution": "panel"}
     figs = tuple(replace(f, **{grows[f.kind]: getattr(f, grows[f.kind]) + tuple(keys)}) if f.kind in grows else f
                  for f in study.figures)
     return replace(study, axes=study.axes + tuple(Axis(k, k, numeric=numeric(k)) for k in keys), figures=figs)
@@ -451,8 +528,8 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
             title += f" ({settings})" if settings else ""
             if spec.kind == "curves":
                 fig = fig_curves(client, d, study, spec, title)
-            elif spec.kind == "search":
-                fig = fig_search(d, study, spec, title)
+            elif spec.kind in ("search", "results"):
+                fig = (fig_search if spec.kind == "search" else fig_results)(d, study, spec, title)
                 if fig is None:
                     continue
             else:

@@ -17,6 +17,8 @@ import pandas as pd
 from vgsweep.results import figures, reader, table
 
 SECTIONS = [  # (file stem prefix, heading, what it shows)
+    ("results", "Results", "The table's primary metric per cell: each seed a dot, mean ± std, the published value a "
+                           "hollow diamond where the runs were made with its setting."),
     ("curves", "Learning curves", "Loss and accuracy per epoch (mean ± std over seeds where there are several)."),
     ("gradient_flow_epochs", "Gradient flow per epoch", "Mean |gradient| of each layer's weights, one line per epoch."),
     ("gradient_flow_d", "Gradient flow", "Mean |gradient| of each layer's weights: level when healthy, falling toward "
@@ -24,6 +26,7 @@ SECTIONS = [  # (file stem prefix, heading, what it shows)
     ("gradient_flow_", "Gradient flow", "Mean |gradient| of each layer's weights, the models side by side."),
     ("gradient_distribution_", "Gradient distribution over training",
      "log10 |g| of the first layer's weights per epoch, before and after the added noise."),
+    ("search", "Search", "Every trial's objective against each searched setting; each group's best ringed."),
     ("activations", "Activation functions", "The activations and their derivatives (logistic's is at most 0.25)."),
 ]
 AXES = {"model.name": "model", "model.depth": "depth", "activation.name": "activation", "regime.name": "regime",

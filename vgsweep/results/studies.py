@@ -30,11 +30,12 @@ class Metric:
 
 @dataclass(frozen=True)
 class Figure:
-    kind: str  # curves | gradient_flow | gradient_flow_epochs | gradient_distribution | activations | search
+    kind: str  # curves | gradient_flow | gradient_flow_epochs | gradient_distribution | activations | search | results
     by: Optional[str] = None  # one figure per value of this axis (label)
     panel: tuple[str, ...] = ()  # one panel per value of these axes ("metric": one per metric)
-    line: tuple[str, ...] = ()  # one line per value of these axes
+    line: tuple[str, ...] = ()  # one line (results: one colour of markers) per value of these axes
     metrics: tuple[str, ...] = ()  # curves: the metrics shown
+    x: tuple[str, ...] = ()  # results: one place on the x axis per value of these axes
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ AGARAP = Study(
     figures=(Figure("curves", by="depth", panel=("activation",), line=("regime",), metrics=("train_loss", "train_acc")),
              Figure("gradient_flow", by="depth", panel=("regime",), line=("activation",)),
              Figure("gradient_distribution", by="depth", panel=("regime",)),
-             Figure("activations")),
+             Figure("activations"),
+             Figure("results", panel=("depth",), x=("activation",), line=("regime",))),
 )
 
 VGG_ROWS = ("vgg08", "vgg38", "vgg38_bn", "vgg38_rc", "vgg38_bn_rc")
@@ -122,7 +124,8 @@ VGG = Study(
     figures=(Figure("curves", panel=("metric",), line=("model", "lr"),
                     metrics=("train_loss", "val_loss", "train_acc", "val_acc")),
              Figure("gradient_flow_epochs", panel=("model", "lr")),
-             Figure("gradient_flow", line=("model", "lr"))),
+             Figure("gradient_flow", line=("model", "lr")),
+             Figure("results", x=("model", "lr"))),
     notes=("VGG38's published accuracy 0.01 is read as a fraction (1%: chance with 100 classes).",),
 )
 
@@ -137,7 +140,8 @@ NOISE_SCALE = Study(
     baseline=("noise eta", "0.0"),
     published={}, paper_overrides=AGARAP.paper_overrides, source="",
     figures=(Figure("curves", by="depth", panel=("activation",), line=("noise eta",), metrics=("train_loss", "test_acc")),
-             Figure("gradient_flow", by="depth", panel=("noise eta",), line=("activation",))),
+             Figure("gradient_flow", by="depth", panel=("noise eta",), line=("activation",)),
+             Figure("results", panel=("depth",), x=("activation",), line=("noise eta",))),
     notes=("eta = 0 is the same net and schedule without noise: the deltas are the noise's effect.",),
 )
 
@@ -154,7 +158,8 @@ INIT_SCALE = Study(
     published={}, paper_overrides=AGARAP.paper_overrides, source="",
     figures=(Figure("curves", by="depth", panel=("activation",), line=("init gain", "regime"),
                     metrics=("train_loss", "test_acc")),
-             Figure("gradient_flow", by="depth", panel=("init gain", "regime"), line=("activation",))),
+             Figure("gradient_flow", by="depth", panel=("init gain", "regime"), line=("activation",)),
+             Figure("results", panel=("depth",), x=("activation",), line=("init gain", "regime"))),
     notes=("Deltas are gna against baseline at the same gain: the noise's effect at that weight scale.",),
 )
 
@@ -171,7 +176,8 @@ DOUBLE_SOFTMAX = Study(
     paper_overrides=lambda row: [*AGARAP.paper_overrides(row), f"model.double_softmax={row['double softmax'].lower()}"],
     source="Agarap et al. 2019, Table 1 (one run, seed 42), beside both variants",
     figures=(Figure("curves", by="depth", panel=("activation",), line=("double softmax", "regime"),
-                    metrics=("train_loss", "test_acc")),),
+                    metrics=("train_loss", "test_acc")),
+             Figure("results", panel=("depth",), x=("activation",), line=("double softmax", "regime"))),
 )
 
 # Table 1 as the original code ran each column (results/cpu-check/): its 2-layer scripts output
