@@ -86,6 +86,10 @@ def test_a_search_trains_each_batch_as_one_pack_returns_its_objective_and_resume
 
     paths = figures.build(uri, "lr_search", tmp_path / "figures", log_to_mlflow=False)
     assert sorted(p.name for p in paths) == ["search.pdf", "search.png"]
+    from vgsweep.results import report
+
+    page = report.build(uri, tmp_path / "report", "lr_search").read_text()
+    assert "## Search" in page and "![search](figures/lr_search/search.png)" in page  # the report embeds it
 
 
 def test_a_search_refuses_a_direction_against_its_objective_and_a_validation_objective_without_a_split(
