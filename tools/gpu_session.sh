@@ -115,6 +115,8 @@ step_grid() {
     echo "Wall time, launch to exit (last MLflow run FINISHED): $((t1 - t0)) s; exit status $rc."
     echo
     tail -n +2 /tmp/results/table.md
+    echo
+    echo "![the table as a figure](figures/agarap2019/results.png)"
   } > /tmp/results/paper-grid.md
   tar czf "$OUT/results.tgz" -C /tmp results
   tail -3 "$OUT/grid.log"
