@@ -34,7 +34,8 @@ def test_a_diverging_run_fails_alone_and_the_sweep_says_so(tiny_root, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "2 finished, 0 skipped (already in the store), 2 failed" in out
-    assert "NaN or inf at epoch 0" in out
+    epochs = next(a for a in SMALL if a.startswith("train.epochs=")).split("=")[1]
+    assert f"NaN or inf in epoch 1 of {epochs} (metrics step 0)" in out
     client, runs = _all_runs(uri)
     by_lr = {}
     for r in runs:
@@ -55,6 +56,7 @@ def test_a_diverging_run_fails_alone_and_the_sweep_says_so(tiny_root, tmp_path):
 
     f = failed_rows(fetch_runs(uri, "agarap2019"))
     assert len(f) == 2 and set(f["status"]) == {"FAILED"} and f["reason"].str.contains("NaN or inf").all()
+    assert "epoch" not in f  # the reason says which (from 1); a column of MLflow steps (from 0) beside it misled
 
 
 def test_an_exception_in_one_run_does_not_take_down_its_pack(small_cfg, monkeypatch):

@@ -324,7 +324,9 @@ class _PackRecorder:
                 lg.finish("FINISHED")
                 outcome = Outcome("FINISHED", lg.run_id, final)
             else:
-                reason = f"training loss became NaN or inf at epoch {diverged_at}"
+                # counted as the progress line counts (epoch 1 of E), the tag as MLflow's steps (from 0)
+                reason = (f"training loss became NaN or inf in epoch {diverged_at + 1} of {j.cfg.train.epochs} "
+                          f"(metrics step {diverged_at})")
                 lg.fail(reason, {"vgsweep.failed_epoch": str(diverged_at)})
                 outcome = Outcome("FAILED", lg.run_id, final, reason)
         except tracking.TrackingUnavailable:

@@ -46,11 +46,11 @@ def verdict_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs that FAILED or were KILLED, with the reason and epoch they carry."""
+    """Runs that FAILED or were KILLED, with the reason they carry (a divergence's names its epoch)."""
     bad = runs[runs["status"].isin(["FAILED", "KILLED"])] if not runs.empty else runs
     return pd.DataFrame([{"run": r.run_name, "status": r.status,
                           "reason": r.failure or "killed (its process was gone)",
-                          "epoch": r.failed_epoch, "overrides": r.overrides} for _, r in bad.iterrows()])
+                          "overrides": r.overrides} for _, r in bad.iterrows()])
 
 
 def section(uri: str, sec: table.Section, out: Path, activation: str) -> list[str]:
