@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
@@ -339,6 +340,41 @@ def test_the_results_figure_draws_each_seed_its_mean_and_the_published_value_whe
     assert figures.fig_results(d.drop(columns="metric:test_acc"), AGARAP, spec, "t") is None  # nothing to draw
 
 
+def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_figure(monkeypatch, tmp_path):
+    """model.double_softmax swept beside the paper grid: one results figure holds both values (a marker
+    shape each, the regimes keep their colours), where the curves come one figure per value."""
+    import itertools
+    from types import SimpleNamespace
+
+    from vgsweep.results import figures, reader
+
+    rows = [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "status": "FINISHED", "study": "agarap2019",
+             "model.family": "mlp", "diagnostics.enabled": "False", "data.name": "mnist", "model.depth": "2",
+             "activation.name": act, "regime.name": regime, "seed": str(seed), "model.double_softmax": ds,
+             "optimizer.lr": "0.0003", "metric:test_acc": 0.5 + 0.1 * (ds == "True") + 0.01 * seed}
+            for i, (act, regime, seed, ds) in enumerate(itertools.product(("relu", "tanh"), ("baseline", "gna"),
+                                                                           (0, 1), ("False", "True")))]
+    monkeypatch.setattr(reader, "open_experiment", lambda uri, name: (None, SimpleNamespace(experiment_id="1")))
+    monkeypatch.setattr(reader, "runs_frame", lambda client, exp_id, statuses=(): pd.DataFrame(rows))
+    monkeypatch.setattr(reader, "history", lambda client, run_id, key: np.array([2.3, 2.2]))
+    drawn = {}
+    real = figures.fig_results
+    monkeypatch.setattr(figures, "fig_results", lambda d, study, spec, title: drawn.setdefault(
+        "fig", real(d, study, spec, title)))
+    paths = figures.build("sqlite:///unused.db", "agarap2019", tmp_path, log_to_mlflow=False)
+    stems = sorted({p.stem for p in paths})
+    assert stems == ["activations", "curves_d2_double_softmax-False", "curves_d2_double_softmax-True", "results"]
+    legend = [t.get_text() for t in drawn["fig"].legends[0].get_texts()]
+    assert legend == ["model.double_softmax=False baseline", "model.double_softmax=False gna",
+                      "model.double_softmax=True baseline", "model.double_softmax=True gna"]
+    ax = drawn["fig"].axes[0]
+    assert {c.get_label(): c.lines[0].get_marker() for c in ax.containers} == {
+        "model.double_softmax=False baseline": "o", "model.double_softmax=False gna": "o",
+        "model.double_softmax=True baseline": "s", "model.double_softmax=True gna": "s"}
+    assert {c.get_label(): c.lines[0].get_color() for c in ax.containers}["model.double_softmax=True gna"] == \
+        figures.FIXED["gna"]
+
+
 def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeypatch, tmp_path):
     """Six panels (init_scale's gains x regimes) in two rows of three, each with its own title and the
     layer names under it; the layer axis named on the bottom row; a spare cell of a row hidden."""
@@ -497,7 +533,7 @@ def test_a_study_vgsweep_does_not_know_draws_the_settings_it_sweeps_in_its_figur
         "curves": (("activation",), ("regime", "optimizer.momentum")),
         "gradient_flow": (("regime", "optimizer.momentum"), ("activation",)),
         "gradient_distribution": (("regime", "optimizer.momentum"), ()),
-        "results": (("depth",), ("regime", "optimizer.momentum"))}
+        "results": (("depth",), ("optimizer.momentum", "regime"))}
     assert [extra for extra, _ in figures._by_other_settings(runs, study)] == [()]  # no split left
 
     monkeypatch.setattr(reader, "history", lambda client, run_id, key: [2.3, 2.2])

@@ -4,7 +4,8 @@ Each study lists its figures (studies.py); the kinds:
 
 - results: the table as a figure: the primary metric of every cell, each seed a dot, mean ± std,
   and the published value (a hollow diamond) where the table sets it beside the cell (the runs
-  were made with the published setting);
+  were made with the published setting); one figure for all the runs, a setting swept beside the
+  study's axes a colour of its own (the other figures come one per value of such a setting);
 - curves: training (and validation) loss and accuracy per epoch, mean over seeds with a ±1 std band
   where there are several seeds; loss on a log axis where its curves span more than LOG_LOSS_SPAN;
 - gradient_flow: mean |g| of each weight layer (averaged over epochs and seeds), input side first: a
@@ -442,14 +443,18 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     study = study_for(str(probe["study"].iloc[0]) if "study" in probe else experiment,
                       str(probe["model.family"].iloc[0]))
     runs = load_runs(client, exp.experiment_id, study)
+    swept = _with_swept_axes(runs, study)
     if study.name not in STUDIES:
-        study = _with_swept_axes(runs, study)
+        study = swept
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     with tempfile.TemporaryDirectory() as tmp:
         for spec in study.figures:
             if spec.kind == "activations":
                 paths += fig_activations(out)
+        for spec in swept.figures:  # one figure of every config side by side: a swept setting is a colour
+            if spec.kind == "results" and (fig := fig_results(runs, swept, spec, study.name)) is not None:
+                paths += _save(fig, out, _stem(spec, None))
         for extra, part in _by_other_settings(runs, study):  # no figure mixes runs of different configs
             suffix = "".join(f"_{k.rsplit('.', 1)[-1]}-{v}" for k, v in extra)
             settings = ", ".join(f"{k}={v}" for k, v in extra)
@@ -489,9 +494,10 @@ def _with_swept_axes(runs: pd.DataFrame, study: Study) -> Study:
     def numeric(k: str) -> bool:
         return bool(pd.to_numeric(runs[k], errors="coerce").notna().all())
 
-    grows = {"results": "line", "curves": "line", "gradient_flow": "panel", "gradient_flow_epochs": "panel",
+    grows = {"curves": "line", "gradient_flow": "panel", "gradient_flow_epochs": "panel",
              "gradient_distribution": "panel"}
-    figs = tuple(replace(f, **{grows[f.kind]: getattr(f, grows[f.kind]) + tuple(keys)}) if f.kind in grows else f
+    figs = tuple(replace(f, **{grows[f.kind]: getattr(f, grows[f.kind]) + tuple(keys)}) if f.kind in grows else
+                 replace(f, line=tuple(keys) + f.line) if f.kind == "results" else f  # colours stay the study's
                  for f in study.figures)
     return replace(study, axes=study.axes + tuple(Axis(k, k, numeric=numeric(k)) for k in keys), figures=figs)
 
@@ -520,7 +526,7 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
     `settings` goes into the titles."""
     paths: list[Path] = []
     for spec in study.figures:
-        if spec.kind == "activations":
+        if spec.kind in ("activations", "results"):  # drawn once for all the runs (_build)
             continue
         for by in ([None] if spec.by is None else [v[0] for v in _values(runs, study, (spec.by,))]):
             d = runs if by is None else runs[runs[spec.by] == by]
@@ -528,8 +534,8 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
             title += f" ({settings})" if settings else ""
             if spec.kind == "curves":
                 fig = fig_curves(client, d, study, spec, title)
-            elif spec.kind in ("search", "results"):
-                fig = (fig_search if spec.kind == "search" else fig_results)(d, study, spec, title)
+            elif spec.kind == "search":
+                fig = fig_search(d, study, spec, title)
                 if fig is None:
                     continue
             else:
