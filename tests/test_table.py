@@ -373,6 +373,9 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
         "model.double_softmax=True baseline": "s", "model.double_softmax=True gna": "s"}
     assert {c.get_label(): c.lines[0].get_color() for c in ax.containers}["model.double_softmax=True gna"] == \
         figures.FIXED["gna"]
+    fig = drawn["fig"]
+    fig.canvas.draw()  # the legend's long entries take as many columns as fit the page, not four side by side
+    assert fig.get_tightbbox().width <= fig.get_figwidth() + 0.05
 
 
 def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeypatch, tmp_path):

@@ -133,7 +133,10 @@ def _legend_below(fig, axes) -> None:
     if "published" in seen:  # after the runs' own entries, whichever panel drew it first
         seen["published"] = seen.pop("published")
     if seen:
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 5), frameon=False)
+        # as many columns as fit the page: an entry is its text (7 pt, about 0.055 in a character) and its key
+        fit = int(fig.get_figwidth() // (max(map(len, seen)) * 0.055 + 0.45))
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=max(1, min(len(seen), 5, fit)),
+                   frameon=False)
 
 
 def fig_activations(out: Path) -> list[Path]:
