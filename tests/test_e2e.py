@@ -144,7 +144,8 @@ def test_report_and_figures_from_the_store(sweep):
     assert proc.returncode == 0, proc.stderr[-3000:]
     figs = out / "figures" / "agarap2019"
     # gradient_distribution: logistic absent, tanh the first in paper order
-    expected = ["activations", "curves_d2", "gradient_flow_d2", "gradient_distribution_tanh_d2", "results"]
+    expected = ["activations", "curves_d2", "gradient_flow_d2", "gradient_distribution_tanh_d2", "results",
+                "deltas"]
     for stem in expected:
         assert (figs / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
         pdf = (figs / f"{stem}.pdf").read_bytes()

@@ -339,10 +339,26 @@ def test_the_results_figure_draws_each_seed_its_mean_and_the_published_value_whe
         figures.plt.close(fig)
     assert figures.fig_results(d.drop(columns="metric:test_acc"), AGARAP, spec, "t") is None  # nothing to draw
 
+    spec = next(f for f in AGARAP.figures if f.kind == "deltas")  # the same cells as deltas to the baseline
+    fig = figures.fig_results(d, AGARAP, spec, "Table 1")
+    try:
+        [ax] = [ax for ax in fig.axes if ax.get_visible()]  # 5 layers: a baseline alone, no delta, no panel
+        assert ax.get_title() == "2-layer networks" and ax.get_ylabel() == "test accuracy: delta to baseline (pp)"
+        [bar] = ax.containers
+        lo, hi = delta_interval(pd.Series(GNA), pd.Series(BASE))
+        mean = sum(GNA) / 3 - sum(BASE) / 3
+        assert bar.get_label() == "gna" and bar.lines[0].get_ydata()[0] == pytest.approx(mean)
+        segment = bar.lines[2][0].get_segments()[0]  # the interval, paired by seed
+        assert [y for _, y in segment] == [pytest.approx(lo), pytest.approx(hi)]
+        assert drawn(ax, "published") == [round(75.05 - 65.12, 6)]  # the published cell against its baseline
+    finally:
+        figures.plt.close(fig)
+
 
 def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_figure(monkeypatch, tmp_path):
     """model.double_softmax swept beside the paper grid: one results figure holds both values (a marker
-    shape each, the regimes keep their colours), where the curves come one figure per value."""
+    shape each, the regimes keep their colours), where the curves come one figure per value; the published
+    values stand beside the plain loss's runs only, as in the table."""
     import itertools
     from types import SimpleNamespace
 
@@ -359,21 +375,27 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
     monkeypatch.setattr(reader, "history", lambda client, run_id, key: np.array([2.3, 2.2]))
     drawn = {}
     real = figures.fig_results
-    monkeypatch.setattr(figures, "fig_results", lambda d, study, spec, title: drawn.setdefault(
-        "fig", real(d, study, spec, title)))
+    monkeypatch.setattr(figures, "fig_results", lambda d, study, spec, title, **kw: drawn.setdefault(
+        spec.kind, real(d, study, spec, title, **kw)))
     paths = figures.build("sqlite:///unused.db", "agarap2019", tmp_path, log_to_mlflow=False)
     stems = sorted({p.stem for p in paths})
-    assert stems == ["activations", "curves_d2_double_softmax-False", "curves_d2_double_softmax-True", "results"]
-    legend = [t.get_text() for t in drawn["fig"].legends[0].get_texts()]
+    assert stems == ["activations", "curves_d2_double_softmax-False", "curves_d2_double_softmax-True", "deltas",
+                     "results"]
+    legend = [t.get_text() for t in drawn["results"].legends[0].get_texts()]
     assert legend == ["model.double_softmax=False baseline", "model.double_softmax=False gna",
-                      "model.double_softmax=True baseline", "model.double_softmax=True gna"]
-    ax = drawn["fig"].axes[0]
+                      "model.double_softmax=True baseline", "model.double_softmax=True gna", "published"]
+    ax = drawn["results"].axes[0]
+    # the published values beside the runs made with the published setting only (the plain loss): the table's
+    # rule, read with the study as it was before the swept setting joined its axes
+    published = sorted(round(float(y), 6) for c in ax.collections if c.get_label() == "published"
+                       for y in c.get_offsets()[:, 1])
+    assert published == [91.12, 91.61, 91.62, 92.37]
     assert {c.get_label(): c.lines[0].get_marker() for c in ax.containers} == {
         "model.double_softmax=False baseline": "o", "model.double_softmax=False gna": "o",
         "model.double_softmax=True baseline": "s", "model.double_softmax=True gna": "s"}
     assert {c.get_label(): c.lines[0].get_color() for c in ax.containers}["model.double_softmax=True gna"] == \
         figures.FIXED["gna"]
-    fig = drawn["fig"]
+    fig = drawn["results"]
     fig.canvas.draw()  # the legend's long entries take as many columns as fit the page, not four side by side
     assert fig.get_tightbbox().width <= fig.get_figwidth() + 0.05
 
@@ -536,7 +558,8 @@ def test_a_study_vgsweep_does_not_know_draws_the_settings_it_sweeps_in_its_figur
         "curves": (("activation",), ("regime", "optimizer.momentum")),
         "gradient_flow": (("regime", "optimizer.momentum"), ("activation",)),
         "gradient_distribution": (("regime", "optimizer.momentum"), ()),
-        "results": (("depth",), ("optimizer.momentum", "regime"))}
+        "results": (("depth",), ("optimizer.momentum", "regime")),
+        "deltas": (("depth",), ("optimizer.momentum", "regime"))}
     assert [extra for extra, _ in figures._by_other_settings(runs, study)] == [()]  # no split left
 
     monkeypatch.setattr(reader, "history", lambda client, run_id, key: [2.3, 2.2])

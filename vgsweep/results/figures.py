@@ -5,7 +5,9 @@ Each study lists its figures (studies.py); the kinds:
 - results: the table as a figure: the primary metric of every cell, each seed a dot, mean ± std,
   and the published value (a hollow diamond) where the table sets it beside the cell (the runs
   were made with the published setting); one figure for all the runs, a setting swept beside the
-  study's axes a colour of its own (the other figures come one per value of such a setting);
+  study's axes a marker shape of its own (the other figures come one per value of such a setting);
+- deltas: the same places, each cell's delta to its baseline (the table's) with its 95% interval
+  paired by seed, the published delta a hollow diamond;
 - curves: training (and validation) loss and accuracy per epoch, mean over seeds with a ±1 std band
   where there are several seeds; loss on a log axis where its curves span more than LOG_LOSS_SPAN;
 - gradient_flow: mean |g| of each weight layer (averaged over epochs and seeds), input side first: a
@@ -236,49 +238,73 @@ def _panel_name(labels: tuple[str, ...], combo: tuple) -> str:
     return f"{combo[0]}-layer networks" if labels == ("depth",) else _name(labels, combo)
 
 
-def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> object | None:
+def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_study: Study | None = None) \
+        -> object | None:
     """The study's table as a figure: a place on the x axis per value of spec.x, a colour per value of
     spec.line (a marker shape per value of its other axes), a panel per value of spec.panel (and per
-    data set where there are several). Each seed is a small dot, the mean a larger one with a ±1 std
-    bar; the published value is a hollow diamond just right of the cells the table compares with it
-    (table.aggregate decides: the runs were made with the published setting)."""
+    data set where there are several). Kind `results`: each seed a small dot, the mean a larger one
+    with a ±1 std bar, the published value a hollow diamond just right of it. Kind `deltas`: the
+    table's delta to the baseline row with its 95% interval (paired by seed), the published delta as
+    the diamond. A diamond only beside the cells the table compares with the published value
+    (table.aggregate decides, with `table_study`, the study before swept settings joined its axes:
+    the runs were made with the published setting)."""
     from vgsweep.results.table import aggregate
 
-    metric = study.metrics[0]
+    deltas, metric = spec.kind == "deltas", study.metrics[0]
     col = f"metric:{metric.key}"
-    if col not in d or d[col].isna().all():
+    if col not in d or d[col].isna().all() or (deltas and not study.baseline):
         return None
-    agg = aggregate(_params(d, study), study)
+    table_study = table_study or study
+    agg = aggregate(_params(d, study), table_study)
     panel_axes = (("dataset",) if d["dataset"].nunique() > 1 else ()) + spec.panel
     panels, xs, lines = _values(d, study, panel_axes), _values(d, study, spec.x), _values(d, study, spec.line)
+    if deltas:  # the baseline's own places show no delta, nor a panel without one
+        blabel, bvalue = study.baseline
+        xs = [c for c in xs if dict(zip(spec.x, c)).get(blabel) != bvalue]
+        lines = [c for c in lines if dict(zip(spec.line, c)).get(blabel) != bvalue]
+        panels = [c for c in panels if _select(agg.astype({lab: str for lab in panel_axes}), panel_axes,
+                                               tuple(map(str, c)))["delta"].notna().any()]
+        if not xs or not lines or not panels:
+            return None
     fig, axes, cols = _wrapped(len(panels), 3, 2.4, 0.5)
     width = 0.8 / len(lines)  # the markers of one x place share 0.8 of the unit between places
     shown_pub, seeds_n = False, []
+    prefixes = list(dict.fromkeys(c[:-1] for c in lines))
     for j, panel in enumerate(panels):
         ax = axes.flat[j]
         for li, line in enumerate(lines):
             color = _color(str(line[-1]) if line else "", li)
-            prefixes = list(dict.fromkeys(x[:-1] for x in lines))
             marker = MARKERS[prefixes.index(line[:-1]) % len(MARKERS)] if len(line) > 1 else "o"
             for xi, place in enumerate(xs):
                 labels, combo = panel_axes + spec.line + spec.x, panel + line + place
                 v = (_select(d, labels, combo)[col].dropna() * metric.scale).to_numpy()
-                if not len(v):
+                row = agg
+                for lab, val in zip(labels, combo):
+                    row = row[row[lab].astype(str) == str(val)]
+                if not len(v) or (deltas and (row.empty or pd.isna(row["delta"].iloc[0]))):
                     continue
                 x = xi + (li - (len(lines) - 1) / 2) * width
                 seeds_n.append(len(v))
-                jitter = np.linspace(-0.2, 0.2, len(v)) * width if len(v) > 1 else np.zeros(1)
-                ax.scatter(x + jitter, v, s=5, color=color, alpha=0.45, lw=0, label="_seed")  # _: no legend entry
-                ax.errorbar(x, v.mean(), yerr=v.std(ddof=1) if len(v) > 1 else None, fmt=marker, ms=4,
-                            color=color, capsize=2, lw=1, label=_name(spec.line, line) or "ours")
-                a = agg
-                for lab, val in zip(labels, combo):
-                    a = a[a[lab].astype(str) == str(val)]
-                pub = a["published"].dropna()
-                if len(pub):
+                label = _name(spec.line, line) or "ours"
+                pub = row["published"].iloc[0] if len(row) else np.nan
+                if deltas:
+                    r = row.iloc[0]
+                    ci = None if pd.isna(r["delta_lo"]) else [[r["delta"] - r["delta_lo"]], [r["delta_hi"] - r["delta"]]]
+                    ax.errorbar(x, r["delta"], yerr=ci, fmt=marker, ms=4, color=color, capsize=2, lw=1, label=label)
+                    if not pd.isna(pub):  # the published delta: that cell against its published baseline
+                        i = [a.label for a in table_study.all_axes].index(blabel)
+                        key = [str(r[a.label]) for a in table_study.all_axes]
+                        base = table_study.published.get(tuple(key[:i] + [bvalue] + key[i + 1:]), {}).get(metric.key)
+                        pub = np.nan if base is None else pub - base
+                else:
+                    jitter = np.linspace(-0.2, 0.2, len(v)) * width if len(v) > 1 else np.zeros(1)
+                    ax.scatter(x + jitter, v, s=5, color=color, alpha=0.45, lw=0, label="_seed")  # _: no legend entry
+                    ax.errorbar(x, v.mean(), yerr=v.std(ddof=1) if len(v) > 1 else None, fmt=marker, ms=4,
+                                color=color, capsize=2, lw=1, label=label)
+                if not pd.isna(pub):
                     shown_pub = True
-                    ax.scatter([x + 0.3 * width], [pub.iloc[0]], s=18, marker="D", facecolors="none", edgecolors="black", lw=0.8,
-                               zorder=3, label="published")
+                    ax.scatter([x + 0.3 * width], [pub], s=18, marker="D", facecolors="none", edgecolors="black",
+                               lw=0.8, zorder=3, label="published")
         names = [_name(spec.x, place) for place in xs]
         # a name wider than its place (7 pt: about 0.055 in a character) would run into the next one
         tilt = max(map(len, names)) + 1 > PAGE_IN / cols * 0.9 / len(xs) / 0.055
@@ -286,11 +312,18 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> obje
         ax.set_xlim(-0.6, len(xs) - 0.4)
         ax.set_title(_panel_name(panel_axes, panel) or None)
         ax.grid(alpha=0.3, axis="y")
+        if deltas:
+            ax.axhline(0, color="k", lw=0.5)
     for ax in axes[:, 0]:
-        ax.set_ylabel(metric.label)
+        ax.set_ylabel(metric.label.replace(" (%)", "") + f": delta to {study.baseline[1]}"
+                      + (" (pp)" if "(%)" in metric.label else "") if deltas else metric.label)
     _legend_below(fig, axes)
     n = f"{min(seeds_n)}" if min(seeds_n) == max(seeds_n) else f"{min(seeds_n)}-{max(seeds_n)}"
-    what = f"mean ± std over seeds (n = {n}), each seed a dot" if max(seeds_n) > 1 else "one seed per marker"
+    if deltas:
+        what = f"mean delta over seeds (n = {n})" + (", bar: its 95% interval, paired by seed" if max(seeds_n) > 1
+                                                     else ", one seed: no interval")
+    else:
+        what = f"mean ± std over seeds (n = {n}), each seed a dot" if max(seeds_n) > 1 else "one seed per marker"
     fig.suptitle(f"{title}: {what}" + ("; ◇ published" if shown_pub else ""), fontsize=8)
     return fig
 
@@ -455,8 +488,9 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
         for spec in study.figures:
             if spec.kind == "activations":
                 paths += fig_activations(out)
-        for spec in swept.figures:  # one figure of every config side by side: a swept setting is a colour
-            if spec.kind == "results" and (fig := fig_results(runs, swept, spec, study.name)) is not None:
+        for spec in swept.figures:  # one figure of every config side by side: a swept setting is a marker
+            if spec.kind in ("results", "deltas") and (fig := fig_results(runs, swept, spec, study.name,
+                                                                          table_study=study)) is not None:
                 paths += _save(fig, out, _stem(spec, None))
         for extra, part in _by_other_settings(runs, study):  # no figure mixes runs of different configs
             suffix = "".join(f"_{k.rsplit('.', 1)[-1]}-{v}" for k, v in extra)
@@ -500,7 +534,7 @@ def _with_swept_axes(runs: pd.DataFrame, study: Study) -> Study:
     grows = {"curves": "line", "gradient_flow": "panel", "gradient_flow_epochs": "panel",
              "gradient_distribution": "panel"}
     figs = tuple(replace(f, **{grows[f.kind]: getattr(f, grows[f.kind]) + tuple(keys)}) if f.kind in grows else
-                 replace(f, line=tuple(keys) + f.line) if f.kind == "results" else f  # colours stay the study's
+                 replace(f, line=tuple(keys) + f.line) if f.kind in ("results", "deltas") else f  # colours stay
                  for f in study.figures)
     return replace(study, axes=study.axes + tuple(Axis(k, k, numeric=numeric(k)) for k in keys), figures=figs)
 
@@ -529,7 +563,7 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
     `settings` goes into the titles."""
     paths: list[Path] = []
     for spec in study.figures:
-        if spec.kind in ("activations", "results"):  # drawn once for all the runs (_build)
+        if spec.kind in ("activations", "results", "deltas"):  # drawn once for all the runs (_build)
             continue
         for by in ([None] if spec.by is None else [v[0] for v in _values(runs, study, (spec.by,))]):
             d = runs if by is None else runs[runs[spec.by] == by]

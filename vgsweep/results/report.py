@@ -19,6 +19,8 @@ from vgsweep.results import figures, reader, table
 SECTIONS = [  # (file stem prefix, heading, what it shows)
     ("results", "Results", "The table's primary metric per cell: each seed a dot, mean ± std, the published value a "
                            "hollow diamond where the runs were made with its setting."),
+    ("deltas", "Deltas to the baseline", "Each cell's difference to its baseline with the 95% interval, paired by "
+                                         "seed; the published difference a hollow diamond."),
     ("curves", "Learning curves", "Loss and accuracy per epoch (mean ± std over seeds where there are several)."),
     ("gradient_flow_epochs", "Gradient flow per epoch", "Mean |gradient| of each layer's weights, one line per epoch."),
     ("gradient_flow_d", "Gradient flow", "Mean |gradient| of each layer's weights: level when healthy, falling toward "

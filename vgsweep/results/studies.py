@@ -30,7 +30,8 @@ class Metric:
 
 @dataclass(frozen=True)
 class Figure:
-    kind: str  # curves | gradient_flow | gradient_flow_epochs | gradient_distribution | activations | search | results
+    kind: str  # curves | gradient_flow | gradient_flow_epochs | gradient_distribution | activations | search |
+    #   results | deltas
     by: Optional[str] = None  # one figure per value of this axis (label)
     panel: tuple[str, ...] = ()  # one panel per value of these axes ("metric": one per metric)
     line: tuple[str, ...] = ()  # one line (results: one colour of markers) per value of these axes
@@ -90,7 +91,8 @@ AGARAP = Study(
              Figure("gradient_flow", by="depth", panel=("regime",), line=("activation",)),
              Figure("gradient_distribution", by="depth", panel=("regime",)),
              Figure("activations"),
-             Figure("results", panel=("depth",), x=("activation",), line=("regime",))),
+             Figure("results", panel=("depth",), x=("activation",), line=("regime",)),
+             Figure("deltas", panel=("depth",), x=("activation",), line=("regime",))),
 )
 
 VGG_ROWS = ("vgg08", "vgg38", "vgg38_bn", "vgg38_rc", "vgg38_bn_rc")
@@ -141,7 +143,8 @@ NOISE_SCALE = Study(
     published={}, paper_overrides=AGARAP.paper_overrides, source="",
     figures=(Figure("curves", by="depth", panel=("activation",), line=("noise eta",), metrics=("train_loss", "test_acc")),
              Figure("gradient_flow", by="depth", panel=("noise eta",), line=("activation",)),
-             Figure("results", panel=("depth",), x=("activation",), line=("noise eta",))),
+             Figure("results", panel=("depth",), x=("activation",), line=("noise eta",)),
+             Figure("deltas", panel=("depth",), x=("activation",), line=("noise eta",))),
     notes=("eta = 0 is the same net and schedule without noise: the deltas are the noise's effect.",),
 )
 
@@ -159,7 +162,8 @@ INIT_SCALE = Study(
     figures=(Figure("curves", by="depth", panel=("activation",), line=("init gain", "regime"),
                     metrics=("train_loss", "test_acc")),
              Figure("gradient_flow", by="depth", panel=("init gain", "regime"), line=("activation",)),
-             Figure("results", panel=("depth",), x=("activation",), line=("init gain", "regime"))),
+             Figure("results", panel=("depth",), x=("activation",), line=("init gain", "regime")),
+             Figure("deltas", panel=("depth",), x=("activation",), line=("init gain", "regime"))),
     notes=("Deltas are gna against baseline at the same gain: the noise's effect at that weight scale.",),
 )
 
@@ -177,7 +181,8 @@ DOUBLE_SOFTMAX = Study(
     source="Agarap et al. 2019, Table 1 (one run, seed 42), beside both variants",
     figures=(Figure("curves", by="depth", panel=("activation",), line=("double softmax", "regime"),
                     metrics=("train_loss", "test_acc")),
-             Figure("results", panel=("depth",), x=("activation",), line=("double softmax", "regime"))),
+             Figure("results", panel=("depth",), x=("activation",), line=("double softmax", "regime")),
+             Figure("deltas", panel=("depth",), x=("activation",), line=("double softmax", "regime"))),
 )
 
 # Table 1 as the original code ran each column (results/cpu-check/): its 2-layer scripts output
