@@ -117,6 +117,7 @@ step_grid() {
     tail -n +2 /tmp/results/table.md
     echo
     echo "![the table as a figure](figures/agarap2019/results.png)"
+    echo "![the deltas to the baseline, published beside](figures/agarap2019/deltas.png)"
   } > /tmp/results/paper-grid.md
   tar czf "$OUT/results.tgz" -C /tmp results
   tail -3 "$OUT/grid.log"
