@@ -355,10 +355,14 @@ def test_the_results_figure_draws_each_seed_its_mean_and_the_published_value_whe
         figures.plt.close(fig)
 
 
-def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_figure(monkeypatch, tmp_path):
-    """model.double_softmax swept beside the paper grid: one results figure holds both values (a marker
-    shape each, the regimes keep their colours), where the curves come one figure per value; the published
-    values stand beside the plain loss's runs only, as in the table."""
+@pytest.mark.parametrize("key, values, shown", [("model.double_softmax", ("False", "True"), "model.double_softmax"),
+                                               ("init.name", ("xavier", "he"), "init")])
+def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_figure(monkeypatch, tmp_path, key,
+                                                                                      values, shown):
+    """The double softmax (or the init) swept beside the paper grid: one results figure holds both values
+    (a marker shape each, the regimes keep their colours), where the curves come one figure per value
+    (files named by the setting: init, not init.name's `name`); the published values stand beside the
+    runs made with the published setting only (the first value), as in the table."""
     import itertools
     from types import SimpleNamespace
 
@@ -366,10 +370,10 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
 
     rows = [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "status": "FINISHED", "study": "agarap2019",
              "model.family": "mlp", "diagnostics.enabled": "False", "data.name": "mnist", "model.depth": "2",
-             "activation.name": act, "regime.name": regime, "seed": str(seed), "model.double_softmax": ds,
-             "optimizer.lr": "0.0003", "metric:test_acc": 0.5 + 0.1 * (ds == "True") + 0.01 * seed}
-            for i, (act, regime, seed, ds) in enumerate(itertools.product(("relu", "tanh"), ("baseline", "gna"),
-                                                                           (0, 1), ("False", "True")))]
+             "activation.name": act, "regime.name": regime, "seed": str(seed), key: v,
+             "optimizer.lr": "0.0003", "metric:test_acc": 0.5 + 0.1 * (v == values[1]) + 0.01 * seed}
+            for i, (act, regime, seed, v) in enumerate(itertools.product(("relu", "tanh"), ("baseline", "gna"),
+                                                                          (0, 1), values))]
     monkeypatch.setattr(reader, "open_experiment", lambda uri, name: (None, SimpleNamespace(experiment_id="1")))
     monkeypatch.setattr(reader, "runs_frame", lambda client, exp_id, statuses=(): pd.DataFrame(rows))
     monkeypatch.setattr(reader, "history", lambda client, run_id, key: np.array([2.3, 2.2]))
@@ -379,22 +383,19 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
         spec.kind, real(d, study, spec, title, **kw)))
     paths = figures.build("sqlite:///unused.db", "agarap2019", tmp_path, log_to_mlflow=False)
     stems = sorted({p.stem for p in paths})
-    assert stems == ["activations", "curves_d2_double_softmax-False", "curves_d2_double_softmax-True", "deltas",
-                     "results"]
+    short = key.split(".")[-1] if key != "init.name" else "init"
+    assert stems == sorted(["activations", *(f"curves_d2_{short}-{v}" for v in values), "deltas", "results"])
+    labels = [f"{shown}={v} {r}" for v in sorted(values) for r in ("baseline", "gna")]
     legend = [t.get_text() for t in drawn["results"].legends[0].get_texts()]
-    assert legend == ["model.double_softmax=False baseline", "model.double_softmax=False gna",
-                      "model.double_softmax=True baseline", "model.double_softmax=True gna", "published"]
+    assert legend == [*labels, "published"]
     ax = drawn["results"].axes[0]
-    # the published values beside the runs made with the published setting only (the plain loss): the table's
-    # rule, read with the study as it was before the swept setting joined its axes
+    # the published values beside the runs made with the published setting only: the table's rule, read
+    # with the study as it was before the swept setting joined its axes
     published = sorted(round(float(y), 6) for c in ax.collections if c.get_label() == "published"
                        for y in c.get_offsets()[:, 1])
     assert published == [91.12, 91.61, 91.62, 92.37]
-    assert {c.get_label(): c.lines[0].get_marker() for c in ax.containers} == {
-        "model.double_softmax=False baseline": "o", "model.double_softmax=False gna": "o",
-        "model.double_softmax=True baseline": "s", "model.double_softmax=True gna": "s"}
-    assert {c.get_label(): c.lines[0].get_color() for c in ax.containers}["model.double_softmax=True gna"] == \
-        figures.FIXED["gna"]
+    assert {c.get_label(): c.lines[0].get_marker() for c in ax.containers} == dict(zip(labels, "ooss"))
+    assert {c.get_label(): c.lines[0].get_color() for c in ax.containers}[labels[-1]] == figures.FIXED["gna"]
     fig = drawn["results"]
     fig.canvas.draw()  # the legend's long entries take as many columns as fit the page, not four side by side
     assert fig.get_tightbbox().width <= fig.get_figwidth() + 0.05

@@ -88,9 +88,15 @@ def _values(df: pd.DataFrame, study: Study, labels: tuple[str, ...]) -> list[tup
     return sorted(combos, key=lambda c: [orders[i].index(v) for i, v in enumerate(c)])
 
 
+def _short(key: str) -> str:
+    """A setting's name in a file name: its last part, the group where that is `name` (init.name: init)."""
+    parts = key.split(".")
+    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+
 def _name(labels: tuple[str, ...], combo: tuple) -> str:
-    return " ".join(f"{v}" if lab in ("model", "regime", "activation", "dataset") else f"{lab}={v}"
-                    for lab, v in zip(labels, combo))
+    return " ".join(f"{v}" if lab in ("model", "regime", "activation", "dataset") else
+                    f"{lab.removesuffix('.name')}={v}" for lab, v in zip(labels, combo))
 
 
 def _select(df: pd.DataFrame, labels: tuple[str, ...], combo: tuple) -> pd.DataFrame:
@@ -493,7 +499,7 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
                                                                           table_study=study)) is not None:
                 paths += _save(fig, out, _stem(spec, None))
         for extra, part in _by_other_settings(runs, study):  # no figure mixes runs of different configs
-            suffix = "".join(f"_{k.rsplit('.', 1)[-1]}-{v}" for k, v in extra)
+            suffix = "".join(f"_{_short(k)}-{v}" for k, v in extra)
             settings = ", ".join(f"{k}={v}" for k, v in extra)
             paths += _study_figures(client, part, study, out, activation, Path(tmp), suffix, settings)
     if log_to_mlflow:
