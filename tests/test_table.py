@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -399,6 +400,37 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
     fig = drawn["results"]
     fig.canvas.draw()  # the legend's long entries take as many columns as fit the page, not four side by side
     assert fig.get_tightbbox().width <= fig.get_figwidth() + 0.05
+
+
+def test_a_swept_setting_that_does_nothing_in_a_run_is_left_out_of_its_cell_as_in_the_table():
+    """init.std swept beside init=normal,xavier: the std does nothing in a xavier run, so the xavier runs
+    of both stds are one cell (as the table's row), named without a std, and its gna cell has a delta."""
+    from vgsweep.results import figures
+    from vgsweep.results.studies import AGARAP
+
+    rows = [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "status": "FINISHED", "data.name": "mnist",
+             "model.depth": "2", "activation.name": "relu", "regime.name": regime, "seed": str(seed),
+             "init.name": init, "init.std": std, "optimizer.lr": "0.0003",
+             "metric:test_acc": 0.8 + 0.05 * (regime == "gna") + 0.01 * seed + 0.001 * (std == "0.1")}
+            for i, (init, std, regime, seed) in enumerate(itertools.product(("normal", "xavier"), ("0.05", "0.1"),
+                                                                              ("baseline", "gna"), (0, 1)))]
+    d = pd.DataFrame(rows)
+    d = d.assign(**{a.label: d[a.key] for a in AGARAP.all_axes})
+    study = figures._with_swept_axes(d, AGARAP)
+    cells = {}
+    for kind in ("results", "deltas"):
+        fig = figures.fig_results(d, study, next(f for f in study.figures if f.kind == kind), "t", table_study=AGARAP)
+        cells[kind] = {c.get_label(): c.lines[0].get_ydata()[0] for c in fig.axes[0].containers}
+        if kind == "results":
+            seeds = [len(c.get_offsets()) for c in fig.axes[0].collections if c.get_label() == "_seed"]
+        figures.plt.close(fig)
+    assert sorted(cells["results"]) == ["init=normal init.std=0.05 baseline", "init=normal init.std=0.05 gna",
+                                        "init=normal init.std=0.1 baseline", "init=normal init.std=0.1 gna",
+                                        "init=xavier baseline", "init=xavier gna"]
+    assert sorted(seeds) == [2, 2, 2, 2, 4, 4]  # the xavier cells hold the runs of both stds
+    assert sorted(cells["deltas"]) == ["init=normal init.std=0.05 gna", "init=normal init.std=0.1 gna",
+                                       "init=xavier gna"]
+    assert cells["deltas"]["init=xavier gna"] == pytest.approx(5.0)
 
 
 def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeypatch, tmp_path):

@@ -96,7 +96,7 @@ def _short(key: str) -> str:
 
 def _name(labels: tuple[str, ...], combo: tuple) -> str:
     return " ".join(f"{v}" if lab in ("model", "regime", "activation", "dataset") else
-                    f"{lab.removesuffix('.name')}={v}" for lab, v in zip(labels, combo))
+                    f"{lab.removesuffix('.name')}={v}" for lab, v in zip(labels, combo) if v != "")  # "": inert
 
 
 def _select(df: pd.DataFrame, labels: tuple[str, ...], combo: tuple) -> pd.DataFrame:
@@ -261,6 +261,10 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
     if col not in d or d[col].isna().all() or (deltas and not study.baseline):
         return None
     table_study = table_study or study
+    own = {a.key for a in table_study.all_axes}
+    if swept := [a.key for a in study.all_axes if a.key not in own]:  # blank where it does nothing, as in the table
+        blank = reader.blank_inert(reader.fill_neutral(_params(d, study)), own)
+        d = d.assign(**{k: blank[k] for k in swept})
     agg = aggregate(_params(d, study), table_study)
     panel_axes = (("dataset",) if d["dataset"].nunique() > 1 else ()) + spec.panel
     panels, xs, lines = _values(d, study, panel_axes), _values(d, study, spec.x), _values(d, study, spec.line)
