@@ -355,6 +355,15 @@ def test_the_results_figure_draws_each_seed_its_mean_and_the_published_value_whe
     finally:
         figures.plt.close(fig)
 
+    # nothing learnt: every cell 10% and every delta 0 up to float noise (and no published value to widen the axis)
+    same = d.assign(**{"metric:test_acc": 0.1 + 1e-16 * (d.index % 3), "optimizer.lr": "0.003"})
+    for spec in [f for f in AGARAP.figures if f.kind in ("results", "deltas")]:
+        fig = figures.fig_results(same, AGARAP, spec, "t")
+        lo, hi = fig.axes[0].get_ylim()
+        fig.canvas.draw()
+        assert hi - lo >= 1 and fig.axes[0].yaxis.get_offset_text().get_text() == ""  # not a 1e-17 axis
+        figures.plt.close(fig)
+
 
 @pytest.mark.parametrize("key, values, shown", [("model.double_softmax", ("False", "True"), "model.double_softmax"),
                                                ("init.name", ("xavier", "he"), "init")])

@@ -324,8 +324,13 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
         ax.grid(alpha=0.3, axis="y")
         if deltas:
             ax.axhline(0, color="k", lw=0.5)
+    for ax in axes.flat:  # values that (nearly) agree: a span of 1 unit, not float noise on a 1e-17 axis
+        lo, hi = ax.get_ylim()
+        mid = 0.0 if deltas else (lo + hi) / 2
+        ax.set_ylim(min(lo, mid - 0.5), max(hi, mid + 0.5))
+        ax.ticklabel_format(axis="y", useOffset=False)
     for ax in axes[:, 0]:
-        ax.set_ylabel(metric.label.replace(" (%)", "") + f": delta to {study.baseline[1]}"
+        ax.set_ylabel(metric.label.replace(" (%)", "") + f": delta to {_name((blabel,), (bvalue,))}"
                       + (" (pp)" if "(%)" in metric.label else "") if deltas else metric.label)
     _legend_below(fig, axes)
     n = f"{min(seeds_n)}" if min(seeds_n) == max(seeds_n) else f"{min(seeds_n)}-{max(seeds_n)}"
