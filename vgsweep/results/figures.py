@@ -110,13 +110,15 @@ def _color(key: str, i: int) -> str:
 
 
 LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "v")
 
 
-def _style(lines: list[tuple], line: tuple) -> str:
-    """A line keyed on several axes: its colour follows the last axis, its dash the others' values
-    (e.g. double softmax False solid, True dashed), so no two lines look alike."""
+def _style(lines: list[tuple], line: tuple, styles: tuple[str, ...] = LINESTYLES) -> str:
+    """A line keyed on several axes: its colour follows the last axis, its dash (or marker, with
+    styles=MARKERS) the others' values (e.g. double softmax False solid, True dashed), so no two
+    lines look alike."""
     prefixes = list(dict.fromkeys(x[:-1] for x in lines))
-    return LINESTYLES[prefixes.index(line[:-1]) % len(LINESTYLES)] if len(line) > 1 else "-"
+    return styles[prefixes.index(line[:-1]) % len(styles)] if len(line) > 1 else styles[0]
 
 
 def _stem(fig: Figure, by_value) -> str:
@@ -237,9 +239,6 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
     return fig
 
 
-MARKERS = ("o", "s", "^", "v")
-
-
 def _panel_name(labels: tuple[str, ...], combo: tuple) -> str:
     return f"{combo[0]}-layer networks" if labels == ("depth",) else _name(labels, combo)
 
@@ -254,7 +253,7 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
     the diamond. A diamond only beside the cells the table compares with the published value
     (table.aggregate decides, with `table_study`, the study before swept settings joined its axes:
     the runs were made with the published setting)."""
-    from vgsweep.results.table import aggregate
+    from vgsweep.results.table import aggregate, published_delta
 
     deltas, metric = spec.kind == "deltas", study.metrics[0]
     col = f"metric:{metric.key}"
@@ -279,12 +278,11 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
     fig, axes, cols = _wrapped(len(panels), 3, 2.4, 0.5)
     width = 0.8 / len(lines)  # the markers of one x place share 0.8 of the unit between places
     shown_pub, seeds_n = False, []
-    prefixes = list(dict.fromkeys(c[:-1] for c in lines))
     for j, panel in enumerate(panels):
         ax = axes.flat[j]
         for li, line in enumerate(lines):
             color = _color(str(line[-1]) if line else "", li)
-            marker = MARKERS[prefixes.index(line[:-1]) % len(MARKERS)] if len(line) > 1 else "o"
+            marker = _style(lines, line, MARKERS)
             for xi, place in enumerate(xs):
                 labels, combo = panel_axes + spec.line + spec.x, panel + line + place
                 v = (_select(d, labels, combo)[col].dropna() * metric.scale).to_numpy()
@@ -302,10 +300,8 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
                     ci = None if pd.isna(r["delta_lo"]) else [[r["delta"] - r["delta_lo"]], [r["delta_hi"] - r["delta"]]]
                     ax.errorbar(x, r["delta"], yerr=ci, fmt=marker, ms=4, color=color, capsize=2, lw=1, label=label)
                     if not pd.isna(pub):  # the published delta: that cell against its published baseline
-                        i = [a.label for a in table_study.all_axes].index(blabel)
-                        key = [str(r[a.label]) for a in table_study.all_axes]
-                        base = table_study.published.get(tuple(key[:i] + [bvalue] + key[i + 1:]), {}).get(metric.key)
-                        pub = np.nan if base is None else pub - base
+                        pub = published_delta(table_study, tuple(r[a.label] for a in table_study.all_axes))
+                        pub = np.nan if pub is None else pub
                 else:
                     jitter = np.linspace(-0.2, 0.2, len(v)) * width if len(v) > 1 else np.zeros(1)
                     ax.scatter(x + jitter, v, s=5, color=color, alpha=0.45, lw=0, label="_seed")  # _: no legend entry

@@ -262,20 +262,27 @@ def _plain(mean: float, std: float, n: int, digits: int) -> str:
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 and not pd.isna(std) else "")
 
 
+def published_delta(study: Study, values: tuple) -> float | None:
+    """The published primary metric of a row (axis values in axes + column order) minus that of its
+    baseline row; None without both, or for the baseline row itself."""
+    if not study.baseline:
+        return None
+    metric = study.metrics[0].key
+    label, value = study.baseline
+    i = [a.label for a in study.all_axes].index(label)
+    pub = study.published.get(tuple(str(v) for v in values), {}).get(metric)
+    base = study.published.get(tuple(value if j == i else str(v) for j, v in enumerate(values)), {}).get(metric)
+    return None if pub is None or base is None or str(values[i]) == value else pub - base
+
+
 def published_cell(study: Study, values: tuple, metric: str = "") -> str:
     """The published value of a row (axis values in axes + column order), with its own delta."""
     metric = metric or study.metrics[0].key
     pub = study.published.get(tuple(str(v) for v in values), {})
     if metric not in pub:
         return ""
-    s = f"{pub[metric]:.2f}"
-    if study.baseline and metric == study.metrics[0].key:
-        label, value = study.baseline
-        i = [a.label for a in study.all_axes].index(label)
-        base = study.published.get(tuple(value if j == i else str(v) for j, v in enumerate(values)), {}).get(metric)
-        if base is not None and str(values[i]) != value:
-            s += f" ({_signed(pub[metric] - base)})"
-    return s
+    delta = published_delta(study, values) if metric == study.metrics[0].key else None
+    return f"{pub[metric]:.2f}" + ("" if delta is None else f" ({_signed(delta)})")
 
 
 def not_comparable_note(df: pd.DataFrame) -> str:
