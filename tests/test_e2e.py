@@ -142,6 +142,7 @@ def test_report_and_figures_from_the_store(sweep):
     out = tmp / "report"
     proc = run_cli(["report", "--tracking-uri", uri, "--out", str(out)], cwd=tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Downloading artifacts" not in proc.stderr  # MLflow's bar per run's diagnostics file: 2 lines a run
     figs = out / "figures" / "agarap2019"
     # gradient_distribution: logistic absent, tanh the first in paper order
     expected = ["activations", "curves_d2", "gradient_flow_d2", "gradient_distribution_tanh_d2", "results",

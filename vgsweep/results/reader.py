@@ -3,6 +3,7 @@ from MLflow alone."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,10 @@ ENDED = ("FINISHED", "FAILED", "KILLED")
 TAGS = {"config_hash": tracking.TAG_HASH, "verdict": "vgsweep.verdict", "verdict_reason": "vgsweep.verdict_reason",
         "failure": tracking.TAG_FAILURE, "failed_epoch": "vgsweep.failed_epoch", "overrides": tracking.TAG_OVERRIDES,
         "parameters": "vgsweep.parameters"}
+# MLflow draws a progress bar for every artifact it downloads: a report reads one file per run (its
+# diagnostics), and 60 runs printed 120 bars of "Downloading artifacts" around the figures' paths.
+# The environment still decides where it says so.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def open_experiment(uri: str, experiment: str):
