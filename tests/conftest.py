@@ -6,6 +6,7 @@ import contextlib
 import copy
 import functools
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -141,6 +142,40 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, module: str = "vgswe
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env=env)
+
+
+PDFLATEX = shutil.which("pdflatex")
+
+
+def _needs(tool: str | None, name: str, package: str) -> None:
+    if tool is None:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(f"CI=true but {name} is missing (.ci/run installs Debian's {package})")
+        pytest.skip(f"{name} not installed (apt-get install {package})")
+
+
+PDFTOTEXT = shutil.which("pdftotext")
+
+
+def pdf_text(path: Path) -> str:
+    """The text of a PDF as poppler's pdftotext reads it; skips without it, except under CI=true."""
+    _needs(PDFTOTEXT, "pdftotext", "poppler-utils")
+    return subprocess.run([PDFTOTEXT, str(path), "-"], capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def pdflatex(folder: Path, body: str) -> str:
+    """Compile an article whose document is `body` with the real pdflatex (booktabs and graphicx, as
+    table.tex and figures.tex ask) in folder, twice (labels); assert it made doc.pdf; its log.
+    Skips without pdflatex, except under CI=true, where .ci/run installs it."""
+    _needs(PDFLATEX, "pdflatex", "texlive-latex-base texlive-latex-recommended")
+    (folder / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs, graphicx}\n"
+                                    "\\begin{document}\n" + body + "\n\\end{document}\n")
+    for _ in range(2):
+        proc = subprocess.run([PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=folder,
+                              capture_output=True, text=True, timeout=120)
+    log = (folder / "doc.log").read_text(errors="replace")
+    assert proc.returncode == 0 and (folder / "doc.pdf").is_file(), log[-3000:]
+    return log
 
 
 def free_port() -> int:

@@ -611,3 +611,24 @@ def test_a_study_vgsweep_does_not_know_draws_the_settings_it_sweeps_in_its_figur
                                                                   "baseline optimizer.momentum=0.9"]
     assert all(float(x).is_integer() for ax in fig.axes for x in ax.get_xticks())
     figures.plt.close(fig)
+
+
+def test_the_latex_tables_fit_the_text_width_and_are_never_scaled_up(tmp_path):
+    """table.tex through the real pdflatex: a table whose cells carry the runs' verdicts is wider than an
+    article's text and is scaled down to it (no overfull box: a table of 4 columns ran 199 pt into the
+    margin when only tables of more than 6 were scaled); one that fits keeps its size."""
+    from tests.conftest import pdflatex
+    from vgsweep.results.table import FIT_MACRO, to_latex
+
+    runs = _grid().assign(**{"train.epochs": "3"})  # a smoke sweep's: no published columns beside it
+    narrow = to_latex(aggregate(runs), AGARAP, "fits")
+    words = ["vanishing", "not_learning", "healthy", "dead_units"]
+    runs = runs.assign(verdict=[words[i % 4] for i in range(len(runs))])
+    runs = pd.concat([runs, runs.assign(**{"model.depth": "5", "config_hash": runs["config_hash"] + "d5"})])
+    wide = to_latex(aggregate(runs), AGARAP, "wide")
+    assert "not\\_learning 1/3" in wide and wide.count(r"\begin{tabular}{llrr}") == 1
+    count = r"\let\plainresize\resizebox \renewcommand{\resizebox}{\typeout{vgsweep-scaled}\plainresize}"
+    for tex, scaled in ((narrow, 0), (wide, 1)):
+        (tmp_path / "table.tex").write_text(FIT_MACRO + "\n" + tex)
+        log = pdflatex(tmp_path, count + "\n\\input{table.tex}")
+        assert "Overfull \\hbox" not in log and log.count("\nvgsweep-scaled") == scaled, log[-3000:]

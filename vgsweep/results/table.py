@@ -407,7 +407,7 @@ def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                 "±": r"$\pm$", "−": r"$-$", "—": "---", "×": r"$\times$", "†": r"$^{\dagger}$",
-                "·": r"$\cdot$", "√": r"$\surd$"}
+                "·": r"$\cdot$", "√": r"$\surd$", "|": r"$|$", "◇": r"$\diamond$"}
 
 
 def tex(text: str) -> str:
@@ -433,7 +433,11 @@ def tex(text: str) -> str:
     return "".join(out) + esc(text[pos:])
 
 
-WIDE_TABLE = 6  # columns above which a LaTeX table is scaled to the text width
+# \vgsweepfit{<box>}: the box at its own size, scaled down to the line's width only where it is wider.
+# A table's width depends on its cells (a verdict beside a mean made a 4-column table 199 pt wider
+# than an article's text) and a figure's on its legend, which no column count foresees; graphicx only.
+FIT_MACRO = (r"\providecommand{\vgsweepfit}[1]{\sbox0{#1}\ifdim\wd0>\linewidth"
+             r"\resizebox{\linewidth}{!}{\usebox0}\else\usebox0\fi}")
 
 
 def _latex_head(b: Block) -> list[str]:
@@ -457,15 +461,13 @@ def to_latex(df: pd.DataFrame, study: Study | None = None, title: str = "") -> s
     for b in layout(df, study):
         caption = f"{title}: {b.title}" if title else b.title
         spec = "l" * b.keys + "r" * (len(b.head) - b.keys)
-        wide = len(b.head) > WIDE_TABLE  # scaled to the text width (graphicx), else it runs into the margin
         out += [r"\begin{table}[htbp]", r"\centering", r"\small", r"\caption{" + tex(caption) + "}",
-                *([r"\resizebox{\linewidth}{!}{%"] if wide else []),
-                r"\begin{tabular}{" + spec + "}", r"\toprule", *_latex_head(b), r"\midrule"]
+                r"\vgsweepfit{%", r"\begin{tabular}{" + spec + "}", r"\toprule", *_latex_head(b), r"\midrule"]
         for i, r in enumerate(b.rows):
             if i and b.keys > 1 and r[0] != b.rows[i - 1][0]:
                 out.append(r"\addlinespace")  # between the groups of the first key (regimes)
             out.append(" & ".join(tex(c) for c in r) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}" + ("}" if wide else ""), r"\par\smallskip",
+        out += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip",
                 r"\parbox{\linewidth}{\footnotesize " + tex(" ".join(x for x in (b.note, b.foot) if x)) + "}",
                 r"\end{table}", ""]
     return "\n".join(out)
@@ -508,8 +510,8 @@ def write(secs: list[Section], out: Path) -> pd.DataFrame:
     df.to_csv(out / "table.csv", index=False)
     md = "\n".join(s.md for s in secs)
     (out / "table.md").write_text(md)
-    (out / "table.tex").write_text("% vgsweep table: the tables of table.md for a paper; needs \\usepackage{booktabs, graphicx}\n\n"
-                                   + "\n".join(s.tex for s in secs))
+    (out / "table.tex").write_text("% vgsweep table: the tables of table.md for a paper; needs \\usepackage{booktabs, graphicx}\n"
+                                   + FIT_MACRO + "\n\n" + "\n".join(s.tex for s in secs))
     print(md)
     return df
 
