@@ -27,7 +27,7 @@ sweep: install ## the paper grid (experiment=paper_table1; add ARGS="seed=0,1,2"
 table: install ## results/table.md, table.tex (LaTeX) and table.csv from MLflow (TABLE_ARGS="--experiment X")
 	$(PY) -m vgsweep table --out results $(TABLE_ARGS)
 
-figures: install ## results/figures/ (PNG + PDF) from MLflow, also logged as the `figures` run (FIG_ARGS="--activation tanh")
+figures: install ## results/figures/ (PNG + PDF, figures.tex with captions) from MLflow, also logged as the `figures` run (FIG_ARGS="--activation tanh")
 	$(PY) -m vgsweep figures --out results/figures $(FIG_ARGS)
 
 report: install ## results/report.md: the table, the verdicts and the figures, all regenerated from MLflow

@@ -153,6 +153,7 @@ def test_report_and_figures_from_the_store(sweep):
         assert pdf[:4] == b"%PDF" and b"/FontFile2" in pdf and b"/Type3" not in pdf, stem  # TrueType fonts
     report = (out / "report.md").read_text()
     assert all(f"figures/agarap2019/{stem}.png" in report for stem in expected)
+    _figures_for_a_paper(out, figs, expected, report)
     assert "## Verdicts" in report and "| gna | relu |" in report
     assert "[table.tex](table.tex)" in report and (out / "table.tex").is_file()
     client = MlflowClient(uri)
@@ -172,6 +173,28 @@ def test_report_and_figures_from_the_store(sweep):
             assert r.data.tags["vgsweep.verdict"] in ("healthy", "vanishing", "exploding", "dead_units", "not_learning")
             assert "diagnostics/diagnostics.npz" in {a.path for a in client.list_artifacts(r.info.run_id, "diagnostics")}
             assert "grad/dense1/norm" in r.data.metrics and "units/hidden1/dead" in r.data.metrics
+
+
+def _figures_for_a_paper(out: Path, figs: Path, stems: list[str], report: str) -> None:
+    """figures.tex: each PDF in a figure with its caption and label, which the real pdflatex compiles
+    beside table.tex from a paper's folder (the figures' folder named there); the PDFs leave their
+    titles to the captions, the PNGs keep them."""
+    from tests.conftest import pdf_text, pdflatex
+
+    tex = (figs / "figures.tex").read_text()
+    assert "[figures/agarap2019/figures.tex](figures/agarap2019/figures.tex)" in report
+    for stem in stems:
+        assert f"\\includegraphics{{\\vgsweepfigures/agarap2019/{stem}.pdf}}" in tex, stem
+        assert tex.count(f"\\label{{fig:agarap2019-{stem}}}") == 1, stem
+    assert tex.count("\\caption{") == tex.count("\\begin{figure") == len(list(figs.glob("*.pdf")))
+    assert tex.isascii() and "\\caption{\\textbf{Gradient flow:} 2-layer networks (mean over epochs and seeds)." in tex
+    log = pdflatex(out, "\\newcommand{\\vgsweepfigures}{figures}\n\\input{table.tex}\n\\input{figures/agarap2019/figures.tex}")
+    assert "Overfull \\hbox" not in log and "undefined" not in log, log[-3000:]
+    paper = " ".join(pdf_text(out / "doc.pdf").split())
+    assert "Figure 3: Learning curves: 2-layer networks: mean over seeds, band ± 1 std." in paper.replace("±1", "± 1")
+    assert "Table 1: Agarap et al. 2019" in paper
+    drawn = pdf_text(figs / "curves_d2.pdf")
+    assert "tanh" in drawn and "relu" in drawn and "networks" not in drawn  # the panels, not the title
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -85,7 +85,10 @@ def test_a_search_trains_each_batch_as_one_pack_returns_its_objective_and_resume
     from vgsweep.results import figures
 
     paths = figures.build(uri, "lr_search", tmp_path / "figures", log_to_mlflow=False)
-    assert sorted(p.name for p in paths) == ["search.pdf", "search.png"]
+    paths = sorted(paths)
+    assert [p.name for p in paths] == ["figures.tex", "search.pdf", "search.png"]
+    caption = f"\\caption{{\\textbf{{Search:}} {len(runs)} trials. Every trial's objective"  # not the study's name
+    assert caption in paths[0].read_text() and "\\label{fig:lr_search-search}" in paths[0].read_text()
     from vgsweep.results import report
 
     page = report.build(uri, tmp_path / "report", "lr_search").read_text()

@@ -394,7 +394,7 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
     paths = figures.build("sqlite:///unused.db", "agarap2019", tmp_path, log_to_mlflow=False)
     stems = sorted({p.stem for p in paths})
     short = key.split(".")[-1] if key != "init.name" else "init"
-    assert stems == sorted(["activations", *(f"curves_d2_{short}-{v}" for v in values), "deltas", "results"])
+    assert stems == sorted(["activations", *(f"curves_d2_{short}-{v}" for v in values), "deltas", "figures", "results"])
     labels = [f"{shown}={v} {r}" for v in sorted(values) for r in ("baseline", "gna")]
     legend = [t.get_text() for t in drawn["results"].legends[0].get_texts()]
     assert legend == [*labels, "published"]

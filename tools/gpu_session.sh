@@ -106,7 +106,8 @@ step_grid() {
   t1=$(date +%s)
   # a failed run (exit 1) is a result too: the report lists it; only no store at all ends the step here
   [[ $rc == 0 ]] || { tail -50 "$OUT/grid.log"; [[ -f $store ]] || exit 1; }
-  $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out /tmp/results > /dev/null || echo "(report exit $?)"
+  # from /tmp into results/: figures.tex then finds its PDFs under results/figures, as in this checkout once unpacked
+  (cd /tmp && $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out results > /dev/null) || echo "(report exit $?)"
   {
     echo "# The paper grid on the GPU (Agarap et al. 2019, Table 1)"
     echo

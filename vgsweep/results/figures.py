@@ -20,13 +20,15 @@ Each study lists its figures (studies.py); the kinds:
 - search: a hyper-parameter search's trials, the objective against each searched setting.
 
 Each is written as PNG and PDF into results/figures/<experiment>/, sized for a paper's column
-(3.5 in) or page (7 in) width, and the set is logged to the experiment as the artifacts of one MLflow run named `figures` (replaced each
-time).
+(3.5 in) or page (7 in) width; the PNG carries the title, the PDF leaves it to its caption in
+figures.tex beside them (a LaTeX `figure` per PDF, with a label). The set is logged to the experiment
+as the artifacts of one MLflow run named `figures` (replaced each time).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from dataclasses import replace
@@ -58,6 +60,26 @@ METRIC_NAMES = {"train_loss": "training loss", "train_acc": "training accuracy (
 # a loss row whose curves span more than this factor is drawn on a log axis: one inflated first epoch
 # (27 for swish at init gain 4, against 0.01 at the end) flattens every other curve on a linear one
 LOG_LOSS_SPAN = 10.0
+KINDS = {  # kind -> (heading, what it shows): the report's sections and the captions of figures.tex, in this order
+    "results": ("Results", "The table's primary metric per cell: each seed a dot, mean ± std, the published value a "
+                           "hollow diamond where the runs were made with its setting."),
+    "deltas": ("Deltas to the baseline", "Each cell's difference to its baseline with the 95% interval, paired by "
+                                         "seed; the published difference a hollow diamond."),
+    "curves": ("Learning curves", "Loss and accuracy per epoch (mean ± std over seeds where there are several)."),
+    "gradient_flow_epochs": ("Gradient flow per epoch", "Mean |gradient| of each layer's weights, one line per epoch."),
+    "gradient_flow": ("Gradient flow", "Mean |gradient| of each layer's weights, input side first: level when "
+                                       "healthy, falling toward the input when vanishing."),
+    "gradient_distribution": ("Gradient distribution over training",
+                              "log10 |g| of the first layer's weights per epoch, before and after the added noise."),
+    "search": ("Search", "Every trial's objective against each searched setting; each group's best ringed."),
+    "activations": ("Activation functions", "The activations and their derivatives (logistic's is at most 0.25)."),
+}
+
+
+def kind_of(stem: str) -> str | None:
+    """A figure file's kind: gradient_flow_epochs for gradient_flow_epochs, gradient_flow for
+    gradient_flow_d5_init-he and for the VGG study's plain gradient_flow."""
+    return max((k for k in KINDS if stem == k or stem.startswith(k + "_")), key=len, default=None)
 
 
 def load_runs(client, exp_id: str, study: Study) -> pd.DataFrame:
@@ -126,12 +148,48 @@ def _stem(fig: Figure, by_value) -> str:
     return fig.kind + suffix
 
 
-def _save(fig, out: Path, name: str) -> list[Path]:
+def _save(fig, out: Path, name: str, captions: dict[Path, tuple[str, float]]) -> list[Path]:
+    """The figure as PNG (with its title: the report, the UI) and as PDF for a paper, whose caption
+    in figures.tex says what the title said (captions: the PDF's title and width in inches)."""
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=200, bbox_inches="tight")
+    title = fig._suptitle  # noqa: SLF001 - matplotlib >= 3.8 has get_suptitle(); 3.7 only this
+    captions[paths[1]] = (title.get_text() if title is not None else "", fig.get_figwidth())
+    if title is not None:
+        title.set_visible(False)
     fig.savefig(paths[1], bbox_inches="tight")
     plt.close(fig)
     return paths
+
+
+def write_latex(out: Path, experiment: str, captions: dict[Path, tuple[str, float]]) -> Path:
+    """out/figures.tex: each PDF of the experiment in a `figure` with its caption (the PNG's title and
+    what the kind shows) and a label fig:<experiment>-<name>; page-wide figures in `figure*` (both
+    columns of a two-column paper, a plain figure in one column); a figure wider than the line is
+    scaled down to it, never up."""
+    from vgsweep.results.table import FIT_MACRO, tex
+
+    root = out.parent.as_posix()
+    lines = [f"% vgsweep figures of experiment {experiment} for a paper: \\input this file; needs \\usepackage{{graphicx}}.",
+             "% \\includegraphics reads paths from the main document's folder: where the figures are elsewhere from it,",
+             "% define \\vgsweepfigures (the folder above this one's) before the first \\input.",
+             r"\providecommand{\vgsweepfigures}{" + root + "}", FIT_MACRO, ""]
+    order = list(KINDS)
+    for pdf, (title, width) in sorted(captions.items(), key=lambda c: order.index(kind_of(c[0].stem))):
+        heading, what = KINDS[kind_of(pdf.stem)]
+        # the title without what the bold heading says already ("Gradient flow, ...") or the experiment's name
+        rest = title.removeprefix(f"{experiment}: ")
+        rest = rest[len(heading):].lstrip(",: ") if rest.lower().startswith(heading.lower()) else rest
+        lead = r"\textbf{" + tex(heading) + (":} " + tex(rest.rstrip(".")) + "." if rest else ".}")
+        env = "figure*" if width > COLUMN_IN + 0.5 else "figure"
+        lines += [rf"\begin{{{env}}}[htbp]", r"\centering",
+                  r"\vgsweepfit{\includegraphics{\vgsweepfigures/" + f"{out.name}/{pdf.name}" + "}}",
+                  r"\caption{" + lead + " " + tex(what) + "}",
+                  r"\label{" + re.sub(r"[^\w.:-]", "-", f"fig:{experiment}-{pdf.stem}", flags=re.A) + "}",
+                  rf"\end{{{env}}}", ""]
+    path = out / "figures.tex"
+    path.write_text("\n".join(lines))
+    return path
 
 
 def _legend_below(fig, axes) -> None:
@@ -149,7 +207,7 @@ def _legend_below(fig, axes) -> None:
                    frameon=False)
 
 
-def fig_activations(out: Path) -> list[Path]:
+def fig_activations(out: Path, captions: dict[Path, tuple[str, float]]) -> list[Path]:
     import torch
 
     from vgsweep.activations import ACTIVATIONS as F, DERIVATIVES
@@ -166,7 +224,7 @@ def fig_activations(out: Path) -> list[Path]:
         ax.axhline(0, color="k", lw=0.4)
         ax.grid(alpha=0.3)
     b.legend(frameon=False, loc="upper left")
-    return _save(fig, out, "activations")
+    return _save(fig, out, "activations", captions)
 
 
 class _LogPlain(ticker.LogFormatter):
@@ -495,18 +553,20 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
         study = swept
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
+    captions: dict[Path, tuple[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for spec in study.figures:
             if spec.kind == "activations":
-                paths += fig_activations(out)
+                paths += fig_activations(out, captions)
         for spec in swept.figures:  # one figure of every config side by side: a swept setting is a marker
             if spec.kind in ("results", "deltas") and (fig := fig_results(runs, swept, spec, study.name,
                                                                           table_study=study)) is not None:
-                paths += _save(fig, out, _stem(spec, None))
+                paths += _save(fig, out, _stem(spec, None), captions)
         for extra, part in _by_other_settings(runs, study):  # no figure mixes runs of different configs
             suffix = "".join(f"_{_short(k)}-{v}" for k, v in extra)
             settings = ", ".join(f"{k}={v}" for k, v in extra)
-            paths += _study_figures(client, part, study, out, activation, Path(tmp), suffix, settings)
+            paths += _study_figures(client, part, study, out, activation, Path(tmp), suffix, settings, captions)
+    paths.append(write_latex(out, experiment, captions))
     if log_to_mlflow:
         log_figures(client, exp.experiment_id, paths)
     for p in paths:
@@ -569,7 +629,7 @@ def _by_other_settings(runs: pd.DataFrame, study: Study) -> list[tuple[tuple, pd
 
 
 def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activation: str | None, tmp: Path,
-                   suffix: str, settings: str) -> list[Path]:
+                   suffix: str, settings: str, captions: dict[Path, tuple[str, float]]) -> list[Path]:
     """The study's figures (but the activations one) from these runs; `suffix` ends the file names,
     `settings` goes into the titles."""
     paths: list[Path] = []
@@ -595,11 +655,12 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
                     act = activation if activation in acts else acts[0]
                     fig = fig_gradient_distribution(client, d[d["activation"] == act], study, spec,
                                                     f"{act}, {title}", tmp)
-                    paths += _save(fig, out, f"gradient_distribution_{act}" + _stem(spec, by)[len(spec.kind):] + suffix)
+                    paths += _save(fig, out, f"gradient_distribution_{act}" + _stem(spec, by)[len(spec.kind):] + suffix,
+                                   captions)
                     continue
                 draw = fig_gradient_flow if spec.kind == "gradient_flow" else fig_gradient_flow_epochs
                 fig = draw(client, d, study, spec, title, tmp)
-            paths += _save(fig, out, _stem(spec, by) + suffix)
+            paths += _save(fig, out, _stem(spec, by) + suffix, captions)
     return paths
 
 

@@ -16,21 +16,6 @@ import pandas as pd
 
 from vgsweep.results import figures, reader, table
 
-SECTIONS = [  # (file stem prefix, heading, what it shows)
-    ("results", "Results", "The table's primary metric per cell: each seed a dot, mean ± std, the published value a "
-                           "hollow diamond where the runs were made with its setting."),
-    ("deltas", "Deltas to the baseline", "Each cell's difference to its baseline with the 95% interval, paired by "
-                                         "seed; the published difference a hollow diamond."),
-    ("curves", "Learning curves", "Loss and accuracy per epoch (mean ± std over seeds where there are several)."),
-    ("gradient_flow_epochs", "Gradient flow per epoch", "Mean |gradient| of each layer's weights, one line per epoch."),
-    ("gradient_flow_d", "Gradient flow", "Mean |gradient| of each layer's weights: level when healthy, falling toward "
-                                         "the input when vanishing."),
-    ("gradient_flow_", "Gradient flow", "Mean |gradient| of each layer's weights, the models side by side."),
-    ("gradient_distribution_", "Gradient distribution over training",
-     "log10 |g| of the first layer's weights per epoch, before and after the added noise."),
-    ("search", "Search", "Every trial's objective against each searched setting; each group's best ringed."),
-    ("activations", "Activation functions", "The activations and their derivatives (logistic's is at most 0.25)."),
-]
 AXES = {"model.name": "model", "model.depth": "depth", "activation.name": "activation", "regime.name": "regime",
         "optimizer.lr": "lr"}
 
@@ -70,11 +55,12 @@ def section(uri: str, sec: table.Section, out: Path, activation: str) -> list[st
         lines += [bad.to_markdown(index=False) if not bad.empty else "None.", ""]
     failed = failed_rows(runs)
     lines += ["## Failed or killed runs", "", failed.to_markdown(index=False) if not failed.empty else "None.", ""]
-    used = set()
-    for prefix, heading, what in SECTIONS:
-        chosen = sorted(p for p in figs if p.stem.startswith(prefix) and p not in used)
+    if figs:
+        tex = (fig_dir / "figures.tex").relative_to(out).as_posix()
+        lines += [f"The figures below as PDF for a paper, each with its caption and label: [{tex}]({tex}) (LaTeX).", ""]
+    for kind, (heading, what) in figures.KINDS.items():
+        chosen = sorted(p for p in figs if figures.kind_of(p.stem) == kind)
         if chosen:
-            used.update(chosen)
             lines += [f"## {heading}", "", what, ""]
             lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in chosen] + [""]
     return lines
