@@ -67,6 +67,8 @@ def test_the_live_progress_line_ends_before_anything_else_is_written(tiny_root, 
     assert len(bars) == 4, err  # 2 packs x 2 epochs, each rewriting the line
     # each pack's last rewrite of the line is ended by a newline, so what follows starts on its own line
     assert [seg.rstrip(" ").endswith("\n") for seg in bars] == [False, True, False, True] and err.endswith("\n")
+    # a pack's last epoch counts its runs as trained (it said "runs finished 0/2" at the end of the first)
+    assert [re.search(r"runs trained (\d/\d)", seg).group(1) for seg in bars] == ["0/2", "1/2", "1/2", "2/2"], bars
 
 
 def test_curves_say_one_seed_when_there_is_one(monkeypatch):

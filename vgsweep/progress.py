@@ -1,4 +1,4 @@
-"""Progress of a sweep: packs, epochs, runs finished, ETA.
+"""Progress of a sweep: packs, epochs, runs trained, ETA.
 
 On a terminal one line rewrites itself; elsewhere (CI, files, `nohup`) it degrades to a log line
 per epoch at most every few seconds.
@@ -30,8 +30,9 @@ class Progress:
         eta = el / self.done_work * (self.total - self.done_work) if self.done_work else float("nan")
         n_runs = sum(k for k, _ in self.packs)
         taken = f" | {len(self.taken)} taken by another sweep" if self.taken else ""
+        trained = self.runs_done + (k if epoch + 1 == e else 0)  # the pack's last epoch: its runs are trained
         return (f"pack {self.pack + 1}/{len(self.packs)} ({k} runs) | epoch {epoch + 1}/{e} | "
-                f"runs finished {self.runs_done}/{n_runs}{taken} | elapsed {el:.0f} s | ETA {eta:.0f} s")
+                f"runs trained {trained}/{n_runs}{taken} | elapsed {el:.0f} s | ETA {eta:.0f} s")
 
     def taken_elsewhere(self, keys: set) -> None:
         """Runs of the current pack (their config keys) that will not train here: another sweep
