@@ -95,7 +95,10 @@ def test_callbacks_see_each_packed_jobs_real_result(tiny_root, tmp_path):
                     "+hydra.callbacks.rec._target_=recorder.Recorder", f"+hydra.callbacks.rec.path={events_file}"],
                    cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]  # a job failed
-    assert "Traceback" not in proc.stderr and "FAILED: training loss became NaN or inf" in proc.stderr
+    # one line of vgsweep's, not Hydra's "Error executing job with overrides: [...]" and its HYDRA_FULL_ERROR hint
+    [line] = [x for x in proc.stderr.splitlines() if x.startswith("vgsweep: ")]
+    assert proc.stderr.rstrip().endswith(line) and "Error executing job" not in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     assert [(e["event"], e["num"]) for e in events] == [(ev, n) for n in range(4) for ev in ("start", "end")]
     client = MlflowClient(uri)
@@ -103,6 +106,9 @@ def test_callbacks_see_each_packed_jobs_real_result(tiny_root, tmp_path):
     runs = {(r.data.params["activation.name"], r.data.params["optimizer.lr"]): r
             for r in client.search_runs([exp.experiment_id])}
     assert len(runs) == 4 and {int(r.data.tags["vgsweep.pack_size"]) for r in runs.values()} == {4}
+    failed = [r.info.run_id for r in runs.values() if r.info.status == "FAILED"]
+    assert failed and line.startswith(f"vgsweep: {len(failed)} job{'s' * (len(failed) > 1)} failed: run ")
+    assert all(f"run {i}: training loss became NaN or inf" in line for i in failed), line
     for e in (e for e in events if e["event"] == "end"):
         overrides = (tmp_path / "mr" / str(e["num"]) / ".hydra" / "overrides.yaml").read_text()
         act = "relu" if "activation=relu" in overrides else "tanh"

@@ -169,6 +169,8 @@ def _refusals_as_one_line() -> None:
             try:
                 return func()
             except Exception as e:
+                if isinstance(e, JobFailed) and os.environ.get("HYDRA_FULL_ERROR") != "1":
+                    _failed_jobs()  # the packed launcher's: one line naming every failed run, exit 1
                 if _ENTERED and not isinstance(e, JobFailed):
                     _failed_jobs(f" (then the sweeper stopped: {type(e).__name__}: {e})")
                 message = None if _ENTERED or os.environ.get("HYDRA_FULL_ERROR") == "1" else \

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import os
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from vgsweep.config import OBJECTIVES, VAL_OBJECTIVES, ConfigError, Shown, config_hash, higher_is_better, one_of
@@ -188,6 +189,27 @@ def swept_keys(config: DictConfig) -> list[str]:
 # Jobs of this process that failed, across the launcher's calls: a sweeper that tolerates failures
 # (Optuna's max_failure_rate) goes on past them, and the command still ends with exit status 1.
 FAILED: list[str] = []
+
+
+class PackedJobReturn(JobReturn):
+    """A packed job's JobReturn: the same fields, and a failed job's error raised to the sweeper that
+    asks for its value, as Hydra's is, but without the line Hydra's writes to stderr first ("Error
+    executing job with overrides: [...]", one per failed trial under Optuna): the sweep's summary
+    names every failed job, and the command ends with one line naming their runs (app._failed_jobs)."""
+
+    @property
+    def return_value(self):
+        if self.status == JobStatus.COMPLETED:
+            return self._return_value
+        raise self._return_value
+
+    @return_value.setter
+    def return_value(self, value) -> None:
+        self._return_value = value
+
+    @classmethod
+    def of(cls, ret: JobReturn) -> "PackedJobReturn":
+        return cls(**{f.name: getattr(ret, f.name) for f in dataclasses.fields(ret)})
 
 
 def compose_once(loader) -> None:
@@ -422,8 +444,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         for sweep_config in configs:
             log.info("\t#%d : %s", sweep_config.hydra.job.num,
                      " ".join(filter_overrides(list(sweep_config.hydra.overrides.task))))
-            returns.append(run_job(hydra_context=ctx, task_function=launcher.task_function, config=sweep_config,
-                                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+            returns.append(PackedJobReturn.of(run_job(hydra_context=ctx, task_function=launcher.task_function,
+                                                      config=sweep_config, job_dir_key="hydra.sweep.dir",
+                                                      job_subdir_key="hydra.sweep.subdir")))
             configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     finally:
         _ACTIVE = None
