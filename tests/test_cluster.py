@@ -86,7 +86,9 @@ def test_a_submitit_local_sweep_interrupted_or_its_pack_job_killed_leaves_no_run
     pack job killed under the sweep (kill -9) leaves its runs FAILED with the reason, not RUNNING.
     Then the same command finishes the same runs, each epoch once."""
     data = make_idx_dataset(tmp_path / "data", n_train=3000, n_test=500)
-    uri, epochs, ckdir = f"sqlite:///{tmp_path / 'm.db'}", 12, tmp_path / "checkpoints"
+    # 24 epochs: each interruption lands a few epochs after the checkpoints it waits for, and with 12 the
+    # third sweep (two workers, their other tests beside) resumed at epoch 10 and finished before two more
+    uri, epochs, ckdir = f"sqlite:///{tmp_path / 'm.db'}", 24, tmp_path / "checkpoints"
     args = ["-m", "activation=relu,tanh", "seed=0", *SMALL, "model.hidden=[128,128]", f"train.epochs={epochs}",
             f"data.root={data}", "checkpoint.every=2", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'mr'}",
             "hydra.launcher.executor=submitit_local", "hydra.launcher.poll_s=0.2"]
@@ -98,7 +100,7 @@ def test_a_submitit_local_sweep_interrupted_or_its_pack_job_killed_leaves_no_run
                                 stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 240
         while len([p for p in ckdir.glob("*.pt") if p.stat().st_mtime > t0]) < 2:  # this sweep's checkpoints
-            assert proc.poll() is None, "the sweep ended before it was interrupted: make it longer"
+            assert proc.poll() is None, f"the sweep ended before it was interrupted ({how}): make it longer"
             assert time.monotonic() < deadline
             time.sleep(0.02)
         c, runs = _runs(uri)
