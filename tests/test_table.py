@@ -632,3 +632,24 @@ def test_the_latex_tables_fit_the_text_width_and_are_never_scaled_up(tmp_path):
         (tmp_path / "table.tex").write_text(FIT_MACRO + "\n" + tex)
         log = pdflatex(tmp_path, count + "\n\\input{table.tex}")
         assert "Overfull \\hbox" not in log and log.count("\nvgsweep-scaled") == scaled, log[-3000:]
+
+
+def test_a_pipe_in_a_cell_keeps_the_markdown_tables_columns():
+    """report.md's table of runs that are not healthy: a vanishing verdict's reason says "mean |gradient|",
+    whose bars ended the cell, so the row had two columns more than its header (seen in a report)."""
+    import re
+
+    from vgsweep.results.report import verdict_rows
+    from vgsweep.results.table import md_table, to_markdown
+
+    reason = "first layer's mean |gradient| is 0.0034 x the last layer's (mean over epochs) < 0.01"
+    runs = pd.DataFrame([{"run_name": f"mnist-d2-logistic-baseline-s{s}", "status": "FINISHED", "verdict": "vanishing",
+                          "verdict_reason": reason, "metric:test_acc": 0.1, "model.depth": "2",
+                          "activation.name": "logistic", "regime.name": "baseline"} for s in (0, 1)])
+    runs["activation.name"] = runs["activation.name"].where(runs.index == 0, "a|b")  # a cell of the table too
+    for md in (md_table(verdict_rows(runs), index=False),
+               to_markdown(aggregate(_runs([("a|b", "baseline", 2, 0, 50.0)])), AGARAP)):
+        rows = [ln for ln in md.splitlines() if ln.startswith("|")]
+        cells = {len(re.findall(r"(?<!\\)\|", ln)) for ln in rows}
+        assert len(rows) >= 3 and len(cells) == 1, md
+    assert r"mean \|gradient\|" in md_table(verdict_rows(runs), index=False)

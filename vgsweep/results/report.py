@@ -52,9 +52,9 @@ def section(uri: str, sec: table.Section, out: Path, activation: str) -> list[st
         counts = v.groupby([group, "verdict"]).size().unstack(fill_value=0)
         lines += [counts.to_markdown(), "", "Runs that are not healthy:", ""]
         bad = v[v.verdict != "healthy"].sort_values([c for c in (group, "activation", "regime", "run") if c in v])
-        lines += [bad.to_markdown(index=False) if not bad.empty else "None.", ""]
+        lines += [table.md_table(bad, index=False) if not bad.empty else "None.", ""]
     failed = failed_rows(runs)
-    lines += ["## Failed or killed runs", "", failed.to_markdown(index=False) if not failed.empty else "None.", ""]
+    lines += ["## Failed or killed runs", "", table.md_table(failed, index=False) if not failed.empty else "None.", ""]
     if figs:
         tex = (fig_dir / "figures.tex").relative_to(out).as_posix()
         lines += [f"The figures below as PDF for a paper, each with its caption and label: [{tex}]({tex}) (LaTeX).", ""]

@@ -390,6 +390,17 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
     return blocks
 
 
+def md_cell(value) -> str:
+    """A markdown table's cell: a `|` in it (a verdict's reason: mean |gradient|) escaped, where it would
+    end the cell and shift the rest of the row into columns of their own."""
+    return str(value).replace("|", r"\|")
+
+
+def md_table(df: pd.DataFrame, **kw) -> str:
+    """pandas' to_markdown with md_cell's escaping (pandas leaves a `|` in a cell as it is)."""
+    return df.apply(lambda col: col.map(lambda v: md_cell(v) if isinstance(v, str) else v)).to_markdown(**kw)
+
+
 def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
     if df.empty:
         return "No finished runs.\n"
@@ -398,8 +409,8 @@ def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
         lines += [f"## {b.title}", ""]
         if b.note:
             lines += [b.note, ""]
-        lines += ["| " + " | ".join(b.head) + " |", "|" + "---|" * len(b.head)]
-        lines += ["| " + " | ".join(r) + " |" for r in b.rows]
+        lines += ["| " + " | ".join(map(md_cell, b.head)) + " |", "|" + "---|" * len(b.head)]
+        lines += ["| " + " | ".join(map(md_cell, r)) + " |" for r in b.rows]
         lines += ["", b.foot, ""]
     return "\n".join(lines)
 
