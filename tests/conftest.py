@@ -163,18 +163,19 @@ def pdf_text(path: Path) -> str:
     return subprocess.run([PDFTOTEXT, str(path), "-"], capture_output=True, text=True, check=True, timeout=60).stdout
 
 
-def pdflatex(folder: Path, body: str) -> str:
-    """Compile an article whose document is `body` with the real pdflatex (booktabs and graphicx, as
-    table.tex and figures.tex ask) in folder, twice (labels); assert it made doc.pdf; its log.
-    Skips without pdflatex, except under CI=true, where .ci/run installs it."""
+def pdflatex(folder: Path, body: str | None = None, name: str = "doc") -> str:
+    """Compile folder/<name>.tex with the real pdflatex, twice (labels); with a body, first write it as an
+    article's document (booktabs and graphicx, as table.tex and figures.tex ask). Asserts it made the
+    PDF; returns the log. Skips without pdflatex, except under CI=true, where .ci/run installs it."""
     _needs(PDFLATEX, "pdflatex", "texlive-latex-base texlive-latex-recommended")
-    (folder / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs, graphicx}\n"
-                                    "\\begin{document}\n" + body + "\n\\end{document}\n")
+    if body is not None:
+        (folder / f"{name}.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs, graphicx}\n"
+                                           "\\begin{document}\n" + body + "\n\\end{document}\n")
     for _ in range(2):
-        proc = subprocess.run([PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=folder,
+        proc = subprocess.run([PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"], cwd=folder,
                               capture_output=True, text=True, timeout=120)
-    log = (folder / "doc.log").read_text(errors="replace")
-    assert proc.returncode == 0 and (folder / "doc.pdf").is_file(), log[-3000:]
+    log = (folder / f"{name}.log").read_text(errors="replace")
+    assert proc.returncode == 0 and (folder / f"{name}.pdf").is_file(), log[-3000:]
     return log
 
 

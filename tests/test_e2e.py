@@ -177,8 +177,8 @@ def test_report_and_figures_from_the_store(sweep):
 
 def _figures_for_a_paper(out: Path, figs: Path, stems: list[str], report: str) -> None:
     """figures.tex: each PDF in a figure with its caption and label, which the real pdflatex compiles
-    beside table.tex from a paper's folder (the figures' folder named there); the PDFs leave their
-    titles to the captions, the PNGs keep them."""
+    beside table.tex from a paper's folder (the figures' folder named there), and in report.tex, the
+    report as one document; the PDFs leave their titles to the captions, the PNGs keep them."""
     from tests.conftest import pdf_text, pdflatex
 
     tex = (figs / "figures.tex").read_text()
@@ -193,6 +193,12 @@ def _figures_for_a_paper(out: Path, figs: Path, stems: list[str], report: str) -
     paper = " ".join(pdf_text(out / "doc.pdf").split())
     assert "Figure 3: Learning curves: 2-layer networks: mean over seeds, band ± 1 std." in paper.replace("±1", "± 1")
     assert "Table 1: Agarap et al. 2019" in paper
+    assert "[report.tex](report.tex)" in report
+    log = pdflatex(out, name="report")  # make report, then pdflatex report.tex in its folder
+    assert "Overfull \\hbox" not in log and "undefined" not in log, log[-3000:]
+    page = " ".join(pdf_text(out / "report.pdf").split())
+    assert "vgsweep report" in page and "1 Experiment agarap2019" in page and "Table 1: Agarap et al. 2019" in page
+    assert page.count("Figure ") >= len(stems) and "Figure 6: Activation functions." in page, page[:3000]
     drawn = pdf_text(figs / "curves_d2.pdf")
     assert "tanh" in drawn and "relu" in drawn and "networks" not in drawn  # the panels, not the title
 

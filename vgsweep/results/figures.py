@@ -523,6 +523,7 @@ def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figur
             h = diag.hist[:, i, 0, :].T  # (bins, epochs): first layer
             im = axes[i, j].imshow(np.log10(h + 1e-4), origin="lower", aspect="auto", cmap="viridis", vmin=-4,
                                    vmax=0, extent=(0.5, h.shape[1] + 0.5, edges[0], edges[-1]))
+            axes[i, j].xaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))  # epochs: not 0.75, 1.25
         axes[0, j].set_title(f"{_name(spec.panel, panel)} (seed {run.seed})\nbefore noise")
         axes[1, j].set_title("after noise")
         axes[1, j].set_xlabel("epoch")

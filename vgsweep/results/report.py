@@ -2,7 +2,8 @@
 
 Regenerates results/table.md, results/table.tex, results/table.csv and results/figures/ from MLflow, then writes
 results/report.md that embeds them, with every run whose verdict is not healthy and why, and every
-run that failed or was killed and why.
+run that failed or was killed and why; and results/report.tex, the tables and figures as one LaTeX
+document (pdflatex report.tex in results/ makes report.pdf).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
                           "overrides": r.overrides} for _, r in bad.iterrows()])
 
 
-def section(uri: str, sec: table.Section, out: Path, activation: str) -> list[str]:
+def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[list[str], bool]:
+    """The experiment's part of report.md, and whether it has figures (and so a figures.tex)."""
     experiment, runs, md = sec.name, sec.runs, sec.md
     fig_dir = out / "figures" / experiment
     figs = [p for p in figures.build(uri, experiment, fig_dir, activation) if p.suffix == ".png"] \
@@ -63,20 +65,45 @@ def section(uri: str, sec: table.Section, out: Path, activation: str) -> list[st
         if chosen:
             lines += [f"## {heading}", "", what, ""]
             lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in chosen] + [""]
-    return lines
+    return lines, bool(figs)
+
+
+def latex_page(uri: str, secs: list[table.Section], with_figures: list[bool], when: str) -> str:
+    """report.tex: one LaTeX document of every experiment's tables and figures (their figures.tex,
+    with the captions), to compile into report.pdf in the report's folder."""
+    from vgsweep.results.table import FIT_MACRO, tex
+
+    lines = ["% vgsweep report as one document: each experiment's tables (as in table.tex) and figures (its",
+             "% figures.tex). In this folder, pdflatex report.tex twice (the figure numbers) makes report.pdf.",
+             r"\documentclass{article}", r"\usepackage[margin=2cm]{geometry}", r"\usepackage{booktabs, graphicx}",
+             r"\providecommand{\vgsweepfigures}{figures}", FIT_MACRO,
+             r"\extrafloats{200}",  # a study's dozens of figures wait for pages without "Too many unprocessed floats"
+             r"\title{vgsweep report}", r"\date{Generated " + tex(when) + r" from \texttt{" + tex(uri) + "}}",
+             r"\begin{document}", r"\maketitle", ""]
+    for sec, figs in zip(secs, with_figures):
+        lines += [r"\section{Experiment \texttt{" + tex(sec.name) + "}}", sec.tex]
+        if figs:
+            lines += [r"\input{figures/" + sec.name + "/figures.tex}"]
+        lines += [r"\clearpage", ""]
+    return "\n".join(lines + [r"\end{document}", ""])
 
 
 def build(uri: str, out: Path, experiment: str | None = None, activation: str = "logistic") -> Path:
     secs = table.sections(uri, experiment)  # the runs of each experiment, read once for the table and the page
     table.write(secs, out)
     names = [sec.name for sec in secs]
+    when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     lines = ["# vgsweep report", "",
-             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `{uri}`: "
-             + ", ".join(f"`{n}`" for n in names) + ".",
+             f"Generated {when} from `{uri}`: " + ", ".join(f"`{n}`" for n in names) + ".",
              "The same tables for a paper in [table.tex](table.tex) (LaTeX, booktabs), every number unrounded in "
-             "[table.csv](table.csv).", ""]
+             "[table.csv](table.csv); this page as one LaTeX document, tables and figures with their captions, in "
+             "[report.tex](report.tex) (`pdflatex report.tex` in this folder).", ""]
+    with_figures = []
     for sec in secs:
-        lines += section(uri, sec, out, activation)
+        part, figs = section(uri, sec, out, activation)
+        lines += part
+        with_figures.append(figs)
+    (out / "report.tex").write_text(latex_page(uri, secs, with_figures, when))
     path = out / "report.md"
     path.write_text("\n".join(lines))
     print(path)
