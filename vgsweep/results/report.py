@@ -78,7 +78,7 @@ def latex_page(uri: str, secs: list[table.Section], with_figures: list[bool], wh
              r"\documentclass{article}", r"\usepackage[margin=2cm]{geometry}", r"\usepackage{booktabs, graphicx}",
              r"\providecommand{\vgsweepfigures}{figures}", FIT_MACRO,
              r"\extrafloats{200}",  # a study's dozens of figures wait for pages without "Too many unprocessed floats"
-             r"\title{vgsweep report}", r"\date{Generated " + tex(when) + r" from \texttt{" + tex(uri) + "}}",
+             r"\title{vgsweep report}", r"\author{}", r"\date{Generated " + tex(when) + r" from \texttt{" + tex(uri) + "}}",
              r"\begin{document}", r"\maketitle", ""]
     for sec, figs in zip(secs, with_figures):
         lines += [r"\section{Experiment \texttt{" + tex(sec.name) + "}}", sec.tex]
