@@ -57,6 +57,13 @@ def test_a_diverging_run_fails_alone_and_the_sweep_says_so(tiny_root, tmp_path):
     f = failed_rows(fetch_runs(uri, "agarap2019"))
     assert len(f) == 2 and set(f["status"]) == {"FAILED"} and f["reason"].str.contains("NaN or inf").all()
     assert "epoch" not in f  # the reason says which (from 1); a column of MLflow steps (from 0) beside it misled
+    # a single run that diverges ends as a sweep does: vgsweep's line last, not Hydra's HYDRA_FULL_ERROR hint
+    one = run_cli(["activation=relu", "optimizer.lr=1e20", "seed=5", *[a for a in SMALL if "lr" not in a],
+                   f"data.root={tiny_root}", f"tracking.uri={uri}", f"hydra.run.dir={tmp_path / 'one'}"], cwd=tmp_path)
+    [failed] = [r.info.run_id for r in _all_runs(uri)[1] if r.data.params["seed"] == "5"]
+    assert one.returncode == 1 and "HYDRA_FULL_ERROR" not in one.stderr, one.stderr[-3000:]
+    assert one.stderr.rstrip().splitlines()[-1].startswith(
+        f"vgsweep: 1 job failed: run {failed}: training loss became NaN or inf in epoch 1 of {epochs}"), one.stderr
 
 
 def test_an_exception_in_one_run_does_not_take_down_its_pack(small_cfg, monkeypatch):

@@ -111,6 +111,8 @@ def task(cfg: DictConfig) -> float:
             with exit_on_bad_input(), launcher.in_dir(get_original_cwd()):
                 [outcome] = run_jobs([_job(cfg)])
     if outcome.status == "FAILED":
+        if i is None:  # a single run, or Hydra's basic launcher: the command's last line names it (_failed_jobs)
+            launcher.FAILED.append(f"run {outcome.run_id}: {outcome.reason}")
         raise JobFailed(f"run {outcome.run_id} FAILED: {outcome.reason}")
     value = outcome.final.get(cfg.objective, float("nan"))  # NaN: a run another process is training
     log.info("%s run %s: %s=%.4f", outcome.status.lower(), outcome.run_id, cfg.objective, value)
