@@ -43,6 +43,10 @@ def test_help_describes_vgsweep_its_groups_and_studies():
     assert re.search(r"2 \(default\), 5, 10, 20, 30$", depth), depth  # numbers in numeric order
     groups = {line.split()[0] for line in out.split("Config groups")[1].splitlines()[1:] if line.startswith("  ")}
     assert {"activation", "dataset", "depth", "experiment", "init", "model", "optimizer", "regime", "vgg_row"} <= groups
+    studies = " ".join(out.split("Studies:")[1].split("Examples:")[0].split())
+    experiments = next(ln for ln in out.splitlines() if ln.strip().startswith("experiment ")).split()[1:]
+    missing = [e.strip(",") for e in experiments if not re.search(rf"\b{e.strip(',')}\b", studies)]
+    assert not missing, f"studies --help does not describe: {missing}"  # init_scale was left out
 
 
 def test_the_console_script_is_the_same_command():
