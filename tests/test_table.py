@@ -653,3 +653,31 @@ def test_a_pipe_in_a_cell_keeps_the_markdown_tables_columns():
         cells = {len(re.findall(r"(?<!\\)\|", ln)) for ln in rows}
         assert len(rows) >= 3 and len(cells) == 1, md
     assert r"mean \|gradient\|" in md_table(verdict_rows(runs), index=False)
+
+
+def test_six_values_of_a_setting_swept_beside_the_regimes_draw_no_two_series_alike(monkeypatch, tmp_path):
+    """optimizer.momentum with six values beside baseline and gna: the results figure's twelve series
+    differ in colour or marker; with four marker shapes the fifth value's series looked like the first's."""
+    import itertools
+    from types import SimpleNamespace
+
+    from vgsweep.results import figures, reader
+
+    moms = ("0.0", "0.5", "0.8", "0.9", "0.95", "0.99")
+    rows = [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "status": "FINISHED", "study": "agarap2019",
+             "model.family": "mlp", "diagnostics.enabled": "False", "data.name": "mnist", "model.depth": "2",
+             "activation.name": "relu", "regime.name": regime, "seed": "0", "optimizer.momentum": m,
+             "optimizer.lr": "0.0003", "metric:test_acc": 0.5 + 0.01 * i}
+            for i, (regime, m) in enumerate(itertools.product(("baseline", "gna"), moms))]
+    monkeypatch.setattr(reader, "open_experiment", lambda uri, name: (None, SimpleNamespace(experiment_id="1")))
+    monkeypatch.setattr(reader, "runs_frame", lambda client, exp_id, statuses=(): pd.DataFrame(rows))
+    monkeypatch.setattr(reader, "history", lambda client, run_id, key: np.array([2.3, 2.2]))
+    drawn = {}
+    real = figures.fig_results
+    monkeypatch.setattr(figures, "fig_results", lambda d, study, spec, title, **kw: drawn.setdefault(
+        spec.kind, real(d, study, spec, title, **kw)))
+    figures.build("sqlite:///unused.db", "agarap2019", tmp_path, log_to_mlflow=False)
+    looks = {c.get_label(): (c.lines[0].get_color(), c.lines[0].get_marker()) for c in drawn["results"].axes[0].containers}
+    assert len(looks) == 12 and len(set(looks.values())) == 12, looks
+    styles = [figures._style([(m, r) for m in moms for r in ("a", "b")], (m, "a")) for m in moms]  # the curves' dashes
+    assert len(set(map(str, styles))) == 6

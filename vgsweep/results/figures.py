@@ -131,11 +131,14 @@ def _color(key: str, i: int) -> str:
     return FIXED.get(key, PALETTE[i % len(PALETTE)])
 
 
-LINESTYLES = ("-", "--", ":", "-.")
-MARKERS = ("o", "s", "^", "v")
+# ten of each, so that a setting swept beside the regimes with up to ten values (momentum 0, 0.5, 0.9, 0.95,
+# 0.99) draws no two series alike: with four, its fifth value's series looked like its first's
+LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)), (0, (1, 3)), (0, (3, 1, 1, 1, 1, 1, 1, 1)),
+              (0, (6, 2, 2, 2)), (0, (2, 1)))
+MARKERS = ("o", "s", "^", "v", "P", "X", "<", ">", "h", "*")  # not "D": the published value's diamond
 
 
-def _style(lines: list[tuple], line: tuple, styles: tuple[str, ...] = LINESTYLES) -> str:
+def _style(lines: list[tuple], line: tuple, styles: tuple = LINESTYLES):
     """A line keyed on several axes: its colour follows the last axis, its dash (or marker, with
     styles=MARKERS) the others' values (e.g. double softmax False solid, True dashed), so no two
     lines look alike."""
@@ -264,7 +267,7 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
                     r[:] = min(r[0], np.nanmin(mean)), max(r[1], np.nanmax(mean))
                 x = np.arange(1, n + 1)
                 color = _color(str(line[-1]) if line else "", li)
-                ax.plot(x, mean, _style(lines, line), color=color, label=_name(spec.line, line) or "runs",
+                ax.plot(x, mean, ls=_style(lines, line), color=color, label=_name(spec.line, line) or "runs",
                         marker="o" if n == 1 else None, ms=3)  # one epoch is a point: a line alone would not show
                 if n == 1:
                     ax.set_xlim(0.5, 1.5)
@@ -466,7 +469,7 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
                 continue
             m = np.mean([_mean_abs(x).mean(0) for x in diags], 0)
             names = diags[0].layers if len(diags[0].layers) > len(names) else names
-            ax.plot(np.arange(1, len(m) + 1), m, _style(lines, line), marker="o", ms=2.5,
+            ax.plot(np.arange(1, len(m) + 1), m, ls=_style(lines, line), marker="o", ms=2.5,
                     color=_color(str(line[-1]) if line else "", li), label=_name(spec.line, line))
         ax.set(yscale="log", title=_name(spec.panel, panel) or None,
                xlabel="weight layer (1 = input side)" if j + cols >= len(panels) else None)
