@@ -365,6 +365,23 @@ def test_the_results_figure_draws_each_seed_its_mean_and_the_published_value_whe
         figures.plt.close(fig)
 
 
+def _figures_of(monkeypatch, tmp_path, rows: list[dict]) -> tuple[list, dict]:
+    """figures.build over these runs (reader's store calls answered from them, a loss history of two
+    epochs each): its paths, and the results and deltas figures it drew, by kind."""
+    from types import SimpleNamespace
+
+    from vgsweep.results import figures, reader
+
+    monkeypatch.setattr(reader, "open_experiment", lambda uri, name: (None, SimpleNamespace(experiment_id="1")))
+    monkeypatch.setattr(reader, "runs_frame", lambda client, exp_id, statuses=(): pd.DataFrame(rows))
+    monkeypatch.setattr(reader, "history", lambda client, run_id, key: np.array([2.3, 2.2]))
+    drawn = {}
+    real = figures.fig_results
+    monkeypatch.setattr(figures, "fig_results", lambda d, study, spec, title, **kw: drawn.setdefault(
+        spec.kind, real(d, study, spec, title, **kw)))
+    return figures.build("sqlite:///unused.db", "agarap2019", tmp_path, log_to_mlflow=False), drawn
+
+
 @pytest.mark.parametrize("key, values, shown", [("model.double_softmax", ("False", "True"), "model.double_softmax"),
                                                ("init.name", ("xavier", "he"), "init")])
 def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_figure(monkeypatch, tmp_path, key,
@@ -374,9 +391,8 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
     (files named by the setting: init, not init.name's `name`); the published values stand beside the
     runs made with the published setting only (the first value), as in the table."""
     import itertools
-    from types import SimpleNamespace
 
-    from vgsweep.results import figures, reader
+    from vgsweep.results import figures
 
     rows = [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "status": "FINISHED", "study": "agarap2019",
              "model.family": "mlp", "diagnostics.enabled": "False", "data.name": "mnist", "model.depth": "2",
@@ -384,14 +400,7 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
              "optimizer.lr": "0.0003", "metric:test_acc": 0.5 + 0.1 * (v == values[1]) + 0.01 * seed}
             for i, (act, regime, seed, v) in enumerate(itertools.product(("relu", "tanh"), ("baseline", "gna"),
                                                                           (0, 1), values))]
-    monkeypatch.setattr(reader, "open_experiment", lambda uri, name: (None, SimpleNamespace(experiment_id="1")))
-    monkeypatch.setattr(reader, "runs_frame", lambda client, exp_id, statuses=(): pd.DataFrame(rows))
-    monkeypatch.setattr(reader, "history", lambda client, run_id, key: np.array([2.3, 2.2]))
-    drawn = {}
-    real = figures.fig_results
-    monkeypatch.setattr(figures, "fig_results", lambda d, study, spec, title, **kw: drawn.setdefault(
-        spec.kind, real(d, study, spec, title, **kw)))
-    paths = figures.build("sqlite:///unused.db", "agarap2019", tmp_path, log_to_mlflow=False)
+    paths, drawn = _figures_of(monkeypatch, tmp_path, rows)
     stems = sorted({p.stem for p in paths})
     short = key.split(".")[-1] if key != "init.name" else "init"
     assert stems == sorted(["activations", *(f"curves_d2_{short}-{v}" for v in values), "deltas", "figures", "results"])
@@ -659,9 +668,8 @@ def test_six_values_of_a_setting_swept_beside_the_regimes_draw_no_two_series_ali
     """optimizer.momentum with six values beside baseline and gna: the results figure's twelve series
     differ in colour or marker; with four marker shapes the fifth value's series looked like the first's."""
     import itertools
-    from types import SimpleNamespace
 
-    from vgsweep.results import figures, reader
+    from vgsweep.results import figures
 
     moms = ("0.0", "0.5", "0.8", "0.9", "0.95", "0.99")
     rows = [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "status": "FINISHED", "study": "agarap2019",
@@ -669,14 +677,7 @@ def test_six_values_of_a_setting_swept_beside_the_regimes_draw_no_two_series_ali
              "activation.name": "relu", "regime.name": regime, "seed": "0", "optimizer.momentum": m,
              "optimizer.lr": "0.0003", "metric:test_acc": 0.5 + 0.01 * i}
             for i, (regime, m) in enumerate(itertools.product(("baseline", "gna"), moms))]
-    monkeypatch.setattr(reader, "open_experiment", lambda uri, name: (None, SimpleNamespace(experiment_id="1")))
-    monkeypatch.setattr(reader, "runs_frame", lambda client, exp_id, statuses=(): pd.DataFrame(rows))
-    monkeypatch.setattr(reader, "history", lambda client, run_id, key: np.array([2.3, 2.2]))
-    drawn = {}
-    real = figures.fig_results
-    monkeypatch.setattr(figures, "fig_results", lambda d, study, spec, title, **kw: drawn.setdefault(
-        spec.kind, real(d, study, spec, title, **kw)))
-    figures.build("sqlite:///unused.db", "agarap2019", tmp_path, log_to_mlflow=False)
+    _, drawn = _figures_of(monkeypatch, tmp_path, rows)
     looks = {c.get_label(): (c.lines[0].get_color(), c.lines[0].get_marker()) for c in drawn["results"].axes[0].containers}
     assert len(looks) == 12 and len(set(looks.values())) == 12, looks
     styles = [figures._style([(m, r) for m in moms for r in ("a", "b")], (m, "a")) for m in moms]  # the curves' dashes
