@@ -40,6 +40,7 @@ BENCH_VGG_ARGS=${BENCH_VGG_ARGS:-}
 SEARCH=${SEARCH:-}
 WHY=${WHY:-double_softmax,bn_mode,noise_scale}  # with 5 seeds: 300, 50 (beside the grid's runs) and 250 runs
 PY=${PY:-python3}
+[[ $PY == */* ]] && PY=$(realpath -s "$PY")  # a path to a venv's python still works from /tmp (step_grid's report)
 mkdir -p "$OUT"
 if [[ -z ${SKIP_INSTALL:-} ]]; then
   $PY -m pip install -q --no-index --find-links .whl hydra-core==1.3.8 mlflow-skinny sqlalchemy alembic
