@@ -144,17 +144,15 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, module: str = "vgswe
                           text=True, timeout=timeout, env=env)
 
 
-PDFLATEX = shutil.which("pdflatex")
+PDFLATEX, PDFTOTEXT = shutil.which("pdflatex"), shutil.which("pdftotext")
 
 
 def _needs(tool: str | None, name: str, package: str) -> None:
+    """Skip where a Debian tool a test runs is missing, except under CI=true, where .ci/run installs it."""
     if tool is None:
         if os.environ.get("CI") == "true":
             raise RuntimeError(f"CI=true but {name} is missing (.ci/run installs Debian's {package})")
         pytest.skip(f"{name} not installed (apt-get install {package})")
-
-
-PDFTOTEXT = shutil.which("pdftotext")
 
 
 def pdf_text(path: Path) -> str:
