@@ -145,7 +145,8 @@ def test_a_loss_that_spans_decades_is_drawn_on_a_log_axis_for_its_whole_row(monk
         assert [ax.get_yscale() for ax in acc_row] == ["linear"] * 2
         if log:
             shown = labels(loss_row[1])
-            assert {"0.1", "1", "10"} <= shown and not any("e" in t for t in shown), shown
+            # every decade in view (matplotlib 3.7 took every other one), 0.1 not 0.09999999999999999
+            assert {"0.01", "0.1", "1", "10"} <= shown and not any("e" in t or len(t) > 7 for t in shown), shown
         figures.plt.close(fig)
 
     spec = next(f for f in VGG.figures if f.kind == "curves")

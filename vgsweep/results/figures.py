@@ -60,6 +60,7 @@ METRIC_NAMES = {"train_loss": "training loss", "train_acc": "training accuracy (
 # a loss row whose curves span more than this factor is drawn on a log axis: one inflated first epoch
 # (27 for swish at init gain 4, against 0.01 at the end) flattens every other curve on a linear one
 LOG_LOSS_SPAN = 10.0
+LOG_TICKS_MAX = 12  # a log axis labels every decade up to this many, then every second, third, ...
 KINDS = {  # kind -> (heading, what it shows): the report's sections and the captions of figures.tex, in this order
     "results": ("Results", "The table's primary metric per cell: each seed a dot, mean ± std, the published value a "
                            "hollow diamond where the runs were made with its setting."),
@@ -234,7 +235,8 @@ class _LogPlain(ticker.LogFormatter):
     """matplotlib's choice of which log ticks to label, written as plain numbers: 0.01, 0.4, 3 (not 1e-02)."""
 
     def __call__(self, x, pos=None):
-        return f"{x:g}" if super().__call__(x, pos) else ""
+        # 1e-05 as 0.00001; a decade computed as 0.09999999999999999 (matplotlib < 3.8) as 0.1
+        return np.format_float_positional(float(f"{x:.6g}"), trim="-") if super().__call__(x, pos) else ""
 
 
 def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) -> object:
@@ -287,6 +289,8 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
         ax.grid(alpha=0.3)
         if id(ax) in log_axes:  # the whole row: panels side by side share one kind of axis
             ax.set_yscale("log")
+            # every decade a major tick: matplotlib before 3.8 took every other one on a short panel
+            ax.yaxis.set_major_locator(ticker.LogLocator(base=10, numticks=LOG_TICKS_MAX))
             ax.yaxis.set_major_formatter(_LogPlain())
             ax.yaxis.set_minor_formatter(_LogPlain(labelOnlyBase=False))
         else:
