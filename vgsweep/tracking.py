@@ -202,7 +202,7 @@ def _store_complete(p: Path) -> tuple[bool, int]:
     """(schema complete at MLflow's current revision, number of runs) of an existing MLflow SQLite file."""
     import sqlalchemy
     from mlflow.store.db import utils as db_utils
-    from mlflow.store.tracking.dbmodels import models  # noqa: F401  (registers the ORM tables)
+    from mlflow.store.tracking.dbmodels import models
 
     engine = sqlalchemy.create_engine(f"sqlite:///{p}")
     try:
@@ -211,7 +211,10 @@ def _store_complete(p: Path) -> tuple[bool, int]:
         if "runs" in tables:
             with engine.connect() as c:
                 runs = c.execute(sqlalchemy.text("SELECT COUNT(*) FROM runs")).scalar() or 0
-        complete = db_utils._all_tables_exist(engine) and "alembic_version" in tables and (
+        # Every table of MLflow's tracking ORM, others allowed: not MLflow's _all_tables_exist, which in
+        # MLflow 3.0 wanted exactly a list without its own logged_models tables, so that every store it
+        # built looked half-built to vgsweep (moved aside and built again, under a live connection).
+        complete = set(models.Base.metadata.tables) <= tables and "alembic_version" in tables and (
             db_utils._get_schema_version(engine) == db_utils._get_latest_schema_revision())
         return complete, int(runs)
     finally:
