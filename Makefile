@@ -7,7 +7,7 @@ DATA_ROOT ?= data
 STORE  := sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install sweep table figures report ui test test-fast bench bench-vgg profile clean
+.PHONY: help install sweep table figures report ui test test-fast test-oldest bench bench-vgg profile clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,13 @@ test: install ## the whole test suite (unit + end-to-end + real MNIST), CPU only
 
 test-fast: install ## unit tests only (no subprocess CLI runs, no real MNIST)
 	$(PY) -m pytest -m "not e2e and not mnist"
+
+OLDEST ?= .venv-oldest
+$(OLDEST)/.installed: pyproject.toml tools/oldest-venv.sh
+	bash tools/oldest-venv.sh $(OLDEST)
+
+test-oldest: $(OLDEST)/.installed ## the tests on the oldest versions pyproject.toml allows (Python 3.10, torch 2.4, ...); TEST_ARGS="tests/test_e2e.py"
+	$(OLDEST)/bin/python -m pytest -n 2 --dist loadscope $(TEST_ARGS)
 
 bench: install ## time the paper grid packed (fp32, tf32) vs one job at a time; DATA_ROOT=.devdata on the GPU machine
 	$(PY) bench/grid.py --data-root $(DATA_ROOT) --out results/bench $(BENCH_ARGS)
