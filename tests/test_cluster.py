@@ -232,6 +232,25 @@ def test_a_sweep_runs_as_slurm_jobs(slurm, tiny_root, tmp_path):
 
 @pytest.mark.slurm
 @pytest.mark.e2e
+def test_a_gpu_precision_is_judged_on_the_node_not_on_the_login_node(slurm, tiny_root, tmp_path):
+    """precision=tf32 sent to SLURM from a login node without a GPU (this machine) is submitted, not
+    refused there (before, the login node said "fp32 on the CPU"); the pack job, on a node without a GPU
+    either, refuses it in one line before training anything: the jobs FAILED, exit 1, no run made."""
+    args = [a for a in _slurm_args(tmp_path, tiny_root, "precision=tf32") if not a.startswith("device=")]
+    proc = run_cli(["-m", "activation=relu,tanh", *args], cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    assert "submitted 1 pack jobs (slurm)" in out
+    [line] = [x for x in proc.stderr.splitlines() if x.startswith("vgsweep: ")]
+    assert line.startswith("vgsweep: 2 jobs failed: run None: on "), line
+    assert line.count("precision='tf32' is not accepted; expected fp32 on the CPU") == 2, line
+    c = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    exp = c.get_experiment_by_name("agarap2019")
+    assert exp is None or not c.search_runs([exp.experiment_id])
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
 def test_a_requeued_pack_resumes_from_its_checkpoints(slurm, tmp_path):
     """scontrol requeue a running pack: SLURM kills it and starts it again; the new incarnation takes
     its runs back (KILLED, then resumed from their checkpoints into the same MLflow runs), and every

@@ -321,3 +321,45 @@ def test_a_folder_check_outlives_another_process_removing_the_folder_it_looked_a
     (tmp_path / "f").write_text("a file")
     assert preflight.not_creatable(tmp_path / "f") == f"{tmp_path / 'f'} is a file, not a folder"
     assert preflight.not_creatable(tmp_path / "f" / "x") == f"{tmp_path / 'f'} is a file, so no folder can be made inside it"
+
+
+@pytest.fixture
+def a_v100(monkeypatch):
+    """torch as it answers on a machine with one pre-Ampere GPU (this one has none): what check_device asks."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100-SXM2-16GB")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
+@pytest.mark.parametrize("overrides,key,line", [
+    # a GPU index the machine does not have: before, every pack failed on its first tensor
+    (["device=cuda:1"], "device", "device='cuda:1' is not accepted; expected cuda, cuda:0 or cpu. torch sees 1 CUDA "
+                                  "device here"),
+    # tf32 there would quietly be fp32, bf16 emulated: the recorded precision would not be what ran
+    (["device=cuda", "precision=tf32"], "precision", "precision='tf32' is not accepted; expected fp32 on this GPU. "
+     "Tesla V100-SXM2-16GB (compute capability 7.0) has no TF32 or bfloat16 tensor cores"),
+    (["precision=bf16"], "precision", "precision='bf16' is not accepted; expected fp32 on this GPU"),  # device=auto
+])
+def test_device_and_precision_are_checked_against_this_machines_gpus(a_v100, overrides, key, line):
+    cfg = compose_cfg(overrides)
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    assert e.value.key == key and line in str(e.value), str(e.value)
+    validate(compose_cfg(["device=cuda:0"]))  # the GPU it has, at fp32
+
+
+def test_where_the_packs_train_elsewhere_the_gpu_checks_are_left_to_them():
+    """On a SLURM login node without a GPU (this machine) tf32 is for the nodes to judge
+    (executors.PackJob.check_devices); a precision with device=cpu is refused anywhere."""
+    from vgsweep.config import check_device
+
+    cfg = compose_cfg(["precision=tf32"])  # device=auto
+    validate(cfg, devices_here=False)
+    with pytest.raises(ConfigError, match="torch sees no CUDA device here"):
+        check_device(cfg)
+    with pytest.raises(ConfigError, match="expected fp32 on the CPU"):
+        validate(compose_cfg(["precision=tf32", "device=cpu"]), devices_here=False)

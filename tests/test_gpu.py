@@ -140,3 +140,16 @@ def test_submitit_local_pack_jobs_train_on_the_gpu(tiny_root, tmp_path):
     c = MlflowClient(uri)
     runs = c.search_runs([c.get_experiment_by_name("agarap2019").experiment_id])
     assert len(runs) == 4 and {r.data.tags["vgsweep.device"] for r in runs} == {torch.cuda.get_device_name()}
+
+
+def test_this_gpu_passes_the_device_and_precision_checks_and_an_index_it_lacks_is_refused():
+    """config.check_device on real hardware: the GPU machine's (an H100 or H200, compute capability 9.0)
+    takes tf32 and bf16; cuda:<device_count> is refused in one line naming the devices torch sees."""
+    from tests.conftest import compose_cfg
+    from vgsweep.config import ConfigError, validate
+
+    for p in ("tf32", "bf16"):
+        validate(compose_cfg(["device=cuda", f"precision={p}"]))
+    n = torch.cuda.device_count()
+    with pytest.raises(ConfigError, match=f"torch sees {n} CUDA device"):
+        validate(compose_cfg([f"device=cuda:{n}"]))

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -506,10 +507,12 @@ def one_of(key: str, value: Any, options) -> None:
         raise ConfigError(key, value, "one of " + ", ".join(sorted(options)))
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig, devices_here: bool = True) -> None:
     """Raise ConfigError for the first value that cannot be trained. Types were checked by Hydra.
 
-    Imports nothing heavy unless the config asks for CUDA or a GPU precision."""
+    devices_here: also check `device` and `precision` against this machine's devices (check_device);
+    false where the packs train on other machines (SLURM), which check them there. Imports nothing
+    heavy unless the config asks for CUDA or a GPU precision."""
     from vgsweep.data.sets import DATASETS
 
     family = cfg.model.get("family") if isinstance(cfg.get("model"), DictConfig) else None
@@ -582,14 +585,41 @@ def validate(cfg: DictConfig) -> None:
     dev = str(cfg.device)
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError("device", dev, "auto, cpu, cuda or cuda:N")
-    if dev.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError("device", dev, "auto or cpu", "no CUDA device is visible to torch")
-    if cfg.precision != Precision.fp32 and (dev == "cpu" or resolve_device(dev).type != "cuda"):
+    if cfg.precision != Precision.fp32 and dev == "cpu":
         raise ConfigError("precision", enum_value(cfg.precision), "fp32 on the CPU",
                           "tf32 and bf16 are GPU options")
+    if devices_here:
+        check_device(cfg)
+
+
+def check_device(cfg: DictConfig) -> None:
+    """The checks of `device` and `precision` against the devices of this machine: where the packs train.
+    On a SLURM node each pack job makes them itself (executors.PackJob), not the login node."""
+    dev = str(cfg.device)
+    if not dev.startswith("cuda") and cfg.precision == Precision.fp32:
+        return  # nothing to ask torch (not imported)
+    import torch
+
+    if dev.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("device", dev, "auto or cpu", "no CUDA device is visible to torch")
+        n = torch.cuda.device_count()
+        if dev.startswith("cuda:") and int(dev[5:]) >= n:  # else every pack would fail on its first tensor
+            raise ConfigError("device", dev, "cuda" + "".join(f", cuda:{i}" for i in range(n)) + " or cpu",
+                              f"torch sees {n} CUDA device{'s' * (n != 1)} here"
+                              + (f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})"
+                                 if "CUDA_VISIBLE_DEVICES" in os.environ else ""))
+    if cfg.precision == Precision.fp32:
+        return
+    gpu = resolve_device(dev)
+    if gpu.type != "cuda":
+        raise ConfigError("precision", enum_value(cfg.precision), "fp32 on the CPU",
+                          "tf32 and bf16 are GPU options, and torch sees no CUDA device here")
+    major, minor = torch.cuda.get_device_capability(gpu)
+    if (major, minor) < (8, 0):  # tf32 would quietly be fp32 there, and bf16 emulated, slower than fp32
+        raise ConfigError("precision", enum_value(cfg.precision), "fp32 on this GPU",
+                          f"{torch.cuda.get_device_name(gpu)} (compute capability {major}.{minor}) has no "
+                          "TF32 or bfloat16 tensor cores; they need compute capability 8.0 (Ampere) or newer")
 
 
 def resolve_device(name: str):

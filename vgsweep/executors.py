@@ -116,6 +116,9 @@ class PackJob:
         self.see_devices()
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
         tracking.configure(float(self.jobs[0].cfg.tracking.retry_s))
+        refused = self.check_devices()
+        if refused:
+            return refused
         outcomes = plan(self.jobs, adopt=scheduler_job_id())
         todo = [i for i, o in enumerate(outcomes) if o is None]
         starts = [self.jobs[i].resume_state["epochs_done"] if self.jobs[i].resume_state else 0 for i in todo]
@@ -124,6 +127,26 @@ class PackJob:
             for i, o in zip(idx, run_isolated([self.jobs[i] for i in idx], None)):
                 outcomes[i] = o
         return outcomes  # type: ignore[return-value]
+
+    def check_devices(self) -> list[Outcome]:
+        """The login node could not check `device` and `precision` against this node's devices: here,
+        before any run is trained. Refused (a pack shares both), every job is FAILED with the one line
+        that says why and where, and the runs an earlier incarnation of this job (requeued) left
+        RUNNING end FAILED with it; else []."""
+        import socket
+
+        from vgsweep.config import ConfigError, check_device
+
+        try:
+            for j in self.jobs:
+                check_device(j.cfg)
+        except ConfigError as e:
+            reason = f"on {socket.gethostname()}: {e}"
+            log.error("%s", reason)
+            job_id = scheduler_job_id()
+            return (_outcomes_from_store(self.jobs, reason, job_id) if job_id
+                    else [Outcome("FAILED", None, {}, reason) for _ in self.jobs])
+        return []
 
     def see_devices(self) -> None:
         """With same_devices, the GPUs of the submitting process: its CUDA_VISIBLE_DEVICES, or none

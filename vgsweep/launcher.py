@@ -414,7 +414,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             j.label = label(j.overrides, swept, j.cfg.model.family)
         check_dir("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
         data_notes: list[str] | None = [] if launcher.dry_run else None
-        check_jobs(jobs, data_notes)
+        check_jobs(jobs, data_notes, devices_here=launcher.executor.executor != "slurm")  # a node checks its own
         check_remote(launcher, jobs)
     HydraConfig.instance().set_config(config)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)

@@ -54,16 +54,17 @@ def check_store(uri: str) -> None:
         raise ConfigError("tracking.uri", uri, "an MLflow store vgsweep can use", str(e)) from None
 
 
-def check_jobs(jobs: list[Job], dry: list[str] | None = None) -> None:
+def check_jobs(jobs: list[Job], dry: list[str] | None = None, devices_here: bool = True) -> None:
     """Raise ConfigError for the first job that cannot run. dry: a dry run's notes; a data set it would
-    download is noted there, not downloaded (its sizes are then the data set's published ones)."""
+    download is noted there, not downloaded (its sizes are then the data set's published ones).
+    devices_here: false where the packs train on other machines (config.validate)."""
     from vgsweep.data.files import folder, missing, read_checked
     from vgsweep.data.errors import DataError
     from vgsweep.data.sets import DATASETS
 
     for j in jobs:
         try:
-            validate(j.cfg)
+            validate(j.cfg, devices_here)
         except ConfigError as e:
             raise ConfigError(e.key, e.value, e.accepted, e.hint, j.where) from None
     for uri in sorted({tracking.resolve_uri(j.cfg) for j in jobs}):
