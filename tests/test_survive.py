@@ -62,8 +62,16 @@ def test_a_diverging_run_fails_alone_and_the_sweep_says_so(tiny_root, tmp_path):
                    f"data.root={tiny_root}", f"tracking.uri={uri}", f"hydra.run.dir={tmp_path / 'one'}"], cwd=tmp_path)
     [failed] = [r.info.run_id for r in _all_runs(uri)[1] if r.data.params["seed"] == "5"]
     assert one.returncode == 1 and "HYDRA_FULL_ERROR" not in one.stderr, one.stderr[-3000:]
+    assert "Error executing job" not in one.stderr  # Hydra's line for a single run: vgsweep's says it
     assert one.stderr.rstrip().splitlines()[-1].startswith(
         f"vgsweep: 1 job failed: run {failed}: training loss became NaN or inf in epoch 1 of {epochs}"), one.stderr
+    # and so under Hydra's basic launcher, one job at a time
+    basic = run_cli(["-m", "hydra/launcher=basic", "activation=relu", "optimizer.lr=1e20", "seed=6",
+                     *[a for a in SMALL if "lr" not in a], f"data.root={tiny_root}", f"tracking.uri={uri}",
+                     f"hydra.sweep.dir={tmp_path / 'basic'}"], cwd=tmp_path)
+    [failed] = [r.info.run_id for r in _all_runs(uri)[1] if r.data.params["seed"] == "6"]
+    assert basic.returncode == 1 and "Error executing job" not in basic.stderr, basic.stderr[-3000:]
+    assert basic.stderr.rstrip().splitlines()[-1].startswith(f"vgsweep: 1 job failed: run {failed}: "), basic.stderr
 
 
 def test_an_exception_in_one_run_does_not_take_down_its_pack(small_cfg, monkeypatch):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -158,8 +159,6 @@ def _refusals_as_one_line() -> None:
     override it cannot parse) in many lines, then exits 1; before vgsweep's own code runs, vgsweep
     says it in one line instead (hydra_compat.bad_input_message) and exits 2, as for its own checks.
     Hydra's own report stays where HYDRA_FULL_ERROR=1 asks for the traceback, and for any other error."""
-    import os
-
     from hydra._internal import utils as hydra_utils
 
     report = hydra_utils.run_and_report
@@ -225,6 +224,25 @@ class Preflight(Callback):
                                   "add -m: a single run is a sweep of one")
             check_dir("hydra.run.dir", Path(str(config.hydra.run.dir)))
             check_jobs([Job(cfg, overrides=list(config.hydra.overrides.task))])
+
+    def on_run_end(self, config: DictConfig, job_return=None, **kwargs) -> None:
+        """A single run whose run FAILED ends as a sweep's failed jobs do: vgsweep's one line last
+        (_failed_jobs), without the line Hydra writes to stderr when it reads the job's value ("Error
+        executing job with overrides: [...]"). The JobReturn becomes the packed launcher's, same fields,
+        after every callback saw it; any other error, or HYDRA_FULL_ERROR=1, keeps Hydra's report."""
+        _quiet_if_failed(job_return)
+
+    def on_job_end(self, config: DictConfig, job_return=None, **kwargs) -> None:
+        """The same for each job of `hydra/launcher=basic` (the packed launcher's are so already)."""
+        _quiet_if_failed(job_return)
+
+
+def _quiet_if_failed(job_return) -> None:
+    from vgsweep.launcher import PackedJobReturn
+
+    if (job_return is not None and isinstance(getattr(job_return, "_return_value", None), JobFailed)
+            and os.environ.get("HYDRA_FULL_ERROR") != "1"):
+        job_return.__class__ = PackedJobReturn
 
 
 # --- --help ------------------------------------------------------------------------------------
