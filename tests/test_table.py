@@ -682,3 +682,48 @@ def test_six_values_of_a_setting_swept_beside_the_regimes_draw_no_two_series_ali
     assert len(looks) == 12 and len(set(looks.values())) == 12, looks
     styles = [figures._style([(m, r) for m in moms for r in ("a", "b")], (m, "a")) for m in moms]  # the curves' dashes
     assert len(set(map(str, styles))) == 6
+
+
+@pytest.mark.parametrize("folder,experiment", [("my paper", "noise v2"),  # spaces: LaTeX 2019+ reads them as they are
+                                               ("R&D 50%", "noise#2~$x^2")])  # # % & ~ $ ^: read as plain there
+def test_figures_tex_and_report_tex_name_folders_with_latex_specials(tmp_path, folder, experiment):
+    """An --out folder or an experiment's name may hold characters LaTeX reads as commands (before, a
+    `%` commented the rest of the \\includegraphics line out, a `#` stopped LaTeX): figures.tex and
+    report.tex still compile with the real pdflatex and show the figure."""
+    from types import SimpleNamespace
+
+    from tests.conftest import pdf_text, pdflatex
+    from vgsweep.plots import plt
+    from vgsweep.results import report
+    from vgsweep.results.figures import write_latex
+    from vgsweep.results.table import tex_path_line
+
+    out = tmp_path / folder / "figures" / experiment
+    out.mkdir(parents=True)
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.text(0.5, 0.5, "vgsweepdrawn", ha="center")
+    fig.savefig(out / "results.pdf")
+    plt.close(fig)
+    write_latex(out, experiment, {out / "results.pdf": (f"{experiment}: mean over seeds", 2.0)})
+    # a paper's own document elsewhere: figures.tex's own \vgsweepfigures, the folder's whole path as written
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    pdflatex(paper, tex_path_line(r"\input{", (out / "figures.tex").as_posix(), "}"))
+    assert "vgsweepdrawn" in pdf_text(paper / "doc.pdf")
+    page = report.latex_page("sqlite:///x.db", [SimpleNamespace(name=experiment, tex="")], [True], "now")
+    (tmp_path / folder / "report.tex").write_text(page)
+    log = pdflatex(tmp_path / folder, name="report")
+    text = pdf_text(tmp_path / folder / "report.pdf")
+    assert "vgsweepdrawn" in text and "Figure 1: Results: mean over seeds." in text, (text, log[-2000:])
+
+
+def test_a_folder_latex_cannot_name_gets_a_figures_tex_that_says_so(tmp_path, caplog):
+    """A brace or a backslash in the path: no LaTeX reads it in a file name. figures.tex stops LaTeX with
+    that message instead of a cryptic error, and making it says so."""
+    from vgsweep.results.figures import write_latex
+
+    out = tmp_path / "a{b}" / "agarap2019"
+    out.mkdir(parents=True)
+    path = write_latex(out, "agarap2019", {out / "results.pdf": ("agarap2019: x", 2.0)})
+    assert path.read_text().startswith("\\errmessage{vgsweep figures.tex: the figures' folder has a brace")
+    assert "brace or backslash" in caplog.text and str(path) in caplog.text

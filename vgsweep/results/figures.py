@@ -28,6 +28,7 @@ as the artifacts of one MLflow run named `figures` (replaced each time).
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 import tempfile
@@ -44,6 +45,8 @@ from vgsweep.diagnostics import GRAD_COLS
 from vgsweep.plots import plt
 from vgsweep.results import reader
 from vgsweep.results.studies import ACTIVATIONS, STUDIES, Axis, Figure, Study, study_for
+
+log = logging.getLogger(__name__)
 
 COLUMN_IN, PAGE_IN = 3.5, 7.0
 RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
@@ -171,13 +174,20 @@ def write_latex(out: Path, experiment: str, captions: dict[Path, tuple[str, floa
     what the kind shows) and a label fig:<experiment>-<name>; page-wide figures in `figure*` (both
     columns of a two-column paper, a plain figure in one column); a figure wider than the line is
     scaled down to it, never up."""
-    from vgsweep.results.table import FIT_MACRO, tex
+    from vgsweep.results.table import FIT_MACRO, TEX_PATH_IMPOSSIBLE, tex, tex_path_line
 
     root = out.parent.as_posix()
+    path = out / "figures.tex"
+    if any(c in TEX_PATH_IMPOSSIBLE for c in root + out.name):  # said where it is made, and where it is compiled
+        log.warning("%s: a brace or backslash in its folder's path, which LaTeX cannot read in a file name: it "
+                    "stops LaTeX with that message; move the figures to another folder (--out)", path)
+        path.write_text("\\errmessage{vgsweep figures.tex: the figures' folder has a brace or a backslash in its path, "
+                        "which LaTeX cannot read in a file name: make the figures with another --out}\n")
+        return path
     lines = [f"% vgsweep figures of experiment {experiment} for a paper: \\input this file; needs \\usepackage{{graphicx}}.",
              "% \\includegraphics reads paths from the main document's folder: where the figures are elsewhere from it,",
              "% define \\vgsweepfigures (the folder above this one's) before the first \\input.",
-             r"\providecommand{\vgsweepfigures}{" + root + "}", FIT_MACRO, ""]
+             tex_path_line("", root, define=r"\vgsweepfigures"), FIT_MACRO, ""]
     order = list(KINDS)
     for pdf, (title, width) in sorted(captions.items(), key=lambda c: order.index(kind_of(c[0].stem))):
         heading, what = KINDS[kind_of(pdf.stem)]
@@ -187,11 +197,10 @@ def write_latex(out: Path, experiment: str, captions: dict[Path, tuple[str, floa
         lead = r"\textbf{" + tex(heading) + (":} " + tex(rest.rstrip(".")) + "." if rest else ".}")
         env = "figure*" if width > COLUMN_IN + 0.5 else "figure"
         lines += [rf"\begin{{{env}}}[htbp]", r"\centering",
-                  r"\vgsweepfit{\includegraphics{\vgsweepfigures/" + f"{out.name}/{pdf.name}" + "}}",
+                  tex_path_line(r"\vgsweepfit{\includegraphics{", r"\vgsweepfigures/" + f"{out.name}/{pdf.name}", "}}"),
                   r"\caption{" + lead + " " + tex(what) + "}",
                   r"\label{" + re.sub(r"[^\w.:-]", "-", f"fig:{experiment}-{pdf.stem}", flags=re.A) + "}",
                   rf"\end{{{env}}}", ""]
-    path = out / "figures.tex"
     path.write_text("\n".join(lines))
     return path
 

@@ -71,7 +71,7 @@ def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[l
 def latex_page(uri: str, secs: list[table.Section], with_figures: list[bool], when: str) -> str:
     """report.tex: one LaTeX document of every experiment's tables and figures (their figures.tex,
     with the captions), to compile into report.pdf in the report's folder."""
-    from vgsweep.results.table import FIT_MACRO, tex
+    from vgsweep.results.table import FIT_MACRO, tex, tex_path_line
 
     lines = ["% vgsweep report as one document: each experiment's tables (as in table.tex) and figures (its",
              "% figures.tex). In this folder, pdflatex report.tex twice (the figure numbers) makes report.pdf.",
@@ -83,7 +83,7 @@ def latex_page(uri: str, secs: list[table.Section], with_figures: list[bool], wh
     for sec, figs in zip(secs, with_figures):
         lines += [r"\section{Experiment \texttt{" + tex(sec.name) + "}}", sec.tex]
         if figs:
-            lines += [r"\input{figures/" + sec.name + "/figures.tex}"]
+            lines += [tex_path_line(r"\input{", f"figures/{sec.name}/figures.tex", "}")]
         lines += [r"\clearpage", ""]
     return "\n".join(lines + [r"\end{document}", ""])
 

@@ -444,6 +444,27 @@ def tex(text: str) -> str:
     return "".join(out) + esc(text[pos:])
 
 
+# Characters a folder may hold that LaTeX reads as commands in a file name; spaces and _ need nothing (LaTeX 2019+).
+TEX_PATH_SPECIALS = "#%&~$^"
+_PLAIN = "".join(rf"\catcode`\{c}=12 " for c in TEX_PATH_SPECIALS)
+TEX_PATH_IMPOSSIBLE = "{}\\"  # a brace or a backslash in a file name: nothing in LaTeX reads it back
+
+
+def tex_path_line(before: str, path: str, after: str = "", define: str | None = None) -> str:
+    """`before + path + after`: a line of LaTeX that names a file (an \\includegraphics, an \\input), as it is
+    where the path has none of TEX_PATH_SPECIALS; else the path is first read with them as plain characters,
+    in a group, into \\vgsweeppath (globally), and the line names that: the file itself is read outside
+    the group, its own % comments as comments. define: instead, define this command (`\\vgsweepfigures`) as
+    the path where it is not defined yet, as \\providecommand would."""
+    special = any(c in path for c in TEX_PATH_SPECIALS)
+    if define is not None:
+        return (rf"\begingroup{_PLAIN}\ifdefined{define}\else\xdef{define}{{{path}}}\fi\endgroup" if special
+                else rf"\providecommand{{{define}}}{{{path}}}")
+    if not special:
+        return before + path + after
+    return rf"\begingroup{_PLAIN}\xdef\vgsweeppath{{{path}}}\endgroup" + before + r"\vgsweeppath" + after
+
+
 # \vgsweepfit{<box>}: the box at its own size, scaled down to the line's width only where it is wider.
 # A table's width depends on its cells (a verdict beside a mean made a 4-column table 199 pt wider
 # than an article's text) and a figure's on its legend, which no column count foresees; graphicx only.
