@@ -20,7 +20,7 @@ rm -rf "$venv"
 "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q uv
 "$venv/bin/uv" pip install -q --python "$venv/bin/python" --resolution lowest-direct -e '.[test,search]'
-# what it resolved to, for the record (BENCHMARKS.md and the session notes quote this line)
+# what it resolved to, for the record (README "Tests" and the session notes quote this line)
 "$venv/bin/python" - <<'EOF'
 import platform
 from importlib.metadata import version
