@@ -242,7 +242,8 @@ def test_a_gpu_precision_is_judged_on_the_node_not_on_the_login_node(slurm, tiny
     assert proc.returncode == 1, out[-3000:]
     assert "submitted 1 pack jobs (slurm)" in out
     [line] = [x for x in proc.stderr.splitlines() if x.startswith("vgsweep: ")]
-    assert line.startswith("vgsweep: 2 jobs failed: run None: on "), line
+    assert line.startswith("vgsweep: 2 jobs failed: mnist-d2-"), line
+    assert line.count(" (no run was made): on ") == 2 and "None" not in line, line
     assert line.count("precision='tf32' is not accepted; expected fp32 on the CPU") == 2, line
     c = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
     exp = c.get_experiment_by_name("agarap2019")

@@ -105,6 +105,30 @@ def test_a_config_listed_twice_in_a_sweep_is_trained_once(small_cfg, tmp_path):
     assert [o.status for o in again] == ["FINISHED", "FINISHED"] and again[0].run_id != again[1].run_id
 
 
+def test_a_run_that_fails_while_training_is_named_by_its_run_a_job_without_one_by_its_name(small_cfg, tmp_path,
+                                                                                           monkeypatch):
+    """A pack of two whose checkpoint cannot be written after epoch 1: split and retried, each job ends
+    FAILED with the run made for it in its last attempt (the failure line names that run, not `run
+    None`). A job refused before any run exists is named by its job name and says so."""
+    from vgsweep import sweep
+    from vgsweep.jobs import Job, Outcome
+
+    def disk_full(path, state):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sweep, "save_checkpoint", disk_full)
+    jobs = [Job(small_cfg(f"seed={s}", "train.epochs=2", "checkpoint.every=1")) for s in (1, 2)]
+    out = sweep.run_jobs(jobs)
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = c.search_runs([c.get_experiment_by_name("agarap2019").experiment_id])
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FAILED"}  # the pack's two, then one each
+    last = {r.info.run_name: r.info.run_id for r in sorted(runs, key=lambda r: r.info.start_time)}
+    for j, o in zip(jobs, out):
+        assert o.status == "FAILED" and o.reason == "OSError: [Errno 28] No space left on device"
+        assert o.run_id == last[j.name] and o.label(j.name) == f"run {o.run_id}"
+    assert Outcome("FAILED", None, {}, "why").label("mnist-d2-relu") == "mnist-d2-relu (no run was made)"
+
+
 @pytest.mark.e2e
 def test_a_dry_run_through_the_cli_prints_the_plan_and_makes_nothing(tiny_root, tmp_path):
     """-m ... hydra.launcher.dry_run=true: the plan on stdout, exit 0, no sweep folder (nor the folders

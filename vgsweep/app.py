@@ -101,6 +101,7 @@ def task(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     packed = launcher.active()
     i = packed.job_for(hc.job.num, cfg) if packed is not None and hc.mode.name == "MULTIRUN" else None
+    job = packed.jobs[i] if i is not None else _job(cfg)
     with exit_on_sweep_stopped():
         if i is not None:
             outcome = packed.outcome(i)
@@ -110,11 +111,12 @@ def task(cfg: DictConfig) -> float:
             from vgsweep.sweep import run_jobs
 
             with exit_on_bad_input(), launcher.in_dir(get_original_cwd()):
-                [outcome] = run_jobs([_job(cfg)])
+                [outcome] = run_jobs([job])
     if outcome.status == "FAILED":
+        who = outcome.label(job.name)
         if i is None:  # a single run, or Hydra's basic launcher: the command's last line names it (_failed_jobs)
-            launcher.FAILED.append(f"run {outcome.run_id}: {outcome.reason}")
-        raise JobFailed(f"run {outcome.run_id} FAILED: {outcome.reason}")
+            launcher.FAILED.append(f"{who}: {outcome.reason}")
+        raise JobFailed(f"{who} FAILED: {outcome.reason}")
     value = outcome.final.get(cfg.objective, float("nan"))  # NaN: a run another process is training
     log.info("%s run %s: %s=%.4f", outcome.status.lower(), outcome.run_id, cfg.objective, value)
     return value

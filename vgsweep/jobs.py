@@ -47,6 +47,10 @@ class Outcome:
     final: dict[str, float]  # last epoch's metrics
     reason: str = ""
 
+    def label(self, job_name: str) -> str:
+        """How a failure line names it: its run, or the job when it failed before a run was made."""
+        return f"run {self.run_id}" if self.run_id else f"{job_name} (no run was made)"
+
 
 # The override keys a run name shows already (run_name), per model family.
 NAMED = {"mlp": {"dataset", "data.name", "depth", "model.depth", "activation", "activation.name", "regime",

@@ -457,6 +457,6 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     if failed:
         log.error("%d of %d jobs failed:", len(failed), len(jobs))
         for j, o in failed:
-            log.error("\t[%s] run %s: %s", " ".join(j.overrides), o.run_id, o.reason)
-            FAILED.append(f"run {o.run_id}: {o.reason}")
+            log.error("\t[%s] %s: %s", " ".join(j.overrides), o.label(j.name), o.reason)
+            FAILED.append(f"{o.label(j.name)}: {o.reason}")
     return returns

@@ -222,7 +222,9 @@ class _PackRecorder:
             for lg in self.loggers:
                 _mark_failed(lg, f"{type(e).__name__}: {e}")
             self.close()
-            raise
+            if isinstance(e, tracking.TrackingUnavailable):
+                raise
+            raise PackFailed(e, [lg.run_id for lg in self.loggers]) from e
 
     def _open(self, pack: list[Job]) -> None:
         device = device_name(resolve_device(pack[0].cfg.device))
@@ -379,12 +381,20 @@ def _train_pack(rec: "_PackRecorder") -> list[Outcome]:
         for lg in rec.loggers:
             _mark_failed(lg, reason)
         log.debug("pack failed: %s\n%s", reason, traceback.format_exc())
-        raise
+        raise PackFailed(e, [lg.run_id for lg in rec.loggers]) from e
     finally:
         rec.close()
     curves = [plots.draw_curve(h, j.name) if want and h else None  # all of them at once: see plots
               for j, h, want in zip(pack, result.history, drawn)]
     return [rec.finish(k, h, d, curves[k]) for k, (h, d) in enumerate(zip(result.history, result.diverged_at))]
+
+
+class PackFailed(Exception):
+    """A pack's runs failed together: `cause` is why, `run_ids` the runs made for it (closed FAILED)."""
+
+    def __init__(self, cause: BaseException, run_ids: list[str]):
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause, self.run_ids = cause, run_ids
 
 
 def run_isolated(jobs: list[Job], progress) -> list[Outcome]:
@@ -394,12 +404,13 @@ def run_isolated(jobs: list[Job], progress) -> list[Outcome]:
     except tracking.TrackingUnavailable:
         raise
     except Exception as e:  # noqa: BLE001
-        reason = f"{type(e).__name__}: {e}"
-        if isinstance(e, torch.cuda.OutOfMemoryError):
+        cause, made = (e.cause, e.run_ids) if isinstance(e, PackFailed) else (e, [])
+        reason = f"{type(cause).__name__}: {cause}"
+        if isinstance(cause, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
         if len(jobs) == 1:
-            log.error("run %s failed: %s", jobs[0].name, reason)
-            return [Outcome("FAILED", None, {}, reason)]
+            log.error("%s failed: %s", f"run {made[0]} ({jobs[0].name})" if made else jobs[0].name, reason)
+            return [Outcome("FAILED", made[0] if made else None, {}, reason)]
         log.warning("pack of %d failed (%s): retrying it as two packs", len(jobs), reason)
         for j in jobs:
             j.resume_run = j.resume_state = None  # the failed attempt's runs stay FAILED; start afresh
