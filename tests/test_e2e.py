@@ -203,6 +203,44 @@ def _figures_for_a_paper(out: Path, figs: Path, stems: list[str], report: str) -
     assert "tanh" in drawn and "relu" in drawn and "networks" not in drawn  # the panels, not the title
 
 
+def test_an_experiment_named_as_a_path_gets_its_own_folder_under_results(sweep, tmp_path):
+    """MLflow names experiments freely (Databricks: /Users/me/study): the figures of one named like an
+    absolute path, with ../ and a brace, go to one folder under --out/figures/, nothing outside it, and
+    report.md's links and report.tex (the real pdflatex) find them there."""
+    from tests.conftest import pdf_text, pdflatex
+    from vgsweep.results.reader import folder
+
+    src, _, _ = sweep
+    shutil.copy(src / "mlflow.db", tmp_path / "mlflow.db")  # the runs' artifacts stay where they are
+    uri, name = f"sqlite:///{tmp_path / 'mlflow.db'}", f"{tmp_path}/abs/../noise{{2}}"
+    client = MlflowClient(uri)
+    client.rename_experiment(client.get_experiment_by_name("agarap2019").experiment_id, name)
+    out = tmp_path / "results"
+    proc = run_cli(["report", "--tracking-uri", uri, "--out", str(out)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "mlflow.db.lock", "results"]  # no abs/ nor noise{2}/
+    [figs] = (out / "figures").iterdir()
+    assert figs.name == folder(name) and figs.name.startswith(f"{tmp_path}/abs/../noise_2_-".replace("/", "_"))
+    report = (out / "report.md").read_text()
+    links = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
+    assert links and all((out / link).is_file() for link in links), links
+    log = pdflatex(out, name="report")
+    assert "Error" not in log and "not found" not in log, log[-3000:]
+    assert "Figure 6: Activation functions." in " ".join(pdf_text(out / "report.pdf").split())
+
+
+def test_an_experiments_folder_is_its_name_when_that_is_one_plain_folder_name():
+    from vgsweep.results.reader import folder
+
+    for plain in ("agarap2019", "noise v2", "R&D 50%", "a.b", "...x"):
+        assert folder(plain) == plain
+    odd = ["a/b", "a\\b", "a_b-x", "/a/b", "a{b}", ".", "..", "../..", "x" * 300, "x" * 301]
+    made = [folder(n) for n in odd]
+    assert len(set(made)) == len(odd) and "a_b-x" in made  # never two experiments in one folder
+    for m in made:
+        assert m.strip(".") and not set(m) & set("/\\{}") and len(m.encode()) <= 129, m
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

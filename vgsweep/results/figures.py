@@ -711,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     uri, out = reader.store_uri(a.tracking_uri), reader.out_dir("--out", a.out)
     for name in reader.chosen(uri, a.experiment):  # results/figures/<experiment>/
-        build(uri, name, out / name, a.activation, not a.no_mlflow)
+        build(uri, name, out / reader.folder(name), a.activation, not a.no_mlflow)
     return 0
 
 

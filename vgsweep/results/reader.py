@@ -3,7 +3,9 @@ from MLflow alone."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,22 @@ def open_experiment(uri: str, experiment: str):
         raise SystemExit(f"vgsweep: no experiment {experiment!r} in {uri}: run a sweep first "
                          "(or pass --experiment / --tracking-uri)")
     return client, exp
+
+
+def folder(experiment: str) -> str:
+    """The experiment's folder under results/figures/: its name, where that is one plain folder name.
+    Otherwise / \\ { } (and a name of dots only) become _ and a short hash of the name is added, so that two
+    experiments never share a folder: an MLflow name such as /Users/me/study would be an absolute path,
+    ../x a folder outside results/, a/b a nested one that figures.tex cannot name, and a brace one that
+    LaTeX cannot read in a path. A name too long for a folder is cut, with the hash."""
+    safe = re.sub(r"[/\\{}\x00]", "_", experiment)
+    if not safe.strip("."):
+        safe = safe.replace(".", "_")
+    if safe == experiment and len(safe.encode()) <= 120:
+        return safe
+    while len(safe.encode()) > 120:
+        safe = safe[:-1]
+    return f"{safe}-{hashlib.sha256(experiment.encode()).hexdigest()[:8]}"
 
 
 def store_args(ap) -> None:

@@ -44,7 +44,7 @@ def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
 def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[list[str], bool]:
     """The experiment's part of report.md, and whether it has figures (and so a figures.tex)."""
     experiment, runs, md = sec.name, sec.runs, sec.md
-    fig_dir = out / "figures" / experiment
+    fig_dir = out / "figures" / reader.folder(experiment)
     figs = [p for p in figures.build(uri, experiment, fig_dir, activation) if p.suffix == ".png"] \
         if (not runs.empty and runs["status"].eq("FINISHED").any()) else []
     lines = [md.replace("# Results: experiment", "# Experiment"), "## Verdicts", ""]
@@ -83,7 +83,7 @@ def latex_page(uri: str, secs: list[table.Section], with_figures: list[bool], wh
     for sec, figs in zip(secs, with_figures):
         lines += [r"\section{Experiment \texttt{" + tex(sec.name) + "}}", sec.tex]
         if figs:
-            lines += [tex_path_line(r"\input{", f"figures/{sec.name}/figures.tex", "}")]
+            lines += [tex_path_line(r"\input{", f"figures/{reader.folder(sec.name)}/figures.tex", "}")]
         lines += [r"\clearpage", ""]
     return "\n".join(lines + [r"\end{document}", ""])
 
