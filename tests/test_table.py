@@ -98,7 +98,10 @@ def test_failed_configs_are_counted_not_averaged():
     base = df[(df.activation == "logistic") & (df.regime == "baseline")].iloc[0]
     assert base["n"] == 3 and base["failed"] == 0  # the FINISHED run of that config counts, not the failed one
     only_failed = df[(df.activation == "tanh") & (df.regime == "gna_bn")].iloc[0]
-    assert only_failed["n"] == 0 and cell(only_failed) == "— (1 failed)"
+    assert only_failed["n"] == 0 and only_failed["failed"] == only_failed["killed"] == 1
+    assert cell(only_failed) == "— (1 killed)"  # interrupted, not judged: not called a failure
+    assert cell(pd.Series({**only_failed, "killed": 0})) == "— (1 failed)"
+    assert cell(pd.Series({**gna, "failed": 3, "killed": 1})).endswith("[2 failed, 1 killed]")
 
 
 def test_verdicts_are_summarised_per_cell():

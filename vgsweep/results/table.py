@@ -182,6 +182,7 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
         s = per_seed.get(k, pd.Series(dtype=float))
         row.update(n=len(s), mean=s.mean() if len(s) else float("nan"),
                    std=s.std(ddof=1) if len(s) > 1 else float("nan"), failed=int((g["status"] != "FINISHED").sum()),
+                   killed=int((g["status"] == "KILLED").sum()),
                    seeds=" ".join(map(str, sorted(s.index))), verdict=summarise_verdicts(fin[k]["verdict"]),
                    parameters=next((p for p in g["parameters"] if p), ""))
         for m in study.metrics[1:]:
@@ -242,7 +243,7 @@ def cell(row: pd.Series) -> str:
     """`75.05 ± 0.31 (+9.93*)`; ± only with >= 2 seeds; * when the 95% interval excludes 0;
     then the verdict when not healthy, and how many configs of the cell failed or were killed."""
     if row["n"] == 0:
-        return f"— ({row['failed']} failed)"
+        return f"— ({not_finished(row)})"
     s = f"{row['mean']:.2f}"
     if row["n"] > 1:
         s += f" ± {row['std']:.2f}"
@@ -252,8 +253,16 @@ def cell(row: pd.Series) -> str:
     if row.get("verdict") and row["verdict"] != "healthy":
         s += f" {row['verdict']}"
     if row.get("failed", 0):
-        s += f" [{row['failed']} failed]"
+        s += f" [{not_finished(row)}]"
     return s
+
+
+def not_finished(row: pd.Series) -> str:
+    """`2 failed`, `1 killed`, `1 failed, 1 killed`: the cell's configs whose run did not finish
+    (`failed` counts both; a killed run was interrupted, its config not judged)."""
+    killed = int(row.get("killed", 0) or 0)
+    failed = int(row["failed"]) - killed
+    return ", ".join(f"{c} {w}" for c, w in ((failed, "failed"), (killed, "killed")) if c)
 
 
 def _plain(mean: float, std: float, n: int, digits: int) -> str:
@@ -315,7 +324,7 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
     study = study or AGARAP
     blocks = []
     labels = [a.label for a in study.axes]
-    stat_cols = {c for c in df.columns if c in ("n", "failed", "mean", "std", "seeds", "verdict", "delta", "delta_lo",
+    stat_cols = {c for c in df.columns if c in ("n", "failed", "killed", "mean", "std", "seeds", "verdict", "delta", "delta_lo",
                                                "delta_hi", "published", "ours_minus_published", "not_comparable",
                                                "published_outside_noise",
                                                "parameters") or c.endswith(("_mean", "_std", "_published"))}
@@ -368,7 +377,7 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
                     row.append(f"{int(r['parameters']):,}" if str(r["parameters"]).isdigit() else "")
                 for m in study.metrics:
                     if m is primary:
-                        row.append(cell(r) if r["n"] else f"— ({r['failed']} failed)")
+                        row.append(cell(r))
                         pub = r.get("published")
                     else:
                         row.append(_plain(r[f"{m.key}_mean"], r[f"{m.key}_std"], r["n"], m.digits))
