@@ -135,6 +135,8 @@ def assert_finishes_each_epoch_once(args: list[str], cwd: Path, uri: str, ids: s
     for r in runs:
         steps = [h.step for h in client.get_metric_history(r.info.run_id, "test_acc")]
         assert sorted(steps) == list(range(epochs)), steps
+        # a finished run carries no failure; why it was stopped last is kept apart
+        assert "vgsweep.failure" not in r.data.tags and r.data.tags["vgsweep.resumed_after"], r.data.tags
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 600, module: str = "vgsweep") -> subprocess.CompletedProcess:

@@ -166,6 +166,8 @@ def test_kill_9_mid_sweep_then_resume_from_checkpoints(tmp_path):
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert {r.info.run_id for r in runs} == killed_ids  # continued into the same runs
     for r in runs:
+        assert "vgsweep.failure" not in r.data.tags, r.data.tags
+        assert r.data.tags["vgsweep.resumed_after"].startswith("left RUNNING by a process that is gone (process ")
         for m in ("train_loss", "test_acc"):
             steps = [h.step for h in client.get_metric_history(r.info.run_id, m)]
             assert sorted(steps) == list(range(epochs)), (m, steps)

@@ -119,11 +119,17 @@ class RunLogger:
 
     @classmethod
     def resume(cls, client, run_id: str, tags: dict[str, str], flush_s: float = FLUSH_SECONDS) -> RunLogger:
-        """Continue a run (from a checkpoint): RUNNING again, with this process's tags."""
+        """Continue a run (from a checkpoint): RUNNING again, with this process's tags. Why it stopped
+        (`vgsweep.failure`) moves to `vgsweep.resumed_after`: a run that finishes carries no failure."""
         lg = cls(client, run_id, flush_s)
+        old = retry(client.get_run, run_id).data.tags
         retry(client.update_run, run_id, status="RUNNING")
         _OPEN[run_id] = lg
-        lg.set_tags(tags)
+        gone = {tracking.TAG_FAILURE: "resumed_after", "vgsweep.failed_epoch": None}
+        lg.set_tags({**tags, **{f"vgsweep.{new}": old[t] for t, new in gone.items() if new and t in old}})
+        for t in gone:
+            if t in old:
+                retry(client.delete_tag, run_id, t)
         return lg
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:

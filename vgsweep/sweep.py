@@ -116,6 +116,8 @@ def plan(jobs: list[Job], adopt: Optional[str] = None, dry: Optional[list[str]] 
             elif why:
                 log.warning("run %s (%s) was left RUNNING by a process that is gone (%s): marked KILLED",
                             r.info.run_id, j.name, why)
+                tracking.retry(client.set_tag, r.info.run_id, tracking.TAG_FAILURE,
+                               f"left RUNNING by a process that is gone ({why})"[:5000])
                 tracking.retry(client.set_terminated, r.info.run_id, status="KILLED")
                 status[r.info.run_id] = "KILLED"
         skip = _done_or_running(j, runs, status)
