@@ -143,3 +143,94 @@ def test_a_server_stores_lock_is_reentrant_and_best_effort(tmp_path, monkeypatch
             with tracking.store_lock("http://127.0.0.1:9"):
                 pass
     assert [r.getMessage()[:40] for r in caplog.records] == ["no lock for the store http://127.0.0.1:9"]
+
+
+def _another_hosts_run_lands_after_the_look(monkeypatch, server: str, job):
+    """Make a sweep on another host create a run of `job`'s config (RUNNING, alive) in the moment
+    between this process's look at the store and its create: the race no lock of this host's can
+    close. Returns the list that will hold that run's id."""
+    from vgsweep import sweep, tracking
+
+    looked, rival, looks = sweep.stored_runs, [], []
+
+    def look_then_rival(jobs, *a, **kw):
+        out = looked(jobs, *a, **kw)
+        looks.append(1)
+        if len(looks) == 2:  # the plan's look, then the claim's
+            c = MlflowClient(server)
+            exp = c.get_experiment_by_name(job.cfg.tracking.experiment)
+            exp_id = exp.experiment_id if exp else c.create_experiment(job.cfg.tracking.experiment)
+            rival.append(c.create_run(exp_id, run_name=job.name, tags={
+                tracking.TAG_HASH: job.key(), tracking.TAG_HOST: "another-host", tracking.TAG_PID: "4242",
+                tracking.TAG_HEARTBEAT: f"{__import__('time').time():.0f}"}).info.run_id)
+        return out
+
+    monkeypatch.setattr(sweep, "stored_runs", look_then_rival)
+    return rival
+
+
+def _all_runs(server: str, experiment: str):
+    from mlflow.entities import ViewType
+
+    c = MlflowClient(server)
+    exp = c.get_experiment_by_name(experiment)
+    return {r.info.run_id: r for r in c.search_runs([exp.experiment_id], run_view_type=ViewType.ALL)}
+
+
+def test_a_claim_raced_by_another_host_on_a_server_store_is_withdrawn(small_cfg, mlflow_server, monkeypatch):
+    """Another host's sweep creates a run of the same config between this sweep's look and create (a
+    lock of this host's cannot stop it). The look after the create sees that rival: this claim is
+    withdrawn (its run KILLED, then deleted: it held only params) and made again, which skips the
+    config as running elsewhere. Before, both trained it and both runs ended FINISHED."""
+    from vgsweep import sweep
+    from vgsweep.jobs import Job
+
+    job = Job(small_cfg("seed=5", f"tracking.uri={mlflow_server}"))
+    rival = _another_hosts_run_lands_after_the_look(monkeypatch, mlflow_server, job)
+    waits = []
+    monkeypatch.setattr(sweep, "_backoff", waits.append)
+    [outcome] = sweep.run_jobs([job])
+    assert (outcome.status, outcome.run_id, outcome.reason) == ("SKIPPED", rival[0], "running in another process")
+    assert waits == [0]
+    runs = _all_runs(mlflow_server, job.cfg.tracking.experiment)
+    [mine] = [r for i, r in runs.items() if i != rival[0]]
+    assert (mine.info.status, mine.info.lifecycle_stage) == ("KILLED", "deleted")
+    assert mine.data.tags["vgsweep.failure"].startswith(f"withdrawn before training: another sweep's run {rival[0]} "
+                                                        "(process 4242 on another-host) claimed this config")
+    assert "test_acc" not in mine.data.metrics
+
+
+def test_two_claims_made_at_the_same_moment_both_withdraw_and_the_first_back_trains(small_cfg, mlflow_server,
+                                                                                     monkeypatch):
+    """Both sweeps saw each other's run after their creates: both withdraw. The other host's comes back
+    later (its run deleted while this one waits): this sweep's second claim meets no rival and trains."""
+    from vgsweep import sweep
+    from vgsweep.jobs import Job
+
+    job = Job(small_cfg("seed=6", f"tracking.uri={mlflow_server}"))
+    rival = _another_hosts_run_lands_after_the_look(monkeypatch, mlflow_server, job)
+
+    def the_other_withdraws_meanwhile(attempt: int) -> None:
+        c = MlflowClient(mlflow_server)
+        c.set_terminated(rival[0], "KILLED")
+        c.delete_run(rival[0])
+
+    monkeypatch.setattr(sweep, "_backoff", the_other_withdraws_meanwhile)
+    [outcome] = sweep.run_jobs([job])
+    assert outcome.status == "FINISHED" and outcome.run_id != rival[0]
+    runs = _all_runs(mlflow_server, job.cfg.tracking.experiment)
+    assert len(runs) == 3  # the rival's, this sweep's withdrawn claim, its run that trained
+    assert [r.info.status for r in runs.values() if r.info.lifecycle_stage == "active"] == ["FINISHED"]
+    assert "test_acc" in runs[outcome.run_id].data.metrics
+
+
+def test_a_sqlite_stores_claims_need_no_second_look(small_cfg, tmp_path, monkeypatch):
+    """Its lock makes look-and-create one step for every process on every host: no extra query."""
+    from vgsweep import sweep
+    from vgsweep.jobs import Job
+
+    looks = []
+    looked = sweep.stored_runs
+    monkeypatch.setattr(sweep, "stored_runs", lambda jobs, *a, **kw: looks.append(1) or looked(jobs, *a, **kw))
+    [outcome] = sweep.run_jobs([Job(small_cfg("seed=7"))])
+    assert outcome.status == "FINISHED" and len(looks) == 2  # the plan's and the claim's

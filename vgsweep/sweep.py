@@ -179,12 +179,45 @@ def _done_or_running(j: Job, runs: list, status: dict[str, str]) -> Optional[Out
     return None
 
 
+CLAIM_TRIES = 6  # claims withdrawn in a row (two hosts colliding each time) before training anyway
+
+
 def _claim(pack: list[Job], progress) -> tuple[list[Optional[Outcome]], Optional["_PackRecorder"]]:
-    """Under the stores' locks, look again at the pack's configs (another sweep may have finished or
-    started some since this one planned) and create the runs of the others: (per job, its SKIPPED
-    outcome or None; the recorder of the jobs left, or None). A SQLite store's lock is a file beside
-    it; a server's is this host's (tracking.store_lock): sweeps on two hosts writing to one server
-    may still race in the moment between look and create."""
+    """Look again at the pack's configs (another sweep may have finished or started some since this one
+    planned) and create the runs of the others: (per job, its SKIPPED outcome or None; the recorder of
+    the jobs left, or None).
+
+    A SQLite store's lock (a file beside it) makes look-and-create one step. A server's or a database's
+    lock is only this host's (tracking.store_lock), so a sweep on another host may create a run of the
+    same config between this one's look and create. Hence, for those stores, a look after the create:
+    a live run of one of the configs made by another process since is a rival. Then this claim is
+    withdrawn (its new runs end KILLED and are deleted, a resumed one is KILLED again) and made again
+    after a random wait, when it skips what the rival holds. Of two claims made at the same moment
+    each sees the other and both withdraw; the one that comes back first wins. The first to look after
+    its create without seeing a rival may train: any later claim sees its run."""
+    for attempt in range(CLAIM_TRIES):
+        taken, rec = _claim_once(pack, progress)
+        rivals = rec.rivals() if rec is not None else {}
+        if not rivals:
+            return taken, rec
+        if attempt == CLAIM_TRIES - 1:
+            log.warning("%d claims in a row were contested by other sweeps; training anyway (a config may be "
+                        "trained twice)", CLAIM_TRIES)
+            return taken, rec
+        rec.withdraw(rivals)
+        _backoff(attempt)
+    raise AssertionError("unreachable")
+
+
+def _backoff(attempt: int) -> None:
+    """A random wait before claiming again, longer after each collision (0.25-0.75 s, then doubling)."""
+    import random
+
+    time.sleep(random.SystemRandom().uniform(0.25, 0.75) * 2 ** attempt)
+
+
+def _claim_once(pack: list[Job], progress) -> tuple[list[Optional[Outcome]], Optional["_PackRecorder"]]:
+    """_claim's look and create, under the stores' locks."""
     import contextlib
 
     with contextlib.ExitStack() as locks:
@@ -269,6 +302,40 @@ class _PackRecorder:
         for f in self.files:
             if f:
                 f.close()
+
+    def rivals(self) -> dict[int, object]:
+        """Per job (its index) whose store's lock is only this host's: a live RUNNING run of its config
+        that another process made (see _claim). Jobs with `rerun` train whatever else runs."""
+        check = [k for k, j in enumerate(self.jobs)
+                 if not j.cfg.rerun and tracking.sqlite_path(tracking.resolve_uri(j.cfg)) is None]
+        if not check:
+            return {}
+        ours = {lg.run_id for lg in self.loggers}
+        found = {}
+        for k, (_, runs) in zip(check, stored_runs([self.jobs[k] for k in check])):
+            stale = float(self.jobs[k].cfg.tracking.stale_after_s)
+            live = [r for r in runs if r.info.run_id not in ours and r.info.status == "RUNNING"
+                    and not tracking.made_here(r) and not tracking.orphan_reason(r, stale)]
+            if live:
+                found[k] = live[0]
+        return found
+
+    def withdraw(self, rivals: dict[int, object]) -> None:
+        """Give the claim up before training: new runs end KILLED and are deleted (they hold only their
+        params), a resumed run is KILLED again as it was; each job's log says why."""
+        for k, (j, lg, f) in enumerate(zip(self.jobs, self.loggers, self.files)):
+            r = rivals.get(k)
+            why = ("withdrawn before training: another sweep's run " + (
+                f"{r.info.run_id} (process {r.data.tags.get(tracking.TAG_PID)} on {r.data.tags.get(tracking.TAG_HOST)})"
+                " claimed this config at the same moment" if r is not None else "claimed a config of this pack at the "
+                "same moment") + "; claiming again")
+            log.info("run %s (%s) %s", lg.run_id, j.name, why)
+            lg.end("KILLED", why)
+            if not j.resume_run:
+                tracking.retry(lg.client.delete_run, lg.run_id)
+            if f:
+                f.write(f"run {lg.run_id} {why}\n")
+        self.close()
 
     def on_epoch(self, r: EpochReport) -> None:
         n = len(self.jobs)
