@@ -44,8 +44,8 @@ def _story(runs, procs) -> str:
     return "\n".join(lines)
 
 
-def _two_sweeps_at_once(uri: str, root: Path, tmp: Path) -> None:
-    _, c, runs = _at_once([["activation=relu,tanh", f"seed={s}"] for s in SEEDS], root, uri, tmp)
+def _two_sweeps_at_once(uri: str, root: Path, tmp: Path) -> list:
+    procs, c, runs = _at_once([["activation=relu,tanh", f"seed={s}"] for s in SEEDS], root, uri, tmp)
     assert len(runs) == 16
     assert len({(r.data.params["activation.name"], r.data.params["seed"]) for r in runs}) == 16
     for r in runs:
@@ -53,6 +53,7 @@ def _two_sweeps_at_once(uri: str, root: Path, tmp: Path) -> None:
         for m in ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds"):
             assert sorted(h.step for h in c.get_metric_history(r.info.run_id, m)) == [0, 1]
         assert "config.yaml" in {a.path for a in c.list_artifacts(r.info.run_id)}
+    return procs
 
 
 def test_two_sweeps_into_one_sqlite_store(tiny_root, tmp_path):
@@ -67,7 +68,16 @@ def mlflow_server(tmp_path):
 
 
 def test_two_sweeps_into_one_mlflow_server(tiny_root, tmp_path, mlflow_server):
-    _two_sweeps_at_once(mlflow_server, tiny_root, tmp_path)
+    """... and each names the experiment's address in MLflow's UI once, at its end, instead of MLflow's
+    client printing two lines per run (through the progress line)."""
+    exp_id = None
+    for p in _two_sweeps_at_once(mlflow_server, tiny_root, tmp_path):
+        out = p.stdout + p.stderr
+        assert "View run" not in out and "View experiment" not in out, out[-3000:]
+        [line] = [x for x in out.splitlines() if "the runs of experiment agarap2019: " in x]
+        exp_id = MlflowClient(mlflow_server).get_experiment_by_name("agarap2019").experiment_id
+        assert line.endswith(f"{mlflow_server}/#/experiments/{exp_id}?workflowType=machine_learning"), line
+    assert exp_id is not None
 
 
 def test_two_overlapping_sweeps_train_each_shared_config_once(tiny_root, tmp_path):

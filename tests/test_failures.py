@@ -229,5 +229,14 @@ def test_a_sweep_whose_server_dies_stops_with_one_line_then_resumes(bigger, tmp_
             steps = [m.step for m in client.get_metric_history(r.info.run_id, "test_acc")]
             assert sorted(steps) == list(range(10))
         assert not list(ck.glob("*.pt"))
+
+        # a single run on a server names its page in MLflow's UI (MLflow's own two lines are not printed)
+        one = run_cli([*(a for a in args[1:] if not a.startswith(("activation=", "hydra.sweep.dir", "train.epochs"))),
+                       "seed=9", "train.epochs=1", f"hydra.run.dir={tmp_path / 'one'}"], cwd=tmp_path)
+        assert one.returncode == 0, one.stderr[-3000:]
+        [r] = [r for r in _runs(server.url)[1] if r.data.params["seed"] == "9"]
+        assert f"run {r.info.run_id} in MLflow's UI: {server.url}/#/experiments/{r.info.experiment_id}/runs/" \
+               f"{r.info.run_id}?workflowType=machine_learning" in one.stdout + one.stderr
+        assert "View run" not in one.stdout + one.stderr
     finally:
         server.stop()

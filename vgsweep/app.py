@@ -119,6 +119,12 @@ def task(cfg: DictConfig) -> float:
         raise JobFailed(f"{who} FAILED: {outcome.reason}")
     value = outcome.final.get(cfg.objective, float("nan"))  # NaN: a run another process is training
     log.info("%s run %s: %s=%.4f", outcome.status.lower(), outcome.run_id, cfg.objective, value)
+    if i is None and hc.mode.name != "MULTIRUN":  # a single run on a server: where its UI shows it
+        from vgsweep import tracking
+
+        url = tracking.web_address(tracking.resolve_uri(cfg), str(cfg.tracking.experiment), outcome.run_id)
+        if url is not None:
+            log.info("run %s in MLflow's UI: %s", outcome.run_id, url)
     return value
 
 

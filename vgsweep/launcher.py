@@ -453,6 +453,11 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     counts = sweep.counts()
     log.info("sweep done: %d finished, %d skipped (already in the store), %d failed",
              counts["FINISHED"], counts["SKIPPED"], counts["FAILED"])
+    from vgsweep import tracking
+
+    for uri, experiment in dict.fromkeys((tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment)) for j in jobs):
+        if (url := tracking.web_address(uri, experiment)) is not None:
+            log.info("the runs of experiment %s: %s", experiment, url)
     failed = [(j, o) for j, o in zip(jobs, sweep.outcomes) if o is not None and o.status == "FAILED"]
     if failed:
         log.error("%d of %d jobs failed:", len(failed), len(jobs))

@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+# With a server store MLflow's client prints two lines each time a run ends ("View run <name> at: <url>",
+# "View experiment at: <url>"): 300 lines on stdout for a 150-run grid, through the sweep's progress line.
+# vgsweep names the experiment's address once at the end instead (web_address). The environment decides.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 SEARCH_PAGE = 5000  # runs per search call; training_runs reads page after page
 SQLITE_BUSY_MS = 60_000  # a writer waits this long for another process's lock before failing
@@ -363,6 +367,20 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
         raise TrackingError(f"tracking.uri={uri!r}: no MLflow server answers there ({e}); start one "
                             "(mlflow server --host 127.0.0.1 --port 5000) or leave tracking.uri unset "
                             "for the embedded SQLite store") from None
+
+
+def web_address(uri: str, experiment: str, run_id: str | None = None) -> str | None:
+    """Where MLflow's UI on the server `uri` shows the experiment's training runs (or one run of it);
+    None for a store with no UI of its own (a SQLite file, a database: `make ui` serves those)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    from vgsweep.ui import experiment_url, run_url
+
+    exp = retry(client_for(uri).get_experiment_by_name, experiment)
+    if exp is None:
+        return None
+    base = uri.rstrip("/")
+    return run_url(base, exp.experiment_id, run_id) if run_id else experiment_url(base, exp.experiment_id)
 
 
 def experiment_id(client, uri: str, name: str, artifact_location: str | None) -> str:

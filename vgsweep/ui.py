@@ -25,8 +25,12 @@ def experiment_urls(uri: str, base: str) -> list[tuple[str, str]]:
     out = []
     for e in sorted(tracking.retry(client.search_experiments), key=lambda e: e.creation_time or 0):
         if next(tracking.training_runs(client, e.experiment_id), None) is not None:
-            out.append((e.name, f"{base}/#/experiments/{e.experiment_id}?{WORKFLOW}"))
+            out.append((e.name, experiment_url(base, e.experiment_id)))
     return out
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    return f"{base}/#/experiments/{experiment_id}?{WORKFLOW}"
 
 
 def run_url(base: str, experiment_id: str, run_id: str) -> str:
