@@ -289,3 +289,44 @@ def test_a_requeued_pack_resumes_from_its_checkpoints(slurm, tmp_path):
     log = "".join(p.read_text() for p in (tmp_path / "mr" / ".submitit" / job).glob("*_log.*"))
     assert "was requeued" in log and "from its checkpoint at epoch" in log
     assert not list(ck.glob("*.pt"))
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+@pytest.mark.parametrize("setting,key,said", [
+    ("hydra.launcher.partition=nope", "hydra.launcher.partition='nope'", "invalid partition specified: nope"),
+    ("hydra.launcher.gpus_per_node=1", "hydra.launcher.gpus_per_node=1", "Invalid generic resource (gres)")])
+def test_packs_sbatch_refuses_are_one_line_naming_the_setting(slurm, tiny_root, tmp_path, setting, key, said):
+    """A partition the cluster does not have, or GPUs its nodes lack (this one has none): sbatch
+    refuses the pack jobs at submission. One line naming the launcher's setting and sbatch's words,
+    exit 2, no traceback; the sweep folder (its submission scripts and pickles) removed, no run made.
+    Before, submitit's FailedJobError came through as a traceback."""
+    args = _slurm_args(tmp_path, tiny_root, setting)
+    if "gpus_per_node" in setting:
+        args.remove("hydra.launcher.gpus_per_node=0")
+    proc = run_cli(["-m", "activation=relu,tanh", *args], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    [line] = [x for x in proc.stderr.splitlines() if x.startswith("vgsweep: ")]
+    assert line.startswith(f"vgsweep: invalid config: {key} is not accepted; expected what this cluster's SLURM "
+                           "accepts. sbatch refused the pack jobs (sbatch: error: ") and said in line, line
+    assert not (tmp_path / "mr").exists()
+    c = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    exp = c.get_experiment_by_name("agarap2019")
+    assert exp is None or not c.search_runs([exp.experiment_id])
+
+
+@pytest.mark.e2e
+def test_executor_slurm_where_slurm_is_not_is_one_line(tiny_root, tmp_path):
+    """On a machine without SLURM's commands (a laptop), executor=slurm is refused before anything
+    is made; before, submitit's 'Could not detect "srun"' came as a traceback."""
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # this venv's tools, no sbatch or srun
+    proc = subprocess.run([sys.executable, "-m", "vgsweep", "-m", "activation=relu,tanh",
+                           *_slurm_args(tmp_path, tiny_root)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.rstrip().splitlines()[-1] == (
+        "vgsweep: invalid config: hydra.launcher.executor='slurm' is not accepted; expected local or "
+        "submitit_local on this machine. sbatch and srun not found on PATH: submit from the cluster's login node, "
+        "where SLURM's commands are")
+    assert not (tmp_path / "mr").exists()

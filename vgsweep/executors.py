@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -225,6 +226,33 @@ def _output_to(path: Path):
             os.close(s)
 
 
+# What sbatch's refusal names -> the launcher option that asked for it (first match in its words)
+SBATCH_WORDS = (("partition", "partition", "`sinfo -s` lists the partitions"),
+                ("gres", "gpus_per_node", "0 for nodes without GPUs; `sinfo -o '%P %G'` lists each partition's GPUs"),
+                ("memory", "mem_gb", "`sinfo -o '%P %m'` lists each partition's memory per node (MB)"),
+                ("feature", "constraint", "`sinfo -o '%P %f'` lists each partition's features"),
+                ("account", "account", "`sacctmgr show assoc user=$USER` lists yours"),
+                ("qos", "qos", "`sacctmgr show assoc user=$USER` lists yours"),
+                ("time limit", "timeout_min", "`sinfo -o '%P %l'` lists each partition's time limit"),
+                ("processors", "cpus_per_task", "`sinfo -o '%P %c'` lists each partition's CPUs per node"))
+
+
+def sbatch_refused(stderr: str, o) -> "ConfigError":
+    """The one-line error for packs sbatch would not take (`o`: the launcher's options): the option
+    its words point at, else the whole request; and what sbatch said."""
+    from vgsweep.config import ConfigError, Shown
+
+    said = "; ".join(x.strip() for x in stderr.splitlines() if x.strip()) or "sbatch failed"
+    low = said.lower()
+    for word, key, hint in SBATCH_WORDS:
+        if word in low:
+            return ConfigError(f"hydra.launcher.{key}", getattr(o, key), "what this cluster's SLURM accepts",
+                               f"sbatch refused the pack jobs ({said}): {hint}")
+    request = " ".join(f"{k}={getattr(o, k)}" for _, k, _ in SBATCH_WORDS if getattr(o, k) is not None)
+    return ConfigError("hydra.launcher", Shown(f"[{request}]"), "a request this cluster's SLURM accepts",
+                       f"sbatch refused the pack jobs ({said})")
+
+
 class SubmititPacks:
     """Submits every pack as one job (one SLURM array) and hands back each pack's outcomes."""
 
@@ -244,7 +272,7 @@ class SubmititPacks:
                  "additional_parameters": dict(o.additional_parameters) or None}
         params.update({f"slurm_{k}": v for k, v in slurm.items() if v is not None})
         self.ex.update_parameters(**params)
-        self.poll_s = float(o.poll_s)
+        self.poll_s, self.options = float(o.poll_s), o
         self.folder = Path(str(o.submitit_folder))
         while "%" in self.folder.name:  # the part submitit names after each job
             self.folder = self.folder.parent
@@ -253,12 +281,22 @@ class SubmititPacks:
         self._last_report = ""
 
     def start(self, packs: list[list[Job]]) -> None:
+        """Submit the packs; sbatch refusing them (a partition, GPUs, memory the cluster does not have)
+        is bad input: a ConfigError naming the setting, before anything trains."""
         self.packs = packs
+        made_folder = not self.folder.exists()
         with contextlib.ExitStack() as stack:
             if self.cluster == "local":
                 stack.enter_context(_output_to(self.folder / "controllers.log"))
-            with self.ex.batch():
-                self.handles = [self.ex.submit(PackJob(p, same_devices=self.cluster == "local")) for p in packs]
+            try:
+                with self.ex.batch():
+                    self.handles = [self.ex.submit(PackJob(p, same_devices=self.cluster == "local")) for p in packs]
+            except _import_submitit().core.utils.FailedJobError as e:
+                if self.cluster != "slurm":
+                    raise
+                if made_folder:  # the refused jobs' script and pickles: nothing was submitted
+                    shutil.rmtree(self.folder, ignore_errors=True)
+                raise sbatch_refused(str(e), self.options) from None
         ids = [h.job_id for h in self.handles]
         if self.cluster == "slurm":
             PENDING_SLURM.update(dict.fromkeys(ids))

@@ -104,10 +104,19 @@ def check_options(launcher) -> None:
 
 
 def check_remote(launcher, jobs: list[Job]) -> None:
-    """A pack that trains on another node must reach the store from there."""
+    """SLURM must be at hand, and a pack that trains on another node must reach the store from there."""
+    import shutil
+
     from vgsweep import tracking
 
-    if launcher.executor.executor != "slurm" or launcher.executor.sqlite_is_shared:
+    if launcher.executor.executor != "slurm":
+        return
+    missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+    if missing:
+        raise ConfigError("hydra.launcher.executor", "slurm", "local or submitit_local on this machine",
+                          f"{' and '.join(missing)} not found on PATH: submit from the cluster's login node, where "
+                          "SLURM's commands are")
+    if launcher.executor.sqlite_is_shared:
         return
     for j in jobs:
         uri = tracking.resolve_uri(j.cfg)
