@@ -330,3 +330,33 @@ def test_executor_slurm_where_slurm_is_not_is_one_line(tiny_root, tmp_path):
         "submitit_local on this machine. sbatch and srun not found on PATH: submit from the cluster's login node, "
         "where SLURM's commands are")
     assert not (tmp_path / "mr").exists()
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_a_pack_job_that_can_never_start_as_asked_is_named_with_its_settings(slurm, tiny_root, tmp_path):
+    """More CPUs per task than this cluster's node has: sbatch takes the job, SLURM keeps it PENDING
+    (reason PartitionConfig) for ever. The launcher's state line shows the reason and one warning
+    names the job, why and the settings that asked for it (before: "1 pending", and nothing else)."""
+    args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, tiny_root, "hydra.launcher.cpus_per_task=512")]
+    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    seen, job = "", None
+    try:
+        while "will not start as asked" not in seen:
+            line = proc.stdout.readline()
+            assert line, seen[-3000:]
+            seen += line
+            if "submitted 1 pack jobs (slurm): " in line:
+                job = line.split("submitted 1 pack jobs (slurm): ")[1].split()[0]
+        assert "pack jobs: 1 pending (PartitionConfig)" in seen, seen[-3000:]
+        [warning] = [x for x in seen.splitlines() if "will not start as asked" in x]
+        assert f"pack job {job} will not start as asked: more CPUs, memory or GPUs than a node of the partition " \
+               "has (SLURM reason PartitionConfig)" in warning
+        assert "hydra.launcher.cpus_per_task=512" in warning and f"scancel {job}" in warning
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+        if job:
+            subprocess.run(["scancel", job], timeout=30)

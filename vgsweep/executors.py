@@ -86,16 +86,29 @@ TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 def slurm_state(job_id: str) -> str:
     """A SLURM job's state from the controller (`scontrol`: no accounting database needed); GONE once
     the controller has forgotten it."""
+    return slurm_job(job_id)[0]
+
+
+def slurm_job(job_id: str) -> tuple[str, str]:
+    """(state, reason) of a SLURM job from the controller; the reason is why a PENDING job waits."""
     import subprocess
 
     try:
         out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
-        return "UNKNOWN"
+        return "UNKNOWN", ""
     if out.returncode != 0:
-        return "GONE" if "Invalid job id" in out.stderr + out.stdout else "UNKNOWN"
-    state = next((w.split("=", 1)[1] for w in out.stdout.split() if w.startswith("JobState=")), "UNKNOWN")
-    return state.split("+")[0]
+        return ("GONE" if "Invalid job id" in out.stderr + out.stdout else "UNKNOWN"), ""
+    fields = dict(w.split("=", 1) for w in out.stdout.split() if "=" in w)
+    return fields.get("JobState", "UNKNOWN").split("+")[0], fields.get("Reason", "")
+
+
+# Why a PENDING job waits, where it waits for something that will not come by itself: the request is
+# more than its partition allows (SLURM keeps such a job pending rather than refusing it).
+NEVER_AS_ASKED = {"PartitionConfig": "more CPUs, memory or GPUs than a node of the partition has",
+                  "PartitionTimeLimit": "a longer time limit than the partition allows",
+                  "PartitionNodeLimit": "more nodes than the partition allows",
+                  "BadConstraints": "constraints no node meets"}
 
 
 class PackJob:
@@ -279,6 +292,7 @@ class SubmititPacks:
         self.handles: list = []
         self.packs: list[list[Job]] = []
         self._last_report = ""
+        self._warned: set[str] = set()
 
     def start(self, packs: list[list[Job]]) -> None:
         """Submit the packs; sbatch refusing them (a partition, GPUs, memory the cluster does not have)
@@ -305,19 +319,38 @@ class SubmititPacks:
         log.info("submitted %d pack jobs (%s): %s", len(ids), self.ex.cluster, ", ".join(ids))
 
     def _state(self, h) -> str:
+        return self._job(h)[0]
+
+    def _job(self, h) -> tuple[str, str]:
         if self.cluster != "slurm":
-            return h.state
-        return "FINISHED" if h.paths.result_pickle.exists() else slurm_state(h.job_id)
+            return h.state, ""
+        return ("FINISHED", "") if h.paths.result_pickle.exists() else slurm_job(h.job_id)
 
     def _report(self) -> None:
-        states = [self._state(h) for h in self.handles]
+        """The pack jobs' states when they change (a pending one's reason beside it); a job that waits
+        for what its partition cannot give is named once, with the settings that asked for it."""
+        jobs = [self._job(h) for h in self.handles]
         counts: dict[str, int] = {}
-        for s in states:
-            counts[s] = counts.get(s, 0) + 1
-        text = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+        for s, why in jobs:
+            key = f"{s.lower()} ({why})" if s == "PENDING" and why not in ("", "None") else s.lower()
+            counts[key] = counts.get(key, 0) + 1
+        text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         if text != self._last_report:
             log.info("pack jobs: %s", text)
             self._last_report = text
+        stuck = [h.job_id for h, (s, why) in zip(self.handles, jobs) if s == "PENDING" and why in NEVER_AS_ASKED
+                 and h.job_id not in self._warned]
+        if stuck:
+            self._warned.update(stuck)
+            why = jobs[[h.job_id for h in self.handles].index(stuck[0])][1]
+            o = self.options
+            log.warning("pack job%s %s will not start as asked: %s (SLURM reason %s); the request: %s. "
+                        "Cancel (scancel %s) and change those settings, or wait if the cluster's admins change the "
+                        "partition", "s" if len(stuck) > 1 else "", " ".join(stuck), NEVER_AS_ASKED[why], why,
+                        " ".join(f"hydra.launcher.{k}={getattr(o, k)}" for k in
+                                 ("partition", "timeout_min", "cpus_per_task", "mem_gb", "gpus_per_node", "constraint")
+                                 if getattr(o, k) is not None),
+                        " ".join(stuck))
 
     def result(self, k: int) -> list[Outcome]:
         """Wait for pack k's job; its outcomes, or FAILED ones saying why the job failed."""
