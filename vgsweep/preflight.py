@@ -46,12 +46,15 @@ def check_store(uri: str) -> None:
             tracking.check_sqlite_store(uri)
         elif uri.startswith(("http://", "https://")):
             tracking.check_server(uri)
-        elif scheme not in DB_SCHEMES:
+        elif scheme in DB_SCHEMES:
+            tracking.check_database(uri)
+        else:
             raise ConfigError("tracking.uri", uri, "sqlite:///<path of a database file>, http(s)://<mlflow server>, "
                               "or a postgresql / mysql / mssql database URI",
                               "MLflow 3 keeps runs in a database; a folder store (file:) is not supported")
     except tracking.TrackingError as e:
-        raise ConfigError("tracking.uri", uri, "an MLflow store vgsweep can use", str(e)) from None
+        raise ConfigError("tracking.uri", tracking.hide_passwords(uri), "an MLflow store vgsweep can use",
+                          str(e)) from None
 
 
 def check_jobs(jobs: list[Job], dry: list[str] | None = None, devices_here: bool = True) -> None:

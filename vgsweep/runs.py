@@ -74,7 +74,7 @@ def _writer():
 def run_tags(config_hash: str, overrides: list[str], pack_size: int, device: str) -> dict[str, str]:
     return {
         tracking.TAG_HASH: config_hash,
-        tracking.TAG_OVERRIDES: " ".join(overrides),
+        tracking.TAG_OVERRIDES: tracking.hide_passwords(" ".join(overrides)),
         tracking.TAG_HOST: socket.gethostname(),
         tracking.TAG_PID: str(os.getpid()),
         **({tracking.TAG_PROCESS: stamp} if (stamp := tracking.process_stamp(os.getpid())) else {}),
@@ -169,13 +169,19 @@ class RunLogger:
     def log_config(self, cfg: DictConfig) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / "config.yaml"
-            p.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            p.write_text(tracking.hide_passwords(OmegaConf.to_yaml(cfg, resolve=True)))
             retry(self.client.log_artifact, self.run_id, str(p))
 
     def log_hydra_dir(self, hydra_dir: Path | None) -> None:
-        """The job's `.hydra/` files (config, hydra, overrides) as the run's `hydra/` artifacts."""
+        """The job's `.hydra/` files (config, hydra, overrides) as the run's `hydra/` artifacts, with any
+        password in a URI (`postgresql://user:pw@host/db`) written as ***: whoever reads the store's
+        artifacts need not learn the database's password."""
         if hydra_dir is not None and hydra_dir.is_dir():
-            retry(self.client.log_artifacts, self.run_id, str(hydra_dir), artifact_path="hydra")
+            with tempfile.TemporaryDirectory() as tmp:
+                for f in sorted(hydra_dir.iterdir()):
+                    if f.is_file():
+                        (Path(tmp) / f.name).write_text(tracking.hide_passwords(f.read_text()))
+                retry(self.client.log_artifacts, self.run_id, tmp, artifact_path="hydra")
 
     def log_bytes(self, data: bytes, artifact_file: str) -> None:
         """Store bytes as an artifact at `artifact_file` (folders allowed)."""

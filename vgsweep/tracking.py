@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -124,12 +125,57 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def artifact_root(uri: str, cfg) -> str | None:
+    """Where a new experiment keeps its artifacts: tracking.artifact_root; else mlartifacts/ beside a
+    SQLite file, or in the project root for a database store (MLflow's own default there is mlruns/ in
+    whatever folder the command ran from); a server decides for itself."""
     if cfg.tracking.artifact_root:
         return str(Path(cfg.tracking.artifact_root).resolve())
     p = sqlite_path(uri)
     if p is not None:
         return str(p.resolve().parent / "mlartifacts")
-    return None  # a server decides
+    if not uri.startswith(("http://", "https://")):
+        return str(project_root() / "mlartifacts")
+    return None
+
+
+# user:password@ in a URI, also as Hydra writes an override (`postgresql\://user\:pw@host`)
+_PASSWORD = re.compile(r"(://[^:@\s/\\]+\\?:)([^@\s/]+)@")
+
+
+def hide_passwords(text: str) -> str:
+    """Text with the password of every URI in it written as *** (what is logged to the store)."""
+    return _PASSWORD.sub(r"\1***@", text)
+
+
+# The module a SQLAlchemy dialect imports -> the package that holds it
+DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pymysql": "pymysql",
+                   "MySQLdb": "mysqlclient", "mysql": "mysql-connector-python", "pyodbc": "pyodbc", "pymssql": "pymssql"}
+
+
+def check_database(uri: str, timeout: int = 5) -> None:
+    """A database store (postgresql://, mysql://, mssql://) can be used: its driver is installed and a
+    connection opens within `timeout` seconds; else TrackingError, its password hidden. (MLflow would
+    retry creating its engine for minutes, printing each attempt.)"""
+    import sqlalchemy
+    from sqlalchemy.exc import SQLAlchemyError
+
+    shown = hide_passwords(uri)
+    args = {"connect_timeout": timeout} if uri.startswith(("postgresql", "mysql")) else {}
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=args, poolclass=sqlalchemy.pool.NullPool)
+    except ModuleNotFoundError as e:
+        raise TrackingError(f"tracking.uri={shown!r}: its database driver is not installed (no module {e.name!r}): "
+                            f"pip install '{DRIVER_PACKAGES.get(e.name or '', e.name)}'") from None
+    except (SQLAlchemyError, ValueError) as e:  # an unknown dialect or driver, a malformed URI
+        raise TrackingError(f"tracking.uri={shown!r}: {hide_passwords(str(e).splitlines()[0])}") from None
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as e:
+        why = " ".join(str(getattr(e, "orig", None) or e).split())[:300]
+        raise TrackingError(f"tracking.uri={shown!r}: the database does not answer ({hide_passwords(why)})") from None
+    finally:
+        engine.dispose()
 
 
 @functools.lru_cache(maxsize=None)
