@@ -50,9 +50,9 @@ def postgres():
 
 
 def test_a_sweep_into_postgresql_keeps_its_password_out_of_the_store(postgres, tiny_root, tmp_path):
-    """Two jobs into a PostgreSQL store: FINISHED runs, a second launch skips them, the table reads
+    """Two jobs into a PostgreSQL store: FINISHED runs, a second launch skips them, the report reads
     them back. The URI's password is in none of what the store keeps (config.yaml, hydra/*.yaml,
-    tags): *** stands there."""
+    tags) nor in report.md and report.tex, which name the store: *** stands there."""
     args = ["-m", "activation=relu,tanh", *SMALL, f"data.root={tiny_root}", f"tracking.uri={postgres}",
             f"tracking.artifact_root={tmp_path / 'art'}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
     proc = run_cli(args, cwd=tmp_path)
@@ -68,8 +68,12 @@ def test_a_sweep_into_postgresql_keeps_its_password_out_of_the_store(postgres, t
     assert any("vgsweep:***@127.0.0.1" in k for k in kept)
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0 and "0 finished, 2 skipped" in again.stdout + again.stderr, again.stderr[-3000:]
-    table = run_cli(["table", "--tracking-uri", postgres, "--out", str(tmp_path / "results")], cwd=tmp_path)
-    assert table.returncode == 0 and "| baseline | relu |" in table.stdout, table.stderr[-3000:]
+    out = tmp_path / "results"
+    report = run_cli(["report", "--tracking-uri", postgres, "--out", str(out)], cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "| baseline | relu |" in (out / "table.md").read_text()
+    written = (out / "report.md").read_text() + (out / "report.tex").read_text()  # files a paper's repository holds
+    assert "s3cret" not in written + report.stdout + report.stderr and "vgsweep:***@127.0.0.1" in written
 
 
 @pytest.mark.parametrize("uri,says", [

@@ -507,8 +507,8 @@ class Sweep:
         except tracking.TrackingUnavailable as e:
             raise stopped(jobs[0].cfg, e) from None
         except tracking.TrackingError as e:  # a store found unusable on opening it: bad input, nothing written
-            raise ConfigError("tracking.uri", tracking.resolve_uri(jobs[0].cfg), "an MLflow store vgsweep can use",
-                              str(e)) from None
+            raise ConfigError("tracking.uri", tracking.hide_passwords(tracking.resolve_uri(jobs[0].cfg)),
+                              "an MLflow store vgsweep can use", str(e)) from None
         # A config listed twice (`seed=1,1`) is trained once; the later job reports the earlier's run.
         first: dict[tuple, int] = {}
         self.twin: dict[int, int] = {}
@@ -610,7 +610,7 @@ class Sweep:
 def stopped(cfg: DictConfig, e: tracking.TrackingUnavailable) -> SweepStopped:
     uri = tracking.resolve_uri(cfg)
     return SweepStopped(
-        f"the tracking store {uri} has not answered since {time.strftime('%H:%M:%S', time.localtime(e.since))} "
+        f"the tracking store {tracking.hide_passwords(uri)} has not answered since {time.strftime('%H:%M:%S', time.localtime(e.since))} "
         f"(retried {e.seconds:.0f} s, tracking.retry_s={cfg.tracking.retry_s:g}): the sweep stopped. "
         f"Checkpoints are kept in {checkpoint_dir(cfg).resolve()}; when the store answers again, run the same "
         "command: finished runs are skipped, the others resume from their checkpoints")

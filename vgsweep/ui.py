@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     check_port(a.host, a.port)
     base = f"http://{a.host}:{a.port}"
     urls = experiment_urls(uri, base)
-    print(f"MLflow UI over {uri} on {base}", flush=True)
+    print(f"MLflow UI over {tracking.hide_passwords(uri)} on {base}", flush=True)
     for name, url in urls or [("(no training runs yet)", base)]:
         print(f"{name}: {url}", flush=True)
     mlflow = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"

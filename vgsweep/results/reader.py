@@ -30,7 +30,7 @@ def open_experiment(uri: str, experiment: str):
     client = tracking.client_for(uri)
     exp = tracking.retry(client.get_experiment_by_name, experiment)
     if exp is None:
-        raise SystemExit(f"vgsweep: no experiment {experiment!r} in {uri}: run a sweep first "
+        raise SystemExit(f"vgsweep: no experiment {experiment!r} in {tracking.hide_passwords(uri)}: run a sweep first "
                          "(or pass --experiment / --tracking-uri)")
     return client, exp
 
@@ -77,8 +77,9 @@ def store_uri(tracking_uri: str | None, must_exist: bool = True) -> str:
     try:
         check_store(uri)
     except ConfigError as e:
-        hint = e.hint.removeprefix(f"tracking.uri={uri!r}: ")  # the line names the argument already
-        raise ArgumentError("--tracking-uri", uri, e.accepted, hint) from None
+        shown = tracking.hide_passwords(uri)
+        hint = e.hint.removeprefix(f"tracking.uri={shown!r}: ")  # the line names the argument already
+        raise ArgumentError("--tracking-uri", shown, e.accepted, hint) from None
     p = tracking.sqlite_path(uri)
     if must_exist and p is not None and not p.is_file():
         raise SystemExit(f"vgsweep: no store at {p}: run a sweep first (or pass --tracking-uri)")
@@ -102,7 +103,8 @@ def chosen(uri: str, experiment: str | None) -> list[str]:
     """The experiment named, or every one of the store with training runs; SystemExit if there are none."""
     names = [experiment] if experiment else experiments(uri)
     if not names:
-        raise SystemExit(f"vgsweep: no training runs in {uri}: run a sweep first (or pass --tracking-uri)")
+        raise SystemExit(f"vgsweep: no training runs in {tracking.hide_passwords(uri)}: run a sweep first "
+                         "(or pass --tracking-uri)")
     return names
 
 

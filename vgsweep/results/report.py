@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from vgsweep.results import figures, reader, table
+from vgsweep.tracking import hide_passwords
 
 AXES = {"model.name": "model", "model.depth": "depth", "activation.name": "activation", "regime.name": "regime",
         "optimizer.lr": "lr"}
@@ -78,7 +79,8 @@ def latex_page(uri: str, secs: list[table.Section], with_figures: list[bool], wh
              r"\documentclass{article}", r"\usepackage[margin=2cm]{geometry}", r"\usepackage{booktabs, graphicx}",
              r"\providecommand{\vgsweepfigures}{figures}", FIT_MACRO,
              r"\extrafloats{200}",  # a study's dozens of figures wait for pages without "Too many unprocessed floats"
-             r"\title{vgsweep report}", r"\author{}", r"\date{Generated " + tex(when) + r" from \texttt{" + tex(uri) + "}}",
+             r"\title{vgsweep report}", r"\author{}",
+             r"\date{Generated " + tex(when) + r" from \texttt{" + tex(hide_passwords(uri)) + "}}",
              r"\begin{document}", r"\maketitle", ""]
     for sec, figs in zip(secs, with_figures):
         lines += [r"\section{Experiment \texttt{" + tex(sec.name) + "}}", sec.tex]
@@ -94,7 +96,7 @@ def build(uri: str, out: Path, experiment: str | None = None, activation: str = 
     names = [sec.name for sec in secs]
     when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     lines = ["# vgsweep report", "",
-             f"Generated {when} from `{uri}`: " + ", ".join(f"`{n}`" for n in names) + ".",
+             f"Generated {when} from `{hide_passwords(uri)}`: " + ", ".join(f"`{n}`" for n in names) + ".",
              "The same tables for a paper in [table.tex](table.tex) (LaTeX, booktabs), every number unrounded in "
              "[table.csv](table.csv); this page as one LaTeX document, tables and figures with their captions, in "
              "[report.tex](report.tex) (`pdflatex report.tex` in this folder).", ""]
