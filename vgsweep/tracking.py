@@ -425,7 +425,7 @@ def web_address(uri: str, experiment: str, run_id: str | None = None) -> str | N
     exp = retry(client_for(uri).get_experiment_by_name, experiment)
     if exp is None:
         return None
-    base = uri.rstrip("/")
+    base = hide_passwords(uri.rstrip("/"))  # http://user:password@host: the browser asks for it instead
     return run_url(base, exp.experiment_id, run_id) if run_id else experiment_url(base, exp.experiment_id)
 
 
