@@ -83,14 +83,9 @@ TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
             "PREEMPTED", "SPECIAL_EXIT", "GONE")
 
 
-def slurm_state(job_id: str) -> str:
-    """A SLURM job's state from the controller (`scontrol`: no accounting database needed); GONE once
-    the controller has forgotten it."""
-    return slurm_job(job_id)[0]
-
-
 def slurm_job(job_id: str) -> tuple[str, str]:
-    """(state, reason) of a SLURM job from the controller; the reason is why a PENDING job waits."""
+    """(state, reason) of a SLURM job from the controller (`scontrol`: no accounting database needed);
+    GONE once the controller has forgotten it. The reason is why a PENDING job waits."""
     import subprocess
 
     try:
@@ -338,11 +333,11 @@ class SubmititPacks:
         if text != self._last_report:
             log.info("pack jobs: %s", text)
             self._last_report = text
-        stuck = [h.job_id for h, (s, why) in zip(self.handles, jobs) if s == "PENDING" and why in NEVER_AS_ASKED
-                 and h.job_id not in self._warned]
+        stuck = {h.job_id: why for h, (s, why) in zip(self.handles, jobs)
+                 if s == "PENDING" and why in NEVER_AS_ASKED and h.job_id not in self._warned}
         if stuck:
             self._warned.update(stuck)
-            why = jobs[[h.job_id for h in self.handles].index(stuck[0])][1]
+            why = next(iter(stuck.values()))
             o = self.options
             log.warning("pack job%s %s will not start as asked: %s (SLURM reason %s); the request: %s. "
                         "Cancel (scancel %s) and change those settings, or wait if the cluster's admins change the "
