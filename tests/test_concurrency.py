@@ -244,3 +244,138 @@ def test_a_sqlite_stores_claims_need_no_second_look(small_cfg, tmp_path, monkeyp
     monkeypatch.setattr(sweep, "stored_runs", lambda jobs, *a, **kw: looks.append(1) or looked(jobs, *a, **kw))
     [outcome] = sweep.run_jobs([Job(small_cfg("seed=7"))])
     assert outcome.status == "FINISHED" and len(looks) == 2  # the plan's and the claim's
+
+
+def _a_run_to_resume(small_cfg, server: str, seed: int, monkeypatch):
+    """A run of a 2-epoch config that failed in its second epoch, after its checkpoint of the first:
+    the same command resumes it. Returns the job (planned again) and the run's id."""
+    from vgsweep import sweep
+    from vgsweep.jobs import Job
+
+    cfg = small_cfg(f"seed={seed}", f"tracking.uri={server}", "checkpoint.every=1")
+    on_epoch = sweep._PackRecorder.on_epoch
+
+    def fail_in_the_second(self, r):
+        if r.epoch == 1:
+            raise RuntimeError("stopped in epoch 2")
+        on_epoch(self, r)
+
+    with monkeypatch.context() as m:
+        m.setattr(sweep._PackRecorder, "on_epoch", fail_in_the_second)
+        [o] = sweep.run_jobs([Job(cfg)])
+    assert o.status == "FAILED"
+    job = Job(cfg)
+    assert sweep.plan([job]) == [None] and job.resume_run == o.run_id  # the checkpoint is there
+    return job, o.run_id
+
+
+def _another_host_resumes_after_the_look(monkeypatch, server: str, run_id: str, wins: bool):
+    """Make a sweep on another host stake its claim on `run_id` (to resume it) between this process's
+    look and its own claim; `wins`: it also resumes the run (RUNNING, with its host and a fresh
+    heartbeat), else it withdraws (drops its claim) while this one waits. Returns the claim's key."""
+    import json
+    import time
+
+    from vgsweep import sweep, tracking
+
+    looked, looks, key = sweep.stored_runs, [], tracking.TAG_CLAIM + "0123456789abcdef"
+
+    def look_then_rival(jobs, *a, **kw):
+        out = looked(jobs, *a, **kw)
+        looks.append(1)
+        if len(looks) == 2:  # the plan's look, then the claim's
+            c = MlflowClient(server)
+            c.set_tag(run_id, key, json.dumps({tracking.TAG_HOST: "another-host", tracking.TAG_PID: "4242",
+                                               tracking.TAG_HEARTBEAT: f"{time.time():.0f}"}))
+            if wins:
+                c.update_run(run_id, status="RUNNING")
+                for t, v in {tracking.TAG_HOST: "another-host", tracking.TAG_PID: "4242",
+                             tracking.TAG_HEARTBEAT: f"{time.time():.0f}"}.items():
+                    c.set_tag(run_id, t, v)
+                c.delete_tag(run_id, key)
+        return out
+
+    def the_other_withdraws_meanwhile(attempt: int) -> None:
+        if not wins:
+            MlflowClient(server).delete_tag(run_id, key)
+
+    monkeypatch.setattr(sweep, "stored_runs", look_then_rival)
+    monkeypatch.setattr(sweep, "_backoff", the_other_withdraws_meanwhile)
+    return key
+
+
+def test_a_run_another_host_resumes_at_the_same_moment_is_left_to_it(small_cfg, mlflow_server, monkeypatch):
+    """Two hosts find the same checkpoint and both go to resume its run: the run exists already, so
+    creating it tells no claim apart. Each stakes a claim of its own on the run before resuming it; this
+    sweep sees the other host's claim (or the run it resumed), resumes nothing and skips the config as
+    running elsewhere. Before, both resumed the run and trained into it at once."""
+    from vgsweep import sweep, tracking
+
+    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 11, monkeypatch)
+    _another_host_resumes_after_the_look(monkeypatch, mlflow_server, run_id, wins=True)
+    [o] = sweep.run_jobs([job])
+    assert (o.status, o.run_id, o.reason) == ("SKIPPED", run_id, "running in another process")
+    run = MlflowClient(mlflow_server).get_run(run_id)
+    assert (run.info.status, run.data.tags[tracking.TAG_HOST]) == ("RUNNING", "another-host")  # left to it
+    assert not tracking.claims(run, 600)  # this sweep's claim is gone with it
+    assert max(m.step for m in MlflowClient(mlflow_server).get_metric_history(run_id, "test_acc")) == 0
+
+
+def test_two_resumes_at_the_same_moment_both_wait_and_the_first_back_resumes(small_cfg, mlflow_server,
+                                                                             monkeypatch, caplog):
+    """Both hosts staked their claims before either read the run: both see the other's and wait. The
+    other host's gives up meanwhile; this sweep's second claim meets none, resumes the run from its
+    checkpoint and finishes it, leaving no claim on it."""
+    import logging
+
+    from vgsweep import sweep, tracking
+
+    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 12, monkeypatch)
+    _another_host_resumes_after_the_look(monkeypatch, mlflow_server, run_id, wins=False)
+    with caplog.at_level(logging.INFO, "vgsweep.sweep"):
+        [o] = sweep.run_jobs([job])
+    assert (o.status, o.run_id) == ("FINISHED", run_id)
+    assert f"into run {run_id}: process 4242 on another-host claimed it; claiming again" in caplog.text
+    c = MlflowClient(mlflow_server)
+    run = c.get_run(run_id)
+    assert not tracking.claims(run, 600) and run.data.tags[tracking.TAG_HOST] != "another-host"
+    assert [m.step for m in c.get_metric_history(run_id, "test_acc")] == [0, 1]  # epoch 2 from the checkpoint
+
+
+def test_a_claim_whose_process_is_gone_does_not_hold_its_run(small_cfg, mlflow_server, monkeypatch):
+    """A claim left by a process that died between staking it and resuming: on this host a pid that no
+    longer runs, on another a claim older than tracking.stale_after_s. Neither stops the resume, and
+    both are dropped from the run. A claim from another host that looks alive for ever is given up on
+    after 6 tries: the run is resumed, with a warning."""
+    import json
+    import time
+
+    from vgsweep import sweep, tracking
+
+    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 13, monkeypatch)
+    c = MlflowClient(mlflow_server)
+    dead = subprocess_pid_that_ended()
+    c.set_tag(run_id, tracking.TAG_CLAIM + "a", json.dumps({tracking.TAG_HOST: __import__("socket").gethostname(),
+                                                             tracking.TAG_PID: str(dead)}))
+    c.set_tag(run_id, tracking.TAG_CLAIM + "b", json.dumps({tracking.TAG_HOST: "node-that-died", tracking.TAG_PID: "7",
+                                                             tracking.TAG_HEARTBEAT: f"{time.time() - 601:.0f}"}))
+    waits = []
+    monkeypatch.setattr(sweep, "_backoff", waits.append)
+    [o] = sweep.run_jobs([job])
+    assert (o.status, o.run_id, waits) == ("FINISHED", run_id, [])
+    assert not tracking.claims(c.get_run(run_id), 600)
+
+    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 14, monkeypatch)
+    c.set_tag(run_id, tracking.TAG_CLAIM + "c", json.dumps({tracking.TAG_HOST: "node-that-hangs", tracking.TAG_PID: "7",
+                                                             tracking.TAG_HEARTBEAT: f"{time.time() + 10**6:.0f}"}))
+    [o] = sweep.run_jobs([job])
+    assert (o.status, o.run_id, waits) == ("FINISHED", run_id, [0, 1, 2, 3, 4])
+
+
+def subprocess_pid_that_ended() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid

@@ -194,17 +194,24 @@ def _claim(pack: list[Job], progress) -> tuple[list[Optional[Outcome]], Optional
     withdrawn (its new runs end KILLED and are deleted, a resumed one is KILLED again) and made again
     after a random wait, when it skips what the rival holds. Of two claims made at the same moment
     each sees the other and both withdraw; the one that comes back first wins. The first to look after
-    its create without seeing a rival may train: any later claim sees its run."""
+    its create without seeing a rival may train: any later claim sees its run.
+
+    A run to resume is shared by every process that finds its checkpoint, so its creation tells no
+    claim apart: before resuming it, each stakes a claim of its own on it and looks (_stake_resumes)."""
     for attempt in range(CLAIM_TRIES):
-        taken, rec = _claim_once(pack, progress)
-        rivals = rec.rivals() if rec is not None else {}
-        if not rivals:
+        last = attempt == CLAIM_TRIES - 1
+        taken, rec, contested = _claim_once(pack, progress, force=last)
+        rivals = rec.rivals() if rec is not None and not contested else {}
+        if not contested and not rivals:
             return taken, rec
-        if attempt == CLAIM_TRIES - 1:
+        if last:
             log.warning("%d claims in a row were contested by other sweeps; training anyway (a config may be "
                         "trained twice)", CLAIM_TRIES)
             return taken, rec
-        rec.withdraw(rivals)
+        for why in contested:
+            log.info("%s; claiming again", why)
+        if rivals:
+            rec.withdraw(rivals)
         _backoff(attempt)
     raise AssertionError("unreachable")
 
@@ -216,8 +223,10 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.SystemRandom().uniform(0.25, 0.75) * 2 ** attempt)
 
 
-def _claim_once(pack: list[Job], progress) -> tuple[list[Optional[Outcome]], Optional["_PackRecorder"]]:
-    """_claim's look and create, under the stores' locks."""
+def _claim_once(pack: list[Job], progress, force: bool = False
+                ) -> tuple[list[Optional[Outcome]], Optional["_PackRecorder"], list[str]]:
+    """_claim's look and create, under the stores' locks; the third item says which runs to resume
+    other processes claimed too (then nothing is created, unless `force`)."""
     import contextlib
 
     with contextlib.ExitStack() as locks:
@@ -230,7 +239,47 @@ def _claim_once(pack: list[Job], progress) -> tuple[list[Optional[Outcome]], Opt
                      tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s)) else r.info.status for r in runs}
             taken.append(_done_or_running(j, runs, alive))
         mine = [j for j, o in zip(pack, taken) if o is None]
-        return taken, (_PackRecorder(mine, progress) if mine else None)
+        staked, contested = _stake_resumes(mine)
+        try:
+            if (contested and not force) or not mine:
+                return taken, None, contested
+            return taken, _PackRecorder(mine, progress), contested  # resumes the runs: RUNNING, with our tags
+        finally:  # once resumed, the run itself says who holds it
+            for client, run_id, key in staked:
+                tracking.drop_claim(client, run_id, key)
+
+
+def _stake_resumes(jobs: list[Job]) -> tuple[list[tuple], list[str]]:
+    """Before resuming runs in a store whose lock is only this host's: stake this process's claim on
+    each (a tag of its own), then read each run. Another live process's claim on it, or the run RUNNING
+    in another live process, means another sweep is resuming it too: contested. Of two processes that
+    stake and read at the same moment each sees the other's claim (both claim again after a wait, the
+    first back wins); a later one sees the earlier's claim, or the run it resumed (a claim is dropped
+    only once its run is resumed). Claims whose process is gone are dropped. Returns the claims staked,
+    as (client, run id, key), and a line per contested run saying who else holds it."""
+    shared = [j for j in jobs if j.resume_run and tracking.sqlite_path(tracking.resolve_uri(j.cfg)) is None]
+    staked = []
+    for j in shared:
+        client = tracking.client_for(tracking.resolve_uri(j.cfg))
+        staked.append((client, j.resume_run, tracking.stake_claim(client, j.resume_run)))
+    contested = []
+    for j, (client, run_id, key) in zip(shared, staked):
+        stale = float(j.cfg.tracking.stale_after_s)
+        r = tracking.retry(client.get_run, run_id)
+        holders = []
+        if r.info.status == "RUNNING" and not tracking.made_here(r) and not tracking.orphan_reason(r, stale):
+            holders.append(f"it is RUNNING in process {r.data.tags.get(tracking.TAG_PID)} on "
+                           f"{r.data.tags.get(tracking.TAG_HOST)}")
+        for other, (who, gone) in tracking.claims(r, stale).items():
+            if other == key:
+                continue
+            if gone:
+                tracking.drop_claim(client, run_id, other)
+            else:
+                holders.append(f"process {who.get(tracking.TAG_PID)} on {who.get(tracking.TAG_HOST)} claimed it")
+        if holders:
+            contested.append(f"resume {j.name} into run {run_id}: {'; '.join(holders)}")
+    return staked, contested
 
 
 # --- one pack ------------------------------------------------------------------------------------

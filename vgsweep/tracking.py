@@ -532,6 +532,58 @@ def made_here(run) -> bool:
     return run.data.tags.get(TAG_PID) == str(os.getpid()) and run.data.tags.get(TAG_HOST) == socket.gethostname()
 
 
+# A process's claim to resume a run: a tag of its own, `vgsweep.claim.<token>` = the claimant's host,
+# pid, process stamp and the time, as JSON. Two claims never overwrite each other (tags with two keys),
+# so of two processes that each set theirs and then read the run, at least the later reader sees the
+# other's: the property the claim protocol needs (sweep._stake_resumes), which a single tag lacks.
+TAG_CLAIM = "vgsweep.claim."
+
+
+def stake_claim(client, run_id: str) -> str:
+    """Set this process's claim on run `run_id`; returns its tag's key."""
+    import json
+    import socket
+    import uuid
+
+    me = {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid()), TAG_HEARTBEAT: f"{time.time():.0f}",
+          **({TAG_PROCESS: stamp} if (stamp := process_stamp(os.getpid())) else {})}
+    key = TAG_CLAIM + uuid.uuid4().hex
+    retry(client.set_tag, run_id, key, json.dumps(me))
+    return key
+
+
+def claims(run, stale_after_s: float) -> dict[str, tuple[dict, str | None]]:
+    """The claims on `run`: key -> (the claimant's host/pid tags, why it is gone or None while it may
+    be alive). A claimant is judged as a run's process is (orphan_reason), its claim's time standing for
+    a heartbeat: on another host a claim counts for `stale_after_s` (600 s where that is 0: a claim
+    that outlives its process must not block the run for ever)."""
+    import json
+    from types import SimpleNamespace
+
+    out = {}
+    for key, value in run.data.tags.items():
+        if not key.startswith(TAG_CLAIM):
+            continue
+        try:
+            tags = {k: str(v) for k, v in json.loads(value).items()}
+        except (ValueError, AttributeError):
+            tags = {}
+        view = SimpleNamespace(info=SimpleNamespace(status="RUNNING"), data=SimpleNamespace(tags=tags))
+        out[key] = (tags, orphan_reason(view, stale_after_s or 600.0) if tags else "unreadable")
+    return out
+
+
+def drop_claim(client, run_id: str, key: str) -> None:
+    """Remove a claim from a run; one already removed (by the process that won the run) is fine."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        retry(client.delete_tag, run_id, key)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+
+
 def _proc_stat(pid: int) -> str:
     """The fields of /proc/<pid>/stat after the command's name, from the state on ('' off Linux)."""
     try:
