@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import (SMALL, assert_finishes_each_epoch_once, assert_interrupted, compose_cfg,
                             make_idx_dataset, run_cli)
+from vgsweep.executors import slurm_job
 
 GRID = ["activation=relu,tanh", "regime=gna_bn,gna_wn", "seed=3", "regime.grad_noise.eta=0.01"]  # 2 packs: weight norm splits
 
@@ -334,11 +335,41 @@ def test_executor_slurm_where_slurm_is_not_is_one_line(tiny_root, tmp_path):
 
 @pytest.mark.slurm
 @pytest.mark.e2e
-def test_a_pack_job_that_can_never_start_as_asked_is_named_with_its_settings(slurm, tiny_root, tmp_path):
+def test_a_pack_job_that_can_never_start_as_asked_is_cancelled_and_its_jobs_fail_saying_why(slurm, tiny_root,
+                                                                                             tmp_path):
     """More CPUs per task than this cluster's node has: sbatch takes the job, SLURM keeps it PENDING
-    (reason PartitionConfig) for ever. The launcher's state line shows the reason and one warning
-    names the job, why and the settings that asked for it (before: "1 pending", and nothing else)."""
+    (reason PartitionConfig) for ever. The launcher cancels it, and its jobs fail with the reason and the
+    settings that asked for it: exit 1, no run made (before: "1 pending", waiting until stopped)."""
     args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, tiny_root, "hydra.launcher.cpus_per_task=512")]
+    proc = subprocess.run([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    out = proc.stdout + proc.stderr
+    job = out.split("submitted 1 pack jobs (slurm): ")[1].split()[0]
+    try:
+        assert proc.returncode == 1 and "Traceback" not in out, out[-3000:]
+        assert "pack jobs: 1 pending (PartitionConfig)" in out
+        why = (f"pack job {job} was cancelled: it will not start as asked: more CPUs, memory or GPUs than a node of "
+               "the partition has (SLURM reason PartitionConfig); the request: hydra.launcher.timeout_min=60 "
+               "hydra.launcher.cpus_per_task=512 hydra.launcher.gpus_per_node=0")
+        assert proc.stderr.rstrip().splitlines()[-1] == (f"vgsweep: 2 jobs failed: mnist-d2-relu-baseline-s42 (no run "
+                                                         f"was made): {why}; mnist-d2-tanh-baseline-s42 (no run was "
+                                                         f"made): {why}")
+        assert slurm_job(job)[0] in ("CANCELLED", "GONE")
+        c = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+        exp = c.get_experiment_by_name("agarap2019")
+        assert exp is None or not c.search_runs([exp.experiment_id])
+    finally:
+        subprocess.run(["scancel", job], timeout=30)
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_with_cancel_unrunnable_false_such_a_job_waits_and_is_named_with_its_settings(slurm, tiny_root, tmp_path):
+    """hydra.launcher.cancel_unrunnable=false: the job waits (the cluster's admins may change the
+    partition); the state line shows the reason and one warning names the job, why, the settings that
+    asked for it and the scancel that stops it."""
+    args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, tiny_root, "hydra.launcher.cpus_per_task=512",
+                                                       "hydra.launcher.cancel_unrunnable=false")]
     proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -355,6 +386,8 @@ def test_a_pack_job_that_can_never_start_as_asked_is_named_with_its_settings(slu
         assert f"pack job {job} will not start as asked: more CPUs, memory or GPUs than a node of the partition " \
                "has (SLURM reason PartitionConfig)" in warning
         assert "hydra.launcher.cpus_per_task=512" in warning and f"scancel {job}" in warning
+        time.sleep(3)  # three more polls: still waiting, still pending
+        assert proc.poll() is None and slurm_job(job)[0] == "PENDING"
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)

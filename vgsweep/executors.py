@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -86,8 +87,6 @@ TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 def slurm_job(job_id: str) -> tuple[str, str]:
     """(state, reason) of a SLURM job from the controller (`scontrol`: no accounting database needed);
     GONE once the controller has forgotten it. The reason is why a PENDING job waits."""
-    import subprocess
-
     try:
         out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
@@ -288,6 +287,7 @@ class SubmititPacks:
         self.packs: list[list[Job]] = []
         self._last_report = ""
         self._warned: set[str] = set()
+        self._cancelled: dict[str, str] = {}  # job id -> why it was cancelled as unrunnable
 
     def start(self, packs: list[list[Job]]) -> None:
         """Submit the packs; sbatch refusing them (a partition, GPUs, memory the cluster does not have)
@@ -335,17 +335,25 @@ class SubmititPacks:
             self._last_report = text
         stuck = {h.job_id: why for h, (s, why) in zip(self.handles, jobs)
                  if s == "PENDING" and why in NEVER_AS_ASKED and h.job_id not in self._warned}
-        if stuck:
-            self._warned.update(stuck)
-            why = next(iter(stuck.values()))
-            o = self.options
-            log.warning("pack job%s %s will not start as asked: %s (SLURM reason %s); the request: %s. "
-                        "Cancel (scancel %s) and change those settings, or wait if the cluster's admins change the "
-                        "partition", "s" if len(stuck) > 1 else "", " ".join(stuck), NEVER_AS_ASKED[why], why,
-                        " ".join(f"hydra.launcher.{k}={getattr(o, k)}" for k in
-                                 ("partition", "timeout_min", "cpus_per_task", "mem_gb", "gpus_per_node", "constraint")
-                                 if getattr(o, k) is not None),
-                        " ".join(stuck))
+        if not stuck:
+            return
+        self._warned.update(stuck)
+        o = self.options
+        asked = " ".join(f"hydra.launcher.{k}={getattr(o, k)}" for k in
+                         ("partition", "timeout_min", "cpus_per_task", "mem_gb", "gpus_per_node", "constraint")
+                         if getattr(o, k) is not None)
+        said = {j: f"{NEVER_AS_ASKED[why]} (SLURM reason {why}); the request: {asked}" for j, why in stuck.items()}
+        ids, jobs_ = " ".join(stuck), "s" if len(stuck) > 1 else ""
+        if not o.cancel_unrunnable:
+            log.warning("pack job%s %s will not start as asked: %s. Cancel (scancel %s) and change those settings, "
+                        "or wait if the cluster's admins change the partition", jobs_, ids, next(iter(said.values())),
+                        ids)
+            return
+        log.error("pack job%s %s will not start as asked: %s. Cancelled: change those settings and run the same "
+                  "command again (hydra.launcher.cancel_unrunnable=false waits instead)", jobs_, ids,
+                  next(iter(said.values())))
+        subprocess.run(["scancel", *stuck], capture_output=True, timeout=60)
+        self._cancelled.update({j: f"was cancelled: it will not start as asked: {why}" for j, why in said.items()})
 
     def result(self, k: int) -> list[Outcome]:
         """Wait for pack k's job; its outcomes, or FAILED ones saying why the job failed."""
@@ -359,6 +367,8 @@ class SubmititPacks:
         gone_since = None
         while not (h.paths.result_pickle.exists() if self.cluster == "slurm" else h.done()):  # slurm: no sacct
             self._report()
+            if h.job_id in self._cancelled:  # said so when it was cancelled; it never started, so has no log
+                return _outcomes_from_store(self.packs[k], f"pack job {h.job_id} {self._cancelled[h.job_id]}", h.job_id)
             if self.cluster == "slurm" and self._state(h) in TERMINAL:  # ended, and no result came (yet)
                 gone_since = gone_since or time.monotonic()
                 if time.monotonic() - gone_since > max(15.0, 3 * self.poll_s):  # a shared filesystem may lag

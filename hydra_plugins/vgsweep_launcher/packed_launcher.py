@@ -48,6 +48,7 @@ class PackedLauncherConf:
     setup: Optional[list[str]] = None  # shell lines before the job starts (module load ..., source venv/bin/activate)
     sqlite_is_shared: bool = False  # with slurm: the SQLite store lives on a filesystem every node sees
     poll_s: float = rule(5.0, "positive")  # how often the launcher looks at the jobs' states
+    cancel_unrunnable: bool = True  # slurm: cancel a pack job SLURM keeps pending for a request its partition cannot meet
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="packed", node=PackedLauncherConf, provider="vgsweep")
