@@ -244,6 +244,9 @@ def _claim_once(pack: list[Job], progress, force: bool = False
             if (contested and not force) or not mine:
                 return taken, None, contested
             return taken, _PackRecorder(mine, progress), contested  # resumes the runs: RUNNING, with our tags
+        except tracking.TrackingUnavailable:  # not a second wait of tracking.retry_s to drop them: they end
+            staked = []                       # with this process (judged as its runs are)
+            raise
         finally:  # once resumed, the run itself says who holds it
             for client, run_id, key in staked:
                 tracking.drop_claim(client, run_id, key)
