@@ -393,3 +393,18 @@ def test_with_cancel_unrunnable_false_such_a_job_waits_and_is_named_with_its_set
         proc.communicate(timeout=60)
         if job:
             subprocess.run(["scancel", job], timeout=30)
+
+
+@pytest.mark.parametrize("reason, never", [
+    ("PartitionConfig", True), ("PartitionTimeLimit", True), ("BadConstraints", True),
+    ("QOSMaxCpuPerJobLimit", True), ("QOSMaxWallDurationPerJobLimit", True), ("QOSMaxGRESPerNode", True),
+    ("AssocMaxMemPerJob", True), ("QOSMinCpuNotSatisfied", True),
+    # they free up as other jobs end, or come by themselves
+    ("Priority", False), ("Resources", False), ("QOSMaxJobsPerUserLimit", False), ("QOSMaxSubmitJobPerUserLimit", False),
+    ("QOSGrpCpuLimit", False), ("AssocGrpGRES", False), ("AssocMaxJobsLimit", False), ("BeginTime", False), ("", False)])
+def test_which_pending_reasons_mean_the_job_will_never_start_as_asked(reason, never):
+    """Per-job limits of the partition, the QOS or the account: the request must change. Aggregate limits
+    (a group's CPUs, a user's running jobs) are waited out."""
+    from vgsweep.executors import never_as_asked
+
+    assert bool(never_as_asked(reason)) is never

@@ -105,6 +105,21 @@ NEVER_AS_ASKED = {"PartitionConfig": "more CPUs, memory or GPUs than a node of t
                   "BadConstraints": "constraints no node meets"}
 
 
+def never_as_asked(reason: str) -> Optional[str]:
+    """What a PENDING job's reason says it will never get as asked, or None if it may start later. Besides
+    the partition's limits: a per-job or per-node maximum of its QOS or association (QOSMaxCpuPerJobLimit,
+    AssocMaxWallDurationPerJobLimit, QOSMaxGRESPerNode, ...; a QOS minimum, QOSMin*: SLURM keeps such a job
+    pending unless the QOS says DenyOnLimit). Their aggregate limits (QOSGrp*, AssocGrp*, Max*PerUser) free up as other jobs end."""
+    if reason in NEVER_AS_ASKED:
+        return NEVER_AS_ASKED[reason]
+    for prefix, whose in (("QOSMax", "its QOS"), ("AssocMax", "its account (association)")):
+        if reason.startswith(prefix) and ("PerJob" in reason or "PerNode" in reason):
+            return f"more than {whose} allows a job"
+    if reason.startswith("QOSMin"):  # QOSMinCpuNotSatisfied, QOSMinGRES, ...
+        return "less than its QOS requires of a job"
+    return None
+
+
 class PackJob:
     """What a scheduler job runs: one pack of jobs, planned again on the node (see the module doc).
     submitit pickles it; `checkpoint` (submitit's requeue hook) resubmits it as it is."""
@@ -334,15 +349,16 @@ class SubmititPacks:
             log.info("pack jobs: %s", text)
             self._last_report = text
         stuck = {h.job_id: why for h, (s, why) in zip(self.handles, jobs)
-                 if s == "PENDING" and why in NEVER_AS_ASKED and h.job_id not in self._warned}
+                 if s == "PENDING" and never_as_asked(why) and h.job_id not in self._warned}
         if not stuck:
             return
         self._warned.update(stuck)
         o = self.options
         asked = " ".join(f"hydra.launcher.{k}={getattr(o, k)}" for k in
-                         ("partition", "timeout_min", "cpus_per_task", "mem_gb", "gpus_per_node", "constraint")
+                         ("partition", "qos", "account", "timeout_min", "cpus_per_task", "mem_gb", "gpus_per_node",
+                          "constraint")
                          if getattr(o, k) is not None)
-        said = {j: f"{NEVER_AS_ASKED[why]} (SLURM reason {why}); the request: {asked}" for j, why in stuck.items()}
+        said = {j: f"{never_as_asked(why)} (SLURM reason {why}); the request: {asked}" for j, why in stuck.items()}
         ids, jobs_ = " ".join(stuck), "s" if len(stuck) > 1 else ""
         if not o.cancel_unrunnable:
             log.warning("pack job%s %s will not start as asked: %s. Cancel (scancel %s) and change those settings, "
