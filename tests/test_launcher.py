@@ -129,6 +129,30 @@ def test_a_run_that_fails_while_training_is_named_by_its_run_a_job_without_one_b
     assert Outcome("FAILED", None, {}, "why").label("mnist-d2-relu") == "mnist-d2-relu (no run was made)"
 
 
+def test_a_checkpoint_write_that_fails_leaves_the_last_good_one_and_no_partial_file(tmp_path, monkeypatch):
+    """The disk fills while a checkpoint is written: the error goes up (the run fails), the previous
+    checkpoint is as it was and no half-written file is left beside it."""
+    import torch
+
+    from vgsweep import sweep
+    from vgsweep.trainer import CHECKPOINT_FORMAT
+
+    path = tmp_path / "ck" / "abc.pt"
+    sweep.save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "epochs_done": 1})
+    real_save = torch.save
+
+    def fills_the_disk(obj, f):
+        f.write_bytes(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", fills_the_disk)
+    with pytest.raises(OSError, match="No space left"):
+        sweep.save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "epochs_done": 2})
+    monkeypatch.setattr(torch, "save", real_save)
+    assert [p.name for p in path.parent.iterdir()] == ["abc.pt"]
+    assert sweep.load_checkpoint(path)["epochs_done"] == 1
+
+
 @pytest.mark.e2e
 def test_a_dry_run_through_the_cli_prints_the_plan_and_makes_nothing(tiny_root, tmp_path):
     """-m ... hydra.launcher.dry_run=true: the plan on stdout, exit 0, no sweep folder (nor the folders

@@ -59,8 +59,12 @@ def checkpoint_path(cfg: DictConfig, h: str) -> Path:
 def save_checkpoint(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a kill never leaves half a checkpoint
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # atomic: a kill never leaves half a checkpoint
+    except BaseException:  # a full disk, Ctrl-C: no half-written file left beside the last good checkpoint
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path) -> dict | None:
