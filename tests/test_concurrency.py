@@ -60,9 +60,11 @@ def test_two_sweeps_into_one_sqlite_store(tiny_root, tmp_path):
     _two_sweeps_at_once(f"sqlite:///{tmp_path / 'shared.db'}", tiny_root, tmp_path)
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    server = MlflowServer(tmp_path).start()
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """One server for the module (starting one takes seconds); each test but the first sweeps writes
+    into a study of its own."""
+    server = MlflowServer(tmp_path_factory.mktemp("server")).start()
     yield server.url
     server.stop()
 
@@ -108,7 +110,7 @@ def test_a_claim_on_a_server_store_waits_for_another_sweeps_claim(small_cfg, mlf
     from vgsweep.jobs import Job
     from vgsweep.sweep import run_jobs
 
-    job = Job(small_cfg("seed=3", f"tracking.uri={mlflow_server}"))
+    job = Job(small_cfg("seed=3", "study=claim_waits", f"tracking.uri={mlflow_server}"))
     other = subprocess.Popen([sys.executable, "-c", f"""
 import time
 from mlflow.tracking import MlflowClient
@@ -195,7 +197,7 @@ def test_a_claim_raced_by_another_host_on_a_server_store_is_withdrawn(small_cfg,
     from vgsweep import sweep
     from vgsweep.jobs import Job
 
-    job = Job(small_cfg("seed=5", f"tracking.uri={mlflow_server}"))
+    job = Job(small_cfg("seed=5", "study=claim_raced", f"tracking.uri={mlflow_server}"))
     rival = _another_hosts_run_lands_after_the_look(monkeypatch, mlflow_server, job)
     waits = []
     monkeypatch.setattr(sweep, "_backoff", waits.append)
@@ -217,7 +219,7 @@ def test_two_claims_made_at_the_same_moment_both_withdraw_and_the_first_back_tra
     from vgsweep import sweep
     from vgsweep.jobs import Job
 
-    job = Job(small_cfg("seed=6", f"tracking.uri={mlflow_server}"))
+    job = Job(small_cfg("seed=6", "study=claims_at_once", f"tracking.uri={mlflow_server}"))
     rival = _another_hosts_run_lands_after_the_look(monkeypatch, mlflow_server, job)
 
     def the_other_withdraws_meanwhile(attempt: int) -> None:
@@ -246,13 +248,14 @@ def test_a_sqlite_stores_claims_need_no_second_look(small_cfg, tmp_path, monkeyp
     assert outcome.status == "FINISHED" and len(looks) == 2  # the plan's and the claim's
 
 
-def _a_run_to_resume(small_cfg, server: str, seed: int, monkeypatch):
+def _a_run_to_resume(small_cfg, server: str, seed: int, monkeypatch, tmp_path: Path):
     """A run of a 2-epoch config that failed in its second epoch, after its checkpoint of the first:
     the same command resumes it. Returns the job (planned again) and the run's id."""
     from vgsweep import sweep
     from vgsweep.jobs import Job
 
-    cfg = small_cfg(f"seed={seed}", f"tracking.uri={server}", "checkpoint.every=1")
+    cfg = small_cfg(f"seed={seed}", f"study=resume_s{seed}", f"tracking.uri={server}", "checkpoint.every=1",
+                    f"checkpoint.dir={tmp_path / 'checkpoints'}")  # not the folder the tests run in
     on_epoch = sweep._PackRecorder.on_epoch
 
     def fail_in_the_second(self, r):
@@ -304,14 +307,14 @@ def _another_host_resumes_after_the_look(monkeypatch, server: str, run_id: str, 
     return key
 
 
-def test_a_run_another_host_resumes_at_the_same_moment_is_left_to_it(small_cfg, mlflow_server, monkeypatch):
+def test_a_run_another_host_resumes_at_the_same_moment_is_left_to_it(small_cfg, mlflow_server, monkeypatch, tmp_path):
     """Two hosts find the same checkpoint and both go to resume its run: the run exists already, so
     creating it tells no claim apart. Each stakes a claim of its own on the run before resuming it; this
     sweep sees the other host's claim (or the run it resumed), resumes nothing and skips the config as
     running elsewhere. Before, both resumed the run and trained into it at once."""
     from vgsweep import sweep, tracking
 
-    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 11, monkeypatch)
+    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 11, monkeypatch, tmp_path)
     _another_host_resumes_after_the_look(monkeypatch, mlflow_server, run_id, wins=True)
     [o] = sweep.run_jobs([job])
     assert (o.status, o.run_id, o.reason) == ("SKIPPED", run_id, "running in another process")
@@ -322,7 +325,7 @@ def test_a_run_another_host_resumes_at_the_same_moment_is_left_to_it(small_cfg, 
 
 
 def test_two_resumes_at_the_same_moment_both_wait_and_the_first_back_resumes(small_cfg, mlflow_server,
-                                                                             monkeypatch, caplog):
+                                                                             monkeypatch, caplog, tmp_path):
     """Both hosts staked their claims before either read the run: both see the other's and wait. The
     other host's gives up meanwhile; this sweep's second claim meets none, resumes the run from its
     checkpoint and finishes it, leaving no claim on it."""
@@ -330,7 +333,7 @@ def test_two_resumes_at_the_same_moment_both_wait_and_the_first_back_resumes(sma
 
     from vgsweep import sweep, tracking
 
-    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 12, monkeypatch)
+    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 12, monkeypatch, tmp_path)
     _another_host_resumes_after_the_look(monkeypatch, mlflow_server, run_id, wins=False)
     with caplog.at_level(logging.INFO, "vgsweep.sweep"):
         [o] = sweep.run_jobs([job])
@@ -342,7 +345,7 @@ def test_two_resumes_at_the_same_moment_both_wait_and_the_first_back_resumes(sma
     assert [m.step for m in c.get_metric_history(run_id, "test_acc")] == [0, 1]  # epoch 2 from the checkpoint
 
 
-def test_a_claim_whose_process_is_gone_does_not_hold_its_run(small_cfg, mlflow_server, monkeypatch):
+def test_a_claim_whose_process_is_gone_does_not_hold_its_run(small_cfg, mlflow_server, monkeypatch, tmp_path):
     """A claim left by a process that died between staking it and resuming: on this host a pid that no
     longer runs, on another a claim older than tracking.stale_after_s. Neither stops the resume, and
     both are dropped from the run. A claim from another host that looks alive for ever is given up on
@@ -352,7 +355,7 @@ def test_a_claim_whose_process_is_gone_does_not_hold_its_run(small_cfg, mlflow_s
 
     from vgsweep import sweep, tracking
 
-    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 13, monkeypatch)
+    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 13, monkeypatch, tmp_path)
     c = MlflowClient(mlflow_server)
     dead = subprocess_pid_that_ended()
     c.set_tag(run_id, tracking.TAG_CLAIM + "a", json.dumps({tracking.TAG_HOST: __import__("socket").gethostname(),
@@ -365,7 +368,7 @@ def test_a_claim_whose_process_is_gone_does_not_hold_its_run(small_cfg, mlflow_s
     assert (o.status, o.run_id, waits) == ("FINISHED", run_id, [])
     assert not tracking.claims(c.get_run(run_id), 600)
 
-    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 14, monkeypatch)
+    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 14, monkeypatch, tmp_path)
     c.set_tag(run_id, tracking.TAG_CLAIM + "c", json.dumps({tracking.TAG_HOST: "node-that-hangs", tracking.TAG_PID: "7",
                                                              tracking.TAG_HEARTBEAT: f"{time.time() + 10**6:.0f}"}))
     [o] = sweep.run_jobs([job])
