@@ -109,7 +109,8 @@ def never_as_asked(reason: str) -> Optional[str]:
     """What a PENDING job's reason says it will never get as asked, or None if it may start later. Besides
     the partition's limits: a per-job or per-node maximum of its QOS or association (QOSMaxCpuPerJobLimit,
     AssocMaxWallDurationPerJobLimit, QOSMaxGRESPerNode, ...; a QOS minimum, QOSMin*: SLURM keeps such a job
-    pending unless the QOS says DenyOnLimit). Their aggregate limits (QOSGrp*, AssocGrp*, Max*PerUser) free up as other jobs end."""
+    pending unless the QOS says DenyOnLimit). Their aggregate limits (QOSGrp*, AssocGrp*, Max*PerUser) free
+    up as other jobs end."""
     if reason in NEVER_AS_ASKED:
         return NEVER_AS_ASKED[reason]
     for prefix, whose in (("QOSMax", "its QOS"), ("AssocMax", "its account (association)")):

@@ -574,7 +574,7 @@ def claims(run, stale_after_s: float) -> dict[str, tuple[dict, str | None]]:
 
 
 def drop_claim(client, run_id: str, key: str) -> None:
-    """Remove a claim from a run; one already removed (by the process that won the run) is fine."""
+    """Remove a claim from a run; one already removed (a dead claimant's, dropped by two sweeps) is fine."""
     from mlflow.exceptions import MlflowException
 
     try:
