@@ -348,8 +348,9 @@ def test_two_resumes_at_the_same_moment_both_wait_and_the_first_back_resumes(sma
 def test_a_claim_whose_process_is_gone_does_not_hold_its_run(small_cfg, mlflow_server, monkeypatch, tmp_path):
     """A claim left by a process that died between staking it and resuming: on this host a pid that no
     longer runs, on another a claim older than tracking.stale_after_s. Neither stops the resume, and
-    both are dropped from the run. A claim from another host that looks alive for ever is given up on
-    after 6 tries: the run is resumed, with a warning."""
+    both are dropped from the run. A claim from another host that looks alive for ever (a claimant hung
+    between staking and resuming) is waited for 6 times; then the run is left to it: SKIPPED, untouched,
+    never two processes writing one run."""
     import json
     import time
 
@@ -372,7 +373,10 @@ def test_a_claim_whose_process_is_gone_does_not_hold_its_run(small_cfg, mlflow_s
     c.set_tag(run_id, tracking.TAG_CLAIM + "c", json.dumps({tracking.TAG_HOST: "node-that-hangs", tracking.TAG_PID: "7",
                                                              tracking.TAG_HEARTBEAT: f"{time.time() + 10**6:.0f}"}))
     [o] = sweep.run_jobs([job])
-    assert (o.status, o.run_id, waits) == ("FINISHED", run_id, [0, 1, 2, 3, 4])
+    assert (o.status, o.run_id, o.reason, waits) == ("SKIPPED", run_id, "resumed by another process", [0, 1, 2, 3, 4])
+    run = c.get_run(run_id)
+    assert run.info.status == "FAILED" and list(tracking.claims(run, 600)) == [tracking.TAG_CLAIM + "c"]
+    assert [m.step for m in c.get_metric_history(run_id, "test_acc")] == [0]
 
 
 def subprocess_pid_that_ended() -> int:

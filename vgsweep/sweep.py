@@ -208,9 +208,9 @@ def _claim(pack: list[Job], progress) -> tuple[list[Optional[Outcome]], Optional
         rivals = rec.rivals() if rec is not None and not contested else {}
         if not contested and not rivals:
             return taken, rec
-        if last:
+        if last:  # a run to resume that is still claimed was left to its claimant (taken): never two writers
             log.warning("%d claims in a row were contested by other sweeps; training anyway (a config may be "
-                        "trained twice)", CLAIM_TRIES)
+                        "trained twice; a run to resume that another process claims is left to it)", CLAIM_TRIES)
             return taken, rec
         for why in contested:
             log.info("%s; claiming again", why)
@@ -230,7 +230,8 @@ def _backoff(attempt: int) -> None:
 def _claim_once(pack: list[Job], progress, force: bool = False
                 ) -> tuple[list[Optional[Outcome]], Optional["_PackRecorder"], list[str]]:
     """_claim's look and create, under the stores' locks; the third item says which runs to resume
-    other processes claimed too (then nothing is created, unless `force`)."""
+    other processes claimed too (then nothing is created; with `force` the rest is, and those jobs are
+    SKIPPED, left to the other process)."""
     import contextlib
 
     with contextlib.ExitStack() as locks:
@@ -242,12 +243,18 @@ def _claim_once(pack: list[Job], progress, force: bool = False
             alive = {r.info.run_id: "GONE" if tracking.made_here(r) or
                      tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s)) else r.info.status for r in runs}
             taken.append(_done_or_running(j, runs, alive))
-        mine = [j for j, o in zip(pack, taken) if o is None]
-        staked, contested = _stake_resumes(mine)
+        mine = [i for i, o in enumerate(taken) if o is None]
+        staked, contested = _stake_resumes([pack[i] for i in mine])
         try:
+            if contested and force:
+                for k, why in contested.items():
+                    log.warning("%s: left to it", why)
+                    taken[mine[k]] = Outcome("SKIPPED", pack[mine[k]].resume_run, {}, "resumed by another process")
+                mine = [i for i in mine if taken[i] is None]
             if (contested and not force) or not mine:
-                return taken, None, contested
-            return taken, _PackRecorder(mine, progress), contested  # resumes the runs: RUNNING, with our tags
+                return taken, None, list(contested.values())
+            # resumes the runs: RUNNING, with this process's tags
+            return taken, _PackRecorder([pack[i] for i in mine], progress), list(contested.values())
         except tracking.TrackingUnavailable:  # not a second wait of tracking.retry_s to drop them: they end
             staked = []                       # with this process (judged as its runs are)
             raise
@@ -256,21 +263,23 @@ def _claim_once(pack: list[Job], progress, force: bool = False
                 tracking.drop_claim(client, run_id, key)
 
 
-def _stake_resumes(jobs: list[Job]) -> tuple[list[tuple], list[str]]:
+def _stake_resumes(jobs: list[Job]) -> tuple[list[tuple], dict[int, str]]:
     """Before resuming runs in a store whose lock is only this host's: stake this process's claim on
     each (a tag of its own), then read each run. Another live process's claim on it, or the run RUNNING
     in another live process, means another sweep is resuming it too: contested. Of two processes that
     stake and read at the same moment each sees the other's claim (both claim again after a wait, the
     first back wins); a later one sees the earlier's claim, or the run it resumed (a claim is dropped
     only once its run is resumed). Claims whose process is gone are dropped. Returns the claims staked,
-    as (client, run id, key), and a line per contested run saying who else holds it."""
-    shared = [j for j in jobs if j.resume_run and tracking.sqlite_path(tracking.resolve_uri(j.cfg)) is None]
+    as (client, run id, key), and per contested job (its index) a line saying who else holds its run."""
+    shared = [k for k, j in enumerate(jobs)
+              if j.resume_run and tracking.sqlite_path(tracking.resolve_uri(j.cfg)) is None]
     staked = []
-    for j in shared:
-        client = tracking.client_for(tracking.resolve_uri(j.cfg))
-        staked.append((client, j.resume_run, tracking.stake_claim(client, j.resume_run)))
-    contested = []
-    for j, (client, run_id, key) in zip(shared, staked):
+    for k in shared:
+        client = tracking.client_for(tracking.resolve_uri(jobs[k].cfg))
+        staked.append((client, jobs[k].resume_run, tracking.stake_claim(client, jobs[k].resume_run)))
+    contested = {}
+    for k, (client, run_id, key) in zip(shared, staked):
+        j = jobs[k]
         stale = float(j.cfg.tracking.stale_after_s)
         r = tracking.retry(client.get_run, run_id)
         holders = []
@@ -285,7 +294,7 @@ def _stake_resumes(jobs: list[Job]) -> tuple[list[tuple], list[str]]:
             else:
                 holders.append(f"process {who.get(tracking.TAG_PID)} on {who.get(tracking.TAG_HOST)} claimed it")
         if holders:
-            contested.append(f"resume {j.name} into run {run_id}: {'; '.join(holders)}")
+            contested[k] = f"resume {j.name} into run {run_id}: {'; '.join(holders)}"
     return staked, contested
 
 
