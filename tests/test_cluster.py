@@ -364,15 +364,24 @@ def test_a_pack_job_that_can_never_start_as_asked_is_cancelled_and_its_jobs_fail
 
 @pytest.mark.slurm
 @pytest.mark.e2e
-def test_with_cancel_unrunnable_false_such_a_job_waits_and_is_named_with_its_settings(slurm, tiny_root, tmp_path):
+@pytest.mark.parametrize("why", ["cancel_unrunnable=false", "scancel refused"])
+def test_with_cancel_unrunnable_false_such_a_job_waits_and_is_named_with_its_settings(slurm, tiny_root, tmp_path,
+                                                                                        why):
     """hydra.launcher.cancel_unrunnable=false: the job waits (the cluster's admins may change the
     partition); the state line shows the reason and one warning names the job, why, the settings that
-    asked for it and the scancel that stops it."""
-    args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, tiny_root, "hydra.launcher.cpus_per_task=512",
-                                                       "hydra.launcher.cancel_unrunnable=false")]
+    asked for it and the scancel that stops it. The same where scancel refuses (a site that allows it to
+    admins only: here a scancel earlier on PATH that says so), and the warning says what scancel said."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    more = ["hydra.launcher.cancel_unrunnable=false"]
+    if why == "scancel refused":
+        (tmp_path / "bin").mkdir()
+        (tmp_path / "bin" / "scancel").write_text("#!/bin/sh\necho 'scancel: error: Access/permission denied' >&2\n"
+                                                  "exit 1\n")
+        (tmp_path / "bin" / "scancel").chmod(0o755)
+        env["PATH"], more = f"{tmp_path / 'bin'}:{env['PATH']}", []
+    args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, tiny_root, "hydra.launcher.cpus_per_task=512", *more)]
     proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     seen, job = "", None
     try:
         while "will not start as asked" not in seen:
@@ -386,6 +395,7 @@ def test_with_cancel_unrunnable_false_such_a_job_waits_and_is_named_with_its_set
         assert f"pack job {job} will not start as asked: more CPUs, memory or GPUs than a node of the partition " \
                "has (SLURM reason PartitionConfig)" in warning
         assert "hydra.launcher.cpus_per_task=512" in warning and f"scancel {job}" in warning
+        assert ("scancel failed (scancel: error: Access/permission denied)" in warning) is (why == "scancel refused")
         time.sleep(3)  # three more polls: still waiting, still pending
         assert proc.poll() is None and slurm_job(job)[0] == "PENDING"
     finally:

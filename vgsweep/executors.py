@@ -361,15 +361,21 @@ class SubmititPacks:
                          if getattr(o, k) is not None)
         said = {j: f"{never_as_asked(why)} (SLURM reason {why}); the request: {asked}" for j, why in stuck.items()}
         ids, jobs_ = " ".join(stuck), "s" if len(stuck) > 1 else ""
-        if not o.cancel_unrunnable:
-            log.warning("pack job%s %s will not start as asked: %s. Cancel (scancel %s) and change those settings, "
+        refused = ""
+        if o.cancel_unrunnable:
+            try:
+                out = subprocess.run(["scancel", *stuck], capture_output=True, text=True, timeout=60)
+                refused = "" if out.returncode == 0 else (out.stderr.strip() or f"exit status {out.returncode}")
+            except (OSError, subprocess.SubprocessError) as e:
+                refused = str(e)
+        if not o.cancel_unrunnable or refused:  # waits: the jobs start if the cluster's admins change the partition
+            log.warning("pack job%s %s will not start as asked: %s.%s Cancel (scancel %s) and change those settings, "
                         "or wait if the cluster's admins change the partition", jobs_, ids, next(iter(said.values())),
-                        ids)
+                        f" scancel failed ({refused})." if refused else "", ids)
             return
         log.error("pack job%s %s will not start as asked: %s. Cancelled: change those settings and run the same "
                   "command again (hydra.launcher.cancel_unrunnable=false waits instead)", jobs_, ids,
                   next(iter(said.values())))
-        subprocess.run(["scancel", *stuck], capture_output=True, timeout=60)
         self._cancelled.update({j: f"was cancelled: it will not start as asked: {why}" for j, why in said.items()})
 
     def result(self, k: int) -> list[Outcome]:
