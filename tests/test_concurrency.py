@@ -386,3 +386,157 @@ def subprocess_pid_that_ended() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     return p.pid
+
+
+class _Holder:
+    """Another sweep's process on this host: told `make`, it creates a run of `job`'s config, RUNNING
+    with its host, pid and process stamp as a sweep's run has them; told `finish`, it ends that run
+    FINISHED (one test_acc) and exits. The test waits for each step."""
+
+    def __init__(self, uri: str, job):
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen([sys.executable, "-c", f"""
+import os, socket, sys, time
+from vgsweep import tracking
+c = tracking.client_for({uri!r})
+sys.stdin.readline()
+exp = c.get_experiment_by_name({job.cfg.tracking.experiment!r})
+exp_id = exp.experiment_id if exp else c.create_experiment({job.cfg.tracking.experiment!r})
+r = c.create_run(exp_id, run_name={job.name!r}, tags={{tracking.TAG_HASH: {job.key()!r},
+    tracking.TAG_HOST: socket.gethostname(), tracking.TAG_PID: str(os.getpid()),
+    tracking.TAG_PROCESS: tracking.process_stamp(os.getpid()), tracking.TAG_HEARTBEAT: f"{{time.time():.0f}}"}})
+print(r.info.run_id, flush=True)
+sys.stdin.readline()
+c.log_metric(r.info.run_id, "test_acc", 0.5, step=0)
+c.set_terminated(r.info.run_id, "FINISHED")
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.run_id = None
+
+    def make(self) -> str:
+        self.proc.stdin.write("make\n")
+        self.proc.stdin.flush()
+        self.run_id = self.proc.stdout.readline().strip()
+        return self.run_id
+
+    def finish_and_exit(self) -> None:
+        self.proc.stdin.write("finish\n")
+        self.proc.stdin.flush()
+        assert self.proc.wait(60) == 0
+
+
+def _holder_ends_after_look(monkeypatch, holder: _Holder, make_at: int, finish_at: int) -> None:
+    """Around this process's looks at the store (sweep.stored_runs, counted from 1): the holder makes
+    its run right after look `make_at`, and ends it FINISHED and exits right after look `finish_at`,
+    which therefore read it RUNNING and judge its process after it has gone."""
+    from vgsweep import sweep
+
+    looked, looks = sweep.stored_runs, []
+
+    def look(jobs, *a, **kw):
+        out = looked(jobs, *a, **kw)
+        looks.append(1)
+        if len(looks) == make_at:
+            holder.make()
+        if len(looks) == finish_at:
+            holder.finish_and_exit()
+        return out
+
+    monkeypatch.setattr(sweep, "stored_runs", look)
+
+
+def test_a_run_that_ends_finished_as_its_process_exits_is_not_marked_killed(small_cfg, monkeypatch, caplog):
+    """A sweep plans just as another sweep finishes its last run and exits (two overlapping sweeps
+    sharing configs, the second started late): the plan reads the run RUNNING, then finds its process
+    gone. Before, it marked that FINISHED run KILLED (overwriting what was recorded) and trained the
+    config again: two FINISHED runs of one config, the failure seen now and then in the test above.
+    Now a run judged gone is read again: it is FINISHED, the config skipped."""
+    import logging
+
+    from vgsweep import sweep
+    from vgsweep.jobs import Job
+
+    job = Job(small_cfg("seed=21"))
+    holder = _Holder(str(job.cfg.tracking.uri), job)
+    holder.make()
+    _holder_ends_after_look(monkeypatch, holder, make_at=0, finish_at=1)
+    with caplog.at_level(logging.WARNING, "vgsweep.sweep"):
+        [o] = sweep.run_jobs([job])
+    assert (o.status, o.run_id, o.reason) == ("SKIPPED", holder.run_id, "already FINISHED")
+    assert o.final == {"test_acc": 0.5}  # the run as read again, not as first read
+    assert "marked KILLED" not in caplog.text
+    c = MlflowClient(str(job.cfg.tracking.uri))
+    [run] = c.search_runs([c.get_experiment_by_name(job.cfg.tracking.experiment).experiment_id])
+    assert run.info.status == "FINISHED" and "vgsweep.failure" not in run.data.tags
+
+
+def test_a_run_that_ends_finished_as_its_process_exits_is_not_trained_again_by_the_claim(small_cfg, monkeypatch):
+    """The same moment at a pack's claim: the other sweep made its run after this one planned, and
+    finished it and exited between the claim's look and its judgement. Before, the claim took the run
+    for an orphan's and trained the config a second time."""
+    from vgsweep import sweep
+    from vgsweep.jobs import Job
+
+    job = Job(small_cfg("seed=22"))
+    holder = _Holder(str(job.cfg.tracking.uri), job)
+    _holder_ends_after_look(monkeypatch, holder, make_at=1, finish_at=2)
+    [o] = sweep.run_jobs([job])
+    assert (o.status, o.run_id, o.reason) == ("SKIPPED", holder.run_id, "already FINISHED")
+    c = MlflowClient(str(job.cfg.tracking.uri))
+    runs = c.search_runs([c.get_experiment_by_name(job.cfg.tracking.experiment).experiment_id])
+    assert [(r.info.run_id, r.info.status) for r in runs] == [(holder.run_id, "FINISHED")]
+
+
+def test_a_rival_that_finishes_and_exits_during_the_second_look_still_withdraws_the_claim(small_cfg, mlflow_server,
+                                                                                          monkeypatch):
+    """On a server store: another sweep's run of the config appears between this sweep's look and its
+    create, and ends FINISHED (its process exiting) between the look after the create and its judgement.
+    It is a rival all the same: this claim is withdrawn, and the claim made again skips the config."""
+    from vgsweep import sweep
+    from vgsweep.jobs import Job
+
+    job = Job(small_cfg("seed=23", "study=rival_finishes", f"tracking.uri={mlflow_server}"))
+    holder = _Holder(mlflow_server, job)
+    _holder_ends_after_look(monkeypatch, holder, make_at=2, finish_at=3)  # plan, claim, the look after the create
+    waits = []
+    monkeypatch.setattr(sweep, "_backoff", waits.append)
+    [o] = sweep.run_jobs([job])
+    assert (o.status, o.run_id, o.reason, waits) == ("SKIPPED", holder.run_id, "already FINISHED", [0])
+    runs = _all_runs(mlflow_server, job.cfg.tracking.experiment)
+    assert {i: (r.info.status, r.info.lifecycle_stage) for i, r in runs.items() if i != holder.run_id} == {
+        i: ("KILLED", "deleted") for i in runs if i != holder.run_id}
+    assert runs[holder.run_id].info.status == "FINISHED" and len(runs) == 2
+
+
+def test_a_run_to_resume_that_another_host_finished_since_the_look_is_not_resumed(small_cfg, mlflow_server,
+                                                                                monkeypatch, tmp_path):
+    """Between this sweep's look (the run FAILED, its checkpoint there) and its claim, another host
+    resumed the run and finished it. Before, the claim found no live holder and resumed the FINISHED
+    run, training into it again. Now a run no longer FAILED or KILLED is contested: the claim made again
+    skips the config."""
+    from vgsweep import sweep, tracking
+
+    job, run_id = _a_run_to_resume(small_cfg, mlflow_server, 15, monkeypatch, tmp_path)
+    looked, looks = sweep.stored_runs, []
+
+    def look_then_finished_elsewhere(jobs, *a, **kw):
+        out = looked(jobs, *a, **kw)
+        looks.append(1)
+        if len(looks) == 2:  # the plan's look, then the claim's
+            c = MlflowClient(mlflow_server)
+            c.set_tag(run_id, tracking.TAG_HOST, "another-host")
+            c.log_metric(run_id, "test_acc", 0.5, step=1)
+            c.set_terminated(run_id, "FINISHED")
+        return out
+
+    monkeypatch.setattr(sweep, "stored_runs", look_then_finished_elsewhere)
+    waits = []
+    monkeypatch.setattr(sweep, "_backoff", waits.append)
+    [o] = sweep.run_jobs([job])
+    assert (o.status, o.run_id, o.reason, waits) == ("SKIPPED", run_id, "already FINISHED", [0])
+    c = MlflowClient(mlflow_server)
+    run = c.get_run(run_id)
+    assert (run.info.status, run.data.tags[tracking.TAG_HOST]) == ("FINISHED", "another-host")
+    assert [(m.step, m.value) for m in c.get_metric_history(run_id, "test_acc")][-1] == (1, 0.5)
+    assert not tracking.claims(run, 600)

@@ -355,6 +355,35 @@ def test_a_runs_process_is_gone_when_it_ended_unreaped_or_its_pid_is_anothers():
     assert tracking.orphan_reason(run(child.pid)) == f"process {child.pid} on this host is gone"
 
 
+def test_a_run_judged_gone_is_read_again_before_it_counts_as_an_orphan(tmp_path):
+    """confirmed_orphan: a run read RUNNING whose process is gone is read again. Still held by that
+    process: an orphan. Ended meanwhile (its process finished it, then exited): that status, no orphan.
+    Taken by another process (resumed) or beating again on another host: judged again, alive."""
+    import socket
+
+    from vgsweep import tracking
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    c = tracking.client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = c.create_experiment("orphans")
+    here = {tracking.TAG_HOST: socket.gethostname(), tracking.TAG_PID: str(dead.pid)}
+    elsewhere = {tracking.TAG_HOST: "another-node", tracking.TAG_PID: "7",
+                 tracking.TAG_HEARTBEAT: f"{time.time() - 700:.0f}"}
+    ids = {name: c.create_run(exp, tags=tags).info.run_id
+           for name, tags in (("held", here), ("ended", here), ("resumed", here), ("beats", elsewhere))}
+    old = {name: c.get_run(i) for name, i in ids.items()}
+    c.set_terminated(ids["ended"], "FINISHED")
+    c.set_tag(ids["resumed"], tracking.TAG_PID, str(os.getpid()))
+    c.set_tag(ids["beats"], tracking.TAG_HEARTBEAT, f"{time.time():.0f}")
+    judged = {name: tracking.confirmed_orphan(c, r, stale_after_s=600) for name, r in old.items()}
+    assert judged["held"][0] == f"process {dead.pid} on this host is gone"
+    assert (judged["ended"][0], judged["ended"][1].info.status) == (None, "FINISHED")
+    assert (judged["resumed"][0], judged["resumed"][1].data.tags[tracking.TAG_PID]) == (None, str(os.getpid()))
+    assert judged["beats"][0] is None and tracking.orphan_reason(old["beats"], 600).startswith("no heartbeat")
+    assert all(r.info.run_id == ids[name] for name, (_, r) in judged.items())
+
+
 def test_runs_carry_their_process_stamp(small_cfg):
     from vgsweep import tracking
 

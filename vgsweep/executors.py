@@ -213,8 +213,10 @@ def stop_local_jobs(reason: str, wait_s: float = 30.0) -> list[str]:
     _wait_for(lambda: all(tracking.orphan_reason(r) for _, r in left), 5.0)  # their processes' last moments
     killed = []
     for client, r in left:
-        if not tracking.orphan_reason(r):
-            log.warning("run %s: its pack job %s is still alive; left to it", r.info.run_id, r.data.tags[TAG_JOB])
+        gone, r = tracking.confirmed_orphan(client, r)  # read again: it may have ended as its job exited
+        if not gone:
+            if r.info.status == "RUNNING":
+                log.warning("run %s: its pack job %s is still alive; left to it", r.info.run_id, r.data.tags[TAG_JOB])
             continue
         _end(client, r, "KILLED", reason)
         killed.append(r.info.run_id)

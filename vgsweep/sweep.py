@@ -107,12 +107,14 @@ def plan(jobs: list[Job], adopt: Optional[str] = None, dry: Optional[list[str]] 
 
     out: list[Optional[Outcome]] = []
     for j, (client, runs) in zip(jobs, stored_runs(jobs, create=dry is None)):
-        status = {r.info.run_id: r.info.status for r in runs}
-        for r in runs:
+        runs, status = list(runs), {}
+        for n, r in enumerate(runs):
             if adopt and r.info.status == "RUNNING" and r.data.tags.get(TAG_JOB) == adopt:
                 why = f"its scheduler job {adopt} was requeued"  # this job's own earlier incarnation
-            else:
-                why = tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s))
+            else:  # one judged gone is read again: it may have ended FINISHED as its process exited
+                why, r = tracking.confirmed_orphan(client, r, float(j.cfg.tracking.stale_after_s))
+                runs[n] = r
+            status[r.info.run_id] = r.info.status
             if why and dry is not None:
                 dry.append(f"run {r.info.run_id} ({j.name}) was left RUNNING by a process that is gone "
                            f"({why}): it would be marked KILLED")
@@ -238,10 +240,14 @@ def _claim_once(pack: list[Job], progress, force: bool = False
         for uri in sorted({tracking.resolve_uri(j.cfg) for j in pack}):
             locks.enter_context(tracking.store_lock(uri))
         taken = []
-        for j, (_, runs) in zip(pack, stored_runs(pack)):
+        for j, (client, runs) in zip(pack, stored_runs(pack)):
             # an orphan, or a run this process gave up (a failed attempt at this pack), claims nothing
-            alive = {r.info.run_id: "GONE" if tracking.made_here(r) or
-                     tracking.orphan_reason(r, float(j.cfg.tracking.stale_after_s)) else r.info.status for r in runs}
+            runs, alive = list(runs), {}
+            for n, r in enumerate(runs):
+                why = tracking.made_here(r)
+                if not why:  # one judged gone is read again: it may have ended FINISHED as its process exited
+                    why, runs[n] = tracking.confirmed_orphan(client, r, float(j.cfg.tracking.stale_after_s))
+                alive[r.info.run_id] = "GONE" if why else runs[n].info.status
             taken.append(_done_or_running(j, runs, alive))
         mine = [i for i, o in enumerate(taken) if o is None]
         staked, contested = _stake_resumes([pack[i] for i in mine])
@@ -283,8 +289,13 @@ def _stake_resumes(jobs: list[Job]) -> tuple[list[tuple], dict[int, str]]:
         stale = float(j.cfg.tracking.stale_after_s)
         r = tracking.retry(client.get_run, run_id)
         holders = []
-        if r.info.status == "RUNNING" and not tracking.made_here(r) and not tracking.orphan_reason(r, stale):
-            holders.append(f"it is RUNNING in process {r.data.tags.get(tracking.TAG_PID)} on "
+        if r.info.status == "RUNNING" and not tracking.made_here(r):
+            gone, r = tracking.confirmed_orphan(client, r, stale)
+            if not gone and r.info.status == "RUNNING":
+                holders.append(f"it is RUNNING in process {r.data.tags.get(tracking.TAG_PID)} on "
+                               f"{r.data.tags.get(tracking.TAG_HOST)}")
+        if r.info.status == "FINISHED":  # resumed and finished by another process since the look
+            holders.append(f"it was FINISHED since by process {r.data.tags.get(tracking.TAG_PID)} on "
                            f"{r.data.tags.get(tracking.TAG_HOST)}")
         for other, (who, gone) in tracking.claims(r, stale).items():
             if other == key:
@@ -370,19 +381,24 @@ class _PackRecorder:
 
     def rivals(self) -> dict[int, object]:
         """Per job (its index) whose store's lock is only this host's: a live RUNNING run of its config
-        that another process made (see _claim). Jobs with `rerun` train whatever else runs."""
+        that another process made (see _claim), or one it finished since. Jobs with `rerun` train
+        whatever else runs."""
         check = [k for k, j in enumerate(self.jobs)
                  if not j.cfg.rerun and tracking.sqlite_path(tracking.resolve_uri(j.cfg)) is None]
         if not check:
             return {}
         ours = {lg.run_id for lg in self.loggers}
         found = {}
-        for k, (_, runs) in zip(check, stored_runs([self.jobs[k] for k in check])):
+        for k, (client, runs) in zip(check, stored_runs([self.jobs[k] for k in check])):
             stale = float(self.jobs[k].cfg.tracking.stale_after_s)
-            live = [r for r in runs if r.info.run_id not in ours and r.info.status == "RUNNING"
-                    and not tracking.made_here(r) and not tracking.orphan_reason(r, stale)]
-            if live:
-                found[k] = live[0]
+            for r in runs:
+                if r.info.run_id in ours or r.info.status != "RUNNING" or tracking.made_here(r):
+                    continue
+                # read again if judged gone: a rival that finished and exited since the look is one still
+                gone, r = tracking.confirmed_orphan(client, r, stale)
+                if not gone and r.info.status in ("RUNNING", "FINISHED"):
+                    found[k] = r
+                    break
         return found
 
     def withdraw(self, rivals: dict[int, object]) -> None:

@@ -532,6 +532,33 @@ def made_here(run) -> bool:
     return run.data.tags.get(TAG_PID) == str(os.getpid()) and run.data.tags.get(TAG_HOST) == socket.gethostname()
 
 
+_HOLDER = (TAG_HOST, TAG_PID, TAG_PROCESS, TAG_HEARTBEAT)
+
+
+def confirmed_orphan(client, run, stale_after_s: float = 0.0, rounds: int = 3) -> tuple[str | None, object]:
+    """orphan_reason for a run read a moment ago, safe against the run ending meanwhile: (why its
+    process is gone, or None; the run as last read).
+
+    A run is read, then its process judged. A process that ends its run FINISHED and exits between
+    the two looks gone while the run read is still RUNNING: marking that run KILLED would overwrite a
+    finished run, and a sweep would train its config again (seen as a rare failure of two overlapping
+    sweeps, the second planning as the first exited). So a run judged gone is read again: its process
+    was gone before this read, so what the read says is final. Still RUNNING, held by the same process
+    with the same heartbeat: gone. Ended meanwhile: that status. Taken by another process, or a newer
+    heartbeat: judged again (`rounds` times at most, then taken as alive)."""
+    for _ in range(rounds):
+        why = orphan_reason(run, stale_after_s)
+        if not why:
+            return None, run
+        fresh = retry(client.get_run, run.info.run_id)
+        if fresh.info.status != "RUNNING":
+            return None, fresh
+        if all(fresh.data.tags.get(t) == run.data.tags.get(t) for t in _HOLDER):
+            return why, fresh
+        run = fresh
+    return None, run
+
+
 # A process's claim to resume a run: a tag of its own, `vgsweep.claim.<token>` = the claimant's host,
 # pid, process stamp and the time, as JSON. Two claims never overwrite each other (tags with two keys),
 # so of two processes that each set theirs and then read the run, at least the later reader sees the
