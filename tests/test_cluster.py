@@ -39,8 +39,9 @@ def _metrics(uri: str) -> dict:
 def test_submitit_local_runs_each_pack_as_a_subprocess_with_the_same_numbers(tiny_root, tmp_path, monkeypatch):
     """executor=submitit_local: each pack pickled, run as a subprocess by submitit, its outcomes
     pickled back; the runs are the ones the in-process launcher trains, number for number. The pack
-    jobs see the sweep's GPUs (submitit's local executor would set CUDA_VISIBLE_DEVICES to none)."""
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    jobs see the sweep's GPUs (submitit's local executor would set CUDA_VISIBLE_DEVICES to none), one
+    each in turn (hydra.launcher.gpus_per_node=1), so that they train at once on different GPUs."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     common = [*SMALL, f"data.root={tiny_root}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
     remote = f"sqlite:///{tmp_path / 'remote.db'}"
     proc = run_cli(["-m", *GRID, *common, f"tracking.uri={remote}", "hydra.launcher.executor=submitit_local",
@@ -59,7 +60,28 @@ def test_submitit_local_runs_each_pack_as_a_subprocess_with_the_same_numbers(tin
         assert losses == pytest.approx([e["test_loss"] for e in train_pack([cfg]).history[0]], rel=1e-5, abs=1e-6)
     _, runs = _runs(remote)
     assert {r.info.status for r in runs} == {"FINISHED"} and all(r.data.tags.get("vgsweep.job") for r in runs)
-    assert [r.data.tags.get("vgsweep.cuda_visible_devices") for r in runs] == ["0"] * 4
+    gpus = {r.data.tags["vgsweep.job"]: set() for r in runs}
+    for r in runs:
+        gpus[r.data.tags["vgsweep.job"]].add(r.data.tags.get("vgsweep.cuda_visible_devices"))
+    assert sorted(map(sorted, gpus.values())) == [["0"], ["1"]]  # each pack job its own GPU
+    assert "their GPUs (CUDA_VISIBLE_DEVICES): 0 1" in out
+
+
+def test_local_pack_jobs_take_the_machines_gpus_in_turn(monkeypatch):
+    """spread_gpus: gpus_per_node GPUs per pack job, in turn, wrapping round; every GPU to every job
+    where the machine has no more than one job asks for (or gpus_per_node is 0 or null). local_gpus:
+    CUDA_VISIBLE_DEVICES' entries as given (UUIDs too); empty or -1: none."""
+    from vgsweep.executors import local_gpus, spread_gpus
+
+    four = ["0", "1", "2", "3"]
+    assert spread_gpus(four, 1, 6) == ["0", "1", "2", "3", "0", "1"]
+    assert spread_gpus(four, 2, 3) == ["0,1", "2,3", "0,1"]
+    assert spread_gpus(["0", "1", "2"], 2, 3) == ["0,1", "2,0", "1,2"]
+    assert spread_gpus(four, 4, 2) == spread_gpus(four, None, 2) == spread_gpus(four, 0, 2) == [None, None]
+    assert spread_gpus([], 1, 2) == [None, None]
+    for visible, gpus in (("2,3", ["2", "3"]), ("GPU-a1b2, GPU-c3d4", ["GPU-a1b2", "GPU-c3d4"]), ("", []), ("-1", [])):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        assert local_gpus() == gpus
 
 
 def test_a_local_pack_job_sees_the_sweeps_gpus(monkeypatch):
@@ -75,6 +97,9 @@ def test_a_local_pack_job_sees_the_sweeps_gpus(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # SLURM's allocation
     slurm.see_devices()
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    PackJob([], same_devices=True, gpus="1").see_devices()  # the one GPU it was given
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
 
 
 @pytest.mark.e2e

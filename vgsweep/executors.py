@@ -125,12 +125,14 @@ class PackJob:
     """What a scheduler job runs: one pack of jobs, planned again on the node (see the module doc).
     submitit pickles it; `checkpoint` (submitit's requeue hook) resubmits it as it is."""
 
-    def __init__(self, jobs: list[Job], same_devices: bool = False):
+    def __init__(self, jobs: list[Job], same_devices: bool = False, gpus: Optional[str] = None):
         """same_devices: the job runs on this machine (submitit_local) and sees the GPUs this process
-        sees; submitit's local executor would set CUDA_VISIBLE_DEVICES to none (gpus_per_node 0)."""
+        sees, or `gpus` of them (CUDA_VISIBLE_DEVICES' form); submitit's local executor would set
+        CUDA_VISIBLE_DEVICES to none (gpus_per_node 0)."""
         # what the node needs: configs, output folders and logs (planning state is made there again)
         self.jobs = [replace(j, resume_run=None, resume_state=None) for j in jobs]
-        self.same_devices, self.visible = same_devices, os.environ.get("CUDA_VISIBLE_DEVICES")
+        self.same_devices = same_devices
+        self.visible = gpus if gpus is not None else os.environ.get("CUDA_VISIBLE_DEVICES")
 
     def __call__(self) -> list[Outcome]:
         from vgsweep import tracking
@@ -278,6 +280,28 @@ def sbatch_refused(stderr: str, o) -> "ConfigError":
                        f"sbatch refused the pack jobs ({said})")
 
 
+def local_gpus() -> list[str]:
+    """This machine's GPUs as this process sees them: the entries of its CUDA_VISIBLE_DEVICES (indices,
+    UUIDs or MIG names, as given), else one index per GPU CUDA counts (none without CUDA)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = [g.strip() for g in visible.split(",")]
+        return [] if not gpus[0] or gpus[0].startswith("-") else [g for g in gpus if g]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def spread_gpus(gpus: list[str], per_job: Optional[int], jobs: int) -> list[Optional[str]]:
+    """The GPUs each of `jobs` local pack jobs sees (CUDA_VISIBLE_DEVICES), `per_job` each, in turn:
+    with 4 GPUs and 1 per job, packs 1-4 train at once on GPUs 0-3 and pack 5 shares GPU 0. None
+    (every job sees all of this process's GPUs, as before) where the machine has no more GPUs than
+    one job asks for, or per_job is 0 or null."""
+    if not per_job or len(gpus) <= per_job:
+        return [None] * jobs
+    return [",".join(gpus[(k * per_job + t) % len(gpus)] for t in range(per_job)) for k in range(jobs)]
+
+
 class SubmititPacks:
     """Submits every pack as one job (one SLURM array) and hands back each pack's outcomes."""
 
@@ -312,12 +336,14 @@ class SubmititPacks:
         is bad input: a ConfigError naming the setting, before anything trains."""
         self.packs = packs
         made_folder = not self.folder.exists()
+        local = self.cluster == "local"
+        gpus = spread_gpus(local_gpus(), self.options.gpus_per_node, len(packs)) if local else [None] * len(packs)
         with contextlib.ExitStack() as stack:
-            if self.cluster == "local":
+            if local:
                 stack.enter_context(_output_to(self.folder / "controllers.log"))
             try:
                 with self.ex.batch():
-                    self.handles = [self.ex.submit(PackJob(p, same_devices=self.cluster == "local")) for p in packs]
+                    self.handles = [self.ex.submit(PackJob(p, same_devices=local, gpus=g)) for p, g in zip(packs, gpus)]
             except _import_submitit().core.utils.FailedJobError as e:
                 if self.cluster != "slurm":
                     raise
@@ -329,7 +355,8 @@ class SubmititPacks:
             PENDING_SLURM.update(dict.fromkeys(ids))
         else:
             PENDING_LOCAL.update({h.job_id: (h, p) for h, p in zip(self.handles, packs)})
-        log.info("submitted %d pack jobs (%s): %s", len(ids), self.ex.cluster, ", ".join(ids))
+        log.info("submitted %d pack jobs (%s): %s%s", len(ids), self.ex.cluster, ", ".join(ids),
+                 "" if gpus[0] is None else "; their GPUs (CUDA_VISIBLE_DEVICES): " + " ".join(gpus))
 
     def _state(self, h) -> str:
         return self._job(h)[0]
