@@ -107,16 +107,20 @@ def test_a_config_listed_twice_in_a_sweep_is_trained_once(small_cfg, tmp_path):
 
 def test_a_run_that_fails_while_training_is_named_by_its_run_a_job_without_one_by_its_name(small_cfg, tmp_path,
                                                                                            monkeypatch):
-    """A pack of two whose checkpoint cannot be written after epoch 1: split and retried, each job ends
+    """A pack of two that fails in its second epoch, every time: split and retried, each job ends
     FAILED with the run made for it in its last attempt (the failure line names that run, not `run
     None`). A job refused before any run exists is named by its job name and says so."""
     from vgsweep import sweep
     from vgsweep.jobs import Job, Outcome
 
-    def disk_full(path, state):
-        raise OSError(28, "No space left on device")
+    on_epoch = sweep._PackRecorder.on_epoch
 
-    monkeypatch.setattr(sweep, "save_checkpoint", disk_full)
+    def fail_in_the_second(self, r):
+        if r.epoch == 1:
+            raise RuntimeError("stopped in epoch 2")
+        on_epoch(self, r)
+
+    monkeypatch.setattr(sweep._PackRecorder, "on_epoch", fail_in_the_second)
     jobs = [Job(small_cfg(f"seed={s}", "train.epochs=2", "checkpoint.every=1")) for s in (1, 2)]
     out = sweep.run_jobs(jobs)
     c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -124,14 +128,57 @@ def test_a_run_that_fails_while_training_is_named_by_its_run_a_job_without_one_b
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FAILED"}  # the pack's two, then one each
     last = {r.info.run_name: r.info.run_id for r in sorted(runs, key=lambda r: r.info.start_time)}
     for j, o in zip(jobs, out):
-        assert o.status == "FAILED" and o.reason == "OSError: [Errno 28] No space left on device"
+        assert o.status == "FAILED" and o.reason == "RuntimeError: stopped in epoch 2"
         assert o.run_id == last[j.name] and o.label(j.name) == f"run {o.run_id}"
     assert Outcome("FAILED", None, {}, "why").label("mnist-d2-relu") == "mnist-d2-relu (no run was made)"
 
 
-def test_a_checkpoint_write_that_fails_leaves_the_last_good_one_and_no_partial_file(tmp_path, monkeypatch):
-    """The disk fills while a checkpoint is written: the error goes up (the run fails), the previous
-    checkpoint is as it was and no half-written file is left beside it."""
+def test_a_checkpoint_that_cannot_be_written_does_not_stop_training(small_cfg, tmp_path, monkeypatch, caplog):
+    """The disk is full at the first checkpoint of a pack of two: one warning names both runs, each run
+    carries the failure in its tag and its job log, training goes on, the next checkpoint is written,
+    and both runs end FINISHED. Before, the pack failed, was split and retried, and every run ended
+    FAILED on the same full disk."""
+    import logging
+
+    from vgsweep import sweep
+    from vgsweep.jobs import Job
+
+    real, calls = sweep.save_checkpoint, []
+
+    def full_at_first(path, state):
+        calls.append(state["epochs_done"])
+        if state["epochs_done"] == 1:
+            raise OSError(28, "No space left on device")
+        real(path, state)
+
+    monkeypatch.setattr(sweep, "save_checkpoint", full_at_first)
+    jobs = [Job(small_cfg(f"seed={s}", "train.epochs=3", "checkpoint.every=1"), log_file=tmp_path / f"{s}.log")
+            for s in (1, 2)]
+    with caplog.at_level(logging.WARNING, "vgsweep.sweep"):
+        out = sweep.run_jobs(jobs)
+    assert [o.status for o in out] == ["FINISHED", "FINISHED"]
+    assert calls[:4] == [1, 1, 2, 2]  # tried again at the next checkpoint
+    [warning] = [r.getMessage() for r in caplog.records if "not written" in r.getMessage()]
+    path = sweep.checkpoint_path(jobs[0].cfg, jobs[0].key())
+    assert warning.startswith(f"checkpoint after epoch 1 not written to {path} (No space left on device) "
+                              "(and 1 more of this pack's runs): training goes on; an interruption now resumes")
+    assert all(o.run_id in warning for o in out)
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for j, o in zip(jobs, out):
+        why = c.get_run(o.run_id).data.tags["vgsweep.checkpoint_failed"]
+        assert why == f"checkpoint after epoch 1 not written to {sweep.checkpoint_path(j.cfg, j.key())} (No space left on device)"
+        assert f"{why}: training goes on" in j.log_file.read_text()
+        assert [m.step for m in c.get_metric_history(o.run_id, "test_acc")] == [0, 1, 2]
+
+
+def test_a_checkpoint_write_that_fails_leaves_the_last_good_one_and_no_partial_file(tmp_path):
+    """The disk fills while a checkpoint is written (a real write refused by the kernel: the file size
+    limit, RLIMIT_FSIZE, stands in for a full disk): an OSError that says why goes up (the pack warns
+    and trains on), not torch's zip writer's RuntimeError; the previous checkpoint is as it was and no
+    half-written file is left beside it."""
+    import resource
+    import signal
+
     import torch
 
     from vgsweep import sweep
@@ -139,16 +186,14 @@ def test_a_checkpoint_write_that_fails_leaves_the_last_good_one_and_no_partial_f
 
     path = tmp_path / "ck" / "abc.pt"
     sweep.save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "epochs_done": 1})
-    real_save = torch.save
-
-    def fills_the_disk(obj, f):
-        f.write_bytes(b"half a checkpoint")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(torch, "save", fills_the_disk)
-    with pytest.raises(OSError, match="No space left"):
-        sweep.save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "epochs_done": 2})
-    monkeypatch.setattr(torch, "save", real_save)
+    limits, handler = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))
+    try:
+        with pytest.raises(OSError, match="File too large"):
+            sweep.save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "epochs_done": 2, "theta": torch.zeros(10_000)})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
     assert [p.name for p in path.parent.iterdir()] == ["abc.pt"]
     assert sweep.load_checkpoint(path)["epochs_done"] == 1
 

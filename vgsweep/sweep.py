@@ -57,10 +57,18 @@ def checkpoint_path(cfg: DictConfig, h: str) -> Path:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a checkpoint atomically. It is serialised in memory first and then written by Python, so
+    that a full disk is an OSError that says so (torch.save writing a file itself fails with a
+    RuntimeError of its zip writer: `unexpected pos 576 vs 534`)."""
+    import io
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
+    buf = io.BytesIO()
+    torch.save(state, buf)
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
         os.replace(tmp, path)  # atomic: a kill never leaves half a checkpoint
     except BaseException:  # a full disk, Ctrl-C: no half-written file left beside the last good checkpoint
         tmp.unlink(missing_ok=True)
@@ -445,10 +453,27 @@ class _PackRecorder:
                      r.seconds, best)
 
     def on_checkpoint(self, epochs_done: int, states: list[dict]) -> None:
-        for j, lg, st, dh in zip(self.jobs, self.loggers, states, self.diag_hist):
+        """Each run's checkpoint after `epochs_done` epochs. One that cannot be written (a full disk, a
+        folder gone) does not stop training: the run is warned about, in the log and in its tag
+        `vgsweep.checkpoint_failed`, keeps its last good checkpoint (an interruption now resumes from
+        there, or from scratch), and the next checkpoint is tried again."""
+        failed = []
+        for j, lg, st, dh, f in zip(self.jobs, self.loggers, states, self.diag_hist, self.files):
             lg.flush(wait=True)  # the store holds every epoch the checkpoint holds
-            save_checkpoint(checkpoint_path(j.cfg, j.key()),
-                            {**st, "run_id": lg.run_id, "diagnostics": _diag_to_tensors(dh)})
+            path = checkpoint_path(j.cfg, j.key())
+            try:
+                save_checkpoint(path, {**st, "run_id": lg.run_id, "diagnostics": _diag_to_tensors(dh)})
+            except OSError as e:
+                why = f"checkpoint after epoch {epochs_done} not written to {path} ({e.strerror or e})"
+                failed.append((lg.run_id, why))
+                lg.set_tags({"vgsweep.checkpoint_failed": why})
+                if f:
+                    f.write(f"{why}: training goes on\n")
+                    f.flush()
+        if failed:
+            log.warning("%s%s: training goes on; an interruption now resumes from the last checkpoint written, or "
+                        "from scratch (runs %s)", failed[0][1], f" (and {len(failed) - 1} more of this pack's runs)"
+                        if len(failed) > 1 else "", ", ".join(run_id for run_id, _ in failed))
 
     def finish(self, k: int, hist: list[dict], diverged_at: Optional[int], curve=None) -> Outcome:
         """Close run k after training: artifacts, verdict, status; `curve` is its learning curve being
