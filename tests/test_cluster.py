@@ -70,7 +70,8 @@ def test_submitit_local_runs_each_pack_as_a_subprocess_with_the_same_numbers(tin
 def test_local_pack_jobs_take_the_machines_gpus_in_turn(monkeypatch):
     """spread_gpus: gpus_per_node GPUs per pack job, in turn, wrapping round; every GPU to every job
     where the machine has no more than one job asks for (or gpus_per_node is 0 or null). local_gpus:
-    CUDA_VISIBLE_DEVICES' entries as given (UUIDs too); empty or -1: none."""
+    CUDA_VISIBLE_DEVICES' entries as given (UUIDs too), up to the first invalid one (as CUDA reads it);
+    empty or -1: none."""
     from vgsweep.executors import local_gpus, spread_gpus
 
     four = ["0", "1", "2", "3"]
@@ -79,7 +80,7 @@ def test_local_pack_jobs_take_the_machines_gpus_in_turn(monkeypatch):
     assert spread_gpus(["0", "1", "2"], 2, 3) == ["0,1", "2,0", "1,2"]
     assert spread_gpus(four, 4, 2) == spread_gpus(four, None, 2) == spread_gpus(four, 0, 2) == [None, None]
     assert spread_gpus([], 1, 2) == [None, None]
-    for visible, gpus in (("2,3", ["2", "3"]), ("GPU-a1b2, GPU-c3d4", ["GPU-a1b2", "GPU-c3d4"]), ("", []), ("-1", [])):
+    for visible, gpus in (("2,3", ["2", "3"]), ("GPU-a1b2, GPU-c3d4", ["GPU-a1b2", "GPU-c3d4"]), ("", []), ("-1", []), ("0,-1,2", ["0"])):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
         assert local_gpus() == gpus
 

@@ -284,9 +284,13 @@ def local_gpus() -> list[str]:
     """This machine's GPUs as this process sees them: the entries of its CUDA_VISIBLE_DEVICES (indices,
     UUIDs or MIG names, as given), else one index per GPU CUDA counts (none without CUDA)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        gpus = [g.strip() for g in visible.split(",")]
-        return [] if not gpus[0] or gpus[0].startswith("-") else [g for g in gpus if g]
+    if visible is not None:  # CUDA reads the list up to its first invalid entry ("-1" hides every GPU)
+        gpus = []
+        for g in (g.strip() for g in visible.split(",")):
+            if not g or g.startswith("-"):
+                break
+            gpus.append(g)
+        return gpus
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
