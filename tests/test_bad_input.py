@@ -94,6 +94,10 @@ CASES = [
     (["tracking.artifact_root={afile}/art"], ["tracking.artifact_root=", "is a file"]),
     (["checkpoint.dir={afile}/ck"], ["checkpoint.dir=", "is a file"]),
     (["hydra.sweep.dir={afile}/mr"], ["hydra.sweep.dir=", "is a file"]),
+    # /proc, where mkdir fails though access() allows it for root ("no folder can be made in /proc (No such
+    # file or directory)"; others read "/proc is not writable"): "/proc " is in the reason, not in the value
+    (["hydra.sweep.dir=/proc/vgsweep-mr"], ["hydra.sweep.dir='/proc/vgsweep-mr' is not accepted", "/proc "]),
+    (["checkpoint.dir=/proc/vgsweep-ck"], ["checkpoint.dir='/proc/vgsweep-ck' is not accepted", "/proc "]),
 ]
 # Also tried as a single job (no -m): the checks before Hydra makes the job's output folder.
 SINGLE = [c for c in CASES if not c[0][0].startswith(("hydra.", "tracking.retry")) and "," not in c[0][0]][::3]

@@ -27,9 +27,21 @@ def not_creatable(p: Path) -> str | None:
                 continue
             return f"{q} is a file, not a folder" if q == p else f"{q} is a file, so no folder can be made inside it"
         if os.access(q, os.W_OK):
-            return None
+            return _cannot_make_in(q)
         if q.exists():  # gone meanwhile: a sweep refused at once tidies its empty multirun/<date>/ away
             return f"{q} is not writable"
+
+
+def _cannot_make_in(q: Path) -> str | None:
+    """Why no folder can be made in the existing folder q, found by making one and removing it: for
+    root os.access says yes to every folder, /proc and /sys included, where mkdir then fails."""
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".vgsweep-probe-", dir=q))
+    except OSError as e:
+        return f"no folder can be made in {q} ({e.strerror or e})"
+    return None
 
 
 def check_dir(key: str, p: Path, where: str = "") -> None:
