@@ -73,6 +73,16 @@ def test_the_live_progress_line_ends_before_anything_else_is_written(tiny_root, 
     assert [seg.rstrip(" ").endswith("\n") for seg in bars] == [False, True, False, True] and err.endswith("\n")
     # a pack's last epoch counts its runs as trained (it said "runs finished 0/2" at the end of the first)
     assert [re.search(r"runs trained (\d/\d)", seg).group(1) for seg in bars] == ["0/2", "1/2", "1/2", "2/2"], bars
+    assert all(re.search(r"\| elapsed \d+ s \| ETA \d+ s", seg) for seg in bars), bars
+
+
+def test_elapsed_and_eta_read_as_durations():
+    """A CPU grid takes hours: `ETA 3 h 20 min`, not `ETA 12000 s`; nothing done yet: `ETA ?`."""
+    from vgsweep.progress import Progress, duration
+
+    assert [duration(s) for s in (0, 41.6, 60, 725, 3599.6, 12_000, 86_399, 187_200, float("nan"))] == [
+        "0 s", "42 s", "1 min 00 s", "12 min 05 s", "1 h 00 min", "3 h 20 min", "23 h 59 min", "2 d 04 h", "?"]
+    assert Progress([(2, 3)], "log").line(0).endswith("| ETA ?")
 
 
 def test_curves_say_one_seed_when_there_is_one(monkeypatch):

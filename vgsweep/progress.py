@@ -14,6 +14,20 @@ log = logging.getLogger("vgsweep.progress")
 LOG_EVERY_S = 5.0
 
 
+def duration(s: float) -> str:
+    """Seconds as a person reads them: 42 s, 12 min 05 s, 3 h 20 min, 2 d 04 h; ? while unknown."""
+    if s != s or s in (float("inf"), float("-inf")):
+        return "?"
+    s = round(s)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600:02d} h"
+
+
 class Progress:
     def __init__(self, packs: list[tuple[int, int]], mode: str = "auto"):
         """packs: (runs, epochs) per pack. Work is counted in run-epochs."""
@@ -32,7 +46,7 @@ class Progress:
         taken = f" | {len(self.taken)} taken by another sweep" if self.taken else ""
         trained = self.runs_done + (k if epoch + 1 == e else 0)  # the pack's last epoch: its runs are trained
         return (f"pack {self.pack + 1}/{len(self.packs)} ({k} runs) | epoch {epoch + 1}/{e} | "
-                f"runs trained {trained}/{n_runs}{taken} | elapsed {el:.0f} s | ETA {eta:.0f} s")
+                f"runs trained {trained}/{n_runs}{taken} | elapsed {duration(el)} | ETA {duration(eta)}")
 
     def taken_elsewhere(self, keys: set) -> None:
         """Runs of the current pack (their config keys) that will not train here: another sweep
