@@ -34,7 +34,7 @@ class PackedLauncherConf:
     timeout_min: int = rule(60, "positive")  # time limit of one pack job; at its end the pack is requeued from its checkpoints
     max_num_timeout: int = rule(3, "non_negative")  # requeues after preemption or the time limit, at most
     signal_delay_s: int = rule(120, "non_negative")  # SLURM signals the job this long before killing it
-    gpus_per_node: Optional[int] = rule(1, "non_negative")  # GPUs of one pack job (slurm); null or 0 on a CPU partition
+    gpus_per_node: Optional[int] = rule(1, "non_negative")  # GPUs of one pack job (slurm; submitit_local: of this machine's, in turn); null or 0 on a CPU partition
     cpus_per_task: Optional[int] = rule(None, "non_negative")
     mem_gb: Optional[int] = rule(None, "non_negative")
     partition: Optional[str] = None
