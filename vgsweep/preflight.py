@@ -84,12 +84,15 @@ def check_jobs(jobs: list[Job], dry: list[str] | None = None, devices_here: bool
             raise ConfigError(e.key, e.value, e.accepted, e.hint, j.where) from None
     for uri in sorted({tracking.resolve_uri(j.cfg) for j in jobs}):
         check_store(uri)
+    folders: dict[tuple[str, str], str] = {}  # each folder once (its check makes and removes a folder in it)
     for j in jobs:
         root = tracking.artifact_root(tracking.resolve_uri(j.cfg), j.cfg)
         if root is not None:
-            check_dir("tracking.artifact_root", Path(root), j.where)
+            folders.setdefault(("tracking.artifact_root", root), j.where)
         if j.cfg.checkpoint.dir:
-            check_dir("checkpoint.dir", Path(j.cfg.checkpoint.dir), j.where)
+            folders.setdefault(("checkpoint.dir", str(j.cfg.checkpoint.dir)), j.where)
+    for (key, path), where in folders.items():
+        check_dir(key, Path(path), where)
     seen: dict[tuple, dict] = {}
     for j in jobs:
         d = j.cfg.data
