@@ -77,6 +77,9 @@ def test_defaults_reproduce_the_original_code():
     ("+foo=1", "foo", "a key of the config: activation,"),
     ("+train.epoch=3", "train.epoch", "did you mean train.epochs?"),
     ("+regime.grad_noise.x=1", "regime.grad_noise.x", "a key of regime.grad_noise: enabled, eta"),
+    # a group of unknown keys is named as written; a key of that name elsewhere is the hint
+    ("+train.noise.eta=1", "train.noise.eta", "a key of train: batch_size, drop_last, epochs, shuffle_buffer. "
+                                              "did you mean regime.grad_noise.eta?"),
     ("model=vgg08 +model.foo=1", "model.foo", "a key of model: blocks_per_stage"),
     ("model.hidden=abc", "model.hidden", "a list of ints"),
     ("~seed", "seed", "seed=(deleted) is not accepted; expected a value"),  # Hydra's ~ deletes a key
@@ -101,6 +104,11 @@ def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted)
     ("train.epoch=3", ConfigKeyError,
      "train.epoch=3 is not accepted; expected a key of train: batch_size, drop_last, epochs"),
     ("train.epochz=3", ConfigKeyError, ". did you mean train.epochs?"),
+    ("train.lr=0.1", ConfigKeyError, "train.lr=0.1 is not accepted; expected a key of train: batch_size, drop_last, "
+                                     "epochs, shuffle_buffer. did you mean optimizer.lr?"),
+    ("train.noise.eta=inf", ConfigKeyError, "train.noise.eta=inf is not accepted; expected a key of train: batch_size, "
+                                            "drop_last, epochs, shuffle_buffer. did you mean regime.grad_noise.eta?"),
+    ("optimizer.gamma=1", ConfigKeyError, "did you mean regime.grad_noise.gamma?"),
     ("seedd=3", ConfigKeyError, "seedd=3 is not accepted; expected a key of the config: activation,"),
     ("train.epochs=abc", ValidationError, "train.epochs='abc' is not accepted; expected an int"),
     ("seed=1.5", ValidationError, "seed=1.5 is not accepted; expected an int"),
@@ -278,6 +286,8 @@ def test_a_numeric_option_in_an_experiments_defaults_list_names_the_option(tmp_p
     ("train:\n  epoch: 3", "train.epoch=3 is not accepted; expected a key of train: batch_size, drop_last, epochs, "
                            "shuffle_buffer. did you mean train.epochs?"),
     ("train:\n  epochs: abc", "train.epochs='abc' is not accepted; expected an int"),
+    ("train:\n  noise:\n    eta: 1", "train.noise.eta=1 is not accepted; expected a key of train: batch_size, drop_last, "
+                                    "epochs, shuffle_buffer. did you mean regime.grad_noise.eta?"),
     ("model:\n  hidden: [64, x]", "model.hidden[1]='x' is not accepted; expected an int"),
     ("regime:\n  bn:\n    mode: sometimes", "regime.bn.mode='sometimes' is not accepted; expected one of frozen, batch, layer"),
 ])

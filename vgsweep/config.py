@@ -455,15 +455,48 @@ def _check_number(key: str, value: Any, rule_name: str | None, kind: type) -> No
         raise ConfigError(key, value, accepted)
 
 
-def unknown_key(key: str, value: Any, known) -> ConfigError:
-    """A key the schema does not have (Hydra's `+key=value` adds one): vgsweep would read none of it."""
+def unknown_key(key: str, value: Any, known, missing: str | None = None) -> ConfigError:
+    """A key the schema does not have (Hydra's `+key=value` adds one): vgsweep would read none of it.
+
+    missing: the first part of `key` the schema lacks, where that is not `key` itself (`train.noise`
+    of `train.noise.eta=1`); `known` are its parent's keys. The hint names a close sibling
+    (`train.epoch` -> `train.epochs`), else a key of that name elsewhere (`train.lr` -> `optimizer.lr`)."""
     import difflib
 
-    parent, _, name = key.rpartition(".")
-    close = difflib.get_close_matches(name, list(known), n=1)
+    parent, _, name = (missing or key).rpartition(".")
+    close = [parent + "." + c if parent else c for c in difflib.get_close_matches(name, list(known), n=1)]
+    if not close:
+        leaf = key.rpartition(".")[2]
+        named = {p: p.rpartition(".")[2] for p in schema_keys()}
+        near = difflib.get_close_matches(leaf, set(named.values()), n=1)
+        close = [p for p, n in named.items() if n == leaf][:2] or [p for p, n in named.items() if n in near][:2]
     return ConfigError(key, value, f"a key of {parent or 'the config'}: " + ", ".join(sorted(known)),
-                       f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close else
-                       "vgsweep reads no other key")
+                       f"did you mean {' or '.join(close)}?" if close else "vgsweep reads no other key")
+
+
+def first_leaf(key: str, value: Any) -> tuple[str, Any]:
+    """The first key under `value` with its value, named from `key`: (`train.noise`, {eta: 1}) ->
+    (`train.noise.eta`, 1), as the command line or a file wrote it."""
+    while isinstance(value, (dict, DictConfig)) and len(value):
+        first = next(iter(value))
+        key, value = f"{key}.{first}", value[first]
+    return key, value
+
+
+def schema_keys(schema: type | None = None, prefix: str = "") -> list[str]:
+    """Every key of the training config's schema, dotted (under `model.`, every family's)."""
+    import typing
+
+    schema = schema or Config
+    keys: list[str] = []
+    for name, hint in typing.get_type_hints(schema).items():
+        if dataclasses.is_dataclass(hint):
+            keys += schema_keys(hint, f"{prefix}{name}.")
+        elif schema is Config and name == "model":
+            keys += dict.fromkeys(k for family in MODEL_SCHEMAS.values() for k in schema_keys(family, "model."))
+        else:
+            keys.append(prefix + name)
+    return keys
 
 
 def check_schema(node: Any, schema: type, prefix: str) -> None:
@@ -477,7 +510,7 @@ def check_schema(node: Any, schema: type, prefix: str) -> None:
         known = {f.name for f in dataclasses.fields(schema)}
         for k in node:
             if k not in known:
-                raise unknown_key(f"{prefix}{k}", node.get(k), known)
+                raise unknown_key(*first_leaf(f"{prefix}{k}", node.get(k)), known, f"{prefix}{k}")
     for f in dataclasses.fields(schema):
         key, value = f"{prefix}{f.name}", node.get(f.name) if isinstance(node, DictConfig) else None
         hint = hints[f.name]

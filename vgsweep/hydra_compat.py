@@ -201,7 +201,7 @@ def bad_input_message(e: BaseException) -> str | None:
     not such a refusal."""
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 
-    from vgsweep.config import CONF_DIR, ConfigError, Shown, group_options, unknown_key
+    from vgsweep.config import CONF_DIR, ConfigError, Shown, first_leaf, group_options, unknown_key
 
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if isinstance(e, MissingConfigException) and "/" in (e.missing_cfg_file or ""):
@@ -236,7 +236,7 @@ def bad_input_message(e: BaseException) -> str | None:
                 "(--multirun) before the overrides to sweep, or key=[a,b] for a list value")
     in_file = re.match(r"In '([^']+)': \w+ raised while composing config", first)
     m = re.search(r"use \+(\S+)", str(e)) or re.match(r"Error merging override (.+)", first)
-    where, item = "", False
+    where, item, said = "", False, ""  # said: the key as the command line names it
     if in_file and getattr(e.__context__, "full_key", None):  # a config file's key or value (Hydra raises
         cause = e.__context__                                  # it while handling OmegaConf's error)
         cause_first = str(cause).strip().splitlines()[0]
@@ -244,18 +244,22 @@ def bad_input_message(e: BaseException) -> str | None:
         path, raw = _LOADED.get(in_file.group(1), (f"{in_file.group(1)}.yaml", None))
         where = f" ({path})"
         value = OmegaConf.select(raw, key, default=None, throw_on_resolution_failure=False) if raw is not None else None
+        if re.match(r"Key '.*' not in", cause_first):  # an unknown key holding keys: name the first as written
+            said, value = first_leaf(key, value)
         value = Shown("...") if value is None else value if isinstance(value, (int, float, str, bool)) else Shown(value)
     elif m is None:  # e.g. "+train=3": an item is already there; Hydra's own words, on one line
         return "invalid config: " + " ".join(str(e).split())
     else:
         override = m.group(1)
-        key = str(getattr(cause, "full_key", "") or override.partition("=")[0].lstrip("+~"))
+        said = override.partition("=")[0].lstrip("+~")
+        key = str(getattr(cause, "full_key", "") or said)
         value = Shown("(deleted)") if override.startswith("~") else _value(override)
         item = "[" in key  # an item of a list: the override names the list
         if item:
-            key = override.partition("=")[0].lstrip("+~")
+            key = said
     if re.match(r"Key '.*' not in", cause_first):  # an unknown key
-        err = unknown_key(key, value, _known_keys(getattr(cause, "object_type", None)))
+        err = unknown_key(said if said.startswith(key + ".") else key, value,  # train.noise.eta: name all of it
+                          _known_keys(getattr(cause, "object_type", None)), key)
         return str(ConfigError(err.key, err.value, err.accepted, err.hint, where))
     for pattern, accepted in _EXPECTED:
         hit = re.search(pattern, cause_first)
