@@ -75,6 +75,19 @@ def test_packs_split_by_shape_and_by_budget():
     assert [len(p) for p in packs] == [3, 2, 3, 2]
 
 
+def test_the_plan_line_gives_each_packs_size(small_cfg, caplog):
+    """A dry run plans without training; its line says how many runs each pack holds."""
+    from vgsweep.jobs import Job
+    from vgsweep.sweep import Sweep
+
+    jobs = [Job(small_cfg(f"seed={s}")) for s in range(5)]
+    with caplog.at_level("INFO", logger="vgsweep.sweep"):
+        Sweep(jobs, max_pack=2, dry_run=True)
+        Sweep(jobs, max_pack=5, dry_run=True)
+    assert "5 jobs to train in 3 packs of 2, 2 and 1 runs" in caplog.text
+    assert "5 jobs to train in 1 pack of 5 runs" in caplog.text
+
+
 def test_settings_read_after_training_do_not_split_packs():
     """Verdict thresholds and how often per-layer metrics are logged are read after training: runs that
     differ only there share a pack; what the probe measures during training does split."""

@@ -638,8 +638,10 @@ class Sweep:
         self.packs = [[todo[i] for i in p] for p in sub]
         self.pack_of = {i: p for p in self.packs for i in p}
         if self.packs:
+            sizes = [str(len(p)) for p in self.packs]  # "2 packs of 15 runs", "3 packs of 15, 15 and 1 runs"
             log.info("%d jobs to train in %d pack%s of %s runs", len(todo), len(self.packs),
-                     "s" if len(self.packs) > 1 else "", ", ".join(str(len(p)) for p in self.packs))
+                     "s" if len(self.packs) > 1 else "",
+                     sizes[0] if len(set(sizes)) == 1 else ", ".join(sizes[:-1]) + " and " + sizes[-1])
         self.progress = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs)) for p in self.packs],
                                  progress) if progress and self.packs and not dry_run else None
         if remote is not None and self.packs and not dry_run:  # every pack a job of the scheduler, submitted now
