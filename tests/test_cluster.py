@@ -392,7 +392,7 @@ def test_a_pack_job_that_can_never_start_as_asked_is_cancelled_and_its_jobs_fail
 @pytest.mark.e2e
 @pytest.mark.parametrize("why", ["cancel_unrunnable=false", "scancel refused"])
 def test_with_cancel_unrunnable_false_such_a_job_waits_and_is_named_with_its_settings(slurm, tiny_root, tmp_path,
-                                                                                        why):
+                                                                                        why, ctrl_c_reaches_children):
     """hydra.launcher.cancel_unrunnable=false: the job waits (the cluster's admins may change the
     partition); the state line shows the reason and one warning names the job, why, the settings that
     asked for it and the scancel that stops it. The same where scancel refuses (a site that allows it to
