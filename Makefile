@@ -7,7 +7,7 @@ DATA_ROOT ?= data
 STORE  := sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help install sweep table figures report ui test test-fast test-oldest bench bench-vgg profile clean
+.PHONY: help install sweep table figures report status ui test test-fast test-oldest bench bench-vgg profile clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ figures: install ## results/figures/ (PNG + PDF, figures.tex with captions) from
 
 report: install ## results/report.md: the table, the verdicts and the figures, all regenerated from MLflow
 	$(PY) -m vgsweep report --out results $(FIG_ARGS)
+
+status: install ## where each study stands: configs finished, running (epoch, time left, heartbeat), failed, killed (STATUS_ARGS="--experiment X")
+	$(PY) -m vgsweep status $(STATUS_ARGS)
 
 ui: install ## the MLflow UI over the project's store on 127.0.0.1 (PORT=5000); prints each experiment's address
 	$(PY) -m vgsweep ui --tracking-uri $(STORE) --port $(PORT)

@@ -1,5 +1,5 @@
 """`vgsweep [-m] key=value ...` (or `python -m vgsweep`): the Hydra entry point. Thin: the work is in
-sweep.py. Also `vgsweep table | figures | report | ui | profile ...` for the results commands.
+sweep.py. Also `vgsweep table | figures | report | status | ui | profile ...` for the results commands.
 
 Exit status: 0 done; 1 a job failed (its run is FAILED in the store, with the reason); 2 bad input,
 refused before anything was trained or written; 3 the tracking store stopped answering (checkpoints
@@ -278,7 +278,8 @@ OmegaConf.register_new_resolver("vgsweep_groups", groups_help, replace=True)
 
 # --- the console script --------------------------------------------------------------------------
 SUBCOMMANDS = {"table": "vgsweep.results.table", "figures": "vgsweep.results.figures",
-               "report": "vgsweep.results.report", "profile": "vgsweep.profile", "ui": "vgsweep.ui"}
+               "report": "vgsweep.results.report", "status": "vgsweep.results.status", "profile": "vgsweep.profile",
+               "ui": "vgsweep.ui"}
 
 
 class Terminated(BaseException):

@@ -1,0 +1,134 @@
+"""`vgsweep status`: where each study stands, read from the store alone, while a sweep trains, after it
+was killed, after Ctrl-C, and for a config that failed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import SMALL, run_cli
+from vgsweep import tracking
+
+
+def _status(tmp_path, uri: str) -> str:
+    proc = run_cli(["status", "--tracking-uri", uri], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _sweep(tmp_path, args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _until(tmp_path, uri: str, proc: subprocess.Popen, done) -> str:
+    """The status, read again until `done(status)` (the sweep must still be training meanwhile)."""
+    deadline = time.monotonic() + 120
+    while True:
+        out = _status(tmp_path, uri)
+        if done(out):
+            return out
+        assert proc.poll() is None and time.monotonic() < deadline, (out, proc.stderr.read()[-3000:])
+        time.sleep(0.5)
+
+
+def _epochs(out: str, state: str) -> list[int]:
+    """The epochs the lines of `state` show ("epoch 3/100000")."""
+    return [int(line.split("epoch ")[1].split("/")[0]) for line in out.splitlines()
+            if line.split()[:1] == [state] and "epoch " in line]
+
+
+@pytest.mark.e2e
+def test_status_while_a_sweep_trains_after_it_is_killed_and_after_ctrl_c(tiny_root, tmp_path, ctrl_c_reaches_children):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    base = [a for a in SMALL if "lr" not in a and "epochs" not in a] + [f"data.root={tiny_root}", f"tracking.uri={uri}",
+                                                                       f"hydra.sweep.dir={tmp_path / 'mr'}"]
+    # one config finished, one failed (its loss became inf at once)
+    done = run_cli(["-m", "optimizer.lr=0.01,1e20", "activation=relu", "train.epochs=2", *base], cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    # two configs training, for as long as the test lets them
+    long = ["-m", "seed=7,8", "optimizer.lr=0.01", "train.epochs=100000", "checkpoint.every=0", *base]
+    sweep = _sweep(tmp_path, long)
+    try:
+        out = _until(tmp_path, uri, sweep, lambda o: len(_epochs(o, "running")) == 2 and min(_epochs(o, "running")) >= 2)
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL)  # as a node dies: nothing ends its runs
+    sweep.wait(30)
+    lines = out.splitlines()
+    assert lines[0] == f"store {uri}"
+    assert lines[1] == "agarap2019: 4 configs: 1 finished, 2 running, 1 failed", out
+    running = [x for x in lines if x.startswith("  running")]
+    assert len(running) == 2 and all("/100000, about " in x and " left; heartbeat " in x for x in running), out
+    assert all(f"({socket.gethostname()}, pid {sweep.pid})" in x for x in running), out
+    [failed] = [x for x in lines if x.startswith("  failed")]
+    assert "training loss became NaN or inf in epoch 1" in failed, out
+
+    # killed: said so, and the store is only read (the runs stay RUNNING until a sweep marks them)
+    out = _status(tmp_path, uri)
+    assert out.splitlines()[1] == "agarap2019: 4 configs: 1 finished, 2 left running by a process that is gone, 1 failed"
+    gone = [x for x in out.splitlines() if x.startswith("  gone")]
+    assert len(gone) == 2 and all(f"process {sweep.pid} on this host is gone" in x for x in gone), out
+    assert "a run whose process is gone is marked KILLED first." in out
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("agarap2019")
+    assert sorted(r.info.status for r in client.search_runs([exp.experiment_id])) == [
+        "FAILED", "FINISHED", "RUNNING", "RUNNING"]
+
+    # the same command again resumes them (marked KILLED, then RUNNING again under the new process); Ctrl-C
+    again = _sweep(tmp_path, long)
+    try:
+        _until(tmp_path, uri, again, lambda o: f"pid {again.pid})" in o and len(_epochs(o, "running")) == 2)
+    finally:
+        again.send_signal(signal.SIGINT)
+        assert again.wait(60) == 130, again.stderr.read()[-3000:]
+    out = _status(tmp_path, uri)
+    lines = out.splitlines()
+    assert lines[1] == "agarap2019: 4 configs: 1 finished, 1 failed, 2 killed", out
+    killed = [x for x in lines if x.startswith("  killed")]
+    assert len(killed) == 2 and all("after epoch " in x and "interrupted by SIGINT (Ctrl-C)" in x for x in killed), out
+    assert lines[-1].startswith("  The sweep's command, run again, skips the finished configs") and "gone" not in out
+
+
+def test_a_config_speaks_through_its_finished_run_and_a_rerun_in_progress_shows(tmp_path):
+    """An old KILLED run and a FINISHED one of the same config: finished, no line. A RUNNING rerun
+    (rerun=true) of a finished config is shown, though the config counts as finished."""
+    from vgsweep.results.status import summary
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = tracking.client_for(uri)
+    exp_id = client.create_experiment("study")
+    here = {tracking.TAG_HOST: socket.gethostname(), tracking.TAG_PID: str(os.getpid()),
+            tracking.TAG_PROCESS: tracking.process_stamp(os.getpid()), tracking.TAG_HEARTBEAT: f"{time.time():.0f}"}
+
+    def run(name: str, h: str, status: str, **tags) -> str:
+        r = client.create_run(exp_id, run_name=name, tags={tracking.TAG_HASH: h, **tags})
+        client.log_param(r.info.run_id, "train.epochs", "10")
+        client.log_metric(r.info.run_id, "train_loss", 1.0, step=0)
+        if status != "RUNNING":
+            client.set_terminated(r.info.run_id, status)
+        return r.info.run_id
+
+    run("a-old", "a", "KILLED", **{tracking.TAG_FAILURE: "interrupted by SIGTERM"})
+    run("a", "a", "FINISHED")
+    run("b", "b", "FINISHED")
+    run("b-again", "b", "RUNNING", **here)
+    lines = summary(client, client.get_experiment(exp_id))
+    assert lines[0] == "study: 2 configs: 2 finished, 1 running", lines
+    assert len(lines) == 2 and lines[1].split()[:3] == ["running", "b-again", "epoch"], lines
+    assert f"pid {os.getpid()})" in lines[1] and "1/10" in lines[1]
+
+
+def test_status_of_a_store_that_does_not_exist_or_is_not_one(tmp_path):
+    missing = run_cli(["status", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"], cwd=tmp_path)
+    assert missing.returncode == 1 and "no store at" in missing.stderr and not missing.stdout
+    assert not (tmp_path / "none.db").exists()
+    bad = run_cli(["status", "--tracking-uri", "ftp://x"], cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("vgsweep: invalid argument: --tracking-uri='ftp://x'")

@@ -1,0 +1,100 @@
+"""`vgsweep status`: where each experiment of the store stands, read from MLflow alone: how many
+configs are finished, running, failed or killed, and one line for each that is not finished (a
+running one's epoch, time left, heartbeat and process; a failed or killed one's reason). For a sweep
+whose own terminal is elsewhere: on a cluster, under nohup, on another machine sharing the store.
+It reads only: a run whose process is gone is said so, not marked (the next sweep marks it)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from vgsweep import tracking
+from vgsweep.progress import duration
+from vgsweep.results.reader import chosen, open_experiment, store_args, store_uri
+
+TAG_FAILED_EPOCH, TAG_JOB = "vgsweep.failed_epoch", "vgsweep.job"
+STATES = ("running", "gone", "failed", "killed")  # of a config that is not finished, in the order shown
+STATE_WORDS = {"gone": "left running by a process that is gone"}
+
+
+def config_states(runs: list) -> dict[str, object]:
+    """The run that speaks for each config (hash): a FINISHED one, else a RUNNING one, else the newest.
+    `runs` newest first, as tracking.training_runs gives them."""
+    rank = {"FINISHED": 0, "RUNNING": 1}
+    best: dict[str, object] = {}
+    for r in runs:
+        h = r.data.tags[tracking.TAG_HASH]
+        if h not in best or rank.get(r.info.status, 2) < rank.get(best[h].info.status, 2):
+            best[h] = r
+    return best
+
+
+def epochs_logged(client, run) -> int:
+    """Epochs whose metrics reached the store (metric steps are 0-based epochs; a writer thread sends
+    them every tracking.flush_s, so a running run may be a moment ahead of this)."""
+    steps = [m.step for m in tracking.retry(client.get_metric_history, run.info.run_id, "train_loss")]
+    return max(steps) + 1 if steps else 0
+
+
+def run_line(client, run, now: float) -> tuple[str, str]:
+    """(state, what) of one run that is not finished: running (its epoch, time left, heartbeat and
+    process), gone (RUNNING, but its process is gone), failed or killed (why)."""
+    p, tags, status = run.data.params, run.data.tags, run.info.status
+    epochs = p.get("train.epochs", "?")
+    done = epochs_logged(client, run)
+    if status == "RUNNING":
+        gone = tracking.orphan_reason(run, float(p.get("tracking.stale_after_s", 0) or 0), now)
+        if gone:
+            return "gone", f"epoch {done}/{epochs}; {gone}"
+        secs = run.data.metrics.get("epoch_seconds")
+        left = (f", about {duration(secs * (int(epochs) - done))} left"
+                if secs is not None and str(epochs).isdigit() and done else "")
+        age = tracking.heartbeat_age(run, now)
+        beat = f"heartbeat {duration(max(age, 0))} ago" if age is not None else "no heartbeat"
+        job = f", job {tags[TAG_JOB]}" if tags.get(TAG_JOB) else ""
+        return "running", (f"epoch {done}/{epochs}{left}; {beat} "
+                           f"({tags.get(tracking.TAG_HOST, '?')}, pid {tags.get(tracking.TAG_PID, '?')}{job})")
+    why = " ".join(tags.get(tracking.TAG_FAILURE, "no reason recorded").split())
+    at = "" if tags.get(TAG_FAILED_EPOCH) else f"after epoch {done}/{epochs}: "  # else the reason names the epoch
+    return status.lower(), f"{at}{why[:300]}"
+
+
+def summary(client, exp, now: float | None = None) -> list[str]:
+    """The experiment's lines: its configs counted by state, then one line per config that is not
+    finished (and per RUNNING rerun of a finished one), running first, then gone, failed, killed."""
+    now = time.time() if now is None else now
+    runs = list(tracking.training_runs(client, exp.experiment_id))
+    best = config_states(runs)
+    shown = [r for r in best.values() if r.info.status != "FINISHED"]
+    shown += [r for r in runs if r.info.status == "RUNNING" and best[r.data.tags[tracking.TAG_HASH]] is not r]
+    lines = sorted(((*run_line(client, r, now), r.info.run_name or r.info.run_id) for r in shown),
+                   key=lambda x: (STATES.index(x[0]) if x[0] in STATES else len(STATES), x[2]))
+    counts = {"finished": sum(r.info.status == "FINISHED" for r in best.values()),
+              **{s: sum(x[0] == s for x in lines) for s in STATES}}
+    said = ", ".join(f"{n} {STATE_WORDS.get(s, s)}" for s, n in counts.items() if n)
+    out = [f"{exp.name}: {len(best)} config{'s' if len(best) != 1 else ''}: {said}"]
+    width = max((len(x[2]) for x in lines), default=0)
+    out += [f"  {state:<8} {name:<{width}}  {what}" for state, what, name in lines]
+    if counts["gone"] or counts["failed"] or counts["killed"]:
+        out.append("  The sweep's command, run again, skips the finished configs and trains the others (from their "
+                   "checkpoints where checkpoint.every kept one)"
+                   + ("; a run whose process is gone is marked KILLED first." if counts["gone"] else "."))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vgsweep status", description=__doc__.split("\n\n")[0].replace("\n", " "))
+    store_args(ap)
+    args = ap.parse_args(argv)
+    uri = store_uri(args.tracking_uri)
+    names = chosen(uri, args.experiment)
+    print(f"store {tracking.hide_passwords(uri)}")
+    for name in names:
+        client, exp = open_experiment(uri, name)
+        print("\n".join(summary(client, exp)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
