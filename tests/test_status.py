@@ -121,8 +121,8 @@ def test_a_config_speaks_through_its_finished_run_and_a_rerun_in_progress_shows(
     run("b", "b", "FINISHED")
     run("b-again", "b", "RUNNING", **here)
     lines = summary(client, client.get_experiment(exp_id))
-    assert lines[0] == "study: 2 configs: 2 finished, 1 running", lines
-    assert len(lines) == 2 and lines[1].split()[:3] == ["running", "b-again", "epoch"], lines
+    assert lines[0] == "study: 2 configs: 2 finished (1 of them training again: rerun=true)", lines
+    assert len(lines) == 2 and lines[1].split()[:3] == ["rerun", "b-again", "epoch"], lines
     assert f"pid {os.getpid()})" in lines[1] and "1/10" in lines[1]
 
 

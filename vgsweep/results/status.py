@@ -11,10 +11,12 @@ import time
 
 from vgsweep import tracking
 from vgsweep.progress import duration
-from vgsweep.results.reader import chosen, open_experiment, store_args, store_uri
+from vgsweep.executors import TAG_JOB
+from vgsweep.results.reader import TAGS, chosen, open_experiment, store_args, store_uri
 
-TAG_FAILED_EPOCH, TAG_JOB = "vgsweep.failed_epoch", "vgsweep.job"
-STATES = ("running", "gone", "failed", "killed")  # of a config that is not finished, in the order shown
+# the states of the lines, in the order shown: a config that is not finished (running, gone: left
+# RUNNING by a process that is gone, failed, killed), or a finished one trained again (rerun=true)
+STATES = ("running", "gone", "failed", "killed", "rerun")
 STATE_WORDS = {"gone": "left running by a process that is gone"}
 
 
@@ -56,23 +58,26 @@ def run_line(client, run, now: float) -> tuple[str, str]:
         return "running", (f"epoch {done}/{epochs}{left}; {beat} "
                            f"({tags.get(tracking.TAG_HOST, '?')}, pid {tags.get(tracking.TAG_PID, '?')}{job})")
     why = " ".join(tags.get(tracking.TAG_FAILURE, "no reason recorded").split())
-    at = "" if tags.get(TAG_FAILED_EPOCH) else f"after epoch {done}/{epochs}: "  # else the reason names the epoch
+    at = "" if tags.get(TAGS["failed_epoch"]) else f"after epoch {done}/{epochs}: "  # else the reason names the epoch
     return status.lower(), f"{at}{why[:300]}"
 
 
 def summary(client, exp, now: float | None = None) -> list[str]:
     """The experiment's lines: its configs counted by state, then one line per config that is not
-    finished (and per RUNNING rerun of a finished one), running first, then gone, failed, killed."""
+    finished and per RUNNING rerun of a finished one, in the order of STATES."""
     now = time.time() if now is None else now
     runs = list(tracking.training_runs(client, exp.experiment_id))
     best = config_states(runs)
-    shown = [r for r in best.values() if r.info.status != "FINISHED"]
-    shown += [r for r in runs if r.info.status == "RUNNING" and best[r.data.tags[tracking.TAG_HASH]] is not r]
-    lines = sorted(((*run_line(client, r, now), r.info.run_name or r.info.run_id) for r in shown),
-                   key=lambda x: (STATES.index(x[0]) if x[0] in STATES else len(STATES), x[2]))
+    lines = [(*run_line(client, r, now), r.info.run_name or r.info.run_id) for r in best.values()
+             if r.info.status != "FINISHED"]
+    lines += [("rerun", run_line(client, r, now)[1], r.info.run_name or r.info.run_id) for r in runs
+              if r.info.status == "RUNNING" and best[r.data.tags[tracking.TAG_HASH]].info.status == "FINISHED"]
+    lines.sort(key=lambda x: (STATES.index(x[0]) if x[0] in STATES else len(STATES), x[2]))
     counts = {"finished": sum(r.info.status == "FINISHED" for r in best.values()),
               **{s: sum(x[0] == s for x in lines) for s in STATES}}
-    said = ", ".join(f"{n} {STATE_WORDS.get(s, s)}" for s, n in counts.items() if n)
+    again = counts.pop("rerun")
+    words = {**STATE_WORDS, "finished": f"finished ({again} of them training again: rerun=true)" if again else "finished"}
+    said = ", ".join(f"{n} {words.get(s, s)}" for s, n in counts.items() if n)
     out = [f"{exp.name}: {len(best)} config{'s' if len(best) != 1 else ''}: {said}"]
     width = max((len(x[2]) for x in lines), default=0)
     out += [f"  {state:<8} {name:<{width}}  {what}" for state, what, name in lines]
