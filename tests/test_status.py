@@ -126,6 +126,7 @@ def test_a_config_speaks_through_its_finished_run_and_a_rerun_in_progress_shows(
     assert f"pid {os.getpid()})" in lines[1] and "1/10" in lines[1]
 
 
+@pytest.mark.e2e
 def test_status_of_a_store_that_does_not_exist_or_is_not_one(tmp_path):
     missing = run_cli(["status", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"], cwd=tmp_path)
     assert missing.returncode == 1 and "no store at" in missing.stderr and not missing.stdout
