@@ -280,8 +280,8 @@ def test_a_gpu_precision_is_judged_on_the_node_not_on_the_login_node(slurm, tiny
 @pytest.mark.slurm
 @pytest.mark.e2e
 def test_a_requeued_pack_resumes_from_its_checkpoints(slurm, tmp_path):
-    """scontrol requeue a running pack: SLURM kills it and starts it again; the new incarnation takes
-    its runs back (KILLED, then resumed from their checkpoints into the same MLflow runs), and every
+    """scontrol requeue a running pack: SLURM ends it (SIGTERM: it marks its runs KILLED) and starts it
+    again; the new incarnation resumes them from their checkpoints into the same MLflow runs, and every
     epoch is logged once."""
     data = make_idx_dataset(tmp_path / "data", n_train=4000, n_test=200)
     ck, epochs = tmp_path / "ck", 40  # about 12 s of training: the requeue (SLURM kills a few s after it) lands mid-way
@@ -314,7 +314,7 @@ def test_a_requeued_pack_resumes_from_its_checkpoints(slurm, tmp_path):
         steps = [m.step for m in c.get_metric_history(r.info.run_id, "test_acc")]
         assert sorted(steps) == list(range(epochs)), steps  # each epoch once, across both incarnations
     log = "".join(p.read_text() for p in (tmp_path / "mr" / ".submitit" / job).glob("*_log.*"))
-    assert "was requeued" in log and "from its checkpoint at epoch" in log
+    assert "2 runs it was training marked KILLED" in log and "from its checkpoint at epoch" in log
     assert not list(ck.glob("*.pt"))
 
 
@@ -429,6 +429,71 @@ def test_with_cancel_unrunnable_false_such_a_job_waits_and_is_named_with_its_set
         proc.communicate(timeout=60)
         if job:
             subprocess.run(["scancel", job], timeout=30)
+
+
+def test_a_requeued_job_takes_back_the_runs_its_earlier_incarnation_left_running(small_cfg):
+    """A pack job that died without its SIGTERM (SIGKILL, its node lost) left its runs RUNNING, with a
+    heartbeat from another host that is still fresh: another sweep skips them as running, but the
+    requeued job (the same scheduler id, tag vgsweep.job) takes them back, KILLED, and trains them."""
+    import time as clock
+
+    from vgsweep import tracking
+    from vgsweep.executors import TAG_JOB
+    from vgsweep.jobs import Job
+    from vgsweep.sweep import plan
+
+    job = Job(small_cfg("seed=3"))
+    client = tracking.client_for(tracking.resolve_uri(job.cfg))
+    exp_id = client.create_experiment(job.cfg.tracking.experiment)
+    run = client.create_run(exp_id, run_name=job.name, tags={
+        tracking.TAG_HASH: job.key(), tracking.TAG_HOST: "node-that-died", tracking.TAG_PID: "4242",
+        tracking.TAG_HEARTBEAT: f"{clock.time():.0f}", TAG_JOB: "99_1"}).info.run_id
+    [other] = plan([Job(small_cfg("seed=3"))], adopt="98_1")
+    assert other.status == "SKIPPED" and other.reason == "running in another process"
+    assert client.get_run(run).info.status == "RUNNING"
+    assert plan([Job(small_cfg("seed=3"))], adopt="99_1") == [None]  # to train
+    back = client.get_run(run)
+    assert back.info.status == "KILLED" and "its scheduler job 99_1 was requeued" in back.data.tags["vgsweep.failure"]
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_a_cancelled_pack_job_ends_its_runs_killed_at_once(slurm, tiny_root, tmp_path):
+    """scancel a training pack job: SLURM sends SIGTERM, which submitit's job wrapper ignores until
+    the SIGKILL KillWait later. The pack job ends its runs KILLED with the reason first, so a sweep
+    run again from another host trains them at once instead of skipping them as running until their
+    heartbeat is stale; the waiting sweep says the job failed (exit 1)."""
+    from vgsweep.executors import ENDING
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, tiny_root, "train.epochs=100000", "checkpoint.every=0")]
+    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    seen, job = "", None
+    try:
+        while "pack jobs: 1 running" not in seen:
+            line = proc.stdout.readline()
+            assert line, seen[-3000:]
+            seen += line
+            if "submitted 1 pack jobs (slurm): " in line:
+                job = line.split("submitted 1 pack jobs (slurm): ")[1].split()[0]
+        deadline = time.monotonic() + 120
+        client = MlflowClient(uri)
+        while len([r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+                   if r.data.metrics]) < 2:  # both runs training
+            assert time.monotonic() < deadline, seen[-3000:]
+            time.sleep(0.5)
+        subprocess.run(["scancel", job], check=True, timeout=30)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, out[-3000:]
+    _, runs = _runs(uri)
+    assert [(r.info.status, r.data.tags["vgsweep.failure"]) for r in runs] == [("KILLED", ENDING)] * 2
+    log = "".join(p.read_text() for p in (tmp_path / "mr" / ".submitit" / job).glob("*_log.*"))
+    assert f"pack job {job}: {ENDING}; 2 runs it was training marked KILLED" in log, log[-3000:]
 
 
 @pytest.mark.parametrize("reason, never", [

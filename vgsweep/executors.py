@@ -5,8 +5,9 @@ this machine, through the same pickles, for trying a cluster setup out and for t
 
 A pack job plans its jobs again when it starts: a job SLURM requeued (preemption, `scontrol
 requeue`, a time limit reached: submitit requeues it up to `max_num_timeout` times) finds the runs
-its earlier incarnation left RUNNING (tag `vgsweep.job`), marks them KILLED and continues them from
-their checkpoints into the same MLflow runs. Checkpoints must therefore live where every node sees
+its earlier incarnation ended KILLED on SIGTERM (or left RUNNING, killed without one: tag
+`vgsweep.job`; it marks them KILLED) and continues them from their checkpoints into the same MLflow
+runs. Checkpoints must therefore live where every node sees
 them (`checkpoint.dir`, or `checkpoints/` beside a SQLite store or in the launch folder).
 """
 
@@ -121,6 +122,23 @@ def never_as_asked(reason: str) -> Optional[str]:
     return None
 
 
+# SIGTERM to a pack job comes from scancel, its time limit, preemption, a requeue or the node shutting
+# down: in each case the job is ending. submitit's job wrapper ignores it ("Bypassing signal SIGTERM")
+# until SLURM's SIGKILL follows (KillWait, 30 s by default), which left the runs RUNNING: a sweep run
+# again from another host skipped them as running until their heartbeat was tracking.stale_after_s old.
+# The pack job ends them KILLED instead (a requeued job resumes KILLED runs from their checkpoints).
+ENDING = "ended by SIGTERM (scancel, the time limit, preemption, a requeue or the node shutting down)"
+
+
+class JobEnding(BaseException):
+    """SIGTERM in a pack job, raised in its main thread (not an Exception: no `except Exception` on the
+    way takes it for a failed run)."""
+
+
+def _raise_ending(signum, frame) -> None:
+    raise JobEnding()
+
+
 class PackJob:
     """What a scheduler job runs: one pack of jobs, planned again on the node (see the module doc).
     submitit pickles it; `checkpoint` (submitit's requeue hook) resubmits it as it is."""
@@ -135,6 +153,26 @@ class PackJob:
         self.visible = gpus if gpus is not None else os.environ.get("CUDA_VISIBLE_DEVICES")
 
     def __call__(self) -> list[Outcome]:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self.train()
+        previous = signal.signal(signal.SIGTERM, _raise_ending)
+        try:
+            return self.train()
+        except JobEnding:
+            from vgsweep.runs import end_open_runs
+
+            ended = end_open_runs("KILLED", ENDING)
+            log.error("pack job %s: %s; %d run%s it was training marked KILLED (the same command, or the requeued "
+                      "job, resumes them from their checkpoints)", scheduler_job_id() or os.getpid(), ENDING,
+                      len(ended), "" if len(ended) == 1 else "s")
+            raise SystemExit(143) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def train(self) -> list[Outcome]:
         from vgsweep import tracking
         from vgsweep.packing import group_packs
         from vgsweep.sweep import plan, run_isolated
