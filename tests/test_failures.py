@@ -240,3 +240,110 @@ def test_a_sweep_whose_server_dies_stops_with_one_line_then_resumes(bigger, tmp_
         assert "View run" not in one.stdout + one.stderr
     finally:
         server.stop()
+
+
+# The sweep's CLI in a subprocess whose SQLite connections may grow their database only to the number of
+# pages written in the file PAGES ("" or missing: no limit). SQLite then refuses to grow the store with
+# SQLITE_FULL, "database or disk is full": what a full disk or quota gives, without filling a disk.
+_CAPPED_CLI = """
+import os, sqlite3, sys
+from sqlalchemy import event
+from sqlalchemy.pool import Pool
+
+@event.listens_for(Pool, "checkout")
+def cap(dbapi_connection, record, proxy):
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        pages = open(os.environ["PAGES"]).read().strip() if os.path.exists(os.environ["PAGES"]) else ""
+        dbapi_connection.execute(f"PRAGMA max_page_count={pages or 1073741823}")
+
+from vgsweep.app import cli
+sys.argv[0] = "vgsweep"
+cli()
+"""
+
+
+@pytest.mark.e2e
+def test_a_store_whose_disk_fills_stops_the_sweep_with_one_line_then_resumes(bigger, tmp_path):
+    """The SQLite store cannot grow mid-sweep (its disk full): the sweep retries for tracking.retry_s
+    (one warning, no MLflow tracebacks), then stops with one line saying the disk is full (exit 3,
+    bounded: the metrics queued for the writer do not each wait again), its checkpoints kept. With space
+    again, the same command resumes the runs from their checkpoints."""
+    import sqlite3
+
+    db, pages, ck = tmp_path / "m.db", tmp_path / "pages", tmp_path / "ck"
+    args = ["-m", "activation=relu,tanh", *[a for a in LONGER if not a.startswith(("checkpoint", "train.epochs"))],
+            "train.epochs=20", "data.limit_train=2000", f"data.root={bigger}", f"tracking.uri=sqlite:///{db}",
+            "tracking.retry_s=3", "checkpoint.every=2", f"checkpoint.dir={ck}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PAGES": str(pages)}
+    proc = subprocess.Popen([sys.executable, "-c", _CAPPED_CLI, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for(lambda: len(list(ck.glob("*.pt"))) == 2, proc, 240, "the first checkpoints")
+    with sqlite3.connect(db) as c:
+        pages.write_text(str(c.execute("PRAGMA page_count").fetchone()[0]))  # no page more: the disk is full
+    t0 = time.monotonic()
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 3, err[-3000:]
+    assert time.monotonic() - t0 < 60  # 3 s of retries, then out
+    lines = [x for x in err.splitlines() if x.startswith("vgsweep: ")]
+    assert len(lines) == 1 and "Traceback" not in err + out, err[-3000:]
+    assert f"the tracking store sqlite:///{db} has not written since" in lines[0]
+    assert "its disk is full (database or disk is full; retried" in lines[0] and "tracking.retry_s=3" in lines[0]
+    assert "when the store has space again, run the same command" in lines[0] and str(ck) in lines[0]
+    warned = [x for x in (out + err).splitlines() if "cannot write: its disk is full" in x]
+    assert len(warned) == 1 and "free space there" in warned[0], out[-3000:]
+
+    pages.write_text("")  # space again
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "from its checkpoint at epoch" in again.stdout + again.stderr
+    _, runs = _runs(f"sqlite:///{db}")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_a_full_store_is_waited_for_once_and_space_freed_meanwhile_goes_on(tmp_path):
+    """retry waits tracking.retry_s for a store SQLite cannot grow (SQLITE_FULL), then raises; a later
+    call meeting it again raises at once (the sweep is stopping); a new sweep waits again, and space
+    freed while it waits lets the call through."""
+    import sqlite3
+
+    from vgsweep import tracking
+
+    c = sqlite3.connect(tmp_path / "s.db")
+    c.execute("CREATE TABLE t (x)")
+    c.commit()
+    c.execute(f"PRAGMA max_page_count={c.execute('PRAGMA page_count').fetchone()[0]}")
+
+    def write() -> None:
+        try:
+            c.execute("INSERT INTO t VALUES (?)", ("x" * 100_000,))
+            c.commit()
+        except sqlite3.OperationalError:
+            c.rollback()
+            raise
+
+    budget = tracking.retry_budget()
+    try:
+        tracking.configure(0.5)
+        tracking.start_over()
+        t0 = time.monotonic()
+        with pytest.raises(tracking.TrackingUnavailable) as first:
+            tracking.retry(write)
+        assert 0.5 <= time.monotonic() - t0 < 10 and first.value.error == "database or disk is full"
+        t0 = time.monotonic()
+        with pytest.raises(tracking.TrackingUnavailable) as again:
+            tracking.retry(write)
+        assert time.monotonic() - t0 < 0.5 and again.value.since == first.value.since
+        tracking.start_over()
+        calls = []
+
+        def freed() -> None:
+            calls.append(1)
+            if len(calls) == 3:
+                c.execute("PRAGMA max_page_count=1073741823")
+            write()
+
+        tracking.retry(freed)
+        assert len(calls) == 3 and c.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+    finally:
+        tracking.configure(budget)
+        tracking.start_over()

@@ -254,7 +254,7 @@ class TrackingConfig:
     learning_curve: bool = True  # log a learning-curve PNG per run
     heartbeat_s: float = rule(60.0, "positive")  # a training process stamps its RUNNING runs this often
     stale_after_s: float = rule(600.0, "non_negative")  # a RUNNING run with no stamp for this long is dead; 0 = never
-    retry_s: float = rule(300.0, "positive")  # how long a store that does not answer (or is locked) is retried
+    retry_s: float = rule(300.0, "positive")  # how long a store that does not answer (locked, full) is retried
     flush_s: float = rule(0.5, "positive")  # buffered metrics go to the store this often (by a writer thread)
 
 

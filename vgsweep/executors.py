@@ -180,6 +180,7 @@ class PackJob:
         self.see_devices()
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
         tracking.configure(float(self.jobs[0].cfg.tracking.retry_s))
+        tracking.start_over()
         refused = self.check_devices()
         if refused:
             return refused

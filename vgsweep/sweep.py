@@ -607,6 +607,7 @@ class Sweep:
         self.notes: Optional[list[str]] = (notes if notes is not None else []) if dry_run else None
         self.budget_gb = memory_budget_gb
         tracking.configure(float(jobs[0].cfg.tracking.retry_s))
+        tracking.start_over()
         self.t0 = time.time()
         try:
             self.outcomes: list[Optional[Outcome]] = plan(jobs, dry=self.notes)
@@ -716,12 +717,15 @@ class Sweep:
 
 
 def stopped(cfg: DictConfig, e: tracking.TrackingUnavailable) -> SweepStopped:
-    uri = tracking.resolve_uri(cfg)
+    uri, since = tracking.resolve_uri(cfg), time.strftime('%H:%M:%S', time.localtime(e.since))
+    full = tracking.full_error(e.error)
+    what = (f"has not written since {since}: its disk is full ({e.error}; retried" if full
+            else f"has not answered since {since} (retried")
     return SweepStopped(
-        f"the tracking store {tracking.hide_passwords(uri)} has not answered since {time.strftime('%H:%M:%S', time.localtime(e.since))} "
-        f"(retried {e.seconds:.0f} s, tracking.retry_s={cfg.tracking.retry_s:g}): the sweep stopped. "
-        f"Checkpoints are kept in {checkpoint_dir(cfg).resolve()}; when the store answers again, run the same "
-        "command: finished runs are skipped, the others resume from their checkpoints")
+        f"the tracking store {tracking.hide_passwords(uri)} {what} {e.seconds:.0f} s, tracking.retry_s="
+        f"{cfg.tracking.retry_s:g}): the sweep stopped. Checkpoints are kept in {checkpoint_dir(cfg).resolve()}; "
+        f"when the store {'has space' if full else 'answers'} again, run the same command: finished runs are "
+        "skipped, the others resume from their checkpoints")
 
 
 def run_jobs(jobs: list[Job], max_pack: int | None = None, memory_budget_gb: float | None = None,

@@ -7,8 +7,9 @@ The embedded default store is `sqlite:///<project root>/mlflow.db` with artifact
   process killed while creating it leaves no half-built store. A half-built store left by an older
   version (tables missing, no runs) is moved aside to `<name>.broken-<time>` and built again; a
   store that holds runs is never rewritten.
-- Every MLflow call goes through `retry`: a locked SQLite database or a server that does not answer
-  is retried with backoff for `tracking.retry_s` seconds; then `TrackingUnavailable` stops the sweep.
+- Every MLflow call goes through `retry`: a locked SQLite database, a server that does not answer or
+  a store whose disk is full is retried with backoff for `tracking.retry_s` seconds; then
+  `TrackingUnavailable` stops the sweep, and later calls that meet the store so raise at once.
 """
 
 from __future__ import annotations
@@ -40,11 +41,27 @@ TAG_PROCESS = "vgsweep.process"  # "<boot id>:<start time>" of the training proc
 TAG_FAILURE = "vgsweep.failure"
 
 _RETRY_S = 300.0  # tracking.retry_s of the sweep in progress (configure)
+_GIVEN_UP: "TrackingUnavailable | None" = None  # raised once after waiting tracking.retry_s (retry)
 # What an unreachable server looks like in the errors of MLflow's REST client and of requests.
 _UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
                 "Read timed out", "RemoteDisconnected", "Connection aborted", "Connection reset",
                 "ConnectionError", "ConnectTimeout", "failed with error code 502", "failed with error code 503",
                 "failed with error code 504", "Name or service not known")
+# What a store that cannot write for want of space looks like (SQLite, PostgreSQL, the OS): retried as a
+# server that does not answer is, since freeing space lets the sweep go on; then the sweep stops saying so.
+_FULL = ("database or disk is full", "No space left on device", "could not extend file", "Disk quota exceeded")
+
+
+class _QuietWhileRetried(logging.Filter):
+    """MLflow's SQL store logs every database error with its traceback before raising it: a full disk
+    retried for tracking.retry_s seconds printed some sixty tracebacks. retry says it once instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        e = record.exc_info[1] if record.exc_info else None
+        return e is None or not (full_error(str(e)) or "locked" in str(e))
+
+
+logging.getLogger("mlflow.store.db.utils").addFilter(_QuietWhileRetried())
 
 
 class TrackingError(RuntimeError):
@@ -78,9 +95,30 @@ def _unreachable(e: BaseException) -> bool:
     return any(m in text for m in _UNREACHABLE)
 
 
+def full_error(text: str) -> bool:
+    """Whether an error says the store's disk is full."""
+    return any(m in text for m in _FULL)
+
+
+def _what(e: BaseException) -> str:
+    """What went wrong, in a few words: the full-disk words where the error says so (MLflow's first line
+    may be SQLAlchemy's `(raised as a result of Query-invoked autoflush ...)`), else its first line."""
+    return next((m for m in _FULL if m in str(e)), None) or _first_line(e)
+
+
+def start_over() -> None:
+    """A new sweep (or pack job) in this process waits for the store again."""
+    global _GIVEN_UP
+    _GIVEN_UP = None
+
+
 def retry(fn, *args, **kwargs):
-    """Call an MLflow function; while SQLite reports a lock or a server does not answer, retry with
-    backoff for tracking.retry_s seconds. An unanswered store then raises TrackingUnavailable."""
+    """Call an MLflow function; while SQLite reports a lock, a server does not answer or the store's
+    disk is full, retry with backoff for tracking.retry_s seconds. An unanswered (or full) store then
+    raises TrackingUnavailable, and every later call that meets it again raises at once: the sweep is
+    stopping, and what it still sends (the metrics queued for the writer thread, the runs it ends)
+    does not wait tracking.retry_s once more for each."""
+    global _GIVEN_UP
     first: tuple[float, float] | None = None  # (monotonic, wall) of the first failure
     wait = 0.05
     while True:
@@ -88,22 +126,35 @@ def retry(fn, *args, **kwargs):
             return fn(*args, **kwargs)
         except TrackingUnavailable:
             raise
-        except Exception as e:  # noqa: BLE001 - only lock and connection errors are retried
-            locked, down = "locked" in str(e), _unreachable(e)
+        except Exception as e:  # noqa: BLE001 - only lock, connection and full-disk errors are retried
+            full = any(m in str(e) for m in _FULL)
+            locked, down = "locked" in str(e), _unreachable(e) or full
             if not (locked or down):
                 raise
+            if down and _GIVEN_UP is not None:
+                raise TrackingUnavailable(_GIVEN_UP.since, _GIVEN_UP.seconds, _what(e)) from None
             now = time.monotonic()
             if first is None:
                 first = (now, time.time())
-                if down:
+                if full:
+                    log.warning("the tracking store cannot write: its disk is full (%s); retrying for %.0f s "
+                                "(tracking.retry_s): free space there", _what(e), _RETRY_S)
+                elif down:
                     log.warning("the tracking store does not answer (%s); retrying for %.0f s (tracking.retry_s)",
-                                str(e).splitlines()[0][:200], _RETRY_S)
+                                _what(e), _RETRY_S)
             if now - first[0] > _RETRY_S:
                 if down:
-                    raise TrackingUnavailable(first[1], now - first[0], str(e).splitlines()[0][:300]) from None
+                    _GIVEN_UP = TrackingUnavailable(first[1], now - first[0], _what(e))
+                    raise _GIVEN_UP from None
                 raise
             time.sleep(wait)
             wait = min(wait * 2, 5.0 if down else 2.0)
+
+
+def _first_line(e: BaseException) -> str:
+    """The error's first line, without MLflow's wrapping of an SQL error (`(sqlite3.OperationalError) ...`)."""
+    line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return re.sub(r"^\(\w+(\.\w+)*\) ", "", line)[:300]
 
 
 def project_root() -> Path:
