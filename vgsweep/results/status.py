@@ -58,7 +58,8 @@ def run_line(client, run, now: float) -> tuple[str, str]:
         return "running", (f"epoch {done}/{epochs}{left}; {beat} "
                            f"({tags.get(tracking.TAG_HOST, '?')}, pid {tags.get(tracking.TAG_PID, '?')}{job})")
     why = " ".join(tags.get(tracking.TAG_FAILURE, "no reason recorded").split())
-    at = "" if tags.get(TAGS["failed_epoch"]) else f"after epoch {done}/{epochs}: "  # else the reason names the epoch
+    at = ("" if tags.get(TAGS["failed_epoch"])  # the reason names the epoch
+          else f"after epoch {done}/{epochs}: " if done else "before its first epoch: ")
     return status.lower(), f"{at}{why[:300]}"
 
 
