@@ -55,7 +55,8 @@ ReturnToService=2
 MpiDefault=none
 JobRequeue=1
 MinJobAge=600
-KillWait=2
+# SIGTERM to SIGKILL (a real cluster's default: 30 s); a pack job ends its runs KILLED in between
+KillWait=10
 SlurmctldTimeout=30
 SlurmdTimeout=30
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN

@@ -164,6 +164,7 @@ class PackJob:
         except JobEnding:
             from vgsweep.runs import end_open_runs
 
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not cut the ending short
             ended = end_open_runs("KILLED", ENDING)
             log.error("pack job %s: %s; %d run%s it was training marked KILLED (the same command, or the requeued "
                       "job, resumes them from their checkpoints)", scheduler_job_id() or os.getpid(), ENDING,

@@ -127,7 +127,7 @@ def retry(fn, *args, **kwargs):
         except TrackingUnavailable:
             raise
         except Exception as e:  # noqa: BLE001 - only lock, connection and full-disk errors are retried
-            full = any(m in str(e) for m in _FULL)
+            full = full_error(str(e))
             locked, down = "locked" in str(e), _unreachable(e) or full
             if not (locked or down):
                 raise
