@@ -236,7 +236,8 @@ def test_ctrl_c_on_a_slurm_sweep_says_its_pack_jobs_go_on_and_how_to_stop_them(s
         out = seen + proc.communicate(timeout=60)[0]
         assert proc.returncode == 130, out[-3000:]
         assert out.rstrip().splitlines()[-1] == (f"vgsweep: interrupted by SIGINT (Ctrl-C): the pack jobs it submitted "
-                                                 f"go on in SLURM (scancel {job} stops them; their runs are in the store)")
+                                                 f"go on in SLURM (scancel {job} stops them; `vgsweep status` follows them, and the same "
+                                                 "command run again skips their configs while they wait or train)")
         state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
         assert state.strip() in ("PENDING", "RUNNING", "CONFIGURING"), state
     finally:
@@ -494,6 +495,118 @@ def test_a_cancelled_pack_job_ends_its_runs_killed_at_once(slurm, tiny_root, tmp
     assert [(r.info.status, r.data.tags["vgsweep.failure"]) for r in runs] == [("KILLED", ENDING)] * 2
     log = "".join(p.read_text() for p in (tmp_path / "mr" / ".submitit" / job).glob("*_log.*"))
     assert f"pack job {job}: {ENDING}; 2 runs it was training marked KILLED" in log, log[-3000:]
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_pack_jobs_waiting_in_slurm_show_in_status_and_are_not_submitted_twice(slurm, tiny_root, tmp_path,
+                                                                             ctrl_c_reaches_children):
+    """A pack job that waits in SLURM's queue has no run in the store yet. Its configs are recorded at
+    submission: `vgsweep status` lists them as queued (a job cancelled before it started: not trained),
+    and the same command run again (its first terminal gone) skips them instead of submitting them
+    twice, while it trains those of a cancelled job. Records end with their jobs."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    grid = ["-m", "activation=relu,tanh", "regime=baseline,gna", "hydra.launcher.max_pack=2"]
+    held = "+hydra.launcher.additional_parameters={begin: now+3600}"  # pending (BeginTime) until released
+
+    def status() -> str:
+        p = run_cli(["status", "--tracking-uri", uri], cwd=tmp_path)
+        assert p.returncode == 0, p.stderr[-3000:]
+        return p.stdout
+
+    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *grid, *_slurm_args(tmp_path, tiny_root, held)],
+                            cwd=tmp_path, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    seen = ""
+    while "pack jobs: 2 pending (BeginTime)" not in seen:
+        line = proc.stdout.readline()
+        assert line, seen[-3000:]
+        seen += line
+    a0, a1 = seen.split("submitted 2 pack jobs (slurm): ")[1].split("\n")[0].split(", ")
+    try:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        out = status()
+        assert "agarap2019: 4 configs: 4 queued\n" in out, out
+        for job in (a0, a1):
+            assert out.count(f"SLURM job {job}, pending (BeginTime); submitted ") == 2, out
+
+        again = run_cli([*grid, *_slurm_args(tmp_path, tiny_root, held)], cwd=tmp_path)
+        said = again.stdout + again.stderr
+        assert again.returncode == 0, said[-3000:]
+        assert "pack jobs (slurm)" not in said and f"skip mnist-d2-tanh-gna-s42: queued in SLURM pack job {a1} (pending: " \
+            "BeginTime), submitted by an earlier sweep" in said, said[-3000:]
+        assert "0 finished, 4 skipped (0 already in the store, 4 queued in SLURM by an earlier sweep)" in said
+
+        subprocess.run(["scancel", a1], check=True, timeout=30)
+        out = status()
+        assert "4 configs: 2 queued, 2 not trained: their pack job ended before it started them\n" in out, out
+        assert out.count(f"SLURM job {a1} is gone from SLURM's queue (cancelled?) without starting it") == 2, out
+
+        third = run_cli([*grid, *_slurm_args(tmp_path, tiny_root)], cwd=tmp_path)  # trains what a1 would have
+        said = third.stdout + third.stderr
+        assert third.returncode == 0, said[-3000:]
+        assert "2 finished, 2 skipped (0 already in the store, 2 queued in SLURM by an earlier sweep)" in said, said
+
+        subprocess.run(["scontrol", "update", f"JobId={a0}", "StartTime=now"], check=True, timeout=30)
+        deadline = time.monotonic() + 180
+        while "4 configs: 4 finished\n" not in (out := status()):
+            assert time.monotonic() < deadline, out
+            time.sleep(2)
+        exp = MlflowClient(uri).get_experiment_by_name("agarap2019")
+        assert not [k for k in exp.tags if k.startswith("vgsweep.queued.")], exp.tags  # the job's own, the gone one
+    finally:
+        subprocess.run(["scancel", a0.split("_")[0]], timeout=30)
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_a_pack_job_cancelled_while_pending_fails_its_jobs_and_the_sweep_ends(slurm, tiny_root, tmp_path):
+    """An array task cancelled before it started is forgotten by SLURM at once (`Job 12_1 not found`):
+    the waiting sweep fails its jobs saying so instead of waiting for it for ever, and `vgsweep status`
+    names them as not trained."""
+    grid = ["-m", "activation=relu,tanh", "hydra.launcher.max_pack=1"]
+    held = "+hydra.launcher.additional_parameters={begin: now+3600}"
+    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *grid, *_slurm_args(tmp_path, tiny_root, held)],
+                            cwd=tmp_path, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    seen = ""
+    while "pack jobs: 2 pending (BeginTime)" not in seen:
+        line = proc.stdout.readline()
+        assert line, seen[-3000:]
+        seen += line
+    a0, a1 = seen.split("submitted 2 pack jobs (slurm): ")[1].split("\n")[0].split(", ")
+    try:
+        subprocess.run(["scancel", a1], check=True, timeout=30)
+        subprocess.run(["scontrol", "update", f"JobId={a0}", "StartTime=now"], check=True, timeout=30)
+        out = seen + proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        subprocess.run(["scancel", a0.split("_")[0]], timeout=30)
+    assert proc.returncode == 1, out[-3000:]
+    assert out.rstrip().splitlines()[-1] == (
+        f"vgsweep: 1 job failed: mnist-d2-tanh-baseline-s42 (no run was made): pack job {a1} is gone from SLURM's "
+        "queue without a result (cancelled before it started, or ended long ago)"), out[-3000:]
+    st = run_cli(["status", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"], cwd=tmp_path)
+    assert "2 configs: 1 finished, 1 not trained: their pack job ended before it started them" in st.stdout, st.stdout
+    assert f"unrun    mnist-d2-tanh-baseline-s42  SLURM job {a1} is gone from SLURM's queue (cancelled?)" in st.stdout
+
+
+def test_a_large_packs_record_is_split_to_fit_mlflow_tags_and_a_broken_part_is_ignored(small_cfg):
+    from vgsweep.executors import QUEUED_MAX, TAG_QUEUED, queued_records, read_queued
+    from vgsweep.jobs import Job
+
+    cfg = small_cfg()
+    jobs = [Job(cfg, hash=f"{n:016x}", label=f"seed={n}") for n in range(400)]
+    big, [small] = queued_records(jobs, now=100.0), queued_records(jobs[:3], now=200.0)
+    assert len(big) > 1 and all(len(v) <= QUEUED_MAX for v in big)
+    tags = {TAG_QUEUED + "7_0": big[0], **{f"{TAG_QUEUED}7_0/{n}": v for n, v in enumerate(big[1:], 2)},
+            TAG_QUEUED + "8": small, TAG_QUEUED + "9": "{not json", "other": "x"}
+    got = read_queued(tags)
+    assert [job for job, _ in got] == ["8", "7_0"]  # newest first
+    assert got[0][1]["configs"] == {j.hash: j.name for j in jobs[:3]}
+    assert got[1][1]["configs"] == {j.hash: j.name for j in jobs}  # every part, merged
 
 
 @pytest.mark.parametrize("reason, never", [

@@ -14,9 +14,11 @@ them (`checkpoint.dir`, or `checkpoints/` beside a SQLite store or in the launch
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -66,6 +68,93 @@ def _outcomes_from_store(jobs: list[Job], reason: str, job_id: str) -> list[Outc
     return out
 
 
+# A SLURM pack job that waits in the queue has no run in the store yet (its runs are made when it
+# starts): the configs it will train are an experiment tag until then, for `vgsweep status` and for a
+# sweep run again meanwhile (which skips them rather than submitting them twice). Removed when the job
+# ends and when the sweep collects it; a record whose job SLURM no longer knows is ignored.
+TAG_QUEUED = "vgsweep.queued."  # + the job's id; JSON {"submitted": unix s, "host": ..., "configs": {hash: name}}
+QUEUED_MAX = 5000  # characters of an experiment tag's value (MLflow 3.9; later releases allow 20000)
+
+
+def queued_records(jobs: list[Job], now: float | None = None) -> list[str]:
+    """The tag values for a pack job of `jobs` (of one experiment): one, or more for a pack too large
+    for one MLflow tag (about 100 configs each), written under `<job id>`, `<job id>/2`, ..."""
+    head = {"submitted": round(time.time() if now is None else now, 3), "host": socket.gethostname()}
+    room = QUEUED_MAX - len(json.dumps({**head, "configs": {}}))
+    chunks: list[dict[str, str]] = [{}]
+    used = 0
+    for j in jobs:
+        size = len(json.dumps({j.key(): j.name}))  # `"hash": "name"` and its `, `
+        if used + size > room and chunks[-1]:
+            chunks.append({})
+            used = 0
+        chunks[-1][j.key()] = j.name
+        used += size
+    return [json.dumps({**head, "configs": c}) for c in chunks]
+
+
+def read_queued(tags: dict[str, str]) -> list[tuple[str, dict]]:
+    """The experiment's queued records (job id, record: its parts merged), newest first; a part that
+    cannot be read is left out."""
+    jobs: dict[str, dict] = {}
+    for k, v in tags.items():
+        if not k.startswith(TAG_QUEUED):
+            continue
+        try:
+            rec = json.loads(v)
+            float(rec["submitted"]), dict(rec["configs"])
+        except (ValueError, TypeError, KeyError):
+            continue
+        job = k[len(TAG_QUEUED):].split("/")[0]
+        if job in jobs:
+            jobs[job]["configs"].update(rec["configs"])
+        else:
+            jobs[job] = rec
+    return sorted(jobs.items(), key=lambda x: -float(x[1]["submitted"]))
+
+
+def _queued_keys(job_id: str, tags: dict[str, str]) -> list[str]:
+    key = TAG_QUEUED + job_id
+    return [k for k in tags if k == key or k.startswith(key + "/")]
+
+
+def _experiments(jobs: list[Job]) -> dict[tuple[str, str], list[Job]]:
+    from vgsweep import tracking
+
+    out: dict[tuple[str, str], list[Job]] = {}
+    for j in jobs:
+        out.setdefault((tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment)), []).append(j)
+    return out
+
+
+def record_queued(job_id: str, jobs: list[Job]) -> None:
+    """Say in the store which configs the submitted pack job `job_id` will train (TAG_QUEUED)."""
+    from vgsweep import tracking
+
+    for (uri, name), js in _experiments(jobs).items():
+        art = tracking.artifact_root(uri, js[0].cfg)
+        client = tracking.client_for(uri, art)
+        exp_id = tracking.experiment_id(client, uri, name, art)
+        for n, value in enumerate(queued_records(js), 1):
+            tracking.retry(client.set_experiment_tag, exp_id, TAG_QUEUED + job_id + (f"/{n}" if n > 1 else ""), value)
+
+
+def forget_queued(job_id: str, jobs: list[Job]) -> None:
+    """Remove pack job `job_id`'s record: it has ended, or its results are collected. Already removed
+    (by the job, or the sweep) is fine; a store that does not answer leaves it (a record whose job
+    SLURM no longer knows is ignored)."""
+    from vgsweep import tracking
+
+    for (uri, name), _ in _experiments(jobs).items():
+        try:
+            client = tracking.client_for(uri)
+            exp = tracking.retry(client.get_experiment_by_name, name)
+            for key in _queued_keys(job_id, exp.tags if exp is not None else {}):
+                tracking.retry(client.delete_experiment_tag, exp.experiment_id, key)
+        except Exception as e:  # noqa: BLE001 - a leftover record is harmless; the job's own result matters
+            log.debug("the record of pack job %s stays: %s", job_id, e)
+
+
 def _end(client, run, status: str, reason: str) -> None:
     """End a run another process left RUNNING, with the reason (tag vgsweep.failure)."""
     from vgsweep import tracking
@@ -87,13 +176,15 @@ TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 
 def slurm_job(job_id: str) -> tuple[str, str]:
     """(state, reason) of a SLURM job from the controller (`scontrol`: no accounting database needed);
-    GONE once the controller has forgotten it. The reason is why a PENDING job waits."""
+    GONE once the controller has forgotten it (an array task cancelled while pending: at once); UNKNOWN
+    where scontrol is missing or does not answer. The reason is why a PENDING job waits."""
     try:
         out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return "UNKNOWN", ""
     if out.returncode != 0:
-        return ("GONE" if "Invalid job id" in out.stderr + out.stdout else "UNKNOWN"), ""
+        said = out.stderr + out.stdout  # a job id: "Invalid job id specified"; an array task: "Job 12_3 not found"
+        return ("GONE" if "Invalid job id" in said or f"Job {job_id} not found" in said else "UNKNOWN"), ""
     fields = dict(w.split("=", 1) for w in out.stdout.split() if "=" in w)
     return fields.get("JobState", "UNKNOWN").split("+")[0], fields.get("Reason", "")
 
@@ -159,6 +250,7 @@ class PackJob:
         if threading.current_thread() is not threading.main_thread():
             return self.train()
         previous = signal.signal(signal.SIGTERM, _raise_ending)
+        job_id = None if self.same_devices else scheduler_job_id()
         try:
             return self.train()
         except JobEnding:
@@ -172,6 +264,8 @@ class PackJob:
             raise SystemExit(143) from None
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if job_id:  # its runs (or their failure) speak for its configs now
+                forget_queued(job_id, self.jobs)
 
     def train(self) -> list[Outcome]:
         from vgsweep import tracking
@@ -397,6 +491,8 @@ class SubmititPacks:
         ids = [h.job_id for h in self.handles]
         if self.cluster == "slurm":
             PENDING_SLURM.update(dict.fromkeys(ids))
+            for h, p in zip(self.handles, packs):
+                record_queued(h.job_id, p)
         else:
             PENDING_LOCAL.update({h.job_id: (h, p) for h, p in zip(self.handles, packs)})
         log.info("submitted %d pack jobs (%s): %s%s", len(ids), self.ex.cluster, ", ".join(ids),
@@ -455,6 +551,8 @@ class SubmititPacks:
         """Wait for pack k's job; its outcomes, or FAILED ones saying why the job failed."""
         h = self.handles[k]
         outcomes = self._result(k, h)
+        if self.cluster == "slurm" and all(o.run_id for o in outcomes):  # else it says why those have no run
+            forget_queued(h.job_id, self.packs[k])  # the job removes it too, unless it was killed before
         PENDING_SLURM.pop(h.job_id, None)  # collected (not when the wait is interrupted: it goes on)
         PENDING_LOCAL.pop(h.job_id, None)
         return outcomes
@@ -468,7 +566,10 @@ class SubmititPacks:
             if self.cluster == "slurm" and self._state(h) in TERMINAL:  # ended, and no result came (yet)
                 gone_since = gone_since or time.monotonic()
                 if time.monotonic() - gone_since > max(15.0, 3 * self.poll_s):  # a shared filesystem may lag
-                    return self._failed(k, h, f"ended {self._state(h)} without a result")
+                    state = self._state(h)
+                    return self._failed(k, h, "is gone from SLURM's queue without a result (cancelled before it "
+                                              "started, or ended long ago)" if state == "GONE" and
+                                        not h.paths.stderr.exists() else f"ended {state} without a result")
             time.sleep(self.poll_s)
         self._report()
         if self.cluster == "local" and not h.paths.result_pickle.exists():  # written before it ended: no lag here
@@ -482,6 +583,6 @@ class SubmititPacks:
             return self._failed(k, h, f"failed: {first[:300]}")
 
     def _failed(self, k: int, h, what: str) -> list[Outcome]:
-        reason = f"pack job {h.job_id} {what} (its log: {h.paths.stderr})"
+        reason = f"pack job {h.job_id} {what}" + (f" (its log: {h.paths.stderr})" if h.paths.stderr.exists() else "")
         log.error(reason)
         return _outcomes_from_store(self.packs[k], reason, h.job_id)

@@ -114,6 +114,7 @@ def plan(jobs: list[Job], adopt: Optional[str] = None, dry: Optional[list[str]] 
     from vgsweep.executors import TAG_JOB
 
     out: list[Optional[Outcome]] = []
+    queued: dict = {}  # per store and experiment: the pack jobs SLURM holds for it (executors.TAG_QUEUED)
     for j, (client, runs) in zip(jobs, stored_runs(jobs, create=dry is None)):
         runs, status = list(runs), {}
         for n, r in enumerate(runs):
@@ -134,7 +135,7 @@ def plan(jobs: list[Job], adopt: Optional[str] = None, dry: Optional[list[str]] 
                                f"left RUNNING by a process that is gone ({why})"[:5000])
                 tracking.retry(client.set_terminated, r.info.run_id, status="KILLED")
                 status[r.info.run_id] = "KILLED"
-        skip = _done_or_running(j, runs, status)
+        skip = _done_or_running(j, runs, status) or (None if adopt else _queued(j, client, runs, queued, dry is not None))
         if skip:
             out.append(skip)
             continue
@@ -190,6 +191,34 @@ def _done_or_running(j: Job, runs: list, status: dict[str, str]) -> Optional[Out
         log.info("skip %s: RUNNING as run %s in process %s on %s%s", j.name, r.info.run_id,
                  r.data.tags.get(tracking.TAG_PID), r.data.tags.get(tracking.TAG_HOST), beat)
         return Outcome("SKIPPED", r.info.run_id, {}, "running in another process")
+    return None
+
+
+def _queued(j: Job, client, runs: list, cache: dict, dry: bool) -> Optional[Outcome]:
+    """Job j's SKIPPED outcome if an earlier sweep submitted a SLURM pack job for its config that waits in
+    SLURM's queue or trains its other configs (its record is newer than the config's last run, and
+    `scontrol` knows the job); None otherwise, and with `rerun`. Not asked by a pack job planning its own."""
+    from vgsweep.executors import TERMINAL, forget_queued, read_queued, slurm_job
+
+    if j.cfg.rerun or client is None:
+        return None
+    key = (tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment))
+    if key not in cache:
+        exp = tracking.retry(client.get_experiment_by_name, key[1])
+        cache[key] = [(job, rec, slurm_job(job)) for job, rec in read_queued(exp.tags)] if exp is not None else []
+        for job, _, (state, _) in cache[key]:
+            if state == "GONE" and not dry:  # SLURM has forgotten it (a while after it ended): nothing to say
+                forget_queued(job, [j])
+    last = max(((r.info.end_time or r.info.start_time or 0) / 1000 for r in runs), default=0.0)
+    for job, rec, (state, why) in cache[key]:
+        if j.key() not in rec["configs"]:
+            continue
+        if float(rec["submitted"]) < last or state in TERMINAL or state == "UNKNOWN":
+            return None  # trained (or tried) since; a job that ended, or one SLURM cannot tell of here
+        said = f"{state.lower()}: {why}" if state == "PENDING" and why not in ("", "None") else state.lower()
+        log.info("skip %s: queued in SLURM pack job %s (%s), submitted by an earlier sweep from %s (vgsweep status "
+                 "follows it; scancel %s and run this again to train it here)", j.name, job, said, rec.get("host"), job)
+        return Outcome("SKIPPED", None, {}, f"queued in SLURM pack job {job}, {said}")
     return None
 
 
@@ -629,7 +658,8 @@ class Sweep:
         todo = [i for i, o in enumerate(self.outcomes) if o is None and i not in self.twin]
         skipped = len(jobs) - len(todo) - len(self.twin)
         if skipped:
-            log.info("%d of %d jobs skipped: already FINISHED (or running) in the store", skipped, len(jobs))
+            log.info("%d of %d jobs skipped: already FINISHED (or running%s) in the store", skipped, len(jobs),
+                     ", or queued in SLURM" if any(o and o.run_id is None for o in self.outcomes) else "")
         if self.twin:
             log.info("%d of %d jobs repeat a config of this sweep: each config is trained once (jobs %s)",
                      len(self.twin), len(jobs), ", ".join(f"#{i} = #{f}" for i, f in self.twin.items()))
@@ -667,7 +697,7 @@ class Sweep:
             if i in self.twin:
                 what = f"skip: the same config as job #{nums[self.twin[i]]}"
             elif o is not None:
-                what = f"skip: {o.reason} (run {o.run_id})"
+                what = f"skip: {o.reason}" + (f" (run {o.run_id})" if o.run_id else "")
             elif j.resume_run:
                 what = f"resume run {j.resume_run} at epoch {j.resume_state['epochs_done']}, pack {pack_no[i]}"
             else:

@@ -99,21 +99,23 @@ def out_dir(key: str, p: Path) -> Path:
     return p
 
 
-def chosen(uri: str, experiment: str | None) -> list[str]:
-    """The experiment named, or every one of the store with training runs; SystemExit if there are none."""
-    names = [experiment] if experiment else experiments(uri)
+def chosen(uri: str, experiment: str | None, also=None) -> list[str]:
+    """The experiment named, or every one of the store with training runs (or for which `also(experiment)`
+    is true); SystemExit if there are none."""
+    names = [experiment] if experiment else experiments(uri, also)
     if not names:
         raise SystemExit(f"vgsweep: no training runs in {tracking.hide_passwords(uri)}: run a sweep first "
                          "(or pass --tracking-uri)")
     return names
 
 
-def experiments(uri: str) -> list[str]:
-    """Names of the experiments of the store that hold training runs, oldest first."""
+def experiments(uri: str, also=None) -> list[str]:
+    """Names of the experiments of the store that hold training runs (or for which `also(experiment)` is
+    true), oldest first."""
     client = tracking.client_for(uri)
     out = []
     for e in sorted(tracking.retry(client.search_experiments), key=lambda e: e.creation_time or 0):
-        if next(tracking.training_runs(client, e.experiment_id), None) is not None:
+        if (also is not None and also(e)) or next(tracking.training_runs(client, e.experiment_id), None) is not None:
             out.append(e.name)
     return out
 

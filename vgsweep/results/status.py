@@ -11,13 +11,15 @@ import time
 
 from vgsweep import tracking
 from vgsweep.progress import duration
-from vgsweep.executors import TAG_JOB
+from vgsweep.executors import TAG_JOB, TAG_QUEUED, TERMINAL, read_queued, slurm_job
 from vgsweep.results.reader import TAGS, chosen, open_experiment, store_args, store_uri
 
-# the states of the lines, in the order shown: a config that is not finished (running, gone: left
-# RUNNING by a process that is gone, failed, killed), or a finished one trained again (rerun=true)
-STATES = ("running", "gone", "failed", "killed", "rerun")
-STATE_WORDS = {"gone": "left running by a process that is gone"}
+# the states of the lines, in the order shown: a config that is not finished (running; queued: in a
+# SLURM pack job that has not started it; gone: left RUNNING by a process that is gone; unrun: its pack
+# job ended without starting it; failed; killed), or a finished one trained again (rerun=true)
+STATES = ("running", "queued", "gone", "unrun", "failed", "killed", "rerun")
+STATE_WORDS = {"gone": "left running by a process that is gone",
+               "unrun": "not trained: their pack job ended before it started them"}
 
 
 def config_states(runs: list) -> dict[str, object]:
@@ -63,14 +65,46 @@ def run_line(client, run, now: float) -> tuple[str, str]:
     return status.lower(), f"{at}{why[:300]}"
 
 
+def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, str, str, str]]:
+    """(state, what, name, hash) of each config a SLURM pack job was submitted for and has not started:
+    no run yet, or only one that ended before the job was submitted (it resumes or retrains it). Queued
+    while SLURM has the job pending (or running, on its other configs); unrun once it has ended or is
+    gone; as it is when `scontrol` cannot say (run elsewhere). The newest submission speaks for a config."""
+    out, seen, jobs = [], set(), {}
+    for job, rec in read_queued(exp.tags):
+        when = float(rec["submitted"])
+        for h, name in rec["configs"].items():
+            if h in seen:
+                continue
+            seen.add(h)
+            r = best.get(h)
+            if r is not None and (r.info.status in ("FINISHED", "RUNNING") or (r.info.end_time or 0) / 1000 >= when):
+                continue  # the job (or another process) has trained it since
+            state, why = jobs.setdefault(job, slurm_job(job))
+            sent = f"submitted {duration(max(now - when, 0))} ago from {rec.get('host', '?')}"
+            name = (r.info.run_name if r is not None else None) or name or h[:12]
+            if state in TERMINAL:
+                gone = "is gone from SLURM's queue (cancelled?)" if state == "GONE" else f"ended {state}"
+                out.append(("unrun", f"SLURM job {job} {gone} without starting it; {sent}", name, h))
+            else:
+                said = ("its state unknown here (scontrol did not say)" if state == "UNKNOWN"
+                        else f"{state.lower()} ({why})" if state == "PENDING" and why not in ("", "None")
+                        else state.lower() + (", on its other configs first" if state == "RUNNING" else ""))
+                out.append(("queued", f"SLURM job {job}, {said}; {sent}", name, h))
+    return out
+
+
 def summary(client, exp, now: float | None = None) -> list[str]:
     """The experiment's lines: its configs counted by state, then one line per config that is not
     finished and per RUNNING rerun of a finished one, in the order of STATES."""
     now = time.time() if now is None else now
     runs = list(tracking.training_runs(client, exp.experiment_id))
     best = config_states(runs)
-    lines = [(*run_line(client, r, now), r.info.run_name or r.info.run_id) for r in best.values()
-             if r.info.status != "FINISHED"]
+    queued = queued_lines(exp, best, now)
+    waiting = {x[3] for x in queued}
+    lines = [x[:3] for x in queued]
+    lines += [(*run_line(client, r, now), r.info.run_name or r.info.run_id) for h, r in best.items()
+              if r.info.status != "FINISHED" and h not in waiting]
     lines += [("rerun", run_line(client, r, now)[1], r.info.run_name or r.info.run_id) for r in runs
               if r.info.status == "RUNNING" and best[r.data.tags[tracking.TAG_HASH]].info.status == "FINISHED"]
     lines.sort(key=lambda x: (STATES.index(x[0]) if x[0] in STATES else len(STATES), x[2]))
@@ -79,10 +113,11 @@ def summary(client, exp, now: float | None = None) -> list[str]:
     again = counts.pop("rerun")
     words = {**STATE_WORDS, "finished": f"finished ({again} of them training again: rerun=true)" if again else "finished"}
     said = ", ".join(f"{n} {words.get(s, s)}" for s, n in counts.items() if n)
-    out = [f"{exp.name}: {len(best)} config{'s' if len(best) != 1 else ''}: {said}"]
+    configs = len(best.keys() | waiting)
+    out = [f"{exp.name}: {configs} config{'s' if configs != 1 else ''}: {said}"]
     width = max((len(x[2]) for x in lines), default=0)
     out += [f"  {state:<8} {name:<{width}}  {what}" for state, what, name in lines]
-    if counts["gone"] or counts["failed"] or counts["killed"]:
+    if counts["gone"] or counts["unrun"] or counts["failed"] or counts["killed"]:
         out.append("  The sweep's command, run again, skips the finished configs and trains the others (from their "
                    "checkpoints where checkpoint.every kept one)"
                    + ("; a run whose process is gone is marked KILLED first." if counts["gone"] else "."))
@@ -94,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     store_args(ap)
     args = ap.parse_args(argv)
     uri = store_uri(args.tracking_uri)
-    names = chosen(uri, args.experiment)
+    names = chosen(uri, args.experiment, also=lambda e: any(k.startswith(TAG_QUEUED) for k in e.tags))
     print(f"store {tracking.hide_passwords(uri)}")
     for name in names:
         client, exp = open_experiment(uri, name)
