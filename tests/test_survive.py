@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +132,62 @@ def test_ctrl_c_then_sigterm_end_the_runs_killed_and_the_same_command_finishes_t
         ids = killed
     assert_finishes_each_epoch_once(args, tmp_path, uri, ids, epochs)
     assert not list(ckdir.glob("*.pt"))
+
+
+def _in_a_terminal(argv: list[str], cwd, until: bytes, timeout: float = 240) -> tuple[int, bytes]:
+    """Run argv in a real pseudo-terminal (its controlling terminal, as a login shell's command), read
+    what it prints until `until` shows, then close the terminal as an ssh connection that drops does
+    (the kernel sends SIGHUP). Returns (pid, what it printed); the caller waits for it."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once (this process has threads)
+        os.chdir(cwd)
+        os.execve(argv[0], argv, {**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen, deadline = b"", time.monotonic() + timeout
+    try:
+        while until not in seen:
+            assert time.monotonic() < deadline, seen[-3000:]
+            if select.select([fd], [], [], 1)[0]:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: it ended and closed the terminal
+                    chunk = b""
+                assert chunk, seen[-3000:]
+                seen += chunk
+    finally:
+        os.close(fd)
+    return pid, seen
+
+
+@pytest.mark.e2e
+def test_a_sweep_whose_terminal_closes_ends_its_runs_killed_and_one_under_nohup_goes_on(tmp_path):
+    """An ssh connection that drops closes the sweep's terminal: SIGHUP. The runs end KILLED with the
+    reason at once (they were left RUNNING: a sweep on another host sharing a server store skipped them as
+    running until their heartbeat was stale), exit 129. Started under nohup, the sweep ignores it and
+    finishes."""
+    data = make_idx_dataset(tmp_path / "data", n_train=3000, n_test=500)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    args = ["-m", "activation=relu,tanh", *SMALL, "model.hidden=[128,128]", f"data.root={data}",
+            f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'mr'}"]  # a live progress line
+    pid, _ = _in_a_terminal([sys.executable, "-m", "vgsweep", *args, "train.epochs=100000"], tmp_path,
+                            until=b"epoch 2/100000")
+    _, st = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(st) == 129  # not killed by the signal (-1)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("agarap2019")
+    runs = client.search_runs([exp.experiment_id])
+    assert [(r.info.status, r.data.tags["vgsweep.failure"]) for r in runs] == \
+        [("KILLED", "interrupted by SIGHUP (its terminal closed)")] * 2
+
+    nohup = shutil.which("nohup")
+    pid, _ = _in_a_terminal([nohup, sys.executable, "-m", "vgsweep", *args, "train.epochs=6", "seed=1"], tmp_path,
+                            until=b"nohup: ")  # "ignoring input and appending output to 'nohup.out'"
+    _, st = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(st) == 0, (tmp_path / "nohup.out").read_text()[-3000:]
+    runs = client.search_runs([exp.experiment_id], "params.seed = '1'")
+    assert [r.info.status for r in runs] == ["FINISHED"] * 2
 
 
 @pytest.mark.e2e

@@ -3,8 +3,9 @@ sweep.py. Also `vgsweep table | figures | report | status | ui | profile ...` fo
 
 Exit status: 0 done; 1 a job failed (its run is FAILED in the store, with the reason); 2 bad input,
 refused before anything was trained or written; 3 the tracking store stopped answering (checkpoints
-kept: run the same command again when it is back); 130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM
-(the runs it was training are KILLED in the store, their checkpoints kept: the same command resumes).
+kept: run the same command again when it is back); 130 / 143 / 129 interrupted by SIGINT (Ctrl-C) /
+SIGTERM / SIGHUP (its terminal closed) (the runs it was training are KILLED in the store, their
+checkpoints kept: the same command resumes).
 """
 
 from __future__ import annotations
@@ -55,8 +56,11 @@ class JobFailed(CompactHydraException):
 
 def _die(message: str, code: int) -> None:
     logging.shutdown()
-    sys.stderr.write("vgsweep: " + " ".join(str(message).split("\n")) + "\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write("vgsweep: " + " ".join(str(message).split("\n")) + "\n")
+        sys.stderr.flush()
+    except OSError:  # a terminal that has closed (SIGHUP): the exit status still says it
+        pass
     raise SystemExit(code)
 
 
@@ -286,12 +290,20 @@ SUBCOMMANDS = {"table": "vgsweep.results.table", "figures": "vgsweep.results.fig
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt (neither is an Exception:
-    no `except Exception` on the way mistakes it for a failed run)."""
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises KeyboardInterrupt (neither is an
+    Exception: no `except Exception` on the way mistakes it for a failed run)."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        # SIGHUP: the terminal closed (an ssh connection dropped) under a sweep started without nohup
+        self.name = "SIGHUP (its terminal closed)" if signum == signal.SIGHUP else signal.Signals(signum).name
 
 
 def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
+    raise Terminated(signum)
 
 
 def _interrupted(name: str, code: int) -> None:
@@ -319,7 +331,7 @@ def _interrupted(name: str, code: int) -> None:
 def cli() -> None:
     """`vgsweep ...`: a results subcommand, or Hydra's command line. A Hydra error before any of
     vgsweep's own code ran (a misspelt key or option) is bad input: exit 2, as vgsweep's own checks.
-    SIGINT (Ctrl-C) and SIGTERM end the runs in progress KILLED (exit 130 and 143)."""
+    SIGINT (Ctrl-C), SIGTERM and SIGHUP end the runs in progress KILLED (exit 130, 143 and 129)."""
     from vgsweep import host
 
     host.startup()
@@ -352,8 +364,9 @@ def _cli() -> None:
              "-sc", "--shell-completion"}
     if any(a.startswith("experiment=") for a in sys.argv[1:]) and not modes & set(sys.argv[1:]):
         sys.argv.insert(1, "-m")  # a study file is a sweep (hydra.mode: MULTIRUN): `seed=0,1,2` may add axes to it
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # not where ignored (nohup)
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _raise_terminated)
     _refusals_as_one_line()
     try:
         main()
@@ -368,5 +381,5 @@ def _cli() -> None:
         raise
     except KeyboardInterrupt:
         _interrupted("SIGINT (Ctrl-C)", 130)
-    except Terminated:
-        _interrupted("SIGTERM", 143)
+    except Terminated as e:
+        _interrupted(e.name, 128 + e.signum)

@@ -710,7 +710,7 @@ class Sweep:
             need, budget = len(p) * bytes_per_run(cfg), memory_budget(device, self.budget_gb)
             start = self.jobs[p[0]].resume_state["epochs_done"] if self.jobs[p[0]].resume_run else 0
             shape = ("mlp " + "-".join(map(str, cfg.model.hidden)) if cfg.model.family == "mlp" else cfg.model.name)
-            lines.append(f"  pack {k}: {len(p)} runs, {shape} on {cfg.data.name}, "
+            lines.append(f"  pack {k}: {len(p)} run{'s' if len(p) != 1 else ''}, {shape} on {cfg.data.name}, "
                          f"epochs {start + 1}-{int(cfg.train.epochs)}, batch {int(cfg.train.batch_size)}, "
                          f"{enum_value(cfg.precision)} on {device}, about {need / 2**30:.2f} GiB of a "
                          f"{budget / 2**30:.1f} GiB budget")
