@@ -134,31 +134,37 @@ def test_ctrl_c_then_sigterm_end_the_runs_killed_and_the_same_command_finishes_t
     assert not list(ckdir.glob("*.pt"))
 
 
-def _in_a_terminal(argv: list[str], cwd, until: bytes, timeout: float = 240) -> tuple[int, bytes]:
-    """Run argv in a real pseudo-terminal (its controlling terminal, as a login shell's command), read
-    what it prints until `until` shows, then close the terminal as an ssh connection that drops does
-    (the kernel sends SIGHUP). Returns (pid, what it printed); the caller waits for it."""
+def _in_a_terminal(argv: list[str], cwd, ready, timeout: float = 240) -> int:
+    """Run argv in a real pseudo-terminal (its controlling terminal, as a login shell's command, SIGHUP
+    at its default whatever this harness has), read what it prints until `ready(printed)`, then close
+    the terminal as an ssh connection that drops does (the kernel sends SIGHUP). Its exit status."""
     import pty
     import select
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: exec at once (this process has threads)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         os.chdir(cwd)
         os.execve(argv[0], argv, {**os.environ, "PYTHONUNBUFFERED": "1"})
-    seen, deadline = b"", time.monotonic() + timeout
+    seen, deadline, open_ = b"", time.monotonic() + timeout, True
     try:
-        while until not in seen:
-            assert time.monotonic() < deadline, seen[-3000:]
-            if select.select([fd], [], [], 1)[0]:
+        while not ready(seen):
+            assert time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG)[0] == 0, seen[-3000:]
+            if not open_:  # nothing holds the terminal open (nohup sends its output to nohup.out)
+                time.sleep(0.2)
+            elif select.select([fd], [], [], 0.2)[0]:
                 try:
                     chunk = os.read(fd, 65536)
-                except OSError:  # EIO: it ended and closed the terminal
+                except OSError:  # EIO
                     chunk = b""
-                assert chunk, seen[-3000:]
-                seen += chunk
+                open_, seen = bool(chunk), seen + chunk
     finally:
         os.close(fd)
-    return pid, seen
+    while (st := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    return os.waitstatus_to_exitcode(st[1])
 
 
 @pytest.mark.e2e
@@ -171,21 +177,19 @@ def test_a_sweep_whose_terminal_closes_ends_its_runs_killed_and_one_under_nohup_
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     args = ["-m", "activation=relu,tanh", *SMALL, "model.hidden=[128,128]", f"data.root={data}",
             f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'mr'}"]  # a live progress line
-    pid, _ = _in_a_terminal([sys.executable, "-m", "vgsweep", *args, "train.epochs=100000"], tmp_path,
-                            until=b"epoch 2/100000")
-    _, st = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(st) == 129  # not killed by the signal (-1)
+    code = _in_a_terminal([sys.executable, "-m", "vgsweep", *args, "train.epochs=100000"], tmp_path,
+                          ready=lambda printed: b"epoch 2/100000" in printed)
+    assert code == 129  # not killed by the signal (-1)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("agarap2019")
     runs = client.search_runs([exp.experiment_id])
     assert [(r.info.status, r.data.tags["vgsweep.failure"]) for r in runs] == \
         [("KILLED", "interrupted by SIGHUP (its terminal closed)")] * 2
 
-    nohup = shutil.which("nohup")
-    pid, _ = _in_a_terminal([nohup, sys.executable, "-m", "vgsweep", *args, "train.epochs=6", "seed=1"], tmp_path,
-                            until=b"nohup: ")  # "ignoring input and appending output to 'nohup.out'"
-    _, st = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(st) == 0, (tmp_path / "nohup.out").read_text()[-3000:]
+    out = tmp_path / "nohup.out"  # where nohup sends what would go to the terminal
+    code = _in_a_terminal([shutil.which("nohup"), sys.executable, "-m", "vgsweep", *args, "train.epochs=6", "seed=1"],
+                          tmp_path, ready=lambda _: out.is_file() and "epoch 1/6" in out.read_text())
+    assert code == 0, out.read_text()[-3000:]
     runs = client.search_runs([exp.experiment_id], "params.seed = '1'")
     assert [r.info.status for r in runs] == ["FINISHED"] * 2
 
