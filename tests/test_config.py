@@ -81,6 +81,9 @@ def test_defaults_reproduce_the_original_code():
     ("+train.noise.eta=1", "train.noise.eta", "a key of train: batch_size, drop_last, epochs, shuffle_buffer. "
                                               "did you mean regime.grad_noise.eta?"),
     ("model=vgg08 +model.foo=1", "model.foo", "a key of model: blocks_per_stage"),
+    # a key of the other model family is said to be one, not offered as its own hint
+    ("model=vgg08 +model.hidden=[8]", "model.hidden", "model.hidden (the MLP's widths) is a key of model.family=mlp only"),
+    ("+model.filters=[8]", "model.filters", "hidden, residual. model.filters is a key of model.family=vgg only"),
     ("model.hidden=abc", "model.hidden", "a list of ints"),
     ("~seed", "seed", "seed=(deleted) is not accepted; expected a value"),  # Hydra's ~ deletes a key
     ("~diagnostics", "diagnostics", "~diagnostics removed it"),
@@ -109,6 +112,10 @@ def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted)
     ("train.noise.eta=inf", ConfigKeyError, "train.noise.eta=inf is not accepted; expected a key of train: batch_size, "
                                             "drop_last, epochs, shuffle_buffer. did you mean regime.grad_noise.eta?"),
     ("optimizer.gamma=1", ConfigKeyError, "did you mean regime.grad_noise.gamma?"),
+    ("model=vgg38 model.hidden=[10]", ConfigKeyError, "entry_bn, family, filters, name, residual, stages. "
+                                                      "model.hidden is a key of model.family=mlp only"),
+    ("model=vgg38 model.hiden=[10]", ConfigKeyError, "did you mean model.hidden (a key of model.family=mlp only)?"),
+    ("model.hiden=[10]", ConfigKeyError, "hidden, residual. did you mean model.hidden?"),
     ("seedd=3", ConfigKeyError, "seedd=3 is not accepted; expected a key of the config: activation,"),
     ("train.epochs=abc", ValidationError, "train.epochs='abc' is not accepted; expected an int"),
     ("seed=1.5", ValidationError, "seed=1.5 is not accepted; expected an int"),

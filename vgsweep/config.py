@@ -470,8 +470,16 @@ def unknown_key(key: str, value: Any, known, missing: str | None = None) -> Conf
         named = {p: p.rpartition(".")[2] for p in schema_keys()}
         near = difflib.get_close_matches(leaf, set(named.values()), n=1)
         close = [p for p, n in named.items() if n == leaf][:2] or [p for p, n in named.items() if n in near][:2]
-    return ConfigError(key, value, f"a key of {parent or 'the config'}: " + ", ".join(sorted(known)),
-                       f"did you mean {' or '.join(close)}?" if close else "vgsweep reads no other key")
+    def whose(k: str) -> str:  # a key of another model family than this one (model.hidden with a VGG)
+        if parent != "model" or k.rpartition(".")[2] in known:
+            return ""
+        return "model.family=" + " and ".join(f for f, sch in MODEL_SCHEMAS.items() if k in schema_keys(sch, "model."))
+
+    expected = f"a key of {parent or 'the config'}: " + ", ".join(sorted(known))
+    if (missing or key) in close:
+        return ConfigError(key, value, expected, f"{missing or key} is a key of {whose(missing or key)} only")
+    said = [f"{c} (a key of {whose(c)} only)" if whose(c) else c for c in close]
+    return ConfigError(key, value, expected, f"did you mean {' or '.join(said)}?" if close else "vgsweep reads no other key")
 
 
 def first_leaf(key: str, value: Any) -> tuple[str, Any]:
@@ -556,7 +564,8 @@ def validate(cfg: DictConfig, devices_here: bool = True) -> None:
     for k in cfg.model:
         if k in ("depth", "hidden") and k not in known:
             raise ConfigError(f"model.{k}", cfg.model[k], f"a key of model.family={family}: " + ", ".join(sorted(known)),
-                              "depth=... sets the MLP's widths; it does not apply to this family")
+                              "depth=... sets the MLP's widths; it does not apply to this family" if k == "depth"
+                              else "model.hidden (the MLP's widths) is a key of model.family=mlp only")
     check_schema(cfg, Config, "")
     check_schema(cfg.model, MODEL_SCHEMAS[family], "model.")
     for key in ("study", "tracking.experiment"):
