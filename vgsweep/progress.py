@@ -45,7 +45,7 @@ class Progress:
         n_runs = sum(k for k, _ in self.packs)
         taken = f" | {len(self.taken)} taken by another sweep" if self.taken else ""
         trained = self.runs_done + (k if epoch + 1 == e else 0)  # the pack's last epoch: its runs are trained
-        return (f"pack {self.pack + 1}/{len(self.packs)} ({k} runs) | epoch {epoch + 1}/{e} | "
+        return (f"pack {self.pack + 1}/{len(self.packs)} ({k} run{'s' if k != 1 else ''}) | epoch {epoch + 1}/{e} | "
                 f"runs trained {trained}/{n_runs}{taken} | elapsed {duration(el)} | ETA {duration(eta)}")
 
     def taken_elsewhere(self, keys: set) -> None:

@@ -478,8 +478,8 @@ class _PackRecorder:
             self.progress.epoch_done(r.epoch, len(done))
         else:
             best = max((m["test_acc"] for m in done), default=float("nan"))
-            log.info("epoch %d/%d: %d runs, %.2f s, best test acc %.4f", r.epoch + 1, self.epochs, len(done),
-                     r.seconds, best)
+            log.info("epoch %d/%d: %d run%s, %.2f s, best test acc %.4f", r.epoch + 1, self.epochs, len(done),
+                     "" if len(done) == 1 else "s", r.seconds, best)
 
     def on_checkpoint(self, epochs_done: int, states: list[dict]) -> None:
         """Each run's checkpoint after `epochs_done` epochs. One that cannot be written (a full disk, a
