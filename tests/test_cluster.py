@@ -236,8 +236,9 @@ def test_ctrl_c_on_a_slurm_sweep_says_its_pack_jobs_go_on_and_how_to_stop_them(s
         out = seen + proc.communicate(timeout=60)[0]
         assert proc.returncode == 130, out[-3000:]
         assert out.rstrip().splitlines()[-1] == (f"vgsweep: interrupted by SIGINT (Ctrl-C): the pack jobs it submitted "
-                                                 f"go on in SLURM (scancel {job} stops them; `vgsweep status` follows them, and the same "
-                                                 "command run again skips their configs while they wait or train)")
+                                                 f"go on in SLURM (scancel {job} stops them; `vgsweep status` follows them; the same "
+                                                 "command run again waits for them instead of submitting their "
+                                                 "configs again)")
         state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
         assert state.strip() in ("PENDING", "RUNNING", "CONFIGURING"), state
     finally:
@@ -499,30 +500,36 @@ def test_a_cancelled_pack_job_ends_its_runs_killed_at_once(slurm, tiny_root, tmp
 
 @pytest.mark.slurm
 @pytest.mark.e2e
-def test_pack_jobs_waiting_in_slurm_show_in_status_and_are_not_submitted_twice(slurm, tiny_root, tmp_path,
-                                                                             ctrl_c_reaches_children):
+def test_pack_jobs_waiting_in_slurm_show_in_status_and_the_same_command_waits_for_them(slurm, tiny_root, tmp_path,
+                                                                                     ctrl_c_reaches_children):
     """A pack job that waits in SLURM's queue has no run in the store yet. Its configs are recorded at
     submission: `vgsweep status` lists them as queued (a job cancelled before it started: not trained),
-    and the same command run again (its first terminal gone) skips them instead of submitting them
-    twice, while it trains those of a cancelled job. Records end with their jobs."""
+    and the same command run again (its first terminal gone) waits for the earlier sweep's job instead
+    of submitting its configs twice, while it trains those of the cancelled job. Records end with their jobs."""
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     grid = ["-m", "activation=relu,tanh", "regime=baseline,gna", "hydra.launcher.max_pack=2"]
     held = "+hydra.launcher.additional_parameters={begin: now+3600}"  # pending (BeginTime) until released
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def status() -> str:
         p = run_cli(["status", "--tracking-uri", uri], cwd=tmp_path)
         assert p.returncode == 0, p.stderr[-3000:]
         return p.stdout
 
-    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *grid, *_slurm_args(tmp_path, tiny_root, held)],
-                            cwd=tmp_path, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    seen = ""
-    while "pack jobs: 2 pending (BeginTime)" not in seen:
-        line = proc.stdout.readline()
-        assert line, seen[-3000:]
-        seen += line
+    def sweep(*more: str, until: str) -> tuple[subprocess.Popen, str]:
+        proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *grid, *_slurm_args(tmp_path, tiny_root, *more)],
+                                cwd=tmp_path, text=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        seen = ""
+        while until not in seen:
+            line = proc.stdout.readline()
+            assert line, seen[-3000:]
+            seen += line
+        return proc, seen
+
+    proc, seen = sweep(held, until="pack jobs: 2 pending (BeginTime)")
     a0, a1 = seen.split("submitted 2 pack jobs (slurm): ")[1].split("\n")[0].split(", ")
+    again = None
     try:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130
@@ -530,32 +537,34 @@ def test_pack_jobs_waiting_in_slurm_show_in_status_and_are_not_submitted_twice(s
         assert "agarap2019: 4 configs: 4 queued\n" in out, out
         for job in (a0, a1):
             assert out.count(f"SLURM job {job}, pending (BeginTime); submitted ") == 2, out
-
-        again = run_cli([*grid, *_slurm_args(tmp_path, tiny_root, held)], cwd=tmp_path)
-        said = again.stdout + again.stderr
-        assert again.returncode == 0, said[-3000:]
-        assert "pack jobs (slurm)" not in said and f"skip mnist-d2-tanh-gna-s42: queued in SLURM pack job {a1} (pending: " \
-            "BeginTime), submitted by an earlier sweep" in said, said[-3000:]
-        assert "0 finished, 4 skipped (0 already in the store, 4 queued in SLURM by an earlier sweep)" in said
+        dry = run_cli([*grid, *_slurm_args(tmp_path, tiny_root, "hydra.launcher.dry_run=true")], cwd=tmp_path)
+        assert "0 skipped; 4 to wait for (queued in pack jobs of an earlier sweep)" in dry.stdout, dry.stdout
+        assert f"#3 activation=tanh regime=gna: wait: queued in SLURM pack job {a1} of an earlier sweep (pending: " \
+               "BeginTime): waits for it" in dry.stdout, dry.stdout
 
         subprocess.run(["scancel", a1], check=True, timeout=30)
         out = status()
         assert "4 configs: 2 queued, 2 not trained: their pack job ended before it started them\n" in out, out
         assert out.count(f"SLURM job {a1} is gone from SLURM's queue (cancelled?) without starting it") == 2, out
 
-        third = run_cli([*grid, *_slurm_args(tmp_path, tiny_root)], cwd=tmp_path)  # trains what a1 would have
-        said = third.stdout + third.stderr
-        assert third.returncode == 0, said[-3000:]
-        assert "2 finished, 2 skipped (0 already in the store, 2 queued in SLURM by an earlier sweep)" in said, said
-
+        # the same command again: waits for a0, trains what a1 would have (one new pack job), submits nothing twice
+        again, seen = sweep(until=f"waiting for SLURM pack job {a0} of an earlier sweep: 2 of this sweep's configs")
+        assert "submitted 1 pack jobs (slurm)" in seen and "2 jobs to train in 1 pack of 2 runs" in seen, seen[-3000:]
         subprocess.run(["scontrol", "update", f"JobId={a0}", "StartTime=now"], check=True, timeout=30)
-        deadline = time.monotonic() + 180
-        while "4 configs: 4 finished\n" not in (out := status()):
-            assert time.monotonic() < deadline, out
-            time.sleep(2)
+        out = seen + again.communicate(timeout=180)[0]
+        assert again.returncode == 0, out[-3000:]
+        assert "sweep done: 2 finished, 2 skipped (0 already in the store, 2 trained by pack jobs of an earlier " \
+               "sweep), 0 failed" in out, out[-3000:]
+        assert status().startswith(f"store {uri}\nagarap2019: 4 configs: 4 finished\n")
+        runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("agarap2019").experiment_id])
+        assert len(runs) == 4 and {r.data.tags["vgsweep.job"].split("_")[0] for r in runs} == \
+            {a0.split("_")[0], seen.split("submitted 1 pack jobs (slurm): ")[1].split()[0]}
         exp = MlflowClient(uri).get_experiment_by_name("agarap2019")
         assert not [k for k in exp.tags if k.startswith("vgsweep.queued.")], exp.tags  # the job's own, the gone one
     finally:
+        for p in (proc, again):
+            if p is not None and p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
         subprocess.run(["scancel", a0.split("_")[0]], timeout=30)
 
 

@@ -122,10 +122,7 @@ def task(cfg: DictConfig) -> float:
             launcher.FAILED.append(f"{who}: {outcome.reason}")
         raise JobFailed(f"{who} FAILED: {outcome.reason}")
     value = outcome.final.get(cfg.objective, float("nan"))  # NaN: a run another process is training
-    if outcome.run_id is None:  # no run of it yet: a pack job of an earlier sweep waits in SLURM's queue with it
-        log.info("%s (%s): %s=%.4f", outcome.status.lower(), outcome.reason, cfg.objective, value)
-    else:
-        log.info("%s run %s: %s=%.4f", outcome.status.lower(), outcome.run_id, cfg.objective, value)
+    log.info("%s run %s: %s=%.4f", outcome.status.lower(), outcome.run_id, cfg.objective, value)
     if i is None and hc.mode.name != "MULTIRUN":  # a single run on a server: where its UI shows it
         from vgsweep import tracking
 
@@ -322,7 +319,7 @@ def _interrupted(name: str, code: int) -> None:
     elif PENDING_SLURM:
         ids = " ".join(PENDING_SLURM)
         what = (f"the pack jobs it submitted go on in SLURM (scancel {ids} stops them; `vgsweep status` follows "
-                "them, and the same command run again skips their configs while they wait or train)")
+                "them; the same command run again waits for them instead of submitting their configs again)")
     else:
         what = "no run was in progress"
     _die(f"interrupted by {name}: {what}", code)

@@ -470,6 +470,7 @@ def unknown_key(key: str, value: Any, known, missing: str | None = None) -> Conf
         named = {p: p.rpartition(".")[2] for p in schema_keys()}
         near = difflib.get_close_matches(leaf, set(named.values()), n=1)
         close = [p for p, n in named.items() if n == leaf][:2] or [p for p, n in named.items() if n in near][:2]
+
     def whose(k: str) -> str:  # a key of another model family than this one (model.hidden with a VGG)
         if parent != "model" or k.rpartition(".")[2] in known:
             return ""

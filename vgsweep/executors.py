@@ -70,7 +70,7 @@ def _outcomes_from_store(jobs: list[Job], reason: str, job_id: str) -> list[Outc
 
 # A SLURM pack job that waits in the queue has no run in the store yet (its runs are made when it
 # starts): the configs it will train are an experiment tag until then, for `vgsweep status` and for a
-# sweep run again meanwhile (which skips them rather than submitting them twice). Removed when the job
+# sweep run again meanwhile (which waits for that job rather than submitting them twice). Removed when the job
 # ends and when the sweep collects it; a record whose job SLURM no longer knows is ignored.
 TAG_QUEUED = "vgsweep.queued."  # + the job's id; JSON {"submitted": unix s, "host": ..., "configs": {hash: name}}
 QUEUED_MAX = 5000  # characters of an experiment tag's value (MLflow 3.9; later releases allow 20000)
@@ -153,6 +153,46 @@ def forget_queued(job_id: str, jobs: list[Job]) -> None:
                 tracking.retry(client.delete_experiment_tag, exp.experiment_id, key)
         except Exception as e:  # noqa: BLE001 - a leftover record is harmless; the job's own result matters
             log.debug("the record of pack job %s stays: %s", job_id, e)
+
+
+def wait_queued(job_id: str, submitted: float, jobs: list[Job], poll_s: float = 5.0) -> list[Outcome]:
+    """Wait for the SLURM pack job `job_id` that an earlier sweep submitted (at `submitted`) to train `jobs`:
+    each one's outcome from the store, once its run has FINISHED or FAILED (SKIPPED with the run's metrics:
+    this sweep did not train it), or, once the job has ended or is gone, ended KILLED or never made (FAILED,
+    saying so). A run KILLED while the job lives was requeued (preemption): it goes on."""
+    from vgsweep import tracking
+
+    log.info("waiting for SLURM pack job %s of an earlier sweep: %d of this sweep's configs", job_id, len(jobs))
+    out: dict[int, Outcome] = {}
+    said, ended_at = "", None
+    while True:
+        state, why = slurm_job(job_id)
+        ended = state in TERMINAL
+        ended_at = (ended_at or time.monotonic()) if ended else None
+        final = ended and time.monotonic() - ended_at > max(15.0, 3 * poll_s)  # its last writes have landed
+        for (uri, name), js in _experiments([j for k, j in enumerate(jobs) if k not in out]).items():
+            runs = tracking.runs_by_hash(tracking.client_for(uri), name, {j.key() for j in js})
+            for j in js:
+                k = jobs.index(j)
+                rs = runs.get(j.key(), [])
+                done = next((r for r in rs if r.info.status == "FINISHED"), None)
+                last = rs[0] if rs and (rs[0].info.end_time or 0) / 1000 >= submitted else None
+                if done is not None:
+                    out[k] = Outcome("SKIPPED", done.info.run_id, dict(done.data.metrics),
+                                     f"trained by SLURM pack job {job_id} of an earlier sweep")
+                elif last is not None and (last.info.status == "FAILED" or (final and last.info.status == "KILLED")):
+                    out[k] = Outcome("FAILED", last.info.run_id, {}, f"{last.info.status} in SLURM pack job {job_id} "
+                                     f"of an earlier sweep: {last.data.tags.get(tracking.TAG_FAILURE, 'no reason recorded')}")
+                elif final:
+                    out[k] = Outcome("FAILED", last.info.run_id if last else None, {},
+                                     f"SLURM pack job {job_id} of an earlier sweep ended {state} without training it")
+        if len(out) == len(jobs):
+            return [out[k] for k in range(len(jobs))]
+        now = f"{state.lower()} ({why})" if state == "PENDING" and why not in ("", "None") else state.lower()
+        if now != said:
+            log.info("pack job %s of an earlier sweep: %s", job_id, now)
+            said = now
+        time.sleep(poll_s)
 
 
 def _end(client, run, status: str, reason: str) -> None:

@@ -21,6 +21,7 @@ class Job:
     hash: str = ""
     resume_run: Optional[str] = None  # MLflow run to continue
     resume_state: Optional[dict] = None  # its checkpoint
+    queued_in: Optional[tuple[str, float]] = None  # (SLURM job id, submitted) of an earlier sweep's pack job for it
 
     @property
     def name(self) -> str:

@@ -460,10 +460,10 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     finally:
         _ACTIVE = None
     counts = sweep.counts()
-    queued = sum(o is not None and o.status == "SKIPPED" and o.run_id is None for o in sweep.outcomes)
+    earlier = sum(bool(j.queued_in) and o is not None and o.status == "SKIPPED" for j, o in zip(jobs, sweep.outcomes))
     log.info("sweep done: %d finished, %d skipped (%s), %d failed", counts["FINISHED"], counts["SKIPPED"],
-             f"{counts['SKIPPED'] - queued} already in the store, {queued} queued in SLURM by an earlier sweep"
-             if queued else "already in the store", counts["FAILED"])
+             f"{counts['SKIPPED'] - earlier} already in the store, {earlier} trained by pack jobs of an earlier sweep"
+             if earlier else "already in the store", counts["FAILED"])
     from vgsweep import tracking
 
     for uri, experiment in dict.fromkeys((tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment)) for j in jobs):

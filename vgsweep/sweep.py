@@ -195,9 +195,10 @@ def _done_or_running(j: Job, runs: list, status: dict[str, str]) -> Optional[Out
 
 
 def _queued(j: Job, client, runs: list, cache: dict, dry: bool) -> Optional[Outcome]:
-    """Job j's SKIPPED outcome if an earlier sweep submitted a SLURM pack job for its config that waits in
-    SLURM's queue or trains its other configs (its record is newer than the config's last run, and
-    `scontrol` knows the job); None otherwise, and with `rerun`. Not asked by a pack job planning its own."""
+    """If an earlier sweep submitted a SLURM pack job for job j's config that waits in SLURM's queue or
+    trains its other configs (its record is newer than the config's last run, and `scontrol` knows the
+    job): j.queued_in names it, and a SKIPPED outcome without a run stands until the sweep waits for it
+    (Sweep.outcome). None otherwise, and with `rerun`. Not asked by a pack job planning its own."""
     from vgsweep.executors import TERMINAL, forget_queued, read_queued, slurm_job
 
     if j.cfg.rerun or client is None:
@@ -216,9 +217,10 @@ def _queued(j: Job, client, runs: list, cache: dict, dry: bool) -> Optional[Outc
         if float(rec["submitted"]) < last or state in TERMINAL or state == "UNKNOWN":
             return None  # trained (or tried) since; a job that ended, or one SLURM cannot tell of here
         said = f"{state.lower()}: {why}" if state == "PENDING" and why not in ("", "None") else state.lower()
-        log.info("skip %s: queued in SLURM pack job %s (%s), submitted by an earlier sweep from %s (vgsweep status "
-                 "follows it; scancel %s and run this again to train it here)", j.name, job, said, rec.get("host"), job)
-        return Outcome("SKIPPED", None, {}, f"queued in SLURM pack job {job}, {said}")
+        log.info("wait for %s: queued in SLURM pack job %s (%s), submitted by an earlier sweep from %s; this sweep "
+                 "waits for it (scancel %s and run this again to train it here)", j.name, job, said, rec.get("host"), job)
+        j.queued_in = (job, float(rec["submitted"]))
+        return Outcome("SKIPPED", None, {}, f"queued in SLURM pack job {job} of an earlier sweep ({said}): waits for it")
     return None
 
 
@@ -658,8 +660,12 @@ class Sweep:
         todo = [i for i, o in enumerate(self.outcomes) if o is None and i not in self.twin]
         skipped = len(jobs) - len(todo) - len(self.twin)
         if skipped:
-            log.info("%d of %d jobs skipped: already FINISHED (or running%s) in the store", skipped, len(jobs),
-                     ", or queued in SLURM" if any(o and o.run_id is None for o in self.outcomes) else "")
+            queued = sum(bool(j.queued_in) for j in jobs)
+            if skipped > queued:
+                log.info("%d of %d jobs skipped: already FINISHED (or running) in the store", skipped - queued, len(jobs))
+            if queued:
+                log.info("%d of %d jobs queued in SLURM pack jobs of an earlier sweep: this one waits for them", queued,
+                         len(jobs))
         if self.twin:
             log.info("%d of %d jobs repeat a config of this sweep: each config is trained once (jobs %s)",
                      len(self.twin), len(jobs), ", ".join(f"#{i} = #{f}" for i, f in self.twin.items()))
@@ -689,15 +695,19 @@ class Sweep:
         given = [override_values(j.overrides) for j in self.jobs]
         axes = [k for k in dict.fromkeys(k for g in given for k in g) if len({g.get(k) for g in given}) > 1]
         c = self.counts_planned()
+        waits = sum(bool(j.queued_in) for j in self.jobs)
         lines = [f"dry run: {len(self.jobs)} jobs: {c['train']} to train, {c['resume']} to resume from their "
-                 f"checkpoints, in {len(self.packs)} pack{'s' if len(self.packs) != 1 else ''}; {c['skip']} skipped; "
-                 "nothing was trained or written"]
+                 f"checkpoints, in {len(self.packs)} pack{'s' if len(self.packs) != 1 else ''}; {c['skip'] - waits} "
+                 "skipped; " + (f"{waits} to wait for (queued in pack jobs of an earlier sweep); " if waits else "")
+                 + "nothing was trained or written"]
         for i, j in enumerate(self.jobs):
             o = self.outcomes[i]
             if i in self.twin:
                 what = f"skip: the same config as job #{nums[self.twin[i]]}"
+            elif j.queued_in:
+                what = f"wait: {o.reason}"
             elif o is not None:
-                what = f"skip: {o.reason}" + (f" (run {o.run_id})" if o.run_id else "")
+                what = f"skip: {o.reason} (run {o.run_id})"
             elif j.resume_run:
                 what = f"resume run {j.resume_run} at epoch {j.resume_state['epochs_done']}, pack {pack_no[i]}"
             else:
@@ -728,6 +738,8 @@ class Sweep:
             why = f"the same config as job {self.twin[i]} of this sweep"
             self.outcomes[i] = Outcome("FAILED" if o.status == "FAILED" else "SKIPPED", o.run_id, dict(o.final),
                                        f"{why}: {o.reason}" if o.status == "FAILED" else why)
+        if self.outcomes[i] is not None and self.jobs[i].queued_in and self.outcomes[i].run_id is None:
+            self._wait_queued(self.jobs[i].queued_in[0])
         if self.outcomes[i] is None:
             pack = self.pack_of[i]
             try:
@@ -740,6 +752,21 @@ class Sweep:
             if self.progress:
                 self.progress.pack_done()
         return self.outcomes[i]  # type: ignore[return-value]
+
+    def _wait_queued(self, job_id: str) -> None:
+        """Wait for the earlier sweep's SLURM pack job `job_id` to train the configs of this sweep queued in
+        it (its interrupted sweep would have): their outcomes, read from the store."""
+        from vgsweep.executors import wait_queued
+
+        mine = [i for i, j in enumerate(self.jobs) if j.queued_in and j.queued_in[0] == job_id
+                and self.outcomes[i] is not None and self.outcomes[i].run_id is None]
+        try:
+            got = wait_queued(job_id, self.jobs[mine[0]].queued_in[1], [self.jobs[i] for i in mine],
+                              float(getattr(self.remote, "poll_s", 5.0)))
+        except tracking.TrackingUnavailable as e:
+            raise stopped(self.jobs[mine[0]].cfg, e) from None
+        for i, o in zip(mine, got):
+            self.outcomes[i] = o
 
     def counts(self) -> dict[str, int]:
         done = [o for o in self.outcomes if o is not None]
