@@ -602,6 +602,33 @@ def test_a_pack_job_cancelled_while_pending_fails_its_jobs_and_the_sweep_ends(sl
     assert f"unrun    mnist-d2-tanh-baseline-s42  SLURM job {a1} is gone from SLURM's queue (cancelled?)" in st.stdout
 
 
+def test_waiting_for_an_earlier_sweeps_pack_job_takes_each_configs_result_from_the_store(small_cfg, tmp_path):
+    """What the earlier job made of each config: a FINISHED run is this sweep's result (with its metrics),
+    a run FAILED there fails here with its reason; neither waits for the job to end."""
+    from vgsweep import tracking
+    from vgsweep.executors import wait_queued
+    from vgsweep.jobs import Job
+
+    jobs = [Job(small_cfg("seed=1")), Job(small_cfg("seed=2"))]
+    uri = tracking.resolve_uri(jobs[0].cfg)
+    client = tracking.client_for(uri)
+    exp_id = tracking.experiment_id(client, uri, str(jobs[0].cfg.tracking.experiment), None)
+    submitted = time.time()
+    for j, status in zip(jobs, ("FINISHED", "FAILED")):
+        run = client.create_run(exp_id, tags={tracking.TAG_HASH: j.key(), "vgsweep.job": "999999"})
+        client.log_metric(run.info.run_id, "test_acc", 0.5, step=0)
+        if status == "FAILED":
+            client.set_tag(run.info.run_id, tracking.TAG_FAILURE, "train_loss became nan at epoch 3")
+        client.set_terminated(run.info.run_id, status)
+    t0 = time.monotonic()
+    done, failed = wait_queued("999999", submitted, jobs, poll_s=0.2)  # a job id SLURM does not know
+    assert time.monotonic() - t0 < 10
+    assert done.status == "SKIPPED" and done.final["test_acc"] == 0.5
+    assert done.reason == "trained by SLURM pack job 999999 of an earlier sweep"
+    assert failed.status == "FAILED" and failed.reason == ("FAILED in SLURM pack job 999999 of an earlier sweep: "
+                                                           "train_loss became nan at epoch 3")
+
+
 def test_a_large_packs_record_is_split_to_fit_mlflow_tags_and_a_broken_part_is_ignored(small_cfg):
     from vgsweep.executors import QUEUED_MAX, TAG_QUEUED, queued_records, read_queued
     from vgsweep.jobs import Job
