@@ -5,6 +5,7 @@ shared folder cannot turn into code."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -548,17 +549,27 @@ def test_pack_jobs_waiting_in_slurm_show_in_status_and_the_same_command_waits_fo
         assert out.count(f"SLURM job {a1} is gone from SLURM's queue (cancelled?) without starting it") == 2, out
 
         # the same command again: waits for a0, trains what a1 would have (one new pack job), submits nothing twice
-        again, seen = sweep(until=f"waiting for SLURM pack job {a0} of an earlier sweep: 2 of this sweep's configs")
+        wait = f"waiting for SLURM pack job {a0} of an earlier sweep: 2 of this sweep's configs"
+        again, seen = sweep(until=wait)
         assert "submitted 1 pack jobs (slurm)" in seen and "2 jobs to train in 1 pack of 2 runs" in seen, seen[-3000:]
+        new = seen.split("submitted 1 pack jobs (slurm): ")[1].split()[0]
+        again.send_signal(signal.SIGINT)  # interrupted while it waits: both jobs go on
+        out = seen + again.communicate(timeout=60)[0]
+        assert again.returncode == 130 and out.rstrip().splitlines()[-1].startswith(
+            "vgsweep: interrupted by SIGINT (Ctrl-C): the pack jobs it submitted and those of an earlier sweep it "
+            f"waited for go on in SLURM (scancel {new} {a0} stops them;"), out[-3000:]
+
+        again, seen = sweep(until=wait)  # and again: a0 is waited for, the new job's configs too (or skipped: done)
+        assert "pack jobs (slurm)" not in seen, seen[-3000:]
         subprocess.run(["scontrol", "update", f"JobId={a0}", "StartTime=now"], check=True, timeout=30)
         out = seen + again.communicate(timeout=180)[0]
         assert again.returncode == 0, out[-3000:]
-        assert "sweep done: 2 finished, 2 skipped (0 already in the store, 2 trained by pack jobs of an earlier " \
-               "sweep), 0 failed" in out, out[-3000:]
+        done = re.search(r"sweep done: 0 finished, 4 skipped \((\d) already in the store, (\d) trained by pack jobs "
+                         r"of an earlier sweep\), 0 failed", out)
+        assert done and int(done[2]) >= 2, out[-3000:]  # a0's two; the new job's two unless it had finished first
         assert status().startswith(f"store {uri}\nagarap2019: 4 configs: 4 finished\n")
         runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("agarap2019").experiment_id])
-        assert len(runs) == 4 and {r.data.tags["vgsweep.job"].split("_")[0] for r in runs} == \
-            {a0.split("_")[0], seen.split("submitted 1 pack jobs (slurm): ")[1].split()[0]}
+        assert len(runs) == 4 and {r.data.tags["vgsweep.job"].split("_")[0] for r in runs} == {a0.split("_")[0], new}
         exp = MlflowClient(uri).get_experiment_by_name("agarap2019")
         assert not [k for k in exp.tags if k.startswith("vgsweep.queued.")], exp.tags  # the job's own, the gone one
     finally:

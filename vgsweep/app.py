@@ -305,7 +305,7 @@ def _raise_terminated(signum, frame) -> None:
 
 def _interrupted(name: str, code: int) -> None:
     """The sweep was interrupted: the runs it held RUNNING end KILLED with the reason, one line, exit."""
-    from vgsweep.executors import PENDING_LOCAL, PENDING_SLURM, stop_local_jobs
+    from vgsweep.executors import PENDING_LOCAL, PENDING_SLURM, WAITING, stop_local_jobs
     from vgsweep.runs import end_open_runs
 
     ended = end_open_runs("KILLED", f"interrupted by {name}")  # what it cannot end, it says (a warning)
@@ -316,9 +316,11 @@ def _interrupted(name: str, code: int) -> None:
         what = (f"{len(ended)} run{'s' if len(ended) > 1 else ''} it was training marked KILLED in the store; "
                 "run the same command to go on: finished runs are skipped, the interrupted ones continue from "
                 "their last checkpoint (checkpoint.every) or start again")
-    elif PENDING_SLURM:
-        ids = " ".join(PENDING_SLURM)
-        what = (f"the pack jobs it submitted go on in SLURM (scancel {ids} stops them; `vgsweep status` follows "
+    elif PENDING_SLURM or WAITING:
+        ids = " ".join({**PENDING_SLURM, **WAITING})
+        whose = ("the pack jobs it submitted" if not WAITING else "the pack jobs of an earlier sweep it waited for"
+                 if not PENDING_SLURM else "the pack jobs it submitted and those of an earlier sweep it waited for")
+        what = (f"{whose} go on in SLURM (scancel {ids} stops them; `vgsweep status` follows "
                 "them; the same command run again waits for them instead of submitting their configs again)")
     else:
         what = "no run was in progress"

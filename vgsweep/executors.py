@@ -163,6 +163,7 @@ def wait_queued(job_id: str, submitted: float, jobs: list[Job], poll_s: float = 
     from vgsweep import tracking
 
     log.info("waiting for SLURM pack job %s of an earlier sweep: %d of this sweep's configs", job_id, len(jobs))
+    WAITING[job_id] = None  # until it has ended (an interrupted wait leaves it: the job goes on)
     out: dict[int, Outcome] = {}
     said, ended_at = "", None
     while True:
@@ -187,6 +188,7 @@ def wait_queued(job_id: str, submitted: float, jobs: list[Job], poll_s: float = 
                     out[k] = Outcome("FAILED", last.info.run_id if last else None, {},
                                      f"SLURM pack job {job_id} of an earlier sweep ended {state} without training it")
         if len(out) == len(jobs):
+            WAITING.pop(job_id, None)
             return [out[k] for k in range(len(jobs))]
         now = f"{state.lower()} ({why})" if state == "PENDING" and why not in ("", "None") else state.lower()
         if now != said:
@@ -365,6 +367,7 @@ class PackJob:
 
 
 PENDING_SLURM: dict[str, None] = {}  # SLURM job ids this process submitted and has not collected yet
+WAITING: dict[str, None] = {}  # SLURM pack jobs of an earlier sweep this process waits for (wait_queued)
 PENDING_LOCAL: dict[str, tuple] = {}  # submitit_local: job id -> (its handle, its pack's jobs), until collected
 
 
