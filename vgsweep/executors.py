@@ -171,11 +171,14 @@ def wait_queued(job_id: str, submitted: float, jobs: list[Job], poll_s: float = 
         ended = state in TERMINAL
         ended_at = (ended_at or time.monotonic()) if ended else None
         final = ended and time.monotonic() - ended_at > max(15.0, 3 * poll_s)  # its last writes have landed
-        for (uri, name), js in _experiments([j for k, j in enumerate(jobs) if k not in out]).items():
-            runs = tracking.runs_by_hash(tracking.client_for(uri), name, {j.key() for j in js})
-            for j in js:
-                k = jobs.index(j)
-                rs = runs.get(j.key(), [])
+        stores: dict[tuple[str, str], list[int]] = {}
+        for k, j in enumerate(jobs):
+            if k not in out:
+                stores.setdefault((tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment)), []).append(k)
+        for (uri, name), ks in stores.items():
+            runs = tracking.runs_by_hash(tracking.client_for(uri), name, {jobs[k].key() for k in ks})
+            for k in ks:
+                rs = runs.get(jobs[k].key(), [])
                 done = next((r for r in rs if r.info.status == "FINISHED"), None)
                 last = rs[0] if rs and (rs[0].info.end_time or 0) / 1000 >= submitted else None
                 if done is not None:

@@ -738,7 +738,7 @@ class Sweep:
             why = f"the same config as job {self.twin[i]} of this sweep"
             self.outcomes[i] = Outcome("FAILED" if o.status == "FAILED" else "SKIPPED", o.run_id, dict(o.final),
                                        f"{why}: {o.reason}" if o.status == "FAILED" else why)
-        if self.outcomes[i] is not None and self.jobs[i].queued_in and self.outcomes[i].run_id is None:
+        if self._waits(i):
             self._wait_queued(self.jobs[i].queued_in[0])
         if self.outcomes[i] is None:
             pack = self.pack_of[i]
@@ -753,13 +753,17 @@ class Sweep:
                 self.progress.pack_done()
         return self.outcomes[i]  # type: ignore[return-value]
 
+    def _waits(self, i: int) -> bool:
+        """Job i's config is queued in an earlier sweep's pack job not waited for yet (plan's placeholder)."""
+        o = self.outcomes[i]
+        return bool(self.jobs[i].queued_in) and o is not None and o.status == "SKIPPED" and o.run_id is None
+
     def _wait_queued(self, job_id: str) -> None:
         """Wait for the earlier sweep's SLURM pack job `job_id` to train the configs of this sweep queued in
         it (its interrupted sweep would have): their outcomes, read from the store."""
         from vgsweep.executors import wait_queued
 
-        mine = [i for i, j in enumerate(self.jobs) if j.queued_in and j.queued_in[0] == job_id
-                and self.outcomes[i] is not None and self.outcomes[i].run_id is None]
+        mine = [i for i, j in enumerate(self.jobs) if self._waits(i) and j.queued_in[0] == job_id]
         try:
             got = wait_queued(job_id, self.jobs[mine[0]].queued_in[1], [self.jobs[i] for i in mine],
                               float(getattr(self.remote, "poll_s", 5.0)))
