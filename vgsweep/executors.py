@@ -162,8 +162,8 @@ def wait_queued(job_id: str, submitted: float, jobs: list[Job], poll_s: float = 
     saying so). A run KILLED while the job lives was requeued (preemption): it goes on."""
     from vgsweep import tracking
 
-    log.info("waiting for SLURM pack job %s of an earlier sweep: %d of this sweep's configs", job_id, len(jobs))
     WAITING[job_id] = None  # until it has ended (an interrupted wait leaves it: the job goes on)
+    log.info("waiting for SLURM pack job %s of an earlier sweep: %d of this sweep's configs", job_id, len(jobs))
     out: dict[int, Outcome] = {}
     said, ended_at = "", None
     while True:
