@@ -34,11 +34,16 @@ def config_states(runs: list) -> dict[str, object]:
     return best
 
 
-def epochs_logged(client, run) -> int:
+def epochs_logged(client, run) -> tuple[int, float | None]:
     """Epochs whose metrics reached the store (metric steps are 0-based epochs; a writer thread sends
-    them every tracking.flush_s, so a running run may be a moment ahead of this)."""
-    steps = [m.step for m in tracking.retry(client.get_metric_history, run.info.run_id, "train_loss")]
-    return max(steps) + 1 if steps else 0
+    them every tracking.flush_s, so a running run may be a moment ahead of this), and when the last of
+    them was logged (unix seconds; None before the first)."""
+    hist = tracking.retry(client.get_metric_history, run.info.run_id, "train_loss")
+    last = max(hist, key=lambda m: m.step, default=None)
+    return (last.step + 1, last.timestamp / 1000) if last is not None else (0, None)
+
+
+STALL_EPOCHS, STALL_MIN_S = 10, 600  # no epoch for this many epochs' time (and at least this long): stuck?
 
 
 def run_line(client, run, now: float) -> tuple[str, str]:
@@ -46,7 +51,7 @@ def run_line(client, run, now: float) -> tuple[str, str]:
     process), gone (RUNNING, but its process is gone), failed or killed (why)."""
     p, tags, status = run.data.params, run.data.tags, run.info.status
     epochs = p.get("train.epochs", "?")
-    done = epochs_logged(client, run)
+    done, at = epochs_logged(client, run)
     if status == "RUNNING":
         gone = tracking.orphan_reason(run, float(p.get("tracking.stale_after_s", 0) or 0), now)
         if gone:
@@ -54,6 +59,10 @@ def run_line(client, run, now: float) -> tuple[str, str]:
         secs = run.data.metrics.get("epoch_seconds")
         left = (f", about {duration(secs * (int(epochs) - done))} left"
                 if secs is not None and str(epochs).isdigit() and done else "")
+        if secs is not None and at is not None and now - at > max(STALL_EPOCHS * secs, STALL_MIN_S):
+            # its process beats, but its training does not move (a hung device, a stuck file system)
+            took = duration(secs) if secs >= 10 else f"{secs:.2g} s"
+            left = f"; no epoch logged for {duration(now - at)} (an epoch took {took}): stuck? its process lives"
         age = tracking.heartbeat_age(run, now)
         beat = f"heartbeat {duration(max(age, 0))} ago" if age is not None else "no heartbeat"
         job = f", job {tags[TAG_JOB]}" if tags.get(TAG_JOB) else ""
