@@ -44,6 +44,7 @@ def epochs_logged(client, run) -> tuple[int, float | None]:
 
 
 STALL_EPOCHS, STALL_MIN_S = 10, 600  # no epoch for this many epochs' time (and at least this long): stuck?
+TAGS_RESUMED = "vgsweep.resumed_after"  # runs.RunLogger.resume: a run continued from a checkpoint
 
 
 def run_line(client, run, now: float) -> tuple[str, str]:
@@ -59,7 +60,8 @@ def run_line(client, run, now: float) -> tuple[str, str]:
         secs = run.data.metrics.get("epoch_seconds")
         left = (f", about {duration(secs * (int(epochs) - done))} left"
                 if secs is not None and str(epochs).isdigit() and done else "")
-        if secs is not None and at is not None and now - at > max(STALL_EPOCHS * secs, STALL_MIN_S):
+        stuck = secs is not None and at is not None and now - at > max(STALL_EPOCHS * secs, STALL_MIN_S)
+        if stuck and TAGS_RESUMED not in tags:  # a resumed run's last epoch may predate this process
             # its process beats, but its training does not move (a hung device, a stuck file system)
             took = duration(secs) if secs >= 10 else f"{secs:.2g} s"
             left = f"; no epoch logged for {duration(now - at)} (an epoch took {took}): stuck? its process lives"
