@@ -91,7 +91,9 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
             r = best.get(h)
             if r is not None and (r.info.status in ("FINISHED", "RUNNING") or (r.info.end_time or 0) / 1000 >= when):
                 continue  # the job (or another process) has trained it since
-            state, why = jobs.setdefault(job, slurm_job(job))
+            if job not in jobs:  # one scontrol per job, not per config
+                jobs[job] = slurm_job(job)
+            state, why = jobs[job]
             sent = f"submitted {duration(max(now - when, 0))} ago from {rec.get('host', '?')}"
             name = (r.info.run_name if r is not None else None) or name or h[:12]
             if state in TERMINAL:
