@@ -137,6 +137,8 @@ def assert_finishes_each_epoch_once(args: list[str], cwd: Path, uri: str, ids: s
         assert sorted(steps) == list(range(epochs)), steps
         # a finished run carries no failure; why it was stopped last is kept apart
         assert "vgsweep.failure" not in r.data.tags and r.data.tags["vgsweep.resumed_after"], r.data.tags
+        # when it was resumed (vgsweep status counts a stall from it): after it started, before it ended
+        assert r.info.start_time / 1000 - 1 <= float(r.data.tags["vgsweep.resumed_at"]) <= r.info.end_time / 1000 + 1
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 600, module: str = "vgsweep") -> subprocess.CompletedProcess:

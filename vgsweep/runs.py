@@ -120,13 +120,16 @@ class RunLogger:
     @classmethod
     def resume(cls, client, run_id: str, tags: dict[str, str], flush_s: float = FLUSH_SECONDS) -> RunLogger:
         """Continue a run (from a checkpoint): RUNNING again, with this process's tags. Why it stopped
-        (`vgsweep.failure`) moves to `vgsweep.resumed_after`: a run that finishes carries no failure."""
+        (`vgsweep.failure`) moves to `vgsweep.resumed_after`: a run that finishes carries no failure.
+        `vgsweep.resumed_at` (unix seconds) is when: `vgsweep status` counts a stall from it, not from
+        the last epoch the earlier process logged."""
         lg = cls(client, run_id, flush_s)
         old = retry(client.get_run, run_id).data.tags
         retry(client.update_run, run_id, status="RUNNING")
         _OPEN[run_id] = lg
         gone = {tracking.TAG_FAILURE: "resumed_after", "vgsweep.failed_epoch": None}
-        lg.set_tags({**tags, **{f"vgsweep.{new}": old[t] for t, new in gone.items() if new and t in old}})
+        lg.set_tags({**tags, **{f"vgsweep.{new}": old[t] for t, new in gone.items() if new and t in old},
+                     tracking.TAG_RESUMED_AT: f"{time.time():.0f}"})
         for t in gone:
             if t in old:
                 retry(client.delete_tag, run_id, t)

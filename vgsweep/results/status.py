@@ -47,6 +47,17 @@ STALL_EPOCHS, STALL_MIN_S = 10, 600  # no epoch for this many epochs' time (and 
 TAGS_RESUMED = "vgsweep.resumed_after"  # runs.RunLogger.resume: a run continued from a checkpoint
 
 
+def stalled_since(tags: dict[str, str], last_epoch_at: float | None) -> float | None:
+    """Since when a running run has made no progress (unix seconds): its last logged epoch, or its resume
+    when later (the last epoch may be the earlier process's). None for a run resumed before vgsweep
+    recorded when (`vgsweep.resumed_at`), or with no epoch logged."""
+    try:
+        resumed = float(tags[tracking.TAG_RESUMED_AT])
+    except (KeyError, ValueError):
+        return None if TAGS_RESUMED in tags else last_epoch_at
+    return resumed if last_epoch_at is None else max(resumed, last_epoch_at)
+
+
 def run_line(client, run, now: float) -> tuple[str, str]:
     """(state, what) of one run that is not finished: running (its epoch, time left, heartbeat and
     process), gone (RUNNING, but its process is gone), failed or killed (why)."""
@@ -60,11 +71,13 @@ def run_line(client, run, now: float) -> tuple[str, str]:
         secs = run.data.metrics.get("epoch_seconds")
         left = (f", about {duration(secs * (int(epochs) - done))} left"
                 if secs is not None and str(epochs).isdigit() and done else "")
-        stuck = secs is not None and at is not None and now - at > max(STALL_EPOCHS * secs, STALL_MIN_S)
-        if stuck and TAGS_RESUMED not in tags:  # a resumed run's last epoch may predate this process
+        since = stalled_since(tags, at)
+        if secs is not None and since is not None and now - since > max(STALL_EPOCHS * secs, STALL_MIN_S):
             # its process beats, but its training does not move (a hung device, a stuck file system)
             took = duration(secs) if secs >= 10 else f"{secs:.2g} s"
-            left = f"; no epoch logged for {duration(now - at)} (an epoch took {took}): stuck? its process lives"
+            after = "" if since == at else " since it was resumed"
+            left = (f"; no epoch logged for {duration(now - since)}{after} (an epoch took {took}): stuck? its "
+                    "process lives")
         age = tracking.heartbeat_age(run, now)
         beat = f"heartbeat {duration(max(age, 0))} ago" if age is not None else "no heartbeat"
         job = f", job {tags[TAG_JOB]}" if tags.get(TAG_JOB) else ""
