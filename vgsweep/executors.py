@@ -193,7 +193,7 @@ def wait_queued(job_id: str, submitted: float, jobs: list[Job], poll_s: float = 
         if len(out) == len(jobs):
             WAITING.pop(job_id, None)
             return [out[k] for k in range(len(jobs))]
-        now = f"{state.lower()} ({why})" if state == "PENDING" and why not in ("", "None") else state.lower()
+        now = state_said(state, why)
         if now != said:
             log.info("pack job %s of an earlier sweep: %s", job_id, now)
             said = now
@@ -240,6 +240,14 @@ NEVER_AS_ASKED = {"PartitionConfig": "more CPUs, memory or GPUs than a node of t
                   "PartitionTimeLimit": "a longer time limit than the partition allows",
                   "PartitionNodeLimit": "more nodes than the partition allows",
                   "BadConstraints": "constraints no node meets"}
+
+
+def state_said(state: str, why: str, inside: bool = False) -> str:
+    """A SLURM job's state as vgsweep says it: `pending (Priority)` with the reason a pending job waits
+    (`pending: Priority` inside parentheses), else `running`, `completed`, ..."""
+    if state != "PENDING" or why in ("", "None"):
+        return state.lower()
+    return f"pending: {why}" if inside else f"pending ({why})"
 
 
 def never_as_asked(reason: str) -> Optional[str]:
@@ -558,7 +566,7 @@ class SubmititPacks:
         jobs = [self._job(h) for h in self.handles]
         counts: dict[str, int] = {}
         for s, why in jobs:
-            key = f"{s.lower()} ({why})" if s == "PENDING" and why not in ("", "None") else s.lower()
+            key = state_said(s, why)
             counts[key] = counts.get(key, 0) + 1
         text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         if text != self._last_report:

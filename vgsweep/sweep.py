@@ -199,7 +199,7 @@ def _queued(j: Job, client, runs: list, cache: dict, dry: bool) -> Optional[Outc
     trains its other configs (its record is newer than the config's last run, and `scontrol` knows the
     job): j.queued_in names it, and a SKIPPED outcome without a run stands until the sweep waits for it
     (Sweep.outcome). None otherwise, and with `rerun`. Not asked by a pack job planning its own."""
-    from vgsweep.executors import TERMINAL, forget_queued, read_queued, slurm_job
+    from vgsweep.executors import TERMINAL, forget_queued, read_queued, slurm_job, state_said
 
     if j.cfg.rerun or client is None:
         return None
@@ -216,7 +216,7 @@ def _queued(j: Job, client, runs: list, cache: dict, dry: bool) -> Optional[Outc
             continue
         if float(rec["submitted"]) < last or state in TERMINAL or state == "UNKNOWN":
             return None  # trained (or tried) since; a job that ended, or one SLURM cannot tell of here
-        said = f"{state.lower()}: {why}" if state == "PENDING" and why not in ("", "None") else state.lower()
+        said = state_said(state, why, inside=True)
         log.info("wait for %s: queued in SLURM pack job %s (%s), submitted by an earlier sweep from %s; this sweep "
                  "waits for it (scancel %s and run this again to train it here)", j.name, job, said, rec.get("host"), job)
         j.queued_in = (job, float(rec["submitted"]))

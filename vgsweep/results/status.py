@@ -11,7 +11,7 @@ import time
 
 from vgsweep import tracking
 from vgsweep.progress import duration
-from vgsweep.executors import TAG_JOB, TAG_QUEUED, TERMINAL, read_queued, slurm_job
+from vgsweep.executors import TAG_JOB, TAG_QUEUED, TERMINAL, read_queued, slurm_job, state_said
 from vgsweep.results.reader import TAGS, chosen, open_experiment, store_args, store_uri
 
 # the states of the lines, in the order shown: a config that is not finished (running; queued: in a
@@ -114,8 +114,7 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
                 out.append(("unrun", f"SLURM job {job} {gone} without starting it; {sent}", name, h))
             else:
                 said = ("its state unknown here (scontrol did not say)" if state == "UNKNOWN"
-                        else f"{state.lower()} ({why})" if state == "PENDING" and why not in ("", "None")
-                        else state.lower() + (", on its other configs first" if state == "RUNNING" else ""))
+                        else state_said(state, why) + (", on its other configs first" if state == "RUNNING" else ""))
                 out.append(("queued", f"SLURM job {job}, {said}; {sent}", name, h))
     return out
 
