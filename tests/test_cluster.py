@@ -210,6 +210,27 @@ def slurm():
         pytest.skip(why)
 
 
+def _sweep(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """The real CLI in its own session (Ctrl-C to it alone), its output (stderr too) read line by line."""
+    return subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=cwd, text=True,
+                            env=env or {**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _read_until(proc: subprocess.Popen, text: str, seen: str = "") -> str:
+    """The sweep's output up to the line that holds `text` (fails, with the output, if it ends first)."""
+    while text not in seen:
+        line = proc.stdout.readline()
+        assert line, seen[-3000:]
+        seen += line
+    return seen
+
+
+def _submitted(seen: str) -> list[str]:
+    """The SLURM job ids the sweep's output says it submitted."""
+    return re.search(r"submitted \d+ pack jobs? \(slurm\): ([^;\n]*)", seen).group(1).split(", ")
+
+
 def _slurm_args(tmp_path: Path, root: Path, *more: str) -> list[str]:
     return [*SMALL, f"data.root={root}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
             f"hydra.sweep.dir={tmp_path / 'mr'}", "hydra.launcher.executor=slurm", "hydra.launcher.gpus_per_node=0",
@@ -223,15 +244,9 @@ def test_ctrl_c_on_a_slurm_sweep_says_its_pack_jobs_go_on_and_how_to_stop_them(s
     """The launcher waits for its SLURM jobs; Ctrl-C there leaves them running on the cluster (as
     submitit does) and says which they are and how to cancel them: one line, exit 130."""
     args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, tiny_root, "train.epochs=100000")]
-    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    seen = ""
-    while "submitted 1 pack jobs (slurm): " not in seen:
-        line = proc.stdout.readline()
-        assert line, seen[-3000:]
-        seen += line
-    job = seen.split("submitted 1 pack jobs (slurm): ")[1].split()[0]
+    proc = _sweep(args, tmp_path)
+    seen = _read_until(proc, "submitted 1 pack job (slurm): ")
+    [job] = _submitted(seen)
     try:
         proc.send_signal(signal.SIGINT)
         out = seen + proc.communicate(timeout=60)[0]
@@ -270,7 +285,7 @@ def test_a_gpu_precision_is_judged_on_the_node_not_on_the_login_node(slurm, tiny
     proc = run_cli(["-m", "activation=relu,tanh", *args], cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out[-3000:]
-    assert "submitted 1 pack jobs (slurm)" in out
+    assert "submitted 1 pack job (slurm)" in out
     [line] = [x for x in proc.stderr.splitlines() if x.startswith("vgsweep: ")]
     assert line.startswith("vgsweep: 2 jobs failed: mnist-d2-"), line
     assert line.count(" (no run was made): on ") == 2 and "None" not in line, line
@@ -373,7 +388,7 @@ def test_a_pack_job_that_can_never_start_as_asked_is_cancelled_and_its_jobs_fail
     proc = subprocess.run([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
     out = proc.stdout + proc.stderr
-    job = out.split("submitted 1 pack jobs (slurm): ")[1].split()[0]
+    [job] = _submitted(out)
     try:
         assert proc.returncode == 1 and "Traceback" not in out, out[-3000:]
         assert "pack jobs: 1 pending (PartitionConfig)" in out
@@ -409,16 +424,10 @@ def test_with_cancel_unrunnable_false_such_a_job_waits_and_is_named_with_its_set
         (tmp_path / "bin" / "scancel").chmod(0o755)
         env["PATH"], more = f"{tmp_path / 'bin'}:{env['PATH']}", []
     args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, tiny_root, "hydra.launcher.cpus_per_task=512", *more)]
-    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, text=True,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    seen, job = "", None
+    proc, job = _sweep(args, tmp_path, env), None
     try:
-        while "will not start as asked" not in seen:
-            line = proc.stdout.readline()
-            assert line, seen[-3000:]
-            seen += line
-            if "submitted 1 pack jobs (slurm): " in line:
-                job = line.split("submitted 1 pack jobs (slurm): ")[1].split()[0]
+        seen = _read_until(proc, "will not start as asked")
+        [job] = _submitted(seen)
         assert "pack jobs: 1 pending (PartitionConfig)" in seen, seen[-3000:]
         [warning] = [x for x in seen.splitlines() if "will not start as asked" in x]
         assert f"pack job {job} will not start as asked: more CPUs, memory or GPUs than a node of the partition " \
@@ -470,17 +479,10 @@ def test_a_cancelled_pack_job_ends_its_runs_killed_at_once(slurm, tiny_root, tmp
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, tiny_root, "train.epochs=100000", "checkpoint.every=0")]
-    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    seen, job = "", None
+    proc = _sweep(args, tmp_path)
     try:
-        while "pack jobs: 1 running" not in seen:
-            line = proc.stdout.readline()
-            assert line, seen[-3000:]
-            seen += line
-            if "submitted 1 pack jobs (slurm): " in line:
-                job = line.split("submitted 1 pack jobs (slurm): ")[1].split()[0]
+        seen = _read_until(proc, "pack jobs: 1 running")
+        [job] = _submitted(seen)
         deadline = time.monotonic() + 120
         client = MlflowClient(uri)
         while len([r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -518,18 +520,11 @@ def test_pack_jobs_waiting_in_slurm_show_in_status_and_the_same_command_waits_fo
         return p.stdout
 
     def sweep(*more: str, until: str) -> tuple[subprocess.Popen, str]:
-        proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *grid, *_slurm_args(tmp_path, tiny_root, *more)],
-                                cwd=tmp_path, text=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        seen = ""
-        while until not in seen:
-            line = proc.stdout.readline()
-            assert line, seen[-3000:]
-            seen += line
-        return proc, seen
+        proc = _sweep([*grid, *_slurm_args(tmp_path, tiny_root, *more)], tmp_path, env)
+        return proc, _read_until(proc, until)
 
     proc, seen = sweep(held, until="pack jobs: 2 pending (BeginTime)")
-    a0, a1 = seen.split("submitted 2 pack jobs (slurm): ")[1].split("\n")[0].split(", ")
+    a0, a1 = _submitted(seen)
     again = None
     try:
         proc.send_signal(signal.SIGINT)
@@ -551,8 +546,8 @@ def test_pack_jobs_waiting_in_slurm_show_in_status_and_the_same_command_waits_fo
         # the same command again: waits for a0, trains what a1 would have (one new pack job), submits nothing twice
         wait = f"waiting for SLURM pack job {a0} of an earlier sweep: 2 of this sweep's configs"
         again, seen = sweep(until=wait)
-        assert "submitted 1 pack jobs (slurm)" in seen and "2 jobs to train in 1 pack of 2 runs" in seen, seen[-3000:]
-        new = seen.split("submitted 1 pack jobs (slurm): ")[1].split()[0]
+        assert "submitted 1 pack job (slurm)" in seen and "2 jobs to train in 1 pack of 2 runs" in seen, seen[-3000:]
+        [new] = _submitted(seen)
         again.send_signal(signal.SIGINT)  # interrupted while it waits: both jobs go on
         out = seen + again.communicate(timeout=60)[0]
         assert again.returncode == 130 and out.rstrip().splitlines()[-1].startswith(
@@ -560,7 +555,7 @@ def test_pack_jobs_waiting_in_slurm_show_in_status_and_the_same_command_waits_fo
             f"waited for go on in SLURM (scancel {new} {a0} stops them;"), out[-3000:]
 
         again, seen = sweep(until=wait)  # and again: a0 is waited for, the new job's configs too (or skipped: done)
-        assert "pack jobs (slurm)" not in seen, seen[-3000:]
+        assert not re.search(r"submitted \d+ pack job", seen), seen[-3000:]
         subprocess.run(["scontrol", "update", f"JobId={a0}", "StartTime=now"], check=True, timeout=30)
         out = seen + again.communicate(timeout=180)[0]
         assert again.returncode == 0, out[-3000:]
@@ -587,15 +582,9 @@ def test_a_pack_job_cancelled_while_pending_fails_its_jobs_and_the_sweep_ends(sl
     names them as not trained."""
     grid = ["-m", "activation=relu,tanh", "hydra.launcher.max_pack=1"]
     held = "+hydra.launcher.additional_parameters={begin: now+3600}"
-    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *grid, *_slurm_args(tmp_path, tiny_root, held)],
-                            cwd=tmp_path, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    seen = ""
-    while "pack jobs: 2 pending (BeginTime)" not in seen:
-        line = proc.stdout.readline()
-        assert line, seen[-3000:]
-        seen += line
-    a0, a1 = seen.split("submitted 2 pack jobs (slurm): ")[1].split("\n")[0].split(", ")
+    proc = _sweep([*grid, *_slurm_args(tmp_path, tiny_root, held)], tmp_path)
+    seen = _read_until(proc, "pack jobs: 2 pending (BeginTime)")
+    a0, a1 = _submitted(seen)
     try:
         subprocess.run(["scancel", a1], check=True, timeout=30)
         subprocess.run(["scontrol", "update", f"JobId={a0}", "StartTime=now"], check=True, timeout=30)

@@ -549,8 +549,8 @@ class SubmititPacks:
                 record_queued(h.job_id, p)
         else:
             PENDING_LOCAL.update({h.job_id: (h, p) for h, p in zip(self.handles, packs)})
-        log.info("submitted %d pack jobs (%s): %s%s", len(ids), self.ex.cluster, ", ".join(ids),
-                 "" if gpus[0] is None else "; their GPUs (CUDA_VISIBLE_DEVICES): " + " ".join(gpus))
+        log.info("submitted %d pack job%s (%s): %s%s", len(ids), "" if len(ids) == 1 else "s", self.ex.cluster,
+                 ", ".join(ids), "" if gpus[0] is None else "; their GPUs (CUDA_VISIBLE_DEVICES): " + " ".join(gpus))
 
     def _state(self, h) -> str:
         return self._job(h)[0]
