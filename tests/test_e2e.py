@@ -154,6 +154,7 @@ def test_report_and_figures_from_the_store(sweep):
     report = (out / "report.md").read_text()
     assert all(f"figures/agarap2019/{stem}.png" in report for stem in expected)
     _figures_for_a_paper(out, figs, expected, report)
+    _figure_data(figs, uri)
     assert "## Verdicts" in report and "| gna | relu |" in report
     assert "[table.tex](table.tex)" in report and (out / "table.tex").is_file()
     client = MlflowClient(uri)
@@ -173,6 +174,33 @@ def test_report_and_figures_from_the_store(sweep):
             assert r.data.tags["vgsweep.verdict"] in ("healthy", "vanishing", "exploding", "dead_units", "not_learning")
             assert "diagnostics/diagnostics.npz" in {a.path for a in client.list_artifacts(r.info.run_id, "diagnostics")}
             assert "grad/dense1/norm" in r.data.metrics and "units/hidden1/dead" in r.data.metrics
+
+
+def _figure_data(figs: Path, uri: str) -> None:
+    """curves.csv and gradients.csv beside the figures: every run's own numbers, as the store holds them
+    (each run's diagnostics its own, not another run's: the figures read each file once, into a folder
+    of its own)."""
+    import pandas as pd
+
+    client, runs = _runs(uri)
+    runs = {r.info.run_id: r for r in runs if "vgsweep.kind" not in r.data.tags}
+    curves = pd.read_csv(figs / "curves.csv")
+    assert list(curves.columns[:8]) == ["run_id", "run_name", "dataset", "regime", "activation", "depth", "seed",
+                                        "epoch"], list(curves.columns)
+    assert set(curves.run_id) == set(runs) and len(curves) == 8 * 2  # 8 runs, 2 epochs each
+    assert list(curves.activation.drop_duplicates()) == ["tanh", "relu"]  # the study's order, as the table's
+    for rid, c in curves.groupby("run_id"):
+        r = runs[rid]
+        assert (c.run_name.iloc[0], str(c.seed.iloc[0])) == (r.info.run_name, r.data.params["seed"])
+        for key in ("train_loss", "test_acc", "epoch_seconds"):
+            store = {m.step + 1: m.value for m in client.get_metric_history(rid, key)}
+            assert dict(zip(c.epoch, c[key])) == store, (rid, key)
+    grads = pd.read_csv(figs / "gradients.csv")
+    assert set(grads.run_id) == set(runs) and len(grads) == 8 * 2 * 3  # runs x epochs x layers (dense1-3)
+    last = grads[(grads.epoch == 2) & (grads.layer == "dense1")].set_index("run_id")
+    for rid, r in runs.items():
+        assert last.loc[rid, "grad/mean_abs"] == pytest.approx(r.data.metrics["grad/dense1/mean_abs"], rel=1e-6)
+        assert last.loc[rid, "grad_noisy/norm"] == pytest.approx(r.data.metrics["grad_noisy/dense1/norm"], rel=1e-6)
 
 
 def _figures_for_a_paper(out: Path, figs: Path, stems: list[str], report: str) -> None:

@@ -370,14 +370,16 @@ def test_the_results_figure_draws_each_seed_its_mean_and_the_published_value_whe
 
 def _figures_of(monkeypatch, tmp_path, rows: list[dict]) -> tuple[list, dict]:
     """figures.build over these runs (reader's store calls answered from them, a loss history of two
-    epochs each): its paths, and the results and deltas figures it drew, by kind."""
+    epochs each, a run's name its id): its paths, and the results and deltas figures it drew, by kind."""
     from types import SimpleNamespace
 
     from vgsweep.results import figures, reader
 
     monkeypatch.setattr(reader, "open_experiment", lambda uri, name: (None, SimpleNamespace(experiment_id="1")))
-    monkeypatch.setattr(reader, "runs_frame", lambda client, exp_id, statuses=(): pd.DataFrame(rows))
+    monkeypatch.setattr(reader, "runs_frame", lambda client, exp_id, statuses=(): pd.DataFrame(rows).assign(
+        run_name=lambda d: d.run_id))
     monkeypatch.setattr(reader, "history", lambda client, run_id, key: np.array([2.3, 2.2]))
+    monkeypatch.setattr(reader, "by_step", lambda client, run_id, key: {0: 2.3, 1: 2.2})  # curves.csv's
     drawn = {}
     real = figures.fig_results
     monkeypatch.setattr(figures, "fig_results", lambda d, study, spec, title, **kw: drawn.setdefault(
@@ -406,7 +408,10 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
     paths, drawn = _figures_of(monkeypatch, tmp_path, rows)
     stems = sorted({p.stem for p in paths})
     short = key.split(".")[-1] if key != "init.name" else "init"
-    assert stems == sorted(["activations", *(f"curves_d2_{short}-{v}" for v in values), "deltas", "figures", "results"])
+    assert stems == sorted(["activations", "curves", *(f"curves_d2_{short}-{v}" for v in values), "deltas", "figures",
+                            "results"])  # curves.csv: the numbers of every run, both values of the setting
+    curves = pd.read_csv(tmp_path / "curves.csv")
+    assert len(curves) == 2 * len(rows) and set(curves[key].astype(str)) == set(values)  # a column of its own
     labels = [f"{shown}={v} {r}" for v in sorted(values) for r in ("baseline", "gna")]
     legend = [t.get_text() for t in drawn["results"].legends[0].get_texts()]
     assert legend == [*labels, "published"]

@@ -21,8 +21,10 @@ Each study lists its figures (studies.py); the kinds:
 
 Each is written as PNG and PDF into results/figures/<experiment>/, sized for a paper's column
 (3.5 in) or page (7 in) width; the PNG carries the title, the PDF leaves it to its caption in
-figures.tex beside them (a LaTeX `figure` per PDF, with a label). The set is logged to the experiment
-as the artifacts of one MLflow run named `figures` (replaced each time).
+figures.tex beside them (a LaTeX `figure` per PDF, with a label). Beside them, the numbers the curves
+and the gradient figures are drawn from, to plot them another way: curves.csv (every run's per-epoch
+metrics) and gradients.csv (every run's per-layer gradient statistics per epoch). The set is logged to
+the experiment as the artifacts of one MLflow run named `figures` (replaced each time).
 """
 
 from __future__ import annotations
@@ -559,6 +561,7 @@ def build(uri: str, experiment: str, out: Path, activation: str | None = None, l
 
 def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_mlflow: bool) -> list[Path]:
     client, exp = reader.open_experiment(uri, experiment)
+    client = reader.Memo(client)  # the curves, the gradient figures and the data files read the same runs
     probe = reader.runs_frame(client, exp.experiment_id, ("FINISHED",))
     if probe.empty:
         raise SystemExit(f"vgsweep: no FINISHED runs in experiment {experiment!r}")
@@ -583,11 +586,61 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
             suffix = "".join(f"_{_short(k)}-{v}" for k, v in extra)
             settings = ", ".join(f"{k}={v}" for k, v in extra)
             paths += _study_figures(client, part, study, out, activation, Path(tmp), suffix, settings, captions)
+        paths += write_data(client, runs, study, out, Path(tmp))
     paths.append(write_latex(out, experiment, captions))
     if log_to_mlflow:
         log_figures(client, exp.experiment_id, paths)
     for p in paths:
         print(p)
+    return paths
+
+
+CURVE_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "val_loss", "val_acc", "epoch_seconds")
+
+
+def _settings(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """Each run's id, name, study axes (by label, as table.csv), seed and the other settings that vary
+    among the runs (by key), in the study's order of its axes, then by seed."""
+    keys, params = _other_settings(runs, study)
+    labels = [a.label for a in study.all_axes]
+    cols = pd.concat([runs[["run_id", "run_name", *labels, "seed"]], params[keys]], axis=1)
+    order = {c: i for i, c in enumerate(_values(runs, study, tuple(labels)))}
+    rank = [order[tuple(r)] for r in runs[labels].itertuples(index=False)]
+    return cols.assign(_rank=rank).sort_values(["_rank", "seed"], kind="stable").drop(columns="_rank")
+
+
+def write_data(client, runs: pd.DataFrame, study: Study, out: Path, tmp: Path) -> list[Path]:
+    """curves.csv: one row per FINISHED run (one per config, as the figures) and epoch (1-based), its
+    per-epoch metrics as MLflow holds them (accuracies as fractions); gradients.csv: one row per run,
+    epoch and weight layer (1 = input side) of the runs with diagnostics, every statistic of
+    diagnostics.npz (GRAD_COLS: mean |g|, std and norm before and after the noise, the update ratio).
+    Returns the files written (gradients.csv only where a run has diagnostics)."""
+    if runs.empty:
+        return []
+    settings = _settings(runs, study)
+    keys = [m for m in CURVE_METRICS if f"metric:{m}" in runs]
+    curves = []
+    for row in settings.to_dict("records"):
+        got = {m: reader.by_step(client, row["run_id"], m) for m in keys}
+        for step in sorted(set().union(*got.values())):
+            curves.append({**row, "epoch": step + 1, **{m: got[m].get(step, np.nan) for m in keys}})
+    paths = [out / "curves.csv"]
+    pd.DataFrame(curves, columns=[*settings.columns, "epoch", *keys]).to_csv(paths[0], index=False)
+    grads = []
+    with_diag = set(runs.loc[runs["diagnostics"], "run_id"])
+    for row in settings[settings["run_id"].isin(with_diag)].to_dict("records"):
+        diag = reader.diagnostics(client, row["run_id"], tmp)
+        if diag is None:
+            continue
+        for e in range(diag.grad.shape[0]):
+            for li, layer in enumerate(diag.layers):
+                grads.append({**row, "epoch": e + 1, "layer": layer, "layer_index": li + 1,
+                              **{c: float(diag.grad[e, li, ci]) for ci, c in enumerate(GRAD_COLS)}})
+    if grads:
+        paths.append(out / "gradients.csv")
+        pd.DataFrame(grads).to_csv(paths[1], index=False)
+    else:
+        (out / "gradients.csv").unlink(missing_ok=True)  # an earlier build's, of runs no longer there
     return paths
 
 

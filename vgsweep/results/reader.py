@@ -173,6 +173,43 @@ def history(client, run_id: str, key: str) -> np.ndarray:
     return np.array([m.value for m in h])
 
 
+def by_step(client, run_id: str, key: str) -> dict[int, float]:
+    """A run's metric as {step: value} (the epoch, 0-based, for the per-epoch metrics)."""
+    return {m.step: m.value for m in sorted(tracking.retry(client.get_metric_history, run_id, key),
+                                            key=lambda m: (m.step, m.timestamp))}
+
+
+class Memo:
+    """A client that reads each run's metric history and each artifact once: the figures of a study ask
+    for the same runs' curves and diagnostics again (the learning curves and curves.csv, the gradient
+    flow and distributions). Everything else goes to the client as it is."""
+
+    def __init__(self, client):
+        self._client, self._got = client, {}
+
+    def _once(self, key: tuple, read):
+        if key not in self._got:  # what failed is asked again (a store that was locked for a moment)
+            self._got[key] = read()
+        return self._got[key]
+
+    def get_metric_history(self, run_id: str, key: str):
+        return self._once(("history", run_id, key), lambda: self._client.get_metric_history(run_id, key))
+
+    def download_artifacts(self, run_id: str, path: str, dst_path: str | None = None):
+        """Into a folder of the run's own under dst_path: a path handed out stays that run's file (the
+        same artifact of the next run would overwrite it in dst_path itself)."""
+        def read():
+            dst = None if dst_path is None else Path(dst_path) / run_id
+            if dst is not None:
+                dst.mkdir(parents=True, exist_ok=True)
+            return self._client.download_artifacts(run_id, path, None if dst is None else str(dst))
+
+        return self._once(("artifact", run_id, path, dst_path), read)
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+
 def diagnostics(client, run_id: str, tmp: Path) -> RunDiagnostics | None:
     try:
         p = tracking.retry(client.download_artifacts, run_id, "diagnostics/diagnostics.npz", str(tmp))
