@@ -540,7 +540,7 @@ def test_pack_jobs_waiting_in_slurm_show_in_status_and_the_same_command_waits_fo
 
         subprocess.run(["scancel", a1], check=True, timeout=30)
         out = status()
-        assert "4 configs: 2 queued, 2 not trained: their pack job ended before it started them\n" in out, out
+        assert "4 configs: 2 queued, 2 not trained: their pack job (or sweep) ended before it started them\n" in out, out
         assert out.count(f"SLURM job {a1} is gone from SLURM's queue (cancelled?) without starting it") == 2, out
 
         # the same command again: waits for a0, trains what a1 would have (one new pack job), submits nothing twice
@@ -598,7 +598,7 @@ def test_a_pack_job_cancelled_while_pending_fails_its_jobs_and_the_sweep_ends(sl
         f"vgsweep: 1 job failed: mnist-d2-tanh-baseline-s42 (no run was made): pack job {a1} is gone from SLURM's "
         "queue without a result (cancelled before it started, or ended long ago)"), out[-3000:]
     st = run_cli(["status", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"], cwd=tmp_path)
-    assert "2 configs: 1 finished, 1 not trained: their pack job ended before it started them" in st.stdout, st.stdout
+    assert "2 configs: 1 finished, 1 not trained: their pack job (or sweep) ended before it started them" in st.stdout, st.stdout
     assert f"unrun    mnist-d2-tanh-baseline-s42  SLURM job {a1} is gone from SLURM's queue (cancelled?)" in st.stdout
 
 

@@ -4,6 +4,7 @@ was killed, after Ctrl-C, and for a config that failed."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -51,11 +52,16 @@ def test_status_while_a_sweep_trains_after_it_is_killed_and_after_ctrl_c(tiny_ro
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     base = [a for a in SMALL if "lr" not in a and "epochs" not in a] + [f"data.root={tiny_root}", f"tracking.uri={uri}",
                                                                        f"hydra.sweep.dir={tmp_path / 'mr'}"]
-    # one config finished, one failed (its loss became inf at once)
-    done = run_cli(["-m", "optimizer.lr=0.01,1e20", "activation=relu", "train.epochs=2", *base], cwd=tmp_path)
-    assert done.returncode == 1, done.stderr[-2000:]
-    # two configs training, for as long as the test lets them
-    long = ["-m", "seed=7,8", "optimizer.lr=0.01", "train.epochs=100000", "checkpoint.every=0", *base]
+    # one config finished, one failed (its loss became inf at once): two packs, the second's config recorded
+    # for status while the first trains, the record removed once the last pack has trained
+    done = run_cli(["-m", "optimizer.lr=0.01,1e20", "activation=relu", "train.epochs=2", "hydra.launcher.max_pack=1",
+                    *base], cwd=tmp_path)
+    assert done.returncode == 1 and "2 jobs to train in 2 packs of 1 runs" in done.stdout + done.stderr, done.stderr[-2000:]
+    client = MlflowClient(uri)
+    assert not [k for k in client.get_experiment_by_name("agarap2019").tags if k.startswith("vgsweep.queued.")]
+    # two configs training, for as long as the test lets them; a third waits for the sweep's second pack
+    long = ["-m", "seed=7,8,9", "optimizer.lr=0.01", "train.epochs=100000", "checkpoint.every=0",
+            "hydra.launcher.max_pack=2", *base]
     sweep = _sweep(tmp_path, long)
     try:
         out = _until(tmp_path, uri, sweep, lambda o: len(_epochs(o, "running")) == 2 and min(_epochs(o, "running")) >= 2)
@@ -64,37 +70,48 @@ def test_status_while_a_sweep_trains_after_it_is_killed_and_after_ctrl_c(tiny_ro
     sweep.wait(30)
     lines = out.splitlines()
     assert lines[0] == f"store {uri}"
-    assert lines[1] == "agarap2019: 4 configs: 1 finished, 2 running, 1 failed", out
+    assert lines[1] == "agarap2019: 5 configs: 1 finished, 2 running, 1 queued, 1 failed", out
     running = [x for x in lines if x.startswith("  running")]
     assert len(running) == 2 and all("/100000, about " in x and " left; heartbeat " in x for x in running), out
     assert all(f"({socket.gethostname()}, pid {sweep.pid})" in x for x in running), out
+    [queued] = [x for x in lines if x.startswith("  queued")]
+    assert re.search(rf"-s9 +a later pack of the sweep of pid {sweep.pid} on this host; started \d+ s ago$", queued), out
     [failed] = [x for x in lines if x.startswith("  failed")]
     assert "training loss became NaN or inf in epoch 1" in failed, out
 
     # killed: said so, and the store is only read (the runs stay RUNNING until a sweep marks them)
     out = _status(tmp_path, uri)
-    assert out.splitlines()[1] == "agarap2019: 4 configs: 1 finished, 2 left running by a process that is gone, 1 failed"
+    assert out.splitlines()[1] == ("agarap2019: 5 configs: 1 finished, 2 left running by a process that is gone, 1 not "
+                                   "trained: their pack job (or sweep) ended before it started them, 1 failed"), out
     gone = [x for x in out.splitlines() if x.startswith("  gone")]
     assert len(gone) == 2 and all(f"process {sweep.pid} on this host is gone" in x for x in gone), out
+    [unrun] = [x for x in out.splitlines() if x.startswith("  unrun")]
+    assert re.search(rf"-s9 +its sweep ended before it started it \(process {sweep.pid} on this host is gone\); "
+                     r"started \d+ s ago$", unrun), out
     assert "a run whose process is gone is marked KILLED first." in out
-    client = MlflowClient(uri)
     exp = client.get_experiment_by_name("agarap2019")
     assert sorted(r.info.status for r in client.search_runs([exp.experiment_id])) == [
         "FAILED", "FINISHED", "RUNNING", "RUNNING"]
 
-    # the same command again resumes them (marked KILLED, then RUNNING again under the new process); Ctrl-C
+    # the same command again resumes them (marked KILLED, then RUNNING again under the new process), in place of
+    # the record of the sweep that is gone its own; Ctrl-C
     again = _sweep(tmp_path, long)
     try:
         _until(tmp_path, uri, again, lambda o: f"pid {again.pid})" in o and len(_epochs(o, "running")) == 2)
     finally:
         again.send_signal(signal.SIGINT)
         assert again.wait(60) == 130, again.stderr.read()[-3000:]
+    records = [k for k in client.get_experiment_by_name("agarap2019").tags if k.startswith("vgsweep.queued.")]
+    assert records == [f"vgsweep.queued.local-{socket.gethostname()}-{again.pid}-1"], records
     out = _status(tmp_path, uri)
     lines = out.splitlines()
-    assert lines[1] == "agarap2019: 4 configs: 1 finished, 1 failed, 2 killed", out
+    assert lines[1] == ("agarap2019: 5 configs: 1 finished, 1 not trained: their pack job (or sweep) ended before it "
+                        "started them, 1 failed, 2 killed"), out
     killed = [x for x in lines if x.startswith("  killed")]
     assert len(killed) == 2 and all("after epoch " in x and "interrupted by SIGINT (Ctrl-C)" in x for x in killed), out
-    assert lines[-1].startswith("  The sweep's command, run again, skips the finished configs") and "gone" not in out
+    assert f"its sweep ended before it started it (process {again.pid} on this host is gone)" in out, out
+    assert lines[-1].startswith("  The sweep's command, run again, skips the finished configs") and "gone)" not in \
+        out.replace(f"process {again.pid} on this host is gone)", ""), out
 
 
 def test_a_config_speaks_through_its_finished_run_and_a_rerun_in_progress_shows(tmp_path):
@@ -166,3 +183,4 @@ def test_status_of_a_store_that_does_not_exist_or_is_not_one(tmp_path):
     assert not (tmp_path / "none.db").exists()
     bad = run_cli(["status", "--tracking-uri", "ftp://x"], cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("vgsweep: invalid argument: --tracking-uri='ftp://x'")
+

@@ -72,14 +72,19 @@ def _outcomes_from_store(jobs: list[Job], reason: str, job_id: str) -> list[Outc
 # starts): the configs it will train are an experiment tag until then, for `vgsweep status` and for a
 # sweep run again meanwhile (which waits for that job rather than submitting them twice). Removed when the job
 # ends and when the sweep collects it; a record whose job SLURM no longer knows is ignored.
+# A local sweep of several packs records the same way the configs of the packs it has not started yet
+# (its "job": LOCAL + host, pid and a count, with the process's pid and stamp in the record), so that
+# `vgsweep status` counts them while the first packs train; removed once its last pack has trained, kept
+# by a sweep that ended before (status: not trained), removed by a later sweep on that host then.
 TAG_QUEUED = "vgsweep.queued."  # + the job's id; JSON {"submitted": unix s, "host": ..., "configs": {hash: name}}
 QUEUED_MAX = 5000  # characters of an experiment tag's value (MLflow 3.9; later releases allow 20000)
+LOCAL = "local-"  # the id of a local sweep's record: local-<host>-<pid>-<n>
 
 
-def queued_records(jobs: list[Job], now: float | None = None) -> list[str]:
+def queued_records(jobs: list[Job], now: float | None = None, extra: dict | None = None) -> list[str]:
     """The tag values for a pack job of `jobs` (of one experiment): one, or more for a pack too large
     for one MLflow tag (about 100 configs each), written under `<job id>`, `<job id>/2`, ..."""
-    head = {"submitted": round(time.time() if now is None else now, 3), "host": socket.gethostname()}
+    head = {"submitted": round(time.time() if now is None else now, 3), "host": socket.gethostname(), **(extra or {})}
     room = QUEUED_MAX - len(json.dumps({**head, "configs": {}}))
     chunks: list[dict[str, str]] = [{}]
     used = 0
@@ -127,16 +132,43 @@ def _experiments(jobs: list[Job]) -> dict[tuple[str, str], list[Job]]:
     return out
 
 
-def record_queued(job_id: str, jobs: list[Job]) -> None:
-    """Say in the store which configs the submitted pack job `job_id` will train (TAG_QUEUED)."""
+def record_queued(job_id: str, jobs: list[Job], extra: dict | None = None) -> None:
+    """Say in the store which configs the submitted pack job `job_id` will train (TAG_QUEUED); `extra`
+    goes into the record."""
     from vgsweep import tracking
 
     for (uri, name), js in _experiments(jobs).items():
         art = tracking.artifact_root(uri, js[0].cfg)
         client = tracking.client_for(uri, art)
         exp_id = tracking.experiment_id(client, uri, name, art)
-        for n, value in enumerate(queued_records(js), 1):
+        for n, value in enumerate(queued_records(js, extra=extra), 1):
             tracking.retry(client.set_experiment_tag, exp_id, TAG_QUEUED + job_id + (f"/{n}" if n > 1 else ""), value)
+
+
+_LOCAL_SWEEPS = iter(range(1, 10**9))  # this process's local sweeps (a search makes one per batch)
+
+
+def record_local(jobs: list[Job]) -> str:
+    """Record the configs a local sweep will train in its later packs; the record's id."""
+    from vgsweep import tracking
+
+    job_id = f"{LOCAL}{socket.gethostname()}-{os.getpid()}-{next(_LOCAL_SWEEPS)}"
+    record_queued(job_id, jobs, {"pid": os.getpid(), "process": tracking.process_stamp(os.getpid())})
+    return job_id
+
+
+def local_sweep(rec: dict) -> tuple[str, str]:
+    """(state, words) of the local sweep that wrote record `rec`: ALIVE, GONE (with why) or UNKNOWN (on
+    another host: its runs' heartbeats speak for it)."""
+    from vgsweep import tracking
+
+    pid = str(rec.get("pid", ""))
+    state = tracking.process_state(rec.get("host"), pid, rec.get("process"))
+    if state == tracking.ALIVE:
+        return "ALIVE", f"pid {pid} on this host"
+    if state is not None:
+        return "GONE", state
+    return "UNKNOWN", f"pid {pid} on {rec.get('host', '?')}"
 
 
 def forget_queued(job_id: str, jobs: list[Job]) -> None:

@@ -199,17 +199,21 @@ def _queued(j: Job, client, runs: list, cache: dict, dry: bool) -> Optional[Outc
     trains its other configs (its record is newer than the config's last run, and `scontrol` knows the
     job): j.queued_in names it, and a SKIPPED outcome without a run stands until the sweep waits for it
     (Sweep.outcome). None otherwise, and with `rerun`. Not asked by a pack job planning its own."""
-    from vgsweep.executors import TERMINAL, forget_queued, read_queued, slurm_job, state_said
+    from vgsweep.executors import LOCAL, TERMINAL, forget_queued, local_sweep, read_queued, slurm_job, state_said
 
     if j.cfg.rerun or client is None:
         return None
     key = (tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment))
     if key not in cache:
         exp = tracking.retry(client.get_experiment_by_name, key[1])
-        cache[key] = [(job, rec, slurm_job(job)) for job, rec in read_queued(exp.tags)] if exp is not None else []
-        for job, _, (state, _) in cache[key]:
-            if state == "GONE" and not dry:  # SLURM has forgotten it (a while after it ended): nothing to say
-                forget_queued(job, [j])
+        records = read_queued(exp.tags) if exp is not None else []
+        cache[key] = [(job, rec, slurm_job(job)) for job, rec in records if not job.startswith(LOCAL)]
+        # records with nothing left to say: a job SLURM has forgotten (a while after it ended), a local
+        # sweep of this host that ended before its last packs (this sweep trains their configs)
+        gone = [job for job, _, (state, _) in cache[key] if state == "GONE"]
+        gone += [job for job, rec in records if job.startswith(LOCAL) and local_sweep(rec)[0] == "GONE"]
+        for job in gone if not dry else []:
+            forget_queued(job, [j])
     last = max(((r.info.end_time or r.info.start_time or 0) / 1000 for r in runs), default=0.0)
     for job, rec, (state, why) in cache[key]:
         if j.key() not in rec["configs"]:
@@ -683,6 +687,24 @@ class Sweep:
                                  progress) if progress and self.packs and not dry_run else None
         if remote is not None and self.packs and not dry_run:  # every pack a job of the scheduler, submitted now
             remote.start([[jobs[i] for i in p] for p in self.packs])
+        self.record, self.packs_done = None, 0
+        if remote is None and len(self.packs) > 1 and not dry_run:
+            self.record = self._record([jobs[i] for p in self.packs[1:] for i in p])
+
+    @staticmethod
+    def _record(later: list[Job]) -> Optional[str]:
+        """The configs of the packs after the first, in the store until the last pack has trained, for
+        `vgsweep status` (they have no run until their pack starts); its id, or None if it could not be
+        written (the sweep goes on: it is an aid, not a result)."""
+        from vgsweep.executors import record_local
+
+        try:
+            return record_local(later)
+        except tracking.TrackingUnavailable as e:
+            raise stopped(later[0].cfg, e) from None
+        except Exception as e:  # noqa: BLE001 - status will not count them; the training is unaffected
+            log.warning("the configs of the later packs could not be recorded for vgsweep status: %s", e)
+            return None
 
     def describe(self, nums: Optional[list[int]] = None) -> str:
         """What this sweep would do (hydra.launcher.dry_run=true): per job, skip (why), resume (from which
@@ -751,6 +773,11 @@ class Sweep:
                 self.outcomes[j] = o
             if self.progress:
                 self.progress.pack_done()
+            self.packs_done += 1
+            if self.record and self.packs_done == len(self.packs):  # every config has its run now
+                from vgsweep.executors import forget_queued
+
+                forget_queued(self.record, self.jobs)
         return self.outcomes[i]  # type: ignore[return-value]
 
     def _waits(self, i: int) -> bool:

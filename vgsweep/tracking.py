@@ -543,34 +543,49 @@ def runs_by_hash(client, experiment: str, hashes: set[str] | None = None) -> dic
     return out
 
 
+def process_state(host: str | None, pid: str | None, stamp: str | None) -> str | None:
+    """Whether the process `pid` of `host` (with its process_stamp) lives, where this host can tell:
+    ALIVE (that very process), or why it is gone; None where it cannot (another host, no stamp or no
+    /proc to compare it with, a process of another user)."""
+    import socket
+
+    if host != socket.gethostname() or not (pid or "").isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return f"process {pid} on this host is gone"
+    except PermissionError:
+        return None
+    if _proc_stat(int(pid)).startswith("Z"):  # ended, not yet reaped (a container's init may never reap it)
+        return f"process {pid} on this host has ended"
+    live = process_stamp(int(pid)) if stamp else None
+    if live is None:
+        return None
+    if live != stamp:  # after a reboot, or pids wrapped round
+        return f"process {pid} on this host has ended (the pid is another process's now)"
+    return ALIVE
+
+
+ALIVE = "alive"
+
+
 def orphan_reason(run, stale_after_s: float = 0.0, now: float | None = None) -> str | None:
     """Why a RUNNING run's process is gone, or None if it may be alive: on this host, its pid no
     longer exists (or is another process's now); on any host, its heartbeat is older than
     `stale_after_s` (0: never judged so), except a run whose very process (pid and stamp) this host
     sees alive. Runs recorded before heartbeats existed are judged by their pid only."""
-    import socket
-
     if run.info.status != "RUNNING":
         return None
-    host, pid = run.data.tags.get(TAG_HOST), run.data.tags.get(TAG_PID)
-    if host == socket.gethostname() and (pid or "").isdigit():
-        try:
-            os.kill(int(pid), 0)
-            if _proc_stat(int(pid)).startswith("Z"):  # ended, not yet reaped (a container's init may never reap it)
-                return f"process {pid} on this host has ended"
-            stamp = run.data.tags.get(TAG_PROCESS)
-            live = process_stamp(int(pid)) if stamp else None
-            if live is not None:
-                if live != stamp:  # after a reboot, or pids wrapped round
-                    return f"process {pid} on this host has ended (the pid is another process's now)"
-                # that very process is alive: it holds the run, whatever the heartbeat's age says (a
-                # clock stepped forward, a process stopped for a while); marking it KILLED would train
-                # the config twice and let both runs end FINISHED
-                return None
-        except ProcessLookupError:
-            return f"process {pid} on this host is gone"
-        except PermissionError:
-            pass
+    host = run.data.tags.get(TAG_HOST)
+    state = process_state(host, run.data.tags.get(TAG_PID), run.data.tags.get(TAG_PROCESS))
+    if state == ALIVE:
+        # that very process is alive: it holds the run, whatever the heartbeat's age says (a
+        # clock stepped forward, a process stopped for a while); marking it KILLED would train
+        # the config twice and let both runs end FINISHED
+        return None
+    if state is not None:
+        return state
     age = heartbeat_age(run, now)
     if stale_after_s > 0 and age is not None and age > stale_after_s:
         return f"no heartbeat from {host} for {age:.0f} s (tracking.stale_after_s={stale_after_s:g})"

@@ -11,7 +11,7 @@ import time
 
 from vgsweep import tracking
 from vgsweep.progress import duration
-from vgsweep.executors import TAG_JOB, TAG_QUEUED, TERMINAL, read_queued, slurm_job, state_said
+from vgsweep.executors import LOCAL, TAG_JOB, TAG_QUEUED, TERMINAL, local_sweep, read_queued, slurm_job, state_said
 from vgsweep.results.reader import TAGS, chosen, open_experiment, store_args, store_uri
 
 # the states of the lines, in the order shown: a config that is not finished (running; queued: in a
@@ -19,7 +19,7 @@ from vgsweep.results.reader import TAGS, chosen, open_experiment, store_args, st
 # job ended without starting it; failed; killed), or a finished one trained again (rerun=true)
 STATES = ("running", "queued", "gone", "unrun", "failed", "killed", "rerun")
 STATE_WORDS = {"gone": "left running by a process that is gone",
-               "unrun": "not trained: their pack job ended before it started them"}
+               "unrun": "not trained: their pack job (or sweep) ended before it started them"}
 
 
 def config_states(runs: list) -> dict[str, object]:
@@ -93,7 +93,8 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
     """(state, what, name, hash) of each config a SLURM pack job was submitted for and has not started:
     no run yet, or only one that ended before the job was submitted (it resumes or retrains it). Queued
     while SLURM has the job pending (or running, on its other configs); unrun once it has ended or is
-    gone; as it is when `scontrol` cannot say (run elsewhere). The newest submission speaks for a config."""
+    gone; as it is when `scontrol` cannot say (run elsewhere). The newest submission speaks for a config.
+    The same for a config of a local sweep's later pack (_local_line)."""
     out, seen, jobs = [], set(), {}
     for job, rec in read_queued(exp.tags):
         when = float(rec["submitted"])
@@ -104,11 +105,14 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
             r = best.get(h)
             if r is not None and (r.info.status in ("FINISHED", "RUNNING") or (r.info.end_time or 0) / 1000 >= when):
                 continue  # the job (or another process) has trained it since
+            name = (r.info.run_name if r is not None else None) or name or h[:12]
+            if job.startswith(LOCAL):
+                out.append((*_local_line(rec, best, now), name, h))
+                continue
             if job not in jobs:  # one scontrol per job, not per config
                 jobs[job] = slurm_job(job)
             state, why = jobs[job]
             sent = f"submitted {duration(max(now - when, 0))} ago from {rec.get('host', '?')}"
-            name = (r.info.run_name if r is not None else None) or name or h[:12]
             if state in TERMINAL:
                 gone = "is gone from SLURM's queue (cancelled?)" if state == "GONE" else f"ended {state}"
                 out.append(("unrun", f"SLURM job {job} {gone} without starting it; {sent}", name, h))
@@ -117,6 +121,25 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
                         else state_said(state, why) + (", on its other configs first" if state == "RUNNING" else ""))
                 out.append(("queued", f"SLURM job {job}, {said}; {sent}", name, h))
     return out
+
+
+def _local_line(rec: dict, best: dict[str, object], now: float) -> tuple[str, str]:
+    """(state, what) of a config waiting for a later pack of a local sweep (executors.record_local):
+    queued while that sweep lives; unrun once it has ended (it was interrupted, or failed, before it got
+    there). From another host, one of its runs training speaks for it."""
+    state, who = local_sweep(rec)
+    started = f"started {duration(max(now - float(rec['submitted']), 0))} ago"
+    if state == "GONE":
+        return "unrun", f"its sweep ended before it started it ({who}); {started}"
+    if state == "UNKNOWN":
+        beats = any(r.info.status == "RUNNING" and r.data.tags.get(tracking.TAG_HOST) == rec.get("host")
+                    and r.data.tags.get(tracking.TAG_PID) == str(rec.get("pid"))
+                    and tracking.orphan_reason(r, float(r.data.params.get("tracking.stale_after_s", 0) or 0), now)
+                    is None for r in best.values())
+        if not beats:
+            return "queued", (f"a later pack of the sweep of {who}, its state unknown here (none of its runs trains "
+                              f"now); {started}")
+    return "queued", f"a later pack of the sweep of {who}; {started}"
 
 
 def summary(client, exp, now: float | None = None) -> list[str]:
