@@ -8,9 +8,10 @@ import torch
 from omegaconf import OmegaConf
 
 from vgsweep.config import VerdictConfig
-from vgsweep.diagnostics import GRAD_COLS, GradientProbe, RunDiagnostics, verdict
+from vgsweep.diagnostics import GRAD_COLS, RunDiagnostics, verdict
 from vgsweep.families.base import Member
 from vgsweep.families.mlp import Arch, PackedMLP
+from vgsweep.probe import GradientProbe
 from vgsweep.trainer import train_pack
 
 DCFG = OmegaConf.structured({"grad_samples": 2, "probe_examples": 6, "saturation_threshold": 0.01,

@@ -184,3 +184,11 @@ def test_status_of_a_store_that_does_not_exist_or_is_not_one(tmp_path):
     bad = run_cli(["status", "--tracking-uri", "ftp://x"], cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("vgsweep: invalid argument: --tracking-uri='ftp://x'")
 
+
+def test_the_results_commands_start_without_torch():
+    """vgsweep status, table, figures and report read the store only: they do not import torch (a second
+    of start-up each; `vgsweep status` polled on a login node)."""
+    code = ("import sys; import vgsweep.app, vgsweep.results.status, vgsweep.results.table, vgsweep.results.figures, "
+            "vgsweep.results.report; print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout[-2000:], out.stderr[-2000:])

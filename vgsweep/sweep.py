@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from vgsweep import host, plots, tracking
+from vgsweep import host, tracking
 from vgsweep.config import ConfigError, flatten, resolve_device, to_container
 from vgsweep.data.sets import DATASETS
 from vgsweep.diagnostics import RunDiagnostics, verdict
@@ -579,7 +579,10 @@ def _train_pack(rec: "_PackRecorder") -> list[Outcome]:
     """Train the runs `rec` has created, one per job of its pack; their outcomes in its order."""
     pack = rec.jobs
     drawn = [bool(j.cfg.tracking.learning_curve) for j in pack]
-    plots.start_curve_pool(sum(drawn))
+    if any(drawn):  # matplotlib only where a curve is drawn: a quarter of a second of start-up otherwise
+        from vgsweep import plots
+
+        plots.start_curve_pool(sum(drawn))
     try:
         with Heartbeat(rec.loggers, float(pack[0].cfg.tracking.heartbeat_s)):
             result = train_pack([j.cfg for j in pack], on_epoch=rec.on_epoch, on_checkpoint=rec.on_checkpoint,
@@ -595,7 +598,7 @@ def _train_pack(rec: "_PackRecorder") -> list[Outcome]:
     finally:
         rec.close()
     curves = [plots.draw_curve(h, j.name) if want and h else None  # all of them at once: see plots
-              for j, h, want in zip(pack, result.history, drawn)]
+              for j, h, want in zip(pack, result.history, drawn)] if any(drawn) else [None] * len(pack)
     return [rec.finish(k, h, d, curves[k]) for k, (h, d) in enumerate(zip(result.history, result.diverged_at))]
 
 

@@ -32,10 +32,10 @@ from vgsweep.config import enum_value, resolve_device
 from vgsweep.data.loader import Dataset, Split, load
 from vgsweep.data.order import epoch_order
 from vgsweep.data.transforms import TrainInputs
-from vgsweep.diagnostics import GradientProbe
 from vgsweep.families import family_of
 from vgsweep.optim import GradNoise, PackOptimizer, Schedules
 from vgsweep.packing import pack_key
+from vgsweep.probe import GradientProbe
 from vgsweep.seeding import generator
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -65,7 +65,7 @@ class EpochReport:
     epoch: int  # 0-based
     metrics: list[Optional[dict[str, float]]]  # per run, in the order the configs were given; None once diverged
     seconds: float  # wall time of this epoch for the whole pack (training + evaluation)
-    diagnostics: Optional[list] = None  # per run: dict of arrays (see diagnostics.GradientProbe.split)
+    diagnostics: Optional[list] = None  # per run: dict of arrays (see probe.GradientProbe.split)
     layers: list[str] = field(default_factory=list)  # names of the weight layers the diagnostics measure
     units: list[str] = field(default_factory=list)  # names of the hidden unit layers
 
