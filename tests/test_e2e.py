@@ -155,6 +155,7 @@ def test_report_and_figures_from_the_store(sweep):
     assert all(f"figures/agarap2019/{stem}.png" in report for stem in expected)
     _figures_for_a_paper(out, figs, expected, report)
     _figure_data(figs, uri)
+    assert "[curves.csv](figures/agarap2019/curves.csv), [gradients.csv](figures/agarap2019/gradients.csv)." in report
     assert "## Verdicts" in report and "| gna | relu |" in report
     assert "[table.tex](table.tex)" in report and (out / "table.tex").is_file()
     client = MlflowClient(uri)

@@ -46,8 +46,10 @@ def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[l
     """The experiment's part of report.md, and whether it has figures (and so a figures.tex)."""
     experiment, runs, md = sec.name, sec.runs, sec.md
     fig_dir = out / "figures" / reader.folder(experiment)
-    figs = [p for p in figures.build(uri, experiment, fig_dir, activation) if p.suffix == ".png"] \
+    made = figures.build(uri, experiment, fig_dir, activation) \
         if (not runs.empty and runs["status"].eq("FINISHED").any()) else []
+    figs = [p for p in made if p.suffix == ".png"]
+    data = [p.relative_to(out).as_posix() for p in made if p.suffix == ".csv"]
     lines = [md.replace("# Results: experiment", "# Experiment"), "## Verdicts", ""]
     v = verdict_rows(runs)
     if not v.empty:
@@ -60,7 +62,9 @@ def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[l
     lines += ["## Failed or killed runs", "", table.md_table(failed, index=False) if not failed.empty else "None.", ""]
     if figs:
         tex = (fig_dir / "figures.tex").relative_to(out).as_posix()
-        lines += [f"The figures below as PDF for a paper, each with its caption and label: [{tex}]({tex}) (LaTeX).", ""]
+        lines += [f"The figures below as PDF for a paper, each with its caption and label: [{tex}]({tex}) (LaTeX). "
+                  "The numbers they are drawn from, to plot them another way: "
+                  + ", ".join(f"[{d.rsplit('/', 1)[-1]}]({d})" for d in data) + ".", ""]
     for kind, (heading, what) in figures.KINDS.items():
         chosen = sorted(p for p in figs if figures.kind_of(p.stem) == kind)
         if chosen:
