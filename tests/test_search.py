@@ -86,7 +86,7 @@ def test_a_search_trains_each_batch_as_one_pack_returns_its_objective_and_resume
 
     paths = figures.build(uri, "lr_search", tmp_path / "figures", log_to_mlflow=False)
     paths = sorted(paths)  # the figure, its LaTeX, and the numbers of every trial beside them
-    assert [p.name for p in paths] == ["curves.csv", "figures.tex", "gradients.csv", "search.pdf", "search.png"]
+    assert [p.name for p in paths] == ["curves.csv.gz", "figures.tex", "gradients.csv.gz", "search.pdf", "search.png"]
     tex = paths[1].read_text()
     caption = f"\\caption{{\\textbf{{Search:}} {len(runs)} trials. Every trial's objective"  # not the study's name
     assert caption in tex and "\\label{fig:lr_search-search}" in tex

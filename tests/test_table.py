@@ -408,9 +408,9 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
     paths, drawn = _figures_of(monkeypatch, tmp_path, rows)
     stems = sorted({p.stem for p in paths})
     short = key.split(".")[-1] if key != "init.name" else "init"
-    assert stems == sorted(["activations", "curves", *(f"curves_d2_{short}-{v}" for v in values), "deltas", "figures",
-                            "results"])  # curves.csv: the numbers of every run, both values of the setting
-    curves = pd.read_csv(tmp_path / "curves.csv")
+    assert stems == sorted(["activations", "curves.csv", *(f"curves_d2_{short}-{v}" for v in values), "deltas",
+                            "figures", "results"])  # curves.csv.gz: the numbers of every run, both values of the setting
+    curves = pd.read_csv(tmp_path / "curves.csv.gz")
     assert len(curves) == 2 * len(rows) and set(curves[key].astype(str)) == set(values)  # a column of its own
     labels = [f"{shown}={v} {r}" for v in sorted(values) for r in ("baseline", "gna")]
     legend = [t.get_text() for t in drawn["results"].legends[0].get_texts()]

@@ -49,7 +49,7 @@ def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[l
     made = figures.build(uri, experiment, fig_dir, activation) \
         if (not runs.empty and runs["status"].eq("FINISHED").any()) else []
     figs = [p for p in made if p.suffix == ".png"]
-    data = [p.relative_to(out).as_posix() for p in made if p.suffix == ".csv"]
+    data = [p.relative_to(out).as_posix() for p in made if p.name.endswith(".csv.gz")]
     lines = [md.replace("# Results: experiment", "# Experiment"), "## Verdicts", ""]
     v = verdict_rows(runs)
     if not v.empty:
@@ -63,7 +63,7 @@ def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[l
     if figs:
         tex = (fig_dir / "figures.tex").relative_to(out).as_posix()
         lines += [f"The figures below as PDF for a paper, each with its caption and label: [{tex}]({tex}) (LaTeX). "
-                  "The numbers they are drawn from, to plot them another way: "
+                  "The numbers they are drawn from, to plot them another way (CSV, compressed): "
                   + ", ".join(f"[{d.rsplit('/', 1)[-1]}]({d})" for d in data) + ".", ""]
     for kind, (heading, what) in figures.KINDS.items():
         chosen = sorted(p for p in figs if figures.kind_of(p.stem) == kind)
