@@ -54,6 +54,16 @@ export PYTHONUNBUFFERED=1
   $PY -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', sys.version.split()[0])"
   date -u; } | tee "$OUT/gpu.txt"
 
+pack() {
+  # A folder of /tmp as one tarball for $OUT; a file comes back only up to 16 MiB: over that, once more
+  # without the figures' CSV (curves.csv.gz, gradients.csv.gz: `vgsweep figures` remakes them from a store).
+  tar czf "$1" -C /tmp "$2"
+  if (( $(stat -c %s "$1") > 15 * 1024 * 1024 )); then
+    tar czf "$1" -C /tmp --exclude='*.csv.gz' "$2"
+    echo "($1: over 15 MiB with the figures' CSV files; packed without them)"
+  fi
+}
+
 step_gputest() {
   # What only the GPU can test (tests/test_gpu.py): the captured step against the eager one, tf32/bf16,
   # the memory budget, a pack split after running out of memory, deterministic=true.
@@ -121,7 +131,7 @@ step_grid() {
     echo "![the table as a figure](figures/agarap2019/results.png)"
     echo "![the deltas to the baseline, published beside](figures/agarap2019/deltas.png)"
   } > /tmp/results/paper-grid.md
-  tar czf "$OUT/results.tgz" -C /tmp results
+  pack "$OUT/results.tgz" results
   tail -3 "$OUT/grid.log"
   cat /tmp/results/paper-grid.md | head -40
 }
@@ -140,7 +150,7 @@ step_why() {
     echo "experiment=$e: $(( $(date +%s) - t0 )) s; $(tail -1 "/tmp/results-why/logs/why-$e.log")" | tee -a "$OUT/why.txt"
   done
   $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out /tmp/results-why > /dev/null
-  tar czf "$OUT/results-why.tgz" -C /tmp results-why
+  pack "$OUT/results-why.tgz" results-why
 }
 
 step_search() {
@@ -157,7 +167,7 @@ step_search() {
   cp /tmp/search-sweep/optimization_results.yaml /tmp/results-search/ 2>/dev/null || true
   $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out /tmp/results-search > /dev/null || true
   tail -3 /tmp/results-search/search.log | tee -a "$OUT/search.txt"
-  tar czf "$OUT/results-search.tgz" -C /tmp results-search
+  pack "$OUT/results-search.tgz" results-search
 }
 
 # The steps run in the order STEPS names them. DEADLINE_S (seconds from the start of this script) starts no
