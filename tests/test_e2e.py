@@ -189,7 +189,9 @@ def _figure_data(figs: Path, uri: str) -> None:
     [fig_run] = [r for r in runs if r.data.tags.get("vgsweep.kind") == "figures"]
     assert not [a for a in client.list_artifacts(fig_run.info.run_id, "figures") if ".csv" in a.path]
     runs = {r.info.run_id: r for r in runs if "vgsweep.kind" not in r.data.tags}
-    curves = pd.read_csv(figs / "curves.csv.gz")
+    # the file has every digit; pandas before 3 reads the last one of some floats one unit off by default
+    exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+    curves = pd.read_csv(figs / "curves.csv.gz", **exact)
     assert list(curves.columns[:8]) == ["run_id", "run_name", "dataset", "regime", "activation", "depth", "seed",
                                         "epoch"], list(curves.columns)
     assert set(curves.run_id) == set(runs) and len(curves) == 8 * 2  # 8 runs, 2 epochs each
