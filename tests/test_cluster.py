@@ -217,8 +217,9 @@ def _sweep(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Po
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _read_until(proc: subprocess.Popen, text: str, seen: str = "") -> str:
+def _read_until(proc: subprocess.Popen, text: str) -> str:
     """The sweep's output up to the line that holds `text` (fails, with the output, if it ends first)."""
+    seen = ""
     while text not in seen:
         line = proc.stdout.readline()
         assert line, seen[-3000:]

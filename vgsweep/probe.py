@@ -83,8 +83,8 @@ class GradientProbe:
         return sat / (n * per_example), dead
 
     def epoch_tensor(self, X: torch.Tensor, chunk: int) -> torch.Tensor:
-        """X: the probe inputs (K, n, ...)."""
-        """Everything of this epoch as one (K, F) tensor, to be copied to the host with the metrics."""
+        """Everything of this epoch as one (K, F) tensor, to be copied to the host with the metrics; X: the
+        probe inputs (K, n, ...)."""
         sat, dead = self.units(X, chunk)
         grad = self.grad.clone()
         grad[:, :, :6] /= max(self.count, 1)
