@@ -196,23 +196,22 @@ class Memo:
         return self._once(("history", run_id, key), lambda: self._client.get_metric_history(run_id, key))
 
     def download_artifacts(self, run_id: str, path: str, dst_path: str | None = None):
-        """Into a folder of the run's own under dst_path: a path handed out stays that run's file (the
-        same artifact of the next run would overwrite it in dst_path itself)."""
-        def read():
-            dst = None if dst_path is None else Path(dst_path) / run_id
-            if dst is not None:
-                dst.mkdir(parents=True, exist_ok=True)
-            return self._client.download_artifacts(run_id, path, None if dst is None else str(dst))
-
-        return self._once(("artifact", run_id, path, dst_path), read)
+        """The path of the file downloaded the first time: the caller gives each run a folder of its own
+        (the same artifact of another run would overwrite it in a shared one)."""
+        return self._once(("artifact", run_id, path, dst_path),
+                          lambda: self._client.download_artifacts(run_id, path, dst_path))
 
     def __getattr__(self, name: str):
         return getattr(self._client, name)
 
 
 def diagnostics(client, run_id: str, tmp: Path) -> RunDiagnostics | None:
+    """The run's diagnostics.npz, downloaded into a folder of its own under tmp (a Memo client hands the
+    same file out again), or None for a run without one."""
+    dst = tmp / run_id
+    dst.mkdir(parents=True, exist_ok=True)
     try:
-        p = tracking.retry(client.download_artifacts, run_id, "diagnostics/diagnostics.npz", str(tmp))
+        p = tracking.retry(client.download_artifacts, run_id, "diagnostics/diagnostics.npz", str(dst))
     except Exception:  # noqa: BLE001 - a run without diagnostics
         return None
     return RunDiagnostics.from_npz(Path(p).read_bytes())

@@ -106,11 +106,11 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
             if r is not None and (r.info.status in ("FINISHED", "RUNNING") or (r.info.end_time or 0) / 1000 >= when):
                 continue  # the job (or another process) has trained it since
             name = (r.info.run_name if r is not None else None) or name or h[:12]
+            if job not in jobs:  # once per job, not per config: its scontrol, or its local sweep's state
+                jobs[job] = _local_line(rec, best, now) if job.startswith(LOCAL) else slurm_job(job)
             if job.startswith(LOCAL):
-                out.append((*_local_line(rec, best, now), name, h))
+                out.append((*jobs[job], name, h))
                 continue
-            if job not in jobs:  # one scontrol per job, not per config
-                jobs[job] = slurm_job(job)
             state, why = jobs[job]
             sent = f"submitted {duration(max(now - when, 0))} ago from {rec.get('host', '?')}"
             if state in TERMINAL:
