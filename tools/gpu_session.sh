@@ -50,17 +50,26 @@ if [[ -z ${SKIP_INSTALL:-} ]]; then
   $PY -m pip install -q --no-deps --no-build-isolation -e .
 fi
 export PYTHONUNBUFFERED=1
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "no nvidia-smi"
+# the device and versions, kept apart for paper-grid.md: gpu.txt gets each step's time appended
+DEVICE_INFO=$({ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "no nvidia-smi"
   $PY -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', sys.version.split()[0])"
-  date -u; } | tee "$OUT/gpu.txt"
+  date -u; })
+echo "$DEVICE_INFO" | tee "$OUT/gpu.txt"
 
 pack() {
-  # A folder of /tmp as one tarball for $OUT; a file comes back only up to 16 MiB: over that, once more
-  # without the figures' CSV (curves.csv.gz, gradients.csv.gz: `vgsweep figures` remakes them from a store).
-  tar czf "$1" -C /tmp "$2"
-  if (( $(stat -c %s "$1") > 15 * 1024 * 1024 )); then
-    tar czf "$1" -C /tmp --exclude='*.csv.gz' "$2"
-    echo "($1: over 15 MiB with the figures' CSV files; packed without them)"
+  # Folders and files of /tmp as one tarball for $OUT; a file comes back only up to 16 MiB: over that, once
+  # more without the figures' CSV (curves.csv.gz, gradients.csv.gz: `vgsweep figures` remakes them from a
+  # store), then without the store (a *.db beside: `vgsweep table --tracking-uri sqlite:///paper-grid.db` here
+  # remakes the tables from it, with no GPU).
+  local out=$1; shift
+  tar czf "$out" -C /tmp "$@"
+  if (( $(stat -c %s "$out") > 15 * 1024 * 1024 )); then
+    tar czf "$out" -C /tmp --exclude='*.csv.gz' "$@"
+    echo "($out: over 15 MiB with the figures' CSV files; packed without them)"
+  fi
+  if (( $(stat -c %s "$out") > 15 * 1024 * 1024 )); then
+    tar czf "$out" -C /tmp --exclude='*.csv.gz' --exclude='*.db' "$@"
+    echo "($out: still over 15 MiB; packed without the store)"
   fi
 }
 
@@ -123,7 +132,7 @@ step_grid() {
     echo "# The paper grid on the GPU (Agarap et al. 2019, Table 1)"
     echo
     echo "\`python -m vgsweep experiment=paper_table1 seed=$SEEDS $EXTRA\` through the packed launcher."
-    echo "Device and versions:"; echo; sed 's/^/    /' "$OUT/gpu.txt"; echo
+    echo "Device and versions:"; echo; echo "$DEVICE_INFO" | sed 's/^/    /'; echo
     echo "Wall time, launch to exit (last MLflow run FINISHED): $((t1 - t0)) s; exit status $rc."
     echo
     tail -n +2 /tmp/results/table.md
@@ -131,7 +140,7 @@ step_grid() {
     echo "![the table as a figure](figures/agarap2019/results.png)"
     echo "![the deltas to the baseline, published beside](figures/agarap2019/deltas.png)"
   } > /tmp/results/paper-grid.md
-  pack "$OUT/results.tgz" results
+  pack "$OUT/results.tgz" results paper-grid.db
   tail -3 "$OUT/grid.log"
   cat /tmp/results/paper-grid.md | head -40
 }
@@ -150,7 +159,7 @@ step_why() {
     echo "experiment=$e: $(( $(date +%s) - t0 )) s; $(tail -1 "/tmp/results-why/logs/why-$e.log")" | tee -a "$OUT/why.txt"
   done
   $PY -m vgsweep report --tracking-uri "sqlite:///$store" --out /tmp/results-why > /dev/null
-  pack "$OUT/results-why.tgz" results-why
+  pack "$OUT/results-why.tgz" results-why paper-grid.db
 }
 
 step_search() {
