@@ -46,6 +46,52 @@ def test_activation_values():
     assert torch.allclose(ACTIVATIONS["logistic"](z, 0.2), 1 / (1 + torch.exp(-z)))
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_grouped_activation_is_each_activation_alone_bit_for_bit(layout):
+    """A pack's activations as one autograd function (no concatenation) give what each activation
+    gives alone under autograd, forward and backward, to the last bit: all eight at once, each alone,
+    and a mix whose backward reads both input and result; zeros of both signs included."""
+    from vgsweep.families.base import GroupedActivation
+
+    names = sorted(ACTIVATIONS)
+    assert set(GroupedActivation.KERNELS) == set(GroupedActivation.READS) == set(names)
+    g = torch.Generator().manual_seed(0)
+    for combo in [names, *([n] for n in names), ["relu", "swish"]]:
+        groups = [(2 * i, 2 * i + 2, a, 0.2) for i, a in enumerate(combo)]
+        h = torch.randn(2 * len(combo), 9, 7, generator=g) * 3
+        h[0, 0, :2] = torch.tensor([0.0, -0.0])
+        if layout == "transposed":  # as a conv family's (K, B, ...) view of a (B, K, ...) tensor may come
+            h = h.transpose(1, 2).contiguous().transpose(1, 2)
+        up = torch.randn(h.shape, generator=g)
+        a, b = h.clone().requires_grad_(True), h.clone().requires_grad_(True)
+        alone = torch.cat([ACTIVATIONS[n](a[s:e], ns) for s, e, n, ns in groups])
+        grouped = GroupedActivation.apply(b, groups)
+        assert torch.equal(grouped, alone), combo
+        assert torch.equal(torch.autograd.grad(grouped, b, up)[0], torch.autograd.grad(alone, a, up)[0]), combo
+
+
+def test_a_mixed_pack_step_neither_concatenates_nor_selects_full_size():
+    """The paper grid's pack shape (five activations; batch norm on some runs only) trains without a
+    concatenation of activation groups, without autograd's zero-filled slice gradients, and without a
+    full-size torch.where for the runs without batch norm: on a GPU each was a kernel per group and layer
+    (BENCHMARKS.md)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = ["logistic", "tanh", "relu", "leaky_relu", "swish"]
+    members = [Member(a, 0.2, "xavier", 0.05, False) for a in acts for _ in range(2)]
+    archs = [Arch((6, 5, 4, 3), (1,) if k % 2 else (), "frozen", 1e-3, 0.99) for k in range(len(members))]
+    gens = [torch.Generator().manual_seed(k) for k in range(len(members))]
+    m = PackedMLP(archs, members, gens, torch.device("cpu"))
+    x = torch.randn(len(members), 7, 6)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        m.grad(m.loss(m.forward(x, train=True), torch.randint(0, 3, (7,))).sum())
+    ops = [(e.name, e.input_shapes) for e in prof.events()
+           if not (e.cpu_parent and e.cpu_parent.name == "aten::stack")]  # the CPU's per-run products, stacked
+    assert not [n for n, _ in ops if n in ("aten::cat", "aten::slice_backward")]
+    assert not [n for n, shapes in ops if n == "aten::where" and shapes and len(shapes[0]) == 3]
+    assert [n for n, _ in ops if n == "aten::where"]  # the per-run (K, F) scale and shift: the profile saw them
+
+
 def test_every_init_has_a_config_file():
     assert {p.stem for p in (Path(CONF_DIR) / "init").glob("*.yaml")} == set(INITS)
 

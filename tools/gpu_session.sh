@@ -24,7 +24,7 @@
 #   SKIP_INSTALL=1 DATA=../shared/data EXTRA="train.epochs=1 data.limit_train=2048" \
 #   BENCH_ARGS="--epochs 1 --basic-epochs 1 --limit-train 2048 --precision fp32" SEEDS=0 bash tools/gpu_session.sh
 # It writes into $OUT (the device tool brings back at most 8 files a call: gpu.txt and two per step at most):
-# gpu.txt; gputest.txt (pytest -m gpu); bench.txt, bench.json; profile.txt, traces.tgz (Chrome traces:
+# gpu.txt; gputest.txt (pytest -m gpu); bench.txt, bench.tgz (bench.json, the rows' logs); profile.txt, traces.tgz (Chrome traces:
 # chrome://tracing or ui.perfetto.dev); vgg.txt, vgg.json; grid.log, results.tgz (paper-grid table, report,
 # figures: unpack into results/ and commit); why.txt, results-why.tgz (the three experiments' report and logs);
 # search.txt, results-search.tgz (the search's report, figures, optimization_results.yaml and log).
@@ -82,7 +82,10 @@ step_gputest() {
 
 step_bench() {
   # shellcheck disable=SC2086
-  $PY bench/grid.py --data-root "$DATA" --out /tmp/bench --json "$OUT/bench.json" $BENCH_ARGS | tee "$OUT/bench.txt"
+  # bench.txt has every row's numbers as it ends; bench.tgz (bench.json and each row's CLI log, whose timestamps say
+  # where a row's time went besides its epochs) is written once the rows are done
+  $PY bench/grid.py --data-root "$DATA" --out /tmp/bench $BENCH_ARGS | tee "$OUT/bench.txt"
+  tar czf "$OUT/bench.tgz" -C /tmp/bench $(cd /tmp/bench && ls bench.json ./*.log 2>/dev/null) || echo "(no bench.tgz)"
   { echo; echo "bench/port.py (the paper grid as a plain PyTorch port, one run at a time)"
     $PY bench/port.py --data-root "$DATA"
     $PY bench/port.py --data-root "$DATA" --tf32 | tail -1; } 2>&1 | tee -a "$OUT/bench.txt" || echo "(port bench failed)"

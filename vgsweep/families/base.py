@@ -119,7 +119,16 @@ class PackedModel:
 
     # --- the per-run pieces of a forward pass -----------------------------------------------------
     def activate(self, h: torch.Tensor, table: dict = ACTIVATIONS) -> torch.Tensor:
-        """Each run's activation (or, with table=DERIVATIVES, its derivative) applied to h (K, ...)."""
+        """Each run's activation (or, with table=DERIVATIVES, its derivative) applied to h (K, ...).
+
+        The activations: one autograd function for all groups (`GroupedActivation`), each group's
+        kernel writing its slice of one output, and in the backward pass its slice of one gradient, with
+        the kernels autograd would run for that activation alone (the same numbers, bit for bit). Taking
+        the groups' results apart and concatenating them cost, per group and layer, a zero-filled
+        full-size gradient, a copy and an add in the backward pass: on the GPU a third of a 5-layer
+        pack's kernels (BENCHMARKS.md)."""
+        if table is ACTIVATIONS and all(a in GroupedActivation.KERNELS for _, _, a, _ in self.act_groups):
+            return GroupedActivation.apply(h, self.act_groups)
         if len(self.act_groups) == 1:
             _, _, a, ns = self.act_groups[0]
             return table[a](h, ns)
@@ -188,6 +197,63 @@ class PackedModel:
         with torch.no_grad():
             for n, v in state.items():
                 self.buffers[n][k].copy_(v)
+
+
+def _swish_backward(g: torch.Tensor, x: torch.Tensor, y: torch.Tensor, ns: float, out: torch.Tensor) -> None:
+    # autograd's for x * sigmoid(x): g * s from the product, plus sigmoid's backward of g * x
+    sig = torch.sigmoid(x)
+    torch.add(g * sig, torch.ops.aten.sigmoid_backward(g * x, sig), out=out)
+
+
+class GroupedActivation(torch.autograd.Function):
+    """y[s:e] = f_group(h[s:e]) for the runs' activation groups (contiguous slices of K), as one node
+    of the graph. KERNELS: per activation, (forward into `out`, backward into `out`) with the kernels
+    autograd runs for ACTIVATIONS' own definition (sigmoid_backward on the result, threshold_backward
+    for relu, ...), so that the numbers are those of `ACTIVATIONS[name]` applied alone, bit for bit.
+    An activation missing here takes the concatenating path."""
+
+    KERNELS = {
+        "logistic": (lambda x, ns, out: torch.sigmoid(x, out=out),
+                     lambda g, x, y, ns, out: torch.ops.aten.sigmoid_backward.grad_input(g, y, grad_input=out)),
+        "tanh": (lambda x, ns, out: torch.tanh(x, out=out),
+                 lambda g, x, y, ns, out: torch.ops.aten.tanh_backward.grad_input(g, y, grad_input=out)),
+        "relu": (lambda x, ns, out: torch.clamp_min(x, 0, out=out),  # what torch.relu runs
+                 lambda g, x, y, ns, out: torch.ops.aten.threshold_backward.grad_input(g, y, 0, grad_input=out)),
+        "leaky_relu": (lambda x, ns, out: torch._C._nn.leaky_relu(x, ns, out=out),
+                       lambda g, x, y, ns, out: torch.ops.aten.leaky_relu_backward.grad_input(g, x, ns, False,
+                                                                                             grad_input=out)),
+        "swish": (lambda x, ns, out: torch.mul(x, torch.sigmoid(x), out=out), _swish_backward),
+        "gelu": (lambda x, ns, out: torch._C._nn.gelu(x, out=out),
+                 lambda g, x, y, ns, out: torch.ops.aten.gelu_backward.grad_input(g, x, approximate="none",
+                                                                                  grad_input=out)),
+        "elu": (lambda x, ns, out: torch._C._nn.elu(x, 1.0, out=out),
+                lambda g, x, y, ns, out: torch.ops.aten.elu_backward.grad_input(g, 1.0, 1, 1, False, x,
+                                                                                grad_input=out)),
+        "identity": (lambda x, ns, out: out.copy_(x), lambda g, x, y, ns, out: out.copy_(g)),
+    }
+    # what each backward reads: the activation's input x or its result y
+    READS = {"logistic": "y", "tanh": "y", "relu": "y", "leaky_relu": "x", "swish": "x", "gelu": "x", "elu": "x",
+             "identity": ""}
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, groups: list[tuple[int, int, str, float]]) -> torch.Tensor:
+        y = torch.empty_like(h)
+        for s, e, a, ns in groups:
+            GroupedActivation.KERNELS[a][0](h[s:e], ns, y[s:e])
+        ctx.groups = groups
+        # keep only what the groups' backward kernels read (autograd alone keeps one of the two)
+        needs = {GroupedActivation.READS[a] for _, _, a, _ in groups}
+        ctx.save_for_backward(h if "x" in needs else None, y if "y" in needs else None)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        h, y = ctx.saved_tensors
+        gh = torch.empty_like(g)
+        for s, e, a, ns in ctx.groups:
+            GroupedActivation.KERNELS[a][1](g[s:e], None if h is None else h[s:e], None if y is None else y[s:e], ns,
+                                            gh[s:e])
+        return gh, None
 
 
 def batchnorm(h: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, mean_r: torch.Tensor, var_r: torch.Tensor,

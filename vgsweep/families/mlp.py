@@ -8,7 +8,8 @@ and skip connections are options. Activation, init, the double-softmax switch an
 batch norm (where, which mode, eps, momentum) may differ per run; the layer widths, weight norm and
 skip connections may not (they are the shape key). So the paper's baseline, gna and gna_bn runs of
 one depth train as one pack: at a layer with batch norm, runs without it (or with another mode) pass
-through unchanged (`torch.where` on a per-run mask, exact in both directions), and their unused
+through unchanged (frozen BN: scale 1 and shift 0 for them; the other modes: `torch.where` on a per-run
+mask; exact in both directions), and their unused
 gamma/beta sit at the end of the layout, outside the part of the row that is theirs (checkpoints and
 gradient-noise draws cover only that part, the layout the run has alone).
 """
@@ -155,6 +156,13 @@ class PackedMLP(PackedModel):
     def _norm(self, i: int, h: torch.Tensor, p: dict, train: bool) -> torch.Tensor:
         """Each run's normalisation at hidden layer i; runs without one there pass h through."""
         for mode, eps, momentum, runs in self.norms[i]:
+            if mode == "frozen" and runs is not None:
+                # an affine map per run: the others get scale 1 and shift 0 (h * 1 + 0 is h), one pass over h
+                # where torch.where against the normalised copy took three, and three more backwards
+                m = runs.view(-1, 1)
+                scale = torch.where(m, p[f"bn{i}.gamma"] / math.sqrt(1.0 + eps), 1.0)
+                h = h * scale.unsqueeze(1) + torch.where(m, p[f"bn{i}.beta"], 0.0).unsqueeze(1)
+                continue
             out = self._norm1(i, h, p, train, mode, eps, momentum, runs)
             h = out if runs is None else torch.where(runs.view(-1, 1, 1), out, h)
         return h
