@@ -127,7 +127,7 @@ class PackedModel:
         the groups' results apart and concatenating them cost, per group and layer, a zero-filled
         full-size gradient, a copy and an add in the backward pass: on the GPU a third of a 5-layer
         pack's kernels (BENCHMARKS.md)."""
-        if table is ACTIVATIONS and all(a in GroupedActivation.KERNELS for _, _, a, _ in self.act_groups):
+        if table is ACTIVATIONS and all(GroupedActivation.covers(a) for _, _, a, _ in self.act_groups):
             return GroupedActivation.apply(h, self.act_groups)
         if len(self.act_groups) == 1:
             _, _, a, ns = self.act_groups[0]
@@ -234,6 +234,14 @@ class GroupedActivation(torch.autograd.Function):
     # what each backward reads: the activation's input x or its result y
     READS = {"logistic": "y", "tanh": "y", "relu": "y", "leaky_relu": "x", "swish": "x", "gelu": "x", "elu": "x",
              "identity": ""}
+    # the definitions the kernels above were written for: an activation redefined in ACTIVATIONS since
+    # (a test's broken one, a user's variant) takes the concatenating path, which calls ACTIVATIONS
+    WRITTEN_FOR = dict(ACTIVATIONS)
+
+    @staticmethod
+    def covers(name: str) -> bool:
+        f = GroupedActivation.WRITTEN_FOR.get(name)
+        return f is not None and ACTIVATIONS.get(name) is f and name in GroupedActivation.KERNELS
 
     @staticmethod
     def forward(ctx, h: torch.Tensor, groups: list[tuple[int, int, str, float]]) -> torch.Tensor:
