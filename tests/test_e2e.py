@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,7 +41,11 @@ def _runs(uri):
 
 
 def test_every_job_is_one_finished_run_with_params_tags_metrics(sweep):
-    tmp, uri, _ = sweep
+    tmp, uri, proc = sweep
+    # the launch line says what came before training: composing the jobs (forked on a machine with cores
+    # to spare) and checking them
+    assert re.search(r"Launching 8 jobs, trained in packs \(8 configs composed in \d+\.\d s by \d+ process(es)?, "
+                     r"checked in \d+\.\d s\)", proc.stdout + proc.stderr), (proc.stdout + proc.stderr)[-3000:]
     client, runs = _runs(uri)
     runs = [r for r in runs if "vgsweep.kind" not in r.data.tags]
     assert len(runs) == 8

@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -260,6 +261,7 @@ def compose_once(loader) -> None:
 
 PARALLEL_MIN_JOBS = 8  # fewer jobs are composed in this process: forking costs more than it saves
 _FORKED: tuple | None = None  # (compose, master config) for the forked composers, which inherit it
+COMPOSED: dict = {}  # the last compose_batch: jobs, seconds, processes (the "Launching" line says them)
 
 
 def compose_workers(jobs: int) -> int:
@@ -283,6 +285,7 @@ def compose_batch(compose, master: DictConfig, batch: list[tuple], meanwhile=Non
     imports) and then composes the chunks no worker has taken yet. A job that fails to compose is left
     out: the caller composes it again and raises Hydra's own error where one process would."""
     global _FORKED
+    t0 = time.perf_counter()
     n = compose_workers(len(batch))
     pool, chunks, futures = None, [batch[i:i + 4] for i in range(1, len(batch), 4)], []
     if n:
@@ -315,6 +318,7 @@ def compose_batch(compose, master: DictConfig, batch: list[tuple], meanwhile=Non
             log.debug("parallel composition failed (%s): composing the rest in this process", e)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+    COMPOSED.update(jobs=len(batch), seconds=time.perf_counter() - t0, processes=1 + (n if futures else 0))
     return {o: c for o, c in out.items() if c is not None}
 
 
@@ -402,6 +406,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
 
     app.entered()
     register_configs()
+    t_checks = time.perf_counter()
     configs, jobs = [], []
     with app.exit_on_bad_input(lambda: tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))):
         check_options(launcher)
@@ -427,7 +432,12 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         check_remote(launcher, jobs)
     HydraConfig.instance().set_config(config)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    log.info("Launching %d jobs, trained in packs", len(job_overrides))
+    composed = (f"{COMPOSED['jobs']} configs composed in {COMPOSED['seconds']:.1f} s by {COMPOSED['processes']} "
+                f"process{'es' if COMPOSED['processes'] > 1 else ''}, " if COMPOSED.get("jobs") == len(job_overrides)
+                else "")
+    log.info("Launching %d jobs, trained in packs (%schecked in %.1f s)", len(job_overrides), composed,
+             time.perf_counter() - t_checks)
+    COMPOSED.clear()  # a later batch (a search's) says its own
 
     from vgsweep.sweep import Sweep
 
