@@ -6,8 +6,9 @@
 # Here, once:   ../shared/tools/device-prep.sh filelock submitit pytest pytest-timeout hydra-optuna-sweeper
 #               && rm -f .whl/numpy-* .whl/scipy-*   (fills .whl/ and .devdata/; the image has numpy and scipy, and
 #               a call carries 64 MiB at most)
-# Device call:  carry [".whl", ".devdata"], timeout_s 590, command
-#               `STEPS=gputest,grid,bench,profile DEADLINE_S=420 bash tools/gpu_session.sh`
+# Device call:  carry [".whl", ".devdata"], timeout_s 590, command (after 2026-12-04's session, which ran the grid)
+#               `STEPS=gputest,bench,profile DEADLINE_S=480 BENCH_ARGS="--rows fp32,tf32,basic,nograph,procs,flush5"
+#               bash tools/gpu_session.sh` (bench/grid.py --rows: the rows to run; all of them take over 9 minutes)
 #               The steps run in the order STEPS names them, the most wanted first; DEADLINE_S starts no step
 #               after that many seconds (from the end of the install), so a slow one leaves the rest untried
 #               instead of the call timing out with nothing written. A second call, if time is left: the rest.
