@@ -45,6 +45,29 @@ def test_profile_counts_phases_and_arithmetic(tiny_root, tmp_path, capsys):
     assert trainer.scope.enabled is False  # switched off again: training outside the profiler pays nothing
 
 
+def test_the_device_timeline_counts_work_not_annotations_and_kernels_inside_graph_replays():
+    """An excerpt of a real trace (tests/data: two CUDA-graph replays of the paper grid's 5-layer pack at
+    tf32 on an H200, 238 kernels each (213 kernels, 25 copies), 2.79 ms of kernels in 3.04 ms). The profile of that session summed
+    every device-time key, the ProfilerStep and phase ranges that span the kernels included, and said
+    the device was busy 204% of the epoch; and it counted the host's launches (one per replay), not the
+    kernels that ran."""
+    from pathlib import Path
+
+    events = json.loads(gzip.decompress((Path(__file__).parent / "data" / "h200_graph_replays.json.gz").read_bytes()))[
+        "traceEvents"]
+    assert any(e.get("cat") == "gpu_user_annotation" and e["dur"] > 100_000 for e in events)  # ProfilerStep: 0.19 s
+    r = profile.device_timeline(events, steps=2)
+    assert r["kernels"] == 476 and r["kernels_per_step"] == 238
+    assert r["device_busy_s"] == pytest.approx(2.788e-3, rel=1e-3)
+    work = [e for e in events if e.get("cat") in profile.DEVICE_WORK]
+    span = max(e["ts"] + e["dur"] for e in work) - min(e["ts"] for e in work)
+    assert r["device_busy_s"] < span / 1e6  # gaps between kernels: not busy
+    overlapping = [{"cat": "kernel", "ts": 0, "dur": 10}, {"cat": "kernel", "ts": 5, "dur": 10},
+                   {"cat": "gpu_memcpy", "ts": 30, "dur": 5}]  # two streams at once count once
+    assert profile.device_timeline(overlapping, 1)["device_busy_s"] == pytest.approx(20e-6)
+    assert profile.device_timeline([{"cat": "cpu_op", "ts": 0, "dur": 5}], 1)["device_busy_s"] is None
+
+
 def test_profile_refuses_a_grid_of_several_packs(tiny_root, capsys):
     code = profile.main([*SMALL, f"data.root={tiny_root}", "regime=baseline,wn"])
     err = capsys.readouterr().err

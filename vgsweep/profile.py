@@ -11,7 +11,8 @@ profiler, and prints:
 - wall time per epoch and per step, and the pack's arithmetic per epoch;
 - the arithmetic floor: every matmul of an epoch timed alone on this device at the pack's shapes
   and precision (forward: x W; backward: dX and dW of the same sizes), summed;
-- device busy time (kernels) and host time per step, kernel launches per step;
+- device busy time (kernels) and host time per step, kernel launches per step from the host and kernels
+  per step on the device (they differ where a CUDA graph replays the step);
 - time per phase of a step (vgsweep.trainer.PHASES), host and device;
 - the operators that take the most time.
 """
@@ -160,10 +161,29 @@ def _summary(prof, device: torch.device, top: int) -> dict:
                             "calls": e.count}
     cuda = device.type == "cuda"
     return {"host_s": sum(e.cpu_time_total for e in top_level) / 1e6,
-            "device_busy_s": sum(e.self_device_time_total for e in ka) / 1e6 if cuda else None,
             "launches": sum(e.count for k, e in ev.items() if "LaunchKernel" in k),
             "phases": phases,
             "table": ka.table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=top)}
+
+
+DEVICE_WORK = ("kernel", "gpu_memcpy", "gpu_memset")  # a Chrome trace's device events that are work
+
+
+def device_timeline(events: list[dict], steps: int) -> dict:
+    """The device's side of a profiled epoch from its Chrome trace events: busy seconds (the union of
+    the kernels', copies' and fills' intervals; the annotation ranges that span them, ProfilerStep and
+    the phases, are not work) and kernels per step (copies and fills included), counted on the device:
+    inside a CUDA graph's replay too, where the host launches one graph. None each on the CPU (no device events)."""
+    work = sorted((e["ts"], e["ts"] + e.get("dur", 0)) for e in events if e.get("cat") in DEVICE_WORK)
+    if not work:
+        return {"device_busy_s": None, "kernels": None, "kernels_per_step": None}
+    busy, end = 0.0, float("-inf")
+    for a, b in work:  # union of intervals (µs): streams may overlap
+        if b > end:
+            busy += b - max(a, end)
+            end = b
+    kernels = len(work)  # copies and fills are device launches too, as a graph's nodes
+    return {"device_busy_s": busy / 1e6, "kernels": kernels, "kernels_per_step": kernels / steps}
 
 
 def profile(cfgs, epochs: int, trace: Path | None = None, top: int = 15) -> dict:
@@ -200,8 +220,7 @@ def profile(cfgs, epochs: int, trace: Path | None = None, top: int = 15) -> dict
 
     def ready(prof) -> None:
         out.update(_summary(prof, device, top))
-        if trace:
-            _export(prof, trace)
+        out.update(device_timeline(_export(prof, trace), steps))
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     trainer.scope.enabled = True
@@ -226,16 +245,19 @@ def profile(cfgs, epochs: int, trace: Path | None = None, top: int = 15) -> dict
             "launches_per_step": out["launches"] / steps if out.get("launches") else None}
 
 
-def _export(prof, trace: Path) -> None:
-    trace.parent.mkdir(parents=True, exist_ok=True)
+def _export(prof, trace: Path | None) -> list[dict]:
+    """The profiled epoch's Chrome trace events; written to `trace` too where one is asked for."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "trace.json"
         prof.export_chrome_trace(str(raw))
-        if trace.suffix == ".gz":
-            with raw.open("rb") as f, gzip.open(trace, "wb") as g:
-                shutil.copyfileobj(f, g)
-        else:
-            shutil.copy(raw, trace)
+        if trace:
+            trace.parent.mkdir(parents=True, exist_ok=True)
+            if trace.suffix == ".gz":
+                with raw.open("rb") as f, gzip.open(trace, "wb") as g:
+                    shutil.copyfileobj(f, g)
+            else:
+                shutil.copy(raw, trace)
+        return json.loads(raw.read_text()).get("traceEvents", [])
 
 
 def report(r: dict) -> str:
@@ -250,7 +272,9 @@ def report(r: dict) -> str:
              + (f", device busy {r['device_busy_s']:.3f} s ({100 * r['device_busy_s'] / r['profiled_epoch_s']:.0f}%)"
                 if r["device_busy_s"] is not None else ", no device timeline (CPU)")]
     if r["launches_per_step"]:
-        lines.append(f"kernel launches: {r['launches_per_step']:.0f} a step")
+        lines.append(f"kernel launches: {r['launches_per_step']:.0f} a step from the host"
+                     + (f"; kernels run on the device: {r['kernels_per_step']:.0f} a step (a CUDA graph's replay is "
+                        "one launch of all of its kernels)" if r.get("kernels_per_step") else ""))
     gpu = r["device_busy_s"] is not None
     lines += ["", "| phase | calls | host s |" + (" device s |" if gpu else ""),
               "|---|---|---|" + ("---|" if gpu else "")]
