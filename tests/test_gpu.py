@@ -1,6 +1,7 @@
 """What only a CUDA GPU can show: the captured training step against the eager one, tf32 and bf16
 packs, the memory budget read from CUDA, a pack too big for the device split and retried,
-deterministic=true repeatable, and submitit_local pack jobs that see the GPU. On a machine without CUDA every test here skips, saying why.
+deterministic=true repeatable, the grouped activation against the plain one, and submitit_local pack
+jobs that see the GPU. On a machine without CUDA every test here skips, saying why.
 
 Run on the GPU machine: `python -m pytest -m gpu tests/test_gpu.py` (tools/gpu_session.sh: STEPS=gputest).
 """
@@ -84,6 +85,29 @@ def test_tf32_and_bf16_packs_train_close_to_fp32(small_cfg, precision):
         assert b[-1]["train_loss"] == pytest.approx(a[-1]["train_loss"], rel=0.1)
     mean = [sum(run[-1]["test_acc"] for run in h) / len(h) for h in (fp32, low)]
     assert mean[1] == pytest.approx(mean[0], abs=0.03)
+
+
+def test_the_grouped_activation_is_each_activation_alone_on_the_gpu():
+    """The fast path (one autograd function for a pack's activation groups) against the plain one (each
+    activation alone under autograd, concatenated), bit for bit on CUDA: groups of odd sizes put slices at
+    offsets a vectorised kernel cannot take, so both kernel variants run."""
+    from vgsweep.activations import ACTIVATIONS
+    from vgsweep.families.base import GroupedActivation
+
+    names = sorted(ACTIVATIONS)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    for sizes in ([2] * len(names), [1, 3, 1, 2, 1, 1, 3, 1]):
+        groups, k = [], 0
+        for n, a in zip(sizes, names):
+            groups.append((k, k + n, a, 0.2))
+            k += n
+        h = torch.randn(k, 33, 7, device="cuda", generator=g) * 3
+        up = torch.randn(h.shape, device="cuda", generator=g)
+        a, b = h.clone().requires_grad_(True), h.clone().requires_grad_(True)
+        alone = torch.cat([ACTIVATIONS[n](a[s:e], ns) for s, e, n, ns in groups])
+        grouped = GroupedActivation.apply(b, groups)
+        assert torch.equal(grouped, alone), sizes
+        assert torch.equal(torch.autograd.grad(grouped, b, up)[0], torch.autograd.grad(alone, a, up)[0]), sizes
 
 
 def test_deterministic_true_is_repeatable(small_cfg):
