@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 
@@ -45,16 +46,31 @@ def test_profile_counts_phases_and_arithmetic(tiny_root, tmp_path, capsys):
     assert trainer.scope.enabled is False  # switched off again: training outside the profiler pays nothing
 
 
+def _trace(name: str) -> list[dict]:
+    return json.loads(gzip.decompress((Path(__file__).parent / "data" / name).read_bytes()))["traceEvents"]
+
+
+def test_phase_times_come_from_the_host_and_the_device_ranges():
+    """The annotation ranges of an H200 trace (tests/data: one epoch of the 2-layer pack at tf32 without
+    the graph, 58 steps). The profile of that session printed 0.000 host seconds for every phase (it
+    kept the device's entry of each phase's two under one name); its device column, 0.059 s forward,
+    0.152 s backward, is the device ranges' sum."""
+    r = profile.phase_times(_trace("h200_phase_ranges.json.gz"))
+    assert r["forward"]["calls"] == r["backward"]["calls"] == 58 and r["diagnostics"]["calls"] == 12
+    assert r["forward"]["device_s"] == pytest.approx(0.0588, abs=5e-4)
+    assert r["backward"]["device_s"] == pytest.approx(0.1525, abs=5e-4)
+    assert r["forward"]["host_s"] == pytest.approx(0.0638, abs=5e-4) and r["epoch_end"]["host_s"] > 0
+    cpu = [e for e in _trace("h200_phase_ranges.json.gz") if e["cat"] == "user_annotation"]
+    assert profile.phase_times(cpu)["backward"]["device_s"] is None  # a CPU trace has no device ranges
+
+
 def test_the_device_timeline_counts_work_not_annotations_and_kernels_inside_graph_replays():
     """An excerpt of a real trace (tests/data: two CUDA-graph replays of the paper grid's 5-layer pack at
     tf32 on an H200, 238 kernels each (213 kernels, 25 copies), 2.79 ms of kernels in 3.04 ms). The profile of that session summed
     every device-time key, the ProfilerStep and phase ranges that span the kernels included, and said
     the device was busy 204% of the epoch; and it counted the host's launches (one per replay), not the
     kernels that ran."""
-    from pathlib import Path
-
-    events = json.loads(gzip.decompress((Path(__file__).parent / "data" / "h200_graph_replays.json.gz").read_bytes()))[
-        "traceEvents"]
+    events = _trace("h200_graph_replays.json.gz")
     assert any(e.get("cat") == "gpu_user_annotation" and e["dur"] > 100_000 for e in events)  # ProfilerStep: 0.19 s
     r = profile.device_timeline(events, steps=2)
     assert r["kernels"] == 476 and r["kernels_per_step"] == 238
