@@ -90,6 +90,10 @@ def test_a_mixed_pack_step_neither_concatenates_nor_selects_full_size():
     assert not [n for n, _ in ops if n in ("aten::cat", "aten::slice_backward")]
     assert not [n for n, shapes in ops if n == "aten::where" and shapes and len(shapes[0]) == 3]
     assert [n for n, _ in ops if n == "aten::where"]  # the per-run (K, F) scale and shift: the profile saw them
+    # swish is SiLU's kernel each way (z * sigmoid(z) was 2 kernels forward and 5 backward per layer);
+    # the only sigmoid left is logistic's, once per hidden layer
+    names = [n for n, _ in ops]
+    assert names.count("aten::silu") == names.count("aten::silu_backward") == names.count("aten::sigmoid") == 2
 
 
 def test_every_init_has_a_config_file():

@@ -199,12 +199,6 @@ class PackedModel:
                 self.buffers[n][k].copy_(v)
 
 
-def _swish_backward(g: torch.Tensor, x: torch.Tensor, y: torch.Tensor, ns: float, out: torch.Tensor) -> None:
-    # autograd's for x * sigmoid(x): g * s from the product, plus sigmoid's backward of g * x
-    sig = torch.sigmoid(x)
-    torch.add(g * sig, torch.ops.aten.sigmoid_backward(g * x, sig), out=out)
-
-
 class GroupedActivation(torch.autograd.Function):
     """y[s:e] = f_group(h[s:e]) for the runs' activation groups (contiguous slices of K), as one node
     of the graph. KERNELS: per activation, (forward into `out`, backward into `out`) with the kernels
@@ -222,7 +216,8 @@ class GroupedActivation(torch.autograd.Function):
         "leaky_relu": (lambda x, ns, out: torch._C._nn.leaky_relu(x, ns, out=out),
                        lambda g, x, y, ns, out: torch.ops.aten.leaky_relu_backward.grad_input(g, x, ns, False,
                                                                                              grad_input=out)),
-        "swish": (lambda x, ns, out: torch.mul(x, torch.sigmoid(x), out=out), _swish_backward),
+        "swish": (lambda x, ns, out: torch._C._nn.silu(x, out=out),
+                  lambda g, x, y, ns, out: torch.ops.aten.silu_backward.grad_input(g, x, grad_input=out)),
         "gelu": (lambda x, ns, out: torch._C._nn.gelu(x, out=out),
                  lambda g, x, y, ns, out: torch.ops.aten.gelu_backward.grad_input(g, x, approximate="none",
                                                                                   grad_input=out)),
