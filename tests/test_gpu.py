@@ -1,7 +1,8 @@
 """What only a CUDA GPU can show: the captured training step against the eager one, tf32 and bf16
 packs, the memory budget read from CUDA, a pack too big for the device split and retried,
-deterministic=true repeatable, the grouped activation against the plain one, and submitit_local pack
-jobs that see the GPU. On a machine without CUDA every test here skips, saying why.
+deterministic=true repeatable, the grouped activation against the plain one, compile=true's Triton
+kernels inside the graph, and submitit_local pack jobs that see the GPU. On a machine without CUDA
+every test here skips, saying why.
 
 Run on the GPU machine: `python -m pytest -m gpu tests/test_gpu.py` (tools/gpu_session.sh: STEPS=gputest).
 """
@@ -52,6 +53,34 @@ def test_the_captured_step_gives_the_eager_numbers(small_cfg):
         for g_ep, e_ep in zip(g_run, e_run):
             for m in e_ep:
                 assert g_ep[m] == pytest.approx(e_ep[m], rel=1e-6, abs=1e-7), m
+
+
+def test_the_compiled_step_runs_inductors_kernels_in_the_graph_close_to_eager(small_cfg, caplog):
+    """compile=true with the default backend (inductor: Triton kernels): no part of the step falls back
+    to eager, the compiled step is captured as a CUDA graph and replayed, and the runs train as the eager
+    ones do, within the rounding of fused kernels (the bounds of the tf32 test)."""
+    eager = train_pack(_cfgs(small_cfg)).history
+    with caplog.at_level(logging.WARNING):
+        compiled, pack = _train(_cfgs(small_cfg, "compile=true"))
+    assert pack.compiled is not None and pack.compiled.failed == []
+    assert not [r.getMessage() for r in caplog.records if "compil" in r.getMessage() or "capture" in r.getMessage()]
+    assert pack.graph is not None and pack.graph.failed is None and pack.graph.replays > pack.graph.eager_steps
+    for a, b in zip(eager, compiled):
+        assert b[-1]["train_loss"] == pytest.approx(a[-1]["train_loss"], rel=0.1)
+    mean = [sum(run[-1]["test_acc"] for run in h) / len(h) for h in (eager, compiled)]
+    assert mean[1] == pytest.approx(mean[0], abs=0.03)
+
+
+def test_compiled_packing_never_changes_a_run_on_the_gpu(small_cfg):
+    """With compile=true a run alone and packed run kernels generated for different shapes: the same
+    arithmetic per element, within float tolerance."""
+    cfgs = _cfgs(small_cfg, "compile=true")
+    packed = train_pack(cfgs).history
+    for k in (1, 3):
+        alone = train_pack([cfgs[k]]).history[0]
+        for e_alone, e_packed in zip(alone, packed[k]):
+            for m in e_alone:
+                assert e_packed[m] == pytest.approx(e_alone[m], rel=1e-5, abs=1e-6), (MIXED[k], m)
 
 
 def test_the_captured_step_resumes_from_a_checkpoint(small_cfg):

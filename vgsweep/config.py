@@ -294,6 +294,7 @@ class Config:
     precision: Precision = Precision.fp32
     deterministic: bool = False  # deterministic CUDA kernels (torch.use_deterministic_algorithms)
     cuda_graph: bool = True  # on CUDA, capture a pack's training step once and replay it (same numbers)
+    compile: bool = False  # torch.compile the step's forward pass and update (fewer, fused kernels; rounds differently)
     rerun: bool = False  # train even if a FINISHED run of the same config is in the store
     objective: str = "test_acc"  # the final metric the job returns to Hydra: what a sweeper optimises
     activation: ActivationConfig = field(default_factory=ActivationConfig)
@@ -380,6 +381,7 @@ def higher_is_better(metric: str) -> bool:
 # Keys added after runs were first recorded: left out of the hash while they hold these values (the
 # behaviour from before they existed), so older runs keep their hash and resumed sweeps skip them.
 HASH_NEUTRAL: dict[str, Any] = {
+    "compile": False,
     "regime.weight_norm": False,
     "model.family": "mlp",
     "optimizer.weight_decay": 0.0,

@@ -94,18 +94,50 @@ class PackOptimizer:
         self.t_dev.add_(1)
         if self.any_wd:
             grad.addcmul_(theta, hp["weight_decay"])
-        if self.name == "sgd":
-            self.buf.mul_(hp["momentum"]).add_(grad)
-            self.last_update = hp["lr"] * self.buf
-            theta.sub_(self.last_update)
-        else:  # adam
-            b1, b2 = hp["beta1"], hp["beta2"]
-            self.buf.mul_(b1).add_((1 - b1) * grad)
-            self.buf2.mul_(b2).add_((1 - b2) * grad * grad)
-            m_hat = self.buf / (1 - b1 ** self.t_dev)
-            v_hat = self.buf2 / (1 - b2 ** self.t_dev)
-            self.last_update = hp["lr"] * m_hat / (v_hat.sqrt() + hp["eps"])
-            theta.sub_(self.last_update)
+        moments(self.name, self.buf, self.buf2, grad, hp)
+        self.last_update = update_of(self.name, self.buf, self.buf2, self.t_dev, hp)
+        theta.sub_(self.last_update)
+
+    def current_update(self) -> torch.Tensor:
+        """The step just taken (K, P), recomputed from the optimiser's state: for the diagnostics of a step
+        taken by `fused_step`."""
+        return update_of(self.name, self.buf, self.buf2, self.t_dev, self.hp)
+
+
+def moments(name: str, buf: torch.Tensor, buf2: torch.Tensor | None, grad: torch.Tensor, hp: dict) -> None:
+    """Move the optimiser's running buffers (in place) by the gradient."""
+    if name == "sgd":
+        buf.mul_(hp["momentum"]).add_(grad)
+    else:  # adam
+        b1, b2 = hp["beta1"], hp["beta2"]
+        buf.mul_(b1).add_((1 - b1) * grad)
+        buf2.mul_(b2).add_((1 - b2) * grad * grad)
+
+
+def update_of(name: str, buf: torch.Tensor, buf2: torch.Tensor | None, t: torch.Tensor, hp: dict) -> torch.Tensor:
+    """The step the parameters take (subtracted), from the buffers after `moments` and the step count t."""
+    if name == "sgd":
+        return hp["lr"] * buf
+    b1, b2 = hp["beta1"], hp["beta2"]
+    m_hat = buf / (1 - b1 ** t)
+    v_hat = buf2 / (1 - b2 ** t)
+    return hp["lr"] * m_hat / (v_hat.sqrt() + hp["eps"])
+
+
+@torch.no_grad()
+def fused_step(name: str, theta: torch.Tensor, grad: torch.Tensor, noise: torch.Tensor | None,
+               std: torch.Tensor | None, buf: torch.Tensor, buf2: torch.Tensor | None, t: torch.Tensor, hp: dict,
+               any_wd: bool) -> None:
+    """Gradient noise, weight decay and the optimiser's step in one function, the arithmetic of
+    GradNoise.apply then PackOptimizer.step (grad is left as it was): what `compile=true` compiles, so
+    that its element-wise passes over (K, P) fuse into a few kernels."""
+    t.add_(1)
+    if noise is not None:
+        grad = grad.addcmul(noise, std)
+    if any_wd:
+        grad = grad.addcmul(theta, hp["weight_decay"])
+    moments(name, buf, buf2, grad, hp)
+    theta.sub_(update_of(name, buf, buf2, t, hp))
 
 
 class GradNoise:
@@ -158,6 +190,14 @@ class GradNoise:
         which it moves itself; then begin_epoch has been called for the epoch)."""
         if not self.noisy:
             return
+        noise, std = self.draw(epoch, step)
+        grad.addcmul_(noise, std)
+
+    def draw(self, epoch, step) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """This step's standard normal draws (K, P) and standard deviations (K, 1), or (None, None)
+        when no run has noise: what `apply` adds as draws * std."""
+        if not self.noisy:
+            return None, None
         for k in self.noisy:
             d = self.dest[k]
             if d is None:
@@ -172,7 +212,7 @@ class GradNoise:
             if isinstance(epoch, int):
                 self.begin_epoch(epoch)
             std = self.std_buf
-        grad.addcmul_(self.buf, std.view(self.K, 1))
+        return self.buf, std.view(self.K, 1)
 
     def generators(self) -> list[torch.Generator]:
         return list(self.gens.values())

@@ -43,7 +43,8 @@ def pack_key(cfg: DictConfig) -> tuple:
     t = cfg.train
     return (family_of(cfg).shape_key(cfg), data_key(cfg.data), int(t.epochs), int(t.batch_size), bool(t.drop_last),
             cfg.optimizer.name, enum_value(cfg.precision), str(resolve_device(cfg.device)), int(cfg.checkpoint.every),
-            bool(cfg.deterministic), bool(cfg.cuda_graph), diagnostics_key(cfg.diagnostics))
+            bool(cfg.deterministic), bool(cfg.cuda_graph), bool(cfg.get("compile", False)),
+            diagnostics_key(cfg.diagnostics))
 
 
 def input_shape(d: DictConfig) -> tuple[int, int, int]:

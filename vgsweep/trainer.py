@@ -28,6 +28,7 @@ from typing import Callable, Optional
 import torch
 from omegaconf import DictConfig
 
+from vgsweep.compiling import CompiledStep
 from vgsweep.config import enum_value, resolve_device
 from vgsweep.data.loader import Dataset, Split, load
 from vgsweep.data.order import epoch_order
@@ -238,6 +239,7 @@ class Pack:
         self.t_step = torch.zeros((), device=device)   # of the schedules and the gradient noise
         self.idx = torch.zeros(K, self.B, dtype=torch.long, device=device)  # this step's batch indices
         self.sums = (torch.zeros(K, device=device), torch.zeros(K, device=device))  # loss, correct
+        self.compiled = CompiledStep() if bool(c0.get("compile", False)) else None
         self.graph = StepGraph(self) if StepGraph.wanted(c0, device) else None
 
     # --- checkpoints ------------------------------------------------------------------------------
@@ -309,11 +311,26 @@ class Pack:
         model = self.model
         with scope("forward"):
             xb, yb = self.inputs.batch(idx), self.ds.train.y[idx]  # (K, B, C, H, W), (K, B)
-            with precision_ctx(self.precision, self.device):
-                logits = model.forward(xb, train=True)  # (K, B, classes)
-            losses = model.loss(logits, yb)  # (K,)
+            if self.compiled:
+                losses, correct = self.compiled.forward(model, xb, yb, self.precision == "bf16")
+            else:
+                with precision_ctx(self.precision, self.device):
+                    logits = model.forward(xb, train=True)  # (K, B, classes)
+                losses = model.loss(logits, yb)  # (K,)
         with scope("backward"):
             grad = model.grad(losses.sum())  # (K, P)
+        if self.compiled:
+            self._update_compiled(s, grad, probe)
+        else:
+            self._update(s, grad, probe)
+        with scope("metrics"), torch.no_grad():
+            sums[0].add_(losses.detach())
+            sums[1].add_(correct if self.compiled else (logits.argmax(-1) == yb).sum(1))
+            self.t_step.add_(1)
+
+    def _update(self, s: int, grad: torch.Tensor, probe) -> None:
+        """Gradient noise and the optimiser's step, eagerly (the probe measures between them)."""
+        model = self.model
         if probe:
             with scope("diagnostics"):
                 probe.grad_stats(s, grad, after_noise=False)
@@ -329,10 +346,26 @@ class Pack:
         if probe:
             with scope("diagnostics"):
                 probe.update_stats(s, self.opt.last_update, model.theta.data)
-        with scope("metrics"), torch.no_grad():
-            sums[0].add_(losses.detach())
-            sums[1].add_((logits.argmax(-1) == yb).sum(1))
-            self.t_step.add_(1)
+
+    def _update_compiled(self, s: int, grad: torch.Tensor, probe) -> None:
+        """The same, as one compiled function (compile=true): the noise drawn eagerly, added inside it;
+        the probe measures the noisy gradient and the update beside it."""
+        theta, opt = self.model.theta.data, self.opt
+        if probe:
+            with scope("diagnostics"):
+                probe.grad_stats(s, grad, after_noise=False)
+        with scope("noise"):
+            noise, std = self.grad_noise.draw(self.t_epoch, self.t_step)
+        if probe:
+            with scope("diagnostics"):
+                probe.grad_stats(s, grad if noise is None else grad.addcmul(noise, std), after_noise=True)
+        with scope("optimizer"):
+            if self.schedules.any_step:
+                opt.hp["lr"].copy_(self.schedules.lr(self.t_epoch, self.t_step) * self.live)
+            self.compiled.update(opt.name, theta, grad, noise, std, opt.buf, opt.buf2, opt.t_dev, opt.hp, opt.any_wd)
+        if probe:
+            with scope("diagnostics"):
+                probe.update_stats(s, opt.current_update(), theta)
 
     @torch.no_grad()
     def evaluate(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:

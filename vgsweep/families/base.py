@@ -90,6 +90,9 @@ class PackedModel:
                 self.act_groups[-1] = (s, k + 1, a, ns)
             else:
                 self.act_groups.append((k, k + 1, *key))
+        # each run's activation group, for the selecting form `activate` takes under torch.compile
+        self.act_group_of = torch.tensor([i for i, (s, e, _, _) in enumerate(self.act_groups) for _ in range(s, e)],
+                                         device=device)
 
     def _place(self, layout: Layout, theta64: torch.Tensor) -> None:
         """Move the initial parameters (K, P) float64 to the device and make the per-entry leaves."""
@@ -127,12 +130,26 @@ class PackedModel:
         the groups' results apart and concatenating them cost, per group and layer, a zero-filled
         full-size gradient, a copy and an add in the backward pass: on the GPU a third of a 5-layer
         pack's kernels (BENCHMARKS.md)."""
-        if table is ACTIVATIONS and all(GroupedActivation.covers(a) for _, _, a, _ in self.act_groups):
-            return GroupedActivation.apply(h, self.act_groups)
         if len(self.act_groups) == 1:
             _, _, a, ns = self.act_groups[0]
             return table[a](h, ns)
+        if torch.compiler.is_compiling():
+            return self._activate_selected(h, table)
+        if table is ACTIVATIONS and all(GroupedActivation.covers(a) for _, _, a, _ in self.act_groups):
+            return GroupedActivation.apply(h, self.act_groups)
         return torch.cat([table[a](h[s:e], ns) for s, e, a, ns in self.act_groups], dim=0)
+
+    def _activate_selected(self, h: torch.Tensor, table: dict) -> torch.Tensor:
+        """Every group's activation over all of h, each run's own selected (torch.where): the form for
+        `compile=true`, where the compiler fuses it into one kernel each way. A run's elements are
+        computed by its own activation alone; the others' values are dropped, and so are their
+        gradients (finite for finite h)."""
+        shape = (-1,) + (1,) * (h.dim() - 1)
+        y = None
+        for i, (_, _, a, ns) in enumerate(self.act_groups):
+            f = table[a](h, ns)
+            y = f if y is None else torch.where((self.act_group_of == i).view(shape), f, y)
+        return y
 
     def forward(self, x: torch.Tensor, train: bool, theta: torch.Tensor | None = None,
                 preacts: list | None = None) -> torch.Tensor:
@@ -272,7 +289,7 @@ def batchnorm(h: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, mean_r: 
         mean = h.mean(dim=dims)  # (K, F)
         var = h.var(dim=dims, unbiased=False)
         with torch.no_grad():
-            n = math.prod(h.shape[d] for d in dims)
+            n = math.prod([h.shape[d] for d in dims])
             for r, b in ((mean_r, mean), (var_r, var * (n / max(n - 1, 1)))):
                 if runs is None:
                     r.mul_(keep).add_(b.detach(), alpha=1 - keep)

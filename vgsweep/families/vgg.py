@@ -109,6 +109,7 @@ class PackedVGG(PackedModel):
         ms = list(m) if isinstance(m, (list, tuple)) else [m] * self.K
         m = ms[0]
         self.m, self.F = m, int(m.filters)
+        self.stages, self.blocks = int(m.stages), int(m.blocks_per_stage)  # plain ints: forward reads no config
         per_run = [convs(mk) for mk in ms]
         # the pack's convolutions: (name, bias, bn somewhere, stage); bn_runs[name]: None (every run) or a mask
         self.convs = [(n, b, any(pr[i][2] for pr in per_run), st) for i, (n, b, _, st) in enumerate(per_run[0])]
@@ -191,8 +192,8 @@ class PackedVGG(PackedModel):
         it = iter(self.convs)
         name, bias, bn, _ = next(it)
         h = self._unit(h, name, bias, bn, p, train, preacts)
-        for s in range(1, int(self.m.stages) + 1):
-            for _ in range(int(self.m.blocks_per_stage)):
+        for s in range(1, self.stages + 1):
+            for _ in range(self.blocks):
                 h_in = h
                 name, bias, bn, _ = next(it)
                 h = self._unit(h, name, bias, bn, p, train, preacts)
