@@ -8,7 +8,8 @@ process exit, which comes after the last MLflow run is FINISHED; once per --prec
 more at the first precision with diagnostics off, which gives the diagnostics' cost, and on CUDA once
 more with cuda_graph=false, which gives the step graph's worth, and once (tf32) with the packs at
 once as processes sharing the GPU (executor=submitit_local), which says whether concurrent packs gain,
-and once (tf32) with tracking.flush_s=5, which says what sending metrics during training saves.
+and once (tf32) with tracking.flush_s=5, which says what sending metrics during training saves, and
+with compile=true at tf32 and the first precision (the compiler's cache cold), then tf32 again (warm).
 One at a time: the same 30 configs with `hydra/launcher=basic` and only --basic-epochs epochs each;
 each job's time at --epochs is extrapolated from its MLflow record: (run wall time - its epochs'
 seconds) + mean epoch seconds x --epochs, plus the process start-up once. Prints the ratio.
@@ -78,16 +79,19 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="bench.json also here (rewritten after every row)")
     ap.add_argument("--rows", default=None,
                     help="only these rows, in the usual order (comma list of: the precisions, basic, nodiag, nograph, "
-                         "procs, flush5); default all. A device session too short for all of them picks")
+                         "procs, flush5, compile, compilewarm); default all. A device session too short for all "
+                         "of them picks")
     a = ap.parse_args()
     out = a.out or Path(tempfile.mkdtemp(prefix="vgsweep-bench-"))
     out.mkdir(parents=True, exist_ok=True)
     stale = [*out.glob("*.db"), *out.glob("*.db.lock"), *out.glob("*.log"), *out.glob("packed_*"), out / "basic",
-             out / "mlartifacts", out / "bench.json"]
+             out / "mlartifacts", out / "bench.json", out / "inductor-cache"]
     if any(p.exists() for p in stale):  # every row times a fresh store (an old one would also hold old runs)
         print(f"(the previous benchmark's files in {out} removed)")
         for p in stale:
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    # compile=true's cache of compiled kernels, emptied with the rest: the first compile row finds it cold
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(out / "inductor-cache")
     common = ["experiment=paper_table1", f"data.root={Path(a.data_root).resolve()}", "data.download=false",
               "study=bench", *a.extra]
     if a.limit_train:
@@ -157,6 +161,10 @@ def main() -> None:
             # metrics sent every 5 s (the default until 2026-11-24) instead of every 0.5 s: most of a fast
             # pack's metrics then wait for its end; whether streaming them during training gains on the GPU
             (f"{fast}-flush5", ["tracking.flush_s=5"]),
+            # the step through torch.compile (Triton kernels inside the graph); the first time compiles each
+            # pack shape with the compiler's on-disk cache cold, the second finds it warm
+            *[(f"{p}-compile", ["compile=true"]) for p in dict.fromkeys([fast, p0])],
+            (f"{fast}-compilewarm", ["compile=true"]),
         ]
     wanted = None if a.rows is None else set(a.rows.split(","))
     known = {*precisions, "basic", *(name.split("-", 1)[1] for name, _ in extras)}
@@ -184,7 +192,9 @@ def main() -> None:
     for prec, r in result["packed"].items():
         label = (prec.replace("-nodiag", ", diagnostics off").replace("-nograph", ", cuda_graph=false")
                  .replace("-procs", ", its packs at once as processes (submitit_local)")
-                 .replace("-flush5", ", metrics sent every 5 s (tracking.flush_s=5)"))
+                 .replace("-flush5", ", metrics sent every 5 s (tracking.flush_s=5)")
+                 .replace("-compilewarm", ", compile=true again (the compiler's cache warm)")
+                 .replace("-compile", ", compile=true (the compiler's cache cold)"))
         ratio = f"{basic_total / r['wall_s']:.1f}x" if basic_total is not None else "(not measured)"
         print(f"| packed, {label} | {r['wall_s']:.1f} | {r['training_s']:.1f} | {ratio} |")
     if p0 in result["packed"] and f"{p0}-nodiag" in result["packed"]:

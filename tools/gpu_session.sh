@@ -6,9 +6,10 @@
 # Here, once:   ../shared/tools/device-prep.sh filelock submitit pytest pytest-timeout hydra-optuna-sweeper
 #               && rm -f .whl/numpy-* .whl/scipy-*   (fills .whl/ and .devdata/; the image has numpy and scipy, and
 #               a call carries 64 MiB at most)
-# Device call:  carry [".whl", ".devdata"], timeout_s 590, command (after 2026-12-04's session, which ran the grid)
-#               `STEPS=gputest,bench,profile DEADLINE_S=480 BENCH_ARGS="--rows fp32,tf32,basic,nograph,procs,flush5"
-#               bash tools/gpu_session.sh` (bench/grid.py --rows: the rows to run; all of them take over 9 minutes)
+# Device call:  carry [".whl", ".devdata"], timeout_s 590, command (after 2026-12-04's sessions: the grid ran)
+#               `STEPS=gputest,bench,profile DEADLINE_S=480 BENCH_ARGS="--rows tf32,compile,compilewarm,fp32,basic"
+#               bash tools/gpu_session.sh` (bench/grid.py --rows: the rows to run; all of them take over 9 minutes;
+#               PROFILE_RUNS: the profiled packs, depth:precision:cuda_graph[:compile] each)
 #               The steps run in the order STEPS names them, the most wanted first; DEADLINE_S starts no step
 #               after that many seconds (from the end of the install), so a slow one leaves the rest untried
 #               instead of the call timing out with nothing written. A second call, if time is left: the rest.
@@ -33,6 +34,7 @@ set -euo pipefail
 OUT=${OUT:-$PWD/results/gpu-session}
 STEPS=${STEPS:-gputest,bench,profile,grid,why,vgg}
 PROFILE_ARGS=${PROFILE_ARGS:-}
+PROFILE_RUNS=${PROFILE_RUNS:-2:fp32:true 5:tf32:true 2:tf32:false 2:fp32:true:compile 5:tf32:true:compile}
 SEEDS=${SEEDS:-0,1,2,3,4}
 DATA=${DATA:-.devdata}
 EXTRA=${EXTRA:-}
@@ -98,14 +100,16 @@ step_profile() {
   # The paper grid's packs (baseline + gna + gna_bn, 5 activations: 15 runs): where a step's time goes.
   rm -rf /tmp/traces && mkdir -p /tmp/traces
   : > "$OUT/profile.txt"
-  # with the step's CUDA graph (the default), and once without it: replayed steps hide their phases
-  for run in 2:fp32:true 2:tf32:true 5:fp32:true 5:tf32:true 2:tf32:false; do
-    IFS=: read -r depth prec graph <<< "$run"
-    tag="d${depth}_${prec}_graph${graph}"
-    echo "## depth $depth, $prec, cuda_graph=$graph" | tee -a "$OUT/profile.txt"
+  # with the step's CUDA graph (the default), once without it (replayed steps hide their phases), and with
+  # compile=true: depth:precision:cuda_graph[:compile] each
+  for run in $PROFILE_RUNS; do
+    IFS=: read -r depth prec graph comp <<< "$run"
+    comp=$([[ ${comp:-} == compile ]] && echo true || echo false)
+    tag="d${depth}_${prec}_graph${graph}$([[ $comp == true ]] && echo _compile || true)"
+    echo "## depth $depth, $prec, cuda_graph=$graph, compile=$comp" | tee -a "$OUT/profile.txt"
     # shellcheck disable=SC2086
     $PY -m vgsweep.profile activation=logistic,tanh,relu,leaky_relu,swish regime=baseline,gna,gna_bn \
-      depth=$depth precision=$prec cuda_graph=$graph "data.root=$DATA" $EXTRA $PROFILE_ARGS \
+      depth=$depth precision=$prec cuda_graph=$graph compile=$comp "data.root=$DATA" $EXTRA $PROFILE_ARGS \
       --trace "/tmp/traces/$tag.json.gz" --json "/tmp/traces/$tag.json" \
       2>&1 | grep -v '^USDT\|^ERROR:.*DeviceProperties' | tee -a "$OUT/profile.txt" \
       || echo "(profile $tag failed; the grid still runs)" | tee -a "$OUT/profile.txt"
