@@ -311,7 +311,8 @@ class Pack:
         model = self.model
         with scope("forward"):
             xb, yb = self.inputs.batch(idx), self.ds.train.y[idx]  # (K, B, C, H, W), (K, B)
-            if self.compiled:
+            compiled = self.compiled and idx.shape[1] == self.B  # a last partial batch: eager, not compiled again
+            if compiled:
                 losses, correct = self.compiled.forward(model, xb, yb, self.precision == "bf16")
             else:
                 with precision_ctx(self.precision, self.device):
@@ -325,7 +326,7 @@ class Pack:
             self._update(s, grad, probe)
         with scope("metrics"), torch.no_grad():
             sums[0].add_(losses.detach())
-            sums[1].add_(correct if self.compiled else (logits.argmax(-1) == yb).sum(1))
+            sums[1].add_(correct if compiled else (logits.argmax(-1) == yb).sum(1))
             self.t_step.add_(1)
 
     def _update(self, s: int, grad: torch.Tensor, probe) -> None:
