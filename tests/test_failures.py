@@ -3,6 +3,7 @@ tracking server that dies mid-sweep."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -82,12 +83,14 @@ def test_a_store_killed_while_being_created_is_never_half_built(tmp_path):
 
     db = tmp_path / "store.db"
     code = f"from vgsweep import tracking; tracking.client_for('sqlite:///{db}')"
+    (tmp_path / "not-a-folder").write_text("")  # no cache folder: MLflow builds the store, as without a copy
+    no_cache = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "not-a-folder")}
     seen_states = set()
     for delay in (0.0, 0.15, 0.4, 0.8):
         if db.exists():
             db.unlink()  # every round creates the store anew
         proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+                                start_new_session=True, env=no_cache)
         started = threading.Event()
 
         def watch(p=proc, ev=started):
@@ -109,6 +112,67 @@ def test_a_store_killed_while_being_created_is_never_half_built(tmp_path):
     client = tracking.client_for(f"sqlite:///{db}")
     assert client.search_experiments() and not list(tmp_path.glob("store.db.building-*"))
     assert "absent" in seen_states  # the kills did land during creation
+
+
+def _dump(db: Path) -> tuple[list, dict]:
+    """A SQLite file's schema (each statement's lines sorted: two builds by MLflow order a table's
+    constraints differently), and each table's rows without their times."""
+    import sqlite3
+
+    def lines(sql: str | None) -> list[str]:
+        return sorted(x.strip().rstrip(",") for x in (sql or "").splitlines())
+
+    c = sqlite3.connect(db)
+    try:
+        schema = sorted((t, n, lines(sql)) for t, n, sql in c.execute("SELECT type, name, sql FROM sqlite_master"))
+        rows = {}
+        for (t,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            cur = c.execute(f'SELECT * FROM "{t}"')
+            keep = [i for i, d in enumerate(cur.description) if not d[0].endswith("_time")]
+            rows[t] = sorted(tuple(r[i] for i in keep) for r in cur.fetchall())
+    finally:
+        c.close()
+    return schema, rows
+
+
+def test_a_new_store_is_mlflows_own_empty_store_copied(tmp_path, monkeypatch, caplog):
+    """A new SQLite store is a copy of this MLflow version's empty store (built once by MLflow in the
+    user's cache: a second saved on every new store) with its Default experiment's artifact location and
+    times set: the same schema, schema version and rows as MLflow's own build at that artifact root, and
+    MLflow records runs in it. Without a cache folder MLflow builds the store itself."""
+    import sqlite3
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from vgsweep import tracking
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = str(tmp_path / "artifacts")
+    SqlAlchemyStore(f"sqlite:///{tmp_path / 'mlflow.db'}", root).engine.dispose()
+    for name in ("copy.db", "again.db"):  # the first builds the cached store, the second only copies it
+        t0 = int(time.time() * 1000)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="mlflow.store.db.utils"):
+            tracking.ensure_sqlite_store(f"sqlite:///{tmp_path / name}", root)
+        built = [r for r in caplog.records if "Creating initial MLflow database tables" in r.getMessage()]
+        assert len(built) == (name == "copy.db")
+        assert _dump(tmp_path / name) == _dump(tmp_path / "mlflow.db")
+        with sqlite3.connect(tmp_path / name) as c:
+            [(made, updated)] = c.execute("SELECT creation_time, last_update_time FROM experiments").fetchall()
+        assert t0 <= made == updated <= time.time() * 1000
+    assert [p.name for p in (tmp_path / "cache" / "vgsweep").iterdir()] == [
+        f"mlflow-{__import__('mlflow').__version__}-empty.db"]
+    client = tracking.client_for(f"sqlite:///{tmp_path / 'again.db'}")
+    run = client.create_run(client.create_experiment("e"))
+    client.log_metric(run.info.run_id, "m", 1.0)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    assert client.get_experiment("0").artifact_location == root + "/0"
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file"))  # no cache folder to be had
+    tracking.ensure_sqlite_store(f"sqlite:///{tmp_path / 'built.db'}", root)
+    assert _dump(tmp_path / "built.db") == _dump(tmp_path / "mlflow.db")
 
 
 def test_a_half_built_store_is_rebuilt_and_one_with_runs_never_rewritten(tmp_path):

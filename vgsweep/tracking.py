@@ -324,14 +324,82 @@ def _store_complete(p: Path) -> tuple[bool, int]:
 
 
 def _build_sqlite(p: Path, artifact_location: str | None) -> None:
-    """Create the schema in a file beside p, then rename it into place (all or nothing)."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
+    """Create the schema in a file beside p, then rename it into place (all or nothing): a copy of
+    this MLflow version's empty store where one is cached (`_empty_store`), else MLflow's own build."""
     tmp = p.with_name(f"{p.name}.building-{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_location or str(p.parent / "mlartifacts"))
-    store.engine.dispose()
+    root = artifact_location or str(p.parent / "mlartifacts")
+    if not _from_empty_store(tmp, root):
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        tmp.unlink(missing_ok=True)
+        SqlAlchemyStore(f"sqlite:///{tmp}", root).engine.dispose()
     os.replace(tmp, p)
+
+
+# MLflow builds a store by running every migration of its schema's history: a second or more on the
+# way to a sweep's first run, for every new store (each study's, each benchmark row's, each test's).
+# vgsweep has MLflow build one empty store per MLflow version in the user's cache and copies it. An
+# empty store holds its schema, the schema's version, the "default" workspace and the Default
+# experiment (id 0), whose artifact location names the store's artifact root and whose times are its
+# creation: the copy gets its own, as MLflow would set them. A version whose empty store holds anything
+# else, a root that is not a plain absolute path, or no cache folder: MLflow builds the store.
+_TEMPLATE_ROOT = "/vgsweep-empty-store-artifacts"
+
+
+def _empty_store() -> Path | None:
+    """This MLflow version's empty store, built once by MLflow (None: not to be used, see above)."""
+    from importlib.metadata import version
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vgsweep"
+    path = base / f"mlflow-{version('mlflow')}-empty.db"
+    if path.exists():
+        return path
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = base / f"{path.name}.building-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        SqlAlchemyStore(f"sqlite:///{tmp}", _TEMPLATE_ROOT).engine.dispose()
+        c = sqlite3.connect(tmp)
+        try:
+            tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            filled = {t for t in tables if c.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone()}
+            default = c.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall()
+        finally:
+            c.close()
+        if filled - {"alembic_version", "experiments", "workspaces"} or default != [(0, _TEMPLATE_ROOT + "/0")]:
+            tmp.unlink()
+            return None
+        os.replace(tmp, path)
+        return path
+    except (OSError, sqlite3.Error):
+        return None
+
+
+def _from_empty_store(dest: Path, root: str) -> bool:
+    """Copy the empty store to dest and make it this store's (see _empty_store); False: not done."""
+    import shutil
+
+    if not os.path.isabs(root) or "://" in root:
+        return False
+    template = _empty_store()
+    if template is None:
+        return False
+    try:
+        shutil.copyfile(template, dest)
+        now = int(time.time() * 1000)
+        c = sqlite3.connect(dest)
+        try:
+            with c:
+                c.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                          "WHERE experiment_id = 0", (root.rstrip("/") + "/0", now, now))
+        finally:
+            c.close()
+    except (OSError, sqlite3.Error):
+        return False
+    return True
 
 
 def ensure_sqlite_store(uri: str, artifact_location: str | None = None) -> None:
