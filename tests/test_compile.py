@@ -129,3 +129,20 @@ def test_a_vgg_pack_compiles_whole_to_the_eager_numbers(tmp_path, caplog):
         compiled = train_pack(cfgs("true")).history
     assert not [r.getMessage() for r in caplog.records if r.name == "vgsweep.compiling"]
     _close(eager, compiled)
+
+
+@pytest.mark.usefixtures("aot_eager")
+def test_out_of_memory_in_a_compiled_step_is_not_taken_for_a_compiler_failure(small_cfg, monkeypatch):
+    """Device memory running out inside compiled code reaches the sweep, which splits the pack and retries
+    it (sweep.run_isolated); it is not logged as a compiler failure and run again eagerly."""
+    from torch._dynamo import register_backend
+
+    @register_backend(name="vgsweep_test_oom")
+    def oom(gm, example_inputs):
+        def run(*args):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (raised by the test)")
+        return run
+
+    monkeypatch.setenv(compiling.BACKEND_ENV, "vgsweep_test_oom")
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="raised by the test"):
+        train_pack(_cfgs(small_cfg, "compile=true")[:1])

@@ -79,6 +79,8 @@ class _Part:
         if self.failed is None:
             try:
                 return self.compiled(*args)
+            except torch.cuda.OutOfMemoryError:
+                raise  # not the compiler's: the pack is split and retried (sweep.run_isolated)
             except Exception as e:  # noqa: BLE001 - compiling failed: this part runs eagerly, said once
                 self.failed = _reason(e)
                 log.warning("compile=true: compiling the step's %s failed (%s); this pack runs it without "

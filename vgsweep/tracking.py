@@ -349,10 +349,10 @@ _TEMPLATE_ROOT = "/vgsweep-empty-store-artifacts"
 
 def _empty_store() -> Path | None:
     """This MLflow version's empty store, built once by MLflow (None: not to be used, see above)."""
-    from importlib.metadata import version
+    import mlflow  # its version: the package may be mlflow or mlflow-skinny
 
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vgsweep"
-    path = base / f"mlflow-{version('mlflow')}-empty.db"
+    path = base / f"mlflow-{mlflow.__version__}-empty.db"
     if path.exists():
         return path
     try:

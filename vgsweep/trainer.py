@@ -320,53 +320,40 @@ class Pack:
                 losses = model.loss(logits, yb)  # (K,)
         with scope("backward"):
             grad = model.grad(losses.sum())  # (K, P)
-        if self.compiled:
-            self._update_compiled(s, grad, probe)
-        else:
-            self._update(s, grad, probe)
+        self._update(s, grad, probe)
         with scope("metrics"), torch.no_grad():
             sums[0].add_(losses.detach())
             sums[1].add_(correct if compiled else (logits.argmax(-1) == yb).sum(1))
             self.t_step.add_(1)
 
     def _update(self, s: int, grad: torch.Tensor, probe) -> None:
-        """Gradient noise and the optimiser's step, eagerly (the probe measures between them)."""
-        model = self.model
+        """Gradient noise and the optimiser's step; the probe measures the gradient before and after the
+        noise, and the update. With compile=true the two are one compiled function (`optim.fused_step`),
+        the noise drawn before it and added inside it; the probe then measures beside it."""
+        theta, opt, fused = self.model.theta.data, self.opt, self.compiled is not None
         if probe:
             with scope("diagnostics"):
                 probe.grad_stats(s, grad, after_noise=False)
         with scope("noise"):
-            self.grad_noise.apply(grad, self.t_epoch, self.t_step)
+            if fused:
+                noise, std = self.grad_noise.draw(self.t_epoch, self.t_step)
+            else:
+                self.grad_noise.apply(grad, self.t_epoch, self.t_step)
         if probe:
             with scope("diagnostics"):
-                probe.grad_stats(s, grad, after_noise=True)
-        with scope("optimizer"):
-            if self.schedules.any_step:
-                self.opt.hp["lr"].copy_(self.schedules.lr(self.t_epoch, self.t_step) * self.live)
-            self.opt.step(model.theta.data, grad)
-        if probe:
-            with scope("diagnostics"):
-                probe.update_stats(s, self.opt.last_update, model.theta.data)
-
-    def _update_compiled(self, s: int, grad: torch.Tensor, probe) -> None:
-        """The same, as one compiled function (compile=true): the noise drawn eagerly, added inside it;
-        the probe measures the noisy gradient and the update beside it."""
-        theta, opt = self.model.theta.data, self.opt
-        if probe:
-            with scope("diagnostics"):
-                probe.grad_stats(s, grad, after_noise=False)
-        with scope("noise"):
-            noise, std = self.grad_noise.draw(self.t_epoch, self.t_step)
-        if probe:
-            with scope("diagnostics"):
-                probe.grad_stats(s, grad if noise is None else grad.addcmul(noise, std), after_noise=True)
+                noisy = grad.addcmul(noise, std) if fused and noise is not None else grad
+                probe.grad_stats(s, noisy, after_noise=True)
         with scope("optimizer"):
             if self.schedules.any_step:
                 opt.hp["lr"].copy_(self.schedules.lr(self.t_epoch, self.t_step) * self.live)
-            self.compiled.update(opt.name, theta, grad, noise, std, opt.buf, opt.buf2, opt.t_dev, opt.hp, opt.any_wd)
+            if fused:
+                self.compiled.update(opt.name, theta, grad, noise, std, opt.buf, opt.buf2, opt.t_dev, opt.hp,
+                                     opt.any_wd)
+            else:
+                opt.step(theta, grad)
         if probe:
             with scope("diagnostics"):
-                probe.update_stats(s, opt.current_update(), theta)
+                probe.update_stats(s, opt.current_update() if fused else opt.last_update, theta)
 
     @torch.no_grad()
     def evaluate(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
