@@ -93,3 +93,20 @@ def test_a_killed_worker_does_not_lose_a_curve(fresh_pool):
     assert plots._pool is None and plots._pool_failed  # later curves are drawn here, without a pool
     plots.start_curve_pool(10)
     assert plots._pool is None
+
+
+def test_the_sweeps_process_leaves_pyplot_to_its_drawing_workers():
+    """Importing plots and starting the drawing workers import no pyplot in the sweep's process (half a
+    second on the way to its first pack, 2-core machine); each worker imports it when it starts, during
+    training; a curve drawn in the process (a pack too small for workers) imports it then."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from vgsweep import plots; plots.curve_workers = lambda: 1; plots.start_curve_pool(8); "
+            "print('matplotlib.pyplot' in sys.modules, plots._pool.submit(plots._ready).result() is None and "
+            "plots._pool.submit(eval, \"'matplotlib.pyplot' in __import__('sys').modules\").result()); "
+            "plots.stop_curve_pool(); plots.curve_png([{'train_loss': 1.0, 'test_loss': 1.0, 'train_acc': 0.5, "
+            "'test_acc': 0.5}], 't'); print('matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True", "True"]

@@ -708,17 +708,17 @@ def test_figures_tex_and_report_tex_name_folders_with_latex_specials(tmp_path, f
     from types import SimpleNamespace
 
     from tests.conftest import pdf_text, pdflatex
-    from vgsweep.plots import plt
+    from vgsweep.plots import pyplot
     from vgsweep.results import report
     from vgsweep.results.figures import write_latex
     from vgsweep.results.table import tex_path_line
 
     out = tmp_path / folder / "figures" / experiment
     out.mkdir(parents=True)
-    fig, ax = plt.subplots(figsize=(2, 1))
+    fig, ax = pyplot().subplots(figsize=(2, 1))
     ax.text(0.5, 0.5, "vgsweepdrawn", ha="center")
     fig.savefig(out / "results.pdf")
-    plt.close(fig)
+    pyplot().close(fig)
     write_latex(out, experiment, {out / "results.pdf": (f"{experiment}: mean over seeds", 2.0)})
     # a paper's own document elsewhere: figures.tex's own \vgsweepfigures, the folder's whole path as written
     paper = tmp_path / "paper"

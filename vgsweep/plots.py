@@ -8,19 +8,27 @@ import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+def pyplot():
+    """matplotlib.pyplot with the Agg backend, imported when first drawn with: a sweep's process draws
+    its curves in worker processes (below), and the import is half a second on the way to its first
+    pack (2-core machine)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def learning_curve(history: list[dict[str, float]], title: str):
     """Loss and accuracy per epoch, train and test, as one figure of two panels. Fixed margins, not a
     layout engine: one of these is drawn per run at the end of a sweep, and the engine's solve would
     be 40% of its cost (tick labels here are short: losses, percentages, epochs)."""
+    from matplotlib.ticker import MaxNLocator
+
     epochs = range(1, len(history) + 1)
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(7.0, 2.8))
+    fig, (ax_l, ax_a) = pyplot().subplots(1, 2, figsize=(7.0, 2.8))
     fig.subplots_adjust(left=0.11, right=0.98, bottom=0.17, top=0.87, wspace=0.36)
     splits = (("train", "-"), ("val", ":"), ("test", "--")) if "val_loss" in history[0] else (("train", "-"), ("test", "--"))
     marker = "o" if len(history) <= 20 else None  # a line of one or a few epochs is invisible or reads as smooth
@@ -43,7 +51,7 @@ def learning_curve(history: list[dict[str, float]], title: str):
 
 
 def close(fig) -> None:
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 # --- learning-curve PNGs drawn beside the sweep -----------------------------------------------------
@@ -80,7 +88,8 @@ def _worker_init() -> None:
 
 
 def _ready() -> None:
-    """Nothing: submitted once per worker so that each starts (and imports matplotlib) now."""
+    """Submitted once per worker so that each starts and imports matplotlib now, during training."""
+    pyplot()
 
 
 def start_curve_pool(curves: int) -> None:

@@ -44,11 +44,12 @@ from matplotlib import ticker
 from vgsweep import tracking
 from vgsweep.config import higher_is_better
 from vgsweep.diagnostics import GRAD_COLS
-from vgsweep.plots import plt
+from vgsweep.plots import pyplot
 from vgsweep.results import reader
 from vgsweep.results.studies import ACTIVATIONS, STUDIES, Axis, Figure, Study, study_for
 
 log = logging.getLogger(__name__)
+plt = pyplot()
 
 COLUMN_IN, PAGE_IN = 3.5, 7.0
 RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
