@@ -520,18 +520,18 @@ class _PackRecorder:
             dh = self.diag_hist[k]
             rd = RunDiagnostics.from_epochs(dh, self.dcfg.hist_min, self.dcfg.hist_max, self.layers,
                                             self.units) if dh else None
-            if rd is not None:
-                lg.log_bytes(rd.to_npz(), "diagnostics/diagnostics.npz")
             v, why = verdict(rd, final.get("test_acc"), DATASETS[j.cfg.data.name].classes, self.dcfg.verdict,
                              diverged_at is not None)
             lg.set_tags({"vgsweep.verdict": v, "vgsweep.verdict_reason": why})
             if summary:
                 lg.log_metrics(summary, step=len(hist) - 1)
+            files: dict = {"diagnostics/diagnostics.npz": rd.to_npz()} if rd is not None else {}
             if curve is not None:
-                lg.log_bytes(curve.result(), "learning_curve.png")
-            lg.log_config(j.cfg)
+                files["learning_curve.png"] = curve.result()
+            files.update(lg.config_file(j.cfg))
             if not j.hydra_later and j.output_dir is not None:
-                lg.log_hydra_dir(j.output_dir / ".hydra")
+                files.update(lg.hydra_files(j.output_dir / ".hydra"))
+            lg.log_files(files)  # one call to the store for all of them
             if diverged_at is None:
                 lg.finish("FINISHED")
                 outcome = Outcome("FINISHED", lg.run_id, final)
