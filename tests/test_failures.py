@@ -3,7 +3,6 @@ tracking server that dies mid-sweep."""
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
@@ -135,7 +134,7 @@ def _dump(db: Path) -> tuple[list, dict]:
     return schema, rows
 
 
-def test_a_new_store_is_mlflows_own_empty_store_copied(tmp_path, monkeypatch, caplog):
+def test_a_new_store_is_mlflows_own_empty_store_copied(tmp_path, monkeypatch):
     """A new SQLite store is a copy of this MLflow version's empty store (built once by MLflow in the
     user's cache: a second saved on every new store) with its Default experiment's artifact location and
     times set: the same schema, schema version and rows as MLflow's own build at that artifact root, and
@@ -149,19 +148,26 @@ def test_a_new_store_is_mlflows_own_empty_store_copied(tmp_path, monkeypatch, ca
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     root = str(tmp_path / "artifacts")
     SqlAlchemyStore(f"sqlite:///{tmp_path / 'mlflow.db'}", root).engine.dispose()
+    built: list[str] = []  # the stores MLflow builds from here on (its own constructor, counted, not replaced)
+    real_init = SqlAlchemyStore.__init__
+
+    def counted(self, db_uri, *a, **kw):
+        built.append(db_uri)
+        real_init(self, db_uri, *a, **kw)
+
+    monkeypatch.setattr(SqlAlchemyStore, "__init__", counted)
     for name in ("copy.db", "again.db"):  # the first builds the cached store, the second only copies it
         t0 = int(time.time() * 1000)
-        caplog.clear()
-        with caplog.at_level(logging.INFO, logger="mlflow.store.db.utils"):
-            tracking.ensure_sqlite_store(f"sqlite:///{tmp_path / name}", root)
-        built = [r for r in caplog.records if "Creating initial MLflow database tables" in r.getMessage()]
-        assert len(built) == (name == "copy.db")
+        built.clear()
+        tracking.ensure_sqlite_store(f"sqlite:///{tmp_path / name}", root)
+        assert len(built) == (name == "copy.db") and all("/cache/vgsweep/" in u for u in built)
         assert _dump(tmp_path / name) == _dump(tmp_path / "mlflow.db")
         with sqlite3.connect(tmp_path / name) as c:
             [(made, updated)] = c.execute("SELECT creation_time, last_update_time FROM experiments").fetchall()
         assert t0 <= made == updated <= time.time() * 1000
     assert [p.name for p in (tmp_path / "cache" / "vgsweep").iterdir()] == [
         f"mlflow-{__import__('mlflow').__version__}-empty.db"]
+    monkeypatch.setattr(SqlAlchemyStore, "__init__", real_init)
     client = tracking.client_for(f"sqlite:///{tmp_path / 'again.db'}")
     run = client.create_run(client.create_experiment("e"))
     client.log_metric(run.info.run_id, "m", 1.0)

@@ -87,7 +87,10 @@ step_bench() {
   # shellcheck disable=SC2086
   # bench.txt has every row's numbers as it ends; bench.tgz (bench.json and each row's CLI log, whose timestamps say
   # where a row's time went besides its epochs) is written once the rows are done
-  $PY bench/grid.py --data-root "$DATA" --out /tmp/bench $BENCH_ARGS | tee "$OUT/bench.txt"
+  # a failed row still leaves the others' numbers and logs to bring back: the step goes on to the tarball
+  $PY bench/grid.py --data-root "$DATA" --out /tmp/bench $BENCH_ARGS 2>&1 | tee "$OUT/bench.txt" \
+    || echo "(bench/grid.py failed: see bench.txt and the rows' logs in bench.tgz)" | tee -a "$OUT/bench.txt"
+  mkdir -p /tmp/bench
   tar czf "$OUT/bench.tgz" -C /tmp/bench $(cd /tmp/bench && ls bench.json ./*.log 2>/dev/null) || echo "(no bench.tgz)"
   { echo; echo "bench/port.py (the paper grid as a plain PyTorch port, one run at a time)"
     $PY bench/port.py --data-root "$DATA"
