@@ -71,7 +71,6 @@ class PackOptimizer:
 
     def __init__(self, name: str, theta: torch.Tensor, hp: dict[str, torch.Tensor]):
         self.name, self.hp = name, hp
-        self.last_update: torch.Tensor | None = None  # the step just taken (K, P), for diagnostics
         self.buf = torch.zeros_like(theta)
         self.buf2 = torch.zeros_like(theta) if name == "adam" else None
         self.any_wd = bool((hp["weight_decay"] > 0).any())
@@ -94,14 +93,25 @@ class PackOptimizer:
         self.t_dev.add_(1)
         if self.any_wd:
             grad.addcmul_(theta, hp["weight_decay"])
+        if self.name == "sgd":
+            sgd_step(theta, self.buf, grad, hp)
+            return
         moments(self.name, self.buf, self.buf2, grad, hp)
-        self.last_update = update_of(self.name, self.buf, self.buf2, self.t_dev, hp)
-        theta.sub_(self.last_update)
+        theta.sub_(update_of(self.name, self.buf, self.buf2, self.t_dev, hp))
 
     def current_update(self) -> torch.Tensor:
-        """The step just taken (K, P), recomputed from the optimiser's state: for the diagnostics of a step
-        taken by `fused_step`."""
+        """The step just taken (K, P), recomputed from the optimiser's state: for the diagnostics (the step
+        itself does not keep it: a pass over (K, P) saved on every step the diagnostics do not sample)."""
         return update_of(self.name, self.buf, self.buf2, self.t_dev, self.hp)
+
+
+def sgd_step(theta: torch.Tensor, buf: torch.Tensor, grad: torch.Tensor, hp: dict) -> None:
+    """SGD with momentum in place: buf = momentum * buf + grad, then theta -= lr * buf, each one pass over
+    (K, P) (`moments` and `update_of` take two each, a product and a sum, and allocate lr * buf). addcmul
+    rounds once (a fused multiply-add), where the two passes rounded twice: the same step, to the last bit
+    more exact; a run's numbers are the same alone and packed either way."""
+    torch.addcmul(grad, buf, hp["momentum"], out=buf)
+    theta.addcmul_(buf, hp["lr"], value=-1)
 
 
 def moments(name: str, buf: torch.Tensor, buf2: torch.Tensor | None, grad: torch.Tensor, hp: dict) -> None:
@@ -136,6 +146,9 @@ def fused_step(name: str, theta: torch.Tensor, grad: torch.Tensor, noise: torch.
         grad = grad.addcmul(noise, std)
     if any_wd:
         grad = grad.addcmul(theta, hp["weight_decay"])
+    if name == "sgd":
+        sgd_step(theta, buf, grad, hp)
+        return
     moments(name, buf, buf2, grad, hp)
     theta.sub_(update_of(name, buf, buf2, t, hp))
 

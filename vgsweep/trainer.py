@@ -353,7 +353,7 @@ class Pack:
                 opt.step(theta, grad)
         if probe:
             with scope("diagnostics"):
-                probe.update_stats(s, opt.current_update() if fused else opt.last_update, theta)
+                probe.update_stats(s, opt.current_update(), theta)
 
     @torch.no_grad()
     def evaluate(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
