@@ -96,7 +96,7 @@ class PackOptimizer:
         if self.name == "sgd":
             sgd_step(theta, self.buf, grad, hp)
             return
-        moments(self.name, self.buf, self.buf2, grad, hp)
+        adam_moments(self.buf, self.buf2, grad, hp)
         theta.sub_(update_of(self.name, self.buf, self.buf2, self.t_dev, hp))
 
     def current_update(self) -> torch.Tensor:
@@ -107,25 +107,23 @@ class PackOptimizer:
 
 def sgd_step(theta: torch.Tensor, buf: torch.Tensor, grad: torch.Tensor, hp: dict) -> None:
     """SGD with momentum in place: buf = momentum * buf + grad, then theta -= lr * buf, each one pass over
-    (K, P) (`moments` and `update_of` take two each, a product and a sum, and allocate lr * buf). addcmul
+    (K, P) (as a product, then a sum, it took two each, and allocated lr * buf). addcmul
     rounds once (a fused multiply-add), where the two passes rounded twice: the same step, to the last bit
     more exact; a run's numbers are the same alone and packed either way."""
     torch.addcmul(grad, buf, hp["momentum"], out=buf)
     theta.addcmul_(buf, hp["lr"], value=-1)
 
 
-def moments(name: str, buf: torch.Tensor, buf2: torch.Tensor | None, grad: torch.Tensor, hp: dict) -> None:
-    """Move the optimiser's running buffers (in place) by the gradient."""
-    if name == "sgd":
-        buf.mul_(hp["momentum"]).add_(grad)
-    else:  # adam
-        b1, b2 = hp["beta1"], hp["beta2"]
-        buf.mul_(b1).add_((1 - b1) * grad)
-        buf2.mul_(b2).add_((1 - b2) * grad * grad)
+def adam_moments(buf: torch.Tensor, buf2: torch.Tensor, grad: torch.Tensor, hp: dict) -> None:
+    """Move Adam's running buffers (in place) by the gradient (SGD's momentum: `sgd_step`)."""
+    b1, b2 = hp["beta1"], hp["beta2"]
+    buf.mul_(b1).add_((1 - b1) * grad)
+    buf2.mul_(b2).add_((1 - b2) * grad * grad)
 
 
 def update_of(name: str, buf: torch.Tensor, buf2: torch.Tensor | None, t: torch.Tensor, hp: dict) -> torch.Tensor:
-    """The step the parameters take (subtracted), from the buffers after `moments` and the step count t."""
+    """The step the parameters take (subtracted), from the buffers the step has moved (`sgd_step`,
+    `adam_moments`) and the step count t."""
     if name == "sgd":
         return hp["lr"] * buf
     b1, b2 = hp["beta1"], hp["beta2"]
@@ -149,7 +147,7 @@ def fused_step(name: str, theta: torch.Tensor, grad: torch.Tensor, noise: torch.
     if name == "sgd":
         sgd_step(theta, buf, grad, hp)
         return
-    moments(name, buf, buf2, grad, hp)
+    adam_moments(buf, buf2, grad, hp)
     theta.sub_(update_of(name, buf, buf2, t, hp))
 
 

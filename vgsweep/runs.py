@@ -186,7 +186,7 @@ class RunLogger:
 
     def log_files(self, files: dict[str, bytes | str]) -> None:
         """Store artifacts (path in the run's artifacts -> content) in one call to the store: each call
-        is a round trip (about 12 ms a call here), and a run ends with three or four of them."""
+        is a round trip (to a tracking server, over the network), and a run ends with three or four."""
         if not files:
             return
         with tempfile.TemporaryDirectory() as tmp:
