@@ -89,15 +89,8 @@ class PackOptimizer:
 
     @torch.no_grad()
     def step(self, theta: torch.Tensor, grad: torch.Tensor) -> None:
-        hp = self.hp
-        self.t_dev.add_(1)
-        if self.any_wd:
-            grad.addcmul_(theta, hp["weight_decay"])
-        if self.name == "sgd":
-            sgd_step(theta, self.buf, grad, hp)
-            return
-        adam_moments(self.buf, self.buf2, grad, hp)
-        theta.sub_(update_of(self.name, self.buf, self.buf2, self.t_dev, hp))
+        """One step (weight decay, the optimiser's buffers, the parameters), grad left as it was."""
+        fused_step(self.name, theta, grad, None, None, self.buf, self.buf2, self.t_dev, self.hp, self.any_wd)
 
     def current_update(self) -> torch.Tensor:
         """The step just taken (K, P), recomputed from the optimiser's state: for the diagnostics (the step
@@ -136,9 +129,9 @@ def update_of(name: str, buf: torch.Tensor, buf2: torch.Tensor | None, t: torch.
 def fused_step(name: str, theta: torch.Tensor, grad: torch.Tensor, noise: torch.Tensor | None,
                std: torch.Tensor | None, buf: torch.Tensor, buf2: torch.Tensor | None, t: torch.Tensor, hp: dict,
                any_wd: bool) -> None:
-    """Gradient noise, weight decay and the optimiser's step in one function, the arithmetic of
-    GradNoise.apply then PackOptimizer.step (grad is left as it was): what `compile=true` compiles, so
-    that its element-wise passes over (K, P) fuse into a few kernels."""
+    """Gradient noise (draws * std, as GradNoise.apply adds them; None: none), weight decay and the
+    optimiser's step in one function, grad left as it was: PackOptimizer.step (without noise), and what
+    `compile=true` compiles, so that its element-wise passes over (K, P) fuse into a few kernels."""
     t.add_(1)
     if noise is not None:
         grad = grad.addcmul(noise, std)
