@@ -73,6 +73,7 @@ CASES = [
     (["hydra.launcher.executor=pbs"], ["hydra.launcher.executor='pbs'", "local, slurm, submitit_local"]),
     (["hydra.launcher.executor=slurm"], ["tracking.uri=", "an mlflow server", "sqlite_is_shared=true"]),
     (["hydra.launcher.timeout_min=0"], ["hydra.launcher.timeout_min=0", "a positive int"]),
+    (["hydra.launcher.result_grace_s=nan"], ["hydra.launcher.result_grace_s=nan", "a float >= 0 (NaN and inf are not)"]),
     # the device
     (["device=cuda"], ["device='cuda'", "no CUDA device"]),
     (["device=tpu"], ["device='tpu'", "auto, cpu, cuda or cuda:N"]),

@@ -235,7 +235,8 @@ def _submitted(seen: str) -> list[str]:
 def _slurm_args(tmp_path: Path, root: Path, *more: str) -> list[str]:
     return [*SMALL, f"data.root={root}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
             f"hydra.sweep.dir={tmp_path / 'mr'}", "hydra.launcher.executor=slurm", "hydra.launcher.gpus_per_node=0",
-            "hydra.launcher.sqlite_is_shared=true", "hydra.launcher.poll_s=1", *more]
+            "hydra.launcher.sqlite_is_shared=true", "hydra.launcher.poll_s=1",
+            "hydra.launcher.result_grace_s=4", *more]  # one filesystem here: no lag to wait out
 
 
 @pytest.mark.slurm

@@ -187,11 +187,13 @@ def forget_queued(job_id: str, jobs: list[Job]) -> None:
             log.debug("the record of pack job %s stays: %s", job_id, e)
 
 
-def wait_queued(job_id: str, submitted: float, jobs: list[Job], poll_s: float = 5.0) -> list[Outcome]:
+def wait_queued(job_id: str, submitted: float, jobs: list[Job], poll_s: float = 5.0,
+                grace_s: float = 15.0) -> list[Outcome]:
     """Wait for the SLURM pack job `job_id` that an earlier sweep submitted (at `submitted`) to train `jobs`:
     each one's outcome from the store, once its run has FINISHED or FAILED (SKIPPED with the run's metrics:
-    this sweep did not train it), or, once the job has ended or is gone, ended KILLED or never made (FAILED,
-    saying so). A run KILLED while the job lives was requeued (preemption): it goes on."""
+    this sweep did not train it), or, grace_s after the job has ended or is gone (its last writes landing),
+    ended KILLED or never made (FAILED, saying so). A run KILLED while the job lives was requeued
+    (preemption): it goes on."""
     from vgsweep import tracking
 
     WAITING[job_id] = None  # until it has ended (an interrupted wait leaves it: the job goes on)
@@ -202,7 +204,7 @@ def wait_queued(job_id: str, submitted: float, jobs: list[Job], poll_s: float = 
         state, why = slurm_job(job_id)
         ended = state in TERMINAL
         ended_at = (ended_at or time.monotonic()) if ended else None
-        final = ended and time.monotonic() - ended_at > max(15.0, 3 * poll_s)  # its last writes have landed
+        final = ended and time.monotonic() - ended_at >= grace_s  # its last writes have landed
         stores: dict[tuple[str, str], list[int]] = {}
         for k, j in enumerate(jobs):
             if k not in out:
@@ -545,7 +547,7 @@ class SubmititPacks:
                  "additional_parameters": dict(o.additional_parameters) or None}
         params.update({f"slurm_{k}": v for k, v in slurm.items() if v is not None})
         self.ex.update_parameters(**params)
-        self.poll_s, self.options = float(o.poll_s), o
+        self.poll_s, self.grace_s, self.options = float(o.poll_s), float(o.result_grace_s), o
         self.folder = Path(str(o.submitit_folder))
         while "%" in self.folder.name:  # the part submitit names after each job
             self.folder = self.folder.parent
@@ -651,7 +653,7 @@ class SubmititPacks:
                 return _outcomes_from_store(self.packs[k], f"pack job {h.job_id} {self._cancelled[h.job_id]}", h.job_id)
             if self.cluster == "slurm" and self._state(h) in TERMINAL:  # ended, and no result came (yet)
                 gone_since = gone_since or time.monotonic()
-                if time.monotonic() - gone_since > max(15.0, 3 * self.poll_s):  # a shared filesystem may lag
+                if time.monotonic() - gone_since >= self.grace_s:  # a shared filesystem may lag
                     state = self._state(h)
                     return self._failed(k, h, "is gone from SLURM's queue without a result (cancelled before it "
                                               "started, or ended long ago)" if state == "GONE" and

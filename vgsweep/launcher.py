@@ -449,7 +449,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     with app.exit_on_sweep_stopped(), app.exit_on_bad_input(lambda: tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))):
         sweep = Sweep(jobs, max_pack=launcher.max_pack or None, memory_budget_gb=launcher.memory_budget_gb,
                       progress=launcher.progress if remote is None else None, remote=remote,
-                      dry_run=launcher.dry_run, notes=data_notes)
+                      dry_run=launcher.dry_run, notes=data_notes,
+                      waits=(float(launcher.executor.poll_s), float(launcher.executor.result_grace_s)))
     if launcher.dry_run:  # no task is called: as Hydra's --cfg, the command says what it would do and stops
         print(sweep.describe([c.hydra.job.num for c in configs]), flush=True)
         tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))

@@ -637,10 +637,13 @@ class Sweep:
     job i's pack the first time one of its jobs is asked for. Call after preflight."""
 
     def __init__(self, jobs: list[Job], max_pack: int | None = None, memory_budget_gb: float | None = None,
-                 progress: str | None = None, remote=None, dry_run: bool = False, notes: Optional[list[str]] = None):
+                 progress: str | None = None, remote=None, dry_run: bool = False, notes: Optional[list[str]] = None,
+                 waits: tuple[float, float] = (5.0, 15.0)):
+        """waits: (poll_s, result_grace_s) of the launcher, for the pack jobs of an earlier sweep this one
+        waits for (executors.wait_queued)."""
         from vgsweep.progress import Progress
 
-        self.jobs, self.remote = jobs, remote
+        self.jobs, self.remote, self.waits = jobs, remote, waits
         # a dry run's notes: what it would change (given: the preflight's, e.g. a data set to download)
         self.notes: Optional[list[str]] = (notes if notes is not None else []) if dry_run else None
         self.budget_gb = memory_budget_gb
@@ -795,8 +798,7 @@ class Sweep:
 
         mine = [i for i, j in enumerate(self.jobs) if self._waits(i) and j.queued_in[0] == job_id]
         try:
-            got = wait_queued(job_id, self.jobs[mine[0]].queued_in[1], [self.jobs[i] for i in mine],
-                              float(getattr(self.remote, "poll_s", 5.0)))
+            got = wait_queued(job_id, self.jobs[mine[0]].queued_in[1], [self.jobs[i] for i in mine], *self.waits)
         except tracking.TrackingUnavailable as e:
             raise stopped(self.jobs[mine[0]].cfg, e) from None
         for i, o in zip(mine, got):

@@ -48,6 +48,9 @@ class PackedLauncherConf:
     setup: Optional[list[str]] = None  # shell lines before the job starts (module load ..., source venv/bin/activate)
     sqlite_is_shared: bool = False  # with slurm: the SQLite store lives on a filesystem every node sees
     poll_s: float = rule(5.0, "positive")  # how often the launcher looks at the jobs' states
+    # slurm: how long a pack job SLURM says has ended may take to show its result (a shared filesystem's
+    # lag) before its jobs are failed as ended without one
+    result_grace_s: float = rule(15.0, "non_negative")
     cancel_unrunnable: bool = True  # slurm: cancel a pack job SLURM keeps pending for a request its partition cannot meet
 
 
