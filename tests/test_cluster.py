@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import (SMALL, assert_finishes_each_epoch_once, assert_interrupted, compose_cfg,
                             make_idx_dataset, run_cli)
 from vgsweep.executors import slurm_job
+from vgsweep.results.status import summary
 
 GRID = ["activation=relu,tanh", "regime=gna_bn,gna_wn", "seed=3", "regime.grad_noise.eta=0.01"]  # 2 packs: weight norm splits
 
@@ -302,7 +303,8 @@ def test_a_gpu_precision_is_judged_on_the_node_not_on_the_login_node(slurm, tiny
 def test_a_requeued_pack_resumes_from_its_checkpoints(slurm, tmp_path):
     """scontrol requeue a running pack: SLURM ends it (SIGTERM: it marks its runs KILLED) and starts it
     again; the new incarnation resumes them from their checkpoints into the same MLflow runs, and every
-    epoch is logged once."""
+    epoch is logged once. While the requeued job waits, its record stands: `vgsweep status` lists its
+    configs as queued in it, and the same command run again would wait for it, not train them twice."""
     data = make_idx_dataset(tmp_path / "data", n_train=4000, n_test=200)
     ck, epochs = tmp_path / "ck", 40  # about 12 s of training: the requeue (SLURM kills a few s after it) lands mid-way
     args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, data, "model.hidden=[256,256]", f"train.epochs={epochs}",
@@ -317,7 +319,18 @@ def test_a_requeued_pack_resumes_from_its_checkpoints(slurm, tmp_path):
         time.sleep(0.2)
     job = next(p.name for p in (tmp_path / "mr" / ".submitit").iterdir() if p.is_dir())  # one pack: one job
     subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
-    deadline = time.monotonic() + 120
+    uri, deadline = f"sqlite:///{tmp_path / 'm.db'}", time.monotonic() + 120
+    while not (len(_runs(uri)[1]) == 2 and {r.info.status for r in _runs(uri)[1]} == {"KILLED"}
+               and slurm_job(job)[0] == "PENDING"):  # ended by SIGTERM, and held again (SLURM delays its start)
+        assert proc.poll() is None and time.monotonic() < deadline, [r.info.status for r in _runs(uri)[1]]
+        time.sleep(0.3)
+    c, _ = _runs(uri)
+    said = "\n".join(summary(c, c.get_experiment_by_name("agarap2019")))
+    assert said.startswith("agarap2019: 2 configs: 2 queued\n"), said
+    assert said.count(f"SLURM job {job}, requeued, pending (") == 2 and "it resumes it (ended by SIGTERM" in said, said
+    dry = run_cli([*args, "hydra.launcher.dry_run=true"], cwd=tmp_path)
+    assert "0 skipped; 2 to wait for (queued in pack jobs of an earlier sweep)" in dry.stdout, dry.stdout
+    assert f"wait: queued in SLURM pack job {job} of an earlier sweep (requeued, pending: " in dry.stdout, dry.stdout
     while proc.poll() is None and time.monotonic() < deadline:  # SLURM delays a requeued job's start: let it go
         state = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout
         if "JobState=PENDING" in state:

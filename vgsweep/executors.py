@@ -71,7 +71,8 @@ def _outcomes_from_store(jobs: list[Job], reason: str, job_id: str) -> list[Outc
 # A SLURM pack job that waits in the queue has no run in the store yet (its runs are made when it
 # starts): the configs it will train are an experiment tag until then, for `vgsweep status` and for a
 # sweep run again meanwhile (which waits for that job rather than submitting them twice). Removed when the job
-# ends and when the sweep collects it; a record whose job SLURM no longer knows is ignored.
+# ends (kept when it ends on SIGTERM: requeued, it resumes them) and when the sweep collects it; a record whose
+# job SLURM no longer knows is ignored.
 # A local sweep of several packs records the same way the configs of the packs it has not started yet
 # (its "job": LOCAL + host, pid and a count, with the process's pid and stamp in the record), so that
 # `vgsweep status` counts them while the first packs train; removed once its last pack has trained, kept
@@ -308,6 +309,15 @@ def never_as_asked(reason: str) -> Optional[str]:
 ENDING = "ended by SIGTERM (scancel, the time limit, preemption, a requeue or the node shutting down)"
 
 
+def ended_for_requeue(run, job_id: str) -> bool:
+    """Run `run` was ended KILLED by pack job `job_id` on SIGTERM: if SLURM holds that job again (it was
+    requeued), the job resumes it when it starts (sweep.plan's adopt)."""
+    from vgsweep import tracking
+
+    return (run.info.status == "KILLED" and run.data.tags.get(TAG_JOB) == job_id
+            and run.data.tags.get(tracking.TAG_FAILURE) == ENDING)
+
+
 class JobEnding(BaseException):
     """SIGTERM in a pack job, raised in its main thread (not an Exception: no `except Exception` on the
     way takes it for a failed run)."""
@@ -338,11 +348,13 @@ class PackJob:
             return self.train()
         previous = signal.signal(signal.SIGTERM, _raise_ending)
         job_id = None if self.same_devices else scheduler_job_id()
+        ending = False
         try:
             return self.train()
         except JobEnding:
             from vgsweep.runs import end_open_runs
 
+            ending = True
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not cut the ending short
             ended = end_open_runs("KILLED", ENDING)
             log.error("pack job %s: %s; %d run%s it was training marked KILLED (the same command, or the requeued "
@@ -351,8 +363,11 @@ class PackJob:
             raise SystemExit(143) from None
         finally:
             signal.signal(signal.SIGTERM, previous)
-            if job_id:  # its runs (or their failure) speak for its configs now
+            if job_id and not ending:  # its runs (or their failure) speak for its configs now
                 forget_queued(job_id, self.jobs)
+            # ended by SIGTERM, the record stays: SLURM may requeue the job (preemption, its time limit,
+            # scontrol requeue), and until it starts again the record says it will resume these configs
+            # (ended_for_requeue); cancelled, the record is ignored as the job's is ended, and removed with it
 
     def train(self) -> list[Outcome]:
         from vgsweep import tracking

@@ -199,7 +199,8 @@ def _queued(j: Job, client, runs: list, cache: dict, dry: bool) -> Optional[Outc
     trains its other configs (its record is newer than the config's last run, and `scontrol` knows the
     job): j.queued_in names it, and a SKIPPED outcome without a run stands until the sweep waits for it
     (Sweep.outcome). None otherwise, and with `rerun`. Not asked by a pack job planning its own."""
-    from vgsweep.executors import LOCAL, TERMINAL, forget_queued, local_sweep, read_queued, slurm_job, state_said
+    from vgsweep.executors import (LOCAL, TERMINAL, ended_for_requeue, forget_queued, local_sweep, read_queued,
+                                   slurm_job, state_said)
 
     if j.cfg.rerun or client is None:
         return None
@@ -214,13 +215,17 @@ def _queued(j: Job, client, runs: list, cache: dict, dry: bool) -> Optional[Outc
         gone += [job for job, rec in records if job.startswith(LOCAL) and local_sweep(rec)[0] == "GONE"]
         for job in gone if not dry else []:
             forget_queued(job, [j])
-    last = max(((r.info.end_time or r.info.start_time or 0) / 1000 for r in runs), default=0.0)
     for job, rec, (state, why) in cache[key]:
         if j.key() not in rec["configs"]:
             continue
+        # a run the job itself ended on SIGTERM does not count: requeued, the job resumes it
+        last = max(((r.info.end_time or r.info.start_time or 0) / 1000 for r in runs
+                    if not ended_for_requeue(r, job)), default=0.0)
         if float(rec["submitted"]) < last or state in TERMINAL or state == "UNKNOWN":
             return None  # trained (or tried) since; a job that ended, or one SLURM cannot tell of here
         said = state_said(state, why, inside=True)
+        if any(ended_for_requeue(r, job) for r in runs):
+            said = f"requeued, {said}"
         log.info("wait for %s: queued in SLURM pack job %s (%s), submitted by an earlier sweep from %s; this sweep "
                  "waits for it (scancel %s and run this again to train it here)", j.name, job, said, rec.get("host"), job)
         j.queued_in = (job, float(rec["submitted"]))

@@ -11,7 +11,8 @@ import time
 
 from vgsweep import tracking
 from vgsweep.progress import duration
-from vgsweep.executors import LOCAL, TAG_JOB, TAG_QUEUED, TERMINAL, local_sweep, read_queued, slurm_job, state_said
+from vgsweep.executors import (LOCAL, TAG_JOB, TAG_QUEUED, TERMINAL, ended_for_requeue, local_sweep, read_queued,
+                               slurm_job, state_said)
 from vgsweep.results.reader import TAGS, chosen, open_experiment, store_args, store_uri
 
 # the states of the lines, in the order shown: a config that is not finished (running; queued: in a
@@ -94,7 +95,8 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
     no run yet, or only one that ended before the job was submitted (it resumes or retrains it). Queued
     while SLURM has the job pending (or running, on its other configs); unrun once it has ended or is
     gone; as it is when `scontrol` cannot say (run elsewhere). The newest submission speaks for a config.
-    The same for a config of a local sweep's later pack (_local_line)."""
+    A run the job ended on SIGTERM is queued again while SLURM holds the job again (requeued: preemption,
+    its time limit), since it will resume it. The same for a config of a local sweep's later pack (_local_line)."""
     out, seen, jobs = [], set(), {}
     for job, rec in read_queued(exp.tags):
         when = float(rec["submitted"])
@@ -103,7 +105,9 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
                 continue
             seen.add(h)
             r = best.get(h)
-            if r is not None and (r.info.status in ("FINISHED", "RUNNING") or (r.info.end_time or 0) / 1000 >= when):
+            requeued = r is not None and ended_for_requeue(r, job)
+            if r is not None and (r.info.status in ("FINISHED", "RUNNING") or (r.info.end_time or 0) / 1000 >= when) \
+                    and not requeued:
                 continue  # the job (or another process) has trained it since
             name = (r.info.run_name if r is not None else None) or name or h[:12]
             if job not in jobs:  # once per job, not per config: its scontrol, or its local sweep's state
@@ -112,7 +116,14 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
                 out.append((*jobs[job], name, h))
                 continue
             state, why = jobs[job]
+            if requeued and (state in TERMINAL or state == "UNKNOWN"):
+                continue  # killed (its own line says so): the job has ended, or nothing says it was requeued
             sent = f"submitted {duration(max(now - when, 0))} ago from {rec.get('host', '?')}"
+            if requeued:
+                out.append(("queued", f"SLURM job {job}, requeued, {state_said(state, why)}: it resumes it "
+                                      f"(ended by SIGTERM {duration(max(now - r.info.end_time / 1000, 0))} ago); {sent}",
+                            name, h))
+                continue
             if state in TERMINAL:
                 gone = "is gone from SLURM's queue (cancelled?)" if state == "GONE" else f"ended {state}"
                 out.append(("unrun", f"SLURM job {job} {gone} without starting it; {sent}", name, h))
