@@ -58,7 +58,8 @@ def test_status_while_a_sweep_trains_after_it_is_killed_and_after_ctrl_c(tiny_ro
                     *base], cwd=tmp_path)
     assert done.returncode == 1 and "2 jobs to train in 2 packs of 1 runs" in done.stdout + done.stderr, done.stderr[-2000:]
     client = MlflowClient(uri)
-    assert not [k for k in client.get_experiment_by_name("agarap2019").tags if k.startswith("vgsweep.queued.")]
+    assert not [k for k in client.get_experiment_by_name("agarap2019").tags  # the sweep's estimate went with it
+                if k.startswith(("vgsweep.queued.", "vgsweep.eta."))]
     # two configs training, for as long as the test lets them; a third waits for the sweep's second pack
     long = ["-m", "seed=7,8,9", "optimizer.lr=0.01", "train.epochs=100000", "checkpoint.every=0",
             "hydra.launcher.max_pack=2", *base]
@@ -75,7 +76,8 @@ def test_status_while_a_sweep_trains_after_it_is_killed_and_after_ctrl_c(tiny_ro
     assert len(running) == 2 and all("/100000, about " in x and " left; heartbeat " in x for x in running), out
     assert all(f"({socket.gethostname()}, pid {sweep.pid})" in x for x in running), out
     [queued] = [x for x in lines if x.startswith("  queued")]
-    assert re.search(rf"-s9 +a later pack of the sweep of pid {sweep.pid} on this host; started \d+ s ago$", queued), out
+    assert re.search(rf"-s9 +a later pack of the sweep of pid {sweep.pid} on this host; started \d+ s ago; the sweep: "
+                     r"pack 1 of 2, about \d+ \w+( \d\d \w+)? left \(its estimate of \d+ s ago\)$", queued), out
     [failed] = [x for x in lines if x.startswith("  failed")]
     assert "training loss became NaN or inf in epoch 1" in failed, out
 
@@ -141,6 +143,38 @@ def test_a_config_speaks_through_its_finished_run_and_a_rerun_in_progress_shows(
     assert lines[0] == "study: 2 configs: 2 finished (1 of them training again: rerun=true)", lines
     assert len(lines) == 2 and lines[1].split()[:3] == ["rerun", "b-again", "epoch"], lines
     assert f"pid {os.getpid()})" in lines[1] and "1/10" in lines[1]
+
+
+def test_a_local_sweeps_estimate_is_written_once_a_minute_and_each_pack_and_read_less_its_age(monkeypatch):
+    """Progress hands the sweep's estimate on after an epoch, at most once a minute and again at each
+    new pack; status takes from it the time since it was made, and reads an unusable one as none."""
+    from vgsweep import progress
+    from vgsweep.executors import TAG_ETA, read_eta
+    from vgsweep.results.status import _local_line
+
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    heard = []
+    p = progress.Progress([(2, 3), (1, 3)], "log")
+    p.on_eta = lambda left, pack, packs: heard.append((round(left), pack, packs))
+    for epoch in range(3):  # an epoch of the 2-run pack takes 40 s: 9 run-epochs in all
+        clock[0] += 40
+        p.epoch_done(epoch, 2)
+    p.pack_done()
+    clock[0] += 50
+    p.epoch_done(0, 1)
+    assert heard == [(140, 1, 2), (60, 1, 2), (49, 2, 2)], heard  # 40/2*7; 120/6*3 (80 s after the first); 170/7*2
+
+    rec = {"pid": os.getpid(), "process": tracking.process_stamp(os.getpid()), "host": socket.gethostname(),
+           "submitted": time.time() - 300}
+    now = time.time()
+    tags = {TAG_ETA + "x": f'{{"left_s": 4000, "at": {now - 600}, "pack": 2, "packs": 5}}', TAG_ETA + "y": "{]",
+            TAG_ETA + "z": f'{{"left_s": null, "at": {now}, "pack": 1, "packs": 2}}'}
+    assert _local_line(rec, {}, now, read_eta(tags, "x"))[1].endswith(
+        "started 5 min 00 s ago; the sweep: pack 2 of 5, about 56 min 40 s left (its estimate of 10 min 00 s ago)")
+    assert read_eta(tags, "y") is None and read_eta(tags, "w") is None
+    assert _local_line(rec, {}, now, read_eta(tags, "z"))[1].endswith(
+        "the sweep: pack 1 of 2, its time left not known yet (its estimate of 0 s ago)")
 
 
 def test_a_run_whose_process_lives_but_whose_epochs_stopped_is_said_to_be_stuck(tmp_path):

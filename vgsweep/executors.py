@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -80,6 +81,10 @@ def _outcomes_from_store(jobs: list[Job], reason: str, job_id: str) -> list[Outc
 TAG_QUEUED = "vgsweep.queued."  # + the job's id; JSON {"submitted": unix s, "host": ..., "configs": {hash: name}}
 QUEUED_MAX = 5000  # characters of an experiment tag's value (MLflow 3.9; later releases allow 20000)
 LOCAL = "local-"  # the id of a local sweep's record: local-<host>-<pid>-<n>
+# Beside a local sweep's record, its own estimate of the time it has left (progress.Progress, written at
+# most once a minute while it trains; removed with the record): JSON {"left_s": s or null, "at": unix s,
+# "pack": its pack now, from 1, "packs": n}
+TAG_ETA = "vgsweep.eta."  # + the record's id
 
 
 def queued_records(jobs: list[Job], now: float | None = None, extra: dict | None = None) -> list[str]:
@@ -121,7 +126,31 @@ def read_queued(tags: dict[str, str]) -> list[tuple[str, dict]]:
 
 def _queued_keys(job_id: str, tags: dict[str, str]) -> list[str]:
     key = TAG_QUEUED + job_id
-    return [k for k in tags if k == key or k.startswith(key + "/")]
+    return [k for k in tags if k == key or k.startswith(key + "/") or k == TAG_ETA + job_id]
+
+
+def record_eta(job_id: str, jobs: list[Job], left_s: float, pack: int, packs: int) -> None:
+    """Write beside local sweep record `job_id` (of `jobs`) the sweep's estimate of the time it has left,
+    for `vgsweep status` (TAG_ETA)."""
+    from vgsweep import tracking
+
+    value = json.dumps({"left_s": round(left_s, 1) if math.isfinite(left_s) else None, "at": round(time.time(), 3),
+                        "pack": pack, "packs": packs})
+    for (uri, name), _ in _experiments(jobs).items():
+        client = tracking.client_for(uri)
+        exp = tracking.retry(client.get_experiment_by_name, name)
+        if exp is not None:
+            tracking.retry(client.set_experiment_tag, exp.experiment_id, TAG_ETA + job_id, value)
+
+
+def read_eta(tags: dict[str, str], job_id: str) -> Optional[dict]:
+    """The estimate record_eta wrote beside record `job_id`, or None (none yet, or unreadable)."""
+    try:
+        eta = json.loads(tags[TAG_ETA + job_id])
+        float(eta["at"]), int(eta["pack"]), int(eta["packs"])
+        return eta if eta["left_s"] is None or math.isfinite(float(eta["left_s"])) else None
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def _experiments(jobs: list[Job]) -> dict[tuple[str, str], list[Job]]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Callable
 
 log = logging.getLogger("vgsweep.progress")
 LOG_EVERY_S = 5.0
+ETA_EVERY_S = 60.0  # how often on_eta hears the estimate (a sweep writes it to the store for vgsweep status)
 
 
 def duration(s: float) -> str:
@@ -37,11 +39,18 @@ class Progress:
         self.t0 = time.monotonic()
         self.live = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
         self._last_log = 0.0
+        # called with (seconds left, pack number from 1, packs) after an epoch, at most every ETA_EVERY_S
+        self.on_eta: Callable[[float, int, int], None] | None = None
+        self._last_eta = float("-inf")
+
+    def eta_s(self) -> float:
+        """Seconds the sweep has left at the pace of its run-epochs so far (NaN before the first)."""
+        el = time.monotonic() - self.t0
+        return el / self.done_work * (self.total - self.done_work) if self.done_work else float("nan")
 
     def line(self, epoch: int) -> str:
         k, e = self.packs[self.pack]
-        el = time.monotonic() - self.t0
-        eta = el / self.done_work * (self.total - self.done_work) if self.done_work else float("nan")
+        el, eta = time.monotonic() - self.t0, self.eta_s()
         n_runs = sum(k for k, _ in self.packs)
         taken = f" | {len(self.taken)} taken by another sweep" if self.taken else ""
         trained = self.runs_done + (k if epoch + 1 == e else 0)  # the pack's last epoch: its runs are trained
@@ -68,12 +77,16 @@ class Progress:
         elif time.monotonic() - self._last_log > LOG_EVERY_S or epoch + 1 == self.packs[self.pack][1]:
             log.info(text)
             self._last_log = time.monotonic()
+        if self.on_eta is not None and time.monotonic() - self._last_eta >= ETA_EVERY_S:
+            self._last_eta = time.monotonic()
+            self.on_eta(self.eta_s(), self.pack + 1, len(self.packs))
 
     def pack_done(self) -> None:
         k, e = self.packs[self.pack]
         self.runs_done += k
         self.done_work = sum(kk * ee for kk, ee in self.packs[:self.pack + 1])  # diverged runs stop early
         self.pack += 1
+        self._last_eta = float("-inf")  # the next pack's first epoch says it
         if self.live:  # end the pack's line: the next line (log or progress) starts on its own
             sys.stderr.write("\n")
             sys.stderr.flush()

@@ -700,7 +700,10 @@ class Sweep:
             remote.start([[jobs[i] for i in p] for p in self.packs])
         self.record, self.packs_done = None, 0
         if remote is None and len(self.packs) > 1 and not dry_run:
-            self.record = self._record([jobs[i] for p in self.packs[1:] for i in p])
+            self.later = [jobs[i] for p in self.packs[1:] for i in p]
+            self.record = self._record(self.later)
+            if self.record and self.progress:  # and the sweep's estimate of the time it has left beside it
+                self.progress.on_eta = self._write_eta
 
     @staticmethod
     def _record(later: list[Job]) -> Optional[str]:
@@ -716,6 +719,18 @@ class Sweep:
         except Exception as e:  # noqa: BLE001 - status will not count them; the training is unaffected
             log.warning("the configs of the later packs could not be recorded for vgsweep status: %s", e)
             return None
+
+    def _write_eta(self, left_s: float, pack: int, packs: int) -> None:
+        """The sweep's estimate of the time it has left, beside its record (executors.TAG_ETA). A store that
+        stops answering stops the sweep as its metrics would; any other failure leaves the last estimate."""
+        from vgsweep.executors import record_eta
+
+        try:
+            record_eta(self.record, self.later, left_s, pack, packs)
+        except tracking.TrackingUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001 - an aid for vgsweep status; the training is unaffected
+            log.debug("the sweep's estimate could not be written: %s", e)
 
     def describe(self, nums: Optional[list[int]] = None) -> str:
         """What this sweep would do (hydra.launcher.dry_run=true): per job, skip (why), resume (from which

@@ -11,8 +11,8 @@ import time
 
 from vgsweep import tracking
 from vgsweep.progress import duration
-from vgsweep.executors import (LOCAL, TAG_JOB, TAG_QUEUED, TERMINAL, ended_for_requeue, local_sweep, read_queued,
-                               slurm_job, state_said)
+from vgsweep.executors import (LOCAL, TAG_JOB, TAG_QUEUED, TERMINAL, ended_for_requeue, local_sweep, read_eta,
+                               read_queued, slurm_job, state_said)
 from vgsweep.results.reader import TAGS, chosen, open_experiment, store_args, store_uri
 
 # the states of the lines, in the order shown: a config that is not finished (running; queued: in a
@@ -111,7 +111,8 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
                 continue  # the job (or another process) has trained it since
             name = (r.info.run_name if r is not None else None) or name or h[:12]
             if job not in jobs:  # once per job, not per config: its scontrol, or its local sweep's state
-                jobs[job] = _local_line(rec, best, now) if job.startswith(LOCAL) else slurm_job(job)
+                jobs[job] = (_local_line(rec, best, now, read_eta(exp.tags, job)) if job.startswith(LOCAL)
+                             else slurm_job(job))
             if job.startswith(LOCAL):
                 out.append((*jobs[job], name, h))
                 continue
@@ -134,12 +135,18 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
     return out
 
 
-def _local_line(rec: dict, best: dict[str, object], now: float) -> tuple[str, str]:
+def _local_line(rec: dict, best: dict[str, object], now: float, eta: dict | None = None) -> tuple[str, str]:
     """(state, what) of a config waiting for a later pack of a local sweep (executors.record_local):
-    queued while that sweep lives; unrun once it has ended (it was interrupted, or failed, before it got
-    there). From another host, one of its runs training speaks for it."""
+    queued while that sweep lives, with the sweep's own estimate of the time it has left (`eta`,
+    executors.read_eta); unrun once it has ended (it was interrupted, or failed, before it got there).
+    From another host, one of its runs training speaks for it."""
     state, who = local_sweep(rec)
     started = f"started {duration(max(now - float(rec['submitted']), 0))} ago"
+    if eta is not None and state != "GONE":  # its estimate, less the time since it was made
+        age = max(now - float(eta["at"]), 0)
+        left = ("its time left not known yet" if eta["left_s"] is None
+                else f"about {duration(max(float(eta['left_s']) - age, 0))} left")
+        started += f"; the sweep: pack {eta['pack']} of {eta['packs']}, {left} (its estimate of {duration(age)} ago)"
     if state == "GONE":
         return "unrun", f"its sweep ended before it started it ({who}); {started}"
     if state == "UNKNOWN":
