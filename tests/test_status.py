@@ -3,6 +3,7 @@ was killed, after Ctrl-C, and for a config that failed."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -116,9 +117,12 @@ def test_status_while_a_sweep_trains_after_it_is_killed_and_after_ctrl_c(tiny_ro
         out.replace(f"process {again.pid} on this host is gone)", ""), out
 
 
-def test_a_config_speaks_through_its_finished_run_and_a_rerun_in_progress_shows(tmp_path):
+def test_a_config_speaks_through_its_finished_run_and_a_rerun_in_progress_shows(tmp_path, small_cfg):
     """An old KILLED run and a FINISHED one of the same config: finished, no line. A RUNNING rerun
-    (rerun=true) of a finished config is shown, though the config counts as finished."""
+    (rerun=true) of a finished config is shown, though the config counts as finished, and so is one
+    waiting for a later pack of a sweep made with rerun=true."""
+    from vgsweep.executors import queued_records
+    from vgsweep.jobs import Job
     from vgsweep.results.status import summary
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
@@ -143,6 +147,27 @@ def test_a_config_speaks_through_its_finished_run_and_a_rerun_in_progress_shows(
     assert lines[0] == "study: 2 configs: 2 finished (1 of them training again: rerun=true)", lines
     assert len(lines) == 2 and lines[1].split()[:3] == ["rerun", "b-again", "epoch"], lines
     assert f"pid {os.getpid()})" in lines[1] and "1/10" in lines[1]
+
+    # a local sweep made with rerun=true records its later packs' finished configs as to be trained again:
+    # said until a run of theirs starts after the record (b's has; c's has not), and not once the sweep is gone
+    assert json.loads(queued_records([Job(small_cfg("rerun=true"))])[0])["rerun"] is True
+    assert "rerun" not in json.loads(queued_records([Job(small_cfg())])[0])
+    run("c", "c", "FINISHED")
+    run("d", "d", "FINISHED")
+    time.sleep(0.01)
+    rec = {"submitted": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
+           "process": tracking.process_stamp(os.getpid()), "configs": {"c": "c", "d": "d"}, "rerun": True}
+    time.sleep(0.01)
+    run("d-again", "d", "RUNNING", **here)
+    client.set_experiment_tag(exp_id, "vgsweep.queued.local-x", json.dumps(rec))
+    lines = summary(client, client.get_experiment(exp_id))
+    assert lines[0] == "study: 4 configs: 4 finished (2 of them training again, 1 queued to train again: rerun=true)"
+    assert [x.split()[:2] for x in lines[1:]] == [["rerun", "b-again"], ["rerun", "c"], ["rerun", "d-again"]], lines
+    assert re.match(rf"  rerun +c +queued to train again: a later pack of the sweep of pid {os.getpid()} on this host; "
+                    r"started \d s ago$", lines[2]), lines
+    client.set_experiment_tag(exp_id, "vgsweep.queued.local-x", json.dumps({**rec, "pid": 2**22 + 1, "process": "x"}))
+    assert summary(client, client.get_experiment(exp_id))[0] == "study: 4 configs: 4 finished (2 of them training " \
+                                                                "again: rerun=true)"
 
 
 def test_a_local_sweeps_estimate_is_written_once_a_minute_and_each_pack_and_read_less_its_age(monkeypatch):

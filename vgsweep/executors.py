@@ -79,6 +79,7 @@ def _outcomes_from_store(jobs: list[Job], reason: str, job_id: str) -> list[Outc
 # `vgsweep status` counts them while the first packs train; removed once its last pack has trained, kept
 # by a sweep that ended before (status: not trained), removed by a later sweep on that host then.
 TAG_QUEUED = "vgsweep.queued."  # + the job's id; JSON {"submitted": unix s, "host": ..., "configs": {hash: name}}
+# (and "rerun": true when made with rerun=true)
 QUEUED_MAX = 5000  # characters of an experiment tag's value (MLflow 3.9; later releases allow 20000)
 LOCAL = "local-"  # the id of a local sweep's record: local-<host>-<pid>-<n>
 # Beside a local sweep's record, its own estimate of the time it has left (progress.Progress, written at
@@ -89,8 +90,11 @@ TAG_ETA = "vgsweep.eta."  # + the record's id
 
 def queued_records(jobs: list[Job], now: float | None = None, extra: dict | None = None) -> list[str]:
     """The tag values for a pack job of `jobs` (of one experiment): one, or more for a pack too large
-    for one MLflow tag (about 100 configs each), written under `<job id>`, `<job id>/2`, ..."""
+    for one MLflow tag (about 100 configs each), written under `<job id>`, `<job id>/2`, ... With rerun=true
+    (every job's), `"rerun": true`: its finished configs are to be trained again."""
     head = {"submitted": round(time.time() if now is None else now, 3), "host": socket.gethostname(), **(extra or {})}
+    if jobs and all(j.cfg.rerun for j in jobs):
+        head["rerun"] = True
     room = QUEUED_MAX - len(json.dumps({**head, "configs": {}}))
     chunks: list[dict[str, str]] = [{}]
     used = 0

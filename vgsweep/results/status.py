@@ -90,13 +90,19 @@ def run_line(client, run, now: float) -> tuple[str, str]:
     return status.lower(), f"{at}{why[:300]}"
 
 
-def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, str, str, str]]:
+RERUN_QUEUED = "queued to train again: "  # a finished config waiting for its rerun (rerun=true)
+
+
+def queued_lines(exp, best: dict[str, object], now: float,
+                 started: dict[str, float] | None = None) -> list[tuple[str, str, str, str]]:
     """(state, what, name, hash) of each config a SLURM pack job was submitted for and has not started:
     no run yet, or only one that ended before the job was submitted (it resumes or retrains it). Queued
     while SLURM has the job pending (or running, on its other configs); unrun once it has ended or is
     gone; as it is when `scontrol` cannot say (run elsewhere). The newest submission speaks for a config.
     A run the job ended on SIGTERM is queued again while SLURM holds the job again (requeued: preemption,
-    its time limit), since it will resume it. The same for a config of a local sweep's later pack (_local_line)."""
+    its time limit), since it will resume it. The same for a config of a local sweep's later pack (_local_line).
+    A finished config of a record made with rerun=true waits to train again (state rerun, RERUN_QUEUED) until
+    a run of it starts after the record (`started`: each config's newest run's start, unix s)."""
     out, seen, jobs = [], set(), {}
     for job, rec in read_queued(exp.tags):
         when = float(rec["submitted"])
@@ -106,13 +112,20 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
             seen.add(h)
             r = best.get(h)
             requeued = r is not None and ended_for_requeue(r, job)
+            rerun = (r is not None and rec.get("rerun") is True and r.info.status == "FINISHED"
+                     and (started or {}).get(h, 0.0) < when)  # to train again; not started yet
             if r is not None and (r.info.status in ("FINISHED", "RUNNING") or (r.info.end_time or 0) / 1000 >= when) \
-                    and not requeued:
+                    and not requeued and not rerun:
                 continue  # the job (or another process) has trained it since
             name = (r.info.run_name if r is not None else None) or name or h[:12]
             if job not in jobs:  # once per job, not per config: its scontrol, or its local sweep's state
                 jobs[job] = (_local_line(rec, best, now, read_eta(exp.tags, job)) if job.startswith(LOCAL)
                              else slurm_job(job))
+            if rerun:  # said while it waits; a sweep or job that ended without it leaves the config finished
+                state, what = jobs[job] if job.startswith(LOCAL) else _slurm_line(job, jobs[job], rec, now)
+                if state == "queued":
+                    out.append(("rerun", RERUN_QUEUED + what, name, h))
+                continue
             if job.startswith(LOCAL):
                 out.append((*jobs[job], name, h))
                 continue
@@ -125,14 +138,21 @@ def queued_lines(exp, best: dict[str, object], now: float) -> list[tuple[str, st
                                       f"(ended by SIGTERM {duration(max(now - r.info.end_time / 1000, 0))} ago); {sent}",
                             name, h))
                 continue
-            if state in TERMINAL:
-                gone = "is gone from SLURM's queue (cancelled?)" if state == "GONE" else f"ended {state}"
-                out.append(("unrun", f"SLURM job {job} {gone} without starting it; {sent}", name, h))
-            else:
-                said = ("its state unknown here (scontrol did not say)" if state == "UNKNOWN"
-                        else state_said(state, why) + (", on its other configs first" if state == "RUNNING" else ""))
-                out.append(("queued", f"SLURM job {job}, {said}; {sent}", name, h))
+            out.append((*_slurm_line(job, (state, why), rec, now), name, h))
     return out
+
+
+def _slurm_line(job: str, state_why: tuple[str, str], rec: dict, now: float) -> tuple[str, str]:
+    """(state, what) of a config in SLURM pack job `job` (its (state, reason) from scontrol) that has not
+    started it: queued while SLURM holds the job; unrun once it has ended or is gone."""
+    state, why = state_why
+    sent = f"submitted {duration(max(now - float(rec['submitted']), 0))} ago from {rec.get('host', '?')}"
+    if state in TERMINAL:
+        gone = "is gone from SLURM's queue (cancelled?)" if state == "GONE" else f"ended {state}"
+        return "unrun", f"SLURM job {job} {gone} without starting it; {sent}"
+    said = ("its state unknown here (scontrol did not say)" if state == "UNKNOWN"
+            else state_said(state, why) + (", on its other configs first" if state == "RUNNING" else ""))
+    return "queued", f"SLURM job {job}, {said}; {sent}"
 
 
 def _local_line(rec: dict, best: dict[str, object], now: float, eta: dict | None = None) -> tuple[str, str]:
@@ -166,7 +186,10 @@ def summary(client, exp, now: float | None = None) -> list[str]:
     now = time.time() if now is None else now
     runs = list(tracking.training_runs(client, exp.experiment_id))
     best = config_states(runs)
-    queued = queued_lines(exp, best, now)
+    started: dict[str, float] = {}  # each config's newest run's start
+    for r in runs:
+        started.setdefault(r.data.tags[tracking.TAG_HASH], (r.info.start_time or 0) / 1000)
+    queued = queued_lines(exp, best, now, started)
     waiting = {x[3] for x in queued}
     lines = [x[:3] for x in queued]
     lines += [(*run_line(client, r, now), r.info.run_name or r.info.run_id) for h, r in best.items()
@@ -176,8 +199,12 @@ def summary(client, exp, now: float | None = None) -> list[str]:
     lines.sort(key=lambda x: (STATES.index(x[0]) if x[0] in STATES else len(STATES), x[2]))
     counts = {"finished": sum(r.info.status == "FINISHED" for r in best.values()),
               **{s: sum(x[0] == s for x in lines) for s in STATES}}
-    again = counts.pop("rerun")
-    words = {**STATE_WORDS, "finished": f"finished ({again} of them training again: rerun=true)" if again else "finished"}
+    counts.pop("rerun")
+    waits = sum(x[0] == "rerun" and x[1].startswith(RERUN_QUEUED) for x in lines)
+    training = sum(x[0] == "rerun" for x in lines) - waits
+    again = ", ".join(f"{n} {what}" for n, what in ((training, "of them training again"),
+                                                    (waits, "queued to train again")) if n)
+    words = {**STATE_WORDS, "finished": f"finished ({again}: rerun=true)" if again else "finished"}
     said = ", ".join(f"{n} {words.get(s, s)}" for s, n in counts.items() if n)
     configs = len(best.keys() | waiting)
     out = [f"{exp.name}: {configs} config{'s' if configs != 1 else ''}: {said}"]
