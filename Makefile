@@ -33,7 +33,7 @@ figures: install ## results/figures/ (PNG + PDF, figures.tex with captions) from
 report: install ## results/report.md: the table, the verdicts and the figures, all regenerated from MLflow
 	$(PY) -m vgsweep report --out results $(FIG_ARGS)
 
-status: install ## where each study stands: configs finished, running (epoch, time left, heartbeat), failed, killed (STATUS_ARGS="--experiment X")
+status: install ## where each study stands: configs finished, running (epoch, time left, heartbeat), queued (SLURM, a later pack; a local sweep's time left), failed, killed (STATUS_ARGS="--experiment X")
 	$(PY) -m vgsweep status $(STATUS_ARGS)
 
 ui: install ## the MLflow UI over the project's store on 127.0.0.1 (PORT=5000); prints each experiment's address
