@@ -87,6 +87,25 @@ def test_local_pack_jobs_take_the_machines_gpus_in_turn(monkeypatch):
         assert local_gpus() == gpus
 
 
+def test_a_local_sweep_on_several_gpus_says_its_packs_use_one_and_how_to_use_them_all(monkeypatch, small_cfg):
+    """executor=local trains pack after pack on one device: where this process sees several GPUs, the sweep
+    says so, and that submitit_local trains the packs at once (a dry run among its notes). Not with one GPU,
+    on the CPU, or with one pack."""
+    from vgsweep.executors import several_gpus_note
+    from vgsweep.jobs import Job
+    from vgsweep.sweep import Sweep
+
+    jobs = [Job(small_cfg("device=cuda", f"seed={s}")) for s in (1, 2, 3)]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    said = Sweep(jobs, max_pack=2, memory_budget_gb=1, dry_run=True).describe()  # packs of 2 and 1
+    assert ("note: the 2 packs train one after another on one of the 2 GPUs this process sees (cuda); "
+            "hydra.launcher.executor=submitit_local trains them at once, each on its own GPU") in said, said
+    assert "note:" not in Sweep(jobs, max_pack=3, memory_budget_gb=1, dry_run=True).describe()  # one pack
+    assert several_gpus_note("cpu", 2) is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
+    assert several_gpus_note("cuda", 2) is None
+
+
 def test_a_local_pack_job_sees_the_sweeps_gpus(monkeypatch):
     """A sweep without CUDA_VISIBLE_DEVICES: its submitit_local pack job has none either (submitit set
     it to no GPU at all); a SLURM job keeps what its allocation set."""

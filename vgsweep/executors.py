@@ -566,6 +566,19 @@ def local_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
+def several_gpus_note(device: str, packs: int) -> Optional[str]:
+    """What a local sweep of `packs` packs on `device` says where this process sees several GPUs: its packs
+    train one after another on one of them; submitit_local would train them at once. None otherwise."""
+    from vgsweep.config import resolve_device
+
+    dev = resolve_device(device)
+    gpus = local_gpus() if dev.type == "cuda" and packs > 1 else []
+    if len(gpus) < 2:
+        return None
+    return (f"the {packs} packs train one after another on one of the {len(gpus)} GPUs this process sees ({dev}); "
+            f"hydra.launcher.executor=submitit_local trains them at once, each on its own GPU")
+
+
 def spread_gpus(gpus: list[str], per_job: Optional[int], jobs: int) -> list[Optional[str]]:
     """The GPUs each of `jobs` local pack jobs sees (CUDA_VISIBLE_DEVICES), `per_job` each, in turn:
     with 4 GPUs and 1 per job, packs 1-4 train at once on GPUs 0-3 and pack 5 shares GPU 0. None

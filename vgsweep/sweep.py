@@ -694,6 +694,14 @@ class Sweep:
             log.info("%d jobs to train in %d pack%s of %s runs", len(todo), len(self.packs),
                      "s" if len(self.packs) > 1 else "",
                      sizes[0] if len(set(sizes)) == 1 else ", ".join(sizes[:-1]) + " and " + sizes[-1])
+        if remote is None and len(self.packs) > 1:  # several GPUs, and all but one idle: say how to use them
+            from vgsweep.executors import several_gpus_note
+
+            note = several_gpus_note(str(jobs[self.packs[0][0]].cfg.device), len(self.packs))
+            if note and self.notes is not None:
+                self.notes.append(note)
+            elif note:
+                log.info(note)
         self.progress = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs)) for p in self.packs],
                                  progress) if progress and self.packs and not dry_run else None
         if remote is not None and self.packs and not dry_run:  # every pack a job of the scheduler, submitted now
