@@ -319,6 +319,21 @@ def test_a_gpu_precision_is_judged_on_the_node_not_on_the_login_node(slurm, tiny
 
 @pytest.mark.slurm
 @pytest.mark.e2e
+def test_device_cuda_sent_to_slurm_from_a_login_node_without_a_gpu_is_planned_without_reading_one(slurm, tiny_root,
+                                                                                               tmp_path):
+    """The login node (this machine) has no GPU to read the memory of: the packs are not sized here (each
+    pack job splits its own to fit its device), so device=cuda plans (it used to end in CUDA's traceback),
+    and a dry run says so."""
+    proc = run_cli(["-m", "activation=relu,tanh", *_slurm_args(tmp_path, tiny_root, "device=cuda",
+                                                               "hydra.launcher.dry_run=true")], cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "pack 1: 2 runs, mlp 16-16 on mnist, epochs 1-2, batch 32, fp32 on cuda, about " in proc.stdout, proc.stdout
+    assert " GiB (no GPU here to size it by: its pack job splits it where its device's memory does not hold it)" \
+        in proc.stdout, proc.stdout
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
 def test_a_requeued_pack_resumes_from_its_checkpoints(slurm, tmp_path):
     """scontrol requeue a running pack: SLURM ends it (SIGTERM: it marks its runs KILLED) and starts it
     again; the new incarnation resumes them from their checkpoints into the same MLflow runs, and every

@@ -68,13 +68,17 @@ def bytes_per_run(cfg: DictConfig) -> int:
     return family_of(cfg).bytes_per_run(cfg, shape, spec.classes, captured) + data
 
 
-def memory_budget(device, budget_gb: float | None) -> int:
-    """Bytes a pack may use: the given budget, else 80% of free GPU memory or half the free RAM."""
+def memory_budget(device, budget_gb: float | None) -> int | None:
+    """Bytes a pack may use: the given budget, else 80% of free GPU memory or half the free RAM. None for
+    a GPU this process cannot see (a SLURM login node without one, its packs to train on the nodes): a
+    pack job splits its pack to fit its own device (executors.PackJob)."""
     if budget_gb:
         return int(budget_gb * 2**30)
     if device.type == "cuda":
         import torch
 
+        if not torch.cuda.is_available():  # the local executor's preflight refuses this device first
+            return None
         free, _ = torch.cuda.mem_get_info(device)
         return int(0.8 * free)
     return int(0.5 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
@@ -94,7 +98,8 @@ def group_packs(cfgs: list[DictConfig], starts: list[int] | None = None, max_pac
     packs = []
     for idx in groups.values():
         cfg = cfgs[idx[0]]
-        fit = max(1, memory_budget(resolve_device(cfg.device), memory_budget_gb) // bytes_per_run(cfg))
+        budget = memory_budget(resolve_device(cfg.device), memory_budget_gb)
+        fit = max(1, budget // bytes_per_run(cfg)) if budget is not None else len(idx)
         n = min(max_pack or len(idx), fit, len(idx))
         parts = -(-len(idx) // n)  # ceil: as few packs as allowed, of near-equal size
         size = -(-len(idx) // parts)

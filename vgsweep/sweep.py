@@ -778,8 +778,10 @@ class Sweep:
             shape = ("mlp " + "-".join(map(str, cfg.model.hidden)) if cfg.model.family == "mlp" else cfg.model.name)
             lines.append(f"  pack {k}: {len(p)} run{'s' if len(p) != 1 else ''}, {shape} on {cfg.data.name}, "
                          f"epochs {start + 1}-{int(cfg.train.epochs)}, batch {int(cfg.train.batch_size)}, "
-                         f"{enum_value(cfg.precision)} on {device}, about {need / 2**30:.2f} GiB of a "
-                         f"{budget / 2**30:.1f} GiB budget")
+                         f"{enum_value(cfg.precision)} on {device}, about {need / 2**30:.2f} GiB"
+                         + (f" of a {budget / 2**30:.1f} GiB budget" if budget is not None else
+                            " (no GPU here to size it by: its pack job splits it where its device's memory does "
+                            "not hold it)"))
         lines += [f"  note: {n}" for n in self.notes or []]
         return "\n".join(lines)
 
