@@ -196,15 +196,8 @@ class RunLogger:
                 p.write_bytes(data) if isinstance(data, bytes) else p.write_text(data)
             retry(self.client.log_artifacts, self.run_id, tmp)
 
-    def log_config(self, cfg: DictConfig) -> None:
-        self.log_files(self.config_file(cfg))
-
     def log_hydra_dir(self, hydra_dir: Path | None) -> None:
         self.log_files(self.hydra_files(hydra_dir))
-
-    def log_bytes(self, data: bytes, artifact_file: str) -> None:
-        """Store bytes as an artifact at `artifact_file` (folders allowed)."""
-        self.log_files({artifact_file: data})
 
     def finish(self, status: str) -> None:
         self.flush(wait=True)
