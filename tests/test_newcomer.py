@@ -73,7 +73,9 @@ def test_the_live_progress_line_ends_before_anything_else_is_written(tiny_root, 
     assert [seg.rstrip(" ").endswith("\n") for seg in bars] == [False, True, False, True] and err.endswith("\n")
     # a pack's last epoch counts its runs as trained (it said "runs finished 0/2" at the end of the first)
     assert [re.search(r"runs trained (\d/\d)", seg).group(1) for seg in bars] == ["0/2", "1/2", "1/2", "2/2"], bars
-    assert all(re.search(r"\| elapsed \d+ s \| ETA \d+ s", seg) for seg in bars), bars
+    # the ETA is not known until a second epoch is timed (the first also pays for the start-up)
+    assert [bool(re.search(r"\| elapsed \d+ s \| ETA (\d+ s|\?) ", seg)) for seg in bars] == [True] * 4, bars
+    assert "ETA ?" in bars[0] and all("ETA ?" not in seg for seg in bars[1:]), bars
 
 
 def test_elapsed_and_eta_read_as_durations():
@@ -83,6 +85,38 @@ def test_elapsed_and_eta_read_as_durations():
     assert [duration(s) for s in (0, 41.6, 60, 725, 3599.6, 12_000, 86_399, 187_200, float("nan"))] == [
         "0 s", "42 s", "1 min 00 s", "12 min 05 s", "1 h 00 min", "3 h 20 min", "23 h 59 min", "2 d 04 h", "?"]
     assert Progress([(2, 3)], "log").line(0).endswith("| ETA ?")
+
+
+def test_the_eta_does_not_take_a_packs_start_up_for_its_pace(monkeypatch):
+    """On a GPU a pack's first epoch may cost a hundred of its epochs (data, first kernels, a CUDA graph's
+    capture, compile=true): the ETA is not known until a second epoch is timed, then the epochs left at
+    their own pace plus each pack to come at the pace per run-epoch and the start-up a pack took. A resumed
+    pack counts only the epochs it has left; a pack of one epoch has no other pace than its start-up."""
+    from vgsweep import progress
+
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    p = progress.Progress([(15, 100), (15, 100, 60)], "log")  # the second resumes at epoch 61
+    clock[0] += 30.1  # start-up 30 s, then 0.1 s an epoch
+    p.epoch_done(0, 15)
+    assert p.line(0).endswith("| ETA ?")
+    clock[0] += 0.1
+    p.epoch_done(1, 15)
+    assert p.eta_s() == pytest.approx(98 * 0.1 + (40 * 0.1 + 30))
+    assert p.line(1).endswith("| ETA 44 s")
+    for epoch in range(2, 100):
+        clock[0] += 0.1
+        p.epoch_done(epoch, 15)
+    clock[0] += 1.0  # the pack's close
+    p.pack_done()
+    clock[0] += 20.1
+    p.epoch_done(60, 15)  # its start-up, shorter
+    assert p.eta_s() == pytest.approx(39 * 0.1 + 1.0)
+
+    q = progress.Progress([(2, 1), (2, 1), (2, 1)], "log")  # one epoch each: start-up is all there is
+    clock[0] += 5
+    q.epoch_done(0, 2)
+    assert q.eta_s() == pytest.approx(2 * 5.0)
 
 
 def test_curves_say_one_seed_when_there_is_one(monkeypatch):

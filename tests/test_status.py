@@ -171,8 +171,9 @@ def test_a_config_speaks_through_its_finished_run_and_a_rerun_in_progress_shows(
 
 
 def test_a_local_sweeps_estimate_is_written_once_a_minute_and_each_pack_and_read_less_its_age(monkeypatch):
-    """Progress hands the sweep's estimate on after an epoch, at most once a minute and again at each
-    new pack; status takes from it the time since it was made, and reads an unusable one as none."""
+    """Progress hands the sweep's estimate on after an epoch, at most once a minute, as soon as it is first
+    known, and again at each new pack; status takes from it the time since it was made, and reads an
+    unusable one as none."""
     from vgsweep import progress
     from vgsweep.executors import TAG_ETA, read_eta
     from vgsweep.results.status import _local_line
@@ -181,14 +182,18 @@ def test_a_local_sweeps_estimate_is_written_once_a_minute_and_each_pack_and_read
     monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
     heard = []
     p = progress.Progress([(2, 3), (1, 3)], "log")
-    p.on_eta = lambda left, pack, packs: heard.append((round(left), pack, packs))
-    for epoch in range(3):  # an epoch of the 2-run pack takes 40 s: 9 run-epochs in all
-        clock[0] += 40
+    p.on_eta = lambda left, pack, packs: heard.append((left if left != left else round(left), pack, packs))
+    for epoch, took in enumerate((100, 40, 40)):  # the first epoch of the 2-run pack pays its start-up (60 s)
+        clock[0] += took
         p.epoch_done(epoch, 2)
+    clock[0] += 10  # its close
     p.pack_done()
-    clock[0] += 50
+    clock[0] += 80
     p.epoch_done(0, 1)
-    assert heard == [(140, 1, 2), (60, 1, 2), (49, 2, 2)], heard  # 40/2*7; 120/6*3 (80 s after the first); 170/7*2
+    nan = heard[0][0]
+    # not known after a first epoch; then 40 s for the last epoch + 0 close + 3 run-epochs at 20 s + 60 s start-up;
+    # the minute not up after the third; the new pack: its 2 epochs left at 20 s + its close (10 s)
+    assert nan != nan and heard[1:] == [(160, 1, 2), (50, 2, 2)], heard
 
     rec = {"pid": os.getpid(), "process": tracking.process_stamp(os.getpid()), "host": socket.gethostname(),
            "submitted": time.time() - 300}

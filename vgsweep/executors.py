@@ -416,7 +416,7 @@ class PackJob:
             return refused
         outcomes = plan(self.jobs, adopt=scheduler_job_id())
         todo = [i for i, o in enumerate(outcomes) if o is None]
-        starts = [self.jobs[i].resume_state["epochs_done"] if self.jobs[i].resume_state else 0 for i in todo]
+        starts = [self.jobs[i].start_epoch for i in todo]
         for part in group_packs([self.jobs[i].cfg for i in todo], starts):  # resumed runs may be at other epochs
             idx = [todo[i] for i in part]
             for i, o in zip(idx, run_isolated([self.jobs[i] for i in idx], None)):

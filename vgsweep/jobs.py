@@ -37,6 +37,11 @@ class Job:
         return self.hash
 
     @property
+    def start_epoch(self) -> int:
+        """The first epoch it trains, from 0: its checkpoint's epochs where it resumes."""
+        return int(self.resume_state["epochs_done"]) if self.resume_state else 0
+
+    @property
     def where(self) -> str:
         return f" in job [{' '.join(self.overrides)}]" if self.overrides else ""
 

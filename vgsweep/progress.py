@@ -31,22 +31,62 @@ def duration(s: float) -> str:
 
 
 class Progress:
-    def __init__(self, packs: list[tuple[int, int]], mode: str = "auto"):
-        """packs: (runs, epochs) per pack. Work is counted in run-epochs."""
-        self.packs, self.total = list(packs), sum(k * e for k, e in packs)
-        self.done_work, self.runs_done, self.pack = 0, 0, 0
+    """The sweep's progress line and its estimate of the time left.
+
+    The estimate does not spread start-up over the epochs: a pack's first epoch also pays for setting it
+    up (its data, its model; on a GPU the first kernels, a CUDA graph's capture, `compile=true`'s
+    compilation), which may be a hundred of its epochs on a GPU. So epochs are timed from one to the next
+    within a pack, a pack's first epoch and its close (the time from its last epoch to the next pack) are
+    counted as the pack's overhead, and the time left is: the current pack's epochs left at its own pace,
+    plus, per pack still to come, its run-epochs at the pace of the run-epochs so far and the mean overhead
+    of a pack. Until a pack has timed one epoch after its first (with more to come) the estimate is not
+    known: `ETA ?`."""
+
+    def __init__(self, packs: list[tuple[int, ...]], mode: str = "auto"):
+        """packs: (runs, epochs[, the first epoch it trains, from 0: a resumed pack's]) per pack."""
+        self.packs = [(int(p[0]), int(p[1])) for p in packs]
+        self.start = [int(p[2]) if len(p) > 2 else 0 for p in packs]
+        self.runs_done, self.pack = 0, 0
         self.taken: set = set()  # the runs another sweep took: they leave the count
         self.t0 = time.monotonic()
         self.live = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
         self._last_log = 0.0
-        # called with (seconds left, pack number from 1, packs) after an epoch, at most every ETA_EVERY_S
+        # called with (seconds left or NaN, pack number from 1, packs) after an epoch: at most every
+        # ETA_EVERY_S, and as soon as the estimate is first known after one that was not
         self.on_eta: Callable[[float, int, int], None] | None = None
         self._last_eta = float("-inf")
+        self._told_known = False
+        # timing (monotonic seconds): this pack's start (the last pack's end), its last epoch, its last epoch's index
+        self._pack_t0, self._epoch_t, self._epoch = self.t0, None, -1
+        self._live = 0  # the runs of this pack still training at its last epoch
+        self._steady_s, self._steady_work = 0.0, 0  # epochs after a pack's first: seconds, run-epochs
+        self._pack_steady_s, self._pack_steady_n = 0.0, 0  # the same, this pack's: seconds, epochs
+        self._firsts: list[tuple[float, int]] = []  # per pack started: (its first epoch's seconds from its start, its runs)
+        self._closes: list[float] = []  # per pack ended: seconds from its last epoch to its end
 
     def eta_s(self) -> float:
-        """Seconds the sweep has left at the pace of its run-epochs so far (NaN before the first)."""
-        el = time.monotonic() - self.t0
-        return el / self.done_work * (self.total - self.done_work) if self.done_work else float("nan")
+        """Seconds the sweep has left (NaN while not known: see the class)."""
+        if not self._firsts:
+            return float("nan")
+        k, e = self.packs[self.pack]
+        started = self._epoch_t is not None
+        epochs_left = e - self._epoch - 1 if started else 0
+        if self._steady_work:
+            rate = self._steady_s / self._steady_work  # seconds per run-epoch
+        elif epochs_left > 0:
+            return float("nan")  # a pack's first epoch only, more to come: its start-up would pass for its pace
+        else:  # packs of one epoch so far: their start-up is their pace
+            rate = sum(s for s, _ in self._firsts) / max(1, sum(n for _, n in self._firsts))
+        setup = sum(max(0.0, s - n * rate) for s, n in self._firsts) / len(self._firsts)
+        close = sum(self._closes) / len(self._closes) if self._closes else 0.0
+        left = 0.0
+        if started:  # this pack: its own pace per epoch where it has one (a pack of K runs is not K times one)
+            per_epoch = self._pack_steady_s / self._pack_steady_n if self._pack_steady_n else self._live * rate
+            left += epochs_left * per_epoch + close
+        for p in range(self.pack + (1 if started else 0), len(self.packs)):
+            kk, ee = self.packs[p]
+            left += kk * (ee - self.start[p]) * rate + setup + close
+        return left
 
     def line(self, epoch: int) -> str:
         k, e = self.packs[self.pack]
@@ -65,27 +105,41 @@ class Progress:
         k, e = self.packs[self.pack]
         n = min(len(new), k)
         self.packs[self.pack] = (k - n, e)
-        self.total -= n * e
         self.taken |= new
 
     def epoch_done(self, epoch: int, live_runs: int) -> None:
-        self.done_work += live_runs
+        now = time.monotonic()
+        if self._epoch_t is None:  # the pack's first epoch: with its start-up
+            self._firsts.append((now - self._pack_t0, live_runs))
+        else:
+            self._steady_s += now - self._epoch_t
+            self._steady_work += live_runs
+            self._pack_steady_s += now - self._epoch_t
+            self._pack_steady_n += 1
+        self._epoch_t, self._epoch, self._live = now, epoch, live_runs
         text = self.line(epoch)
         if self.live:
             sys.stderr.write("\r" + text.ljust(100))
             sys.stderr.flush()
-        elif time.monotonic() - self._last_log > LOG_EVERY_S or epoch + 1 == self.packs[self.pack][1]:
+        elif now - self._last_log > LOG_EVERY_S or epoch + 1 == self.packs[self.pack][1]:
             log.info(text)
-            self._last_log = time.monotonic()
-        if self.on_eta is not None and time.monotonic() - self._last_eta >= ETA_EVERY_S:
-            self._last_eta = time.monotonic()
-            self.on_eta(self.eta_s(), self.pack + 1, len(self.packs))
+            self._last_log = now
+        if self.on_eta is not None:
+            eta = self.eta_s()
+            known = eta == eta
+            if now - self._last_eta >= ETA_EVERY_S or known and not self._told_known:
+                self._last_eta, self._told_known = now, known
+                self.on_eta(eta, self.pack + 1, len(self.packs))
 
     def pack_done(self) -> None:
-        k, e = self.packs[self.pack]
+        now = time.monotonic()
+        k = self.packs[self.pack][0]
         self.runs_done += k
-        self.done_work = sum(kk * ee for kk, ee in self.packs[:self.pack + 1])  # diverged runs stop early
+        if self._epoch_t is not None:
+            self._closes.append(now - self._epoch_t)
         self.pack += 1
+        self._pack_t0, self._epoch_t, self._epoch = now, None, -1
+        self._pack_steady_s, self._pack_steady_n = 0.0, 0
         self._last_eta = float("-inf")  # the next pack's first epoch says it
         if self.live:  # end the pack's line: the next line (log or progress) starts on its own
             sys.stderr.write("\n")

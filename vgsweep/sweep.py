@@ -684,9 +684,8 @@ class Sweep:
         if self.twin:
             log.info("%d of %d jobs repeat a config of this sweep: each config is trained once (jobs %s)",
                      len(self.twin), len(jobs), ", ".join(f"#{i} = #{f}" for i, f in self.twin.items()))
-        sub = group_packs([jobs[i].cfg for i in todo],
-                          [jobs[i].resume_state["epochs_done"] if jobs[i].resume_state else 0 for i in todo],
-                          max_pack, memory_budget_gb)
+        sub = group_packs([jobs[i].cfg for i in todo], [jobs[i].start_epoch for i in todo], max_pack,
+                          memory_budget_gb)
         self.packs = [[todo[i] for i in p] for p in sub]
         self.pack_of = {i: p for p in self.packs for i in p}
         if self.packs:
@@ -702,8 +701,8 @@ class Sweep:
                 self.notes.append(note)
             elif note:
                 log.info(note)
-        self.progress = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs)) for p in self.packs],
-                                 progress) if progress and self.packs and not dry_run else None
+        self.progress = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs), jobs[p[0]].start_epoch)
+                                  for p in self.packs], progress) if progress and self.packs and not dry_run else None
         if remote is not None and self.packs and not dry_run:  # every pack a job of the scheduler, submitted now
             remote.start([[jobs[i] for i in p] for p in self.packs])
         self.record, self.packs_done = None, 0
@@ -774,7 +773,7 @@ class Sweep:
             cfg = self.jobs[p[0]].cfg
             device = resolve_device(cfg.device)
             need, budget = len(p) * bytes_per_run(cfg), memory_budget(device, self.budget_gb)
-            start = self.jobs[p[0]].resume_state["epochs_done"] if self.jobs[p[0]].resume_run else 0
+            start = self.jobs[p[0]].start_epoch
             shape = ("mlp " + "-".join(map(str, cfg.model.hidden)) if cfg.model.family == "mlp" else cfg.model.name)
             lines.append(f"  pack {k}: {len(p)} run{'s' if len(p) != 1 else ''}, {shape} on {cfg.data.name}, "
                          f"epochs {start + 1}-{int(cfg.train.epochs)}, batch {int(cfg.train.batch_size)}, "
