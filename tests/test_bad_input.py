@@ -44,6 +44,9 @@ CASES = [
     (["model.hidden=[]"], ["model.hidden=[] is not accepted", "non-empty list"]),
     (["model.hidden=[64,64,64]"], ["model.depth=2", "len(model.hidden) = 3"]),
     (["checkpoint.every=-1"], ["checkpoint.every=-1", "an int >= 0"]),
+    # ints that no tensor or store holds (it failed inside the first run with torch's overflow traceback)
+    (["model.hidden=[100000000000000000000,512]"], ["model.hidden[0]=100000000000000000000 is not accepted",
+                                                    "a positive int of at most 9223372036854775807 in size"]),
     (["diagnostics.verdict.dead_fraction=2"], ["diagnostics.verdict.dead_fraction=2.0", "[0, 1]"]),
     (["diagnostics.hist_min=5"], ["diagnostics.hist_max=2.0", "above diagnostics.hist_min=5.0"]),
     (["optimizer.schedule.eta_min=1"], ["optimizer.schedule.eta_min=1.0", "at most optimizer.lr"]),

@@ -62,6 +62,9 @@ RULES: dict[str, tuple[Any, str]] = {
 }
 
 
+INT64_MAX = 2**63 - 1
+
+
 def rule(default: Any, name: str, **kw: Any) -> Any:
     """A dataclass field whose value must satisfy RULES[name]."""
     assert name in RULES, name
@@ -453,6 +456,8 @@ def _check_number(key: str, value: Any, rule_name: str | None, kind: type) -> No
     accepted = text.format(kind=kind.__name__, a="an" if kind is int else "a")
     if kind is float and not math.isfinite(value):
         raise ConfigError(key, value, accepted + " (NaN and inf are not)")
+    if kind is int and abs(value) > INT64_MAX:  # torch, NumPy and MLflow's store hold no larger int
+        raise ConfigError(key, value, accepted + f" of at most {INT64_MAX} in size (64 bits)")
     if not test(value):
         raise ConfigError(key, value, accepted)
 
