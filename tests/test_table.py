@@ -520,6 +520,13 @@ def test_the_latex_table_holds_the_markdown_tables_cells():
     assert r"\begin{tabular}{ll" + "r" * (len(block.head) - 2) + "}" in out
 
 
+def test_latex_reads_code_and_signs_inside_bold_as_outside_it():
+    from vgsweep.results.table import tex
+
+    assert tex("**`init.gain=4`, eta=-0.5: not comparable** a_b") == (
+        r"\textbf{\texttt{init.gain=4}, eta=$-$0.5: not comparable} a\_b")
+
+
 def test_a_published_value_outside_our_seed_noise_is_marked():
     """† when the published run lies outside the 95% prediction interval of one run of ours: logistic
     gna at 2 layers (published 75.05) against seeds at 77.0 ± 0.1 is; against GNA (77.17 ± 1.89) it is

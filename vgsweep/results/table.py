@@ -446,7 +446,7 @@ def tex(text: str) -> str:
         if m.group(0) == "-":
             out.append(r"$-$")  # a negative number's minus, not a hyphen
         elif m.group(1) is not None:
-            out.append(r"\textbf{" + esc(m.group(1)) + "}")
+            out.append(r"\textbf{" + tex(m.group(1)) + "}")  # its `code`, minus signs, ... as outside it
         elif m.group(2) is not None:
             out.append(r"\texttt{" + esc(m.group(2)) + "}" if m.group(2) != "*" else r"$^{*}$")
         else:
