@@ -390,3 +390,28 @@ def test_the_study_through_the_cli_into_mlflow_the_table_and_the_figures(cifar_r
     page = (tmp_path / "res" / "report.md").read_text()
     # gradient_flow.png was drawn but left out of the page: only gradient_flow_d<depth> (the MLP's) was looked for
     assert all(f"(figures/vgg_cifar100/{s}.png)" in page for s in stems), page
+
+
+def test_a_saved_vgg_run_gives_back_its_test_and_validation_numbers(cifar_root, tmp_path):
+    """tracking.save_weights with a CNN (batch norm's running statistics, residual connections, a
+    normalised, augmented data set with a validation split): the network load_run rebuilds computes the
+    run's recorded test and validation accuracy."""
+    from mlflow.tracking import MlflowClient
+
+    from vgsweep.jobs import Job
+    from vgsweep.saved import load_run
+    from vgsweep.sweep import run_jobs
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    [o] = run_jobs([Job(_tiny(cifar_root, "tracking.save_weights=true", f"tracking.uri={uri}",
+                              "tracking.learning_curve=false"))])
+    assert o.status == "FINISHED"
+    run = load_run(o.run_id, uri)
+    metrics = MlflowClient(uri).get_run(o.run_id).data.metrics
+    data = run.data()
+    for split, key in ((data.test, "test_acc"), (data.val, "val_acc")):
+        correct = int((run.forward(split.x).argmax(-1) == split.y).sum())
+        assert correct == round(metrics[key] * len(split)), key
+    params = run.parameters()
+    first = run.model.layout[0].name  # the entry convolution
+    assert params["fc.w"].shape == (4, 100) and params[first].shape == (4, 3, 3, 3), list(params)

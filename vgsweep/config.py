@@ -255,6 +255,7 @@ class TrackingConfig:
     experiment: str = "${study}"
     artifact_root: Optional[str] = None  # None: <dir of the sqlite file>/mlartifacts
     learning_curve: bool = True  # log a learning-curve PNG per run
+    save_weights: bool = False  # log each run's trained parameters (model/weights.pt): vgsweep.saved.load_run
     heartbeat_s: float = rule(60.0, "positive")  # a training process stamps its RUNNING runs this often
     stale_after_s: float = rule(600.0, "non_negative")  # a RUNNING run with no stamp for this long is dead; 0 = never
     retry_s: float = rule(300.0, "positive")  # how long a store that does not answer (locked, full) is retried

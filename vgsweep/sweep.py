@@ -515,9 +515,11 @@ class _PackRecorder:
                         "from scratch (runs %s)", failed[0][1], f" (and {len(failed) - 1} more of this pack's runs)"
                         if len(failed) > 1 else "", ", ".join(run_id for run_id, _ in failed))
 
-    def finish(self, k: int, hist: list[dict], diverged_at: Optional[int], curve=None) -> Outcome:
+    def finish(self, k: int, hist: list[dict], diverged_at: Optional[int], curve=None,
+               weights: Optional[dict] = None) -> Outcome:
         """Close run k after training: artifacts, verdict, status; `curve` is its learning curve being
-        drawn (plots.draw_curve) or None. Raises only TrackingUnavailable."""
+        drawn (plots.draw_curve) or None; `weights` its trained model (trainer.Pack.weights) to store, or
+        None. Raises only TrackingUnavailable."""
         j, lg = self.jobs[k], self.loggers[k]
         summary = summary_metrics(hist)
         final = {**(hist[-1] if hist else {}), **summary}
@@ -533,6 +535,10 @@ class _PackRecorder:
             files: dict = {"diagnostics/diagnostics.npz": rd.to_npz()} if rd is not None else {}
             if curve is not None:
                 files["learning_curve.png"] = curve.result()
+            if weights is not None:
+                from vgsweep.saved import WEIGHTS_ARTIFACT, weights_file
+
+                files[WEIGHTS_ARTIFACT] = weights_file(weights, j.key(), len(hist))
             files.update(lg.config_file(j.cfg))
             if not j.hydra_later and j.output_dir is not None:
                 files.update(lg.hydra_files(j.output_dir / ".hydra"))
@@ -604,7 +610,9 @@ def _train_pack(rec: "_PackRecorder") -> list[Outcome]:
         rec.close()
     curves = [plots.draw_curve(h, j.name) if want and h else None  # all of them at once: see plots
               for j, h, want in zip(pack, result.history, drawn)] if any(drawn) else [None] * len(pack)
-    return [rec.finish(k, h, d, curves[k]) for k, (h, d) in enumerate(zip(result.history, result.diverged_at))]
+    weights = result.weights or [None] * len(pack)
+    return [rec.finish(k, h, d, curves[k], weights[k])
+            for k, (h, d) in enumerate(zip(result.history, result.diverged_at))]
 
 
 class PackFailed(Exception):

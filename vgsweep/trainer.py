@@ -75,6 +75,8 @@ class EpochReport:
 class PackResult:
     history: list[list[dict[str, float]]]  # [run][epoch] -> metrics
     diverged_at: list[Optional[int]]  # epoch at which a run diverged, or None
+    # per run with tracking.save_weights: its trained parameters and buffers as `Pack.weights` gives them
+    weights: list[Optional[dict]] = field(default_factory=list)
 
 
 def precision_ctx(precision: str, device: torch.device):
@@ -424,9 +426,23 @@ class Pack:
     def result(self) -> PackResult:
         hist: list = [None] * self.K
         div: list = [None] * self.K
+        weights: list = [None] * self.K
         for k_sorted, k in enumerate(self.order):
             hist[k], div[k] = self.history[k_sorted], self.diverged_at[k_sorted]
-        return PackResult(hist, div)
+            if bool(self.runs[k_sorted].tracking.get("save_weights", False)):
+                weights[k] = self.weights(k)
+        return PackResult(hist, div, weights)
+
+    def weights(self, k_caller: int) -> dict:
+        """Run k's trained model, as it has it alone: {"parameters": {entry name: tensor of its shape},
+        "buffers": {name: tensor}, "layout": [[name, shape, role, layer], ...]} on the CPU (float32)."""
+        k = self.order.index(k_caller)
+        mine = self.model._own[k][1] if self.model._own and self.model._own[k] else None
+        entries = [e for e in self.model.layout if mine is None or e.name in mine]
+        theta = self.model.theta[k].detach()
+        return {"parameters": {e.name: theta[e.offset:e.offset + e.numel].view(e.shape).cpu().clone() for e in entries},
+                "buffers": self.model.buffer_state(k),
+                "layout": [[e.name, list(e.shape), e.role, e.layer] for e in entries]}
 
     def all_diverged(self) -> bool:
         return all(d is not None for d in self.diverged_at)

@@ -1,0 +1,48 @@
+"""tracking.save_weights: each run's trained model stored with it, and read back as the network it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from vgsweep.jobs import Job
+from vgsweep.sweep import run_jobs
+
+
+def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(small_cfg, tiny_root):
+    """Runs with and without batch norm (frozen, and real with running statistics) trained as one pack: each
+    run's weights hold its own layout (no other run's batch norm), and the network load_run rebuilds from
+    them computes the run's recorded test accuracy and loss exactly (CPU). A run trained without
+    save_weights has none, and load_run says how to get them."""
+    from vgsweep.saved import WEIGHTS_ARTIFACT, load_run
+
+    regimes = ("baseline", "gna_bn", "bn_batch")
+    jobs = [Job(small_cfg(f"regime={r}", "seed=3", "tracking.save_weights=true")) for r in regimes]
+    plain = Job(small_cfg("regime=baseline", "seed=4"))
+    outcomes = run_jobs([*jobs, plain])
+    assert [o.status for o in outcomes] == ["FINISHED"] * 4
+    uri = jobs[0].cfg.tracking.uri
+    client = MlflowClient(uri)
+    assert {client.get_run(o.run_id).data.tags["vgsweep.pack_size"] for o in outcomes} == {"4"}  # one pack
+
+    for regime, o in zip(regimes, outcomes):
+        run = load_run(o.run_id, uri)
+        names = set(run.parameters())
+        assert {"W0", "W1", "W2"} <= names and any(n.startswith("bn") for n in names) == (regime != "baseline")
+        assert run.epochs == 2 and run.cfg.regime.name == regime
+        test = run.data(root=str(tiny_root)).test
+        logits = run.forward(test.x)
+        assert logits.shape == (len(test), 10)
+        metrics = client.get_run(o.run_id).data.metrics
+        correct = int((logits.argmax(-1) == test.y).sum())
+        assert correct == round(metrics["test_acc"] * len(test))
+        loss = float(torch.nn.functional.cross_entropy(logits, test.y))
+        assert loss == pytest.approx(metrics["test_loss"], rel=1e-6)
+    bn = load_run(outcomes[2].run_id, uri).model.buffers  # real batch norm: its running statistics, trained
+    assert set(bn) == {"bn0.mean", "bn0.var", "bn1.mean", "bn1.var"}
+    assert all(not torch.equal(v[0], torch.full_like(v[0], 0.0 if n.endswith(".mean") else 1.0)) for n, v in bn.items())
+
+    assert WEIGHTS_ARTIFACT not in [f.path for f in client.list_artifacts(outcomes[3].run_id, "model")]
+    with pytest.raises(FileNotFoundError, match="tracking.save_weights=true rerun=true"):
+        load_run(outcomes[3].run_id, uri)

@@ -1,0 +1,110 @@
+"""A run's trained model: stored with `tracking.save_weights=true` as its artifact model/weights.pt,
+and read back as the network it was.
+
+    from vgsweep.saved import load_run
+    run = load_run("<run id>")                 # the project's store; tracking_uri="sqlite:///..." for another
+    data = run.data(root="../shared/data")     # its data set as it trained on it: data.test.x (N, C, H, W), .y
+    logits = run.forward(data.test.x)          # (N, classes)
+    run.parameters()                           # {"W0": (784, 512) tensor, "b0": ..., "bn1.gamma": ...}
+
+The network is rebuilt by the run's own model family from the run's config.yaml, as a pack of one, so
+its forward pass is the one that computed the run's test metrics (on the CPU the same numbers, bit for
+bit). The file itself is plain tensors and lists, read with `torch.load(..., weights_only=True)`:
+{"format", "config_hash", "epochs", "parameters": {name: tensor}, "buffers": {name: tensor} (batch
+norm's running statistics), "layout": [[name, shape, role, layer], ...]} (a layer as the diagnostics
+name it: dense1, s1.b2.conv1, fc).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+WEIGHTS_ARTIFACT = "model/weights.pt"
+FORMAT = 1
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as results.reader: no bar per file
+
+
+def weights_file(weights: dict, config_hash: str, epochs: int) -> bytes:
+    """The artifact's bytes: `weights` as trainer.Pack.weights gives them, with the run's config hash and
+    the epochs it trained."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "config_hash": config_hash, "epochs": epochs, **weights}, buf)
+    return buf.getvalue()
+
+
+@dataclass
+class SavedRun:
+    run_id: str
+    cfg: DictConfig  # the run's resolved config (config.yaml)
+    model: object  # its family's PackedModel, K = 1
+    epochs: int  # epochs it trained (fewer than train.epochs if it diverged)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes) of inputs x (B, C, H, W), as vgsweep's loader gives them (`data()`), in
+        evaluation mode (batch norm with its running statistics)."""
+        return self.model.forward(x.to(self.model.device), train=False)[0]
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        """Its trained parameters by the family's names, each of its own shape (views of the model's)."""
+        return {name: p[0].detach() for name, p in self.model.params(self.model.theta).items()}
+
+    def data(self, root: Optional[str] = None, download: bool = False):
+        """Its data set (vgsweep.data.loader.Dataset: train, test and a validation split as it trained on
+        them, test inputs clean), from `root` (default: the run's data.root) on the model's device."""
+        from vgsweep.data.loader import load
+
+        d = OmegaConf.merge(self.cfg.data, {"download": download, **({"root": root} if root is not None else {})})
+        return load(d, self.model.device)
+
+
+def load_run(run_id: str, tracking_uri: Optional[str] = None, device: str = "cpu") -> SavedRun:
+    """The trained model of run `run_id` in the store at `tracking_uri` (default: the project's
+    mlflow.db), on `device`. FileNotFoundError where the store or the run's weights are missing (a run
+    trained without tracking.save_weights=true: train it again with it and rerun=true)."""
+    from vgsweep import tracking
+    from vgsweep.config import MODEL_SCHEMAS, Config
+    from vgsweep.data.sets import DATASETS
+    from vgsweep.families import family_of
+    from vgsweep.packing import input_shape
+    from vgsweep.seeding import generator
+
+    uri = tracking_uri or tracking.default_uri()
+    p = tracking.sqlite_path(uri)
+    if p is not None and not p.is_file():
+        raise FileNotFoundError(f"no store at {p}")
+    client = tracking.client_for(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            weights = Path(tracking.retry(client.download_artifacts, run_id, WEIGHTS_ARTIFACT, tmp))
+        except Exception as e:  # noqa: BLE001 - MLflow's error for a missing artifact differs by store
+            raise FileNotFoundError(f"run {run_id} has no {WEIGHTS_ARTIFACT} in {tracking.hide_passwords(uri)}: it "
+                                    "was trained without tracking.save_weights=true (train it again with "
+                                    f"tracking.save_weights=true rerun=true) ({type(e).__name__}: {e})") from None
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        raw = OmegaConf.load(tracking.retry(client.download_artifacts, run_id, "config.yaml", tmp))
+    if state.get("format") != FORMAT:
+        raise ValueError(f"run {run_id}: {WEIGHTS_ARTIFACT} is of format {state.get('format')!r}; this vgsweep "
+                         f"reads format {FORMAT}")
+    schema = OmegaConf.structured(Config)
+    schema.model = OmegaConf.structured(MODEL_SCHEMAS[raw.model.family])
+    cfg = OmegaConf.merge(schema, raw)
+    model = family_of(cfg).build([cfg], input_shape(cfg.data), DATASETS[cfg.data.name].classes,
+                                 [generator(int(cfg.seed), "init")], torch.device(device))
+    mine = [[e.name, list(e.shape)] for e in model.layout]
+    if mine != [row[:2] for row in state["layout"]]:
+        raise ValueError(f"run {run_id}: {WEIGHTS_ARTIFACT} does not fit the network its config builds "
+                         f"({state['layout']} against {mine})")
+    with torch.no_grad():
+        for e in model.layout:
+            model.theta[0, e.offset:e.offset + e.numel] = state["parameters"][e.name].reshape(-1)
+    model.restore_buffers(0, state["buffers"])
+    return SavedRun(run_id, cfg, model, int(state["epochs"]))
