@@ -68,7 +68,7 @@ class Progress:
         """Seconds the sweep has left (NaN while not known: see the class)."""
         if not self._firsts:
             return float("nan")
-        k, e = self.packs[self.pack]
+        e = self.packs[self.pack][1]
         started = self._epoch_t is not None
         epochs_left = e - self._epoch - 1 if started else 0
         if self._steady_work:

@@ -437,8 +437,7 @@ class Pack:
         """Run k's trained model, as it has it alone: {"parameters": {entry name: tensor of its shape},
         "buffers": {name: tensor}, "layout": [[name, shape, role, layer], ...]} on the CPU (float32)."""
         k = self.order.index(k_caller)
-        mine = self.model._own[k][1] if self.model._own and self.model._own[k] else None
-        entries = [e for e in self.model.layout if mine is None or e.name in mine]
+        entries = self.model.own_entries(k)
         theta = self.model.theta[k].detach()
         return {"parameters": {e.name: theta[e.offset:e.offset + e.numel].view(e.shape).cpu().clone() for e in entries},
                 "buffers": self.model.buffer_state(k),

@@ -186,6 +186,11 @@ class PackedModel:
         """Run k's own entries as column indices of theta (None: the whole row)."""
         return self._own[k][0] if self._own and self._own[k] else None
 
+    def own_entries(self, k: int) -> list[Entry]:
+        """Run k's own layout entries, in order: the layout it has alone."""
+        names = self._own[k][1] if self._own and self._own[k] else None
+        return [e for e in self.layout if names is None or e.name in names]
+
     def own(self, k: int, row: torch.Tensor) -> torch.Tensor:
         """Run k's own part of a (P,) row of theta or of an optimiser buffer: the layout it has alone."""
         idx = self.own_index(k)
