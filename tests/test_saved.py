@@ -20,11 +20,12 @@ def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(sma
     regimes = ("baseline", "gna_bn", "bn_batch")
     jobs = [Job(small_cfg(f"regime={r}", "seed=3", "tracking.save_weights=true")) for r in regimes]
     plain = Job(small_cfg("regime=baseline", "seed=4"))
-    outcomes = run_jobs([*jobs, plain])
-    assert [o.status for o in outcomes] == ["FINISHED"] * 4
+    elsewhere = Job(small_cfg("regime=baseline", "seed=3", "tracking.save_weights=true", "study=other"))
+    outcomes = run_jobs([*jobs, plain, elsewhere])
+    assert [o.status for o in outcomes] == ["FINISHED"] * 5
     uri = jobs[0].cfg.tracking.uri
     client = MlflowClient(uri)
-    assert {client.get_run(o.run_id).data.tags["vgsweep.pack_size"] for o in outcomes} == {"4"}  # one pack
+    assert {client.get_run(o.run_id).data.tags["vgsweep.pack_size"] for o in outcomes} == {"5"}  # one pack
 
     for regime, o in zip(regimes, outcomes):
         run = load_run(o.run_id, uri)
@@ -42,6 +43,17 @@ def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(sma
     bn = load_run(outcomes[2].run_id, uri).model.buffers  # real batch norm: its running statistics, trained
     assert set(bn) == {"bn0.mean", "bn0.var", "bn1.mean", "bn1.var"}
     assert all(not torch.equal(v[0], torch.full_like(v[0], 0.0 if n.endswith(".mean") else 1.0)) for n, v in bn.items())
+
+    # by its name, as the report shows it: one config of that name per study, so the study says which
+    name = client.get_run(outcomes[1].run_id).info.run_name
+    assert load_run(name, uri).run_id == outcomes[1].run_id
+    same = client.get_run(outcomes[0].run_id).info.run_name
+    assert same == client.get_run(outcomes[4].run_id).info.run_name
+    with pytest.raises(LookupError, match=f"{same}' names the runs of 2 configs"):
+        load_run(same, uri)
+    assert load_run(same, uri, experiment="other").run_id == outcomes[4].run_id
+    with pytest.raises(LookupError, match="no FINISHED run with the id or name 'mnist-d9'"):
+        load_run("mnist-d9", uri)
 
     assert WEIGHTS_ARTIFACT not in [f.path for f in client.list_artifacts(outcomes[3].run_id, "model")]
     with pytest.raises(FileNotFoundError, match="tracking.save_weights=true rerun=true"):

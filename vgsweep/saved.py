@@ -2,7 +2,8 @@
 and read back as the network it was.
 
     from vgsweep.saved import load_run
-    run = load_run("<run id>")                 # the project's store; tracking_uri="sqlite:///..." for another
+    run = load_run("mnist-d5-relu-gna-s0")     # a run name (the newest FINISHED run of it) or a run id;
+                                               # tracking_uri="sqlite:///..." for another store than the project's
     data = run.data(root="../shared/data")     # its data set as it trained on it: data.test.x (N, C, H, W), .y
     logits = run.forward(data.test.x)          # (N, classes)
     run.parameters()                           # {"W0": (784, 512) tensor, "b0": ..., "bn1.gamma": ...}
@@ -66,10 +67,43 @@ class SavedRun:
         return load(d, self.model.device)
 
 
-def load_run(run_id: str, tracking_uri: Optional[str] = None, device: str = "cpu") -> SavedRun:
-    """The trained model of run `run_id` in the store at `tracking_uri` (default: the project's
-    mlflow.db), on `device`. FileNotFoundError where the store or the run's weights are missing (a run
-    trained without tracking.save_weights=true: train it again with it and rerun=true)."""
+def find_run(client, run: str, experiment: Optional[str] = None) -> str:
+    """The id of `run`: a run id, or a run name as the report and the UI show it (`mnist-d5-relu-gna-s0`):
+    the newest FINISHED run of that name (in `experiment` only, if given). LookupError where none is, or
+    where the name is that of runs of several configs (two studies): the error lists them."""
+    from vgsweep import tracking
+
+    try:
+        return tracking.retry(client.get_run, run).info.run_id
+    except tracking.TrackingUnavailable:
+        raise
+    except Exception:  # noqa: BLE001 - not a run id: a name
+        pass
+    exps = tracking.retry(client.search_experiments)
+    if experiment is not None:
+        exps = [e for e in exps if e.name == experiment]
+    q = '"' if "'" in run else "'"
+    found = tracking.retry(client.search_runs, [e.experiment_id for e in exps],
+                           f"attributes.run_name = {q}{run}{q} and attributes.status = 'FINISHED'",
+                           order_by=["attributes.start_time DESC"]) if exps else []
+    names = {e.experiment_id: e.name for e in exps}
+    configs = {(r.info.experiment_id, r.data.tags.get(tracking.TAG_HASH)) for r in found}
+    if not found:
+        raise LookupError(f"no FINISHED run with the id or name {run!r}"
+                          + (f" in experiment {experiment!r}" if experiment else ""))
+    if len(configs) > 1:
+        raise LookupError(f"{run!r} names the runs of {len(configs)} configs: "
+                          + ", ".join(f"{r.info.run_id} (experiment {names[r.info.experiment_id]})" for r in found)
+                          + ": pass a run id, or experiment=")
+    return found[0].info.run_id
+
+
+def load_run(run: str, tracking_uri: Optional[str] = None, device: str = "cpu",
+             experiment: Optional[str] = None) -> SavedRun:
+    """The trained model of `run` (a run id, or a run name: `find_run`) in the store at `tracking_uri`
+    (default: the project's mlflow.db), on `device`. FileNotFoundError where the store or the run's
+    weights are missing (a run trained without tracking.save_weights=true: train it again with it and
+    rerun=true); LookupError where no run, or more than one config, has that name."""
     from vgsweep import tracking
     from vgsweep.config import MODEL_SCHEMAS, Config
     from vgsweep.data.sets import DATASETS
@@ -82,6 +116,7 @@ def load_run(run_id: str, tracking_uri: Optional[str] = None, device: str = "cpu
     if p is not None and not p.is_file():
         raise FileNotFoundError(f"no store at {p}")
     client = tracking.client_for(uri)
+    run_id = find_run(client, run, experiment)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             weights = Path(tracking.retry(client.download_artifacts, run_id, WEIGHTS_ARTIFACT, tmp))
