@@ -181,7 +181,7 @@ def test_a_new_store_is_mlflows_own_empty_store_copied(tmp_path, monkeypatch):
     assert _dump(tmp_path / "built.db") == _dump(tmp_path / "mlflow.db")
 
 
-def test_a_half_built_store_is_rebuilt_and_one_with_runs_never_rewritten(tmp_path):
+def test_a_half_built_store_is_rebuilt_and_one_with_runs_never_rewritten(tmp_path, monkeypatch):
     """Stores left half-built by earlier versions: without runs, moved aside and built again; with
     runs, refused with one clear reason and left byte for byte as they were."""
     import sqlalchemy
@@ -206,6 +206,22 @@ def test_a_half_built_store_is_rebuilt_and_one_with_runs_never_rewritten(tmp_pat
     client = tracking.client_for(f"sqlite:///{empty}")
     assert client.search_experiments() and tracking._store_complete(empty)[0]
     assert len(list(tmp_path.glob("empty.db.broken-*"))) == 1  # the old file is kept beside it
+
+    # the same answers where MLflow no longer has the private helpers it reads the revisions with
+    import sqlalchemy as sa
+    from mlflow.store.db import utils as db_utils
+
+    engine = sa.create_engine(f"sqlite:///{empty}")
+    theirs = tracking._schema_revisions(engine, db_utils)
+    assert theirs[0] and theirs[0] == theirs[1]
+    assert tracking._schema_revisions(engine, object()) == theirs  # Alembic's own reading
+    with engine.begin() as c:  # a store at another revision than this MLflow's newest (an older one)
+        c.execute(sa.text("UPDATE alembic_version SET version_num = 'a8c4a736bde6'"))
+    engine.dispose()
+    with monkeypatch.context() as m:
+        m.delattr(db_utils, "_get_schema_version")
+        assert tracking._store_complete(empty)[0] is False
+    assert tracking._store_complete(empty)[0] is False
 
     used = tmp_path / "used.db"
     half_built(used, with_run=True)

@@ -316,11 +316,30 @@ def _store_complete(p: Path) -> tuple[bool, int]:
         # Every table of MLflow's tracking ORM, others allowed: not MLflow's _all_tables_exist, which in
         # MLflow 3.0 wanted exactly a list without its own logged_models tables, so that every store it
         # built looked half-built to vgsweep (moved aside and built again, under a live connection).
-        complete = set(models.Base.metadata.tables) <= tables and "alembic_version" in tables and (
-            db_utils._get_schema_version(engine) == db_utils._get_latest_schema_revision())
+        complete = set(models.Base.metadata.tables) <= tables and "alembic_version" in tables
+        if complete:
+            current, newest = _schema_revisions(engine, db_utils)
+            complete = current == newest
         return complete, int(runs)
     finally:
         engine.dispose()
+
+
+def _schema_revisions(engine, db_utils) -> tuple[str | None, str]:
+    """(the store's schema revision, this MLflow's newest): MLflow's own private helpers where it has them,
+    else the same read through Alembic's public API from MLflow's migration scripts (a later MLflow may
+    rename its helpers; the CI installs the newest)."""
+    try:
+        return db_utils._get_schema_version(engine), db_utils._get_latest_schema_revision()
+    except AttributeError:
+        import mlflow
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        with engine.connect() as c:
+            current = MigrationContext.configure(c).get_current_revision()
+        scripts = ScriptDirectory(str(Path(mlflow.__file__).parent / "store" / "db_migrations"))
+        return current, scripts.get_current_head()
 
 
 def _build_sqlite(p: Path, artifact_location: str | None) -> None:
