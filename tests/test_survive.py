@@ -333,6 +333,25 @@ def test_a_run_whose_host_went_silent_is_killed_and_retrained(small_cfg):
     assert run_jobs([Job(quiet)])[0].status == "SKIPPED" and client.get_run(old).info.status == "RUNNING"
 
 
+def test_runs_that_alone_need_more_than_the_memory_budget_are_said_before_training(small_cfg, caplog):
+    """A pack splits down to one run to fit the budget; a run that alone needs more is named in the dry run
+    and in one warning before anything trains (it may still fit: the estimate is an upper one)."""
+    from vgsweep.packing import bytes_per_run
+    from vgsweep.sweep import Sweep
+
+    jobs = lambda: [Job(small_cfg(f"seed={s}")) for s in (1, 2)]  # noqa: E731
+    need = bytes_per_run(jobs()[0].cfg)
+    tight, roomy = need * 0.9 / 2**30, need * 2.5 / 2**30  # GiB: under one run, over two
+    text = Sweep(jobs(), memory_budget_gb=tight, dry_run=True).describe()
+    assert text.count("one run alone needs more and may run out of memory") == 2, text  # 2 packs of one
+    assert "needs more" not in Sweep(jobs(), memory_budget_gb=roomy, dry_run=True).describe()
+    with caplog.at_level("WARNING", logger="vgsweep.sweep"):
+        Sweep(jobs(), memory_budget_gb=tight)
+        Sweep(jobs(), memory_budget_gb=roomy)
+    said = [r.getMessage() for r in caplog.records if "budget" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("packs 1, 2: one run needs about ") and "may run out" in said[0]
+
+
 def test_a_dry_run_says_what_the_sweep_would_do_and_changes_nothing(small_cfg, tmp_path):
     """hydra.launcher.dry_run=true plans as the sweep would (skip a FINISHED config, retrain one whose
     run another host left RUNNING with a stale heartbeat, train a config listed twice once) and writes

@@ -37,7 +37,7 @@ from vgsweep.data.sets import DATASETS
 from vgsweep.diagnostics import RunDiagnostics, verdict
 from vgsweep.jobs import Job, Outcome, SweepStopped, override_values
 from vgsweep.families import family_of
-from vgsweep.packing import group_packs, input_shape
+from vgsweep.packing import bytes_per_run, group_packs, input_shape, memory_budget
 from vgsweep.runs import Heartbeat, RunLogger, run_tags
 from vgsweep.trainer import CHECKPOINT_FORMAT, EpochReport, device_name, train_pack
 
@@ -233,6 +233,9 @@ def _queued(j: Job, client, runs: list, cache: dict, dry: bool) -> Optional[Outc
     return None
 
 
+# A run whose memory estimate (an upper one) exceeds the budget alone: said in the dry run and before training.
+OVER_BUDGET = ("may run out of memory (a smaller train.batch_size or model; hydra.launcher.memory_budget_gb where "
+               "the device has the room)")
 CLAIM_TRIES = 6  # claims withdrawn in a row (two hosts colliding each time) before training anyway
 
 
@@ -709,6 +712,17 @@ class Sweep:
                 self.notes.append(note)
             elif note:
                 log.info(note)
+        if not dry_run and remote is None:  # runs that alone need more than the budget: said before they train
+            over: dict[tuple, list[int]] = {}
+            for n, p in enumerate(self.packs, 1):
+                cfg = jobs[p[0]].cfg
+                budget = memory_budget(resolve_device(cfg.device), memory_budget_gb)
+                if budget is not None and bytes_per_run(cfg) > budget:
+                    over.setdefault(bytes_per_run(cfg), [budget]).append(n)
+            for need, (budget, *packs) in over.items():
+                log.warning("pack%s %s: one run needs about %.2f GiB, more than the %.1f GiB budget, and %s",
+                            "s" if len(packs) > 1 else "", ", ".join(map(str, packs)), need / 2**30, budget / 2**30,
+                            OVER_BUDGET)
         self.progress = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs), jobs[p[0]].start_epoch)
                                   for p in self.packs], progress) if progress and self.packs and not dry_run else None
         if remote is not None and self.packs and not dry_run:  # every pack a job of the scheduler, submitted now
@@ -751,7 +765,6 @@ class Sweep:
         """What this sweep would do (hydra.launcher.dry_run=true): per job, skip (why), resume (from which
         epoch) or train (in which pack); per pack, its runs, epochs and memory against the budget."""
         from vgsweep.config import enum_value
-        from vgsweep.packing import bytes_per_run, memory_budget
 
         nums = nums if nums is not None else list(range(len(self.jobs)))
         pack_no = {i: k for k, p in enumerate(self.packs, 1) for i in p}
@@ -788,7 +801,9 @@ class Sweep:
                          f"{enum_value(cfg.precision)} on {device}, about {need / 2**30:.2f} GiB"
                          + (f" of a {budget / 2**30:.1f} GiB budget" if budget is not None else
                             " (no GPU here to size it by: its pack job splits it where its device's memory does "
-                            "not hold it)"))
+                            "not hold it)")
+                         + (f": one run alone needs more and {OVER_BUDGET}" if budget is not None and need > budget
+                            else ""))
         lines += [f"  note: {n}" for n in self.notes or []]
         return "\n".join(lines)
 
