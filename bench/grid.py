@@ -67,6 +67,29 @@ def training_seconds(client, rs) -> float:
     return sum(sum(h) for h in packs)
 
 
+PHASES = ("took", "created", "set_up", "epochs", "first", "closed")
+_PACK_LINE = (r"pack of \d+ runs? took (.+?): its runs created in (.+?), set up in (.+?) \(data, model\), \d+ "
+              r"epochs? in (.+?) \(the first (.+?)\), closed in (.+?) \(")
+
+
+def seconds(text: str) -> float:
+    """A duration as the sweep's log writes it (`1.25 s`, `2 min 05 s`, `1 h 02 min`) in seconds."""
+    import re
+
+    unit = {"d": 86400, "h": 3600, "min": 60, "s": 1}
+    return sum(float(n) * unit[u] for n, u in re.findall(r"([\d.]+) (d|h|min|s)\b", text))
+
+
+def pack_phases(log_text: str) -> dict[str, float]:
+    """The packs' own account of their time (the sweep's `pack of N runs took ...` lines), summed over
+    the packs: runs created, set-up, epochs (the first apart), closing; `packs` counts them."""
+    import re
+
+    found = re.findall(_PACK_LINE, log_text)
+    out = {k: sum(seconds(m[i]) for m in found) for i, k in enumerate(PHASES)}
+    return {**out, "packs": len(found)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default="data")
@@ -117,11 +140,15 @@ def main() -> None:
         client, rs = runs(uri)
         assert len(rs) == 30 and all(r.info.status == "FINISHED" for r in rs), "packed grid incomplete"
         train = training_seconds(client, rs)
+        ph = pack_phases((out / f"packed_{prec}.log").read_text())
         result["packed"][prec] = {"wall_s": wall, "training_s": train,
-                                  "packs": sorted({int(r.data.tags["vgsweep.pack_size"]) for r in rs})}
+                                  "packs": sorted({int(r.data.tags["vgsweep.pack_size"]) for r in rs}),
+                                  "phases_s": {**ph, "outside_packs": wall - ph["took"]}}
         save()
         print(f"packed {prec}: {wall:.1f} s for 30 runs x {a.epochs} epochs; training {train:.1f} s, the other "
-              f"{wall - train:.1f} s start-up, composing and checking the configs, the store, artifacts", flush=True)
+              f"{wall - train:.1f} s: outside the packs (start-up, composing and checking the configs, the store, "
+              f"exit) {wall - ph['took']:.1f} s; in its {ph['packs']} packs: runs created {ph['created']:.1f} s, set-up "
+              f"{ph['set_up']:.1f} s, first epochs {ph['first']:.1f} s, closing {ph['closed']:.1f} s", flush=True)
 
     def basic_row() -> None:
         uri = f"sqlite:///{out / 'basic.db'}"

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -535,8 +536,44 @@ def test_the_progress_line_leaves_out_runs_another_sweep_took(small_cfg, caplog)
     with caplog.at_level("INFO", logger="vgsweep.progress"):
         outcomes = [sweep.outcome(i) for i in range(3)]
     assert [o.status for o in outcomes] == ["FINISHED", "SKIPPED", "FINISHED"]
-    lines = [r.getMessage() for r in caplog.records if r.name == "vgsweep.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "vgsweep.progress" and "| epoch " in r.getMessage()]
     assert lines and all("(2 runs)" in ln and "/2 | 1 taken by another sweep" in ln for ln in lines), lines
+
+
+def test_each_pack_says_where_its_time_went(small_cfg, caplog):
+    """After each pack one line: its runs created, set up, N epochs (the first apart: on a GPU it also
+    pays for the first kernels, the graph's capture, compilation), closed; the parts add up to no more than
+    the whole. With a progress line it comes once the pack's line has ended (after its last epoch's)."""
+    import re
+
+    from vgsweep.sweep import Sweep
+
+    jobs = [Job(small_cfg(f"seed={s}", *d)) for s in (1, 2) for d in ((), ("model.hidden=[16,16,16]", "model.depth=3"))]
+    sweep = Sweep(jobs, progress="log")  # two packs: depth 2 and depth 3
+    with caplog.at_level("INFO"):
+        [sweep.outcome(i) for i in range(4)]
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pack of ")]
+    lines = [r.getMessage() for r in caplog.records if r.name == "vgsweep.progress"]
+    assert len(said) == 2 and lines.index(said[0]) == lines.index(next(x for x in lines if "epoch 2/2" in x)) + 1
+    for text in said:
+        m = re.fullmatch(r"pack of 2 runs took ([\d.]+) s: its runs created in ([\d.]+) s, set up in ([\d.]+) s "
+                         r"\(data, model\), 2 epochs in ([\d.]+) s \(the first ([\d.]+) s\), closed in ([\d.]+) s "
+                         r"\(curves, artifacts, verdicts\)", text)
+        assert m, text
+        total, created, setup, epochs, first, closed = map(float, m.groups())
+        assert 0 < first <= epochs and created > 0 and closed > 0
+        assert created + setup + epochs + closed <= total + 0.02, text
+    # the benchmark reads them (bench/grid.py: where a row's time outside its epochs goes)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("grid", Path(__file__).parents[1] / "bench" / "grid.py")
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    ph = grid.pack_phases("\n".join(f"[t][vgsweep.progress][INFO] - {x}" for x in said))
+    assert ph["packs"] == 2 and ph["took"] == pytest.approx(sum(float(x.split(" took ")[1].split(" s")[0])
+                                                                for x in said))
+    assert 0 < ph["first"] <= ph["epochs"] < ph["took"]
+    assert grid.seconds("1 min 05 s") == 65 and grid.seconds("1 h 02 min") == 3720
 
 
 @pytest.mark.parametrize("flush_s, streamed", [(0.01, True), (600.0, False)])

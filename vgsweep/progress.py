@@ -63,6 +63,7 @@ class Progress:
         self._pack_steady_s, self._pack_steady_n = 0.0, 0  # the same, this pack's: seconds, epochs
         self._firsts: list[tuple[float, int]] = []  # per pack started: (its first epoch's seconds from its start, its runs)
         self._closes: list[float] = []  # per pack ended: seconds from its last epoch to its end
+        self._after: list[str] = []  # lines for the log once this pack's live line has ended (after_pack)
 
     def eta_s(self) -> float:
         """Seconds the sweep has left (NaN while not known: see the class)."""
@@ -144,3 +145,10 @@ class Progress:
         if self.live:  # end the pack's line: the next line (log or progress) starts on its own
             sys.stderr.write("\n")
             sys.stderr.flush()
+        for text in self._after:
+            log.info(text)
+        self._after = []
+
+    def after_pack(self, text: str) -> None:
+        """A line for the log once the pack ends (pack_done), not while its live line is on the terminal."""
+        self._after.append(text)

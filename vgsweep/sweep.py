@@ -38,6 +38,7 @@ from vgsweep.diagnostics import RunDiagnostics, verdict
 from vgsweep.jobs import Job, Outcome, SweepStopped, override_values
 from vgsweep.families import family_of
 from vgsweep.packing import bytes_per_run, group_packs, input_shape, memory_budget
+from vgsweep.progress import duration
 from vgsweep.runs import Heartbeat, RunLogger, run_tags
 from vgsweep.trainer import CHECKPOINT_FORMAT, EpochReport, device_name, train_pack
 
@@ -580,17 +581,38 @@ def run_pack(pack: list[Job], progress=None) -> list[Outcome]:
     """Train one pack and record every job of it as its own MLflow run; a job that another sweep
     has finished or started since this one planned is skipped (see _claim)."""
     host.training()
+    t0 = time.monotonic()
     taken, rec = _claim(pack, progress)
     if progress is not None and any(o is not None for o in taken):
         progress.taken_elsewhere({j.key() for j, o in zip(pack, taken) if o is not None})
     if rec is None:
         return taken  # type: ignore[return-value]
-    trained = iter(_train_pack(rec))
+    claimed = time.monotonic() - t0
+    outcomes, timing, close_s = _train_pack(rec)
+    said = pack_time(len(rec.jobs), time.monotonic() - t0, claimed, timing, close_s)
+    if progress is not None:
+        progress.after_pack(said)  # after the live line has ended
+    else:
+        log.info(said)
+    trained = iter(outcomes)
     return [o if o is not None else next(trained) for o in taken]
 
 
-def _train_pack(rec: "_PackRecorder") -> list[Outcome]:
-    """Train the runs `rec` has created, one per job of its pack; their outcomes in its order."""
+def pack_time(runs: int, total: float, claimed: float, timing: dict, close_s: float) -> str:
+    """Where a pack's time went, in one line: what `make bench` and a slow sweep are read by."""
+    def secs(s: float) -> str:
+        return f"{s:.2f} s" if s < 60 else duration(s)
+
+    n = timing.get("n_epochs", 0)
+    return (f"pack of {runs} run{'s' if runs != 1 else ''} took {secs(total)}: its runs created in {secs(claimed)}, "
+            f"set up in {secs(timing.get('set_up', 0))} (data, model), {n} epoch{'s' if n != 1 else ''} in "
+            f"{secs(timing.get('epochs', 0))} (the first {secs(timing.get('first_epoch', 0))}), closed in "
+            f"{secs(close_s)} (curves, artifacts, verdicts)")
+
+
+def _train_pack(rec: "_PackRecorder") -> tuple[list[Outcome], dict, float]:
+    """Train the runs `rec` has created, one per job of its pack: their outcomes in its order, the
+    training's timing (PackResult.timing) and the seconds closing the runs took."""
     pack = rec.jobs
     drawn = [bool(j.cfg.tracking.learning_curve) for j in pack]
     if any(drawn):  # matplotlib only where a curve is drawn: a quarter of a second of start-up otherwise
@@ -611,11 +633,13 @@ def _train_pack(rec: "_PackRecorder") -> list[Outcome]:
         raise PackFailed(e, [lg.run_id for lg in rec.loggers]) from e
     finally:
         rec.close()
+    t0 = time.monotonic()
     curves = [plots.draw_curve(h, j.name) if want and h else None  # all of them at once: see plots
               for j, h, want in zip(pack, result.history, drawn)] if any(drawn) else [None] * len(pack)
     weights = result.weights or [None] * len(pack)
-    return [rec.finish(k, h, d, curves[k], weights[k])
-            for k, (h, d) in enumerate(zip(result.history, result.diverged_at))]
+    outcomes = [rec.finish(k, h, d, curves[k], weights[k])
+                for k, (h, d) in enumerate(zip(result.history, result.diverged_at))]
+    return outcomes, result.timing, time.monotonic() - t0
 
 
 class PackFailed(Exception):

@@ -77,6 +77,10 @@ class PackResult:
     diverged_at: list[Optional[int]]  # epoch at which a run diverged, or None
     # per run with tracking.save_weights: its trained parameters and buffers as `Pack.weights` gives them
     weights: list[Optional[dict]] = field(default_factory=list)
+    # where the pack's time went (seconds): set_up (data, model, restore), epochs (with the callbacks and
+    # checkpoints), first_epoch (of them: on a GPU also the first kernels, a CUDA graph's capture,
+    # compilation), n_epochs (trained here)
+    timing: dict = field(default_factory=dict)
 
 
 def precision_ctx(precision: str, device: torch.device):
@@ -455,10 +459,13 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
     resume: per run, a state from `on_checkpoint` to continue from (all at the same epoch), or None.
     on_checkpoint(epochs_done, states): called every `checkpoint.every` epochs with one state per run.
     """
+    t_start = time.perf_counter()
     pack = Pack(cfgs, dataset)
     pack.restore(resume)
+    t_ready = time.perf_counter()
     c0 = cfgs[0]
     every = int(c0.checkpoint.every)
+    first, n = 0.0, 0
     with tf32(pack.precision == "tf32" and pack.device.type == "cuda"), deterministic(bool(c0.deterministic)):
         for epoch in range(pack.start, pack.epochs):
             t0 = time.perf_counter()
@@ -466,8 +473,13 @@ def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] |
             report = pack.record(epoch, row, time.perf_counter() - t0)
             if on_epoch:
                 on_epoch(report)
+            first, n = (first or time.perf_counter() - t0), n + 1
             if pack.all_diverged():
                 break
             if on_checkpoint and every and (epoch + 1) % every == 0 and epoch + 1 < pack.epochs:
                 on_checkpoint(epoch + 1, [pack.state(k, epoch + 1) for k in range(pack.K)])
-    return pack.result()
+    timing = {"set_up": t_ready - t_start, "epochs": time.perf_counter() - t_ready, "first_epoch": first,
+              "n_epochs": n}
+    result = pack.result()
+    result.timing = timing
+    return result
