@@ -540,6 +540,35 @@ def test_the_progress_line_leaves_out_runs_another_sweep_took(small_cfg, caplog)
     assert lines and all("(2 runs)" in ln and "/2 | 1 taken by another sweep" in ln for ln in lines), lines
 
 
+def test_ctrl_c_while_a_pack_writes_its_checkpoints_comes_after_the_last_of_them(small_cfg, monkeypatch):
+    """An interruption that lands between two runs' checkpoints used to leave them at different epochs, and
+    the pack then resumed as two packs (with submitit_local two pack jobs). Ctrl-C now waits for the
+    pack's checkpoints, all of one epoch, then acts as it would have."""
+    import signal as sig
+
+    from vgsweep import runs, sweep
+    from vgsweep.sweep import checkpoint_path, load_checkpoint
+
+    jobs = [Job(small_cfg(f"seed={s}", "train.epochs=3", "checkpoint.every=1")) for s in (1, 2)]
+    save = sweep.save_checkpoint
+    calls = []
+
+    def interrupted_save(path, state):
+        save(path, state)
+        calls.append(path)
+        if len(calls) == 1:  # the first run's checkpoint written, the second's not yet: Ctrl-C
+            os.kill(os.getpid(), sig.SIGINT)
+
+    monkeypatch.setattr(sweep, "save_checkpoint", interrupted_save)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_jobs(jobs)
+    finally:
+        runs.end_open_runs("KILLED", "the test's Ctrl-C")
+    assert len(calls) == 2 and sig.getsignal(sig.SIGINT) is sig.default_int_handler
+    assert [(load_checkpoint(checkpoint_path(j.cfg, j.key())) or {}).get("epochs_done") for j in jobs] == [1, 1]
+
+
 def test_each_pack_says_where_its_time_went(small_cfg, caplog):
     """After each pack one line: its runs created, set up, N epochs (the first apart: on a GPU it also
     pays for the first kernels, the graph's capture, compilation), closed; the parts add up to no more than

@@ -20,8 +20,11 @@ asked for. One code path:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -286,8 +289,6 @@ def _claim_once(pack: list[Job], progress, force: bool = False
     """_claim's look and create, under the stores' locks; the third item says which runs to resume
     other processes claimed too (then nothing is created; with `force` the rest is, and those jobs are
     SKIPPED, left to the other process)."""
-    import contextlib
-
     with contextlib.ExitStack() as locks:
         for uri in sorted({tracking.resolve_uri(j.cfg) for j in pack}):
             locks.enter_context(tracking.store_lock(uri))
@@ -501,23 +502,26 @@ class _PackRecorder:
         folder gone) does not stop training: the run is warned about, in the log and in its tag
         `vgsweep.checkpoint_failed`, keeps its last good checkpoint (an interruption now resumes from
         there, or from scratch), and the next checkpoint is tried again."""
-        failed = []
-        for j, lg, st, dh, f in zip(self.jobs, self.loggers, states, self.diag_hist, self.files):
-            lg.flush(wait=True)  # the store holds every epoch the checkpoint holds
-            path = checkpoint_path(j.cfg, j.key())
-            try:
-                save_checkpoint(path, {**st, "run_id": lg.run_id, "diagnostics": _diag_to_tensors(dh)})
-            except OSError as e:
-                why = f"checkpoint after epoch {epochs_done} not written to {path} ({e.strerror or e})"
-                failed.append((lg.run_id, why))
-                lg.set_tags({"vgsweep.checkpoint_failed": why})
-                if f:
-                    f.write(f"{why}: training goes on\n")
-                    f.flush()
+        for lg in self.loggers:
+            lg.flush(wait=True)  # the store holds every epoch the checkpoints hold
+        failed = []  # (run index, why)
+        with signals_deferred():  # the pack's checkpoints all of one epoch: it resumes as one pack
+            for k, (j, lg, st, dh) in enumerate(zip(self.jobs, self.loggers, states, self.diag_hist)):
+                path = checkpoint_path(j.cfg, j.key())
+                try:
+                    save_checkpoint(path, {**st, "run_id": lg.run_id, "diagnostics": _diag_to_tensors(dh)})
+                except OSError as e:
+                    failed.append((k, f"checkpoint after epoch {epochs_done} not written to {path} "
+                                      f"({e.strerror or e})"))
+        for k, why in failed:
+            self.loggers[k].set_tags({"vgsweep.checkpoint_failed": why})
+            if self.files[k]:
+                self.files[k].write(f"{why}: training goes on\n")
+                self.files[k].flush()
         if failed:
             log.warning("%s%s: training goes on; an interruption now resumes from the last checkpoint written, or "
                         "from scratch (runs %s)", failed[0][1], f" (and {len(failed) - 1} more of this pack's runs)"
-                        if len(failed) > 1 else "", ", ".join(run_id for run_id, _ in failed))
+                        if len(failed) > 1 else "", ", ".join(self.loggers[k].run_id for k, _ in failed))
 
     def finish(self, k: int, hist: list[dict], diverged_at: Optional[int], curve=None,
                weights: Optional[dict] = None) -> Outcome:
@@ -565,6 +569,30 @@ class _PackRecorder:
             return Outcome("FAILED", lg.run_id, final, reason)
         checkpoint_path(j.cfg, j.key()).unlink(missing_ok=True)
         return outcome
+
+
+@contextlib.contextmanager
+def signals_deferred(signums=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done, then act as they would have (once): for a
+    few file writes that belong together. Python runs signal handlers in the main thread, so this swaps
+    the handlers (blocking the signal in one thread would not hold it); elsewhere, and for a signal
+    Python does not handle (ignored, or the default action), it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[tuple[int, object]] = []
+    before = {n: signal.getsignal(n) for n in signums}
+    before = {n: h for n, h in before.items() if callable(h)}
+    for n in before:
+        signal.signal(n, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for n, h in before.items():
+            signal.signal(n, h)
+        if held:
+            signum, frame = held[0]
+            before[signum](signum, frame)
 
 
 def _mark_failed(lg: RunLogger, reason: str) -> None:
@@ -737,13 +765,13 @@ class Sweep:
             elif note:
                 log.info(note)
         if not dry_run and remote is None:  # runs that alone need more than the budget: said before they train
-            over: dict[tuple, list[int]] = {}
+            over: dict[int, tuple[int, list[int]]] = {}  # bytes one run needs -> (the budget, its packs)
             for n, p in enumerate(self.packs, 1):
                 cfg = jobs[p[0]].cfg
                 budget = memory_budget(resolve_device(cfg.device), memory_budget_gb)
                 if budget is not None and bytes_per_run(cfg) > budget:
-                    over.setdefault(bytes_per_run(cfg), [budget]).append(n)
-            for need, (budget, *packs) in over.items():
+                    over.setdefault(bytes_per_run(cfg), (budget, []))[1].append(n)
+            for need, (budget, packs) in over.items():
                 log.warning("pack%s %s: one run needs about %.2f GiB, more than the %.1f GiB budget, and %s",
                             "s" if len(packs) > 1 else "", ", ".join(map(str, packs)), need / 2**30, budget / 2**30,
                             OVER_BUDGET)
