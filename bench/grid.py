@@ -148,7 +148,8 @@ def main() -> None:
         print(f"packed {prec}: {wall:.1f} s for 30 runs x {a.epochs} epochs; training {train:.1f} s, the other "
               f"{wall - train:.1f} s: outside the packs (start-up, composing and checking the configs, the store, "
               f"exit) {wall - ph['took']:.1f} s; in its {ph['packs']} packs: runs created {ph['created']:.1f} s, set-up "
-              f"{ph['set_up']:.1f} s, first epochs {ph['first']:.1f} s, closing {ph['closed']:.1f} s", flush=True)
+              f"{ph['set_up']:.1f} s, closing {ph['closed']:.1f} s (and of the training, the packs' first epochs "
+              f"{ph['first']:.1f} s: on a GPU with the first kernels and the graphs' capture)", flush=True)
 
     def basic_row() -> None:
         uri = f"sqlite:///{out / 'basic.db'}"
