@@ -19,7 +19,11 @@ from vgsweep import runs, tracking
 
 
 def one(flush_s: float, epoch_s: float, k: int, epochs: int) -> tuple[float, float]:
-    uri = f"sqlite:///{tempfile.mkdtemp(prefix='vgsweep-flush-')}/mlflow.db"
+    with tempfile.TemporaryDirectory(prefix="vgsweep-flush-") as tmp:  # each setting's own store, removed after
+        return _timed(f"sqlite:///{tmp}/mlflow.db", flush_s, epoch_s, k, epochs)
+
+
+def _timed(uri: str, flush_s: float, epoch_s: float, k: int, epochs: int) -> tuple[float, float]:
     tracking.ensure_sqlite_store(uri)
     client = tracking.client_for(uri)
     exp = tracking.experiment_id(client, uri, "flush", None)
