@@ -386,6 +386,69 @@ def test_a_store_whose_disk_fills_stops_the_sweep_with_one_line_then_resumes(big
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
 
 
+def test_a_store_whose_file_system_fails_is_retried_then_stops_the_sweep_saying_so(tmp_path, caplog):
+    """A real SQLite "disk I/O error" (the kernel refuses the store's writes: the file size limit,
+    RLIMIT_FSIZE, stands in for a network file system's hiccup or a failing disk) is retried as a store
+    that does not answer: once writes pass again the call goes through (one warning, no MLflow
+    traceback); where they never do, TrackingUnavailable stops the sweep with one line saying the file
+    system fails and that the checkpoints are kept. It used to fail the pack: its runs marked FAILED in
+    a store that could not take the mark."""
+    import logging
+    import resource
+
+    from mlflow.entities import Metric
+
+    from vgsweep import sweep, tracking
+    from vgsweep.app import compose
+
+    db = tmp_path / "m.db"
+    uri = f"sqlite:///{db}"
+    tracking.ensure_sqlite_store(uri)
+    client = tracking.client_for(uri)
+    run = client.create_run(tracking.experiment_id(client, uri, "io", None))
+    metrics = [Metric(f"m{i}", 0.5, 0, s) for i in range(200) for s in range(5)]
+
+    limits, handler = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    budget = tracking.retry_budget()
+
+    def limited(seconds: float) -> None:
+        """No file may be written beyond its first 4 KiB for `seconds` (forever: None)."""
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))
+        if seconds is not None:
+            threading.Timer(seconds, resource.setrlimit, (resource.RLIMIT_FSIZE, limits)).start()
+
+    try:
+        tracking.configure(30)
+        tracking.start_over()
+        caplog.set_level(logging.INFO)
+        limited(0.6)
+        t0 = time.monotonic()
+        tracking.retry(client.log_batch, run.info.run_id, metrics=metrics)
+        assert time.monotonic() - t0 >= 0.5
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        assert len(client.get_metric_history(run.info.run_id, "m7")) == 5
+        warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warned) == 1 and "cannot be read or written (disk I/O error" in warned[0], warned
+        assert "Traceback" not in caplog.text
+
+        tracking.configure(0.5)
+        tracking.start_over()
+        limited(None)
+        with pytest.raises(tracking.TrackingUnavailable) as e:
+            tracking.retry(client.log_batch, run.info.run_id, metrics=[Metric(f"n{i}", 0.5, 0, 0) for i in range(500)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+        tracking.configure(budget)
+        tracking.start_over()
+    assert e.value.error == "disk I/O error"
+    cfg = compose([f"tracking.uri={uri}", "tracking.retry_s=0.5", f"checkpoint.dir={tmp_path / 'ck'}"])
+    said = str(sweep.stopped(cfg, e.value))
+    assert f"the tracking store {uri} has failed to read or write its file since" in said
+    assert "its disk or file system fails (disk I/O error; retried" in said and "tracking.retry_s=0.5" in said
+    assert f"Checkpoints are kept in {tmp_path / 'ck'}" in said and "when the store can be written again" in said
+
+
 def test_a_full_store_is_waited_for_once_and_space_freed_meanwhile_goes_on(tmp_path):
     """retry waits tracking.retry_s for a store SQLite cannot grow (SQLITE_FULL), then raises; a later
     call meeting it again raises at once (the sweep is stopping); a new sweep waits again, and space

@@ -915,14 +915,16 @@ class Sweep:
 
 def stopped(cfg: DictConfig, e: tracking.TrackingUnavailable) -> SweepStopped:
     uri, since = tracking.resolve_uri(cfg), time.strftime('%H:%M:%S', time.localtime(e.since))
-    full = tracking.full_error(e.error)
+    full, ioerr = tracking.full_error(e.error), tracking.io_error(e.error)
     what = (f"has not written since {since}: its disk is full ({e.error}; retried" if full
+            else f"has failed to read or write its file since {since}: its disk or file system fails ({e.error}; "
+                 "retried" if ioerr
             else f"has not answered since {since} (retried")
     return SweepStopped(
         f"the tracking store {tracking.hide_passwords(uri)} {what} {e.seconds:.0f} s, tracking.retry_s="
         f"{cfg.tracking.retry_s:g}): the sweep stopped. Checkpoints are kept in {checkpoint_dir(cfg).resolve()}; "
-        f"when the store {'has space' if full else 'answers'} again, run the same command: finished runs are "
-        "skipped, the others resume from their checkpoints")
+        f"when the store {'has space' if full else 'can be written' if ioerr else 'answers'} again, run the same "
+        "command: finished runs are skipped, the others resume from their checkpoints")
 
 
 def run_jobs(jobs: list[Job], max_pack: int | None = None, memory_budget_gb: float | None = None,

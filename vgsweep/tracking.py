@@ -7,8 +7,9 @@ The embedded default store is `sqlite:///<project root>/mlflow.db` with artifact
   process killed while creating it leaves no half-built store. A half-built store left by an older
   version (tables missing, no runs) is moved aside to `<name>.broken-<time>` and built again; a
   store that holds runs is never rewritten.
-- Every MLflow call goes through `retry`: a locked SQLite database, a server that does not answer or
-  a store whose disk is full is retried with backoff for `tracking.retry_s` seconds; then
+- Every MLflow call goes through `retry`: a locked SQLite database, a server that does not answer, a
+  store whose disk is full or whose file system fails (SQLite's "disk I/O error") is retried with
+  backoff for `tracking.retry_s` seconds; then
   `TrackingUnavailable` stops the sweep, and later calls that meet the store so raise at once.
 """
 
@@ -51,6 +52,11 @@ _UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establi
 # What a store that cannot write for want of space looks like (SQLite, PostgreSQL, the OS): retried as a
 # server that does not answer is, since freeing space lets the sweep go on; then the sweep stops saying so.
 _FULL = ("database or disk is full", "No space left on device", "could not extend file", "Disk quota exceeded")
+# What a SQLite store whose file system fails a read or write looks like (SQLITE_IOERR): a network file
+# system's hiccup (a store on NFS or Lustre for a SLURM sweep), a file-size limit (EFBIG), a failing disk.
+# Retried as a store that does not answer: it may pass; if not, the sweep stops with its checkpoints kept,
+# where failing the pack would mark runs FAILED in a store that cannot take the mark.
+_IOERR = ("disk I/O error",)
 
 
 class _QuietWhileRetried(logging.Filter):
@@ -59,7 +65,7 @@ class _QuietWhileRetried(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         e = record.exc_info[1] if record.exc_info else None
-        return e is None or not (full_error(str(e)) or "locked" in str(e))
+        return e is None or not (full_error(str(e)) or io_error(str(e)) or "locked" in str(e))
 
 
 logging.getLogger("mlflow.store.db.utils").addFilter(_QuietWhileRetried())
@@ -101,10 +107,15 @@ def full_error(text: str) -> bool:
     return any(m in text for m in _FULL)
 
 
+def io_error(text: str) -> bool:
+    """Whether an error says the file system under the store failed a read or write (SQLITE_IOERR)."""
+    return any(m in text for m in _IOERR)
+
+
 def _what(e: BaseException) -> str:
-    """What went wrong, in a few words: the full-disk words where the error says so (MLflow's first line
-    may be SQLAlchemy's `(raised as a result of Query-invoked autoflush ...)`), else its first line."""
-    return next((m for m in _FULL if m in str(e)), None) or _first_line(e)
+    """What went wrong, in a few words: the full-disk or I/O-error words where the error says so (MLflow's
+    first line may be SQLAlchemy's `(raised as a result of Query-invoked autoflush ...)`), else its first line."""
+    return next((m for m in _FULL + _IOERR if m in str(e)), None) or _first_line(e)
 
 
 def start_over() -> None:
@@ -128,8 +139,8 @@ def retry(fn, *args, **kwargs):
         except TrackingUnavailable:
             raise
         except Exception as e:  # noqa: BLE001 - only lock, connection and full-disk errors are retried
-            full = full_error(str(e))
-            locked, down = "locked" in str(e), _unreachable(e) or full
+            full, ioerr = full_error(str(e)), io_error(str(e))
+            locked, down = "locked" in str(e), _unreachable(e) or full or ioerr
             if not (locked or down):
                 raise
             if down and _GIVEN_UP is not None:
@@ -140,6 +151,9 @@ def retry(fn, *args, **kwargs):
                 if full:
                     log.warning("the tracking store cannot write: its disk is full (%s); retrying for %.0f s "
                                 "(tracking.retry_s): free space there", _what(e), _RETRY_S)
+                elif ioerr:
+                    log.warning("the tracking store's file cannot be read or written (%s: its disk or file system "
+                                "failed); retrying for %.0f s (tracking.retry_s)", _what(e), _RETRY_S)
                 elif down:
                     log.warning("the tracking store does not answer (%s); retrying for %.0f s (tracking.retry_s)",
                                 _what(e), _RETRY_S)
