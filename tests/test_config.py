@@ -10,7 +10,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from tests.conftest import compose_cfg
 from vgsweep.app import CONF_DIR
-from vgsweep.config import ConfigError, config_hash, validate
+from vgsweep.config import ConfigError, config_hash, group_options, validate
 
 GROUPS = ["activation", "depth", "regime", "init", "dataset", "optimizer", "model", "vgg_row", "paper_column"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((Path(CONF_DIR) / g).glob("*.yaml"))]
@@ -162,6 +162,40 @@ def test_config_hash_ignores_where_and_tracks_what():
                                                          "tracking.uri=sqlite:////tmp/x.db"]))
     assert config_hash(base) != config_hash(compose_cfg(["seed=43"]))
     assert config_hash(base) != config_hash(compose_cfg(["regime=gna"]))
+
+
+def test_a_setting_that_changes_nothing_in_a_run_does_not_change_its_hash():
+    """Inert settings (config.inert_keys) hash at their defaults: one config, trained once."""
+    h = lambda *o: config_hash(compose_cfg(["device=cpu", *o]))  # noqa: E731
+    assert h() == h("init.std=0.01") == h("init=xavier", "init.std=0.5")
+    assert h("init=normal") != h("init=normal", "init.std=0.01")
+    assert h("init=zero") == h("init=zero", "init.gain=4") and h() != h("init.gain=4")
+    assert h() == h("regime.grad_noise.eta=0.3", "regime.grad_noise.gamma=0.9")  # baseline: no noise
+    assert h("regime=gna") != h("regime=gna", "regime.grad_noise.eta=0.3")
+    assert h("regime=gna", "regime.grad_noise.eta=0") == h("regime=gna", "regime.grad_noise.eta=0",
+                                                           "regime.grad_noise.unit=step")
+    assert h("activation=relu") == h("activation=relu", "activation.negative_slope=0.5")
+    assert h("activation=leaky_relu") != h("activation=leaky_relu", "activation.negative_slope=0.5")
+    assert h() == h("regime.bn.mode=batch", "regime.bn.eps=0.1")  # no BN layer
+    assert h("regime=gna_bn") != h("regime=gna_bn", "regime.bn.eps=0.1")
+    assert h("regime=gna_bn") == h("regime=gna_bn", "regime.bn.momentum=0.5")  # frozen: no running statistics
+    assert h() == h("optimizer.schedule.eta_min=0.1")  # constant rate
+
+
+OPTIONS = [[]] + [[f"{g}={o}"] for g in ("activation", "init", "regime", "optimizer", "model", "dataset", "depth",
+                                         "paper_column", "vgg_row") for o in group_options(g)]
+
+
+def test_every_option_leaves_its_inert_settings_at_the_schemas_defaults():
+    """What keeps config hashes as they were when inert settings began to hash at their defaults
+    (config.effective): no option of conf/ or study file sets one to anything else, so only a config
+    given such a value by hand hashes anew (as the config it computes)."""
+    from vgsweep.config import flatten, inert_defaults, inert_keys, to_container
+
+    for overrides in OPTIONS + [[f"experiment={e}", "hydra.mode=RUN"] for e in EXPERIMENTS]:
+        flat = flatten(to_container(compose_cfg(["device=cpu", *overrides])))
+        for k in inert_keys({k: str(v) for k, v in flat.items()}):
+            assert k not in flat or flat[k] == inert_defaults()[k], (overrides, k, flat[k])
 
 
 def test_keys_added_later_keep_older_hashes_at_their_old_behaviour():

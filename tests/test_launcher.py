@@ -101,6 +101,29 @@ def test_settings_read_after_training_do_not_split_packs():
                                                    "optimizer.schedule.name=cosine", "optimizer.weight_decay=0.01"]))
 
 
+def test_settings_that_change_nothing_in_a_run_do_not_make_another_config(small_cfg, tmp_path, caplog):
+    """`init.std` acts only with init=normal, the noise's eta only with noise, the slope only for
+    leaky_relu: a grid that crosses them with other options (`-m init=xavier,normal init.std=0.1,0.5`)
+    trains each run that computes something different once; the jobs that repeat one say which setting
+    has no effect there, and a later sweep finds it in the store. They made a second config (trained
+    twice, and counted twice in the table's cell: seeds `0 0 1 1`)."""
+    from vgsweep.jobs import Job
+    from vgsweep.sweep import run_jobs
+
+    grid = ["", "init.std=0.5", "init=normal init.std=0.5", "init=normal init.std=0.1", "regime.grad_noise.eta=0.3"]
+    with caplog.at_level("INFO", logger="vgsweep.sweep"):
+        out = run_jobs([Job(small_cfg("seed=1", *g.split())) for g in grid])
+    assert [o.status for o in out] == ["FINISHED", "SKIPPED", "FINISHED", "FINISHED", "SKIPPED"]
+    assert out[1].run_id == out[4].run_id == out[0].run_id and out[1].reason == "the same config as job 0 of this sweep"
+    assert out[2].final["test_acc"] != out[3].final["test_acc"]  # where init.std acts, it is a config of its own
+    said = next(r.getMessage() for r in caplog.records if "repeat a config" in r.getMessage())
+    assert "(jobs #1 = #0 (init.std: no effect there), #4 = #0 (regime.grad_noise.eta: no effect there))" in said
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert len(c.search_runs([c.get_experiment_by_name("agarap2019").experiment_id])) == 3
+    [later] = run_jobs([Job(small_cfg("seed=1", "activation.negative_slope=0.5"))])  # logistic: no slope
+    assert later.status == "SKIPPED" and later.run_id == out[0].run_id
+
+
 def test_a_config_listed_twice_in_a_sweep_is_trained_once(small_cfg, tmp_path):
     """`seed=1,2,1`: the third job is the first's config; it trains once, and the third job reports the
     first's run (SKIPPED, saying so), as a second sweep would. With rerun=true both train."""

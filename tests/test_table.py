@@ -19,7 +19,8 @@ def _runs(rows):
     for i, (act, regime, depth, seed, acc, *extra) in enumerate(rows):
         r = {"data.name": "mnist", "model.depth": str(depth), "activation.name": act, "regime.name": regime,
              "seed": str(seed), "run_id": f"r{i}", "start_time": i, "config_hash": f"{act}{regime}{depth}{seed}",
-             "test_acc": acc, "optimizer.lr": "0.0003"}
+             "test_acc": acc, "optimizer.lr": "0.0003",
+             "regime.grad_noise.enabled": str(regime.startswith("gna"))}  # as the store records it
         if extra:
             r.update(extra[0])
             r["config_hash"] += str(sorted(extra[0].items()))
@@ -68,6 +69,22 @@ def test_duplicate_configs_count_once():
         config_hash="logisticbaseline20", start_time=99)])
     base = aggregate(runs).query("activation == 'logistic' and regime == 'baseline'").iloc[0]
     assert base["n"] == 3 and base["mean"] == pytest.approx((10.0 + 72 + 74) / 3)  # newest kept
+
+
+def test_runs_that_differ_only_where_a_setting_does_nothing_count_once():
+    """A store from before vgsweep hashed inert settings at their defaults holds `init=xavier` runs of
+    init.std 0.1 and 0.5 (xavier ignores it) as two configs: the table counts each seed once (the newest
+    run), where it counted seeds `0 0 1 1` (n = 4, a std over copies); with init=normal they stay two
+    rows."""
+    rows = [("tanh", "baseline", 2, s, acc, {"init.name": init, "init.std": std})
+            for init, std, accs in (("xavier", "0.1", (90.0, 80.0)), ("xavier", "0.5", (90.0, 80.0)),
+                                    ("normal", "0.1", (50.0, 52.0)), ("normal", "0.5", (60.0, 61.0)))
+            for s, acc in enumerate(accs)]
+    df = aggregate(_runs(rows))
+    xavier = df[df["init.name"] == "xavier"]
+    assert len(xavier) == 1 and xavier["n"].iloc[0] == 2 and xavier["seeds"].iloc[0] == "0 1"
+    assert xavier["std"].iloc[0] == pytest.approx(pd.Series([90.0, 80.0]).std(ddof=1))
+    assert sorted(df[df["init.name"] == "normal"]["mean"]) == [51.0, 60.5]
 
 
 def test_a_swept_key_becomes_a_column_but_implied_ones_do_not():

@@ -317,6 +317,19 @@ class Config:
 MODEL_SCHEMAS: dict[str, type] = {"mlp": MLPConfig, "vgg": VGGConfig}
 
 
+_SCHEMA_KEYS: set[str] = set()
+
+
+def schema_keys() -> set[str]:
+    """Every key a flattened config may hold (each model family's `model.*` keys together): the params
+    of a run's record that are its config."""
+    if not _SCHEMA_KEYS:
+        _SCHEMA_KEYS.update(k for k in flatten(to_container(OmegaConf.structured(Config))) if k != "model")
+        for schema in MODEL_SCHEMAS.values():
+            _SCHEMA_KEYS.update(flatten(to_container(OmegaConf.structured(schema)), "model."))
+    return _SCHEMA_KEYS
+
+
 def register_configs() -> None:
     """Store the schemas so that conf/ can extend them (`defaults: [vgsweep_schema]`, `[mlp_schema]`)."""
     from hydra.core.config_store import ConfigStore
@@ -425,9 +438,40 @@ def excluded(key: str) -> bool:
     return any(key == x or key.startswith(x + ".") for x in HASH_EXCLUDE)
 
 
+_INERT_DEFAULTS: dict[str, Any] = {}
+
+
+def inert_defaults() -> dict[str, Any]:
+    """The schema's default of every setting that may be inert (inert_keys): what such a setting is
+    hashed as where it changes nothing. Every option of conf/ leaves its inert settings at these
+    defaults (tests/test_config.py checks), so no config of theirs changes its hash for it."""
+    if not _INERT_DEFAULTS:
+        for prefix, schema in (("activation.", ActivationConfig), ("init.", InitConfig), ("regime.", RegimeConfig),
+                               ("optimizer.", OptimizerConfig)):
+            _INERT_DEFAULTS.update(flatten(to_container(OmegaConf.structured(schema)), prefix))
+    return _INERT_DEFAULTS
+
+
+def effective(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flattened config with each setting that changes nothing it computes (inert_keys: `init.std` of a
+    xavier run, the noise schedule of a run without noise) at its default: what the run computes."""
+    canon = inert_defaults()
+    inert = inert_keys({k: str(v) for k, v in flat.items()})
+    return {k: canon[k] if k in inert and k in canon else v for k, v in flat.items()}
+
+
+def inert_differences(a: DictConfig, b: DictConfig) -> list[str]:
+    """The settings two configs of one hash differ in (each inert where it is set), for saying why they
+    are one config."""
+    fa, fb = flatten(to_container(a)), flatten(to_container(b))
+    return sorted(k for k in fa.keys() | fb.keys() if not excluded(k) and fa.get(k) != fb.get(k))
+
+
 def config_hash(cfg: DictConfig) -> str:
-    """sha256 (first 16 hex digits) of the resolved config without the keys in HASH_EXCLUDE."""
-    flat = flatten(to_container(cfg))
+    """sha256 (first 16 hex digits) of the resolved config without the keys in HASH_EXCLUDE, its inert
+    settings at their defaults (effective): `init=xavier init.std=0.01` is the config `init=xavier`,
+    trained once, the same run in the store and in the table."""
+    flat = effective(flatten(to_container(cfg)))
     kept = {k: v for k, v in flat.items()
             if not excluded(k) and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
     blob = json.dumps(kept, sort_keys=True, default=str)

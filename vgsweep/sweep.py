@@ -35,7 +35,7 @@ import torch
 from omegaconf import DictConfig
 
 from vgsweep import host, tracking
-from vgsweep.config import ConfigError, flatten, resolve_device, to_container
+from vgsweep.config import ConfigError, flatten, inert_differences, resolve_device, to_container
 from vgsweep.data.sets import DATASETS
 from vgsweep.diagnostics import RunDiagnostics, verdict
 from vgsweep.jobs import Job, Outcome, SweepStopped, override_values
@@ -746,7 +746,8 @@ class Sweep:
                          len(jobs))
         if self.twin:
             log.info("%d of %d jobs repeat a config of this sweep: each config is trained once (jobs %s)",
-                     len(self.twin), len(jobs), ", ".join(f"#{i} = #{f}" for i, f in self.twin.items()))
+                     len(self.twin), len(jobs), ", ".join(f"#{i} = #{f}{self._inert_note(i)}"
+                                                          for i, f in self.twin.items()))
         sub = group_packs([jobs[i].cfg for i in todo], [jobs[i].start_epoch for i in todo], max_pack,
                           memory_budget_gb)
         self.packs = [[todo[i] for i in p] for p in sub]
@@ -831,7 +832,7 @@ class Sweep:
         for i, j in enumerate(self.jobs):
             o = self.outcomes[i]
             if i in self.twin:
-                what = f"skip: the same config as job #{nums[self.twin[i]]}"
+                what = f"skip: the same config as job #{nums[self.twin[i]]}{self._inert_note(i)}"
             elif j.queued_in:
                 what = f"wait: {o.reason}"
             elif o is not None:
@@ -858,6 +859,11 @@ class Sweep:
                             else ""))
         lines += [f"  note: {n}" for n in self.notes or []]
         return "\n".join(lines)
+
+    def _inert_note(self, i: int) -> str:
+        """Where twin job i differs from the job it repeats (settings that change nothing there), in brackets."""
+        inert = inert_differences(self.jobs[i].cfg, self.jobs[self.twin[i]].cfg)
+        return f" ({', '.join(inert)}: no effect there)" if inert else ""
 
     def counts_planned(self) -> dict[str, int]:
         todo = [i for p in self.packs for i in p]

@@ -90,11 +90,12 @@ def kind_of(stem: str) -> str | None:
 
 
 def load_runs(client, exp_id: str, study: Study) -> pd.DataFrame:
-    """FINISHED runs, one per config hash (the newest), with the study's axes as columns (by label)."""
+    """FINISHED runs, one per config (reader.one_per_config: the newest), with the study's axes as columns
+    (by label)."""
     df = reader.runs_frame(client, exp_id, ("FINISHED",))
     if df.empty:
         return df
-    df = df.drop_duplicates("config_hash", keep="first")
+    df = df[df.index.isin(reader.one_per_config(df).index)]  # in the store's order: newest first
     for a in study.all_axes:
         df[a.label] = df[a.key] if a.key in df else ""
     df["seed"] = df["seed"].astype(int)

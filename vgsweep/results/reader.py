@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from vgsweep import tracking
-from vgsweep.config import HASH_NEUTRAL, inert_keys
+from vgsweep.config import HASH_NEUTRAL, excluded, inert_keys, schema_keys
 from vgsweep.diagnostics import RunDiagnostics
 
 ENDED = ("FINISHED", "FAILED", "KILLED")
@@ -160,12 +160,27 @@ def blank_inert(df: pd.DataFrame, keep=()) -> pd.DataFrame:
     return df
 
 
+def config_keys(df: pd.DataFrame) -> pd.Series:
+    """Per run, what it computes: its config's params but those that change nothing (config.HASH_EXCLUDE:
+    the store, the device, ...; config.inert_keys: `init.std` of a xavier run, ...), as one string. Runs
+    of one config hash share it; so do runs recorded before vgsweep hashed inert settings at their
+    defaults (config.effective), where `init=xavier init.std=0.01` and `init.std=0.1` were two hashes.
+    Call on runs_frame's rows (fill_neutral applied)."""
+    known = schema_keys()
+    cols = sorted(c for c in df.columns if c in known and not excluded(c))
+    out = []
+    for row in df[cols].astype(object).where(df[cols].notna(), "").astype(str).to_dict("records"):
+        inert = inert_keys(row)
+        out.append("\0".join(f"{k}={'' if k in inert else v}" for k, v in row.items()))
+    return pd.Series(out, index=df.index, dtype=object)
+
+
 def one_per_config(df: pd.DataFrame) -> pd.DataFrame:
-    """The run that speaks for each config hash: the newest FINISHED one, else the newest other."""
+    """The run that speaks for each config (config_keys): the newest FINISHED one, else the newest other."""
     if df.empty:
         return df
-    return (df.assign(_fin=df["status"].eq("FINISHED")).sort_values(["_fin", "start_time"])
-            .drop_duplicates("config_hash", keep="last").drop(columns="_fin"))
+    return (df.assign(_fin=df["status"].eq("FINISHED"), _cfg=config_keys(df)).sort_values(["_fin", "start_time"])
+            .drop_duplicates("_cfg", keep="last").drop(columns=["_fin", "_cfg"]))
 
 
 def history(client, run_id: str, key: str) -> np.ndarray:
