@@ -47,6 +47,10 @@ def test_help_describes_vgsweep_its_groups_and_studies():
     experiments = next(ln for ln in out.splitlines() if ln.strip().startswith("experiment ")).split()[1:]
     missing = [e.strip(",") for e in experiments if not re.search(rf"\b{e.strip(',')}\b", studies)]
     assert not missing, f"studies --help does not describe: {missing}"  # init_scale was left out
+    from vgsweep.app import SUBCOMMANDS
+
+    said = [c for c in SUBCOMMANDS if re.search(rf"^  vgsweep (\S+ \| )*{c}\b", out, re.M)]
+    assert said == list(SUBCOMMANDS), f"--help leaves out the commands {set(SUBCOMMANDS) - set(said)}"  # profile was
 
 
 def test_the_console_script_is_the_same_command():
