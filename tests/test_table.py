@@ -682,6 +682,27 @@ def test_the_latex_tables_fit_the_text_width_and_are_never_scaled_up(tmp_path):
         assert "Overfull \\hbox" not in log and log.count("\nvgsweep-scaled") == scaled, log[-3000:]
 
 
+def test_the_reports_lists_of_runs_take_each_config_once_as_the_table_does():
+    """report.md's verdicts and failed runs come from the run that speaks for each config: a config that
+    failed and then finished is not listed as failed; one that failed twice is listed once (the newest);
+    runs that differ only where a setting does nothing (xavier's init.std) are one config. They listed
+    every run, so the report's counts disagreed with the table's."""
+    from vgsweep.results.report import failed_rows, verdict_rows
+
+    def run(t, seed, status, init_std="0.05", lr="0.0003"):
+        return {"run_name": f"r{t}", "start_time": t, "seed": str(seed), "status": status, "init.name": "xavier",
+                "init.std": init_std, "optimizer.lr": lr, "model.depth": "2", "activation.name": "logistic",
+                "regime.name": "baseline", "verdict": "vanishing" if status == "FINISHED" else "exploding",
+                "verdict_reason": "", "failure": f"failed at {t}" if status == "FAILED" else "", "overrides": "",
+                "metric:test_acc": 0.1}
+
+    runs = pd.DataFrame([run(1, 0, "FAILED"), run(2, 0, "FINISHED"),  # made good
+                         run(3, 1, "FAILED", lr="1e20"), run(4, 1, "FAILED", lr="1e20"),  # failed twice
+                         run(5, 2, "FINISHED", "0.1"), run(6, 2, "FINISHED", "0.5")])  # one config
+    assert sorted(verdict_rows(runs)["run"]) == ["r2", "r6"]
+    assert list(failed_rows(runs)["run"]) == ["r4"] and list(failed_rows(runs)["reason"]) == ["failed at 4"]
+
+
 def test_a_pipe_in_a_cell_keeps_the_markdown_tables_columns():
     """report.md's table of runs that are not healthy: a vanishing verdict's reason says "mean |gradient|",
     whose bars ended the cell, so the row had two columns more than its header (seen in a report)."""
@@ -691,7 +712,8 @@ def test_a_pipe_in_a_cell_keeps_the_markdown_tables_columns():
     from vgsweep.results.table import md_table, to_markdown
 
     reason = "first layer's mean |gradient| is 0.0034 x the last layer's (mean over epochs) < 0.01"
-    runs = pd.DataFrame([{"run_name": f"mnist-d2-logistic-baseline-s{s}", "status": "FINISHED", "verdict": "vanishing",
+    runs = pd.DataFrame([{"run_name": f"mnist-d2-logistic-baseline-s{s}", "seed": str(s), "start_time": s,
+                          "status": "FINISHED", "verdict": "vanishing",
                           "verdict_reason": reason, "metric:test_acc": 0.1, "model.depth": "2",
                           "activation.name": "logistic", "regime.name": "baseline"} for s in (0, 1)])
     runs["activation.name"] = runs["activation.name"].where(runs.index == 0, "a|b")  # a cell of the table too

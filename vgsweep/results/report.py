@@ -27,6 +27,8 @@ def _label(r: pd.Series) -> dict:
 
 
 def verdict_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """The verdict of each config's run that the table counts (reader.one_per_config), where FINISHED."""
+    runs = reader.one_per_config(runs)
     fin = runs[runs["status"] == "FINISHED"] if not runs.empty else runs
     rows = [{"run": r.run_name, "verdict": r.verdict, "reason": r.verdict_reason,
              "test acc (%)": round(100 * r.get("metric:test_acc", float("nan")), 2), **_label(r)}
@@ -35,7 +37,10 @@ def verdict_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs that FAILED or were KILLED, with the reason they carry (a divergence's names its epoch)."""
+    """The configs whose run that speaks for them (reader.one_per_config: none FINISHED) FAILED or was
+    KILLED, with the reason it carries (a divergence's names its epoch): what the table counts as failed,
+    not a failure a later run of the config has since made good."""
+    runs = reader.one_per_config(runs)
     bad = runs[runs["status"].isin(["FAILED", "KILLED"])] if not runs.empty else runs
     return pd.DataFrame([{"run": r.run_name, "status": r.status,
                           "reason": r.failure or "killed (its process was gone)",
