@@ -251,13 +251,18 @@ def test_kill_9_mid_sweep_then_resume_from_checkpoints(tmp_path):
 
 @pytest.mark.e2e
 def test_rerunning_the_same_command_trains_nothing(tiny_root, tmp_path):
+    """A sweep run again skips every config the store holds; within one sweep, a job that repeats a
+    config (here the slope of a leaky ReLU, which relu and tanh do not have) is trained once and
+    counted as such."""
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    args = ["-m", "activation=relu,tanh", "seed=0,1", *SMALL, f"data.root={tiny_root}", f"tracking.uri={uri}",
-            f"hydra.sweep.dir={tmp_path / 'mr'}"]
-    assert run_cli(args, cwd=tmp_path).returncode == 0
+    args = ["-m", "activation=relu,tanh", "seed=0,1", "activation.negative_slope=0.2,0.3", *SMALL,
+            f"data.root={tiny_root}", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0
+    assert "sweep done: 4 finished, 4 skipped (4 repeating a config of this sweep), 0 failed" in first.stdout + first.stderr
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0
-    assert "0 finished, 4 skipped" in again.stdout + again.stderr
+    assert "sweep done: 0 finished, 8 skipped (already in the store), 0 failed" in again.stdout + again.stderr
     _, runs = _all_runs(uri)
     assert len(runs) == 4
 

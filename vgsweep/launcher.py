@@ -471,10 +471,14 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     finally:
         _ACTIVE = None
     counts = sweep.counts()
-    earlier = sum(bool(j.queued_in) and o is not None and o.status == "SKIPPED" for j, o in zip(jobs, sweep.outcomes))
+    skipped = [(i, j) for i, (j, o) in enumerate(zip(jobs, sweep.outcomes)) if o is not None and o.status == "SKIPPED"]
+    earlier = sum(bool(j.queued_in) for i, j in skipped if i not in sweep.twin)
+    repeats = sum(i in sweep.twin for i, _ in skipped)
+    why = [(counts["SKIPPED"] - earlier - repeats, "already in the store"),
+           (earlier, "trained by pack jobs of an earlier sweep"), (repeats, "repeating a config of this sweep")]
     log.info("sweep done: %d finished, %d skipped (%s), %d failed", counts["FINISHED"], counts["SKIPPED"],
-             f"{counts['SKIPPED'] - earlier} already in the store, {earlier} trained by pack jobs of an earlier sweep"
-             if earlier else "already in the store", counts["FAILED"])
+             ", ".join(f"{n} {what}" for n, what in why if n) if earlier or repeats else "already in the store",
+             counts["FAILED"])
     from vgsweep import tracking
 
     for uri, experiment in dict.fromkeys((tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment)) for j in jobs):
