@@ -124,6 +124,24 @@ def test_settings_that_change_nothing_in_a_run_do_not_make_another_config(small_
     assert later.status == "SKIPPED" and later.run_id == out[0].run_id
 
 
+def test_a_run_recorded_under_the_hash_of_the_version_before_still_counts(small_cfg, tmp_path, monkeypatch):
+    """A store made before inert settings hashed at their defaults holds `init=xavier init.std=0.01`
+    under the hash of its settings as given: the same command run again finds that run FINISHED and
+    skips it, where the config's new hash alone would have trained it again."""
+    from vgsweep import config
+    from vgsweep.jobs import Job
+    from vgsweep.sweep import run_jobs
+
+    cfg = lambda: small_cfg("seed=1", "init.std=0.01")  # noqa: E731 - xavier: init.std does nothing
+    with monkeypatch.context() as m:
+        m.setattr(config, "effective", lambda flat: flat)  # what config_hash was
+        [old] = run_jobs([Job(cfg())])
+    tag = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(old.run_id).data.tags["vgsweep.config_hash"]
+    assert old.status == "FINISHED" and tag == config.config_hash(cfg(), inert_at_defaults=False) != Job(cfg()).key()
+    [again] = run_jobs([Job(cfg())])
+    assert again.status == "SKIPPED" and again.run_id == old.run_id and again.final["test_acc"] == old.final["test_acc"]
+
+
 def test_a_config_listed_twice_in_a_sweep_is_trained_once(small_cfg, tmp_path):
     """`seed=1,2,1`: the third job is the first's config; it trains once, and the third job reports the
     first's run (SKIPPED, saying so), as a second sweep would. With rerun=true both train."""

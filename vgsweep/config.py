@@ -467,11 +467,13 @@ def inert_differences(a: DictConfig, b: DictConfig) -> list[str]:
     return sorted(k for k in fa.keys() | fb.keys() if not excluded(k) and fa.get(k) != fb.get(k))
 
 
-def config_hash(cfg: DictConfig) -> str:
+def config_hash(cfg: DictConfig, inert_at_defaults: bool = True) -> str:
     """sha256 (first 16 hex digits) of the resolved config without the keys in HASH_EXCLUDE, its inert
     settings at their defaults (effective): `init=xavier init.std=0.01` is the config `init=xavier`,
-    trained once, the same run in the store and in the table."""
-    flat = effective(flatten(to_container(cfg)))
+    trained once, the same run in the store and in the table. inert_at_defaults=False: the hash of
+    vgsweep before 2026-12-05, which took them as given (Job.earlier_key: such runs still count)."""
+    flat = flatten(to_container(cfg))
+    flat = effective(flat) if inert_at_defaults else flat
     kept = {k: v for k, v in flat.items()
             if not excluded(k) and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
     blob = json.dumps(kept, sort_keys=True, default=str)

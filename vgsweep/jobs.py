@@ -36,6 +36,14 @@ class Job:
             self.hash = config_hash(self.cfg)
         return self.hash
 
+    def earlier_key(self) -> Optional[str]:
+        """The hash vgsweep gave this config before settings that do nothing in it (`init.std` of a xavier
+        run) were hashed at their defaults, where that differs: the store's runs of it still count."""
+        from vgsweep.config import config_hash
+
+        old = config_hash(self.cfg, inert_at_defaults=False)
+        return old if old != self.key() else None
+
     @property
     def start_epoch(self) -> int:
         """The first epoch it trains, from 0: its checkpoint's epochs where it resumes."""

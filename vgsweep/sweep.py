@@ -156,12 +156,15 @@ def plan(jobs: list[Job], adopt: Optional[str] = None, dry: Optional[list[str]] 
 
 
 def stored_runs(jobs: list[Job], create: bool = True) -> list[tuple]:
-    """Per job: a client of its store, and the training runs of its config hash (one query per store).
+    """Per job: a client of its store, and the training runs of its config hash, or of the hash an earlier
+    version gave it (Job.earlier_key), newest first (one query per store).
     create=False: a SQLite store that does not exist yet is not made; its jobs have no runs (client None)."""
     stores: dict[tuple[str, str], dict] = {}
     wanted: dict[tuple[str, str], set[str]] = {}
+    earlier = {id(j): j.earlier_key() for j in jobs}
     for j in jobs:
-        wanted.setdefault((tracking.resolve_uri(j.cfg), j.cfg.tracking.experiment), set()).add(j.key())
+        wanted.setdefault((tracking.resolve_uri(j.cfg), j.cfg.tracking.experiment), set()).update(
+            h for h in (j.key(), earlier[id(j)]) if h)
     out = []
     for j in jobs:
         uri = tracking.resolve_uri(j.cfg)
@@ -173,7 +176,10 @@ def stored_runs(jobs: list[Job], create: bool = True) -> list[tuple]:
         skey = (uri, j.cfg.tracking.experiment)
         if skey not in stores:
             stores[skey] = tracking.runs_by_hash(client, j.cfg.tracking.experiment, wanted[skey])
-        out.append((client, stores[skey].get(j.hash, [])))
+        runs = stores[skey].get(j.hash, [])
+        if earlier[id(j)]:
+            runs = sorted([*runs, *stores[skey].get(earlier[id(j)], [])], key=lambda r: -(r.info.start_time or 0))
+        out.append((client, runs))
     return out
 
 
