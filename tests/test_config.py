@@ -180,6 +180,10 @@ def test_a_setting_that_changes_nothing_in_a_run_does_not_change_its_hash():
     assert h("regime=gna_bn") != h("regime=gna_bn", "regime.bn.eps=0.1")
     assert h("regime=gna_bn") == h("regime=gna_bn", "regime.bn.momentum=0.5")  # frozen: no running statistics
     assert h() == h("optimizer.schedule.eta_min=0.1")  # constant rate
+    assert h() == h("optimizer.eps=0.1", "optimizer.beta1=0.5") and h() != h("optimizer.momentum=0.5")  # SGD
+    assert h("optimizer=adam") == h("optimizer=adam", "optimizer.momentum=0.5")
+    assert h("optimizer=adam") != h("optimizer=adam", "optimizer.eps=0.1")
+    assert h() == h("data.split_seed=3") and h("data.val_size=100") != h("data.val_size=100", "data.split_seed=3")
 
 
 OPTIONS = [[]] + [[f"{g}={o}"] for g in ("activation", "init", "regime", "optimizer", "model", "dataset", "depth",

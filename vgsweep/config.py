@@ -381,6 +381,12 @@ def inert_keys(params: dict) -> set[str]:
         out.add("regime.bn.momentum")  # running statistics are kept in batch mode only
     if get("optimizer.schedule.name") in ("constant", ""):
         out |= {"optimizer.schedule.eta_min", "optimizer.schedule.every", "optimizer.schedule.t_max"}
+    if get("optimizer.name") == "sgd":  # optim.sgd_step reads lr and momentum only
+        out |= {"optimizer.beta1", "optimizer.beta2", "optimizer.eps"}
+    elif get("optimizer.name") == "adam":  # optim.update_of: lr, beta1, beta2, eps
+        out.add("optimizer.momentum")
+    if _zero(get("data.val_size")) or get("data.val_size") == "":  # no validation split to draw
+        out.add("data.split_seed")
     return out
 
 
@@ -447,7 +453,7 @@ def inert_defaults() -> dict[str, Any]:
     defaults (tests/test_config.py checks), so no config of theirs changes its hash for it."""
     if not _INERT_DEFAULTS:
         for prefix, schema in (("activation.", ActivationConfig), ("init.", InitConfig), ("regime.", RegimeConfig),
-                               ("optimizer.", OptimizerConfig)):
+                               ("optimizer.", OptimizerConfig), ("data.", DataConfig)):
             _INERT_DEFAULTS.update(flatten(to_container(OmegaConf.structured(schema)), prefix))
     return _INERT_DEFAULTS
 
