@@ -445,6 +445,28 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
     assert fig.get_tightbbox().width <= fig.get_figwidth() + 0.05
 
 
+def test_a_users_study_names_no_setting_where_it_does_nothing_in_its_figures(monkeypatch, tmp_path):
+    """A study vgsweep does not know sweeps optimizer and momentum: its swept settings label the figures'
+    series, and an Adam run's label leaves out the momentum it was given (Adam has none), as its table
+    cell does. Its labels said `optimizer.momentum=0.5 optimizer=adam`."""
+    from vgsweep.results import figures
+
+    rows = [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "status": "FINISHED", "study": "opt",
+             "model.family": "mlp", "diagnostics.enabled": "False", "data.name": "mnist", "model.depth": "2",
+             "activation.name": "relu", "regime.name": "baseline", "seed": str(seed), "optimizer.name": name,
+             "optimizer.momentum": mom, "optimizer.lr": "0.01", "metric:test_acc": 0.5 + 0.01 * i}
+            for i, (name, mom, seed) in enumerate((n, m, s) for n, m in (("sgd", "0.5"), ("sgd", "0.9"),
+                                                                          ("adam", "0.5")) for s in (0, 1))]
+    curves = []
+    real = figures.fig_curves
+    monkeypatch.setattr(figures, "fig_curves", lambda *a, **k: curves.append(real(*a, **k)) or curves[-1])
+    _, drawn = _figures_of(monkeypatch, tmp_path, rows)
+    for fig in (drawn["results"], *curves):
+        labels = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert any("optimizer=adam" in t for t in labels) and len(labels) == 3, labels
+        assert all(("momentum" in t) == ("sgd" in t) for t in labels), labels
+
+
 def test_a_swept_setting_that_does_nothing_in_a_run_is_left_out_of_its_cell_as_in_the_table():
     """init.std swept beside init=normal,xavier: the std does nothing in a xavier run, so the xavier runs
     of both stds are one cell (as the table's row), named without a std, and its gna cell has a delta."""
@@ -504,6 +526,45 @@ def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeyp
         assert all([t.get_text() for t in ax.get_xticklabels()] == [f"dense{i}" for i in range(1, 7)] for ax in shown)
         labelled = [i for i, ax in enumerate(shown) if ax.get_xlabel()]  # no panel below them
         assert labelled == [i for i in range(len(shown)) if i + shape[1] >= len(shown)]
+        figures.plt.close(fig)
+
+
+def test_panels_named_by_several_swept_settings_wrap_their_titles_and_never_overlap(monkeypatch, tmp_path):
+    """A user's study sweeping optimizer, rate and momentum names each gradient panel by all three: the
+    titles wrap to their panel's width (they ran into each other), and the gradient distributions come
+    three panels to a row (six side by side left each a finger's width)."""
+    import numpy as np
+
+    from vgsweep.diagnostics import GRAD_COLS, RunDiagnostics
+    from vgsweep.results import figures, reader
+    from vgsweep.results.studies import AGARAP, study_for
+
+    def fake_diagnostics(client, run_id, tmp):
+        g = np.full((3, 6, len(GRAD_COLS)), 1e-3 * (1 + int(run_id[1:])))
+        return RunDiagnostics(g, np.zeros((3, 2, 6, 4)), np.zeros((3, 5)), np.zeros((3, 5)), np.linspace(-10, 2, 5))
+
+    monkeypatch.setattr(reader, "diagnostics", fake_diagnostics)
+    combos = [(n, lr, m) for lr in ("0.001", "0.01") for n, m in (("sgd", "0.5"), ("sgd", "0.9"), ("adam", ""))]
+    runs = pd.DataFrame([{"run_id": f"r{i}", "config_hash": f"h{i}", "seed": 0, "data.name": "mnist",
+                          "regime.name": "baseline", "activation.name": "relu", "model.depth": "2",
+                          "optimizer.name": n, "optimizer.lr": lr, "optimizer.momentum": m,
+                          "diagnostics.enabled": "True"} for i, (n, lr, m) in enumerate(combos)])
+    for a in AGARAP.all_axes:
+        runs[a.label] = runs[a.key]
+    study = figures._with_swept_axes(runs, study_for("opt"))
+    for kind, shape in (("gradient_distribution", (4, 3)), ("gradient_flow", (2, 3))):
+        spec = next(f for f in study.figures if f.kind == kind)
+        draw = figures.fig_gradient_distribution if kind == "gradient_distribution" else figures.fig_gradient_flow
+        with figures.plt.rc_context(figures.RC):  # as figures.build draws them
+            fig = draw(None, runs, study, spec, "t", tmp_path)
+            fig.canvas.draw()
+        grid = fig.axes[0].get_subplotspec().get_gridspec()
+        assert (grid.nrows, grid.ncols) == shape, kind
+        titled = [ax for ax in fig.axes if ax.get_visible() and "optimizer" in ax.get_title()]
+        assert len(titled) == 6 and all("\n" in ax.get_title() for ax in titled), kind
+        boxes = [ax.title.get_window_extent() for ax in titled]
+        for i, a in enumerate(boxes):
+            assert not any(a.overlaps(b) for b in boxes[i + 1:]), (kind, [ax.get_title() for ax in titled])
         figures.plt.close(fig)
 
 

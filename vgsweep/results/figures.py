@@ -34,6 +34,7 @@ import logging
 import re
 import sys
 import tempfile
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -291,7 +292,7 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
                 if len(hs) > 1:
                     ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
                 if by_metric or i == 0:
-                    ax.set_title(METRIC_NAMES.get(key, key) if by_metric else _name(spec.panel, panel))
+                    _title(ax, METRIC_NAMES.get(key, key) if by_metric else _name(spec.panel, panel))
                 if by_metric or i == len(spec.metrics) - 1:
                     ax.set_xlabel("epoch")
                 if not by_metric and j == 0:
@@ -315,6 +316,17 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
     band = "mean over seeds, band ±1 std" if seeds_n and max(seeds_n) > 1 else "one seed per line"
     fig.suptitle(f"{title}: {band}", fontsize=8)
     return fig
+
+
+def _title(ax, text: str, *more: str) -> None:
+    """A panel's title, in lines as wide as its panel (four fifths of its share of the figure, the rest
+    its axis labels; a character about 0.6 of the font's size): the titles of panels side by side ran into
+    each other where three swept settings named each; `more` are lines of its own below it."""
+    if not text:
+        return
+    cols = ax.get_subplotspec().get_gridspec().ncols
+    width = max(16, int(ax.figure.get_figwidth() * 72 * 0.8 / cols / (0.6 * ax.title.get_fontsize())))
+    ax.set_title("\n".join([textwrap.fill(text, width, break_long_words=False), *more]))
 
 
 def _panel_name(labels: tuple[str, ...], combo: tuple) -> str:
@@ -394,7 +406,7 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
         tilt = max(map(len, names)) + 1 > PAGE_IN / cols * 0.9 / len(xs) / 0.055
         ax.set_xticks(range(len(xs)), names, rotation=30 if tilt else 0, ha="right" if tilt else "center")
         ax.set_xlim(-0.6, len(xs) - 0.4)
-        ax.set_title(_panel_name(panel_axes, panel) or None)
+        _title(ax, _panel_name(panel_axes, panel))
         ax.grid(alpha=0.3, axis="y")
         if deltas:
             ax.axhline(0, color="k", lw=0.5)
@@ -488,8 +500,8 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
             names = diags[0].layers if len(diags[0].layers) > len(names) else names
             ax.plot(np.arange(1, len(m) + 1), m, ls=_style(lines, line), marker="o", ms=2.5,
                     color=_color(str(line[-1]) if line else "", li), label=_name(spec.line, line))
-        ax.set(yscale="log", title=_name(spec.panel, panel) or None,
-               xlabel="weight layer (1 = input side)" if j + cols >= len(panels) else None)
+        ax.set(yscale="log", xlabel="weight layer (1 = input side)" if j + cols >= len(panels) else None)
+        _title(ax, _name(spec.panel, panel))
         ax.grid(alpha=0.3, which="both")
     for ax in axes[:, 0]:
         ax.set_ylabel("mean |gradient| of weights")
@@ -518,7 +530,8 @@ def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure
             ax.plot(np.arange(1, g.shape[1] + 1), g[e], color=cmap(e / max(len(g) - 1, 1)), lw=0.8, alpha=0.8)
         step = max(1, g.shape[1] // 10)
         ax.set_xticks(range(1, g.shape[1] + 1, step), diag.layers[::step], rotation=90, fontsize=5)
-        ax.set(yscale="log", title=f"{_name(spec.panel, panel)} (seed {run.seed})")
+        ax.set(yscale="log")
+        _title(ax, f"{_name(spec.panel, panel)} (seed {run.seed})")
         ax.grid(alpha=0.3, which="both")
     for ax in axes[:, 0]:
         ax.set_ylabel("mean |gradient|")
@@ -530,10 +543,18 @@ def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure
 
 def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
     panels = _values(d, study, spec.panel)
-    fig, axes = plt.subplots(2, len(panels), figsize=(PAGE_IN, 3.0), squeeze=False, sharey=True,
+    # a panel is two images (before and after the noise), at most three panels to a row: six side by side
+    # (a study sweeping settings beside the regimes) left no room for their names
+    cols = min(len(panels), 3)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(PAGE_IN, 2.7 * rows + 0.5), squeeze=False, sharey=True,
                              constrained_layout=True)
+    for k in range(len(panels), rows * cols):
+        axes[2 * (k // cols), k % cols].set_visible(False)
+        axes[2 * (k // cols) + 1, k % cols].set_visible(False)
     im = None
-    for j, panel in enumerate(panels):
+    for k, panel in enumerate(panels):
+        top, j = 2 * (k // cols), k % cols
         run = _select(d, spec.panel, panel).sort_values("seed").iloc[0]
         diag = reader.diagnostics(client, run.run_id, tmp)
         if diag is None:
@@ -541,13 +562,13 @@ def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figur
         edges = diag.hist_edges
         for i in range(2):
             h = diag.hist[:, i, 0, :].T  # (bins, epochs): first layer
-            im = axes[i, j].imshow(np.log10(h + 1e-4), origin="lower", aspect="auto", cmap="viridis", vmin=-4,
-                                   vmax=0, extent=(0.5, h.shape[1] + 0.5, edges[0], edges[-1]))
-            axes[i, j].xaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))  # epochs: not 0.75, 1.25
-        axes[0, j].set_title(f"{_name(spec.panel, panel)} (seed {run.seed})\nbefore noise")
-        axes[1, j].set_title("after noise")
-        axes[1, j].set_xlabel("epoch")
-    for i in range(2):
+            im = axes[top + i, j].imshow(np.log10(h + 1e-4), origin="lower", aspect="auto", cmap="viridis", vmin=-4,
+                                         vmax=0, extent=(0.5, h.shape[1] + 0.5, edges[0], edges[-1]))
+            axes[top + i, j].xaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))  # epochs: not 0.75
+        _title(axes[top, j], f"{_name(spec.panel, panel)} (seed {run.seed})", "before noise")
+        axes[top + 1, j].set_title("after noise")
+        axes[top + 1, j].set_xlabel("epoch")
+    for i in range(2 * rows):
         axes[i, 0].set_ylabel("log10 |g|, first layer")
     if im is not None:
         fig.colorbar(im, ax=axes, label="log10 fraction of weights", shrink=0.8)
@@ -570,9 +591,14 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     study = study_for(str(probe["study"].iloc[0]) if "study" in probe else experiment,
                       str(probe["model.family"].iloc[0]))
     runs = load_runs(client, exp.experiment_id, study)
-    swept = _with_swept_axes(runs, study)
+    swept, table_study = _with_swept_axes(runs, study), study  # the table's study: its swept settings blank where inert
     if study.name not in STUDIES:
         study = swept
+        if added := [a.key for a in swept.all_axes if a.key not in {b.key for b in table_study.all_axes}]:
+            # a swept setting that does nothing in a run is blank there, as in the table: no label of an
+            # Adam run says `optimizer.momentum=0.5`
+            blank = reader.blank_inert(reader.fill_neutral(_params(runs, table_study)), {a.key for a in table_study.all_axes})
+            runs = runs.assign(**{k: blank[k] for k in added})
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     captions: dict[Path, tuple[str, float]] = {}
@@ -582,7 +608,7 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
                 paths += fig_activations(out, captions)
         for spec in swept.figures:  # one figure of every config side by side: a swept setting is a marker
             if spec.kind in ("results", "deltas") and (fig := fig_results(runs, swept, spec, study.name,
-                                                                          table_study=study)) is not None:
+                                                                          table_study=table_study)) is not None:
                 paths += _save(fig, out, _stem(spec, None), captions)
         for extra, part in _by_other_settings(runs, study):  # no figure mixes runs of different configs
             suffix = "".join(f"_{_short(k)}-{v}" for k, v in extra)
