@@ -554,6 +554,7 @@ def test_panels_named_by_several_swept_settings_wrap_their_titles_and_never_over
     study = figures._with_swept_axes(runs, study_for("opt"))
     for kind, shape in (("gradient_distribution", (4, 3)), ("gradient_flow", (2, 3))):
         spec = next(f for f in study.figures if f.kind == kind)
+        runs["regime.grad_noise.enabled"] = ["True"] + ["False"] * 5  # a noisy run: before and after the noise
         draw = figures.fig_gradient_distribution if kind == "gradient_distribution" else figures.fig_gradient_flow
         with figures.plt.rc_context(figures.RC):  # as figures.build draws them
             fig = draw(None, runs, study, spec, "t", tmp_path)
@@ -566,6 +567,12 @@ def test_panels_named_by_several_swept_settings_wrap_their_titles_and_never_over
         for i, a in enumerate(boxes):
             assert not any(a.overlaps(b) for b in boxes[i + 1:]), (kind, [ax.get_title() for ax in titled])
         figures.plt.close(fig)
+    runs["regime.grad_noise.enabled"] = "False"  # no run has noise: one image a panel, not the same one twice
+    spec = next(f for f in study.figures if f.kind == "gradient_distribution")
+    fig = figures.fig_gradient_distribution(None, runs, study, spec, "t", tmp_path)
+    grid = fig.axes[0].get_subplotspec().get_gridspec()
+    assert (grid.nrows, grid.ncols) == (2, 3) and not any("noise" in ax.get_title() for ax in fig.axes)
+    figures.plt.close(fig)
 
 
 def test_the_latex_table_holds_the_markdown_tables_cells():

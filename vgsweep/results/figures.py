@@ -78,7 +78,8 @@ KINDS = {  # kind -> (heading, what it shows): the report's sections and the cap
     "gradient_flow": ("Gradient flow", "Mean |gradient| of each layer's weights, input side first: level when "
                                        "healthy, falling toward the input when vanishing."),
     "gradient_distribution": ("Gradient distribution over training",
-                              "log10 |g| of the first layer's weights per epoch, before and after the added noise."),
+                              "log10 |g| of the first layer's weights per epoch, before and after the added noise "
+                              "(where a run has it)."),
     "search": ("Search", "Every trial's objective against each searched setting; each group's best ringed."),
     "activations": ("Activation functions", "The activations and their derivatives (logistic's is at most 0.25)."),
 }
@@ -544,31 +545,36 @@ def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure
 def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
     panels = _values(d, study, spec.panel)
     # a panel is two images (before and after the noise), at most three panels to a row: six side by side
-    # (a study sweeping settings beside the regimes) left no room for their names
+    # (a study sweeping settings beside the regimes) left no room for their names. Where no run of the
+    # figure has gradient noise, one image: the second was the first again, titled "after noise".
+    col = "regime.grad_noise.enabled"
+    noisy = col not in d or d[col].astype(str).str.lower().eq("true").any()
+    per = 2 if noisy else 1
     cols = min(len(panels), 3)
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(2 * rows, cols, figsize=(PAGE_IN, 2.7 * rows + 0.5), squeeze=False, sharey=True,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(per * rows, cols, figsize=(PAGE_IN, (2.7 if noisy else 1.6) * rows + 0.5), squeeze=False,
+                             sharey=True, constrained_layout=True)
     for k in range(len(panels), rows * cols):
-        axes[2 * (k // cols), k % cols].set_visible(False)
-        axes[2 * (k // cols) + 1, k % cols].set_visible(False)
+        for i in range(per):
+            axes[per * (k // cols) + i, k % cols].set_visible(False)
     im = None
     for k, panel in enumerate(panels):
-        top, j = 2 * (k // cols), k % cols
+        top, j = per * (k // cols), k % cols
         run = _select(d, spec.panel, panel).sort_values("seed").iloc[0]
         diag = reader.diagnostics(client, run.run_id, tmp)
         if diag is None:
             continue
         edges = diag.hist_edges
-        for i in range(2):
+        for i in range(per):
             h = diag.hist[:, i, 0, :].T  # (bins, epochs): first layer
             im = axes[top + i, j].imshow(np.log10(h + 1e-4), origin="lower", aspect="auto", cmap="viridis", vmin=-4,
                                          vmax=0, extent=(0.5, h.shape[1] + 0.5, edges[0], edges[-1]))
             axes[top + i, j].xaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))  # epochs: not 0.75
-        _title(axes[top, j], f"{_name(spec.panel, panel)} (seed {run.seed})", "before noise")
-        axes[top + 1, j].set_title("after noise")
-        axes[top + 1, j].set_xlabel("epoch")
-    for i in range(2 * rows):
+        _title(axes[top, j], f"{_name(spec.panel, panel)} (seed {run.seed})", *(["before noise"] if noisy else []))
+        if noisy:
+            axes[top + 1, j].set_title("after noise")
+        axes[top + per - 1, j].set_xlabel("epoch")
+    for i in range(per * rows):
         axes[i, 0].set_ylabel("log10 |g|, first layer")
     if im is not None:
         fig.colorbar(im, ax=axes, label="log10 fraction of weights", shrink=0.8)
