@@ -479,7 +479,17 @@ def config_hash(cfg: DictConfig, inert_at_defaults: bool = True) -> str:
     trained once, the same run in the store and in the table. inert_at_defaults=False: the hash of
     vgsweep before 2026-12-05, which took them as given (Job.earlier_key: such runs still count)."""
     flat = flatten(to_container(cfg))
-    flat = effective(flat) if inert_at_defaults else flat
+    return _hash(effective(flat) if inert_at_defaults else flat)
+
+
+def config_hashes(cfg: DictConfig) -> tuple[str, Optional[str]]:
+    """(config_hash, the earlier version's hash where it differs, else None), flattening the config once."""
+    flat = flatten(to_container(cfg))
+    eff = effective(flat)
+    return _hash(eff), (_hash(flat) if eff != flat else None)
+
+
+def _hash(flat: dict[str, Any]) -> str:
     kept = {k: v for k, v in flat.items()
             if not excluded(k) and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
     blob = json.dumps(kept, sort_keys=True, default=str)

@@ -31,18 +31,20 @@ class Job:
     def key(self) -> str:
         """The config hash (computed once)."""
         if not self.hash:
-            from vgsweep.config import config_hash
+            from vgsweep.config import config_hashes
 
-            self.hash = config_hash(self.cfg)
+            self.hash, self._earlier = config_hashes(self.cfg)
         return self.hash
 
     def earlier_key(self) -> Optional[str]:
         """The hash vgsweep gave this config before settings that do nothing in it (`init.std` of a xavier
         run) were hashed at their defaults, where that differs: the store's runs of it still count."""
-        from vgsweep.config import config_hash
+        self.key()
+        if not hasattr(self, "_earlier"):  # `hash` given when the job was made
+            from vgsweep.config import config_hashes
 
-        old = config_hash(self.cfg, inert_at_defaults=False)
-        return old if old != self.key() else None
+            self._earlier = config_hashes(self.cfg)[1]
+        return self._earlier
 
     @property
     def start_epoch(self) -> int:

@@ -603,7 +603,8 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
         if added := [a.key for a in swept.all_axes if a.key not in {b.key for b in table_study.all_axes}]:
             # a swept setting that does nothing in a run is blank there, as in the table: no label of an
             # Adam run says `optimizer.momentum=0.5`
-            blank = reader.blank_inert(reader.fill_neutral(_params(runs, table_study)), {a.key for a in table_study.all_axes})
+            own = {a.key for a in table_study.all_axes}
+            blank = reader.blank_inert(reader.fill_neutral(_params(runs, table_study)), own)
             runs = runs.assign(**{k: blank[k] for k in added})
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
