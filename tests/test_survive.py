@@ -259,7 +259,7 @@ def test_rerunning_the_same_command_trains_nothing(tiny_root, tmp_path):
             f"data.root={tiny_root}", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
     first = run_cli(args, cwd=tmp_path)
     assert first.returncode == 0
-    assert "sweep done: 4 finished, 4 skipped (4 repeating a config of this sweep), 0 failed" in first.stdout + first.stderr
+    assert "sweep done: 4 finished, 4 skipped (0 already in the store, 4 repeating a config of this sweep), 0 failed" in first.stdout + first.stderr
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0
     assert "sweep done: 0 finished, 8 skipped (already in the store), 0 failed" in again.stdout + again.stderr

@@ -477,8 +477,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     why = [(counts["SKIPPED"] - earlier - repeats, "already in the store"),
            (earlier, "trained by pack jobs of an earlier sweep"), (repeats, "repeating a config of this sweep")]
     log.info("sweep done: %d finished, %d skipped (%s), %d failed", counts["FINISHED"], counts["SKIPPED"],
-             ", ".join(f"{n} {what}" for n, what in why if n) if earlier or repeats else "already in the store",
-             counts["FAILED"])
+             ", ".join(f"{n} {what}" for k, (n, what) in enumerate(why) if n or k == 0) if earlier or repeats
+             else "already in the store", counts["FAILED"])
     from vgsweep import tracking
 
     for uri, experiment in dict.fromkeys((tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment)) for j in jobs):
