@@ -473,17 +473,16 @@ def inert_differences(a: DictConfig, b: DictConfig) -> list[str]:
     return sorted(k for k in fa.keys() | fb.keys() if not excluded(k) and fa.get(k) != fb.get(k))
 
 
-def config_hash(cfg: DictConfig, inert_at_defaults: bool = True) -> str:
+def config_hash(cfg: DictConfig) -> str:
     """sha256 (first 16 hex digits) of the resolved config without the keys in HASH_EXCLUDE, its inert
     settings at their defaults (effective): `init=xavier init.std=0.01` is the config `init=xavier`,
-    trained once, the same run in the store and in the table. inert_at_defaults=False: the hash of
-    vgsweep before 2026-12-05, which took them as given (Job.earlier_key: such runs still count)."""
-    flat = flatten(to_container(cfg))
-    return _hash(effective(flat) if inert_at_defaults else flat)
+    trained once, the same run in the store and in the table."""
+    return _hash(effective(flatten(to_container(cfg))))
 
 
 def config_hashes(cfg: DictConfig) -> tuple[str, Optional[str]]:
-    """(config_hash, the earlier version's hash where it differs, else None), flattening the config once."""
+    """(config_hash, the hash of vgsweep before 2026-12-05, which took inert settings as given, where it
+    differs, else None), flattening the config once (Job.earlier_key: runs recorded so still count)."""
     flat = flatten(to_container(cfg))
     eff = effective(flat)
     return _hash(eff), (_hash(flat) if eff != flat else None)

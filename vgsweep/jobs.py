@@ -40,11 +40,7 @@ class Job:
         """The hash vgsweep gave this config before settings that do nothing in it (`init.std` of a xavier
         run) were hashed at their defaults, where that differs: the store's runs of it still count."""
         self.key()
-        if not hasattr(self, "_earlier"):  # `hash` given when the job was made
-            from vgsweep.config import config_hashes
-
-            self._earlier = config_hashes(self.cfg)[1]
-        return self._earlier
+        return getattr(self, "_earlier", None)  # None too where `hash` was given when the job was made
 
     @property
     def start_epoch(self) -> int:
