@@ -378,6 +378,34 @@ def test_a_folder_check_outlives_another_process_removing_the_folder_it_looked_a
     assert preflight.not_creatable(tmp_path / "f" / "x") == f"{tmp_path / 'f'} is a file, so no folder can be made inside it"
 
 
+
+def test_a_folder_removed_while_it_is_probed_is_looked_past(tmp_path, monkeypatch):
+    """The other moment of that race (seen in CI): mr exists at access() and is removed before the probe
+    folder is made in it; the real mkdtemp then fails (No such file or directory) and the check looks
+    again from the top, rather than refusing the sweep because of another sweep's tidying."""
+    import tempfile
+
+    from vgsweep import preflight
+
+    mr = tmp_path / "mr"
+    mr.mkdir()
+    real = tempfile.mkdtemp
+    dirs = []
+
+    def mkdtemp(*a, dir=None, **k):
+        if not dirs:
+            mr.rmdir()
+        dirs.append(Path(dir))
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    assert preflight.not_creatable(mr / "123") is None
+    assert dirs == [mr, tmp_path]
+    assert not mr.exists() and list(tmp_path.iterdir()) == []
+    # /proc exists and refuses (for root, with the same ENOENT): that is still a refusal
+    assert preflight.not_creatable(Path("/proc/vgsweep-mr")) in (
+        "no folder can be made in /proc (No such file or directory)", "/proc is not writable")
+
 @pytest.fixture
 def a_v100(monkeypatch):
     """torch as it answers on a machine with one pre-Ampere GPU (this one has none): what check_device asks."""

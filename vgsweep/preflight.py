@@ -26,20 +26,31 @@ def not_creatable(p: Path) -> str | None:
             if not q.exists():
                 continue
             return f"{q} is a file, not a folder" if q == p else f"{q} is a file, so no folder can be made inside it"
+        # q may be gone by the time it is tried: a sweep refused at once tidies its empty multirun/<date>/
+        # away, and a folder another sweep made for itself a moment ago may be one of those; look again then
         if os.access(q, os.W_OK):
-            return _cannot_make_in(q)
-        if q.exists():  # gone meanwhile: a sweep refused at once tidies its empty multirun/<date>/ away
+            why = _cannot_make_in(q)
+            if why is _GONE:
+                continue
+            return why
+        if q.exists():
             return f"{q} is not writable"
+
+
+_GONE = "gone"
 
 
 def _cannot_make_in(q: Path) -> str | None:
     """Why no folder can be made in the existing folder q, found by making one and removing it: for
-    root os.access says yes to every folder, /proc and /sys included, where mkdir then fails."""
+    root os.access says yes to every folder, /proc and /sys included, where mkdir then fails. _GONE
+    if q itself no longer exists."""
     import tempfile
 
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".vgsweep-probe-", dir=q))
     except OSError as e:
+        if isinstance(e, FileNotFoundError) and not q.exists():
+            return _GONE
         return f"no folder can be made in {q} ({e.strerror or e})"
     return None
 
