@@ -64,6 +64,27 @@ def test_the_console_script_is_the_same_command():
     assert "train.epoch=3 is not accepted" in bad.stderr and "did you mean train.epochs?" in bad.stderr
 
 
+def test_hydras_options_may_come_among_the_overrides_and_what_it_refuses_is_one_line(tmp_path):
+    """`vgsweep train.epochs=1 --cfg job activation=tanh`: plain argparse (Hydra's) reads only the overrides
+    before the first option and refuses the rest as 'unrecognized arguments'; vgsweep reads them all, and
+    `--info` before an override takes no value (argparse's nargs='?' took the override as one and refused
+    it). An unknown option or a wrong choice is one line naming it, exit 2."""
+    proc = run_cli(["train.epochs=1", "--cfg", "job", "activation=tanh", "seed=7"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"^seed: 7$", proc.stdout, re.M) and re.search(r"^  epochs: 1$", proc.stdout, re.M)
+    assert re.search(r"^activation:\n  name: tanh$", proc.stdout, re.M), proc.stdout[:2000]
+    info = run_cli(["--info", "config", "seed=8"], cwd=tmp_path)
+    bare = run_cli(["--info", "seed=8"], cwd=tmp_path)
+    for p in (info, bare):
+        assert p.returncode == 0 and re.search(r"^seed: 8$", p.stdout, re.M), p.stderr[-2000:]
+    for args, said in [(["seed=1", "--cfg", "jobs", "train.epochs=1"], "argument --cfg/-c: invalid choice: 'jobs'"),
+                       (["seed=1", "--bogus", "train.epochs=1"], "unrecognized arguments: --bogus")]:
+        bad = run_cli(args, cwd=tmp_path)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith(f"vgsweep: {said}"), \
+            (args, bad.stderr)
+    assert list(tmp_path.iterdir()) == []  # nothing ran, no outputs/ folder
+
+
 @pytest.mark.e2e
 def test_the_live_progress_line_ends_before_anything_else_is_written(tiny_root, tmp_path):
     args = ["-m", "regime=baseline,wn", *SMALL, f"data.root={tiny_root}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",

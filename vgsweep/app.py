@@ -202,6 +202,40 @@ def _refusals_as_one_line() -> None:
     hydra_utils.run_and_report = run_and_report
 
 
+def _hydra_parser_in_any_order() -> None:
+    """Hydra's command line, read as a researcher types it: its options anywhere among the overrides
+    (`vgsweep activation=relu,tanh -m seed=0,1`; plain argparse stops at the first option and calls
+    what follows 'unrecognized arguments'), `--info` without a value before an override, and what it
+    still refuses (an unknown option, `--cfg` without job, hydra or all) said in one line, exit 2."""
+    import argparse
+    import importlib
+
+    hydra_main = importlib.import_module("hydra.main")  # the module (`hydra.main` the attribute is its function)
+    made = hydra_main.get_args_parser
+    if getattr(made, "_vgsweep", False):
+        return
+
+    def parser() -> argparse.ArgumentParser:
+        p = made()
+        info = p._option_string_actions["--info"]
+        argv = sys.argv[1:]
+        for i, a in enumerate(argv):
+            if a in info.option_strings and (i + 1 == len(argv) or argv[i + 1] not in info.choices):
+                argv = [*argv[:i], *argv[i + 1:], a]  # last: then it takes no value (argparse's nargs="?")
+                break
+        sys.argv[1:] = argv
+
+        def error(message: str) -> None:
+            _die(f"{message} (vgsweep --help lists the options; vgsweep --hydra-help Hydra's)", 2)
+
+        p.parse_args = lambda args=None, namespace=None: argparse.ArgumentParser.parse_intermixed_args(p, args, namespace)
+        p.error = error  # type: ignore[method-assign]
+        return p
+
+    parser._vgsweep = True  # type: ignore[attr-defined]
+    hydra_main.get_args_parser = parser
+
+
 def _main(cfg: DictConfig) -> float:
     return task(cfg)
 
@@ -367,6 +401,7 @@ def _cli() -> None:
         if signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, _raise_terminated)
     _refusals_as_one_line()
+    _hydra_parser_in_any_order()
     try:
         main()
         _failed_jobs()
