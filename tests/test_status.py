@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import SMALL, run_cli
@@ -168,6 +169,32 @@ def test_a_config_speaks_through_its_finished_run_and_a_rerun_in_progress_shows(
     client.set_experiment_tag(exp_id, "vgsweep.queued.local-x", json.dumps({**rec, "pid": 2**22 + 1, "process": "x"}))
     assert summary(client, client.get_experiment(exp_id))[0] == "study: 4 configs: 4 finished (2 of them training " \
                                                                 "again: rerun=true)"
+
+
+def test_runs_under_two_hashes_that_differ_only_where_nothing_changes_are_one_config(tmp_path, small_cfg, monkeypatch):
+    """A store recorded before inert settings were hashed at their defaults holds `init=xavier init.std=0.01`
+    under a hash of its own; `init.std=0.1` trained since under the new one is the same config: status
+    counts one, as the table does. A normal init, where init.std acts, stays two configs; and two runs
+    whose params are the same but whose hashes differ stay apart (what tells them apart is not there)."""
+    from vgsweep import config
+    from vgsweep.jobs import Job
+    from vgsweep.results.status import summary
+    from vgsweep.sweep import run_jobs
+
+    with monkeypatch.context() as m:
+        m.setattr(config, "effective", lambda flat: flat)  # how config_hash was
+        old = run_jobs([Job(small_cfg("init.std=0.01")), Job(small_cfg("init=normal", "init.std=0.01"))])
+    new = run_jobs([Job(small_cfg("init.std=0.1")), Job(small_cfg("init=normal", "init.std=0.1"))])
+    assert [j.status for j in old + new] == ["FINISHED"] * 4  # the xavier one trained again: its earlier hash is another
+    client = tracking.client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(small_cfg().tracking.experiment)
+    assert summary(client, exp) == [f"{exp.name}: 3 configs: 3 finished"]
+
+    twin = client.get_run(new[0].run_id)
+    r = client.create_run(exp.experiment_id, tags={**twin.data.tags, tracking.TAG_HASH: "another"})
+    client.log_batch(r.info.run_id, params=[Param(k, v) for k, v in twin.data.params.items()])
+    client.set_terminated(r.info.run_id, "FINISHED")
+    assert summary(client, exp) == [f"{exp.name}: 4 configs: 4 finished"]
 
 
 def test_a_local_sweeps_estimate_is_written_once_a_minute_and_each_pack_and_read_less_its_age(monkeypatch):

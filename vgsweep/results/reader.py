@@ -160,17 +160,17 @@ def blank_inert(df: pd.DataFrame, keep=()) -> pd.DataFrame:
     return df
 
 
-def config_keys(df: pd.DataFrame) -> pd.Series:
+def config_keys(df: pd.DataFrame, blank_inert: bool = True) -> pd.Series:
     """Per run, what it computes: its config's params but those that change nothing (config.HASH_EXCLUDE:
     the store, the device, ...; config.inert_keys: `init.std` of a xavier run, ...), as one string. Runs
     of one config hash share it; so do runs recorded before vgsweep hashed inert settings at their
     defaults (config.effective), where `init=xavier init.std=0.01` and `init.std=0.1` were two hashes.
-    Call on runs_frame's rows (fill_neutral applied)."""
+    Call on runs_frame's rows (fill_neutral applied). blank_inert=False: the inert settings as given."""
     known = schema_keys()
     cols = sorted(c for c in df.columns if c in known and not excluded(c))
     out = []
     for row in df[cols].astype(object).where(df[cols].notna(), "").astype(str).to_dict("records"):
-        inert = inert_keys(row)
+        inert = inert_keys(row) if blank_inert else ()
         out.append("\0".join(f"{k}={'' if k in inert else v}" for k, v in row.items()))
     return pd.Series(out, index=df.index, dtype=object)
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import time
 
+import pandas as pd
+
 from vgsweep import tracking
 from vgsweep.progress import duration
 from vgsweep.executors import (LOCAL, TAG_JOB, TAG_QUEUED, TERMINAL, ended_for_requeue, local_sweep, read_eta,
                                read_queued, slurm_job, state_said)
-from vgsweep.results.reader import TAGS, chosen, open_experiment, store_args, store_uri
+from vgsweep.results.reader import (TAGS, chosen, config_keys, fill_neutral, open_experiment, store_args,
+                                    store_uri)
 
 # the states of the lines, in the order shown: a config that is not finished (running; queued: in a
 # SLURM pack job that has not started it; gone: left RUNNING by a process that is gone; unrun: its pack
@@ -23,13 +26,36 @@ STATE_WORDS = {"gone": "left running by a process that is gone",
                "unrun": "not trained: their pack job (or sweep) ended before it started them"}
 
 
-def config_states(runs: list) -> dict[str, object]:
-    """The run that speaks for each config (hash): a FINISHED one, else a RUNNING one, else the newest.
-    `runs` newest first, as tracking.training_runs gives them."""
+def same_configs(runs: list) -> dict[str, str]:
+    """Each config hash of `runs` (newest first) to the hash that speaks for its config: the newest run's,
+    where runs under several hashes differ only in settings that do nothing in them (reader.config_keys:
+    a store recorded before vgsweep hashed those at their defaults holds `init=xavier init.std=0.01` and
+    `init.std=0.1` under two hashes, one config, as the table counts it). Runs whose params are the same
+    keep their own hashes: what tells those apart is not in the params."""
+    out = {r.data.tags[tracking.TAG_HASH]: r.data.tags[tracking.TAG_HASH] for r in runs}
+    said = [r for r in runs if r.data.params]  # a run made a moment ago may not have its params yet
+    if not said:
+        return out
+    df = fill_neutral(pd.DataFrame([r.data.params for r in said]))
+    first: dict[str, tuple[str, str]] = {}  # config key: (its hash, its settings as given)
+    for r, k, given in zip(said, config_keys(df), config_keys(df, blank_inert=False)):
+        h = r.data.tags[tracking.TAG_HASH]
+        h0, given0 = first.setdefault(k, (h, given))
+        if h != h0 and given != given0:
+            out[h] = h0
+    return out
+
+
+def config_states(runs: list, alias: dict[str, str] | None = None) -> dict[str, object]:
+    """The run that speaks for each config (hash, or the hash `alias` gives for it: same_configs): a
+    FINISHED one, else a RUNNING one, else the newest. `runs` newest first, as tracking.training_runs
+    gives them."""
     rank = {"FINISHED": 0, "RUNNING": 1}
     best: dict[str, object] = {}
+    alias = alias or {}
     for r in runs:
         h = r.data.tags[tracking.TAG_HASH]
+        h = alias.get(h, h)
         if h not in best or rank.get(r.info.status, 2) < rank.get(best[h].info.status, 2):
             best[h] = r
     return best
@@ -93,8 +119,8 @@ def run_line(client, run, now: float) -> tuple[str, str]:
 RERUN_QUEUED = "queued to train again: "  # a finished config waiting for its rerun (rerun=true)
 
 
-def queued_lines(exp, best: dict[str, object], now: float,
-                 started: dict[str, float] | None = None) -> list[tuple[str, str, str, str]]:
+def queued_lines(exp, best: dict[str, object], now: float, started: dict[str, float] | None = None,
+                 alias: dict[str, str] | None = None) -> list[tuple[str, str, str, str]]:
     """(state, what, name, hash) of each config a SLURM pack job was submitted for and has not started:
     no run yet, or only one that ended before the job was submitted (it resumes or retrains it). Queued
     while SLURM has the job pending (or running, on its other configs); unrun once it has ended or is
@@ -107,6 +133,7 @@ def queued_lines(exp, best: dict[str, object], now: float,
     for job, rec in read_queued(exp.tags):
         when = float(rec["submitted"])
         for h, name in rec["configs"].items():
+            h = (alias or {}).get(h, h)  # the hash its config's runs are counted under (same_configs)
             if h in seen:
                 continue
             seen.add(h)
@@ -185,17 +212,19 @@ def summary(client, exp, now: float | None = None) -> list[str]:
     finished and per RUNNING rerun of a finished one, in the order of STATES."""
     now = time.time() if now is None else now
     runs = list(tracking.training_runs(client, exp.experiment_id))
-    best = config_states(runs)
+    alias = same_configs(runs)
+    config_of = lambda r: alias[r.data.tags[tracking.TAG_HASH]]  # noqa: E731
+    best = config_states(runs, alias)
     started: dict[str, float] = {}  # each config's newest run's start
     for r in runs:
-        started.setdefault(r.data.tags[tracking.TAG_HASH], (r.info.start_time or 0) / 1000)
-    queued = queued_lines(exp, best, now, started)
+        started.setdefault(config_of(r), (r.info.start_time or 0) / 1000)
+    queued = queued_lines(exp, best, now, started, alias)
     waiting = {x[3] for x in queued}
     lines = [x[:3] for x in queued]
     lines += [(*run_line(client, r, now), r.info.run_name or r.info.run_id) for h, r in best.items()
               if r.info.status != "FINISHED" and h not in waiting]
     lines += [("rerun", run_line(client, r, now)[1], r.info.run_name or r.info.run_id) for r in runs
-              if r.info.status == "RUNNING" and best[r.data.tags[tracking.TAG_HASH]].info.status == "FINISHED"]
+              if r.info.status == "RUNNING" and best[config_of(r)].info.status == "FINISHED"]
     lines.sort(key=lambda x: (STATES.index(x[0]) if x[0] in STATES else len(STATES), x[2]))
     counts = {"finished": sum(r.info.status == "FINISHED" for r in best.values()),
               **{s: sum(x[0] == s for x in lines) for s in STATES}}
