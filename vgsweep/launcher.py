@@ -388,25 +388,20 @@ def _basic(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     return runs
 
 
-def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    global _ACTIVE
-    from vgsweep import app
-    from vgsweep.config import register_configs
-
-    setup_globals()
-    config, ctx = launcher.config, launcher.hydra_context
-    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    if not getattr(launcher.task_function, "vgsweep_packs", False):
-        return _basic(launcher, job_overrides, initial_job_idx)
-
+def _compose_and_check(launcher, job_overrides: Sequence[Sequence[str]],
+                       initial_job_idx: int) -> tuple[list[DictConfig], list[Job], list[str] | None]:
+    """Every job composed and checked before anything is made: (their configs, their Jobs, a dry run's
+    notes or None). Bad input is one line and exit 2 (app.exit_on_bad_input), the sweep folder the
+    sweeper made tidied away."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from vgsweep import app
+    from vgsweep.config import register_configs
     from vgsweep.preflight import check_dir, check_jobs
 
-    app.entered()
+    config, ctx = launcher.config, launcher.hydra_context
     register_configs()
-    t_checks = time.perf_counter()
     configs, jobs = [], []
     with app.exit_on_bad_input(lambda: tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))):
         check_options(launcher)
@@ -430,6 +425,22 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         data_notes: list[str] | None = [] if launcher.dry_run else None
         check_jobs(jobs, data_notes, devices_here=launcher.executor.executor != "slurm")  # a node checks its own
         check_remote(launcher, jobs)
+    return configs, jobs, data_notes
+
+
+def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    global _ACTIVE
+    from vgsweep import app
+
+    setup_globals()
+    config, ctx = launcher.config, launcher.hydra_context
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    if not getattr(launcher.task_function, "vgsweep_packs", False):
+        return _basic(launcher, job_overrides, initial_job_idx)
+
+    app.entered()
+    t_checks = time.perf_counter()
+    configs, jobs, data_notes = _compose_and_check(launcher, job_overrides, initial_job_idx)
     HydraConfig.instance().set_config(config)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     composed = (f"{COMPOSED['jobs']} configs composed in {COMPOSED['seconds']:.1f} s by {COMPOSED['processes']} "
@@ -470,6 +481,15 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     finally:
         _ACTIVE = None
+    _said_at_the_end(sweep, jobs)
+    return returns
+
+
+def _said_at_the_end(sweep, jobs: list[Job]) -> None:
+    """The sweep's closing count (its skips split by why where they differ), where to see its runs, and
+    each failed job (also kept in FAILED, for the command's one line and exit status 1)."""
+    from vgsweep import tracking
+
     counts = sweep.counts()
     skipped = [(i, j) for i, (j, o) in enumerate(zip(jobs, sweep.outcomes)) if o is not None and o.status == "SKIPPED"]
     earlier = sum(bool(j.queued_in) for i, j in skipped if i not in sweep.twin)
@@ -479,8 +499,6 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     log.info("sweep done: %d finished, %d skipped (%s), %d failed", counts["FINISHED"], counts["SKIPPED"],
              ", ".join(f"{n} {what}" for k, (n, what) in enumerate(why) if n or k == 0) if earlier or repeats
              else "already in the store", counts["FAILED"])
-    from vgsweep import tracking
-
     for uri, experiment in dict.fromkeys((tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment)) for j in jobs):
         if (url := tracking.web_address(uri, experiment)) is not None:
             log.info("the runs of experiment %s: %s", experiment, url)
@@ -490,4 +508,4 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         for j, o in failed:
             log.error("\t[%s] %s: %s", " ".join(j.overrides), o.label(j.name), o.reason)
             FAILED.append(f"{o.label(j.name)}: {o.reason}")
-    return returns
+
