@@ -317,19 +317,6 @@ class Config:
 MODEL_SCHEMAS: dict[str, type] = {"mlp": MLPConfig, "vgg": VGGConfig}
 
 
-_SCHEMA_KEYS: set[str] = set()
-
-
-def schema_keys() -> set[str]:
-    """Every key a flattened config may hold (each model family's `model.*` keys together): the params
-    of a run's record that are its config."""
-    if not _SCHEMA_KEYS:
-        _SCHEMA_KEYS.update(k for k in flatten(to_container(OmegaConf.structured(Config))) if k != "model")
-        for schema in MODEL_SCHEMAS.values():
-            _SCHEMA_KEYS.update(flatten(to_container(OmegaConf.structured(schema)), "model."))
-    return _SCHEMA_KEYS
-
-
 def register_configs() -> None:
     """Store the schemas so that conf/ can extend them (`defaults: [vgsweep_schema]`, `[mlp_schema]`)."""
     from hydra.core.config_store import ConfigStore

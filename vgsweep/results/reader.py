@@ -166,7 +166,7 @@ def config_keys(df: pd.DataFrame, blank_inert: bool = True) -> pd.Series:
     of one config hash share it; so do runs recorded before vgsweep hashed inert settings at their
     defaults (config.effective), where `init=xavier init.std=0.01` and `init.std=0.1` were two hashes.
     Call on runs_frame's rows (fill_neutral applied). blank_inert=False: the inert settings as given."""
-    known = schema_keys()
+    known = set(schema_keys())
     cols = sorted(c for c in df.columns if c in known and not excluded(c))
     out = []
     for row in df[cols].astype(object).where(df[cols].notna(), "").astype(str).to_dict("records"):
