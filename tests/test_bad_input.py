@@ -207,10 +207,19 @@ def test_the_results_commands_refuse_bad_arguments_in_one_line_and_create_nothin
         (["table", "--tracking-uri", good, "--experiment", "nope", "--out", str(tmp / "t")], 1,
          ["no experiment 'nope'"]),
     ]
-    for args, code, fragments in cases[:3] + cases[4:5]:  # through the CLI: its one line, its exit status
+    # what argparse itself refuses, and vgsweep profile's own arguments (checked before it trains): the
+    # same one line, no usage printed first (argparse's way)
+    parsed = [(["table", "--bogus"], 2, ["unrecognized arguments: --bogus", "(vgsweep table --help lists"]),
+              (["ui", "--port", "x"], 2, ["argument --port: invalid int value: 'x'"]),
+              (["status", "--tracking-uri"], 2, ["argument --tracking-uri: expected one argument"]),
+              (["profile", "--top", "0"], 2, ["--top=0 is not accepted; expected an int >= 1"]),
+              (["profile", "--trace", f"{world['afile']}/t.json"], 2, ["--trace=", "afile is a file, not a folder"]),
+              (["profile", "--json", str(tmp)], 2, ["--json=", f"{tmp} is a folder"])]
+    for args, code, fragments in cases[:3] + cases[4:5] + parsed:  # through the CLI: its one line, its exit status
         proc = run_cli(args, cwd=tmp, timeout=120)
         lines = [x for x in proc.stderr.splitlines() if x.startswith("vgsweep: ")]
         assert proc.returncode == code and len(lines) == 1 and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert (args, code, fragments) not in parsed or proc.stderr.count("\n") == 1, (args, proc.stderr)
         for frag in fragments:
             assert frag in lines[0], (args, frag, lines[0])
     from vgsweep.config import ArgumentError

@@ -50,6 +50,21 @@ class ArgumentError(ConfigError):
     KIND = "argument"
 
 
+def command_line(prog: str, description: str):
+    """The argument parser of a vgsweep subcommand: what argparse itself refuses (an unknown option,
+    a value that is not a number, a choice it does not offer) is one line, exit 2, as every other bad
+    input; argparse would print its usage first."""
+    import argparse
+    import sys
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str):  # type: ignore[override]
+            sys.stderr.write(f"vgsweep: {message} ({self.prog} --help lists its arguments)\n")
+            raise SystemExit(2)
+
+    return Parser(prog=prog, description=description)
+
+
 # --- accepted values of the numbers --------------------------------------------------------------
 # Every int or float field of the schema carries one of these rules (`rule(default, name)`); a field
 # without one accepts any finite number. NaN and inf are refused everywhere.

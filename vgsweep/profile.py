@@ -19,7 +19,6 @@ profiler, and prints:
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import itertools
 import json
@@ -33,7 +32,8 @@ from pathlib import Path
 import torch
 
 from vgsweep import packing, trainer
-from vgsweep.config import ConfigError, enum_value, resolve_device, validate
+from vgsweep.config import ArgumentError, ConfigError, command_line, enum_value, resolve_device, validate
+from vgsweep.preflight import not_creatable
 
 
 def expand(overrides: list[str]) -> list[list[str]]:
@@ -297,16 +297,21 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vgsweep profile", description=__doc__.splitlines()[0])
+    ap = command_line("vgsweep profile", __doc__.splitlines()[0])
     ap.add_argument("overrides", nargs="*", help="Hydra overrides; comma lists expand to the pack's runs")
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up (default 2)")
     ap.add_argument("--top", type=int, default=15, help="operators in the table (default 15)")
     ap.add_argument("--trace", type=Path, default=None, help="write a Chrome trace (.json or .json.gz)")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers as JSON")
     a = ap.parse_args(argv)
-    if a.epochs < 1:
-        print(f"vgsweep profile: --epochs={a.epochs} is not accepted; expected an int >= 1", file=sys.stderr)
-        return 2
+    for key in ("epochs", "top"):
+        if getattr(a, key) < 1:
+            raise ArgumentError(f"--{key}", getattr(a, key), "an int >= 1")
+    for key in ("trace", "json"):  # where the results go, checked before the pack trains (not after)
+        p = getattr(a, key)
+        why = None if p is None else (f"{p} is a folder" if p.is_dir() else not_creatable(p.parent))
+        if why:
+            raise ArgumentError(f"--{key}", str(p), "a file that can be written", why)
     from hydra.errors import HydraException
 
     from vgsweep.data import DataError
@@ -319,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         message = bad_input_message(e) if isinstance(e, HydraException) else str(e)
         if message is None:
             raise
-        print(f"vgsweep profile: {message}", file=sys.stderr)
+        print(f"vgsweep: {message}", file=sys.stderr)
         return 2
     print(report(r))
     if a.json:

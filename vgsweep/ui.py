@@ -9,12 +9,12 @@ training one, but the 3.17 UI follows its mode switch over the tag. The printed 
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
 
 from vgsweep import tracking
+from vgsweep.config import command_line
 
 WORKFLOW = "workflowType=machine_learning"
 
@@ -55,7 +55,7 @@ def check_port(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vgsweep ui", description=__doc__.splitlines()[0])
+    ap = command_line("vgsweep ui", __doc__.splitlines()[0])
     ap.add_argument("--tracking-uri", default=None, help="the store (default: the project's mlflow.db)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=5000)

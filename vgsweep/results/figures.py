@@ -29,7 +29,6 @@ logged to the experiment as the artifacts of one MLflow run named `figures` (rep
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import sys
@@ -43,7 +42,7 @@ import pandas as pd
 from matplotlib import ticker
 
 from vgsweep import tracking
-from vgsweep.config import higher_is_better
+from vgsweep.config import command_line, higher_is_better
 from vgsweep.diagnostics import GRAD_COLS
 from vgsweep.plots import pyplot
 from vgsweep.results import reader
@@ -794,7 +793,7 @@ def log_figures(client, exp_id: str, paths: list[Path]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vgsweep figures", description=__doc__.splitlines()[0])
+    ap = command_line("vgsweep figures", __doc__.splitlines()[0])
     reader.store_args(ap)
     ap.add_argument("--out", default="results/figures", type=Path,
                     help="folder for the figures, one subfolder per experiment (default: results/figures)")

@@ -8,13 +8,13 @@ document (pdflatex report.tex in results/ makes report.pdf).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
+from vgsweep.config import command_line
 from vgsweep.results import figures, reader, table
 from vgsweep.tracking import hide_passwords
 
@@ -122,7 +122,7 @@ def build(uri: str, out: Path, experiment: str | None = None, activation: str = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vgsweep report", description=__doc__.splitlines()[0])
+    ap = command_line("vgsweep report", __doc__.splitlines()[0])
     reader.store_args(ap)
     ap.add_argument("--out", default="results", type=Path,
                     help="folder for report.md, table.md and figures/ (default: results)")

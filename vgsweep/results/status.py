@@ -6,12 +6,12 @@ It reads only: a run whose process is gone is said so, not marked (the next swee
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import pandas as pd
 
 from vgsweep import tracking
+from vgsweep.config import command_line
 from vgsweep.progress import duration
 from vgsweep.executors import (LOCAL, TAG_JOB, TAG_QUEUED, TERMINAL, ended_for_requeue, local_sweep, read_eta,
                                read_queued, slurm_job, state_said)
@@ -247,7 +247,7 @@ def summary(client, exp, now: float | None = None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vgsweep status", description=__doc__.split("\n\n")[0].replace("\n", " "))
+    ap = command_line("vgsweep status", __doc__.split("\n\n")[0].replace("\n", " "))
     store_args(ap)
     args = ap.parse_args(argv)
     uri = store_uri(args.tracking_uri)

@@ -12,7 +12,6 @@ interval of one run of ours: not reproduced within seed noise.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vgsweep.config import excluded
+from vgsweep.config import command_line, excluded
 from vgsweep.jobs import shown
 from vgsweep.results import reader
 from vgsweep.results.studies import Study, study_for
@@ -566,7 +565,7 @@ def build(uri: str, experiment: str | None, out: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vgsweep table", description=__doc__.splitlines()[0])
+    ap = command_line("vgsweep table", __doc__.splitlines()[0])
     reader.store_args(ap)
     ap.add_argument("--out", default="results", type=Path, help="folder for table.md, table.tex and table.csv")
     a = ap.parse_args(argv)
