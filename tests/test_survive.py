@@ -356,6 +356,7 @@ def test_runs_that_alone_need_more_than_the_memory_budget_are_said_before_traini
         Sweep(jobs(), memory_budget_gb=roomy)
     said = [r.getMessage() for r in caplog.records if "budget" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("packs 1, 2: one run needs about ") and "may run out" in said[0]
+    assert f"more than the {tight:.3g} GiB budget" in said[0] and f"of a {tight:.3g} GiB budget" in text  # not "0.0"
 
 
 def test_a_dry_run_says_what_the_sweep_would_do_and_changes_nothing(small_cfg, tmp_path):

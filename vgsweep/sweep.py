@@ -779,7 +779,7 @@ class Sweep:
                 if budget is not None and bytes_per_run(cfg) > budget:
                     over.setdefault(bytes_per_run(cfg), (budget, []))[1].append(n)
             for need, (budget, packs) in over.items():
-                log.warning("pack%s %s: one run needs about %.2f GiB, more than the %.1f GiB budget, and %s",
+                log.warning("pack%s %s: one run needs about %.2f GiB, more than the %.3g GiB budget, and %s",
                             "s" if len(packs) > 1 else "", ", ".join(map(str, packs)), need / 2**30, budget / 2**30,
                             OVER_BUDGET)
         self.progress = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs), jobs[p[0]].start_epoch)
@@ -858,7 +858,7 @@ class Sweep:
             lines.append(f"  pack {k}: {len(p)} run{'s' if len(p) != 1 else ''}, {shape} on {cfg.data.name}, "
                          f"epochs {start + 1}-{int(cfg.train.epochs)}, batch {int(cfg.train.batch_size)}, "
                          f"{enum_value(cfg.precision)} on {device}, about {need / 2**30:.2f} GiB"
-                         + (f" of a {budget / 2**30:.1f} GiB budget" if budget is not None else
+                         + (f" of a {budget / 2**30:.3g} GiB budget" if budget is not None else
                             " (no GPU here to size it by: its pack job splits it where its device's memory does "
                             "not hold it)")
                          + (f": one run alone needs more and {OVER_BUDGET}" if budget is not None and need > budget
