@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -38,6 +39,10 @@ def test_a_diverging_run_fails_alone_and_the_sweep_says_so(tiny_root, tmp_path):
     assert "2 finished, 0 skipped (already in the store), 2 failed" in out
     epochs = next(a for a in SMALL if a.startswith("train.epochs=")).split("=")[1]
     assert f"NaN or inf in epoch 1 of {epochs} (metrics step 0)" in out
+    # the closing line names each failed run's config, its swept setting too: both seeds' names are the 0.01 runs'
+    assert re.match(r"vgsweep: 2 jobs failed: run \w+ \(mnist-d2-relu-baseline-s0 optimizer.lr=1e\+20\): training loss"
+                    r".*; run \w+ \(mnist-d2-relu-baseline-s1 optimizer.lr=1e\+20\): ", proc.stderr.splitlines()[-1]), \
+        proc.stderr[-2000:]
     client, runs = _all_runs(uri)
     by_lr = {}
     for r in runs:
@@ -66,14 +71,16 @@ def test_a_diverging_run_fails_alone_and_the_sweep_says_so(tiny_root, tmp_path):
     assert one.returncode == 1 and "HYDRA_FULL_ERROR" not in one.stderr, one.stderr[-3000:]
     assert "Error executing job" not in one.stderr  # Hydra's line for a single run: vgsweep's says it
     assert one.stderr.rstrip().splitlines()[-1].startswith(
-        f"vgsweep: 1 job failed: run {failed}: training loss became NaN or inf in epoch 1 of {epochs}"), one.stderr
+        f"vgsweep: 1 job failed: run {failed} (mnist-d2-relu-baseline-s5): training loss became NaN or inf in epoch "
+        f"1 of {epochs}"), one.stderr
     # and so under Hydra's basic launcher, one job at a time
     basic = run_cli(["-m", "hydra/launcher=basic", "activation=relu", "optimizer.lr=1e20", "seed=6",
                      *[a for a in SMALL if "lr" not in a], f"data.root={tiny_root}", f"tracking.uri={uri}",
                      f"hydra.sweep.dir={tmp_path / 'basic'}"], cwd=tmp_path)
     [failed] = [r.info.run_id for r in _all_runs(uri)[1] if r.data.params["seed"] == "6"]
     assert basic.returncode == 1 and "Error executing job" not in basic.stderr, basic.stderr[-3000:]
-    assert basic.stderr.rstrip().splitlines()[-1].startswith(f"vgsweep: 1 job failed: run {failed}: "), basic.stderr
+    assert basic.stderr.rstrip().splitlines()[-1].startswith(f"vgsweep: 1 job failed: run {failed} "
+                                                             "(mnist-d2-relu-baseline-s6): "), basic.stderr
 
 
 def test_an_exception_in_one_run_does_not_take_down_its_pack(small_cfg, monkeypatch):

@@ -60,8 +60,9 @@ class Outcome:
     reason: str = ""
 
     def label(self, job_name: str) -> str:
-        """How a failure line names it: its run, or the job when it failed before a run was made."""
-        return f"run {self.run_id}" if self.run_id else f"{job_name} (no run was made)"
+        """How a failure line names it: its run and its config's name (with the swept settings the name
+        does not show: two runs of one name told apart), or the job when it failed before a run was made."""
+        return f"run {self.run_id} ({job_name})" if self.run_id else f"{job_name} (no run was made)"
 
 
 # The override keys a run name shows already (run_name), per model family.
