@@ -197,6 +197,24 @@ def test_runs_under_two_hashes_that_differ_only_where_nothing_changes_are_one_co
     assert summary(client, exp) == [f"{exp.name}: 4 configs: 4 finished"]
 
 
+def test_a_config_whose_name_another_shares_is_told_apart_by_its_settings(tmp_path, small_cfg):
+    """`optimizer.lr=0.01,1e30`: two configs of one run name; the failed one's line shows the rate that
+    tells it apart (and nothing that does nothing in it), where it said only the name both share."""
+    from vgsweep.jobs import Job
+    from vgsweep.results.status import summary
+    from vgsweep.sweep import run_jobs
+
+    out = run_jobs([Job(small_cfg("activation=relu", "optimizer.lr=0.01")),
+                    Job(small_cfg("activation=relu", "optimizer.lr=1e30", "init.std=0.3")), Job(small_cfg("seed=3"))])
+    assert [o.status for o in out] == ["FINISHED", "FAILED", "FINISHED"]
+    client = tracking.client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(small_cfg().tracking.experiment)
+    name = client.get_run(out[1].run_id).info.run_name
+    lines = summary(client, exp)
+    assert lines[0].endswith("3 configs: 2 finished, 1 failed") and len(lines) == 3, lines
+    assert re.match(rf"  failed +{name} optimizer.lr=1e\+30  training loss became NaN", lines[1]), lines
+
+
 def test_a_local_sweeps_estimate_is_written_once_a_minute_and_each_pack_and_read_less_its_age(monkeypatch):
     """Progress hands the sweep's estimate on after an epoch, at most once a minute, as soon as it is first
     known, and again at each new pack; status takes from it the time since it was made, and reads an

@@ -46,6 +46,29 @@ def same_configs(runs: list) -> dict[str, str]:
     return out
 
 
+def told_apart(runs: list) -> dict[str, str]:
+    """Run id -> its name and the settings that tell it from the other runs of the same name (a name shows
+    the data set, depth, activation, regime and seed: `optimizer.lr=0.01,1e30` gives two runs of one name),
+    for the runs whose name another of `runs` shares. Settings that do nothing in a run are left out."""
+    from vgsweep.config import excluded, inert_keys, schema_keys
+
+    by_name: dict[str, list] = {}
+    for r in runs:
+        by_name.setdefault(r.info.run_name or "", []).append(r)
+    known, out = set(schema_keys()), {}
+    for name, rs in by_name.items():
+        if len(rs) < 2 or not name:
+            continue
+        df = fill_neutral(pd.DataFrame([r.data.params for r in rs]))
+        cols = [c for c in sorted(df.columns) if c in known and not excluded(c) and df[c].nunique(dropna=False) > 1]
+        for r, row in zip(rs, df.to_dict("records")):
+            inert = inert_keys(row)
+            settings = " ".join(f"{c}={row[c]}" for c in cols if c not in inert and row[c] == row[c])
+            if settings:
+                out[r.info.run_id] = f"{name} {settings}"
+    return out
+
+
 def config_states(runs: list, alias: dict[str, str] | None = None) -> dict[str, object]:
     """The run that speaks for each config (hash, or the hash `alias` gives for it: same_configs): a
     FINISHED one, else a RUNNING one, else the newest. `runs` newest first, as tracking.training_runs
@@ -144,7 +167,7 @@ def queued_lines(exp, best: dict[str, object], now: float, started: dict[str, fl
             if r is not None and (r.info.status in ("FINISHED", "RUNNING") or (r.info.end_time or 0) / 1000 >= when) \
                     and not requeued and not rerun:
                 continue  # the job (or another process) has trained it since
-            name = (r.info.run_name if r is not None else None) or name or h[:12]
+            name = name or (r.info.run_name if r is not None else None) or h[:12]  # the record's: with its swept settings
             if job not in jobs:  # once per job, not per config: its scontrol, or its local sweep's state
                 jobs[job] = (_local_line(rec, best, now, read_eta(exp.tags, job)) if job.startswith(LOCAL)
                              else slurm_job(job))
@@ -221,9 +244,11 @@ def summary(client, exp, now: float | None = None) -> list[str]:
     queued = queued_lines(exp, best, now, started, alias)
     waiting = {x[3] for x in queued}
     lines = [x[:3] for x in queued]
-    lines += [(*run_line(client, r, now), r.info.run_name or r.info.run_id) for h, r in best.items()
+    names = told_apart(list(best.values()))
+    name_of = lambda r: names.get(best[config_of(r)].info.run_id) or r.info.run_name or r.info.run_id  # noqa: E731
+    lines += [(*run_line(client, r, now), name_of(r)) for h, r in best.items()
               if r.info.status != "FINISHED" and h not in waiting]
-    lines += [("rerun", run_line(client, r, now)[1], r.info.run_name or r.info.run_id) for r in runs
+    lines += [("rerun", run_line(client, r, now)[1], name_of(r)) for r in runs
               if r.info.status == "RUNNING" and best[config_of(r)].info.status == "FINISHED"]
     lines.sort(key=lambda x: (STATES.index(x[0]) if x[0] in STATES else len(STATES), x[2]))
     counts = {"finished": sum(r.info.status == "FINISHED" for r in best.values()),
