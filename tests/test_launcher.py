@@ -183,7 +183,7 @@ def test_a_run_that_fails_while_training_is_named_by_its_run_a_job_without_one_b
     last = {r.info.run_name: r.info.run_id for r in sorted(runs, key=lambda r: r.info.start_time)}
     for j, o in zip(jobs, out):
         assert o.status == "FAILED" and o.reason == "RuntimeError: stopped in epoch 2"
-        assert o.run_id == last[j.name] and o.label(j.name) == f"run {o.run_id}"
+        assert o.run_id == last[j.name] and o.label(j.name) == f"run {o.run_id} ({j.name})"
     assert Outcome("FAILED", None, {}, "why").label("mnist-d2-relu") == "mnist-d2-relu (no run was made)"
 
 
