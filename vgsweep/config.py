@@ -21,7 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -340,6 +340,29 @@ def register_configs() -> None:
     cs.store(name="vgsweep_schema", node=Config)
     for family, schema in MODEL_SCHEMAS.items():
         cs.store(group="model", name=f"{family}_schema", node=schema)
+
+
+# Settings that name a folder or file: `~` at their start is the home folder, as in a shell (a shell
+# does not expand `data.root=~/data` everywhere: zsh leaves it, Hydra's grammar wants it quoted, a YAML
+# file never expands it). tracking.uri: the path of a sqlite:/// URI.
+HOME_PATHS = ("data.root", "checkpoint.dir", "tracking.artifact_root", "tracking.uri")
+
+
+def expand_home(value: str) -> str:
+    """A path setting's value with a leading `~` (or `~user`) made the home folder's path; a sqlite:///
+    URI's path too. Any other value as it is."""
+    if value.startswith("sqlite:///~"):
+        return "sqlite:///" + os.path.expanduser(value[len("sqlite:///"):])
+    return os.path.expanduser(value) if value.startswith("~") else value
+
+
+def expand_home_paths(cfg: DictConfig) -> None:
+    """expand_home on each of the config's HOME_PATHS, in place."""
+    for key in HOME_PATHS:
+        v = OmegaConf.select(cfg, key)
+        if isinstance(v, str) and expand_home(v) != v:
+            with read_write(cfg), open_dict(cfg):
+                OmegaConf.update(cfg, key, expand_home(v), merge=False)
 
 
 # Keys that do not change what a run computes: left out of the config hash, so the same experiment

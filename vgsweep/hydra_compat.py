@@ -215,8 +215,12 @@ def bad_input_message(e: BaseException) -> str | None:
             hint = f"Hydra's {value} sweeper is a plugin: pip install {_SWEEPER_PLUGINS[value]}"
         return str(ConfigError(group, Shown(value), accepted, hint))
     if isinstance(e, OverrideParseException):
+        key, _, value = str(e.override).partition("=")
+        quote = (f"; a value with ~ goes in quotes: '{key}=\"{value}\"' (~ is the home folder in vgsweep's paths)"
+                 if "~" in value and not value.startswith(("'", '"')) else "")
         return (f"invalid config: cannot parse the override {e.override!r} ({str(e.message or first).splitlines()[0]}); "
-                "expected key=value, or key=a,b,c to sweep (https://hydra.cc/docs/advanced/override_grammar/basic/)")
+                "expected key=value, or key=a,b,c to sweep (https://hydra.cc/docs/advanced/override_grammar/basic/)"
+                + quote)
     if re.search(r"BasicSweeper does not support sweep type", first):
         return ("invalid config: interval(...) and other sampled sweeps need a sweeper that samples "
                 "(hydra/sweeper=optuna, see the README's \"Searching\"); Hydra's basic sweeper expands lists "

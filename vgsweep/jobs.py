@@ -23,6 +23,11 @@ class Job:
     resume_state: Optional[dict] = None  # its checkpoint
     queued_in: Optional[tuple[str, float]] = None  # (SLURM job id, submitted) of an earlier sweep's pack job for it
 
+    def __post_init__(self) -> None:
+        from vgsweep.config import expand_home_paths
+
+        expand_home_paths(self.cfg)  # `data.root=~/data`: the home folder's, before anything reads it
+
     @property
     def name(self) -> str:
         """Its MLflow run name: the config's name, then the swept settings that name does not show."""

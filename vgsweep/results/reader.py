@@ -70,10 +70,10 @@ def store_uri(tracking_uri: str | None, must_exist: bool = True) -> str:
     is read as a sweep checks it: a URI that names no store, a file that is not an MLflow store or a
     server that does not answer is an ArgumentError (one line, exit 2). Reading never creates a store:
     a missing SQLite file is SystemExit (exit 1), saying to run a sweep first."""
-    from vgsweep.config import ArgumentError, ConfigError
+    from vgsweep.config import ArgumentError, ConfigError, expand_home
     from vgsweep.preflight import check_store
 
-    uri = tracking_uri or tracking.default_uri()
+    uri = expand_home(tracking_uri) if tracking_uri else tracking.default_uri()
     try:
         check_store(uri)
     except ConfigError as e:
