@@ -212,9 +212,7 @@ def test_the_results_commands_refuse_bad_arguments_in_one_line_and_create_nothin
     parsed = [(["table", "--bogus"], 2, ["unrecognized arguments: --bogus", "(vgsweep table --help lists"]),
               (["ui", "--port", "x"], 2, ["argument --port: invalid int value: 'x'"]),
               (["status", "--tracking-uri"], 2, ["argument --tracking-uri: expected one argument"]),
-              (["profile", "--top", "0"], 2, ["--top=0 is not accepted; expected an int >= 1"]),
-              (["profile", "--trace", f"{world['afile']}/t.json"], 2, ["--trace=", "afile is a file, not a folder"]),
-              (["profile", "--json", str(tmp)], 2, ["--json=", f"{tmp} is a folder"])]
+              (["profile", "--top", "0"], 2, ["--top=0 is not accepted; expected an int >= 1"])]
     for args, code, fragments in cases[:3] + cases[4:5] + parsed:  # through the CLI: its one line, its exit status
         proc = run_cli(args, cwd=tmp, timeout=120)
         lines = [x for x in proc.stderr.splitlines() if x.startswith("vgsweep: ")]
@@ -234,6 +232,13 @@ def test_the_results_commands_refuse_bad_arguments_in_one_line_and_create_nothin
     with pytest.raises(SystemExit) as e:
         figures.main(["--tracking-uri", good, "--activation", "sigmoidd"])
     assert e.value.code == 2  # argparse: invalid choice
+    from vgsweep import profile  # where its files go, checked before it composes or trains anything
+
+    for args, said in [(["--trace", f"{world['afile']}/t.json"], "afile is a file, not a folder"),
+                       (["--json", str(tmp)], f"{tmp} is a folder"), (["--trace", "/proc/t.json"], "/proc")]:
+        with pytest.raises(ArgumentError, match="a file that can be written") as e:
+            profile.main(["model.depth=7", *args])  # a bad config too: the arguments are refused first
+        assert str(e.value).startswith(f"invalid argument: {args[0]}=") and said in str(e.value), str(e.value)
     assert not (tmp / "none.db").exists() and not (tmp / "t").exists() and not (tmp / "results").exists()
     assert _snapshot(world["store"]) == before
 
