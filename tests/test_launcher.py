@@ -275,3 +275,24 @@ def test_a_dry_run_through_the_cli_prints_the_plan_and_makes_nothing(tiny_root, 
                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert single.returncode == 2 and "hydra.launcher.dry_run=True is not accepted" in single.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "m.db").exists()
+
+
+def test_two_commands_started_in_the_same_second_get_folders_of_their_own():
+    """Hydra's default folder names stop at the second: two sweeps started together shared one, the
+    second overwriting the first's job folders, and a run's record took the other sweep's .hydra files
+    (seen: a tanh run recording `activation=relu`). vgsweep's name the microsecond."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.utils import setup_globals
+
+    from vgsweep.app import CONF_DIR
+
+    setup_globals()  # Hydra's `now` resolver
+    dirs = []
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        for _ in range(2):  # two commands' configs, composed a moment apart
+            cfg = compose(config_name="config", return_hydra_config=True)
+            dirs.append((str(cfg.hydra.sweep.dir), str(cfg.hydra.run.dir)))
+    (sweep0, run0), (sweep1, run1) = dirs
+    assert sweep0.startswith("multirun/") and run0.startswith("outputs/")
+    assert sweep0 != sweep1 and run0 != run1, dirs
+    assert str(cfg.hydra.sweep.dir) == sweep1 and str(cfg.hydra.run.dir) == run1  # read again: resolved once
