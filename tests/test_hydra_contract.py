@@ -140,6 +140,7 @@ def test_each_job_is_composed_once_not_again_after_the_sweepers_check():
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         master = loader.load_configuration("config", [], RunMode.MULTIRUN)
+        str(master.hydra.sweep.dir)  # as the sweeper does first: each job's config then takes its `now` (cache)
         fresh = [loader.load_sweep_config(master, o) for o in batch]
         calls = []
         original = loader.load_sweep_config
@@ -183,6 +184,7 @@ out = {"workers": compose_workers(len(batch))}
 with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
     loader = GlobalHydra.instance().config_loader()
     master = loader.load_configuration("config", [], RunMode.MULTIRUN)
+    str(master.hydra.sweep.dir)  # as the sweeper does first: each job's config then takes its `now` (cache)
     calls = []
     original = loader.load_sweep_config
     loader.load_sweep_config = lambda m, o: calls.append(o) or original(m, o)

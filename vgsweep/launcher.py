@@ -286,6 +286,7 @@ def compose_batch(compose, master: DictConfig, batch: list[tuple], meanwhile=Non
     out: the caller composes it again and raises Hydra's own error where one process would."""
     global _FORKED
     t0 = time.perf_counter()
+    str(master.hydra.sweep.dir)  # its `now` resolved before the fork: each worker's configs copy the same one
     n = compose_workers(len(batch))
     pool, chunks, futures = None, [batch[i:i + 4] for i in range(1, len(batch), 4)], []
     if n:
@@ -402,6 +403,7 @@ def _compose_and_check(launcher, job_overrides: Sequence[Sequence[str]],
 
     config, ctx = launcher.config, launcher.hydra_context
     register_configs()
+    str(config.hydra.sweep.dir)  # its `now` resolved once, here: every job's config copies it (Hydra's cache)
     configs, jobs = [], []
     with app.exit_on_bad_input(lambda: tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))):
         check_options(launcher)
