@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from unittest import mock
 from pathlib import Path
 
 import pytest
@@ -411,11 +412,15 @@ def test_a_store_whose_file_system_fails_is_retried_then_stops_the_sweep_saying_
     limits, handler = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     budget = tracking.retry_budget()
 
-    def limited(seconds: float) -> None:
-        """No file may be written beyond its first 4 KiB for `seconds` (forever: None)."""
+    def limited() -> None:
+        """No file may be written beyond its first 4 KiB."""
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))
-        if seconds is not None:
-            threading.Timer(seconds, resource.setrlimit, (resource.RLIMIT_FSIZE, limits)).start()
+
+    real_sleep = time.sleep
+
+    def heal_then_sleep(seconds: float) -> None:  # the retry's first wait: the error was met, the file system heals
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        real_sleep(seconds)
 
     class Kept(logging.Handler):  # on the loggers themselves: an earlier test's logging set-up may stop propagation
         def __init__(self, level: int):
@@ -434,10 +439,9 @@ def test_a_store_whose_file_system_fails_is_retried_then_stops_the_sweep_saying_
     try:
         tracking.configure(30)
         tracking.start_over()
-        limited(0.6)
-        t0 = time.monotonic()
-        tracking.retry(client.log_batch, run.info.run_id, metrics=metrics)
-        assert time.monotonic() - t0 >= 0.5
+        limited()  # healed at the retry's first wait, not by a timer (under load the call came after it: no error)
+        with mock.patch.object(time, "sleep", heal_then_sleep):
+            tracking.retry(client.log_batch, run.info.run_id, metrics=metrics)
         resource.setrlimit(resource.RLIMIT_FSIZE, limits)
         assert len(client.get_metric_history(run.info.run_id, "m7")) == 5
         assert len(kept.said) == 1 and "cannot be read or written (disk I/O error" in kept.said[0], kept.said
@@ -445,7 +449,7 @@ def test_a_store_whose_file_system_fails_is_retried_then_stops_the_sweep_saying_
 
         tracking.configure(0.5)
         tracking.start_over()
-        limited(None)
+        limited()
         with pytest.raises(tracking.TrackingUnavailable) as e:
             tracking.retry(client.log_batch, run.info.run_id, metrics=[Metric(f"n{i}", 0.5, 0, 0) for i in range(500)])
     finally:
