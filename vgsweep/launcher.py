@@ -510,4 +510,3 @@ def _said_at_the_end(sweep, jobs: list[Job]) -> None:
         for j, o in failed:
             log.error("\t[%s] %s: %s", " ".join(j.overrides), o.label(j.name), o.reason)
             FAILED.append(f"{o.label(j.name)}: {o.reason}")
-
