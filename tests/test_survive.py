@@ -553,10 +553,12 @@ def test_the_progress_line_leaves_out_runs_another_sweep_took(small_cfg, caplog)
     assert lines and all("(2 runs)" in ln and "/2 | 1 taken by another sweep" in ln for ln in lines), lines
 
 
-def test_ctrl_c_while_a_pack_writes_its_checkpoints_comes_after_the_last_of_them(small_cfg, monkeypatch):
+def test_ctrl_c_while_a_pack_writes_its_checkpoints_comes_after_the_last_of_them(small_cfg, monkeypatch,
+                                                                                 ctrl_c_reaches_children):
     """An interruption that lands between two runs' checkpoints used to leave them at different epochs, and
     the pack then resumed as two packs (with submitit_local two pack jobs). Ctrl-C now waits for the
-    pack's checkpoints, all of one epoch, then acts as it would have."""
+    pack's checkpoints, all of one epoch, then acts as it would have. (ctrl_c_reaches_children: under a
+    harness started in the background SIGINT is ignored, and the Ctrl-C below would not arrive.)"""
     import signal as sig
 
     from vgsweep import runs, sweep
