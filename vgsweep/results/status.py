@@ -15,8 +15,8 @@ from vgsweep.config import command_line
 from vgsweep.progress import duration
 from vgsweep.executors import (LOCAL, TAG_JOB, TAG_QUEUED, TERMINAL, ended_for_requeue, local_sweep, read_eta,
                                read_queued, slurm_job, state_said)
-from vgsweep.results.reader import (TAGS, chosen, config_keys, fill_neutral, open_experiment, store_args,
-                                    store_uri)
+from vgsweep.results.reader import (TAGS, blank_inert, chosen, config_keys, fill_neutral, open_experiment,
+                                    store_args, store_uri)
 
 # the states of the lines, in the order shown: a config that is not finished (running; queued: in a
 # SLURM pack job that has not started it; gone: left RUNNING by a process that is gone; unrun: its pack
@@ -50,7 +50,7 @@ def told_apart(runs: list) -> dict[str, str]:
     """Run id -> its name and the settings that tell it from the other runs of the same name (a name shows
     the data set, depth, activation, regime and seed: `optimizer.lr=0.01,1e30` gives two runs of one name),
     for the runs whose name another of `runs` shares. Settings that do nothing in a run are left out."""
-    from vgsweep.config import excluded, inert_keys, schema_keys
+    from vgsweep.config import excluded, schema_keys
 
     by_name: dict[str, list] = {}
     for r in runs:
@@ -59,11 +59,10 @@ def told_apart(runs: list) -> dict[str, str]:
     for name, rs in by_name.items():
         if len(rs) < 2 or not name:
             continue
-        df = fill_neutral(pd.DataFrame([r.data.params for r in rs]))
+        df = blank_inert(fill_neutral(pd.DataFrame([r.data.params for r in rs])))
         cols = [c for c in sorted(df.columns) if c in known and not excluded(c) and df[c].nunique(dropna=False) > 1]
         for r, row in zip(rs, df.to_dict("records")):
-            inert = inert_keys(row)
-            settings = " ".join(f"{c}={row[c]}" for c in cols if c not in inert and row[c] == row[c])
+            settings = " ".join(f"{c}={row[c]}" for c in cols if row[c] != "" and row[c] == row[c])
             if settings:
                 out[r.info.run_id] = f"{name} {settings}"
     return out
