@@ -199,7 +199,8 @@ def test_runs_under_two_hashes_that_differ_only_where_nothing_changes_are_one_co
 
 def test_a_config_whose_name_another_shares_is_told_apart_by_its_settings(tmp_path, small_cfg):
     """`optimizer.lr=0.01,1e30`: two configs of one run name; the failed one's line shows the rate that
-    tells it apart (and nothing that does nothing in it), where it said only the name both share."""
+    tells it apart (and nothing that does nothing in it), where it said only the name both share; the
+    report's tables of failed runs and of verdicts name them so too."""
     from vgsweep.jobs import Job
     from vgsweep.results.status import summary
     from vgsweep.sweep import run_jobs
@@ -213,6 +214,14 @@ def test_a_config_whose_name_another_shares_is_told_apart_by_its_settings(tmp_pa
     lines = summary(client, exp)
     assert lines[0].endswith("3 configs: 2 finished, 1 failed") and len(lines) == 3, lines
     assert re.match(rf"  failed +{name} optimizer.lr=1e\+30  training loss became NaN", lines[1]), lines
+    # the report names them so too: its failed runs and its verdicts
+    from vgsweep.results.report import failed_rows, verdict_rows
+    from vgsweep.results.table import fetch_runs
+
+    runs = fetch_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", exp.name)
+    assert list(failed_rows(runs)["run"]) == [f"{name} optimizer.lr=1e+30"]
+    other = client.get_run(out[2].run_id).info.run_name
+    assert sorted(verdict_rows(runs)["run"]) == sorted([f"{name} optimizer.lr=0.01", other])
 
 
 def test_a_local_sweeps_estimate_is_written_once_a_minute_and_each_pack_and_read_less_its_age(monkeypatch):

@@ -160,6 +160,26 @@ def blank_inert(df: pd.DataFrame, keep=()) -> pd.DataFrame:
     return df
 
 
+def told_apart(df: pd.DataFrame, name: str = "run_name") -> pd.Series:
+    """Per row (a run), its `name` column, and where another row shares that name, the settings that tell
+    it from them (a name shows the data set, depth, activation, regime and seed: `optimizer.lr=0.01,1e30`
+    gives two runs of one name): `mnist-d2-relu-baseline-s42 optimizer.lr=1e+30`. Settings that do nothing
+    in a run are left out. Call on runs_frame's rows (fill_neutral applied)."""
+    out = df[name].fillna("").astype(str) if name in df else pd.Series("", index=df.index, dtype=object)
+    known = set(schema_keys())
+    for _, idx in out[out != ""].groupby(out[out != ""]).groups.items():
+        if len(idx) < 2:
+            continue
+        part = blank_inert(df.loc[idx])
+        cols = [c for c in sorted(part.columns) if c in known and not excluded(c)
+                and part[c].nunique(dropna=False) > 1]
+        for i, row in zip(idx, part[cols].to_dict("records")):
+            settings = " ".join(f"{c}={v}" for c, v in row.items() if v != "" and v == v)
+            if settings:
+                out.loc[i] = f"{out.loc[i]} {settings}"
+    return out
+
+
 def config_keys(df: pd.DataFrame, blank_inert: bool = True) -> pd.Series:
     """Per run, what it computes: its config's params but those that change nothing (config.HASH_EXCLUDE:
     the store, the device, ...; config.inert_keys: `init.std` of a xavier run, ...), as one string. Runs

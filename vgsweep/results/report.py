@@ -26,9 +26,15 @@ def _label(r: pd.Series) -> dict:
     return {label: r[k] for k, label in AXES.items() if k in r and not pd.isna(r[k])}
 
 
+def _named(runs: pd.DataFrame) -> pd.DataFrame:
+    """The configs' runs, each named so that two configs of one run name are told apart
+    (reader.told_apart: `mnist-d2-relu-baseline-s42 optimizer.lr=1e+30`), as `vgsweep status` names them."""
+    return runs.assign(run_name=reader.told_apart(runs)) if not runs.empty else runs
+
+
 def verdict_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """The verdict of each config's run that the table counts (reader.one_per_config), where FINISHED."""
-    runs = reader.one_per_config(runs)
+    runs = _named(reader.one_per_config(runs))
     fin = runs[runs["status"] == "FINISHED"] if not runs.empty else runs
     rows = [{"run": r.run_name, "verdict": r.verdict, "reason": r.verdict_reason,
              "test acc (%)": round(100 * r.get("metric:test_acc", float("nan")), 2), **_label(r)}
@@ -40,7 +46,7 @@ def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """The configs whose run that speaks for them (reader.one_per_config: none FINISHED) FAILED or was
     KILLED, with the reason it carries (a divergence's names its epoch): what the table counts as failed,
     not a failure a later run of the config has since made good."""
-    runs = reader.one_per_config(runs)
+    runs = _named(reader.one_per_config(runs))
     bad = runs[runs["status"].isin(["FAILED", "KILLED"])] if not runs.empty else runs
     return pd.DataFrame([{"run": r.run_name, "status": r.status,
                           "reason": r.failure or "killed (its process was gone)",

@@ -15,8 +15,9 @@ from vgsweep.config import command_line
 from vgsweep.progress import duration
 from vgsweep.executors import (LOCAL, TAG_JOB, TAG_QUEUED, TERMINAL, ended_for_requeue, local_sweep, read_eta,
                                read_queued, slurm_job, state_said)
-from vgsweep.results.reader import (TAGS, blank_inert, chosen, config_keys, fill_neutral, open_experiment,
-                                    store_args, store_uri)
+from vgsweep.results.reader import (TAGS, chosen, config_keys, fill_neutral, open_experiment, store_args,
+                                    store_uri)
+from vgsweep.results.reader import told_apart as told_apart_frame
 
 # the states of the lines, in the order shown: a config that is not finished (running; queued: in a
 # SLURM pack job that has not started it; gone: left RUNNING by a process that is gone; unrun: its pack
@@ -47,25 +48,13 @@ def same_configs(runs: list) -> dict[str, str]:
 
 
 def told_apart(runs: list) -> dict[str, str]:
-    """Run id -> its name and the settings that tell it from the other runs of the same name (a name shows
-    the data set, depth, activation, regime and seed: `optimizer.lr=0.01,1e30` gives two runs of one name),
-    for the runs whose name another of `runs` shares. Settings that do nothing in a run are left out."""
-    from vgsweep.config import excluded, schema_keys
-
-    by_name: dict[str, list] = {}
-    for r in runs:
-        by_name.setdefault(r.info.run_name or "", []).append(r)
-    known, out = set(schema_keys()), {}
-    for name, rs in by_name.items():
-        if len(rs) < 2 or not name:
-            continue
-        df = blank_inert(fill_neutral(pd.DataFrame([r.data.params for r in rs])))
-        cols = [c for c in sorted(df.columns) if c in known and not excluded(c) and df[c].nunique(dropna=False) > 1]
-        for r, row in zip(rs, df.to_dict("records")):
-            settings = " ".join(f"{c}={row[c]}" for c in cols if row[c] != "" and row[c] == row[c])
-            if settings:
-                out[r.info.run_id] = f"{name} {settings}"
-    return out
+    """Run id -> its name and the settings that tell it from the other runs of the same name
+    (reader.told_apart), for the runs whose name another of `runs` shares."""
+    if not runs:
+        return {}
+    df = fill_neutral(pd.DataFrame([{**r.data.params, "run_name": r.info.run_name or ""} for r in runs]))
+    return {r.info.run_id: label for r, label in zip(runs, told_apart_frame(df))
+            if label != (r.info.run_name or "")}
 
 
 def config_states(runs: list, alias: dict[str, str] | None = None) -> dict[str, object]:
