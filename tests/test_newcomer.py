@@ -90,7 +90,7 @@ def test_hydras_options_may_come_among_the_overrides_and_what_it_refuses_is_one_
 def test_a_path_setting_may_start_with_the_home_folder(tiny_root, tmp_path, monkeypatch):
     """`data.root="~/d"`, a store and checkpoints under ~: the home folder's, as a shell would have it
     (zsh does not expand `key=~/x`, and a YAML file never does); the results commands take `~` in
-    --tracking-uri too. Unquoted, Hydra's grammar refuses `~`: the line says to quote it."""
+    --tracking-uri and --out too. Unquoted, Hydra's grammar refuses `~`: the line says to quote it."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "d").symlink_to(tiny_root, target_is_directory=True)
@@ -109,6 +109,12 @@ def test_a_path_setting_may_start_with_the_home_folder(tiny_root, tmp_path, monk
     bare = run_cli([*SMALL, "data.root=~/d", f"hydra.run.dir={tmp_path / 'run2'}"], cwd=tmp_path)
     assert bare.returncode == 2 and bare.stderr.count("\n") == 1, bare.stderr
     assert "a value with ~ goes in quotes: 'data.root=\"~/d\"'" in bare.stderr
+    # `--out=~/res`: a shell leaves that `~` as it is (not at a word's start); it made a folder named `~` here
+    from vgsweep.results import table
+
+    monkeypatch.chdir(tmp_path)
+    assert table.main(["--tracking-uri=sqlite:///~/m.db", "--out=~/res"]) == 0
+    assert (home / "res" / "table.md").is_file() and not (tmp_path / "~").exists()
 
 
 @pytest.mark.e2e

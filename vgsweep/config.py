@@ -356,6 +356,12 @@ def expand_home(value: str) -> str:
     return os.path.expanduser(value) if value.startswith("~") else value
 
 
+def home_path(value: str) -> Path:
+    """A command's path argument (argparse's type), `~` expanded: a shell leaves `--out=~/results` as it
+    is (it expands a `~` only at the start of a word), which made a folder named `~` in the current one."""
+    return Path(expand_home(value))
+
+
 def expand_home_paths(cfg: DictConfig) -> None:
     """expand_home on each of the config's HOME_PATHS, in place."""
     for key in HOME_PATHS:

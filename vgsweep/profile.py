@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 from vgsweep import packing, trainer
-from vgsweep.config import (ArgumentError, ConfigError, command_line, enum_value, expand_home_paths, resolve_device,
-                            validate)
+from vgsweep.config import (ArgumentError, ConfigError, command_line, enum_value, expand_home_paths, home_path,
+                            resolve_device, validate)
 from vgsweep.preflight import not_creatable
 
 
@@ -303,8 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", help="Hydra overrides; comma lists expand to the pack's runs")
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up (default 2)")
     ap.add_argument("--top", type=int, default=15, help="operators in the table (default 15)")
-    ap.add_argument("--trace", type=Path, default=None, help="write a Chrome trace (.json or .json.gz)")
-    ap.add_argument("--json", type=Path, default=None, help="write the numbers as JSON")
+    ap.add_argument("--trace", type=home_path, default=None, help="write a Chrome trace (.json or .json.gz)")
+    ap.add_argument("--json", type=home_path, default=None, help="write the numbers as JSON")
     a = ap.parse_args(argv)
     for key in ("epochs", "top"):
         if getattr(a, key) < 1:

@@ -42,7 +42,7 @@ import pandas as pd
 from matplotlib import ticker
 
 from vgsweep import tracking
-from vgsweep.config import command_line, higher_is_better
+from vgsweep.config import command_line, higher_is_better, home_path
 from vgsweep.diagnostics import GRAD_COLS
 from vgsweep.plots import pyplot
 from vgsweep.results import reader
@@ -795,7 +795,7 @@ def log_figures(client, exp_id: str, paths: list[Path]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = command_line("vgsweep figures", __doc__.splitlines()[0])
     reader.store_args(ap)
-    ap.add_argument("--out", default="results/figures", type=Path,
+    ap.add_argument("--out", default="results/figures", type=home_path,
                     help="folder for the figures, one subfolder per experiment (default: results/figures)")
     reader.activation_arg(ap)
     ap.add_argument("--no-mlflow", action="store_true", help="do not log the figures to MLflow")

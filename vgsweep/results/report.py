@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vgsweep.config import command_line
+from vgsweep.config import command_line, home_path
 from vgsweep.results import figures, reader, table
 from vgsweep.tracking import hide_passwords
 
@@ -130,7 +130,7 @@ def build(uri: str, out: Path, experiment: str | None = None, activation: str = 
 def main(argv: list[str] | None = None) -> int:
     ap = command_line("vgsweep report", __doc__.splitlines()[0])
     reader.store_args(ap)
-    ap.add_argument("--out", default="results", type=Path,
+    ap.add_argument("--out", default="results", type=home_path,
                     help="folder for report.md, table.md and figures/ (default: results)")
     reader.activation_arg(ap)
     a = ap.parse_args(argv)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vgsweep.config import command_line, excluded
+from vgsweep.config import command_line, excluded, home_path
 from vgsweep.jobs import shown
 from vgsweep.results import reader
 from vgsweep.results.studies import Study, study_for
@@ -567,7 +567,7 @@ def build(uri: str, experiment: str | None, out: Path) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     ap = command_line("vgsweep table", __doc__.splitlines()[0])
     reader.store_args(ap)
-    ap.add_argument("--out", default="results", type=Path, help="folder for table.md, table.tex and table.csv")
+    ap.add_argument("--out", default="results", type=home_path, help="folder for table.md, table.tex and table.csv")
     a = ap.parse_args(argv)
     build(reader.store_uri(a.tracking_uri), a.experiment, reader.out_dir("--out", a.out))
     return 0
