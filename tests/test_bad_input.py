@@ -90,7 +90,7 @@ CASES = [
     # the store and the folders
     (["tracking.uri=http://127.0.0.1:9"], ["tracking.uri='http://127.0.0.1:9'", "no MLflow server answers"]),
     (["tracking.uri=sqlite:///{tmp}/no/such/dir/m.db"], ["does not exist"]),
-    (["tracking.uri=ftp://example.org/x"], ["tracking.uri='ftp://example.org/x'", "sqlite:///"]),
+    (["tracking.uri=ftp://example.org/x"], ["tracking.uri='ftp://example.org/x'", "sqlite:///", "a folder store"]),
     (["tracking.uri=sqlite:///{notsqlite}"], ["is not a SQLite database"]),
     (["tracking.uri=sqlite:///{tmp}"], ["is a folder, not a database file"]),
     (["tracking.uri=sqlite:///{foreign}"], ["another application's SQLite database", "songs"]),
@@ -197,7 +197,8 @@ def test_the_results_commands_refuse_bad_arguments_in_one_line_and_create_nothin
     good = f"sqlite:///{store}"
     before = _snapshot(world["store"])
     cases = [
-        (["table", "--tracking-uri", str(store)], 2, ["--tracking-uri=", "sqlite:///<path of a database file>"]),
+        (["table", "--tracking-uri", str(store)], 2, ["--tracking-uri=", "sqlite:///<path of a database file>",
+                                                       f"a database file is named by a sqlite URI: {good}"]),
         (["table", "--tracking-uri", f"sqlite:///{world['notsqlite']}"], 2, ["is not a SQLite database"]),
         (["report", "--tracking-uri", "http://127.0.0.1:9"], 2, ["--tracking-uri='http://127.0.0.1:9'",
                                                                   "no MLflow server answers"]),

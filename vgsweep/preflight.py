@@ -61,6 +61,15 @@ def check_dir(key: str, p: Path, where: str = "") -> None:
         raise ConfigError(key, str(p), "a folder that exists or can be created", why, where)
 
 
+def _store_hint(uri: str) -> str:
+    """Why a tracking URI of no scheme vgsweep knows is refused, and for a database file's path (`m.db`,
+    as `mlflow ui --backend-store-uri` users may write it) the URI that names it."""
+    p = Path(os.path.expanduser(uri))
+    if ":" not in uri and (p.is_file() or p.suffix in (".db", ".sqlite", ".sqlite3")):
+        return f"a database file is named by a sqlite URI: sqlite:///{p.resolve()}"
+    return "MLflow 3 keeps runs in a database; a folder store (file:) is not supported"
+
+
 def check_store(uri: str) -> None:
     """The tracking URI names a store vgsweep can use, and it answers (a server) or is sound (a file)."""
     scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
@@ -73,8 +82,7 @@ def check_store(uri: str) -> None:
             tracking.check_database(uri)
         else:
             raise ConfigError("tracking.uri", uri, "sqlite:///<path of a database file>, http(s)://<mlflow server>, "
-                              "or a postgresql / mysql / mssql database URI",
-                              "MLflow 3 keeps runs in a database; a folder store (file:) is not supported")
+                              "or a postgresql / mysql / mssql database URI", _store_hint(uri))
     except tracking.TrackingError as e:
         raise ConfigError("tracking.uri", tracking.hide_passwords(uri), "an MLflow store vgsweep can use",
                           str(e)) from None
