@@ -706,6 +706,20 @@ def run_isolated(jobs: list[Job], progress) -> list[Outcome]:
 
 
 # --- a whole sweep -------------------------------------------------------------------------------
+
+def widths(hidden) -> str:
+    """An MLP's hidden widths as a dry run shows them: `512-512-256-256-128`; three or more equal widths in
+    a row as one `256x20` (a 30-layer net's 30 widths made a line of 120 characters)."""
+    parts, ws = [], [int(w) for w in hidden]
+    i = 0
+    while i < len(ws):
+        j = i
+        while j < len(ws) and ws[j] == ws[i]:
+            j += 1
+        parts += [f"{ws[i]}x{j - i}"] if j - i >= 3 else [str(w) for w in ws[i:j]]
+        i = j
+    return "-".join(parts)
+
 class Sweep:
     """The jobs of one launch, planned at once and trained pack by pack on demand: `outcome(i)` trains
     job i's pack the first time one of its jobs is asked for. Call after preflight."""
@@ -854,7 +868,7 @@ class Sweep:
             device = resolve_device(cfg.device)
             need, budget = len(p) * bytes_per_run(cfg), memory_budget(device, self.budget_gb)
             start = self.jobs[p[0]].start_epoch
-            shape = ("mlp " + "-".join(map(str, cfg.model.hidden)) if cfg.model.family == "mlp" else cfg.model.name)
+            shape = "mlp " + widths(cfg.model.hidden) if cfg.model.family == "mlp" else cfg.model.name
             lines.append(f"  pack {k}: {len(p)} run{'s' if len(p) != 1 else ''}, {shape} on {cfg.data.name}, "
                          f"epochs {start + 1}-{int(cfg.train.epochs)}, batch {int(cfg.train.batch_size)}, "
                          f"{enum_value(cfg.precision)} on {device}, about {need / 2**30:.2f} GiB"
