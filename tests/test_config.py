@@ -83,7 +83,7 @@ def test_defaults_reproduce_the_original_code():
     ("model=vgg08 +model.foo=1", "model.foo", "a key of model: blocks_per_stage"),
     # a key of the other model family is said to be one, not offered as its own hint
     ("model=vgg08 +model.hidden=[8]", "model.hidden", "model.hidden (the MLP's widths) is a key of model.family=mlp only"),
-    ("+model.filters=[8]", "model.filters", "hidden, residual. model.filters is a key of model.family=vgg only"),
+    ("+model.filters=[8]", "model.filters", "hidden, residual, residual_scale. model.filters is a key of model.family=vgg only"),
     ("model.hidden=abc", "model.hidden", "a list of ints"),
     ("~seed", "seed", "seed=(deleted) is not accepted; expected a value"),  # Hydra's ~ deletes a key
     ("~diagnostics", "diagnostics", "~diagnostics removed it"),
@@ -115,7 +115,7 @@ def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted)
     ("model=vgg38 model.hidden=[10]", ConfigKeyError, "entry_bn, family, filters, name, residual, stages. "
                                                       "model.hidden is a key of model.family=mlp only"),
     ("model=vgg38 model.hiden=[10]", ConfigKeyError, "did you mean model.hidden (a key of model.family=mlp only)?"),
-    ("model.hiden=[10]", ConfigKeyError, "hidden, residual. did you mean model.hidden?"),
+    ("model.hiden=[10]", ConfigKeyError, "hidden, residual, residual_scale. did you mean model.hidden?"),
     ("seedd=3", ConfigKeyError, "seedd=3 is not accepted; expected a key of the config: activation,"),
     ("train.epochs=abc", ValidationError, "train.epochs='abc' is not accepted; expected an int"),
     ("seed=1.5", ValidationError, "seed=1.5 is not accepted; expected an int"),
@@ -215,6 +215,13 @@ def test_keys_added_later_keep_older_hashes_at_their_old_behaviour():
     # init.gain came later still: 1 is the behaviour from before it; any other value is a new run
     assert config_hash(base) == config_hash(compose_cfg(["regime=gna", "init.gain=1"]))
     assert config_hash(base) != config_hash(compose_cfg(["regime=gna", "init.gain=4"]))
+    # model.residual_scale: 1 is the skip as it was; without skips any scale is the same config
+    res = compose_cfg(["regime=gna", "model.residual=true"])
+    before = OmegaConf.to_container(res, resolve=True)
+    del before["model"]["residual_scale"]
+    assert config_hash(res) == config_hash(OmegaConf.create(before))
+    assert config_hash(res) != config_hash(compose_cfg(["regime=gna", "model.residual=true", "model.residual_scale=0.2"]))
+    assert config_hash(base) == config_hash(compose_cfg(["regime=gna", "model.residual_scale=0.2"]))
 
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))

@@ -143,6 +143,22 @@ def test_packing_never_changes_a_run(small_cfg, variant):
     assert len(packed.history[2]) == len(alone)
 
 
+@pytest.mark.usefixtures("several_threads")
+def test_the_skips_scale_is_each_runs_own_in_a_pack(small_cfg):
+    """model.residual_scale: a run packed with runs of other scales (1 among them: the plain skip) keeps
+    the numbers it has alone, and its scale changes them."""
+    common = ["model.hidden=[16,16,16]", "model.depth=3", "model.residual=true", "activation=relu"]
+    job = small_cfg(*common, "model.residual_scale=0.3", "seed=5")
+    alone = train_pack([job]).history[0]
+    packed = train_pack([small_cfg(*common, "seed=1"), job, small_cfg(*common, "model.residual_scale=2", "seed=2")])
+    for e_alone, e_packed in zip(alone, packed.history[1]):
+        for m in e_alone:
+            assert e_packed[m] == pytest.approx(e_alone[m], rel=1e-5, abs=1e-6), m
+    plain = train_pack([small_cfg(*common, "seed=5")]).history[0]
+    assert plain[0]["train_loss"] != pytest.approx(alone[0]["train_loss"], rel=1e-4)
+    assert train_pack([small_cfg(*common, "seed=1")]).history[0] == packed.history[0]
+
+
 def test_a_diverging_run_fails_alone(small_cfg):
     bad = small_cfg("activation=relu", "seed=2", "optimizer.lr=1e20", "train.epochs=3")
     good3 = small_cfg("activation=relu", "seed=1", "train.epochs=3")

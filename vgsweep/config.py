@@ -193,6 +193,10 @@ class MLPConfig:
     hidden: list[int] = rule(MISSING, "positive")
     double_softmax: bool = False  # softmax output fed to softmax cross-entropy (original code's bug)
     residual: bool = False  # h_{i+1} = f(W h_i + b) + h_i wherever a hidden layer keeps its width
+    # s in h_{i+1} = s * f(W h_i + b) + h_i (residual: true). Each skip adds its branch's variance, so a deep
+    # net's activations grow with depth at s = 1 (30 ReLU layers at Xavier init: NaN in the first epoch);
+    # s = 1/sqrt(depth) holds them (as Fixup / SkipInit scale the branch)
+    residual_scale: float = rule(1.0, "positive")
 
 
 @dataclass
@@ -416,6 +420,8 @@ def inert_keys(params: dict) -> set[str]:
         out |= {"optimizer.beta1", "optimizer.beta2", "optimizer.eps"}
     elif get("optimizer.name") == "adam":  # optim.update_of: lr, beta1, beta2, eps
         out.add("optimizer.momentum")
+    if get("model.residual") != "true":  # an MLP's skips (a VGG's are model.residual: none | processing)
+        out.add("model.residual_scale")
     if _zero(get("data.val_size")) or get("data.val_size") == "":  # no validation split to draw
         out.add("data.split_seed")
     return out
@@ -452,6 +458,7 @@ HASH_NEUTRAL: dict[str, Any] = {
     "data.augment.flip": False,
     "train.shuffle_buffer": None,
     "init.gain": 1.0,
+    "model.residual_scale": 1.0,
 }
 
 
@@ -486,6 +493,7 @@ def inert_defaults() -> dict[str, Any]:
         for prefix, schema in (("activation.", ActivationConfig), ("init.", InitConfig), ("regime.", RegimeConfig),
                                ("optimizer.", OptimizerConfig), ("data.", DataConfig)):
             _INERT_DEFAULTS.update(flatten(to_container(OmegaConf.structured(schema)), prefix))
+        _INERT_DEFAULTS["model.residual_scale"] = MLPConfig.residual_scale  # the MLP schema's other keys are never inert
     return _INERT_DEFAULTS
 
 

@@ -70,6 +70,7 @@ class Member:
     init_std: float
     double_softmax: bool = False
     init_gain: float = 1.0
+    residual_scale: float = 1.0  # an MLP's skip connections: h + s * branch
 
 
 class PackedModel:

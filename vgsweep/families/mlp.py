@@ -4,7 +4,7 @@ Each layer's weight (in, out) and bias (out) are views into theta (K, P), so one
 networks (`packed_linear`: a batched `baddbmm` on a GPU, one product per run on the CPU).
 Normalisation after a hidden activation (regime.bn) is frozen (the original code's Keras layer in
 inference mode), real batch norm, or layer norm; weight normalisation
-and skip connections are options. Activation, init, the double-softmax switch and
+and skip connections are options. Activation, init, the double-softmax switch, the skips' scale and
 batch norm (where, which mode, eps, momentum) may differ per run; the layer widths, weight norm and
 skip connections may not (they are the shape key). So the paper's baseline, gna and gna_bn runs of
 one depth train as one pack: at a layer with batch norm, runs without it (or with another mode) pass
@@ -55,7 +55,7 @@ def arch_of(cfg: DictConfig, input_dim: int, num_classes: int) -> Arch:
 def member_of(cfg: DictConfig) -> Member:
     return Member(activation=cfg.activation.name, negative_slope=float(cfg.activation.negative_slope),
                   init=cfg.init.name, init_std=float(cfg.init.std), double_softmax=bool(cfg.model.double_softmax),
-                  init_gain=float(cfg.init.gain))
+                  init_gain=float(cfg.init.gain), residual_scale=float(cfg.model.get("residual_scale", 1.0)))
 
 
 def shape_key(cfg: DictConfig) -> tuple:
@@ -149,6 +149,9 @@ class PackedMLP(PackedModel):
             self.buffers[f"bn{i}.var"] = torch.ones(self.K, sizes[i + 1], device=device)
         self.double_softmax = torch.tensor([m.double_softmax for m in members], device=device)
         self.any_double_softmax = bool(self.double_softmax.any())
+        # each run's skip scale (K, 1, 1); none multiplied where every run's is 1 (x * 1.0 is x: exact either way)
+        self.residual_scale = torch.tensor([m.residual_scale for m in members], device=device).view(-1, 1, 1)
+        self.any_residual_scale = a0.residual and any(m.residual_scale != 1.0 for m in members)
 
     def unit_names(self) -> list[str]:
         return [f"hidden{i + 1}" for i in range(len(self.arch.sizes) - 2)]
@@ -200,7 +203,7 @@ class PackedMLP(PackedModel):
                 if i in self.norms:
                     h = self._norm(i, h, p, train)
                 if self.arch.residual and 0 < i and self.arch.sizes[i] == self.arch.sizes[i + 1]:
-                    h = h + h_in  # (K, B, F): the skip connection
+                    h = (h * self.residual_scale if self.any_residual_scale else h) + h_in  # (K, B, F): the skip
             h_in = h
         if self.any_double_softmax:
             h = torch.where(self.double_softmax.view(-1, 1, 1), torch.softmax(h, dim=-1), h)
