@@ -856,3 +856,28 @@ def test_a_folder_latex_cannot_name_gets_a_figures_tex_that_says_so(tmp_path, ca
     path = write_latex(out, "agarap2019", {out / "results.pdf": ("agarap2019: x", 2.0)})
     assert path.read_text().startswith("\\errmessage{vgsweep figures.tex: the figures' folder has a brace")
     assert "brace or backslash" in caplog.text and str(path) in caplog.text
+
+
+def test_a_figure_names_the_configs_it_leaves_out_having_no_finished_run(small_cfg, tmp_path):
+    """Runs that failed or were killed have no curve: a figure beside them says which it leaves out (a
+    diverged net dropped silently read as never run), in its title and its caption in figures.tex; a
+    figure with every config drawn says nothing of the kind."""
+    from vgsweep import tracking
+    from vgsweep.jobs import Job
+    from vgsweep.results import figures
+    from vgsweep.sweep import run_jobs
+
+    out = run_jobs([Job(small_cfg(f"activation={a}", f"seed={s}", f"depth={d}", f"model.hidden={h}",
+                                  "diagnostics.enabled=false"))
+                    for a, s, d, h in (("tanh", 1, 2, "[16,16]"), ("relu", 1, 2, "[16,16]"), ("relu", 2, 2, "[16,16]"),
+                                       ("tanh", 1, 5, "[8,8,8,8,8]"))])
+    assert [o.status for o in out] == ["FINISHED"] * 4
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = tracking.client_for(uri)
+    for o in out[1:3]:  # both relu seeds of depth 2, as a sweep's Ctrl-C leaves them
+        client.set_terminated(o.run_id, "KILLED")
+    figures.build(uri, "agarap2019", tmp_path / "figs", log_to_mlflow=False)
+    tex = (tmp_path / "figs" / "figures.tex").read_text()
+    caption = next(x for x in tex.splitlines() if x.startswith(r"\caption{\textbf{Learning curves:} 2-layer"))
+    assert "one seed per line. Not drawn, no finished run: relu baseline (killed: seeds 1, 2). Loss" in caption
+    assert "Not drawn" not in next(x for x in tex.splitlines() if x.startswith(r"\caption{\textbf{Learning curves:} 5-"))

@@ -104,6 +104,56 @@ def load_runs(client, exp_id: str, study: Study) -> pd.DataFrame:
     return df
 
 
+def load_unfinished(client, exp_id: str, study: Study) -> pd.DataFrame:
+    """The configs with no FINISHED run (the run that speaks for them, reader.one_per_config, FAILED or was
+    KILLED), with the study's axes as columns (by label), as load_runs gives the finished ones."""
+    df = reader.runs_frame(client, exp_id)
+    if df.empty:
+        return df
+    df = reader.one_per_config(df)
+    df = df[df["status"] != "FINISHED"].copy()
+    for a in study.all_axes:
+        df[a.label] = df[a.key] if a.key in df else ""
+    return df
+
+
+def _not_drawn(failed: pd.DataFrame, study: Study, spec: Figure, by, extra: tuple, act: str | None = None) -> str:
+    """A figure's line naming the configs it would draw that have no FINISHED run (failed or killed: a
+    diverging net, say), so that a figure without them does not read as if they were never run: `Not
+    drawn, no finished run: relu baseline (failed: seed 0), swish gna (failed: seeds 0, 2)`. "" when none."""
+    if failed.empty:
+        return ""
+    f = failed if by is None else failed[failed[spec.by].astype(str) == str(by)]
+    if act is not None:
+        f = f[f["activation"].astype(str) == act]
+    if extra and not f.empty:
+        params = reader.blank_inert(reader.fill_neutral(_params(f, study)), {a.key for a in study.all_axes})
+        f = f[[all(str(params.at[i, k]) in (v, "") if k in params else False for k, v in extra) for i in f.index]]
+    if f.empty:
+        return ""
+    labels = tuple(lab for lab in spec.panel + spec.line if lab != "metric" and lab in f and lab != spec.by)
+    said: dict[str, tuple[set, list]] = {}
+    for _, r in f.iterrows():
+        name = _name(labels, tuple(str(r[lab]) for lab in labels)) or r.run_name
+        states, seeds = said.setdefault(name, (set(), []))
+        states.add("failed" if r.status == "FAILED" else "killed")
+        seeds.append(str(r["seed"]))
+    def seeds_of(seeds: list) -> str:
+        ss = sorted(set(seeds), key=int)
+        return f"seed{'s' if len(ss) > 1 else ''} {', '.join(ss)}"
+
+    return "Not drawn, no finished run: " + ", ".join(
+        f"{name} ({' or '.join(sorted(states))}: {seeds_of(seeds)})" for name, (states, seeds) in said.items())
+
+
+def _note(fig, line: str) -> None:
+    """A line below the figure's title (and so in its caption in figures.tex)."""
+    t = fig._suptitle  # noqa: SLF001 - as _save
+    if line and t is not None:
+        width = int(fig.get_figwidth() * 72 / (0.6 * t.get_fontsize()))  # characters across the figure
+        t.set_text(f"{t.get_text()}\n{textwrap.fill(line, width, break_long_words=False)}")
+
+
 def _axis(study: Study, label: str):
     return next(a for a in study.all_axes if a.label == label)
 
@@ -160,13 +210,19 @@ def _stem(fig: Figure, by_value) -> str:
     return fig.kind + suffix
 
 
+def _one_paragraph(title: str) -> str:
+    """A figure's title as its caption's text: the line _note put below it follows as a sentence."""
+    head, _, note = title.partition("\n")
+    return f"{head}. {' '.join(note.split())}" if note else head
+
+
 def _save(fig, out: Path, name: str, captions: dict[Path, tuple[str, float]]) -> list[Path]:
     """The figure as PNG (with its title: the report, the UI) and as PDF for a paper, whose caption
     in figures.tex says what the title said (captions: the PDF's title and width in inches)."""
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=200, bbox_inches="tight")
     title = fig._suptitle  # noqa: SLF001 - matplotlib >= 3.8 has get_suptitle(); 3.7 only this
-    captions[paths[1]] = (title.get_text() if title is not None else "", fig.get_figwidth())
+    captions[paths[1]] = (_one_paragraph(title.get_text()) if title is not None else "", fig.get_figwidth())
     if title is not None:
         title.set_visible(False)
     fig.savefig(paths[1], bbox_inches="tight")
@@ -596,6 +652,7 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     study = study_for(str(probe["study"].iloc[0]) if "study" in probe else experiment,
                       str(probe["model.family"].iloc[0]))
     runs = load_runs(client, exp.experiment_id, study)
+    failed = load_unfinished(client, exp.experiment_id, study)
     swept, table_study = _with_swept_axes(runs, study), study  # the table's study: its swept settings blank where inert
     if study.name not in STUDIES:
         study = swept
@@ -619,7 +676,8 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
         for extra, part in _by_other_settings(runs, study):  # no figure mixes runs of different configs
             suffix = "".join(f"_{_short(k)}-{v}" for k, v in extra)
             settings = ", ".join(f"{k}={v}" for k, v in extra)
-            paths += _study_figures(client, part, study, out, activation, Path(tmp), suffix, settings, captions)
+            paths += _study_figures(client, part, study, out, activation, Path(tmp), suffix, settings, captions,
+                                    lambda spec, by, act=None: _not_drawn(failed, study, spec, by, extra, act))
         data = write_data(client, runs, study, out, Path(tmp))
     paths.append(write_latex(out, experiment, captions))
     if log_to_mlflow:  # the figures; their numbers are the store's own
@@ -737,9 +795,11 @@ def _by_other_settings(runs: pd.DataFrame, study: Study) -> list[tuple[tuple, pd
 
 
 def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activation: str | None, tmp: Path,
-                   suffix: str, settings: str, captions: dict[Path, tuple[str, float]]) -> list[Path]:
+                   suffix: str, settings: str, captions: dict[Path, tuple[str, float]],
+                   not_drawn=lambda spec, by, act=None: "") -> list[Path]:
     """The study's figures (but the activations one) from these runs; `suffix` ends the file names,
-    `settings` goes into the titles."""
+    `settings` goes into the titles; not_drawn(spec, by value, activation) the line naming the configs a
+    figure leaves out, having no finished run."""
     paths: list[Path] = []
     for spec in study.figures:
         if spec.kind in ("activations", "results", "deltas"):  # drawn once for all the runs (_build)
@@ -763,11 +823,14 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
                     act = activation if activation in acts else acts[0]
                     fig = fig_gradient_distribution(client, d[d["activation"] == act], study, spec,
                                                     f"{act}, {title}", tmp)
+                    _note(fig, not_drawn(spec, by, act))
                     paths += _save(fig, out, f"gradient_distribution_{act}" + _stem(spec, by)[len(spec.kind):] + suffix,
                                    captions)
                     continue
                 draw = fig_gradient_flow if spec.kind == "gradient_flow" else fig_gradient_flow_epochs
                 fig = draw(client, d, study, spec, title, tmp)
+            if spec.kind != "search":
+                _note(fig, not_drawn(spec, by))
             paths += _save(fig, out, _stem(spec, by) + suffix, captions)
     return paths
 
