@@ -21,11 +21,13 @@ def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(sma
     jobs = [Job(small_cfg(f"regime={r}", "seed=3", "tracking.save_weights=true")) for r in regimes]
     plain = Job(small_cfg("regime=baseline", "seed=4"))
     elsewhere = Job(small_cfg("regime=baseline", "seed=3", "tracking.save_weights=true", "study=other"))
-    outcomes = run_jobs([*jobs, plain, elsewhere])
-    assert [o.status for o in outcomes] == ["FINISHED"] * 5
+    # the first one's name, another rate
+    faster = Job(small_cfg("regime=baseline", "seed=3", "optimizer.lr=0.05", "tracking.save_weights=true"))
+    outcomes = run_jobs([*jobs, plain, elsewhere, faster])
+    assert [o.status for o in outcomes] == ["FINISHED"] * 6
     uri = jobs[0].cfg.tracking.uri
     client = MlflowClient(uri)
-    assert {client.get_run(o.run_id).data.tags["vgsweep.pack_size"] for o in outcomes} == {"5"}  # one pack
+    assert {client.get_run(o.run_id).data.tags["vgsweep.pack_size"] for o in outcomes} == {"6"}  # one pack
 
     for regime, o in zip(regimes, outcomes):
         run = load_run(o.run_id, uri)
@@ -49,9 +51,15 @@ def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(sma
     assert load_run(name, uri).run_id == outcomes[1].run_id
     same = client.get_run(outcomes[0].run_id).info.run_name
     assert same == client.get_run(outcomes[4].run_id).info.run_name
-    with pytest.raises(LookupError, match=f"{same}' names the runs of 2 configs"):
+    with pytest.raises(LookupError, match=f"{same}' names the runs of 3 configs") as e:
         load_run(same, uri)
     assert load_run(same, uri, experiment="other").run_id == outcomes[4].run_id
+    # two configs of that name in one study: named as the report and `vgsweep status` name them
+    lr = client.get_run(outcomes[0].run_id).data.params["optimizer.lr"]
+    assert f"'{same} optimizer.lr=0.05' (run {outcomes[5].run_id}, experiment agarap2019)" in str(e.value)
+    assert f"'{same} optimizer.lr={lr}' (run {outcomes[0].run_id}, experiment agarap2019)" in str(e.value)
+    assert load_run(f"{same} optimizer.lr=0.05", uri).run_id == outcomes[5].run_id
+    assert load_run(f"{same} optimizer.lr={lr}", uri, experiment="agarap2019").run_id == outcomes[0].run_id
     with pytest.raises(LookupError, match="no FINISHED run with the id or name 'mnist-d9'"):
         load_run("mnist-d9", uri)
 

@@ -68,10 +68,15 @@ class SavedRun:
 
 
 def find_run(client, run: str, experiment: Optional[str] = None) -> str:
-    """The id of `run`: a run id, or a run name as the report and the UI show it (`mnist-d5-relu-gna-s0`):
-    the newest FINISHED run of that name (in `experiment` only, if given). LookupError where none is, or
-    where the name is that of runs of several configs (two studies): the error lists them."""
+    """The id of `run`: a run id, or a run name as the report, `vgsweep status` and the UI show it
+    (`mnist-d5-relu-gna-s0`; where configs share that name, with the settings that tell them apart, as the
+    report writes it: `mnist-d2-relu-baseline-s42 optimizer.lr=0.01`): the newest FINISHED run of that
+    name and those settings (in `experiment` only, if given). LookupError where none is, or where the
+    name is that of runs of several configs: the error names each as the report does."""
+    import pandas as pd
+
     from vgsweep import tracking
+    from vgsweep.results.reader import fill_neutral, told_apart
 
     try:
         return tracking.retry(client.get_run, run).info.run_id
@@ -79,22 +84,30 @@ def find_run(client, run: str, experiment: Optional[str] = None) -> str:
         raise
     except Exception:  # noqa: BLE001 - not a run id: a name
         pass
+    name, *said = run.split()
+    settings = dict(x.split("=", 1) for x in said if "=" in x)
     exps = tracking.retry(client.search_experiments)
     if experiment is not None:
         exps = [e for e in exps if e.name == experiment]
-    q = '"' if "'" in run else "'"
+    q = '"' if "'" in name else "'"
     found = tracking.retry(client.search_runs, [e.experiment_id for e in exps],
-                           f"attributes.run_name = {q}{run}{q} and attributes.status = 'FINISHED'",
-                           order_by=["attributes.start_time DESC"]) if exps else []
+                           f"attributes.run_name = {q}{name}{q} and attributes.status = 'FINISHED'",
+                           order_by=["attributes.start_time DESC"]) if exps and len(settings) == len(said) else []
+    found = [r for r in found if all(r.data.params.get(k) == v for k, v in settings.items())]
     names = {e.experiment_id: e.name for e in exps}
-    configs = {(r.info.experiment_id, r.data.tags.get(tracking.TAG_HASH)) for r in found}
+    newest: dict[tuple, object] = {}  # each config's newest run
+    for r in found:
+        newest.setdefault((r.info.experiment_id, r.data.tags.get(tracking.TAG_HASH)), r)
     if not found:
         raise LookupError(f"no FINISHED run with the id or name {run!r}"
                           + (f" in experiment {experiment!r}" if experiment else ""))
-    if len(configs) > 1:
-        raise LookupError(f"{run!r} names the runs of {len(configs)} configs: "
-                          + ", ".join(f"{r.info.run_id} (experiment {names[r.info.experiment_id]})" for r in found)
-                          + ": pass a run id, or experiment=")
+    if len(newest) > 1:
+        rs = list(newest.values())
+        labels = told_apart(fill_neutral(pd.DataFrame([{**r.data.params, "run_name": r.info.run_name} for r in rs])))
+        raise LookupError(f"{run!r} names the runs of {len(rs)} configs: "
+                          + ", ".join(f"{label!r} (run {r.info.run_id}, experiment {names[r.info.experiment_id]})"
+                                      for r, label in zip(rs, labels))
+                          + ": pass one of these names, a run id, or experiment=")
     return found[0].info.run_id
 
 
