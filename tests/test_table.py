@@ -141,6 +141,10 @@ def test_cells_in_the_papers_format():
     md = to_markdown(df)
     assert "| gna | logistic |" in md and "75.05 (+9.93)" in md and "2-layer published" in md
     assert md.index("| baseline | logistic") < md.index("| baseline | tanh") < md.index("| gna | logistic")
+    assert f"Published: {AGARAP.source}." in md
+    # a table of rows the paper has no value for (depth 10) names no published source under it
+    deep = to_markdown(aggregate(_runs([("tanh", "baseline", 10, 0, 90.0), ("tanh", "gna", 10, 0, 91.0)])), AGARAP)
+    assert "| baseline | tanh |" in deep and "published" not in deep.lower()
 
 
 def test_runs_from_before_a_key_existed_group_with_its_neutral_value():

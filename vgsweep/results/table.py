@@ -394,7 +394,7 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
             foot += ("`†`: the published value (one run) lies outside the 95% prediction interval of one run of "
                      "ours (mean ± t·s·√(1 + 1/n) over our n seeds): not reproduced within seed noise. ")
         foot += ("A word after a cell is the runs' verdict when not healthy (vanishing, exploding, dead_units, "
-                 "not_learning)." + (f" Published: {study.source}." if study.source else "") + "".join(f" {x}" for x in study.notes))
+                 "not_learning)." + (f" Published: {study.source}." if study.source and show_pub else "") + "".join(f" {x}" for x in study.notes))
         blocks.append(Block(title, not_comparable_note(d), head, rows, foot, len(rows_by),
                             groups if study.column is not None and show_pub else None))
     return blocks
