@@ -122,9 +122,11 @@ def test_a_search_goes_on_past_a_diverging_trial_and_ends_with_exit_status_1(tin
     runs = {r.data.params["optimizer.lr"]: r for r in _runs(uri)}
     assert runs["0.01"].info.status == "FINISHED" and runs["1000000000000.0"].info.status == "FAILED"
     failed = runs["1000000000000.0"].info.run_id
+    # named by the rate it searched; the momentum the command line set over the file's search is not swept
     assert _one_line(res.stderr).startswith(f"vgsweep: 1 job failed: run {failed} (mnist-d2-relu-baseline-s42 "
-                                            "optimizer.lr=1e+12 optimizer.momentum=0.9): training loss became NaN or inf"),\
+                                            "optimizer.lr=1e+12): training loss became NaN or inf"),\
         res.stderr[-2000:]
+    assert runs["0.01"].info.run_name == "mnist-d2-relu-baseline-s42 optimizer.lr=0.01"
     result = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     assert result["best_params"]["optimizer.lr"] == 0.01
 

@@ -184,7 +184,9 @@ def check_grid(config: DictConfig) -> None:
 
 def swept_keys(config: DictConfig) -> list[str]:
     """The keys the sweep varies: its sweep overrides (`init=xavier,he`, an Optuna `interval(...)`),
-    on the command line or in hydra.sweeper.params (a study file's)."""
+    on the command line or in hydra.sweeper.params (a study file's). A key the study sweeps that the
+    command line sets to one value (`experiment=residual_study model.residual=true`) is not swept: the
+    sweepers (basic and Optuna) let the command line's override replace the study's."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
@@ -193,7 +195,10 @@ def swept_keys(config: DictConfig) -> list[str]:
         parsed = OverridesParser.create().parse_overrides(items)
     except Exception:  # noqa: BLE001 - the sweeper parsed them already; a name is not worth failing for
         return []
-    return list(dict.fromkeys(p.key_or_group for p in parsed if p.is_sweep_override()))
+    swept: dict[str, bool] = {}
+    for p in parsed:  # the last one of a key is what the sweeper uses
+        swept[p.key_or_group] = p.is_sweep_override()
+    return [k for k, is_swept in swept.items() if is_swept]
 
 
 # Jobs of this process that failed, across the launcher's calls: a sweeper that tolerates failures
