@@ -23,11 +23,14 @@ def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(sma
     elsewhere = Job(small_cfg("regime=baseline", "seed=3", "tracking.save_weights=true", "study=other"))
     # the first one's name, another rate
     faster = Job(small_cfg("regime=baseline", "seed=3", "optimizer.lr=0.05", "tracking.save_weights=true"))
-    outcomes = run_jobs([*jobs, plain, elsewhere, faster])
-    assert [o.status for o in outcomes] == ["FINISHED"] * 6
+    # a sweep's run: its name ends with its swept setting, shortened (an Optuna trial's rate)
+    trial = Job(small_cfg("regime=baseline", "seed=7", "optimizer.lr=0.01567667719550607", "tracking.save_weights=true"),
+                label="optimizer.lr=0.01568")
+    outcomes = run_jobs([*jobs, plain, elsewhere, faster, trial])
+    assert [o.status for o in outcomes] == ["FINISHED"] * 7
     uri = jobs[0].cfg.tracking.uri
     client = MlflowClient(uri)
-    assert {client.get_run(o.run_id).data.tags["vgsweep.pack_size"] for o in outcomes} == {"6"}  # one pack
+    assert {client.get_run(o.run_id).data.tags["vgsweep.pack_size"] for o in outcomes} == {"7"}  # one pack
 
     for regime, o in zip(regimes, outcomes):
         run = load_run(o.run_id, uri)
@@ -60,6 +63,10 @@ def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(sma
     assert f"'{same} optimizer.lr={lr}' (run {outcomes[0].run_id}, experiment agarap2019)" in str(e.value)
     assert load_run(f"{same} optimizer.lr=0.05", uri).run_id == outcomes[5].run_id
     assert load_run(f"{same} optimizer.lr={lr}", uri, experiment="agarap2019").run_id == outcomes[0].run_id
+    labelled = client.get_run(outcomes[6].run_id).info.run_name
+    assert labelled == "mnist-d2-logistic-baseline-s7 optimizer.lr=0.01568" and load_run(labelled, uri).run_id == \
+        outcomes[6].run_id
+    assert load_run("mnist-d2-logistic-baseline-s7 optimizer.lr=0.01567667719550607", uri).run_id == outcomes[6].run_id
     with pytest.raises(LookupError, match="no FINISHED run with the id or name 'mnist-d9'"):
         load_run("mnist-d9", uri)
 

@@ -76,6 +76,7 @@ def find_run(client, run: str, experiment: Optional[str] = None) -> str:
     import pandas as pd
 
     from vgsweep import tracking
+    from vgsweep.jobs import shown
     from vgsweep.results.reader import fill_neutral, told_apart
 
     try:
@@ -90,10 +91,14 @@ def find_run(client, run: str, experiment: Optional[str] = None) -> str:
     if experiment is not None:
         exps = [e for e in exps if e.name == experiment]
     q = '"' if "'" in name else "'"
+    # a sweep's run names hold its swept settings already (`... optimizer.lr=0.01`): the runs whose name
+    # starts so, then the one named `run` exactly, else those whose settings are the ones `run` gives
     found = tracking.retry(client.search_runs, [e.experiment_id for e in exps],
-                           f"attributes.run_name = {q}{name}{q} and attributes.status = 'FINISHED'",
-                           order_by=["attributes.start_time DESC"]) if exps and len(settings) == len(said) else []
-    found = [r for r in found if all(r.data.params.get(k) == v for k, v in settings.items())]
+                           f"attributes.run_name LIKE {q}{name}%{q} and attributes.status = 'FINISHED'",
+                           order_by=["attributes.start_time DESC"]) if exps else []
+    exact = [r for r in found if r.info.run_name == run]
+    found = exact or [r for r in found if (r.info.run_name or "").split(" ")[0] == name and len(settings) == len(said)
+                      and all(v in (r.data.params.get(k), shown(r.data.params.get(k, ""))) for k, v in settings.items())]
     names = {e.experiment_id: e.name for e in exps}
     newest: dict[tuple, object] = {}  # each config's newest run
     for r in found:

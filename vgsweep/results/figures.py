@@ -138,6 +138,7 @@ def _not_drawn(failed: pd.DataFrame, study: Study, spec: Figure, by, extra: tupl
         states, seeds = said.setdefault(name, (set(), []))
         states.add("failed" if r.status == "FAILED" else "killed")
         seeds.append(str(r["seed"]))
+
     def seeds_of(seeds: list) -> str:
         ss = sorted(set(seeds), key=int)
         return f"seed{'s' if len(ss) > 1 else ''} {', '.join(ss)}"
