@@ -206,7 +206,7 @@ def test_the_results_commands_refuse_bad_arguments_in_one_line_and_create_nothin
          ["--out=", "is a file, so no folder can be made inside it"]),
         (["table", "--tracking-uri", f"sqlite:///{tmp / 'none.db'}"], 1, ["no store at", "run a sweep first"]),
         (["table", "--tracking-uri", good, "--experiment", "nope", "--out", str(tmp / "t")], 1,
-         ["no experiment 'nope'"]),
+         ["no experiment 'nope'", "its experiments with training runs are 'agarap2019' (--experiment)"]),
     ]
     # what argparse itself refuses, and vgsweep profile's own arguments (checked before it trains): the
     # same one line, no usage printed first (argparse's way)

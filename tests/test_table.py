@@ -885,3 +885,17 @@ def test_a_figure_names_the_configs_it_leaves_out_having_no_finished_run(small_c
     caption = next(x for x in tex.splitlines() if x.startswith(r"\caption{\textbf{Learning curves:} 2-layer"))
     assert "one seed per line. Not drawn, no finished run: relu baseline (killed: seeds 1, 2). Loss" in caption
     assert "Not drawn" not in next(x for x in tex.splitlines() if x.startswith(r"\caption{\textbf{Learning curves:} 5-"))
+
+
+def test_a_report_of_a_study_without_a_finished_run_says_so_under_its_verdicts(small_cfg, tmp_path):
+    from vgsweep import tracking
+    from vgsweep.jobs import Job
+    from vgsweep.results import report
+    from vgsweep.sweep import run_jobs
+
+    [out] = run_jobs([Job(small_cfg("diagnostics.enabled=false"))])
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking.client_for(uri).set_terminated(out.run_id, "KILLED")
+    page = report.build(uri, tmp_path / "res").read_text()
+    verdicts = page.split("## Verdicts")[1].split("## Failed or killed runs")
+    assert verdicts[0].strip() == "No finished run has a verdict yet." and "| KILLED " in verdicts[1], page

@@ -30,8 +30,10 @@ def open_experiment(uri: str, experiment: str):
     client = tracking.client_for(uri)
     exp = tracking.retry(client.get_experiment_by_name, experiment)
     if exp is None:
-        raise SystemExit(f"vgsweep: no experiment {experiment!r} in {tracking.hide_passwords(uri)}: run a sweep first "
-                         "(or pass --experiment / --tracking-uri)")
+        there = experiments(uri)
+        raise SystemExit(f"vgsweep: no experiment {experiment!r} in {tracking.hide_passwords(uri)}: "
+                         + (f"its experiments with training runs are {', '.join(map(repr, there))} (--experiment)"
+                            if there else "run a sweep first (or pass --experiment / --tracking-uri)"))
     return client, exp
 
 

@@ -69,6 +69,8 @@ def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[l
         lines += [counts.to_markdown(), "", "Runs that are not healthy:", ""]
         bad = v[v.verdict != "healthy"].sort_values([c for c in (group, "activation", "regime", "run") if c in v])
         lines += [table.md_table(bad, index=False) if not bad.empty else "None.", ""]
+    else:
+        lines += ["No finished run has a verdict yet.", ""]
     failed = failed_rows(runs)
     lines += ["## Failed or killed runs", "", table.md_table(failed, index=False) if not failed.empty else "None.", ""]
     if figs:
