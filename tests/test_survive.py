@@ -379,8 +379,10 @@ def test_a_dry_run_says_what_the_sweep_would_do_and_changes_nothing(small_cfg, t
     assert text.startswith("dry run: 4 jobs: 3 to train, 0 to resume from their checkpoints, in 1 pack; 1 skipped")
     assert "  #0 seed=1: train, pack 1" in text and "  #3 seed=3: skip: the same config as job #2" in text
     assert "  pack 1: 3 runs, mlp 16-16 on mnist, epochs 1-2, batch 32, fp32 on cpu, about " in text
-    deep = Sweep([Job(small_cfg("model.hidden=[32,32,16,16,16,16,8]"))], dry_run=True).describe()
+    deep = Sweep([Job(small_cfg("model.hidden=[32,32,16,16,16,16,8]")),
+                  Job(small_cfg("model.hidden=[32,32,16,16,16,16,8]", "model.residual=true"))], dry_run=True).describe()
     assert "  pack 1: 1 run, mlp 32-32-16x4-8 on mnist," in deep  # three or more equal widths in a row as one
+    assert "  pack 2: 1 run, mlp 32-32-16x4-8 with skips on mnist," in deep  # what sets it apart from pack 1
 
     [done] = run_jobs([jobs()[0]])
     orphan = _fake_running_run(jobs()[1].cfg, "node-that-died", "12345", time.time() - 10**6)

@@ -868,7 +868,9 @@ class Sweep:
             device = resolve_device(cfg.device)
             need, budget = len(p) * bytes_per_run(cfg), memory_budget(device, self.budget_gb)
             start = self.jobs[p[0]].start_epoch
-            shape = "mlp " + widths(cfg.model.hidden) if cfg.model.family == "mlp" else cfg.model.name
+            shape = cfg.model.name if cfg.model.family != "mlp" else " ".join(
+                ["mlp", widths(cfg.model.hidden)] + ["with skips"] * bool(cfg.model.residual)
+                + ["with weight norm"] * bool(cfg.regime.weight_norm))  # what tells packs of one width apart
             lines.append(f"  pack {k}: {len(p)} run{'s' if len(p) != 1 else ''}, {shape} on {cfg.data.name}, "
                          f"epochs {start + 1}-{int(cfg.train.epochs)}, batch {int(cfg.train.batch_size)}, "
                          f"{enum_value(cfg.precision)} on {device}, about {need / 2**30:.2f} GiB"
