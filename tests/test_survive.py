@@ -112,6 +112,44 @@ def test_rerun_skips_finished_configs_unless_forced(small_cfg):
     assert len(runs) == 4
 
 
+def test_runs_deleted_in_mlflow_are_gone_for_the_sweep_and_status(small_cfg, monkeypatch):
+    """A run deleted in MLflow's UI: status counts without it, and the sweep trains its config again; an
+    interrupted run deleted beside its checkpoint is not resumed (its config starts afresh)."""
+    from vgsweep import runs as open_runs, sweep
+    from vgsweep.results.status import summary
+
+    first = run_jobs([Job(small_cfg(f"seed={s}")) for s in (0, 1)])
+    client, _ = _all_runs(small_cfg().tracking.uri)
+    client.delete_run(first[0].run_id)
+    exp = client.get_experiment_by_name(small_cfg().tracking.experiment)
+    assert summary(client, exp)[0].endswith("1 config: 1 finished")
+    again = run_jobs([Job(small_cfg(f"seed={s}")) for s in (0, 1)])
+    assert [o.status for o in again] == ["FINISHED", "SKIPPED"] and again[0].run_id != first[0].run_id
+
+    job = lambda: Job(small_cfg("seed=5", "train.epochs=3", "checkpoint.every=1"))  # noqa: E731
+    save = sweep.save_checkpoint
+
+    def interrupted(path, state):  # its checkpoint after epoch 1 written, then the sweep interrupted
+        save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "save_checkpoint", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_jobs([job()])
+    finally:
+        open_runs.end_open_runs("KILLED", "the test's interruption")
+    monkeypatch.setattr(sweep, "save_checkpoint", save)
+    j = job()
+    killed = sweep.load_checkpoint(sweep.checkpoint_path(j.cfg, j.key()))["run_id"]
+    assert "resume run " + killed in sweep.Sweep([job()], dry_run=True).describe()
+    client.delete_run(killed)
+    assert "#0 mnist-d2-logistic-baseline-s5: train, pack 1" in sweep.Sweep([job()], dry_run=True).describe()
+    [done] = run_jobs([job()])
+    assert done.status == "FINISHED" and done.run_id != killed
+    assert [m.step for m in client.get_metric_history(done.run_id, "test_acc")] == [0, 1, 2]
+
+
 @pytest.mark.e2e
 def test_ctrl_c_then_sigterm_end_the_runs_killed_and_the_same_command_finishes_them(tmp_path, ctrl_c_reaches_children):
     """Ctrl-C (SIGINT) after the first checkpoints, then SIGTERM to the resumed sweep after its next
