@@ -175,6 +175,25 @@ def test_the_eta_does_not_take_a_packs_start_up_for_its_pace(monkeypatch):
     q.epoch_done(0, 2)
     assert q.eta_s() == pytest.approx(2 * 5.0)
 
+    # packs of two kinds (depth 2, depth 5), each split in two: a pack to come goes at its own kind's pace
+    # per run-epoch once a pack of that kind has been timed, else at the pace of all so far
+    k = progress.Progress([(10, 3, 0, "d2"), (10, 3, 0, "d5"), (10, 3, 0, "d2"), (10, 3, 0, "d5")], "log")
+    for pace in (1.0, 3.0):  # seconds per epoch of a 10-run pack: 0.1 s per run-epoch at depth 2, 0.3 at depth 5
+        clock[0] += 2.0  # start-up
+        for epoch in range(3):
+            clock[0] += pace
+            k.epoch_done(epoch, 10)
+        if pace == 1.0:  # the depth-5 kind is not timed yet: the packs to come at depth 2's pace
+            assert k.eta_s() == pytest.approx(3 * (30 * 0.1 + 2.0))
+        clock[0] += 0.5
+        k.pack_done()
+    clock[0] += 2.0 + 1.0
+    k.epoch_done(0, 10)
+    clock[0] += 1.0
+    k.epoch_done(1, 10)  # the third pack (depth 2): its last epoch, then one depth-5 pack at 0.3 s a run-epoch
+    setup, close = 2.0, 0.5
+    assert k.eta_s() == pytest.approx(1.0 + close + (30 * 0.3 + setup + close))
+
 
 def test_curves_say_one_seed_when_there_is_one(monkeypatch):
     import pandas as pd

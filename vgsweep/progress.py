@@ -38,14 +38,18 @@ class Progress:
     compilation), which may be a hundred of its epochs on a GPU. So epochs are timed from one to the next
     within a pack, a pack's first epoch and its close (the time from its last epoch to the next pack) are
     counted as the pack's overhead, and the time left is: the current pack's epochs left at its own pace,
-    plus, per pack still to come, its run-epochs at the pace of the run-epochs so far and the mean overhead
+    plus, per pack still to come, its run-epochs at the pace of the run-epochs so far (of packs of its own
+    kind where one has been timed: a 5-layer pack's run-epoch is not a 2-layer one's) and the mean overhead
     of a pack. Until a pack has timed one epoch after its first (with more to come) the estimate is not
     known: `ETA ?`."""
 
-    def __init__(self, packs: list[tuple[int, ...]], mode: str = "auto"):
-        """packs: (runs, epochs[, the first epoch it trains, from 0: a resumed pack's]) per pack."""
+    def __init__(self, packs: list[tuple], mode: str = "auto"):
+        """packs: (runs, epochs[, the first epoch it trains, from 0: a resumed pack's[, its kind: packs of one
+        kind train at one pace per run-epoch]]) per pack."""
         self.packs = [(int(p[0]), int(p[1])) for p in packs]
         self.start = [int(p[2]) if len(p) > 2 else 0 for p in packs]
+        self.kind = [p[3] if len(p) > 3 else None for p in packs]
+        self._kind_steady: dict = {}  # kind -> [seconds, run-epochs] of its packs' epochs after their first
         self.runs_done, self.pack = 0, 0
         self.taken: set = set()  # the runs another sweep took: they leave the count
         self.t0 = time.monotonic()
@@ -61,7 +65,8 @@ class Progress:
         self._live = 0  # the runs of this pack still training at its last epoch
         self._steady_s, self._steady_work = 0.0, 0  # epochs after a pack's first: seconds, run-epochs
         self._pack_steady_s, self._pack_steady_n = 0.0, 0  # the same, this pack's: seconds, epochs
-        self._firsts: list[tuple[float, int]] = []  # per pack started: (its first epoch's seconds from its start, its runs)
+        self._firsts: list[tuple[float, int, object]] = []  # per pack started: (its first epoch's seconds from its
+        # start, its runs, its kind)
         self._closes: list[float] = []  # per pack ended: seconds from its last epoch to its end
         self._after: list[str] = []  # lines for the log once this pack's live line has ended (after_pack)
 
@@ -77,8 +82,9 @@ class Progress:
         elif epochs_left > 0:
             return float("nan")  # a pack's first epoch only, more to come: its start-up would pass for its pace
         else:  # packs of one epoch so far: their start-up is their pace
-            rate = sum(s for s, _ in self._firsts) / max(1, sum(n for _, n in self._firsts))
-        setup = sum(max(0.0, s - n * rate) for s, n in self._firsts) / len(self._firsts)
+            rate = sum(s for s, _, _ in self._firsts) / max(1, sum(n for _, n, _ in self._firsts))
+        # a pack's start-up: its first epoch less one epoch of its runs at its kind's pace (else all packs')
+        setup = sum(max(0.0, s - n * self._rate_of(kind, rate)) for s, n, kind in self._firsts) / len(self._firsts)
         close = sum(self._closes) / len(self._closes) if self._closes else 0.0
         left = 0.0
         if started:  # this pack: its own pace per epoch where it has one (a pack of K runs is not K times one)
@@ -86,8 +92,13 @@ class Progress:
             left += epochs_left * per_epoch + close
         for p in range(self.pack + (1 if started else 0), len(self.packs)):
             kk, ee = self.packs[p]
-            left += kk * (ee - self.start[p]) * rate + setup + close
+            left += kk * (ee - self.start[p]) * self._rate_of(self.kind[p], rate) + setup + close
         return left
+
+    def _rate_of(self, kind, rate: float) -> float:
+        """Seconds per run-epoch of a pack of this kind: its kind's where a pack of it was timed, else `rate`."""
+        s, work = self._kind_steady.get(kind, (0.0, 0)) if kind is not None else (0.0, 0)
+        return s / work if work else rate
 
     def line(self, epoch: int) -> str:
         k, e = self.packs[self.pack]
@@ -111,12 +122,16 @@ class Progress:
     def epoch_done(self, epoch: int, live_runs: int) -> None:
         now = time.monotonic()
         if self._epoch_t is None:  # the pack's first epoch: with its start-up
-            self._firsts.append((now - self._pack_t0, live_runs))
+            self._firsts.append((now - self._pack_t0, live_runs, self.kind[self.pack]))
         else:
             self._steady_s += now - self._epoch_t
             self._steady_work += live_runs
             self._pack_steady_s += now - self._epoch_t
             self._pack_steady_n += 1
+            if self.kind[self.pack] is not None:
+                kind = self._kind_steady.setdefault(self.kind[self.pack], [0.0, 0])
+                kind[0] += now - self._epoch_t
+                kind[1] += live_runs
         self._epoch_t, self._epoch, self._live = now, epoch, live_runs
         text = self.line(epoch)
         if self.live:
