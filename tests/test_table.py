@@ -885,6 +885,8 @@ def test_a_figure_names_the_configs_it_leaves_out_having_no_finished_run(small_c
     caption = next(x for x in tex.splitlines() if x.startswith(r"\caption{\textbf{Learning curves:} 2-layer"))
     assert "one seed per line. Not drawn, no finished run: relu baseline (killed: seeds 1, 2). Loss" in caption
     assert "Not drawn" not in next(x for x in tex.splitlines() if x.startswith(r"\caption{\textbf{Learning curves:} 5-"))
+    results = next(x for x in tex.splitlines() if x.startswith(r"\caption{\textbf{Results:}"))
+    assert "Not drawn, no finished run: 2-layer relu baseline (killed: seeds 1, 2)." in results  # every config's figure
 
 
 def test_a_report_of_a_study_without_a_finished_run_says_so_under_its_verdicts(small_cfg, tmp_path):

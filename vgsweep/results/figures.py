@@ -131,10 +131,11 @@ def _not_drawn(failed: pd.DataFrame, study: Study, spec: Figure, by, extra: tupl
         f = f[[all(str(params.at[i, k]) in (v, "") if k in params else False for k, v in extra) for i in f.index]]
     if f.empty:
         return ""
-    labels = tuple(lab for lab in spec.panel + spec.line if lab != "metric" and lab in f and lab != spec.by)
+    labels = tuple(lab for lab in spec.panel + spec.x + spec.line if lab != "metric" and lab in f and lab != spec.by)
     said: dict[str, tuple[set, list]] = {}
     for _, r in f.iterrows():
-        name = _name(labels, tuple(str(r[lab]) for lab in labels)) or r.run_name
+        name = " ".join(f"{r[lab]}-layer" if lab == "depth" else _name((lab,), (str(r[lab]),)) for lab in labels
+                        if str(r[lab]) != "").strip() or r.run_name
         states, seeds = said.setdefault(name, (set(), []))
         states.add("failed" if r.status == "FAILED" else "killed")
         seeds.append(str(r["seed"]))
@@ -673,6 +674,7 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
         for spec in swept.figures:  # one figure of every config side by side: a swept setting is a marker
             if spec.kind in ("results", "deltas") and (fig := fig_results(runs, swept, spec, study.name,
                                                                           table_study=table_study)) is not None:
+                _note(fig, _not_drawn(failed, swept, spec, None, ()))
                 paths += _save(fig, out, _stem(spec, None), captions)
         for extra, part in _by_other_settings(runs, study):  # no figure mixes runs of different configs
             suffix = "".join(f"_{_short(k)}-{v}" for k, v in extra)
