@@ -707,6 +707,7 @@ def run_isolated(jobs: list[Job], progress) -> list[Outcome]:
 
 # --- a whole sweep -------------------------------------------------------------------------------
 
+
 def widths(hidden) -> str:
     """An MLP's hidden widths as a dry run shows them: `512-512-256-256-128`; three or more equal widths in
     a row as one `256x20` (a 30-layer net's 30 widths made a line of 120 characters)."""
@@ -719,6 +720,7 @@ def widths(hidden) -> str:
         parts += [f"{ws[i]}x{j - i}"] if j - i >= 3 else [str(w) for w in ws[i:j]]
         i = j
     return "-".join(parts)
+
 
 class Sweep:
     """The jobs of one launch, planned at once and trained pack by pack on demand: `outcome(i)` trains
