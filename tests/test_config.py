@@ -90,6 +90,25 @@ def test_defaults_reproduce_the_original_code():
     # what a job returns to a sweeper: a metric it ends with; a validation one only with a split
     ("objective=accuracy", "objective", "one of best_val_acc, test_acc,"),
     ("objective=best_val_acc", "objective", "without a validation split. set data.val_size"),
+    ("checkpoint.every=-1", "checkpoint.every", "an int >= 0"),
+    ("diagnostics.verdict.dead_fraction=2", "diagnostics.verdict.dead_fraction", "[0, 1]"),
+    ("diagnostics.hist_min=5", "diagnostics.hist_max", "above diagnostics.hist_min=5.0"),
+    ("optimizer.schedule.eta_min=1", "optimizer.schedule.eta_min", "at most optimizer.lr"),
+    ("data.mean=[0.1,0.2] data.std=[1,1]", "data.mean", "1 values, one per channel"),
+    ("model=vgg08 regime=gna_bn", "regime.name", "model.bn and model.residual"),
+    # NaN and inf, everywhere a number is (through the CLI: tests/test_bad_input.py, a few of them)
+    ("optimizer.lr=inf", "optimizer.lr", "a positive float (NaN and inf are not)"),
+    ("init.std=inf", "init.std", "(NaN and inf are not)"),
+    ("regime.bn.eps=nan", "regime.bn.eps", "(NaN and inf are not)"),
+    ("regime=gna regime.grad_noise.eta=nan", "regime.grad_noise.eta", "(NaN and inf are not)"),
+    ("regime.grad_noise.gamma=-inf", "regime.grad_noise.gamma", "(NaN and inf are not)"),
+    ("data.input_noise_std=nan", "data.input_noise_std", "(NaN and inf are not)"),
+    ("tracking.heartbeat_s=nan", "tracking.heartbeat_s", "(NaN and inf are not)"),
+    ("tracking.stale_after_s=inf", "tracking.stale_after_s", "(NaN and inf are not)"),
+    ("tracking.retry_s=nan", "tracking.retry_s", "(NaN and inf are not)"),
+    ("tracking.flush_s=inf", "tracking.flush_s", "(NaN and inf are not)"),
+    ("diagnostics.verdict.vanish_ratio=nan", "diagnostics.verdict.vanish_ratio", "(NaN and inf are not)"),
+    ("activation.negative_slope=inf", "activation.negative_slope", "(NaN and inf are not)"),
 ])
 def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted):
     cfg = compose_cfg([*override.split(), "device=cpu"] if not override.startswith("device") else [override])
