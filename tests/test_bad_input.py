@@ -37,6 +37,8 @@ CASES = [
      ["optimizer.lr=tag(log,interval(1e-4,1)) is not accepted", "a list of values (a,b,c) or an interval of ints"]),
     (["model=vgg08", "depth=5"], ["model.depth=5 is not accepted", "depth=... sets the MLP's widths"]),
     (["hydra.launcher.progress=sometimes"], ["hydra.launcher.progress='sometimes'", "one of"]),
+    (["hydra.launcher.progress=false"], ["hydra.launcher.progress=false is not accepted; expected one of auto, bar, log. "
+                                         "log writes a line every few seconds instead of the live one"]),
     # values out of range (every rule of validate(): tests/test_config.py, in its process; here one of each kind)
     (["train.epochs=0"], ["train.epochs=0 is not accepted", "a positive int"]),
     (["model.hidden=[64,64,64]"], ["model.depth=2", "len(model.hidden) = 3"]),

@@ -99,7 +99,10 @@ def check_options(launcher) -> None:
 
     check_schema(launcher.config.hydra.launcher, PackedLauncherConf, "hydra.launcher.")
     if launcher.progress not in PROGRESS:
-        raise ConfigError("hydra.launcher.progress", launcher.progress, "one of " + ", ".join(PROGRESS))
+        switch = launcher.progress in ("True", "False")  # `progress=false`: a YAML bool, made a string by the schema
+        raise ConfigError("hydra.launcher.progress", Shown(launcher.progress.lower()) if switch else launcher.progress,
+                          "one of " + ", ".join(PROGRESS),
+                          "log writes a line every few seconds instead of the live one" if switch else "")
     if launcher.executor.executor not in EXECUTORS:
         raise ConfigError("hydra.launcher.executor", launcher.executor.executor, "one of " + ", ".join(EXECUTORS))
 
