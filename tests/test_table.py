@@ -775,6 +775,25 @@ def test_the_reports_lists_of_runs_take_each_config_once_as_the_table_does():
     assert list(failed_rows(runs)["run"]) == ["r4"] and list(failed_rows(runs)["reason"]) == ["failed at 4"]
 
 
+def test_the_reports_verdicts_come_in_the_tables_order():
+    """report.md's verdict counts and its runs that are not healthy: depth 5 before 10 and the study's
+    regimes and activations in the table's order. MLflow's params are strings, and they sorted as
+    strings: depth 10 before 5, `mnist-d10-...` before `mnist-d5-...` (seen in a norm_study report)."""
+    from vgsweep.results.report import verdict_lines
+
+    runs = pd.DataFrame([{"run_name": f"mnist-d{d}-{a}-{r}-s0", "seed": "0", "start_time": i, "status": "FINISHED",
+                          "verdict": "healthy" if a == "tanh" else "not_learning", "verdict_reason": "why",
+                          "metric:test_acc": 0.1, "model.depth": str(d), "activation.name": a, "regime.name": r}
+                         for i, (d, a, r) in enumerate((d, a, r) for d in (10, 5, 20) for a in ("tanh", "relu", "logistic")
+                                                       for r in ("gna", "baseline"))])
+    counts, _, _, _, bad, _ = verdict_lines(runs, AGARAP)
+    assert [ln.split("|")[1].strip() for ln in counts.splitlines()[2:]] == ["5", "10", "20"], counts
+    names = [ln.split("|")[1].strip() for ln in bad.splitlines()[2:]]
+    assert names == [f"mnist-d{d}-{a}-{r}-s0" for d in (5, 10, 20) for a in ("logistic", "relu")
+                     for r in ("baseline", "gna")], names
+    assert verdict_lines(runs.iloc[:0], AGARAP) == ["No finished run has a verdict yet.", ""]
+
+
 def test_a_pipe_in_a_cell_keeps_the_markdown_tables_columns():
     """report.md's table of runs that are not healthy: a vanishing verdict's reason says "mean |gradient|",
     whose bars ended the cell, so the row had two columns more than its header (seen in a report)."""

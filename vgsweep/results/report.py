@@ -53,6 +53,26 @@ def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
                           "overrides": r.overrides} for _, r in bad.iterrows()])
 
 
+def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
+    """report.md's verdicts: how many runs of each depth (or model) have each verdict, and the runs that
+    are not healthy and why, in the table's order (depth 5 before 10, its regimes and activations)."""
+    v = verdict_rows(runs)
+    if v.empty:
+        return ["No finished run has a verdict yet.", ""]
+    group = "depth" if "depth" in v and v["depth"].astype(str).str.len().gt(0).any() else "model"
+    axes = {a.label: a for a in study.all_axes} if study is not None else {}
+
+    def in_order(col: pd.Series) -> pd.Series:
+        return col.map({x: i for i, x in enumerate(table.ordered(col, axes.get(col.name)))})
+
+    counts = v.groupby([group, "verdict"]).size().unstack(fill_value=0)
+    counts = counts.loc[table.ordered(counts.index, axes.get(group))]
+    bad = v[v.verdict != "healthy"]
+    bad = bad.sort_values([c for c in (group, "activation", "regime", "run") if c in bad], key=in_order)
+    return [counts.to_markdown(), "", "Runs that are not healthy:", "",
+            table.md_table(bad, index=False) if not bad.empty else "None.", ""]
+
+
 def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[list[str], bool]:
     """The experiment's part of report.md, and whether it has figures (and so a figures.tex)."""
     experiment, runs, md = sec.name, sec.runs, sec.md
@@ -61,16 +81,7 @@ def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[l
         if (not runs.empty and runs["status"].eq("FINISHED").any()) else []
     figs = [p for p in made if p.suffix == ".png"]
     data = [p.relative_to(out).as_posix() for p in made if p.name.endswith(".csv.gz")]
-    lines = [md.replace("# Results: experiment", "# Experiment"), "## Verdicts", ""]
-    v = verdict_rows(runs)
-    if not v.empty:
-        group = "depth" if "depth" in v and v["depth"].astype(str).str.len().gt(0).any() else "model"
-        counts = v.groupby([group, "verdict"]).size().unstack(fill_value=0)
-        lines += [counts.to_markdown(), "", "Runs that are not healthy:", ""]
-        bad = v[v.verdict != "healthy"].sort_values([c for c in (group, "activation", "regime", "run") if c in v])
-        lines += [table.md_table(bad, index=False) if not bad.empty else "None.", ""]
-    else:
-        lines += ["No finished run has a verdict yet.", ""]
+    lines = [md.replace("# Results: experiment", "# Experiment"), "## Verdicts", "", *verdict_lines(runs, sec.study)]
     failed = failed_rows(runs)
     lines += ["## Failed or killed runs", "", table.md_table(failed, index=False) if not failed.empty else "None.", ""]
     if figs:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
+from typing import Optional
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,15 @@ def _order(values, axis) -> list:
     if axis.numeric:
         return sorted(vals, key=lambda v: (float(v) if _isnum(v) else math.inf, str(v)))
     return [v for v in axis.order if v in vals] + sorted((v for v in vals if v not in axis.order), key=str)
+
+
+def ordered(values, axis=None) -> list:
+    """The distinct values in the table's order: an axis's preferred order, else numbers as numbers
+    (depth 5 before 10), then the rest as text."""
+    if axis is not None:
+        return _order(values, axis)
+    vals = list(dict.fromkeys(values))
+    return sorted(vals, key=lambda v: (0, float(v), "") if _isnum(v) else (1, 0.0, str(v)))
 
 
 def _isnum(v) -> bool:
@@ -525,6 +535,7 @@ class Section:
     df: pd.DataFrame
     md: str
     tex: str
+    study: Optional[Study] = None  # None where no run has ended
 
 
 def section(uri: str, experiment: str) -> Section:
@@ -537,7 +548,7 @@ def section(uri: str, experiment: str) -> Section:
     df = aggregate(runs, study)
     return Section(experiment, runs, df,
                    f"# Results: experiment `{experiment}`\n\n{study.title}.\n\n" + to_markdown(df, study),
-                   f"% experiment {tex(experiment)}\n" + to_latex(df, study, study.title))
+                   f"% experiment {tex(experiment)}\n" + to_latex(df, study, study.title), study)
 
 
 def sections(uri: str, experiment: str | None) -> list[Section]:
