@@ -241,6 +241,13 @@ def test_keys_added_later_keep_older_hashes_at_their_old_behaviour():
     assert config_hash(res) == config_hash(OmegaConf.create(before))
     assert config_hash(res) != config_hash(compose_cfg(["regime=gna", "model.residual=true", "model.residual_scale=0.2"]))
     assert config_hash(base) == config_hash(compose_cfg(["regime=gna", "model.residual_scale=0.2"]))
+    # regime.wn_init: weights is weight norm as it was; without weight norm either is the same config
+    wn = compose_cfg(["regime=wn"])
+    before = OmegaConf.to_container(wn, resolve=True)
+    del before["regime"]["wn_init"]
+    assert config_hash(wn) == config_hash(OmegaConf.create(before))
+    assert config_hash(wn) != config_hash(compose_cfg(["regime=wn", "regime.wn_init=data"]))
+    assert config_hash(base) == config_hash(compose_cfg(["regime=gna", "regime.wn_init=data"]))
 
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))

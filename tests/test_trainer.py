@@ -159,6 +159,39 @@ def test_the_skips_scale_is_each_runs_own_in_a_pack(small_cfg):
     assert train_pack([small_cfg(*common, "seed=1")]).history[0] == packed.history[0]
 
 
+@pytest.mark.usefixtures("several_threads")
+def test_weight_norms_data_init_normalises_each_layer_on_its_batch_and_is_each_runs_own(small_cfg):
+    """regime.wn_init=data (Salimans & Kingma 2016): after the init, every layer's pre-activations on
+    the first batch of training images have mean 0 and std 1 per unit, the output layer's too, with the
+    directions v as drawn. A run with g = ||v|| (wn_init=weights) packed with such runs starts and
+    trains bit for bit as alone; a data-init run packed keeps its numbers alone; and the init changes
+    the training (with weights, an SGD step on v and g is to first order the step on W: no change)."""
+    common = ["regime=wn", "model.hidden=[16,16,16]", "model.depth=3", "activation=logistic"]
+    data = small_cfg(*common, "regime.wn_init=data", "seed=5")
+    pack = Pack([data, small_cfg(*common, "seed=6")])
+    x = pack.ds.train.x[:pack.B]
+    pre: list = []
+    with torch.no_grad():
+        pack.model.forward(x, train=False, preacts=pre, output_preact=True)
+    assert len(pre) == 4
+    for h in pre:
+        assert torch.allclose(h[0].mean(0), torch.zeros(h.shape[-1]), atol=1e-4)
+        assert torch.allclose(h[0].std(0, unbiased=False), torch.ones(h.shape[-1]), atol=1e-3)
+        assert not torch.allclose(h[1].std(0, unbiased=False), torch.ones(h.shape[-1]), atol=0.05)  # as drawn
+    drawn = Pack([small_cfg(*common, "seed=5")]).model.params()
+    for name, t in pack.model.params().items():
+        if name.startswith("W"):  # directions v untouched; g and b set
+            assert torch.equal(t[0], drawn[name][0])
+    alone = train_pack([data]).history[0]
+    packed = train_pack([small_cfg(*common, "seed=1"), data, small_cfg(*common, "regime.wn_init=data", "seed=2")])
+    for e_alone, e_packed in zip(alone, packed.history[1]):
+        for m in e_alone:
+            assert e_packed[m] == pytest.approx(e_alone[m], rel=1e-5, abs=1e-6), m
+    assert train_pack([small_cfg(*common, "seed=1")]).history[0] == packed.history[0]
+    plain = train_pack([small_cfg(*common, "seed=5")]).history[0]
+    assert plain[-1]["train_loss"] != pytest.approx(alone[-1]["train_loss"], rel=1e-3)
+
+
 def test_a_diverging_run_fails_alone(small_cfg):
     bad = small_cfg("activation=relu", "seed=2", "optimizer.lr=1e20", "train.epochs=3")
     good3 = small_cfg("activation=relu", "seed=1", "train.epochs=3")

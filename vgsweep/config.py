@@ -110,6 +110,11 @@ class BNMode(str, Enum):
     layer = "layer"  # layer normalisation: each example over its features, the same in both
 
 
+class WNInit(str, Enum):
+    weights = "weights"  # g = ||v||: the net starts as the init drew it
+    data = "data"  # Salimans & Kingma's data-dependent init: each unit's pre-activation mean 0, std 1 on a batch
+
+
 class Precision(str, Enum):
     fp32 = "fp32"
     tf32 = "tf32"
@@ -181,6 +186,11 @@ class RegimeConfig:
     # Weight normalisation (Salimans & Kingma 2016) of every dense layer: W = g * v / ||v|| per
     # output unit, trained as direction v and length g (g starts at ||v||, so the start is the init).
     weight_norm: bool = False
+    # How g (and the bias) start with weight_norm: `weights` (g = ||v||). To first order an SGD step on v
+    # and g then moves W as a step on W would, so the run tracks the plain one closely; `data`
+    # sets g and b so that each unit's pre-activation has mean 0 and std 1 on the first train.batch_size
+    # training images, layer by layer (the paper's initialisation)
+    wn_init: WNInit = WNInit.weights
 
 
 @dataclass
@@ -420,6 +430,8 @@ def inert_keys(params: dict) -> set[str]:
         out |= {"optimizer.beta1", "optimizer.beta2", "optimizer.eps"}
     elif get("optimizer.name") == "adam":  # optim.update_of: lr, beta1, beta2, eps
         out.add("optimizer.momentum")
+    if get("regime.weight_norm") != "true":
+        out.add("regime.wn_init")
     if get("model.residual") != "true":  # an MLP's skips (a VGG's are model.residual: none | processing)
         out.add("model.residual_scale")
     if _zero(get("data.val_size")) or get("data.val_size") == "":  # no validation split to draw
@@ -459,6 +471,7 @@ HASH_NEUTRAL: dict[str, Any] = {
     "train.shuffle_buffer": None,
     "init.gain": 1.0,
     "model.residual_scale": 1.0,
+    "regime.wn_init": "weights",
 }
 
 

@@ -211,6 +211,7 @@ class Pack:
         seeds = [int(c.seed) for c in runs]
         self.model = fam.build(runs, ds.shape, ds.num_classes, [generator(s, "init") for s in seeds], device)
         self.epochs, self.B = int(c0.train.epochs), int(c0.train.batch_size)
+        self.model.init_from_data(ds.train.x[:self.B])  # the first batch in file order, clean: the same for every run
         self.N, self.drop_last = len(ds.train), bool(c0.train.drop_last)
         self.steps = self.N // self.B if self.drop_last else math.ceil(self.N / self.B)
         if self.steps == 0:

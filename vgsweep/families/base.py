@@ -71,6 +71,7 @@ class Member:
     double_softmax: bool = False
     init_gain: float = 1.0
     residual_scale: float = 1.0  # an MLP's skip connections: h + s * branch
+    wn_data_init: bool = False  # weight norm's g and b set from a batch of data (regime.wn_init=data)
 
 
 class PackedModel:
@@ -151,6 +152,10 @@ class PackedModel:
             f = table[a](h, ns)
             y = f if y is None else torch.where((self.act_group_of == i).view(shape), f, y)
         return y
+
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """Where a run's initial parameters depend on data (the MLP's regime.wn_init=data): set them
+        from the training examples x (B, C, H, W) before the first step. Nothing by default."""
 
     def forward(self, x: torch.Tensor, train: bool, theta: torch.Tensor | None = None,
                 preacts: list | None = None) -> torch.Tensor:

@@ -55,7 +55,8 @@ def arch_of(cfg: DictConfig, input_dim: int, num_classes: int) -> Arch:
 def member_of(cfg: DictConfig) -> Member:
     return Member(activation=cfg.activation.name, negative_slope=float(cfg.activation.negative_slope),
                   init=cfg.init.name, init_std=float(cfg.init.std), double_softmax=bool(cfg.model.double_softmax),
-                  init_gain=float(cfg.init.gain), residual_scale=float(cfg.model.get("residual_scale", 1.0)))
+                  init_gain=float(cfg.init.gain), residual_scale=float(cfg.model.get("residual_scale", 1.0)),
+                  wn_data_init=bool(cfg.regime.weight_norm) and enum_value(cfg.regime.wn_init) == "data")
 
 
 def shape_key(cfg: DictConfig) -> tuple:
@@ -152,6 +153,26 @@ class PackedMLP(PackedModel):
         # each run's skip scale (K, 1, 1); none multiplied where every run's is 1 (x * 1.0 is x: exact either way)
         self.residual_scale = torch.tensor([m.residual_scale for m in members], device=device).view(-1, 1, 1)
         self.any_residual_scale = a0.residual and any(m.residual_scale != 1.0 for m in members)
+        self.wn_data_init = [m.wn_data_init for m in members]
+
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """regime.wn_init=data (Salimans & Kingma 2016, section 3): layer by layer from the input, each
+        unit's g and b are set so that its pre-activation over the examples x has mean 0 and std 1,
+        g <- g / std, b <- (b - mean) / std (the same direction v), then the next layer sees the new
+        activations. For the runs that ask for it; every run's arithmetic is its own, so packed = alone."""
+        if not self.arch.weight_norm or not any(self.wn_data_init):
+            return
+        runs = torch.tensor(self.wn_data_init, device=self.device).view(-1, 1)
+        x = x.to(self.device)
+        p = self.params()
+        with torch.no_grad():
+            for i in range(len(self.arch.sizes) - 1):
+                pre: list[torch.Tensor] = []
+                self.forward(x, train=False, preacts=pre, output_preact=True)
+                mean, var = pre[i].mean(dim=1), pre[i].var(dim=1, unbiased=False)  # (K, out) over the examples
+                inv = torch.rsqrt(var + 1e-10)  # the paper's code's epsilon
+                p[f"g{i}"].copy_(torch.where(runs, p[f"g{i}"] * inv, p[f"g{i}"]))
+                p[f"b{i}"].copy_(torch.where(runs, (p[f"b{i}"] - mean) * inv, p[f"b{i}"]))
 
     def unit_names(self) -> list[str]:
         return [f"hidden{i + 1}" for i in range(len(self.arch.sizes) - 2)]
@@ -186,8 +207,10 @@ class PackedMLP(PackedModel):
                          eps, momentum, dims=(1,), runs=runs)
 
     def forward(self, x: torch.Tensor, train: bool, theta: torch.Tensor | None = None,
-                preacts: list | None = None) -> torch.Tensor:
-        """x: (K, B, ...) per-run inputs or (B, ...) shared ones, flattened here. Returns logits (K, B, C)."""
+                preacts: list | None = None, output_preact: bool = False) -> torch.Tensor:
+        """x: (K, B, ...) per-run inputs or (B, ...) shared ones, flattened here. Returns logits (K, B, C).
+        preacts gets each hidden layer's pre-activation (K, B, F), and with output_preact the output
+        layer's too (before a double softmax)."""
         p = self.params(theta)
         dim = self.arch.sizes[0]
         h = x.reshape(*x.shape[:-3], dim) if x.dim() >= 4 else x  # images (.., C, H, W) -> (.., D)
@@ -198,9 +221,9 @@ class PackedMLP(PackedModel):
             if self.arch.weight_norm:  # W = v * g / ||v||, the norm over each unit's inputs: (K, out)
                 W = W * (p[f"g{i}"] / W.norm(dim=1)).unsqueeze(1)
             h = packed_linear(b, h, W)
+            if preacts is not None and (i < L - 1 or output_preact):
+                preacts.append(h)
             if i < L - 1:
-                if preacts is not None:
-                    preacts.append(h)
                 h = self.activate(h)
                 if i in self.norms:
                     h = self._norm(i, h, p, train)
