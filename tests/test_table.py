@@ -794,6 +794,32 @@ def test_the_reports_verdicts_come_in_the_tables_order():
     assert verdict_lines(runs.iloc[:0], AGARAP) == ["No finished run has a verdict yet.", ""]
 
 
+def test_a_curves_figure_names_the_lines_that_lie_on_one_another():
+    """Lines of a panel that coincide hide each other (the last drawn on top): in a norm_study figure
+    baseline, frozen BN and weight norm trained alike and only weight norm's colour showed. The figure
+    names them below its title, per panel, or once where every panel agrees; on a log axis, by ratio."""
+    import matplotlib.pyplot as plt
+
+    from vgsweep.results.figures import _coinciding
+
+    fig, axes = plt.subplots(1, 2)
+    a, b = axes
+    base = np.array([2.3, 2.2, 2.1])
+    drawn = {("tanh", a): [("baseline", base), ("bn", base + 0.002), ("ln", base - 0.5), ("wn", base - 0.001)],
+             ("relu", b): [("baseline", base), ("bn", base - 0.4), ("ln", base - 0.8)]}
+    assert _coinciding(drawn, set()) == "Lines that coincide, each hiding the others: tanh: baseline = bn = wn."
+    drawn[("relu", b)] = [("baseline", base), ("bn", base + 0.001), ("ln", base - 0.5), ("wn", base)]
+    assert _coinciding(drawn, set()) == \
+        "Lines that coincide in every panel, each hiding the others: baseline = bn = wn."
+    # a loss falling over decades (a log axis): 1.00 and 1.01 near the bottom are apart there
+    low = np.array([100.0, 10.0, 1.0])
+    far = {("tanh", a): [("baseline", low), ("gna", low * np.array([1, 1, 1.3]))]}
+    assert _coinciding(far, {id(a)}) == ""
+    assert _coinciding({("tanh", a): [("baseline", low), ("gna", low * 1.001)]}, {id(a)}) != ""
+    assert _coinciding({("tanh", a): [("baseline", base), ("gna", base - 0.3)]}, set()) == ""
+    plt.close(fig)
+
+
 def test_a_pipe_in_a_cell_keeps_the_markdown_tables_columns():
     """report.md's table of runs that are not healthy: a vanishing verdict's reason says "mean |gradient|",
     whose bars ended the cell, so the row had two columns more than its header (seen in a report)."""

@@ -325,6 +325,7 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
     lines = _values(d, study, spec.line)
     seeds_n = []
     loss_range: dict[int, list[float]] = {}  # row (or panel, by metric) -> [min, max] of the loss means drawn
+    drawn: dict[tuple, list[tuple[str, np.ndarray]]] = {}  # (panel's name, axes) -> (line's name, its means)
     for j, panel in enumerate(panels):
         for li, line in enumerate(lines):
             sel = _select(d, spec.line, line) if by_metric else _select(_select(d, spec.panel, panel), spec.line, line)
@@ -341,6 +342,8 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
                     r[:] = min(r[0], np.nanmin(mean)), max(r[1], np.nanmax(mean))
                 x = np.arange(1, n + 1)
                 color = _color(str(line[-1]) if line else "", li)
+                drawn.setdefault((METRIC_NAMES.get(key, key) if by_metric else _name(spec.panel, panel), ax),
+                                 []).append((_name(spec.line, line), mean))
                 ax.plot(x, mean, ls=_style(lines, line), color=color, label=_name(spec.line, line) or "runs",
                         marker="o" if n == 1 else None, ms=3)  # one epoch is a point: a line alone would not show
                 if n == 1:
@@ -373,7 +376,38 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
     _legend_below(fig, axes)
     band = "mean over seeds, band ±1 std" if seeds_n and max(seeds_n) > 1 else "one seed per line"
     fig.suptitle(f"{title}: {band}", fontsize=8)
+    _note(fig, _coinciding(drawn, log_axes))
     return fig
+
+
+def _coinciding(drawn: dict[tuple, list[tuple[str, np.ndarray]]], log_axes: set) -> str:
+    """Lines of a panel that lie on one another (within half a percent of the panel's span, on its
+    scale, at every epoch): the last drawn hides the others, and a reader took a regime for missing
+    where baseline, frozen BN and weight norm trained alike. Named per panel (once for a panel's rows
+    that agree): `Lines that coincide, each hiding the others: tanh: baseline = bn = wn.`"""
+    said: dict[str, list[str]] = {}
+    for (panel, ax), series in drawn.items():
+        named = [(name, np.log(m) if id(ax) in log_axes else m) for name, m in series if name]
+        vals = np.concatenate([m for _, m in named]) if named else np.array([])
+        vals = vals[np.isfinite(vals)]
+        if len(named) < 2 or not len(vals):
+            continue
+        tol = 0.005 * max(vals.max() - vals.min(), 1e-12)
+        groups: list[list[tuple[str, np.ndarray]]] = []
+        for name, m in named:
+            g = next((g for g in groups if len(g[0][1]) == len(m) and np.allclose(g[0][1], m, rtol=0, atol=tol,
+                                                                                 equal_nan=True)), None)
+            (g.append((name, m)) if g is not None else groups.append([(name, m)]))
+        for g in groups:
+            if len(g) > 1 and (text := " = ".join(name for name, _ in g)) not in said.setdefault(panel, []):
+                said[panel].append(text)
+    said = {panel: gs for panel, gs in said.items() if gs}
+    if not said:
+        return ""
+    if len(said) > 1 and len({tuple(gs) for gs in said.values()}) == 1 and len(said) == len({p for p, _ in drawn}):
+        return f"Lines that coincide in every panel, each hiding the others: {'; '.join(next(iter(said.values())))}."
+    parts = [f"{panel}: {'; '.join(gs)}" if panel else "; ".join(gs) for panel, gs in said.items()]
+    return "Lines that coincide, each hiding the others: " + "; ".join(parts) + "."
 
 
 def _title(ax, text: str, *more: str) -> None:
