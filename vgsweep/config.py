@@ -184,7 +184,7 @@ class RegimeConfig:
     grad_noise: GradNoiseConfig = field(default_factory=GradNoiseConfig)
     bn: BNConfig = field(default_factory=BNConfig)  # the MLP family's normalisation layers
     # Weight normalisation (Salimans & Kingma 2016) of every dense layer: W = g * v / ||v|| per
-    # output unit, trained as direction v and length g (g starts at ||v||, so the start is the init).
+    # output unit, trained as direction v and length g.
     weight_norm: bool = False
     # How g (and the bias) start with weight_norm: `weights` (g = ||v||). To first order an SGD step on v
     # and g then moves W as a step on W would, so the run tracks the plain one closely; `data`

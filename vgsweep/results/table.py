@@ -15,9 +15,9 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from typing import Optional
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
