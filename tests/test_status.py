@@ -275,7 +275,8 @@ def test_a_run_whose_process_lives_but_whose_epochs_stopped_is_said_to_be_stuck(
             tracking.TAG_PROCESS: tracking.process_stamp(os.getpid()), tracking.TAG_HEARTBEAT: f"{time.time():.0f}"}
     now = time.time()
     resumed = {"vgsweep.resumed_after": "interrupted by SIGINT (Ctrl-C)"}  # its last epoch may be the last process's
-    cases = (("hung", 3600, {}), ("slow", 500, {}), ("resumed", 3600, {**resumed, "vgsweep.resumed_at": f"{now - 60}"}),
+    cases = (("hung", 3600, {}), ("slow", 500, {}), ("fresh", 10, {}),
+             ("resumed", 3600, {**resumed, "vgsweep.resumed_at": f"{now - 60}"}),
              ("resumed-hung", 3600, {**resumed, "vgsweep.resumed_at": f"{now - 2000}"}), ("resumed-old", 3600, resumed))
     for name, ago, more in cases:
         r = client.create_run(exp_id, run_name=name, tags={tracking.TAG_HASH: name, **here, **more})
@@ -284,11 +285,13 @@ def test_a_run_whose_process_lives_but_whose_epochs_stopped_is_said_to_be_stuck(
             client.log_metric(r.info.run_id, "train_loss", 1.0, step=step, timestamp=int((now - ago) * 1000))
         client.log_metric(r.info.run_id, "epoch_seconds", 30.0, step=2, timestamp=int((now - ago) * 1000))
     lines = summary(client, client.get_experiment(exp_id), now=now)
-    hung, slow, resumed, resumed_hung, resumed_old = (next(x for x in lines if x.split()[1:2] == [n])
-                                                       for n, _, _ in cases)
+    hung, slow, fresh, resumed, resumed_hung, resumed_old = (next(x for x in lines if x.split()[1:2] == [n])
+                                                              for n, _, _ in cases)
     assert "epoch 3/100; no epoch logged for 1 h" in hung and "(an epoch took 30 s): stuck? its process lives; " \
         "heartbeat" in hung, hung
-    assert "stuck" not in slow and "epoch 3/100, about 48 min 30 s left; heartbeat" in slow, slow
+    # 97 epochs of 30 s left, less the one under way: 10 s of it passed; a whole epoch's time or more
+    assert "epoch 3/100, about 48 min 20 s left; heartbeat" in fresh, fresh
+    assert "stuck" not in slow and "epoch 3/100, about 48 min 00 s left; heartbeat" in slow, slow
     assert "stuck" not in resumed and "stuck" not in resumed_old, (resumed, resumed_old)
     assert "epoch 3/100; no epoch logged for 33 min 20 s since it was resumed (an epoch took 30 s): stuck?" \
         in resumed_hung, resumed_hung

@@ -107,8 +107,9 @@ def run_line(client, run, now: float) -> tuple[str, str]:
         if gone:
             return "gone", f"epoch {done}/{epochs}; {gone}"
         secs = run.data.metrics.get("epoch_seconds")
-        left = (f", about {duration(secs * (int(epochs) - done))} left"
-                if secs is not None and str(epochs).isdigit() and done else "")
+        # the epochs left at its last epoch's pace, less what of the one in progress has passed since then
+        left = (f", about {duration(secs * (int(epochs) - done) - min(max(now - at, 0), secs))} left"
+                if secs is not None and str(epochs).isdigit() and done and at is not None else "")
         since = stalled_since(tags, at)
         if secs is not None and since is not None and now - since > max(STALL_EPOCHS * secs, STALL_MIN_S):
             # its process beats, but its training does not move (a hung device, a stuck file system)
