@@ -533,6 +533,31 @@ def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeyp
         figures.plt.close(fig)
 
 
+def test_a_gradient_flow_figure_of_many_layers_numbers_them_in_whole_layers(monkeypatch, tmp_path):
+    """Past 12 weight layers the names give way to numbers: whole ones (a 20-layer net's axis said 2.5, 7.5)."""
+    import numpy as np
+
+    from vgsweep.diagnostics import GRAD_COLS, RunDiagnostics
+    from vgsweep.results import figures, reader
+    from vgsweep.results.studies import study_for
+
+    g = np.broadcast_to(np.logspace(-2, 0, 21)[None, :, None], (3, 21, len(GRAD_COLS)))  # as a ReLU net's
+    monkeypatch.setattr(reader, "diagnostics", lambda client, run_id, tmp: RunDiagnostics(
+        g.copy(), np.zeros((3, 2, 21, 4)), np.zeros((3, 5)), np.zeros((3, 5)),
+        np.zeros(5)))
+    study = study_for("depth_study")
+    spec = next(f for f in study.figures if f.kind == "gradient_flow")
+    rows = [{"run_id": f"r{i}", "seed": 0, "regime": regime, "activation": "tanh", "depth": "20"}
+            for i, regime in enumerate(("baseline", "gna"))]
+    with figures.plt.rc_context(figures.RC):  # as build draws it: 7-point tick labels, room for more ticks
+        fig = figures.fig_gradient_flow(None, pd.DataFrame(rows), study, spec, "t", tmp_path)
+        fig.canvas.draw()
+        for ax in (ax for ax in fig.axes if ax.get_visible()):
+            shown = [x for x in ax.get_xticks() if ax.get_xlim()[0] <= x <= ax.get_xlim()[1]]
+            assert len(shown) >= 3 and all(float(x).is_integer() for x in shown), shown
+    figures.plt.close(fig)
+
+
 def test_panels_named_by_several_swept_settings_wrap_their_titles_and_never_overlap(monkeypatch, tmp_path):
     """A user's study sweeping optimizer, rate and momentum names each gradient panel by all three: the
     titles wrap to their panel's width (they ran into each other), and the gradient distributions come

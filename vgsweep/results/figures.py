@@ -601,6 +601,9 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
         tilt = len(names) * cols > 12  # names side by side would run into each other
         for ax in axes.flat:
             ax.set_xticks(range(1, len(names) + 1), names, rotation=45 if tilt else 0, ha="right" if tilt else "center")
+    else:  # numbered: layer 5, 10, ...; not 2.5, 7.5 (sharex=False: each panel's own locator)
+        for ax in axes.flat:
+            ax.xaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))
     _legend_below(fig, axes)
     fig.suptitle(f"Gradient flow, {title} (mean over epochs and seeds)", fontsize=8)
     return fig
