@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -250,6 +253,33 @@ def test_a_checkpoint_write_that_fails_leaves_the_last_good_one_and_no_partial_f
         signal.signal(signal.SIGXFSZ, handler)
     assert [p.name for p in path.parent.iterdir()] == ["abc.pt"]
     assert sweep.load_checkpoint(path)["epochs_done"] == 1
+
+
+def test_a_checkpoint_is_on_the_disk_before_it_takes_the_last_ones_name(tmp_path, monkeypatch):
+    """A power cut or a node's crash just after the rename must not leave the name over no data (the
+    last good checkpoint gone with it): the new file's bytes are synced before os.replace, and the
+    folder (the rename) after it."""
+    import torch
+
+    from vgsweep import sweep
+    from vgsweep.trainer import CHECKPOINT_FORMAT
+
+    path = tmp_path / "ck" / "abc.pt"
+    sweep.save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "epochs_done": 1})
+    events, fsync, replace = [], os.fsync, os.replace
+
+    def synced(fd):
+        target = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        events.append(("fsync", target, target.stat().st_size if target.is_file() else None))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", synced)
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", Path(a), None)), replace(a, b))[1])
+    sweep.save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "epochs_done": 2, "theta": torch.zeros(10_000)})
+    [(_, tmp, _)] = [e for e in events if e[0] == "replace"]
+    assert [e[:2] for e in events] == [("fsync", tmp), ("replace", tmp), ("fsync", path.parent)], events
+    assert events[0][2] == path.stat().st_size > 40_000  # every byte written when it was synced
+    assert sweep.load_checkpoint(path)["epochs_done"] == 2
 
 
 @pytest.mark.e2e

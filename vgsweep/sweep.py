@@ -73,10 +73,29 @@ def save_checkpoint(path: Path, state: dict) -> None:
     try:
         with open(tmp, "wb") as f:
             f.write(buf.getbuffer())
+            f.flush()
+            # on the disk before the rename: after a power cut or a node's crash the file system may
+            # otherwise show the new name over no data, the last good checkpoint gone with it
+            os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic: a kill never leaves half a checkpoint
     except BaseException:  # a full disk, Ctrl-C: no half-written file left beside the last good checkpoint
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)  # the rename itself on the disk
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable, where the system allows a folder to be synced (not Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # a file system that does not sync folders: the rename is as durable as it makes it
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: Path) -> dict | None:
