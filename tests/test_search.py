@@ -82,6 +82,9 @@ def test_a_search_trains_each_batch_as_one_pack_returns_its_objective_and_resume
     md = to_markdown(df, LR_SEARCH)
     assert "| best val acc (%) | test acc at best val (%) |" in md
     assert f"{float(best.data.params['optimizer.lr']):.4g} |" in md
+    bold = [line for line in md.splitlines() if "**" in line]  # the best trial's objective, as the figure rings it
+    assert len(bold) == 1 and f"**{100 * best.data.metrics['best_val_acc']:.2f}" in bold[0], md
+    assert "Bold: the best trial (its best val acc" in md
     from vgsweep.results import figures
 
     paths = figures.build(uri, "lr_search", tmp_path / "figures", log_to_mlflow=False)
@@ -165,3 +168,19 @@ def test_the_search_figure_adds_sgds_effective_step_when_rate_and_momentum_vary(
     assert list(fig.axes[2].collections[1].get_offsets()[0]) == pytest.approx([1.0, 90.0])  # the best, ringed
     # trials that never logged the objective (a search run without a validation split): no figure, no error
     assert fig_search(trials.drop(columns="metric:best_val_acc"), LR_SEARCH, LR_SEARCH.figures[0], "t") is None
+
+
+def test_a_search_tables_best_trial_is_each_colours_best_in_the_objectives_direction():
+    """The bold rows are the trials the search figure rings: one per activation (its colours), the highest
+    accuracy or the lowest loss; a study without a search figure marks none."""
+    from dataclasses import replace
+
+    from vgsweep.results.studies import AGARAP, LR_SEARCH, Metric
+    from vgsweep.results.table import _best_trials
+
+    d = pd.DataFrame({"activation": ["relu", "relu", "tanh", "tanh", "tanh"], "mean": [0.5, 0.7, 0.9, 0.2, float("nan")]})
+    assert _best_trials(d, LR_SEARCH) == ({1, 2}, " of each activation")
+    loss = replace(LR_SEARCH, metrics=(Metric("best val loss", "best_val_loss"),))
+    assert _best_trials(d, loss) == ({0, 3}, " of each activation")
+    assert _best_trials(d[d.activation == "tanh"], LR_SEARCH) == ({2}, "")
+    assert _best_trials(d, AGARAP) == (set(), "")

@@ -382,13 +382,14 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
                 head.append(m.label)
                 if show_pub:
                     head.append("published")
-            for _, r in d.iterrows():
+            best, per = _best_trials(d, study)
+            for i, r in d.iterrows():
                 row = [shown(r[c]) for c in rows_by]
                 if has_params:
                     row.append(f"{int(r['parameters']):,}" if str(r["parameters"]).isdigit() else "")
                 for m in study.metrics:
                     if m is primary:
-                        row.append(cell(r))
+                        row.append(f"**{cell(r)}**" if i in best else cell(r))
                         pub = r.get("published")
                     else:
                         row.append(_plain(r[f"{m.key}_mean"], r[f"{m.key}_std"], r["n"], m.digits))
@@ -403,11 +404,32 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
         if judged.eq(1).any():
             foot += ("`†`: the published value (one run) lies outside the 95% prediction interval of one run of "
                      "ours (mean ± t·s·√(1 + 1/n) over our n seeds): not reproduced within seed noise. ")
+        if best:
+            foot += f"Bold: the best trial{per} (its {primary.label.removesuffix(' (%)')}, as the search figure rings it). "
         foot += ("A word after a cell is the runs' verdict when not healthy (vanishing, exploding, dead_units, "
                  "not_learning)." + (f" Published: {study.source}." if study.source and show_pub else "") + "".join(f" {x}" for x in study.notes))
         blocks.append(Block(title, not_comparable_note(d), head, rows, foot, len(rows_by),
                             groups if study.column is not None and show_pub else None))
     return blocks
+
+
+def _best_trials(d: pd.DataFrame, study: Study) -> tuple[set, str]:
+    """A search's table (a study with a search figure): the index of each group's best row by the primary
+    metric, the groups being the figure's colours (search figures ring the same trials), and the words
+    for the footnote (" of each activation"; "" for one group)."""
+    from vgsweep.config import higher_is_better
+
+    spec = next((f for f in study.figures if f.kind == "search"), None)
+    col = f"{study.metrics[0].key}_mean" if f"{study.metrics[0].key}_mean" in d else "mean"
+    if spec is None or col not in d or d[col].isna().all():
+        return set(), ""
+    by = [a for a in spec.line if a in d and d[a].nunique(dropna=False) > 1]
+    best = set()
+    for _, g in d.groupby(by, sort=False, dropna=False) if by else [((), d)]:
+        y = g[col].astype(float)
+        if y.notna().any():
+            best.add(y.idxmax() if higher_is_better(study.metrics[0].key) else y.idxmin())
+    return best, "".join(f" of each {a}" for a in by)
 
 
 def md_cell(value) -> str:
