@@ -351,6 +351,7 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
                  + (", (delta to baseline, pp)" if study.baseline else ""))
         rows_by = [c for c in labels[1:]] + extra
         rows: list[list[str]] = []
+        best, per = set(), ""  # a search's best trials (no column)
         if study.column is not None:
             cols = sorted(d[study.column.label].unique())
             head = [*rows_by]
