@@ -183,6 +183,37 @@ def test_config_hash_ignores_where_and_tracks_what():
     assert config_hash(base) != config_hash(compose_cfg(["regime=gna"]))
 
 
+def test_a_float_that_hydras_range_leaves_a_rounding_away_from_a_short_decimal_is_that_decimal():
+    """`eta=range(0.1,0.5,0.1)` gives 0.30000000000000004 (Hydra adds the step in floats): its job is the
+    config `eta=0.3`, one hash (a later `eta=0.3` is skipped as done) and 0.3 in the params; a list's
+    floats too. An Optuna trial's many digits, ints, bools and other strings stay as they are."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from vgsweep.config import settle, short_decimal
+    from vgsweep.jobs import Job
+
+    swept = list(OverridesParser.create().parse_override("x=range(0.5,0,-0.05)").sweep_iterator())
+    assert 0.30000000000000004 in list(OverridesParser.create().parse_override("x=range(0.1,0.5,0.1)")
+                                       .sweep_iterator())
+    assert [short_decimal(x) for x in swept] == [round(0.5 - 0.05 * i, 2) for i in range(10)]  # 0.049999999999999975
+    for x in (0.01567667719550607, 1 / 3, 1e-300, 5e-324, 0.0, -0.0, 1e22, 2, True, "0.30000000000000004"):
+        assert short_decimal(x) is x
+    assert short_decimal(-0.30000000000000004) == -0.3 and short_decimal(1.0000000000000002) == 1.0
+
+    def job(*o):
+        return Job(compose_cfg(["device=cpu", "regime=gna", *o]))
+
+    noisy = job("regime.grad_noise.eta=0.30000000000000004", "data.mean=[0.30000000000000004]",
+                "data.std=[0.7000000000000001]")
+    assert noisy.cfg.regime.grad_noise.eta == 0.3 and list(noisy.cfg.data.mean) == [0.3]
+    assert noisy.key() == job("regime.grad_noise.eta=0.3", "data.mean=[0.3]", "data.std=[0.7]").key()
+    assert job("optimizer.lr=0.01567667719550607").cfg.optimizer.lr == 0.01567667719550607
+    assert job("optimizer.lr=0.01567667719550607").key() != job("optimizer.lr=0.0156766771955").key()
+    cfg = compose_cfg(["device=cpu", "optimizer.lr=0.30000000000000004"])
+    settle(cfg)  # the single run's task call does the same as its Job
+    assert cfg.optimizer.lr == 0.3 and config_hash(cfg) == config_hash(compose_cfg(["device=cpu", "optimizer.lr=0.3"]))
+
+
 def test_a_setting_that_changes_nothing_in_a_run_does_not_change_its_hash():
     """Inert settings (config.inert_keys) hash at their defaults: one config, trained once."""
     h = lambda *o: config_hash(compose_cfg(["device=cpu", *o]))  # noqa: E731

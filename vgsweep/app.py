@@ -24,7 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 import vgsweep.hydra_compat  # noqa: F401  (numeric group options: depth=2,5)
-from vgsweep.config import CONF_DIR as _CONF, ConfigError, expand_home_paths, register_configs
+from vgsweep.config import CONF_DIR as _CONF, ConfigError, register_configs, settle
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -102,7 +102,7 @@ def task(cfg: DictConfig) -> float:
     from vgsweep import launcher
 
     entered()
-    expand_home_paths(cfg)  # as its Job's (jobs.Job): what this call records goes to the same store
+    settle(cfg)  # as its Job's (jobs.Job): what this call records goes to the same store, under one hash
     hc = HydraConfig.get()
     packed = launcher.active()
     i = packed.job_for(hc.job.num, cfg) if packed is not None and hc.mode.name == "MULTIRUN" else None

@@ -385,6 +385,28 @@ def expand_home_paths(cfg: DictConfig) -> None:
                 OmegaConf.update(cfg, key, expand_home(v), merge=False)
 
 
+def short_decimal(x: float) -> float:
+    """x, or the short decimal it is a float rounding or two away from: Hydra's `range(0.1, 1, 0.1)` gives
+    0.30000000000000004 (0.1 + 2 x 0.1), which the command line would write 0.3. Within 8 units in the last
+    place of a decimal of at most 12 digits; anything else (an Optuna trial's 0.01567667719550607) as it is."""
+    if isinstance(x, bool) or not isinstance(x, float) or not math.isfinite(x) or x == 0:
+        return x
+    s = float(f"{x:.12g}")
+    return s if s != x and abs(s - x) <= 8 * math.ulp(x) else x
+
+
+def settle(cfg: DictConfig) -> None:
+    """A job's config as it is run, recorded and hashed, in place: expand_home_paths, and each float
+    (in a list too) that is a short decimal's neighbour by float arithmetic made that decimal, so that
+    `eta=range(0.1,1,0.1)`'s third job is the config `eta=0.3` (one hash, one row of the table)."""
+    expand_home_paths(cfg)
+    for key, v in flatten(to_container(cfg)).items():
+        new = [short_decimal(x) for x in v] if isinstance(v, list) else short_decimal(v)
+        if new != v:
+            with read_write(cfg), open_dict(cfg):
+                OmegaConf.update(cfg, key, new, merge=False)
+
+
 # Keys that do not change what a run computes: left out of the config hash, so the same experiment
 # logged to another store, read from another data folder or run on another device is "the same".
 HASH_EXCLUDE = ("tracking", "data.root", "data.download", "data.verify", "device", "study", "rerun",

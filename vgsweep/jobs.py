@@ -24,9 +24,9 @@ class Job:
     queued_in: Optional[tuple[str, float]] = None  # (SLURM job id, submitted) of an earlier sweep's pack job for it
 
     def __post_init__(self) -> None:
-        from vgsweep.config import expand_home_paths
+        from vgsweep.config import settle
 
-        expand_home_paths(self.cfg)  # `data.root=~/data`: the home folder's, before anything reads it
+        settle(self.cfg)  # `data.root=~/data`: the home folder's; range()'s 0.30000000000000004: 0.3
 
     @property
     def name(self) -> str:

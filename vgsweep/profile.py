@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 from vgsweep import packing, trainer
-from vgsweep.config import (ArgumentError, ConfigError, command_line, enum_value, expand_home_paths, home_path,
-                            resolve_device, validate)
+from vgsweep.config import (ArgumentError, ConfigError, command_line, enum_value, home_path,
+                            resolve_device, settle, validate)
 from vgsweep.preflight import not_creatable
 
 
@@ -60,7 +60,7 @@ def compose(overrides: list[str]):
 def pack_of(overrides: list[str]):
     cfgs = [compose(o) for o in expand(overrides)]
     for c in cfgs:
-        expand_home_paths(c)
+        settle(c)
         validate(c)
     if len({packing.pack_key(c) for c in cfgs}) != 1:
         raise ConfigError("overrides", " ".join(overrides), "a grid whose jobs share one pack",
