@@ -434,7 +434,7 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
     curves = pd.read_csv(tmp_path / "curves.csv.gz")
     assert len(curves) == 2 * len(rows) and set(curves[key].astype(str)) == set(values)  # a column of its own
     labels = [f"{shown}={v} {r}" for v in sorted(values) for r in ("baseline", "gna")]
-    legend = [t.get_text() for t in drawn["results"].legends[0].get_texts()]
+    legend = [t.get_text() for t in drawn["results"].legends[0].get_texts() if t.get_text()]  # not its empty places
     assert legend == [*labels, "published"]
     ax = drawn["results"].axes[0]
     # the published values beside the runs made with the published setting only: the table's rule, read
@@ -531,6 +531,39 @@ def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeyp
         labelled = [i for i, ax in enumerate(shown) if ax.get_xlabel()]  # no panel below them
         assert labelled == [i for i in range(len(shown)) if i + shape[1] >= len(shown)]
         figures.plt.close(fig)
+
+
+@pytest.mark.parametrize("labels,group,grid", [
+    # init_scale: 3 gains x 2 regimes: a column per gain, a row per regime (it read 1.0 baseline, 2.0 baseline,
+    # 2.0 gna, 4.0 baseline, 4.0 gna / 1.0 gna: columns of two and one, read by rows)
+    ([f"init gain={g} {r}" for g in ("1.0", "2.0", "4.0") for r in ("baseline", "gna")], 2,
+     [[f"init gain={g} {r}" for g in ("1.0", "2.0", "4.0")] for r in ("baseline", "gna")]),
+    # the same and the published values: their own column, its other place empty
+    ([f"init gain={g} {r}" for g in ("1.0", "2.0", "4.0") for r in ("baseline", "gna")] + ["published"], 2,
+     [[f"init gain={g} baseline" for g in ("1.0", "2.0", "4.0")] + ["published"],
+      [f"init gain={g} gna" for g in ("1.0", "2.0", "4.0")]]),
+    # 2 gains x 4 regimes: a column per gain, though 4 would divide the 8 entries too
+    ([f"gain={g} {r}" for g in ("1", "4") for r in ("baseline", "gna", "gna_bn", "bn")], 4,
+     [[f"gain={g} {r}" for g in ("1", "4")] for r in ("baseline", "gna", "gna_bn", "bn")]),
+    (["a", "b", "c"], 0, [["a", "b", "c"]]),  # one row where they fit
+])
+def test_a_legend_of_settings_is_a_grid_a_row_per_value_of_the_last(labels, group, grid):
+    """Each panel drew every other line (the legend met them out of order); the legend puts them in the
+    study's order, in a grid whose columns matplotlib fills top to bottom."""
+    from vgsweep.results import figures
+
+    with figures.plt.rc_context(figures.RC):
+        fig, axes = figures.plt.subplots(1, 2, figsize=(figures.PAGE_IN, 2), squeeze=False, layout="constrained")
+        for i, lab in enumerate(labels):
+            axes[0, i % 2].plot([1, 2], [i, i], label=lab)
+        figures._legend_below(fig, axes, [lab for lab in labels if lab != "published"], group)  # drawn out of order
+        fig.canvas.draw()
+        at = {t.get_text(): t.get_window_extent() for t in fig.legends[0].get_texts() if t.get_text()}
+    assert set(at) == set(labels)
+    rows = sorted({round(b.y0) for b in at.values()}, reverse=True)
+    drawn = [sorted((lab for lab in at if round(at[lab].y0) == y), key=lambda lab: at[lab].x0) for y in rows]
+    assert drawn == grid
+    figures.plt.close(fig)
 
 
 def test_a_gradient_flow_figure_of_many_layers_numbers_them_in_whole_layers(monkeypatch, tmp_path):

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import ticker
+from matplotlib.lines import Line2D
 
 from vgsweep import tracking
 from vgsweep.config import command_line, higher_is_better, home_path
@@ -268,19 +269,49 @@ def write_latex(out: Path, experiment: str, captions: dict[Path, tuple[str, floa
     return path
 
 
-def _legend_below(fig, axes) -> None:
-    """One legend for the figure, under the panels, where it covers no line."""
+BLANK = "\0"  # a legend place left empty
+
+
+def _legend_order(keys: tuple[str, ...], lines: list[tuple]) -> tuple[list[str], int]:
+    """_legend_below's `order` and `group` for lines named by these settings: their names in the study's
+    order, and how many values the last setting takes where there are several settings."""
+    return [_name(keys, line) for line in lines], (len({line[-1] for line in lines}) if len(keys) > 1 else 0)
+
+
+def _legend_below(fig, axes, order: list[str] | tuple = (), group: int = 0) -> None:
+    """One legend for the figure, under the panels, where it covers no line; its entries in `order` (the
+    lines' names in the study's order: a panel without the first line drew it later), others after.
+    Entries that do not fit one row make a grid of equal columns, which matplotlib fills top to bottom:
+    a column per value of the lines' leading settings where `group` (how many values their last setting
+    takes) allows, so that a row reads across one value of the last (columns of two and one, read by
+    rows, ran `gain=1.0 baseline, gain=2.0 baseline, gain=2.0 gna, ...`); `published` and `best` a
+    column of their own at the end."""
     seen: dict[str, object] = {}
     for ax in np.ravel(axes):
         for h, lab in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lab, h)
-    if "published" in seen:  # after the runs' own entries, whichever panel drew it first
-        seen["published"] = seen.pop("published")
-    if seen:
-        # as many columns as fit the page: an entry is its text (7 pt, about 0.055 in a character) and its key
-        fit = int(fig.get_figwidth() // (max(map(len, seen)) * 0.055 + 0.45))
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=max(1, min(len(seen), 5, fit)),
-                   frameon=False)
+    if not seen:
+        return
+    rank = {lab: i for i, lab in enumerate(order)}
+    seen = dict(sorted(seen.items(), key=lambda kv: rank.get(kv[0], len(rank))))  # stable: the rest as drawn
+    extras = [lab for lab in ("published", "best") if lab in seen]  # after the runs' own, whichever panel drew them
+    runs = [lab for lab in seen if lab not in extras]
+    # as many columns as fit the page: an entry is its text (7 pt, about 0.055 in a character) and its key
+    most = max(1, min(5, int(fig.get_figwidth() // (max(map(len, seen)) * 0.055 + 0.45))))
+    labels, ncol = runs + extras, len(seen)
+    if len(seen) > most and runs:
+        room = max(1, most - (1 if extras else 0))
+        per = -(-len(runs) // room)  # the fewest rows that fit, the last column short
+        if group > 1 and len(runs) % group == 0 and len(runs) // group <= room:
+            per = group
+        elif exact := [n for n in (per, per + 1) if len(runs) % n == 0]:
+            per = exact[0]
+        per = max(per, len(extras))
+        cols = [runs[i:i + per] for i in range(0, len(runs), per)] + ([extras] if extras else [])
+        labels, ncol = [lab for c in cols for lab in c + [BLANK] * (per - len(c))], len(cols)
+        seen[BLANK] = Line2D([], [], linestyle="none")  # a place left empty: the columns even
+    fig.legend([seen[lab] for lab in labels], ["" if lab == BLANK else lab for lab in labels],
+               loc="outside lower center", ncol=ncol, frameon=False)
 
 
 def fig_activations(out: Path, captions: dict[Path, tuple[str, float]]) -> list[Path]:
@@ -373,7 +404,7 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
     if by_metric:
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
-    _legend_below(fig, axes)
+    _legend_below(fig, axes, *_legend_order(spec.line, lines))
     band = "mean over seeds, band ±1 std" if seeds_n and max(seeds_n) > 1 else "one seed per line"
     fig.suptitle(f"{title}: {band}", fontsize=8)
     _note(fig, _coinciding(drawn, log_axes))
@@ -510,7 +541,7 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
     for ax in axes[:, 0]:
         ax.set_ylabel(metric.label.replace(" (%)", "") + f": delta to {_name((blabel,), (bvalue,))}"
                       + (" (pp)" if "(%)" in metric.label else "") if deltas else metric.label)
-    _legend_below(fig, axes)
+    _legend_below(fig, axes, *_legend_order(spec.line, lines))
     n = f"{min(seeds_n)}" if min(seeds_n) == max(seeds_n) else f"{min(seeds_n)}-{max(seeds_n)}"
     if deltas:
         what = f"mean delta over seeds (n = {n})" + (", bar: its 95% interval, paired by seed" if max(seeds_n) > 1
@@ -554,7 +585,7 @@ def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> objec
         ax.grid(alpha=0.3)
         if j == 0:
             ax.set_ylabel(metric.label)
-    _legend_below(fig, axes)
+    _legend_below(fig, axes, *_legend_order(spec.line, groups))
     fig.suptitle(f"{title}: {len(d)} trials", fontsize=8)
     return fig
 
@@ -604,7 +635,7 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
     else:  # numbered: layer 5, 10, ...; not 2.5, 7.5 (sharex=False: each panel's own locator)
         for ax in axes.flat:
             ax.xaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))
-    _legend_below(fig, axes)
+    _legend_below(fig, axes, *_legend_order(spec.line, _values(d, study, spec.line)))
     fig.suptitle(f"Gradient flow, {title} (mean over epochs and seeds)", fontsize=8)
     return fig
 
