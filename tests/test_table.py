@@ -855,26 +855,46 @@ def test_the_reports_verdicts_come_in_the_tables_order():
 def test_a_curves_figure_names_the_lines_that_lie_on_one_another():
     """Lines of a panel that coincide hide each other (the last drawn on top): in a norm_study figure
     baseline, frozen BN and weight norm trained alike and only weight norm's colour showed. The figure
-    names them below its title, per panel, or once where every panel agrees; on a log axis, by ratio."""
+    names them below its title, per panel, or once where every panel agrees; on a log axis, by ratio;
+    per row (metric) where a panel's rows disagree (init_scale's logistic panel: the gains' losses apart,
+    their accuracies at chance on one another: both rows' groups, run together, read as a contradiction)."""
     import matplotlib.pyplot as plt
 
     from vgsweep.results.figures import _coinciding
 
-    fig, axes = plt.subplots(1, 2)
-    a, b = axes
+    fig, axes = plt.subplots(2, 2)
+    (a, b), (c, e) = axes
     base = np.array([2.3, 2.2, 2.1])
-    drawn = {("tanh", a): [("baseline", base), ("bn", base + 0.002), ("ln", base - 0.5), ("wn", base - 0.001)],
-             ("relu", b): [("baseline", base), ("bn", base - 0.4), ("ln", base - 0.8)]}
+    drawn = {("tanh", "loss", a): [("baseline", base), ("bn", base + 0.002), ("ln", base - 0.5), ("wn", base - 0.001)],
+             ("relu", "loss", b): [("baseline", base), ("bn", base - 0.4), ("ln", base - 0.8)]}
     assert _coinciding(drawn, set()) == "Lines that coincide, each hiding the others: tanh: baseline = bn = wn."
-    drawn[("relu", b)] = [("baseline", base), ("bn", base + 0.001), ("ln", base - 0.5), ("wn", base)]
+    drawn[("relu", "loss", b)] = [("baseline", base), ("bn", base + 0.001), ("ln", base - 0.5), ("wn", base)]
     assert _coinciding(drawn, set()) == \
         "Lines that coincide in every panel, each hiding the others: baseline = bn = wn."
+    # a second row (accuracy): where it agrees with the first, said once; where not, each row by its name
+    acc = {("tanh", "acc", c): [("baseline", base), ("bn", base), ("ln", base - 0.5), ("wn", base)],
+           ("relu", "acc", e): [("baseline", base), ("bn", base), ("ln", base - 0.5), ("wn", base)]}
+    assert _coinciding({**drawn, **acc}, set()) == \
+        "Lines that coincide in every panel, each hiding the others: baseline = bn = wn."
+    acc[("relu", "acc", e)] = [("baseline", base), ("bn", base), ("ln", base), ("wn", base)]
+    assert _coinciding({**drawn, **acc}, set()) == ("Lines that coincide, each hiding the others: tanh: baseline = bn "
+                                                    "= wn; relu, loss: baseline = bn = wn; relu, acc: baseline = bn = "
+                                                    "ln = wn.")
+    acc[("relu", "acc", e)] = [("baseline", base), ("bn", base - 0.3), ("ln", base - 0.6), ("wn", base - 0.9)]
+    assert _coinciding({**drawn, **acc}, set()).endswith("tanh: baseline = bn = wn; relu, loss: baseline = bn = wn.")
+    # lines of two settings that coincide with those of the same gain only: said once for the gains
+    gains = lambda *apart: {("logistic", "", a): [  # noqa: E731
+        (f"init gain={g} {r}", base + (0.5 * i if g not in apart else 0.5 * i + 0.1 * (r == "gna")))
+        for i, g in enumerate(("1.0", "2.0", "4.0")) for r in ("baseline", "gna")]}
+    assert _coinciding(gains(), set()).endswith(": logistic: baseline = gna at each init gain.")
+    assert _coinciding(gains("4.0"), set()).endswith(": logistic: baseline = gna at init gain=1.0, 2.0.")
+    assert _coinciding(gains("2.0", "4.0"), set()).endswith(": logistic: init gain=1.0 baseline = init gain=1.0 gna.")
     # a loss falling over decades (a log axis): 1.00 and 1.01 near the bottom are apart there
     low = np.array([100.0, 10.0, 1.0])
-    far = {("tanh", a): [("baseline", low), ("gna", low * np.array([1, 1, 1.3]))]}
+    far = {("tanh", "", a): [("baseline", low), ("gna", low * np.array([1, 1, 1.3]))]}
     assert _coinciding(far, {id(a)}) == ""
-    assert _coinciding({("tanh", a): [("baseline", low), ("gna", low * 1.001)]}, {id(a)}) != ""
-    assert _coinciding({("tanh", a): [("baseline", base), ("gna", base - 0.3)]}, set()) == ""
+    assert _coinciding({("tanh", "", a): [("baseline", low), ("gna", low * 1.001)]}, {id(a)}) != ""
+    assert _coinciding({("tanh", "", a): [("baseline", base), ("gna", base - 0.3)]}, set()) == ""
     plt.close(fig)
 
 

@@ -356,7 +356,7 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
     lines = _values(d, study, spec.line)
     seeds_n = []
     loss_range: dict[int, list[float]] = {}  # row (or panel, by metric) -> [min, max] of the loss means drawn
-    drawn: dict[tuple, list[tuple[str, np.ndarray]]] = {}  # (panel's name, axes) -> (line's name, its means)
+    drawn: dict[tuple, list[tuple[str, np.ndarray]]] = {}  # (panel's name, row's, axes) -> (line's name, its means)
     for j, panel in enumerate(panels):
         for li, line in enumerate(lines):
             sel = _select(d, spec.line, line) if by_metric else _select(_select(d, spec.panel, panel), spec.line, line)
@@ -373,8 +373,9 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
                     r[:] = min(r[0], np.nanmin(mean)), max(r[1], np.nanmax(mean))
                 x = np.arange(1, n + 1)
                 color = _color(str(line[-1]) if line else "", li)
-                drawn.setdefault((METRIC_NAMES.get(key, key) if by_metric else _name(spec.panel, panel), ax),
-                                 []).append((_name(spec.line, line), mean))
+                drawn.setdefault((METRIC_NAMES.get(key, key), "", ax) if by_metric else
+                                 (_name(spec.panel, panel), METRIC_NAMES.get(key, key), ax), []).append(
+                    (_name(spec.line, line), mean))
                 ax.plot(x, mean, ls=_style(lines, line), color=color, label=_name(spec.line, line) or "runs",
                         marker="o" if n == 1 else None, ms=3)  # one epoch is a point: a line alone would not show
                 if n == 1:
@@ -414,10 +415,13 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
 def _coinciding(drawn: dict[tuple, list[tuple[str, np.ndarray]]], log_axes: set) -> str:
     """Lines of a panel that lie on one another (within half a percent of the panel's span, on its
     scale, at every epoch): the last drawn hides the others, and a reader took a regime for missing
-    where baseline, frozen BN and weight norm trained alike. Named per panel (once for a panel's rows
-    that agree): `Lines that coincide, each hiding the others: tanh: baseline = bn = wn.`"""
-    said: dict[str, list[str]] = {}
-    for (panel, ax), series in drawn.items():
+    where baseline, frozen BN and weight norm trained alike. Named per panel, once where its rows (the
+    metrics) agree, else per row: `Lines that coincide, each hiding the others: tanh: baseline = bn =
+    wn; relu (test accuracy): baseline = gna.`; once for all where every panel says the same.
+    `drawn`: (panel's name, row's name, axes) -> [(line's name, the values drawn)]."""
+    said: dict[str, dict[str, list[str]]] = {}  # panel -> row -> its groups, as text
+    for (panel, row, ax), series in drawn.items():
+        groups_said = said.setdefault(panel, {}).setdefault(row, [])
         named = [(name, np.log(m) if id(ax) in log_axes else m) for name, m in series if name]
         vals = np.concatenate([m for _, m in named]) if named else np.array([])
         vals = vals[np.isfinite(vals)]
@@ -429,16 +433,52 @@ def _coinciding(drawn: dict[tuple, list[tuple[str, np.ndarray]]], log_axes: set)
             g = next((g for g in groups if len(g[0][1]) == len(m) and np.allclose(g[0][1], m, rtol=0, atol=tol,
                                                                                  equal_nan=True)), None)
             (g.append((name, m)) if g is not None else groups.append([(name, m)]))
-        for g in groups:
-            if len(g) > 1 and (text := " = ".join(name for name, _ in g)) not in said.setdefault(panel, []):
-                said[panel].append(text)
-    said = {panel: gs for panel, gs in said.items() if gs}
-    if not said:
+        groups_said += _said_once([[name for name, _ in g] for g in groups if len(g) > 1], [name for name, _ in named])
+
+    def text(rows: dict[str, list[str]], panel: str = "") -> list[str]:
+        """A panel's groups: once where its rows agree, else per row that has any."""
+        if len({tuple(gs) for gs in rows.values()}) == 1:
+            gs = next(iter(rows.values()))
+            return [f"{panel}: {'; '.join(gs)}" if panel else "; ".join(gs)] if gs else []
+        return [f"{', '.join(filter(None, (panel, row.removesuffix(' (%)'))))}: {'; '.join(gs)}"
+                for row, gs in rows.items() if gs]
+
+    if not any(gs for rows in said.values() for gs in rows.values()):
         return ""
-    if len(said) > 1 and len({tuple(gs) for gs in said.values()}) == 1 and len(said) == len({p for p, _ in drawn}):
-        return f"Lines that coincide in every panel, each hiding the others: {'; '.join(next(iter(said.values())))}."
-    parts = [f"{panel}: {'; '.join(gs)}" if panel else "; ".join(gs) for panel, gs in said.items()]
-    return "Lines that coincide, each hiding the others: " + "; ".join(parts) + "."
+    if len(said) > 1 and len({tuple((r, tuple(gs)) for r, gs in rows.items()) for rows in said.values()}) == 1:
+        return f"Lines that coincide in every panel, each hiding the others: {'; '.join(text(next(iter(said.values()))))}."
+    return "Lines that coincide, each hiding the others: " + "; ".join(p for panel, rows in said.items()
+                                                                       for p in text(rows, panel)) + "."
+
+
+def _said_once(groups: list[list[str]], names: list[str]) -> list[str]:
+    """Groups of coinciding lines as text, `a = b`; where lines named by several settings coincide with
+    the lines of the same leading settings only, the groups alike said once: `baseline = gna at each init
+    gain` (every value of it in the panel) or `at init gain=1.0, 2.0`, not `init gain=1.0 baseline =
+    init gain=1.0 gna; init gain=2.0 baseline = ...`. `names`: the panel's lines."""
+    def split(name: str) -> tuple[str, str]:
+        lead, _, last = name.rpartition(" ")
+        return lead, last
+
+    out, alike = [], {}  # (the last setting's values) -> the leading settings they coincide at
+    for g in groups:
+        leads = {split(n)[0] for n in g}
+        if len(leads) == 1 and "" not in leads:
+            alike.setdefault(tuple(split(n)[1] for n in g), []).append(next(iter(leads)))
+        else:
+            out.append(" = ".join(g))
+    everywhere = {split(n)[0] for n in names}
+    for lasts, leads in alike.items():
+        if len(leads) == 1:
+            out.append(" = ".join(f"{leads[0]} {v}" for v in lasts))
+            continue
+        keys = {lead.partition("=")[0] for lead in leads}
+        one = len(keys) == 1 and all(lead.count("=") == 1 for lead in leads)  # one setting: `init gain`
+        where = (f"each {next(iter(keys))}" if one and set(leads) == everywhere else
+                 f"{next(iter(keys))}=" + ", ".join(lead.partition("=")[2] for lead in leads) if one else
+                 ", ".join(leads))
+        out.append(f"{' = '.join(lasts)} at {where}")
+    return out
 
 
 def _title(ax, text: str, *more: str) -> None:
