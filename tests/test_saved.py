@@ -62,6 +62,10 @@ def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(sma
     assert f"'{same} optimizer.lr=0.05' (run {outcomes[5].run_id}, experiment agarap2019)" in str(e.value)
     assert f"'{same} optimizer.lr={lr}' (run {outcomes[0].run_id}, experiment agarap2019)" in str(e.value)
     assert load_run(f"{same} optimizer.lr=0.05", uri).run_id == outcomes[5].run_id
+    for written in ("5e-2", "0.050", "5.0E-02"):  # the same number written another way
+        assert load_run(f"{same} optimizer.lr={written}", uri).run_id == outcomes[5].run_id
+    with pytest.raises(LookupError, match="no FINISHED run"):
+        load_run(f"{same} optimizer.lr=0.051", uri)
     assert load_run(f"{same} optimizer.lr={lr}", uri, experiment="agarap2019").run_id == outcomes[0].run_id
     labelled = client.get_run(outcomes[6].run_id).info.run_name
     assert labelled == "mnist-d2-logistic-baseline-s7 optimizer.lr=0.01568" and load_run(labelled, uri).run_id == \
@@ -73,3 +77,12 @@ def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(sma
     assert WEIGHTS_ARTIFACT not in [f.path for f in client.list_artifacts(outcomes[3].run_id, "model")]
     with pytest.raises(FileNotFoundError, match="tracking.save_weights=true rerun=true"):
         load_run(outcomes[3].run_id, uri)
+
+
+def test_a_names_settings_match_the_params_however_the_value_is_written():
+    from vgsweep.saved import _same_value
+
+    assert _same_value("true", "True") and _same_value("False", "False") and not _same_value("true", "False")
+    assert _same_value("0.01568", "0.01567667719550607") and _same_value("1e-2", "0.01")
+    assert not _same_value("0.0157", "0.01567667719550607") and not _same_value("he", "xavier")
+    assert not _same_value("nan", "NaN") and not _same_value("0.01", None)

@@ -67,6 +67,22 @@ class SavedRun:
         return load(d, self.model.device)
 
 
+def _same_value(given: str, param: Optional[str]) -> bool:
+    """Whether a setting as a name gives it is the param's value: as written, as names show it (0.01568
+    for 0.01567667719550607), as the same number written another way (5e-2, 0.050 for 0.05), or a
+    YAML bool in either case (true for True)."""
+    from vgsweep.jobs import shown
+
+    if param is None:
+        return False
+    if given in (param, shown(param)) or (param in ("True", "False") and given.lower() == param.lower()):
+        return True
+    try:
+        return float(given) == float(param)
+    except ValueError:
+        return False
+
+
 def find_run(client, run: str, experiment: Optional[str] = None) -> str:
     """The id of `run`: a run id, or a run name as the report, `vgsweep status` and the UI show it
     (`mnist-d5-relu-gna-s0`; where configs share that name, with the settings that tell them apart, as the
@@ -76,7 +92,6 @@ def find_run(client, run: str, experiment: Optional[str] = None) -> str:
     import pandas as pd
 
     from vgsweep import tracking
-    from vgsweep.jobs import shown
     from vgsweep.results.reader import fill_neutral, told_apart
 
     try:
@@ -98,7 +113,7 @@ def find_run(client, run: str, experiment: Optional[str] = None) -> str:
                            order_by=["attributes.start_time DESC"]) if exps else []
     exact = [r for r in found if r.info.run_name == run]
     found = exact or [r for r in found if (r.info.run_name or "").split(" ")[0] == name and len(settings) == len(said)
-                      and all(v in (r.data.params.get(k), shown(r.data.params.get(k, ""))) for k, v in settings.items())]
+                      and all(_same_value(v, r.data.params.get(k)) for k, v in settings.items())]
     names = {e.experiment_id: e.name for e in exps}
     newest: dict[tuple, object] = {}  # each config's newest run
     for r in found:
