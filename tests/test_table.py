@@ -852,6 +852,29 @@ def test_the_reports_verdicts_come_in_the_tables_order():
     assert verdict_lines(runs.iloc[:0], AGARAP) == ["No finished run has a verdict yet.", ""]
 
 
+def test_the_reports_verdicts_are_counted_apart_for_each_setting_swept_beside_the_axes():
+    """residual_study: the verdict counts per depth summed the nets with and without skips (exploding
+    ones with skips, not_learning ones without, in one row); now a row per value of model.residual, and
+    of residual_scale where it acts (blank without skips, where it does nothing: one config)."""
+    from vgsweep.results.report import verdict_lines
+
+    grid = [(d, res, sc) for d in (20, 10) for res in ("False", "True") for sc in ("1.0", "0.18")]
+    runs = pd.DataFrame([{"run_id": f"r{i}", "run_name": f"mnist-d{d}-relu-baseline-s0 model.residual={res}",
+                          "seed": "0", "start_time": i, "status": "FINISHED", "metric:test_acc": 0.1,
+                          "verdict": {"False": "not_learning", "True": "exploding" if sc == "1.0" else "healthy"}[res],
+                          "verdict_reason": "why", "model.depth": str(d), "activation.name": "relu",
+                          "regime.name": "baseline", "model.residual": res, "model.residual_scale": sc, "data.name": "mnist",
+                          "config_hash": f"h{d}{res}{sc if res == 'True' else ''}"}
+                         for i, (d, res, sc) in enumerate(grid)])
+    counts = verdict_lines(runs, AGARAP)[0].splitlines()
+    head = [c.strip() for c in counts[0].split("|")[1:-1]]
+    assert head == ["depth", "model.residual", "model.residual_scale", "exploding", "healthy", "not_learning"]
+    rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in counts[2:]]
+    assert rows == [["10", "False", "", "0", "0", "1"], ["10", "True", "0.18", "0", "1", "0"],
+                    ["10", "True", "1", "1", "0", "0"], ["20", "False", "", "0", "0", "1"],
+                    ["20", "True", "0.18", "0", "1", "0"], ["20", "True", "1", "1", "0", "0"]], counts
+
+
 def test_a_curves_figure_names_the_lines_that_lie_on_one_another():
     """Lines of a panel that coincide hide each other (the last drawn on top): in a norm_study figure
     baseline, frozen BN and weight norm trained alike and only weight norm's colour showed. The figure

@@ -32,14 +32,31 @@ def _named(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(run_name=reader.told_apart(runs)) if not runs.empty else runs
 
 
-def verdict_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    """The verdict of each config's run that the table counts (reader.one_per_config), where FINISHED."""
+def verdict_rows(runs: pd.DataFrame, extra: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
+    """The verdict of each config's run that the table counts (reader.one_per_config), where FINISHED;
+    `extra`: more columns, {column: {run id: value}} (swept_beside)."""
     runs = _named(reader.one_per_config(runs))
     fin = runs[runs["status"] == "FINISHED"] if not runs.empty else runs
     rows = [{"run": r.run_name, "verdict": r.verdict, "reason": r.verdict_reason,
-             "test acc (%)": round(100 * r.get("metric:test_acc", float("nan")), 2), **_label(r)}
+             "test acc (%)": round(100 * r.get("metric:test_acc", float("nan")), 2), **_label(r),
+             **{k: by_run.get(r.run_id, "") for k, by_run in (extra or {}).items()}}
             for _, r in fin.iterrows() if r.verdict]
     return pd.DataFrame(rows)
+
+
+def swept_beside(runs: pd.DataFrame, study) -> dict[str, dict[str, str]]:
+    """The settings swept beside the study's axes that the table keeps apart (table.grouping_keys:
+    `model.residual` in residual_study), each run's value of each ("" where it does nothing in the run)."""
+    if study is None or runs.empty or "run_id" not in runs:
+        return {}
+    own = {a.key for a in study.all_axes}
+    if not own <= set(runs.columns):  # runs of another layout than the study's: no table keys them
+        return {}
+    for col, default in (("status", "FINISHED"), ("verdict", "")):
+        runs = runs if col in runs else runs.assign(**{col: default})
+    runs = reader.blank_inert(reader.one_per_config(reader.fill_neutral(runs)), own)
+    keys = [k for k in table.grouping_keys(runs, study) if k not in own and k not in AXES]
+    return {k: dict(zip(runs["run_id"], runs[k].fillna("").astype(str))) for k in keys}
 
 
 def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
@@ -56,7 +73,8 @@ def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
 def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
     """report.md's verdicts: how many runs of each depth (or model) have each verdict, and the runs that
     are not healthy and why, in the table's order (depth 5 before 10, its regimes and activations)."""
-    v = verdict_rows(runs)
+    extra = swept_beside(runs, study)
+    v = verdict_rows(runs, extra)
     if v.empty:
         return ["No finished run has a verdict yet.", ""]
     group = "depth" if "depth" in v and v["depth"].astype(str).str.len().gt(0).any() else "model"
@@ -65,11 +83,14 @@ def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
     def in_order(col: pd.Series) -> pd.Series:
         return col.map({x: i for i, x in enumerate(table.ordered(col, axes.get(col.name)))})
 
-    counts = v.groupby([group, "verdict"]).size().unstack(fill_value=0)
-    counts = counts.loc[table.ordered(counts.index, axes.get(group))]
-    bad = v[v.verdict != "healthy"]
+    # a row per depth (or model) and value of each setting swept beside the axes: residual_study's
+    # verdicts with and without skips, not summed into one count
+    by = [group, *extra]
+    counts = v.groupby([*by, "verdict"]).size().unstack(fill_value=0).reset_index()
+    counts = counts.sort_values(by, key=in_order)
+    bad = v[v.verdict != "healthy"].drop(columns=list(extra))  # their run names say them
     bad = bad.sort_values([c for c in (group, "activation", "regime", "run") if c in bad], key=in_order)
-    return [counts.to_markdown(), "", "Runs that are not healthy:", "",
+    return [table.md_table(counts.rename_axis(columns=None), index=False), "", "Runs that are not healthy:", "",
             table.md_table(bad, index=False) if not bad.empty else "None.", ""]
 
 
