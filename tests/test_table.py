@@ -833,6 +833,22 @@ def test_the_reports_lists_of_runs_take_each_config_once_as_the_table_does():
     assert list(failed_rows(runs)["run"]) == ["r4"] and list(failed_rows(runs)["reason"]) == ["failed at 4"]
 
 
+def test_an_option_swept_beside_the_axes_comes_in_the_configs_order_default_first():
+    """init_study's rows: xavier (the default), he, normal, zero, as config.yaml lists them; they came
+    alphabetically (he, normal, xavier, zero), in the table and in the figures' legends."""
+    from vgsweep.results import figures
+    from vgsweep.results.studies import AGARAP
+
+    inits = ("zero", "he", "xavier", "normal")
+    runs = _runs([("tanh", "baseline", 5, 0, 50.0 + i, {"init.name": init}) for i, init in enumerate(inits)])
+    df = aggregate(runs, AGARAP)
+    assert list(df["init.name"]) == ["xavier", "he", "normal", "zero"]
+    study = figures._with_swept_axes(runs.rename(columns={"test_acc": "metric:test_acc"}), AGARAP)
+    [init] = [a.label for a in study.axes if a.key == "init.name"]
+    frame = pd.DataFrame({init: list(inits)})
+    assert figures._values(frame, study, (init,)) == [("xavier",), ("he",), ("normal",), ("zero",)]
+
+
 def test_the_reports_verdicts_come_in_the_tables_order():
     """report.md's verdict counts and its runs that are not healthy: depth 5 before 10 and the study's
     regimes and activations in the table's order. MLflow's params are strings, and they sorted as

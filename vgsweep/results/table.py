@@ -25,7 +25,7 @@ import pandas as pd
 from vgsweep.config import command_line, excluded, home_path
 from vgsweep.jobs import shown
 from vgsweep.results import reader
-from vgsweep.results.studies import Study, study_for
+from vgsweep.results.studies import Axis, Study, study_for
 
 NOT_COMPARED = ("seed",)  # besides the keys that do not change a run's numbers (config.HASH_EXCLUDE)
 META = ("run_id", "run_name", "status", "start_time", *reader.TAGS)
@@ -37,11 +37,23 @@ def fetch_runs(uri: str, experiment: str) -> pd.DataFrame:
     return reader.runs_frame(client, exp.experiment_id)
 
 
+# Options' order where a setting is swept beside a study's axes (`init` in init_study): the default
+# first, as config.yaml lists them, not alphabetical (he, normal, xavier, zero).
+OPTION_ORDER = {
+    "init.name": ("xavier", "he", "normal", "zero", "torch_default"),
+    "optimizer.name": ("sgd", "adam"),
+    "data.name": ("mnist", "fashion_mnist", "cifar10", "cifar100"),
+    "activation.name": ("logistic", "tanh", "relu", "leaky_relu", "swish", "gelu", "elu", "identity"),
+    "regime.name": ("baseline", "gna", "gna_bn", "bn", "gna_bn_batch", "bn_batch", "ln", "wn", "wn_data", "gna_wn"),
+}
+
+
 def _order(values, axis) -> list:
     vals = list(dict.fromkeys(values))
     if axis.numeric:
         return sorted(vals, key=lambda v: (float(v) if _isnum(v) else math.inf, str(v)))
-    return [v for v in axis.order if v in vals] + sorted((v for v in vals if v not in axis.order), key=str)
+    prefer = axis.order or OPTION_ORDER.get(axis.key, ())
+    return [v for v in prefer if v in vals] + sorted((v for v in vals if v not in prefer), key=str)
 
 
 def ordered(values, axis=None) -> list:
@@ -239,7 +251,11 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
     extra = []
     for c in (c for c in keys if c not in {a.key for a in study.all_axes}):  # numbers in numeric order
         numeric = df[c].dropna().loc[lambda x: x != ""].map(_isnum).all()
-        df[f"_{c}"] = df[c].map(lambda v: float(v) if _isnum(v) else math.inf) if numeric else df[c].astype(str)
+        if c in OPTION_ORDER:
+            rank = {v: i for i, v in enumerate(_order(df[c].astype(str), Axis(c, c)))}
+            df[f"_{c}"] = df[c].astype(str).map(rank)
+        else:
+            df[f"_{c}"] = df[c].map(lambda v: float(v) if _isnum(v) else math.inf) if numeric else df[c].astype(str)
         extra.append(f"_{c}")
     # rows by the axes in order, then the extra keys; the column axis last (it spreads over columns)
     by = sort_cols[:-1] + extra + sort_cols[-1:] if study.column else sort_cols + extra
