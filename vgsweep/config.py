@@ -386,7 +386,7 @@ def expand_home_paths(cfg: DictConfig) -> None:
 
 
 def short_decimal(x: float) -> float:
-    """x, or the short decimal it is a float rounding or two away from: Hydra's `range(0.1, 1, 0.1)` gives
+    """x, or the short decimal it is a few float roundings away from: Hydra's `range(0.1, 1, 0.1)` gives
     0.30000000000000004 (0.1 + 2 x 0.1), which the command line would write 0.3. Within 8 units in the last
     place of a decimal of at most 12 digits; anything else (an Optuna trial's 0.01567667719550607) as it is."""
     if isinstance(x, bool) or not isinstance(x, float) or not math.isfinite(x) or x == 0:

@@ -417,7 +417,7 @@ def _coinciding(drawn: dict[tuple, list[tuple[str, np.ndarray]]], log_axes: set)
     scale, at every epoch): the last drawn hides the others, and a reader took a regime for missing
     where baseline, frozen BN and weight norm trained alike. Named per panel, once where its rows (the
     metrics) agree, else per row: `Lines that coincide, each hiding the others: tanh: baseline = bn =
-    wn; relu (test accuracy): baseline = gna.`; once for all where every panel says the same.
+    wn; relu, test accuracy: baseline = gna.`; once for all where every panel says the same.
     `drawn`: (panel's name, row's name, axes) -> [(line's name, the values drawn)]."""
     said: dict[str, dict[str, list[str]]] = {}  # panel -> row -> its groups, as text
     for (panel, row, ax), series in drawn.items():
