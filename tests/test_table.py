@@ -887,8 +887,8 @@ def test_the_reports_verdicts_are_counted_apart_for_each_setting_swept_beside_th
     assert head == ["depth", "model.residual", "model.residual_scale", "exploding", "healthy", "not_learning"]
     rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in counts[2:]]
     assert rows == [["10", "False", "", "0", "0", "1"], ["10", "True", "0.18", "0", "1", "0"],
-                    ["10", "True", "1", "1", "0", "0"], ["20", "False", "", "0", "0", "1"],
-                    ["20", "True", "0.18", "0", "1", "0"], ["20", "True", "1", "1", "0", "0"]], counts
+                    ["10", "True", "1.0", "1", "0", "0"], ["20", "False", "", "0", "0", "1"],
+                    ["20", "True", "0.18", "0", "1", "0"], ["20", "True", "1.0", "1", "0", "0"]], counts
 
 
 def test_a_curves_figure_names_the_lines_that_lie_on_one_another():

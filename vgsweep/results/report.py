@@ -90,7 +90,10 @@ def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
     counts = counts.sort_values(by, key=in_order)
     bad = v[v.verdict != "healthy"].drop(columns=list(extra))  # their run names say them
     bad = bad.sort_values([c for c in (group, "activation", "regime", "run") if c in bad], key=in_order)
-    return [table.md_table(counts.rename_axis(columns=None), index=False), "", "Runs that are not healthy:", "",
+    # the settings as the params hold them (1.0, not tabulate's 1: its parsing of numbers differs by version)
+    return [table.md_table(counts.rename_axis(columns=None), index=False, disable_numparse=True,
+                           colalign=["left"] * len(by) + ["right"] * (counts.shape[1] - len(by))), "",
+            "Runs that are not healthy:", "",
             table.md_table(bad, index=False) if not bad.empty else "None.", ""]
 
 
