@@ -847,6 +847,11 @@ def test_an_option_swept_beside_the_axes_comes_in_the_configs_order_default_firs
     [init] = [a.label for a in study.axes if a.key == "init.name"]
     frame = pd.DataFrame({init: list(inits)})
     assert figures._values(frame, study, (init,)) == [("xavier",), ("he",), ("normal",), ("zero",)]
+    from vgsweep.results.report import verdict_lines  # and the report's verdict counts, a row per init
+
+    counts = verdict_lines(runs.assign(status="FINISHED", verdict="healthy", verdict_reason="",
+                                       run_name=[f"mnist-d5-tanh-baseline-s0 init={i}" for i in inits]), AGARAP)[0]
+    assert [ln.split("|")[2].strip() for ln in counts.splitlines()[2:]] == ["xavier", "he", "normal", "zero"], counts
 
 
 def test_the_reports_verdicts_come_in_the_tables_order():

@@ -52,11 +52,8 @@ def swept_beside(runs: pd.DataFrame, study) -> dict[str, dict[str, str]]:
     own = {a.key for a in study.all_axes}
     if not own <= set(runs.columns):  # runs of another layout than the study's: no table keys them
         return {}
-    for col, default in (("status", "FINISHED"), ("verdict", "")):
-        runs = runs if col in runs else runs.assign(**{col: default})
-    runs = reader.blank_inert(reader.one_per_config(reader.fill_neutral(runs)), own)
-    keys = [k for k in table.grouping_keys(runs, study) if k not in own and k not in AXES]
-    return {k: dict(zip(runs["run_id"], runs[k].fillna("").astype(str))) for k in keys}
+    runs, keys = table.keyed(runs, study)
+    return {k: dict(zip(runs["run_id"], runs[k].fillna("").astype(str))) for k in keys if k not in own and k not in AXES}
 
 
 def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
@@ -80,8 +77,9 @@ def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
     group = "depth" if "depth" in v and v["depth"].astype(str).str.len().gt(0).any() else "model"
     axes = {a.label: a for a in study.all_axes} if study is not None else {}
 
-    def in_order(col: pd.Series) -> pd.Series:
-        return col.map({x: i for i, x in enumerate(table.ordered(col, axes.get(col.name)))})
+    def in_order(col: pd.Series) -> pd.Series:  # a swept option (init) in the table's order too
+        axis = axes.get(col.name) or (table.Axis(col.name, col.name) if col.name in table.OPTION_ORDER else None)
+        return col.map({x: i for i, x in enumerate(table.ordered(col, axis))})
 
     # a row per depth (or model) and value of each setting swept beside the axes: residual_study's
     # verdicts with and without skips, not summed into one count

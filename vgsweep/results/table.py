@@ -173,6 +173,16 @@ def summarise_verdicts(v: pd.Series) -> str:
     return ", ".join(f"{name} {c}/{len(v)}" for name, c in counts.items())
 
 
+def keyed(runs: pd.DataFrame, study: Study) -> tuple[pd.DataFrame, list[str]]:
+    """The runs the table counts (one per config, inert settings blank, the study's axes kept) and the
+    keys it groups them by (grouping_keys): what aggregate and the report's verdict counts share."""
+    for col, default in (("status", "FINISHED"), ("verdict", ""), ("parameters", "")):
+        if col not in runs:
+            runs = runs.assign(**{col: default})
+    runs = reader.blank_inert(reader.one_per_config(reader.fill_neutral(runs)), {a.key for a in study.all_axes})
+    return runs, grouping_keys(runs, study)
+
+
 def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
     """The long table: one row per group of seeds, with the metrics' means and stds, the primary
     metric's delta and its interval, the published values where the settings match, and
@@ -182,11 +192,7 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
     study = study or AGARAP
     if runs.empty:
         return pd.DataFrame()
-    for col, default in (("status", "FINISHED"), ("verdict", ""), ("parameters", "")):
-        if col not in runs:
-            runs = runs.assign(**{col: default})
-    runs = reader.blank_inert(reader.one_per_config(reader.fill_neutral(runs)), {a.key for a in study.all_axes})
-    keys = grouping_keys(runs, study)
+    runs, keys = keyed(runs, study)
     runs = runs.assign(seed=runs["seed"].astype(int))
     primary = study.metrics[0]
     groups = dict(list(runs.groupby(keys, dropna=False)))
@@ -437,7 +443,7 @@ def _best_trials(d: pd.DataFrame, study: Study) -> tuple[set, str]:
     from vgsweep.config import higher_is_better
 
     spec = next((f for f in study.figures if f.kind == "search"), None)
-    col = f"{study.metrics[0].key}_mean" if f"{study.metrics[0].key}_mean" in d else "mean"
+    col = "mean"  # the primary metric's (aggregate)
     if spec is None or col not in d or d[col].isna().all():
         return set(), ""
     by = [a for a in spec.line if a in d and d[a].nunique(dropna=False) > 1]
