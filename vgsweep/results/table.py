@@ -78,17 +78,29 @@ def _values_set(s: pd.Series) -> int:
     return s.fillna("\0nan").loc[lambda x: x != ""].nunique()
 
 
+def _varies(df: pd.DataFrame, by: list[str], c: str) -> bool:
+    """Whether setting c takes more than one value among the runs that agree on `by`."""
+    return bool((df.groupby(by, dropna=False)[c].agg(_values_set) > 1).any())
+
+
 def grouping_keys(df: pd.DataFrame, study: Study) -> list[str]:
-    """The study's axes, plus every other param that varies (where it acts) and is not implied by the axes."""
+    """The study's axes, plus every other param that varies (where it acts) and is not implied by the
+    axes nor by the other keys: a config group swept beside the axes (`optimizer=sgd,adam`) is its
+    option's name (`optimizer.name`), not also the settings that come with the option (its `lr`), unless
+    those vary within an option too. Options' names are weighed first, then the rest in name order."""
     prim = [a.key for a in study.all_axes]
     extra = []
     for c in df.columns:
         if (c in prim or c in META or c in NOT_COMPARED or c.startswith("metric:") or excluded(c)
                 or c in {m.key for m in study.metrics}):
             continue
-        if _values_set(df[c]) > 1 and (df.groupby(prim, dropna=False)[c].agg(_values_set) > 1).any():
+        if _values_set(df[c]) > 1 and _varies(df, prim, c):
             extra.append(c)
-    return prim + sorted(extra)
+    kept: list[str] = []
+    for c in sorted(extra, key=lambda k: (not k.endswith(".name"), k)):
+        if _varies(df, prim + kept, c):
+            kept.append(c)
+    return prim + sorted(kept)
 
 
 def _matches(a: tuple, b: tuple, skip: int) -> bool:
