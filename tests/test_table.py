@@ -102,6 +102,20 @@ def test_a_swept_key_becomes_a_column_but_implied_ones_do_not():
     assert df.loc["0.0003", "published"] == 91.62 and pd.isna(df.loc["0.01", "published"])
 
 
+def test_an_option_swept_beside_the_axes_is_its_name_not_also_the_settings_it_brings():
+    """`optimizer=sgd,adam` beside the axes: the table keeps the runs apart by the option (optimizer.name);
+    the learning rate each option brings (3e-4, 1e-3) was a second column, as if swept too. It is one
+    where it varies within an option."""
+    rows = [("relu", "baseline", 5, 0, 50.0 + i, {"optimizer.name": n, "optimizer.lr": lr})
+            for i, (n, lr) in enumerate((("adam", "0.001"), ("sgd", "0.0003")))]
+    df = aggregate(_runs(rows), AGARAP)
+    assert "optimizer.name" in df.columns and "optimizer.lr" not in df.columns
+    assert list(df["optimizer.name"]) == ["sgd", "adam"] and list(df["mean"]) == [51.0, 50.0]
+    rows.append(("relu", "baseline", 5, 0, 70.0, {"optimizer.name": "sgd", "optimizer.lr": "0.01"}))
+    df = aggregate(_runs(rows), AGARAP)
+    assert {"optimizer.name", "optimizer.lr"} <= set(df.columns) and len(df) == 3
+
+
 def test_failed_configs_are_counted_not_averaged():
     runs = _grid().assign(status="FINISHED")
     failed = _runs([("logistic", "gna", 2, 3, float("nan")), ("tanh", "gna_bn", 2, 0, float("nan"))]).assign(
@@ -314,8 +328,8 @@ def test_figures_never_average_runs_of_different_configs():
                                   "agarap2019_as_coded", "lr_search"])
 def test_each_figure_of_a_study_keeps_apart_the_runs_of_every_axis(name):
     """A figure draws one line per value of its `by`, `panel` and `line` axes, averaged over the runs
-    that share them: an axis of the study it names nowhere (but the data set, one per study; the
-    activation of gradient_distribution, drawn one per figure) would be averaged over."""
+    that share them: an axis of the study it names nowhere (but the data set, whose runs figures.build
+    draws apart; the activation of gradient_distribution, drawn one per figure) would be averaged over."""
     from vgsweep.results.studies import STUDIES
 
     study = STUDIES[name]
@@ -398,7 +412,7 @@ def _figures_of(monkeypatch, tmp_path, rows: list[dict]) -> tuple[list, dict]:
 
     monkeypatch.setattr(reader, "open_experiment", lambda uri, name: (None, SimpleNamespace(experiment_id="1")))
     monkeypatch.setattr(reader, "runs_frame", lambda client, exp_id, statuses=(): pd.DataFrame(rows).assign(
-        run_name=lambda d: d.run_id))
+        run_name=lambda d: d.run_id).loc[lambda d: d["status"].isin(statuses) if statuses else d.index == d.index])
     monkeypatch.setattr(reader, "history", lambda client, run_id, key: np.array([2.3, 2.2]))
     monkeypatch.setattr(reader, "by_step", lambda client, run_id, key: {0: 2.3, 1: 2.2})  # curves.csv's
     drawn = {}
@@ -447,6 +461,45 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
     fig = drawn["results"]
     fig.canvas.draw()  # the legend's long entries take as many columns as fit the page, not four side by side
     assert fig.get_tightbbox().width <= fig.get_figwidth() + 0.05
+
+
+def test_no_figure_but_the_results_ones_mixes_data_sets(monkeypatch, tmp_path):
+    """The paper grid on MNIST and Fashion-MNIST: the curves and gradient figures come one per data set
+    (files `curves_d2_mnist`, `curves_d2_fashion_mnist`, the data set in the title); they averaged the
+    two data sets' runs as if seeds (a band with one seed each). A figure names the configs it leaves out
+    of its own data set only. The results figure keeps a panel per data set; the report counts the
+    verdicts per data set and shows the figures in the study's order (mnist first)."""
+    import itertools
+
+    from vgsweep.results import figures
+    from vgsweep.results.report import verdict_lines
+
+    rows = [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "study": "agarap2019",
+             "status": "FAILED" if (ds, act, seed) == ("fashion_mnist", "tanh", 1) else "FINISHED",
+             "model.family": "mlp", "diagnostics.enabled": "False", "data.name": ds, "model.depth": "2",
+             "activation.name": act, "regime.name": regime, "seed": str(seed), "optimizer.lr": "0.0003",
+             "metric:test_acc": 0.5 + 0.01 * seed, "verdict": "healthy" if act == "relu" else "not_learning",
+             "verdict_reason": "why"}
+            for i, (ds, act, regime, seed) in enumerate(itertools.product(("fashion_mnist", "mnist"), ("relu", "tanh"),
+                                                                           ("baseline", "gna"), (0, 1)))]
+    seen = []
+    real = figures.fig_curves
+    monkeypatch.setattr(figures, "fig_curves", lambda client, d, study, spec, title: seen.append(
+        (set(d["dataset"]), len(d), title)) or real(client, d, study, spec, title))
+    paths, drawn = _figures_of(monkeypatch, tmp_path, rows)
+    assert [p.stem for p in paths if p.suffix == ".png" and p.stem.startswith("curves")] == \
+        ["curves_d2_mnist", "curves_d2_fashion_mnist"]
+    assert [(ds, n) for ds, n, _ in seen] == [({"mnist"}, 8), ({"fashion_mnist"}, 6)]  # its two failed runs left out
+    assert "(fashion_mnist)" in seen[1][2] and "(mnist)" in seen[0][2]
+    tex = (tmp_path / "figures.tex").read_text()
+    mnist_caption = tex[tex.index("curves_d2_mnist.pdf"):].split("\\label")[0]
+    fashion_caption = tex[tex.index("curves_d2_fashion_mnist.pdf"):].split("\\label")[0]
+    assert "Not drawn" in fashion_caption and "Not drawn" not in mnist_caption
+    assert [ax.get_title() for ax in drawn["results"].axes if ax.get_visible()] == \
+        ["mnist depth=2", "fashion_mnist depth=2"]
+    counts = verdict_lines(pd.DataFrame(rows).assign(run_name=lambda d: d.run_id), AGARAP)[0].splitlines()
+    assert [[c.strip() for c in ln.split("|")[1:3]] for ln in counts[2:]] == [["mnist", "2"], ["fashion_mnist", "2"]]
+    assert [[c.strip() for c in ln.split("|")[3:]][:2] for ln in counts[2:]] == [["4", "4"], ["4", "2"]]
 
 
 def test_a_users_study_names_no_setting_where_it_does_nothing_in_its_figures(monkeypatch, tmp_path):

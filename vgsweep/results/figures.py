@@ -784,11 +784,18 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
                                                                           table_study=table_study)) is not None:
                 _note(fig, _not_drawn(failed, swept, spec, None, ()))
                 paths += _save(fig, out, _stem(spec, None), captions)
-        for extra, part in _by_other_settings(runs, study):  # no figure mixes runs of different configs
-            suffix = "".join(f"_{_short(k)}-{v}" for k, v in extra)
-            settings = ", ".join(f"{k}={v}" for k, v in extra)
-            paths += _study_figures(client, part, study, out, activation, Path(tmp), suffix, settings, captions,
-                                    lambda spec, by, act=None: _not_drawn(failed, study, spec, by, extra, act))
+        datasets = [v for (v,) in _values(runs, study, ("dataset",))]
+        for ds in datasets:  # no figure mixes data sets (they are panels of the results figures only)
+            ds_runs, ds_failed, ds_name = runs, failed, ""
+            if len(datasets) > 1:
+                ds_runs, ds_name = runs[runs["dataset"] == ds], str(ds)
+                ds_failed = failed if failed.empty else failed[failed["dataset"].astype(str) == ds_name]
+            for extra, part in _by_other_settings(ds_runs, study):  # nor runs of different configs
+                suffix = "".join(f"_{v}" for v in [ds_name] if v) + "".join(f"_{_short(k)}-{v}" for k, v in extra)
+                settings = ", ".join([*([ds_name] if ds_name else []), *(f"{k}={v}" for k, v in extra)])
+                paths += _study_figures(client, part, study, out, activation, Path(tmp), suffix, settings, captions,
+                                        lambda spec, by, act=None, f=ds_failed, extra=extra:
+                                        _not_drawn(f, study, spec, by, extra, act))
         data = write_data(client, runs, study, out, Path(tmp))
     paths.append(write_latex(out, experiment, captions))
     if log_to_mlflow:  # the figures; their numbers are the store's own

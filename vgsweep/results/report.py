@@ -18,7 +18,7 @@ from vgsweep.config import command_line, home_path
 from vgsweep.results import figures, reader, table
 from vgsweep.tracking import hide_passwords
 
-AXES = {"model.name": "model", "model.depth": "depth", "activation.name": "activation", "regime.name": "regime",
+AXES = {"data.name": "dataset", "model.name": "model", "model.depth": "depth", "activation.name": "activation", "regime.name": "regime",
         "optimizer.lr": "lr"}
 
 
@@ -81,12 +81,12 @@ def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
         axis = axes.get(col.name) or (table.Axis(col.name, col.name) if col.name in table.OPTION_ORDER else None)
         return col.map({x: i for i, x in enumerate(table.ordered(col, axis))})
 
-    # a row per depth (or model) and value of each setting swept beside the axes: residual_study's
-    # verdicts with and without skips, not summed into one count
-    by = [group, *extra]
+    # a row per data set (where there are several), depth (or model) and value of each setting swept beside
+    # the axes: residual_study's verdicts with and without skips, not summed into one count
+    by = [*(["dataset"] if "dataset" in v and v["dataset"].nunique() > 1 else []), group, *extra]
     counts = v.groupby([*by, "verdict"]).size().unstack(fill_value=0).reset_index()
     counts = counts.sort_values(by, key=in_order)
-    bad = v[v.verdict != "healthy"].drop(columns=list(extra))  # their run names say them
+    bad = v[v.verdict != "healthy"].drop(columns=[*extra, *(["dataset"] if "dataset" in v else [])])  # named
     bad = bad.sort_values([c for c in (group, "activation", "regime", "run") if c in bad], key=in_order)
     # the settings as the params hold them (1.0, not tabulate's 1: its parsing of numbers differs by version)
     return [table.md_table(counts.rename_axis(columns=None), index=False, disable_numparse=True,
@@ -111,8 +111,8 @@ def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[l
         lines += [f"The figures below as PDF for a paper, each with its caption and label: [{tex}]({tex}) (LaTeX). "
                   "The numbers they are drawn from, to plot them another way (CSV, compressed): "
                   + ", ".join(f"[{d.rsplit('/', 1)[-1]}]({d})" for d in data) + ".", ""]
-    for kind, (heading, what) in figures.KINDS.items():
-        chosen = sorted(p for p in figs if figures.kind_of(p.stem) == kind)
+    for kind, (heading, what) in figures.KINDS.items():  # each kind's figures in the order drawn: the study's
+        chosen = [p for p in figs if figures.kind_of(p.stem) == kind]  # (depth 5 before 10, mnist first)
         if chosen:
             lines += [f"## {heading}", "", what, ""]
             lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in chosen] + [""]
