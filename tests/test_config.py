@@ -209,6 +209,9 @@ def test_a_float_that_hydras_range_leaves_a_rounding_away_from_a_short_decimal_i
     assert noisy.key() == job("regime.grad_noise.eta=0.3", "data.mean=[0.3]", "data.std=[0.7]").key()
     assert job("optimizer.lr=0.01567667719550607").cfg.optimizer.lr == 0.01567667719550607
     assert job("optimizer.lr=0.01567667719550607").key() != job("optimizer.lr=0.0156766771955").key()
+    o = ["regime.grad_noise.eta=0.30000000000000004", "optimizer.lr=0.01567667719550607", "seed=1", "x=0.3.1"]
+    assert Job(compose_cfg(["device=cpu", "regime=gna", *o[:3]]), overrides=o).overrides == [
+        "regime.grad_noise.eta=0.3", *o[1:]]  # as its label, the dry run and the run's overrides tag say it
     cfg = compose_cfg(["device=cpu", "optimizer.lr=0.30000000000000004"])
     settle(cfg)  # the single run's task call does the same as its Job
     assert cfg.optimizer.lr == 0.3 and config_hash(cfg) == config_hash(compose_cfg(["device=cpu", "optimizer.lr=0.3"]))

@@ -395,6 +395,18 @@ def short_decimal(x: float) -> float:
     return s if s != x and abs(s - x) <= 8 * math.ulp(x) else x
 
 
+def settle_override(override: str) -> str:
+    """A `key=value` override as its job runs it: a number short_decimal settles written as that decimal
+    (`eta=0.30000000000000004`, from Hydra's range, is `eta=0.3`), the rest as it is."""
+    key, eq, value = override.partition("=")
+    try:
+        x = float(value)
+    except ValueError:
+        return override
+    s = short_decimal(x)
+    return f"{key}={s!r}" if eq and s is not x else override  # is: nan != nan
+
+
 def settle(cfg: DictConfig) -> None:
     """A job's config as it is run, recorded and hashed, in place: expand_home_paths, and each float
     (in a list too) that is a short decimal's neighbour by float arithmetic made that decimal, so that

@@ -24,9 +24,11 @@ class Job:
     queued_in: Optional[tuple[str, float]] = None  # (SLURM job id, submitted) of an earlier sweep's pack job for it
 
     def __post_init__(self) -> None:
-        from vgsweep.config import settle
+        from vgsweep.config import settle, settle_override
 
         settle(self.cfg)  # `data.root=~/data`: the home folder's; range()'s 0.30000000000000004: 0.3
+        # and so its overrides, where its label, the dry run's list and the run's overrides tag read them
+        self.overrides = [settle_override(o) for o in self.overrides]
 
     @property
     def name(self) -> str:
