@@ -98,6 +98,15 @@ def test_verdict_rules(norms, dead, acc, diverged, expected):
     assert v == expected and why
 
 
+def test_a_first_layer_no_gradient_reaches_is_said_so():
+    """A zero init (init=zero) passes no gradient back at all: its reason said `0 x the last layer's`, as if
+    the gradient had faded with depth; it says none reaches the first layer."""
+    v, why = verdict(_diag([[0.0, 1.0], [0.0, 1.0]]), 0.1135, 10, V)
+    assert v == "vanishing" and why.startswith("no gradient reaches the first layer"), why
+    v, why = verdict(_diag([[1e-9, 1.0], [0.0, 1.0]]), 0.1135, 10, V)
+    assert v == "vanishing" and why.startswith("first layer's mean |gradient| is"), why
+
+
 def test_a_net_made_to_vanish_and_a_healthy_one(small_cfg):
     """Real training: 8 logistic layers from small weights vanish; a 2-layer ReLU net is healthy."""
     deep = small_cfg("activation=logistic", "depth=10", "model.hidden=[16,16,16,16,16,16,16,16,16,16]",

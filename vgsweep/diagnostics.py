@@ -105,6 +105,9 @@ def verdict(d: RunDiagnostics | None, final_test_acc: float | None, num_classes:
         # Per-weight magnitude (mean |g|), not the norm: layers differ in size by orders of magnitude.
         m = d.grad[:, :, mag]
         ratio = float(np.mean(m[:, 0] / np.maximum(m[:, -1], 1e-30)))
+        if m.size and np.all(m[:, 0] == 0):  # a zero init's symmetric net, or every unit above it off
+            return "vanishing", ("no gradient reaches the first layer: exactly 0 at every measured step (the "
+                                 "layers above pass none back: zero weights, or every unit off)")
         if ratio < vcfg.vanish_ratio:
             return "vanishing", (f"first layer's mean |gradient| is {ratio:.2g} x the last layer's "
                                  f"(mean over epochs) < {vcfg.vanish_ratio:g}")
