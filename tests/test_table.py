@@ -915,12 +915,16 @@ def test_the_reports_verdicts_come_in_the_tables_order():
 
     runs = pd.DataFrame([{"run_name": f"mnist-d{d}-{a}-{r}-s0", "seed": "0", "start_time": i, "status": "FINISHED",
                           "verdict": "healthy" if a == "tanh" else "not_learning", "verdict_reason": "why",
-                          "metric:test_acc": 0.1, "model.depth": str(d), "activation.name": a, "regime.name": r}
+                          "metric:test_acc": 0.1, "model.depth": str(d), "activation.name": a, "regime.name": r,
+                          "optimizer.lr": "0.0003"}
                          for i, (d, a, r) in enumerate((d, a, r) for d in (10, 5, 20) for a in ("tanh", "relu", "logistic")
                                                        for r in ("gna", "baseline"))])
     counts, _, _, _, bad, _ = verdict_lines(runs, AGARAP)
     assert [ln.split("|")[1].strip() for ln in counts.splitlines()[2:]] == ["5", "10", "20"], counts
     names = [ln.split("|")[1].strip() for ln in bad.splitlines()[2:]]
+    # the runs' settings that vary are columns; those all share (the one learning rate, no model) are not
+    assert [c.strip() for c in bad.splitlines()[0].split("|")[1:-1]] == [
+        "run", "verdict", "reason", "test acc (%)", "depth", "activation", "regime"]
     assert names == [f"mnist-d{d}-{a}-{r}-s0" for d in (5, 10, 20) for a in ("logistic", "relu")
                      for r in ("baseline", "gna")], names
     assert verdict_lines(runs.iloc[:0], AGARAP) == ["No finished run has a verdict yet.", ""]

@@ -88,6 +88,8 @@ def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
     counts = counts.sort_values(by, key=in_order)
     bad = v[v.verdict != "healthy"].drop(columns=[*extra, *(["dataset"] if "dataset" in v else [])])  # named
     bad = bad.sort_values([c for c in (group, "activation", "regime", "run") if c in bad], key=in_order)
+    # a setting every run of the experiment shares is no column (the MLPs' one learning rate, a study's one depth)
+    bad = bad.drop(columns=[c for c in AXES.values() if c in bad and v[c].nunique(dropna=False) < 2])
     # the settings as the params hold them (1.0, not tabulate's 1: its parsing of numbers differs by version)
     return [table.md_table(counts.rename_axis(columns=None), index=False, disable_numparse=True,
                            colalign=["left"] * len(by) + ["right"] * (counts.shape[1] - len(by))), "",
