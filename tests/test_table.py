@@ -440,7 +440,12 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
              "optimizer.lr": "0.0003", "metric:test_acc": 0.5 + 0.1 * (v == values[1]) + 0.01 * seed}
             for i, (act, regime, seed, v) in enumerate(itertools.product(("relu", "tanh"), ("baseline", "gna"),
                                                                           (0, 1), values))]
+    titles = []
+    real = figures.fig_curves
+    monkeypatch.setattr(figures, "fig_curves", lambda client, d, study, spec, title: titles.append(title) or real(
+        client, d, study, spec, title))
     paths, drawn = _figures_of(monkeypatch, tmp_path, rows)
+    assert titles == [f"2-layer networks ({shown}={v})" for v in values]  # as the legends name it: init=he
     stems = sorted({p.stem for p in paths})
     short = key.split(".")[-1] if key != "init.name" else "init"
     assert stems == sorted(["activations", "curves.csv", *(f"curves_d2_{short}-{v}" for v in values), "deltas",

@@ -792,7 +792,7 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
                 ds_failed = failed if failed.empty else failed[failed["dataset"].astype(str) == ds_name]
             for extra, part in _by_other_settings(ds_runs, study):  # nor runs of different configs
                 suffix = "".join(f"_{v}" for v in [ds_name] if v) + "".join(f"_{_short(k)}-{v}" for k, v in extra)
-                settings = ", ".join([*([ds_name] if ds_name else []), *(f"{k}={v}" for k, v in extra)])
+                settings = ", ".join(x for x in [ds_name, *(_name((k,), (v,)) for k, v in extra)] if x)  # init=he
                 paths += _study_figures(client, part, study, out, activation, Path(tmp), suffix, settings, captions,
                                         lambda spec, by, act=None, f=ds_failed, extra=extra:
                                         _not_drawn(f, study, spec, by, extra, act))
@@ -906,8 +906,13 @@ def _by_other_settings(runs: pd.DataFrame, study: Study) -> list[tuple[tuple, pd
     def fits(a: tuple, b: tuple) -> bool:  # a's settings are b's where a has one (a blank: inert, fits any)
         return all(x == y or x == "" for x, y in zip(a, b))
 
+    from vgsweep.results.table import OPTION_ORDER, ordered
+
     rows = list(params[keys].astype(str).itertuples(index=False, name=None))
-    combos = sorted(set(rows))  # one figure per combination no other one fills in further
+    # one figure per combination no other one fills in further, in the table's order (init: xavier first)
+    rank = [{v: i for i, v in enumerate(ordered([r[j] for r in rows], Axis(k, k) if k in OPTION_ORDER else None))}
+            for j, k in enumerate(keys)]
+    combos = sorted(set(rows), key=lambda c: [rank[j][v] for j, v in enumerate(c)])
     widest = [c for c in combos if not any(o != c and fits(c, o) for o in combos)]
     return [(tuple((k, v) for k, v in zip(keys, c) if v != ""), runs[[fits(r, c) for r in rows]]) for c in widest]
 
