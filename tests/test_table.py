@@ -505,6 +505,9 @@ def test_no_figure_but_the_results_ones_mixes_data_sets(monkeypatch, tmp_path):
     counts = verdict_lines(pd.DataFrame(rows).assign(run_name=lambda d: d.run_id), AGARAP)[0].splitlines()
     assert [[c.strip() for c in ln.split("|")[1:3]] for ln in counts[2:]] == [["mnist", "2"], ["fashion_mnist", "2"]]
     assert [[c.strip() for c in ln.split("|")[3:]][:2] for ln in counts[2:]] == [["4", "4"], ["4", "2"]]
+    bad = verdict_lines(pd.DataFrame(rows).assign(run_name=lambda d: d["data.name"] + "-" + d.run_id),
+                        AGARAP)[4].splitlines()[2:]
+    assert [ln.split("|")[1].strip().startswith("mnist") for ln in bad] == [True] * 4 + [False] * 2  # mnist first
 
 
 def test_a_users_study_names_no_setting_where_it_does_nothing_in_its_figures(monkeypatch, tmp_path):

@@ -378,6 +378,7 @@ def test_the_study_through_the_cli_into_mlflow_the_table_and_the_figures(cifar_r
     md = (tmp_path / "res" / "table.md").read_text()
     assert "| model | lr | parameters | val acc (%) |" in md
     assert "| vgg38_bn_rc | 0.01 |" in md and "not comparable with the published values" in md
+    assert "published accuracy 0.01 is read as a fraction" not in md  # a note on published values none shows
     lines = [x for x in md.splitlines() if x.startswith("| vgg")]
     assert [x.split(" | ")[0][2:] for x in lines] == ["vgg08", "vgg38", "vgg38_bn", "vgg38_bn", "vgg38_rc",
                                                        "vgg38_bn_rc", "vgg38_bn_rc"]

@@ -86,8 +86,9 @@ def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
     by = [*(["dataset"] if "dataset" in v and v["dataset"].nunique() > 1 else []), group, *extra]
     counts = v.groupby([*by, "verdict"]).size().unstack(fill_value=0).reset_index()
     counts = counts.sort_values(by, key=in_order)
-    bad = v[v.verdict != "healthy"].drop(columns=[*extra, *(["dataset"] if "dataset" in v else [])])  # named
-    bad = bad.sort_values([c for c in (group, "activation", "regime", "run") if c in bad], key=in_order)
+    bad = v[v.verdict != "healthy"].drop(columns=list(extra))  # their run names say them (and the data set)
+    bad = bad.sort_values([c for c in ("dataset", group, "activation", "regime", "run") if c in bad], key=in_order)
+    bad = bad.drop(columns=["dataset"] if "dataset" in bad else [])
     # a setting every run of the experiment shares is no column (the MLPs' one learning rate, a study's one depth)
     bad = bad.drop(columns=[c for c in AXES.values() if c in bad and v[c].nunique(dropna=False) < 2])
     # the settings as the params hold them (1.0, not tabulate's 1: its parsing of numbers differs by version)

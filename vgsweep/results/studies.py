@@ -52,6 +52,7 @@ class Study:
     source: str  # the published values' source, for the footnote
     figures: tuple[Figure, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    published_notes: tuple[str, ...] = ()  # said only below a table that shows published values
 
     @property
     def all_axes(self) -> tuple[Axis, ...]:
@@ -128,7 +129,7 @@ VGG = Study(
              Figure("gradient_flow_epochs", panel=("model", "lr")),
              Figure("gradient_flow", line=("model", "lr")),
              Figure("results", x=("model", "lr"))),
-    notes=("VGG38's published accuracy 0.01 is read as a fraction (1%: chance with 100 classes).",),
+    published_notes=("VGG38's published accuracy 0.01 is read as a fraction (1%: chance with 100 classes).",),
 )
 
 # Why the paper grid's cells come out as they do (issue 9): each one command, each its own experiment.

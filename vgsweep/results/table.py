@@ -442,7 +442,8 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
         if best:
             foot += f"Bold: the best trial{per} (its {primary.label.removesuffix(' (%)')}, as the search figure rings it). "
         foot += ("A word after a cell is the runs' verdict when not healthy (vanishing, exploding, dead_units, "
-                 "not_learning)." + (f" Published: {study.source}." if study.source and show_pub else "") + "".join(f" {x}" for x in study.notes))
+                 "not_learning)." + (f" Published: {study.source}." if study.source and show_pub else "")
+                 + "".join(f" {x}" for x in study.notes + (study.published_notes if show_pub else ())))
         blocks.append(Block(title, not_comparable_note(d), head, rows, foot, len(rows_by),
                             groups if study.column is not None and show_pub else None))
     return blocks
