@@ -510,6 +510,20 @@ def test_no_figure_but_the_results_ones_mixes_data_sets(monkeypatch, tmp_path):
     assert [ln.split("|")[1].strip().startswith("mnist") for ln in bad] == [True] * 4 + [False] * 2  # mnist first
 
 
+def test_an_accuracy_axis_stops_near_0_and_100_percent_where_a_std_bar_reaches_past(monkeypatch, tmp_path):
+    """Two seeds at 0% and 30%: the mean's ±1 std bar reaches -6%, and the axis went down to -8% (ticks
+    at -5 on an accuracy); it stops just below 0 (the markers at 0 whole). 100% likewise at the top."""
+    rows = [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "status": "FINISHED", "study": "agarap2019",
+             "model.family": "mlp", "diagnostics.enabled": "False", "data.name": "mnist", "model.depth": "2",
+             "activation.name": "relu", "regime.name": regime, "seed": str(seed), "optimizer.lr": "0.0003",
+             "metric:test_acc": acc}
+            for i, (regime, seed, acc) in enumerate((("baseline", 0, 0.0), ("baseline", 1, 0.3), ("gna", 0, 0.7),
+                                                     ("gna", 1, 1.0)))]
+    _, drawn = _figures_of(monkeypatch, tmp_path, rows)
+    lo, hi = drawn["results"].axes[0].get_ylim()
+    assert -3 < lo < 0 and 100 < hi < 103, (lo, hi)
+
+
 def test_a_users_study_names_no_setting_where_it_does_nothing_in_its_figures(monkeypatch, tmp_path):
     """A study vgsweep does not know sweeps optimizer and momentum: its swept settings label the figures'
     series, and an Adam run's label leaves out the momentum it was given (Adam has none), as its table

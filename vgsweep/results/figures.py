@@ -576,7 +576,11 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
     for ax in axes.flat:  # values that (nearly) agree: a span of 1 unit, not float noise on a 1e-17 axis
         lo, hi = ax.get_ylim()
         mid = 0.0 if deltas else (lo + hi) / 2
-        ax.set_ylim(min(lo, mid - 0.5), max(hi, mid + 0.5))
+        lo, hi = min(lo, mid - 0.5), max(hi, mid + 0.5)
+        if not deltas and metric.key.endswith("_acc"):  # a ±1 std bar past 0% or 100%: the axis stops just there
+            pad = 0.02 * (hi - lo)
+            lo, hi = max(lo, -pad), min(hi, metric.scale + pad)  # an accuracy of 1, scaled (100%)
+        ax.set_ylim(lo, hi)
         ax.ticklabel_format(axis="y", useOffset=False)
     for ax in axes[:, 0]:
         ax.set_ylabel(metric.label.replace(" (%)", "") + f": delta to {_name((blabel,), (bvalue,))}"
