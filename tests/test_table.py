@@ -524,6 +524,26 @@ def test_an_accuracy_axis_stops_near_0_and_100_percent_where_a_std_bar_reaches_p
     assert -3 < lo < 0 and 100 < hi < 103, (lo, hi)
 
 
+def test_the_results_figure_of_several_data_sets_is_a_row_per_data_set(monkeypatch, tmp_path):
+    """Two data sets and two depths: a row of panels per data set, a column per depth (they wrapped three
+    to a row: mnist 2, mnist 5, fashion_mnist 2, then fashion_mnist 5 alone)."""
+    import itertools
+
+    rows = [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "status": "FINISHED", "study": "noise_scale",
+             "model.family": "mlp", "diagnostics.enabled": "False", "data.name": ds, "model.depth": depth,
+             "activation.name": "relu", "regime.name": "gna", "regime.grad_noise.enabled": "True",
+             "regime.grad_noise.eta": eta, "seed": "0",
+             "optimizer.lr": "0.0003", "metric:test_acc": 0.5}
+            for i, (ds, depth, eta) in enumerate(itertools.product(("fashion_mnist", "mnist"), ("5", "2"), ("0.0", "1.0")))]
+    _, drawn = _figures_of(monkeypatch, tmp_path, rows)
+    for kind in ("results", "deltas"):
+        shown = [ax for ax in drawn[kind].axes if ax.get_visible()]
+        where = {ax.get_title(): ax.get_subplotspec() for ax in shown}
+        assert {t: (sp.rowspan.start, sp.colspan.start) for t, sp in where.items()} == {
+            "mnist depth=2": (0, 0), "mnist depth=5": (0, 1), "fashion_mnist depth=2": (1, 0),
+            "fashion_mnist depth=5": (1, 1)}, (kind, where)
+
+
 def test_a_users_study_names_no_setting_where_it_does_nothing_in_its_figures(monkeypatch, tmp_path):
     """A study vgsweep does not know sweeps optimizer and momentum: its swept settings label the figures'
     series, and an Adam run's label leaves out the momentum it was given (Adam has none), as its table

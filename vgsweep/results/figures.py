@@ -528,11 +528,12 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
                                                tuple(map(str, c)))["delta"].notna().any()]
         if not xs or not lines or not panels:
             return None
-    fig, axes, cols = _wrapped(len(panels), 3, 2.4, 0.5)
+    lead = [c[0] for c in panels] if panel_axes[:1] == ("dataset",) and len(panel_axes) > 1 else []
+    fig, axes, cols, slots = _wrapped(len(panels), 3, 2.4, 0.5, [lead.count(v) for v in dict.fromkeys(lead)] or None)
     width = 0.8 / len(lines)  # the markers of one x place share 0.8 of the unit between places
     shown_pub, seeds_n = False, []
     for j, panel in enumerate(panels):
-        ax = axes.flat[j]
+        ax = axes.flat[slots[j]]
         for li, line in enumerate(lines):
             color = _color(str(line[-1]) if line else "", li)
             marker = _style(lines, line, MARKERS)
@@ -638,22 +639,31 @@ def _mean_abs(diag) -> np.ndarray:
     return diag.grad[:, :, GRAD_COLS.index("grad/mean_abs")]  # (epochs, layers)
 
 
-def _wrapped(n: int, max_cols: int, row_in: float, extra_in: float) -> tuple[object, np.ndarray, int]:
-    """A figure of n panels sharing the y axis, at most max_cols to a row, the cells past n hidden;
-    (figure, axes (rows, cols), cols)."""
-    cols = min(n, max_cols)
-    rows = -(-n // cols)
+def _wrapped(n: int, max_cols: int, row_in: float, extra_in: float, groups: list[int] | None = None) \
+        -> tuple[object, np.ndarray, int, list[int]]:
+    """A figure of n panels sharing the y axis, at most max_cols to a row, the cells no panel takes hidden;
+    `groups`: the panels' counts per leading setting (a data set), each group starting a row of its own
+    (a row per data set, a column per depth). (figure, axes (rows, cols), cols, each panel's index in
+    axes.flat)."""
+    groups = groups or [n]
+    cols = min(max(groups), max_cols)
+    slots: list[int] = []
+    rows = 0
+    for g in groups:
+        slots += [rows * cols + k for k in range(g)]
+        rows += -(-g // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, row_in * rows + extra_in), squeeze=False, sharey=True,
                              layout="constrained")
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    return fig, axes, cols
+    for i, ax in enumerate(axes.flat):
+        if i not in slots:
+            ax.set_visible(False)
+    return fig, axes, cols, slots
 
 
 def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
     """Mean |g| of each weight layer (mean over epochs and seeds); panels per spec.panel, lines per spec.line."""
     panels = _values(d, study, spec.panel)
-    fig, axes, cols = _wrapped(len(panels), 3, 2.2, 0.3)  # a row of three: room for each layer's name
+    fig, axes, cols, _ = _wrapped(len(panels), 3, 2.2, 0.3)  # a row of three: room for each layer's name
     names: list[str] = []
     for j, panel in enumerate(panels):
         ax = axes.flat[j]
@@ -687,7 +697,7 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
 def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
     """One panel per spec.panel value (its first seed): one line per epoch across the layers."""
     panels = _values(d, study, spec.panel)
-    fig, axes, _ = _wrapped(len(panels), 4, 2.3, 0.4)
+    fig, axes, _, _ = _wrapped(len(panels), 4, 2.3, 0.4)
     cmap = plt.get_cmap("viridis")
     for j, panel in enumerate(panels):
         ax = axes.flat[j]
