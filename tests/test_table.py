@@ -1021,8 +1021,7 @@ def test_a_curves_figure_names_the_lines_that_lie_on_one_another():
         "Lines that coincide in every panel, each hiding the others: baseline = bn = wn."
     acc[("relu", "acc", e)] = [("baseline", base), ("bn", base), ("ln", base), ("wn", base)]
     assert _coinciding({**drawn, **acc}, set()) == ("Lines that coincide, each hiding the others: tanh: baseline = bn "
-                                                    "= wn; relu, loss: baseline = bn = wn; relu, acc: baseline = bn = "
-                                                    "ln = wn.")
+                                                    "= wn; relu, loss: baseline = bn = wn; relu, acc: all 4 lines.")
     acc[("relu", "acc", e)] = [("baseline", base), ("bn", base - 0.3), ("ln", base - 0.6), ("wn", base - 0.9)]
     assert _coinciding({**drawn, **acc}, set()).endswith("tanh: baseline = bn = wn; relu, loss: baseline = bn = wn.")
     # lines of two settings that coincide with those of the same gain only: said once for the gains

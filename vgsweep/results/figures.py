@@ -455,13 +455,17 @@ def _said_once(groups: list[list[str]], names: list[str]) -> list[str]:
     """Groups of coinciding lines as text, `a = b`; where lines named by several settings coincide with
     the lines of the same leading settings only, the groups alike said once: `baseline = gna at each init
     gain` (every value of it in the panel) or `at init gain=1.0, 2.0`, not `init gain=1.0 baseline =
-    init gain=1.0 gna; init gain=2.0 baseline = ...`. `names`: the panel's lines."""
+    init gain=1.0 gna; init gain=2.0 baseline = ...`; three or more lines, all of the panel's, `all 5 lines`.
+    `names`: the panel's lines."""
     def split(name: str) -> tuple[str, str]:
         lead, _, last = name.rpartition(" ")
         return lead, last
 
     out, alike = [], {}  # (the last setting's values) -> the leading settings they coincide at
     for g in groups:
+        if len(g) == len(names) > 2:  # every line of the panel on one: not its five names in a row
+            out.append(f"all {len(g)} lines")
+            continue
         leads = {split(n)[0] for n in g}
         if len(leads) == 1 and "" not in leads:
             alike.setdefault(tuple(split(n)[1] for n in g), []).append(next(iter(leads)))
