@@ -628,6 +628,61 @@ def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeyp
         figures.plt.close(fig)
 
 
+def test_the_vanishing_ratio_against_depth_is_drawn_where_the_runs_span_depths(monkeypatch, tmp_path):
+    """A study of several depths gets `gradient_ratio`: the verdict's ratio (first weight layer's mean |g|
+    over the last's, mean over epochs) at each depth, a line per activation through the seeds' geometric
+    mean, a panel per regime, the verdict's threshold dashed; none where the runs have one depth. A zero
+    ratio (init=zero) is no point on the log axis; the verdict uses the same ratio."""
+    import itertools
+
+    from vgsweep.config import VerdictConfig
+    from vgsweep.diagnostics import GRAD_COLS, RunDiagnostics, verdict
+    from vgsweep.results import figures, reader
+    from vgsweep.results.studies import AGARAP
+
+    def ratio_of(run_id):  # logistic: 10x lower per layer of depth; relu stays at 0.5; seed 1 twice seed 0's
+        r = grid[int(run_id[1:])]
+        base = 0.5 if r["activation"] == "relu" else 10.0 ** -int(r["depth"])
+        return base * (1 + int(r["seed"])) if r["regime"] == "baseline" else 0.0
+
+    def fake_diagnostics(client, run_id, tmp):  # the last layer's mean |g| 1, the first's the ratio
+        g = np.ones((3, 4, len(GRAD_COLS)))
+        g[:, 0, GRAD_COLS.index("grad/mean_abs")] = ratio_of(run_id)
+        return RunDiagnostics(g, np.zeros((3, 2, 4, 4)), np.zeros((3, 3)), np.zeros((3, 3)), np.linspace(-10, 2, 5))
+
+    grid = [{"run_id": f"r{i}", "depth": depth, "activation": act, "regime": regime, "seed": seed}
+            for i, (depth, act, regime, seed) in enumerate(itertools.product(("5", "2", "10"), ("relu", "logistic"),
+                                                                              ("baseline", "gna"), (0, 1)))]
+    monkeypatch.setattr(reader, "diagnostics", fake_diagnostics)
+    [spec] = [f for f in AGARAP.figures if f.kind == "gradient_ratio"]
+    fig = figures.fig_gradient_ratio(None, pd.DataFrame(grid), AGARAP, spec, "t", tmp_path)
+    base, gna = [ax for ax in fig.axes if ax.get_visible()]
+    assert (base.get_title(), gna.get_title()) == ("baseline", "gna")
+    lines = {ln.get_label(): ln.get_xydata().tolist() for ln in base.get_lines() if not ln.get_label().startswith("_")}
+    gm = np.sqrt(2)  # the geometric mean of 1x and 2x
+    assert lines.keys() == {"logistic", "relu"}
+    assert np.allclose(lines["logistic"], [[2, 1e-2 * gm], [5, 1e-5 * gm], [10, 1e-10 * gm]])
+    assert np.allclose(lines["relu"], [[2, 0.5 * gm], [5, 0.5 * gm], [10, 0.5 * gm]])
+    assert [ln.get_ydata()[0] for ln in base.get_lines() if ln.get_linestyle() == "--"] == [VerdictConfig().vanish_ratio]
+    assert not [ln for ln in gna.get_lines() if not ln.get_label().startswith("_")]  # its zeros: no points
+    run = next(r["run_id"] for r in grid if r["activation"] == "logistic" and r["regime"] == "baseline")
+    assert verdict(fake_diagnostics(None, run, None), 0.9, 10, VerdictConfig())[1].startswith(
+        f"first layer's mean |gradient| is {ratio_of(run):.2g} x")  # the verdict's ratio, the figure's
+    figures.plt.close(fig)
+    # made by `vgsweep figures` where the runs span depths, not where they have one
+    rows = [{**r, "config_hash": f"h{i}", "start_time": i, "status": "FINISHED", "study": "agarap2019",
+             "model.family": "mlp", "diagnostics.enabled": "True", "data.name": "mnist", "model.depth": r["depth"],
+             "activation.name": r["activation"], "regime.name": r["regime"], "seed": str(r["seed"]),
+             "optimizer.lr": "0.0003", "metric:test_acc": 0.5}
+            for i, r in enumerate(grid) if r["activation"] == "logistic" and r["seed"] == 0 and r["regime"] == "baseline"]
+    rows = [{k: v for k, v in r.items() if k not in ("depth", "activation", "regime")} for r in rows]
+    monkeypatch.setattr(figures, "_save", lambda fig, out, name, captions: figures.plt.close(fig) or [out / f"{name}.png"])
+    paths, _ = _figures_of(monkeypatch, tmp_path / "all", rows)
+    assert "gradient_ratio" in {p.stem for p in paths}
+    paths, _ = _figures_of(monkeypatch, tmp_path / "one", [r for r in rows if r["model.depth"] == "5"])
+    assert "gradient_ratio" not in {p.stem for p in paths} and paths
+
+
 @pytest.mark.parametrize("labels,group,grid", [
     # init_scale: 3 gains x 2 regimes: a column per gain, a row per regime (it read 1.0 baseline, 2.0 baseline,
     # 2.0 gna, 4.0 baseline, 4.0 gna / 1.0 gna: columns of two and one, read by rows)
@@ -872,6 +927,7 @@ def test_a_study_vgsweep_does_not_know_draws_the_settings_it_sweeps_in_its_figur
     assert {f.kind: (f.panel, f.line) for f in study.figures if f.kind != "activations"} == {
         "curves": (("activation",), ("regime", "optimizer.momentum")),
         "gradient_flow": (("regime", "optimizer.momentum"), ("activation",)),
+        "gradient_ratio": (("regime", "optimizer.momentum"), ("activation",)),
         "gradient_distribution": (("regime", "optimizer.momentum"), ()),
         "results": (("depth",), ("optimizer.momentum", "regime")),
         "deltas": (("depth",), ("optimizer.momentum", "regime"))}

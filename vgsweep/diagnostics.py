@@ -89,6 +89,13 @@ class RunDiagnostics:
         return out
 
 
+def first_to_last(d: RunDiagnostics) -> float:
+    """The first weight layer's mean |gradient| over the last layer's, averaged over the epochs: the
+    vanishing verdict's ratio (per weight, not the norm: layers differ in size by orders of magnitude)."""
+    m = d.grad[:, :, GRAD_COLS.index("grad/mean_abs")]
+    return float(np.mean(m[:, 0] / np.maximum(m[:, -1], 1e-30)))
+
+
 def verdict(d: RunDiagnostics | None, final_test_acc: float | None, num_classes: int, vcfg,
             diverged: bool = False) -> tuple[str, str]:
     """(verdict, reason with the numbers). The first that applies: exploding, vanishing, dead_units,
@@ -102,9 +109,8 @@ def verdict(d: RunDiagnostics | None, final_test_acc: float | None, num_classes:
             e, layer = np.unravel_index(np.nanargmax(g), g.shape)
             return "exploding", (f"gradient norm {g[e, layer]:.3g} at {d.layers[layer]}, epoch {e + 1} > "
                                  f"{vcfg.explode_norm:g}")
-        # Per-weight magnitude (mean |g|), not the norm: layers differ in size by orders of magnitude.
         m = d.grad[:, :, mag]
-        ratio = float(np.mean(m[:, 0] / np.maximum(m[:, -1], 1e-30)))
+        ratio = first_to_last(d)
         if m.size and np.all(m[:, 0] == 0):  # a zero init's symmetric net, or every unit above it off
             return "vanishing", ("no gradient reaches the first layer: exactly 0 at every measured step (the "
                                  "layers above pass none back: zero weights, or every unit off)")

@@ -43,8 +43,8 @@ from matplotlib import ticker
 from matplotlib.lines import Line2D
 
 from vgsweep import tracking
-from vgsweep.config import command_line, higher_is_better, home_path
-from vgsweep.diagnostics import GRAD_COLS
+from vgsweep.config import VerdictConfig, command_line, higher_is_better, home_path
+from vgsweep.diagnostics import GRAD_COLS, first_to_last
 from vgsweep.plots import pyplot
 from vgsweep.results import reader
 from vgsweep.results.studies import ACTIVATIONS, STUDIES, Axis, Figure, Study, study_for
@@ -77,6 +77,10 @@ KINDS = {  # kind -> (heading, what it shows): the report's sections and the cap
     "gradient_flow_epochs": ("Gradient flow per epoch", "Mean |gradient| of each layer's weights, one line per epoch."),
     "gradient_flow": ("Gradient flow", "Mean |gradient| of each layer's weights, input side first: level when "
                                        "healthy, falling toward the input when vanishing."),
+    "gradient_ratio": ("Vanishing across depth", "The first weight layer's mean |gradient| over the last layer's "
+                                                 "(mean over epochs) at each depth: the vanishing verdict's ratio, "
+                                                 "its threshold dashed; each seed a dot, the line through their "
+                                                 "geometric mean."),
     "gradient_distribution": ("Gradient distribution over training",
                               "log10 |g| of the first layer's weights per epoch, before and after the added noise "
                               "(where a run has it)."),
@@ -698,6 +702,55 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
     return fig
 
 
+def fig_gradient_ratio(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object | None:
+    """The vanishing verdict's ratio (diagnostics.first_to_last) against depth (spec.x): a panel per
+    spec.panel, a line per spec.line through the geometric mean over seeds, each seed a dot; the verdict's
+    threshold dashed. None where the runs have fewer than two depths (or no ratio to draw)."""
+    xlab = spec.x[0]
+    xs = [v for (v,) in _values(d, study, (xlab,))]
+    if len(xs) < 2:
+        return None
+    panels = _values(d, study, spec.panel)
+    fig, axes, cols, _ = _wrapped(len(panels), 3, 2.2, 0.3)
+    drew = False
+    for j, panel in enumerate(panels):
+        ax = axes.flat[j]
+        dp = _select(d, spec.panel, panel)
+        lines = _values(dp, study, spec.line)
+        for li, line in enumerate(lines):
+            color, pts = _color(str(line[-1]) if line else "", li), []
+            for x in xs:
+                diags = [g for r in _select(_select(dp, spec.line, line), (xlab,), (x,)).run_id
+                         if (g := reader.diagnostics(client, r, tmp)) is not None]
+                r = np.array([first_to_last(g) for g in diags])
+                r = r[np.isfinite(r) & (r > 0)]  # a zero init's 0 has no place on a log axis (its verdict says so)
+                if len(r):
+                    ax.scatter(np.full(len(r), float(x)), r, s=5, color=color, alpha=0.45, lw=0)
+                    pts.append((float(x), float(np.exp(np.log(r).mean()))))
+            if pts:
+                drew = True
+                ax.plot(*zip(*pts), ls=_style(lines, line), marker="o", ms=3, color=color, label=_name(spec.line, line))
+        ax.set(yscale="log", xticks=[float(x) for x in xs], xticklabels=[str(x) for x in xs],
+               xlabel=xlab if j + cols >= len(panels) else None)
+        _title(ax, _name(spec.panel, panel))
+        ax.grid(alpha=0.3, which="both")
+    if not drew:
+        plt.close(fig)
+        return None
+    col = "diagnostics.verdict.vanish_ratio"
+    given = pd.to_numeric(d[col], errors="coerce").dropna().unique() if col in d else []
+    threshold = float(given[0]) if len(given) == 1 else VerdictConfig().vanish_ratio
+    for ax in axes.flat:
+        if ax.get_visible():
+            ax.axhline(threshold, color="k", ls="--", lw=0.6)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("first layer's mean |g| / last layer's")
+    _legend_below(fig, axes, *_legend_order(spec.line, _values(d, study, spec.line)))
+    fig.suptitle(f"Vanishing across depth, {title}: below the dashed line ({threshold:g}) a run's verdict is "
+                 "vanishing", fontsize=8)
+    return fig
+
+
 def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
     """One panel per spec.panel value (its first seed): one line per epoch across the layers."""
     panels = _values(d, study, spec.panel)
@@ -905,7 +958,7 @@ def _with_swept_axes(runs: pd.DataFrame, study: Study) -> Study:
         return bool(pd.to_numeric(runs[k], errors="coerce").notna().all())
 
     grows = {"curves": "line", "gradient_flow": "panel", "gradient_flow_epochs": "panel",
-             "gradient_distribution": "panel"}
+             "gradient_distribution": "panel", "gradient_ratio": "panel"}
     figs = tuple(replace(f, **{grows[f.kind]: getattr(f, grows[f.kind]) + tuple(keys)}) if f.kind in grows else
                  replace(f, line=tuple(keys) + f.line) if f.kind in ("results", "deltas") else f  # colours stay
                  for f in study.figures)
@@ -968,8 +1021,11 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
                     paths += _save(fig, out, f"gradient_distribution_{act}" + _stem(spec, by)[len(spec.kind):] + suffix,
                                    captions)
                     continue
-                draw = fig_gradient_flow if spec.kind == "gradient_flow" else fig_gradient_flow_epochs
+                draw = {"gradient_flow": fig_gradient_flow, "gradient_flow_epochs": fig_gradient_flow_epochs,
+                        "gradient_ratio": fig_gradient_ratio}[spec.kind]
                 fig = draw(client, d, study, spec, title, tmp)
+                if fig is None:  # gradient_ratio of one depth
+                    continue
             if spec.kind != "search":
                 _note(fig, not_drawn(spec, by))
             paths += _save(fig, out, _stem(spec, by) + suffix, captions)

@@ -30,8 +30,8 @@ class Metric:
 
 @dataclass(frozen=True)
 class Figure:
-    kind: str  # curves | gradient_flow | gradient_flow_epochs | gradient_distribution | activations | search |
-    #   results | deltas
+    kind: str  # curves | gradient_flow | gradient_flow_epochs | gradient_ratio | gradient_distribution | activations |
+    #   search | results | deltas
     by: Optional[str] = None  # one figure per value of this axis (label)
     panel: tuple[str, ...] = ()  # one panel per value of these axes ("metric": one per metric)
     line: tuple[str, ...] = ()  # one line (results: one colour of markers) per value of these axes
@@ -90,6 +90,7 @@ AGARAP = Study(
     source="Agarap et al. 2019, Table 1 (one run, seed 42)",
     figures=(Figure("curves", by="depth", panel=("activation",), line=("regime",), metrics=("train_loss", "train_acc")),
              Figure("gradient_flow", by="depth", panel=("regime",), line=("activation",)),
+             Figure("gradient_ratio", panel=("regime",), line=("activation",), x=("depth",)),
              Figure("gradient_distribution", by="depth", panel=("regime",)),
              Figure("activations"),
              Figure("results", panel=("depth",), x=("activation",), line=("regime",)),
