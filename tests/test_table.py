@@ -598,8 +598,10 @@ def test_a_swept_setting_that_does_nothing_in_a_run_is_left_out_of_its_cell_as_i
 
 
 def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeypatch, tmp_path):
-    """Six panels (init_scale's gains x regimes) in two rows of three, each with its own title and the
-    layer names under it; the layer axis named on the bottom row; a spare cell of a row hidden."""
+    """Six panels (init_scale's gains x regimes): a row per gain (they wrapped three to a row, a gain's
+    regimes split across rows), each with its own title and the layer names under it; the layer axis named
+    on the bottom row. A user's study's regimes x five momenta: a regime's five take two rows of three, the
+    spare cell hidden, the axis named under each panel with none below it."""
     import numpy as np
 
     from vgsweep.diagnostics import GRAD_COLS, RunDiagnostics
@@ -613,7 +615,7 @@ def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeyp
     monkeypatch.setattr(reader, "diagnostics", fake_diagnostics)
     study = study_for("init_scale")
     spec = next(f for f in study.figures if f.kind == "gradient_flow")
-    for n_gains, shape in ((3, (2, 3)), (2, (2, 3)), (1, (1, 2))):
+    for n_gains, shape in ((3, (3, 2)), (2, (2, 2)), (1, (1, 2))):
         rows = [{"run_id": f"r{i}", "seed": 0, "init gain": gain, "regime": regime, "activation": "logistic",
                  "depth": "5"} for i, (gain, regime) in enumerate(
                     (g, r) for g in ("1.0", "2.0", "4.0")[:n_gains] for r in ("baseline", "gna"))]
@@ -625,7 +627,25 @@ def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeyp
         assert all([t.get_text() for t in ax.get_xticklabels()] == [f"dense{i}" for i in range(1, 7)] for ax in shown)
         labelled = [i for i, ax in enumerate(shown) if ax.get_xlabel()]  # no panel below them
         assert labelled == [i for i in range(len(shown)) if i + shape[1] >= len(shown)]
+        assert [ax.get_title() for ax in shown[:2]] == ["init gain=1.0 baseline", "init gain=1.0 gna"]
         figures.plt.close(fig)
+    from dataclasses import replace
+
+    from vgsweep.results.studies import Axis
+
+    mom = replace(study, axes=study.axes + (Axis("optimizer.momentum", "optimizer.momentum", numeric=True),))
+    spec = replace(spec, panel=("regime", "optimizer.momentum"))
+    rows = [{"run_id": f"r{i}", "seed": 0, "init gain": "1.0", "regime": r, "optimizer.momentum": m,
+             "activation": "logistic", "depth": "5"}
+            for i, (r, m) in enumerate((r, m) for r in ("baseline", "gna") for m in ("0", "0.5", "0.9", "0.95", "0.99"))]
+    fig = figures.fig_gradient_flow(None, pd.DataFrame(rows), mom, spec, "t", tmp_path)
+    where = {ax.get_title().replace("\n", " "): (ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start, bool(ax.get_xlabel()))
+             for ax in fig.axes if ax.get_visible()}
+    assert where["gna optimizer.momentum=0"] == (2, 0, False) and where["baseline optimizer.momentum=0.95"] == (1, 0, False)
+    assert where["baseline optimizer.momentum=0.5"] == (0, 1, False) and where["baseline optimizer.momentum=0.9"][2]
+    assert where["gna optimizer.momentum=0.99"] == (3, 1, True) and where["gna optimizer.momentum=0.9"] == (2, 2, True)
+    assert len(where) == 10 and fig.axes[0].get_subplotspec().get_gridspec().nrows == 4
+    figures.plt.close(fig)
 
 
 def test_the_vanishing_ratio_against_depth_is_drawn_where_the_runs_span_depths(monkeypatch, tmp_path):

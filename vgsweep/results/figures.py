@@ -536,8 +536,7 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
                                                tuple(map(str, c)))["delta"].notna().any()]
         if not xs or not lines or not panels:
             return None
-    lead = [c[0] for c in panels] if panel_axes[:1] == ("dataset",) and len(panel_axes) > 1 else []
-    fig, axes, cols, slots = _wrapped(len(panels), 3, 2.4, 0.5, [lead.count(v) for v in dict.fromkeys(lead)] or None)
+    fig, axes, cols, slots = _wrapped(len(panels), 3, 2.4, 0.5, _lead_groups(panels))  # a row per data set
     width = 0.8 / len(lines)  # the markers of one x place share 0.8 of the unit between places
     shown_pub, seeds_n = False, []
     for j, panel in enumerate(panels):
@@ -647,6 +646,16 @@ def _mean_abs(diag) -> np.ndarray:
     return diag.grad[:, :, GRAD_COLS.index("grad/mean_abs")]  # (epochs, layers)
 
 
+def _lead_groups(panels: list[tuple]) -> list[int] | None:
+    """The panels' counts per value of their first setting, where they have several settings (init gain and
+    regime): each value a row of its own in _wrapped (gain 1.0's regimes, then gain 2.0's), not wrapped
+    across values."""
+    if not panels or len(panels[0]) < 2:
+        return None
+    lead = [p[0] for p in panels]
+    return [lead.count(v) for v in dict.fromkeys(lead)]
+
+
 def _wrapped(n: int, max_cols: int, row_in: float, extra_in: float, groups: list[int] | None = None) \
         -> tuple[object, np.ndarray, int, list[int]]:
     """A figure of n panels sharing the y axis, at most max_cols to a row, the cells no panel takes hidden;
@@ -671,10 +680,11 @@ def _wrapped(n: int, max_cols: int, row_in: float, extra_in: float, groups: list
 def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
     """Mean |g| of each weight layer (mean over epochs and seeds); panels per spec.panel, lines per spec.line."""
     panels = _values(d, study, spec.panel)
-    fig, axes, cols, _ = _wrapped(len(panels), 3, 2.2, 0.3)  # a row of three: room for each layer's name
+    # a row of three: room for each layer's name; a row per value of the panels' first setting where several
+    fig, axes, cols, slots = _wrapped(len(panels), 3, 2.2, 0.3, _lead_groups(panels))
     names: list[str] = []
     for j, panel in enumerate(panels):
-        ax = axes.flat[j]
+        ax = axes.flat[slots[j]]
         dp = _select(d, spec.panel, panel)
         lines = _values(dp, study, spec.line)
         for li, line in enumerate(lines):
@@ -685,7 +695,7 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
             names = diags[0].layers if len(diags[0].layers) > len(names) else names
             ax.plot(np.arange(1, len(m) + 1), m, ls=_style(lines, line), marker="o", ms=2.5,
                     color=_color(str(line[-1]) if line else "", li), label=_name(spec.line, line))
-        ax.set(yscale="log", xlabel="weight layer (1 = input side)" if j + cols >= len(panels) else None)
+        ax.set(yscale="log", xlabel="weight layer (1 = input side)" if slots[j] + cols not in slots else None)
         _title(ax, _name(spec.panel, panel))
         ax.grid(alpha=0.3, which="both")
     for ax in axes[:, 0]:
@@ -711,10 +721,10 @@ def fig_gradient_ratio(client, d: pd.DataFrame, study: Study, spec: Figure, titl
     if len(xs) < 2:
         return None
     panels = _values(d, study, spec.panel)
-    fig, axes, cols, _ = _wrapped(len(panels), 3, 2.2, 0.3)
+    fig, axes, cols, slots = _wrapped(len(panels), 3, 2.2, 0.3, _lead_groups(panels))
     drew = False
     for j, panel in enumerate(panels):
-        ax = axes.flat[j]
+        ax = axes.flat[slots[j]]
         dp = _select(d, spec.panel, panel)
         lines = _values(dp, study, spec.line)
         for li, line in enumerate(lines):
@@ -731,7 +741,7 @@ def fig_gradient_ratio(client, d: pd.DataFrame, study: Study, spec: Figure, titl
                 drew = True
                 ax.plot(*zip(*pts), ls=_style(lines, line), marker="o", ms=3, color=color, label=_name(spec.line, line))
         ax.set(yscale="log", xticks=[float(x) for x in xs], xticklabels=[str(x) for x in xs],
-               xlabel=xlab if j + cols >= len(panels) else None)
+               xlabel=xlab if slots[j] + cols not in slots else None)  # no panel below it
         _title(ax, _name(spec.panel, panel))
         ax.grid(alpha=0.3, which="both")
     if not drew:
