@@ -114,6 +114,10 @@ def test_an_option_swept_beside_the_axes_is_its_name_not_also_the_settings_it_br
     rows.append(("relu", "baseline", 5, 0, 70.0, {"optimizer.name": "sgd", "optimizer.lr": "0.01"}))
     df = aggregate(_runs(rows), AGARAP)
     assert {"optimizer.name", "optimizer.lr"} <= set(df.columns) and len(df) == 3
+    # settings of no one group that happen to vary together are each shown
+    rows = [("relu", "baseline", 5, 0, 50.0 + i, {"optimizer.lr": lr, "train.epochs": e})
+            for i, (lr, e) in enumerate((("0.01", "3"), ("0.1", "5")))]
+    assert {"optimizer.lr", "train.epochs"} <= set(aggregate(_runs(rows), AGARAP).columns)
 
 
 def test_failed_configs_are_counted_not_averaged():

@@ -85,9 +85,9 @@ def _varies(df: pd.DataFrame, by: list[str], c: str) -> bool:
 
 def grouping_keys(df: pd.DataFrame, study: Study) -> list[str]:
     """The study's axes, plus every other param that varies (where it acts) and is not implied by the
-    axes nor by the other keys: a config group swept beside the axes (`optimizer=sgd,adam`) is its
-    option's name (`optimizer.name`), not also the settings that come with the option (its `lr`), unless
-    those vary within an option too. Options' names are weighed first, then the rest in name order."""
+    axes: a config group swept beside the axes (`optimizer=sgd,adam`) is its option's name
+    (`optimizer.name`), not also the settings of that group that come with the option (its `lr`), unless
+    those vary within an option too. Other settings that vary together are each a column."""
     prim = [a.key for a in study.all_axes]
     extra = []
     for c in df.columns:
@@ -98,7 +98,8 @@ def grouping_keys(df: pd.DataFrame, study: Study) -> list[str]:
             extra.append(c)
     kept: list[str] = []
     for c in sorted(extra, key=lambda k: (not k.endswith(".name"), k)):
-        if _varies(df, prim + kept, c):
+        group = c.rpartition(".")[0] + ".name"  # optimizer.lr: optimizer.name
+        if group == c or group not in kept or _varies(df, prim + kept, c):
             kept.append(c)
     return prim + sorted(kept)
 
