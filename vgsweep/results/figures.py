@@ -754,10 +754,10 @@ def fig_gradient_ratio(client, d: pd.DataFrame, study: Study, spec: Figure, titl
         if ax.get_visible():
             ax.axhline(threshold, color="k", ls="--", lw=0.6)
     for ax in axes[:, 0]:
-        ax.set_ylabel("first layer's mean |g| / last layer's")
+        ax.set_ylabel("mean |g|, first layer / last")
     _legend_below(fig, axes, *_legend_order(spec.line, _values(d, study, spec.line)))
-    fig.suptitle(f"Vanishing across depth, {title}: below the dashed line ({threshold:g}) a run's verdict is "
-                 "vanishing", fontsize=8)
+    fig.suptitle(f"Vanishing across depth, {title}", fontsize=8)
+    _note(fig, f"Below the dashed line ({threshold:g}) a run's verdict is vanishing.")  # wrapped to the figure
     return fig
 
 
