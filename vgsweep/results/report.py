@@ -18,8 +18,8 @@ from vgsweep.config import command_line, home_path
 from vgsweep.results import figures, reader, table
 from vgsweep.tracking import hide_passwords
 
-AXES = {"data.name": "dataset", "model.name": "model", "model.depth": "depth", "activation.name": "activation", "regime.name": "regime",
-        "optimizer.lr": "lr"}
+AXES = {"data.name": "dataset", "model.name": "model", "model.depth": "depth", "activation.name": "activation",
+        "regime.name": "regime", "optimizer.lr": "lr"}
 
 
 def _label(r: pd.Series) -> dict:

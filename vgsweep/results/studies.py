@@ -36,7 +36,8 @@ class Figure:
     panel: tuple[str, ...] = ()  # one panel per value of these axes ("metric": one per metric)
     line: tuple[str, ...] = ()  # one line (results: one colour of markers) per value of these axes
     metrics: tuple[str, ...] = ()  # curves: the metrics shown
-    x: tuple[str, ...] = ()  # results: one place on the x axis per value of these axes
+    x: tuple[str, ...] = ()  # results: one place on the x axis per value of these axes; gradient_ratio: its one
+    #   numeric axis (depth)
 
 
 @dataclass(frozen=True)
