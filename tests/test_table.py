@@ -666,7 +666,7 @@ def test_the_vanishing_ratio_against_depth_is_drawn_where_the_runs_span_depths(m
 
     def ratio_of(run_id):  # logistic: 10x lower per layer of depth; relu stays at 0.5; seed 1 twice seed 0's
         r = grid[int(run_id[1:])]
-        base = 0.5 if r["activation"] == "relu" else 10.0 ** -int(r["depth"])
+        base = 0.5 if r["activation"] in ("relu", "tanh") else 10.0 ** -int(r["depth"])
         return base * (1 + int(r["seed"])) if r["regime"] == "baseline" else 0.0
 
     def fake_diagnostics(client, run_id, tmp):  # the last layer's mean |g| 1, the first's the ratio
@@ -689,6 +689,12 @@ def test_the_vanishing_ratio_against_depth_is_drawn_where_the_runs_span_depths(m
     assert np.allclose(lines["relu"], [[2, 0.5 * gm], [5, 0.5 * gm], [10, 0.5 * gm]])
     assert [ln.get_ydata()[0] for ln in base.get_lines() if ln.get_linestyle() == "--"] == [VerdictConfig().vanish_ratio]
     assert not [ln for ln in gna.get_lines() if not ln.get_label().startswith("_")]  # its zeros: no points
+    assert "coincide" not in fig._suptitle.get_text()  # noqa: SLF001
+    figures.plt.close(fig)
+    relu = [r for r in grid if r["activation"] == "relu"]  # a tanh line on relu's, hidden by it: named below
+    grid += [{**r, "run_id": f"r{len(grid) + i}", "activation": "tanh"} for i, r in enumerate(relu)]  # the title
+    fig = figures.fig_gradient_ratio(None, pd.DataFrame(grid), AGARAP, spec, "t", tmp_path)
+    assert fig._suptitle.get_text().endswith("Lines that coincide, each hiding the others: baseline: tanh = relu.")  # noqa: SLF001
     run = next(r["run_id"] for r in grid if r["activation"] == "logistic" and r["regime"] == "baseline")
     assert verdict(fake_diagnostics(None, run, None), 0.9, 10, VerdictConfig())[1].startswith(
         f"first layer's mean |gradient| is {ratio_of(run):.2g} x")  # the verdict's ratio, the figure's

@@ -722,7 +722,7 @@ def fig_gradient_ratio(client, d: pd.DataFrame, study: Study, spec: Figure, titl
         return None
     panels = _values(d, study, spec.panel)
     fig, axes, cols, slots = _wrapped(len(panels), 3, 2.2, 0.3, _lead_groups(panels))
-    drew = False
+    drawn: dict[tuple, list[tuple[str, np.ndarray]]] = {}  # as fig_curves': the lines that hide each other
     for j, panel in enumerate(panels):
         ax = axes.flat[slots[j]]
         dp = _select(d, spec.panel, panel)
@@ -738,13 +738,15 @@ def fig_gradient_ratio(client, d: pd.DataFrame, study: Study, spec: Figure, titl
                     ax.scatter(np.full(len(r), float(x)), r, s=5, color=color, alpha=0.45, lw=0)
                     pts.append((float(x), float(np.exp(np.log(r).mean()))))
             if pts:
-                drew = True
                 ax.plot(*zip(*pts), ls=_style(lines, line), marker="o", ms=3, color=color, label=_name(spec.line, line))
+                if len(pts) == len(xs):  # a line of every depth: comparable point by point
+                    drawn.setdefault((_name(spec.panel, panel), "", ax), []).append(
+                        (_name(spec.line, line), np.array([y for _, y in pts])))
         ax.set(yscale="log", xticks=[float(x) for x in xs], xticklabels=[str(x) for x in xs],
                xlabel=xlab if slots[j] + cols not in slots else None)  # no panel below it
         _title(ax, _name(spec.panel, panel))
         ax.grid(alpha=0.3, which="both")
-    if not drew:
+    if not any(ax.get_lines() for ax in axes.flat):
         plt.close(fig)
         return None
     col = "diagnostics.verdict.vanish_ratio"
@@ -758,6 +760,7 @@ def fig_gradient_ratio(client, d: pd.DataFrame, study: Study, spec: Figure, titl
     _legend_below(fig, axes, *_legend_order(spec.line, _values(d, study, spec.line)))
     fig.suptitle(f"Vanishing across depth, {title}", fontsize=8)
     _note(fig, f"Below the dashed line ({threshold:g}) a run's verdict is vanishing.")  # wrapped to the figure
+    _note(fig, _coinciding(drawn, {id(ax) for ax in axes.flat}))  # on the log axis: by ratio
     return fig
 
 
