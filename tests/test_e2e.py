@@ -130,6 +130,22 @@ def test_table_from_the_store(sweep):
     assert r"\begin{tabular}" in tex and r"\textbf{model.hidden=[16, 16]" in tex and "gna & relu &" in tex
 
 
+def test_the_report_reads_the_runs_once(sweep, monkeypatch, tmp_path):
+    """make report reads the experiment's runs once for its table, verdicts and figures (a few ms a run:
+    it read them six times, once only to see that the experiment holds a training run)."""
+    from vgsweep import tracking
+    from vgsweep.results import figures, report
+
+    _, uri, _ = sweep
+    reads, real = [], tracking.training_runs
+    monkeypatch.setattr(tracking, "training_runs", lambda *a, **kw: reads.append(a[1:]) or real(*a, **kw))
+    monkeypatch.setattr(figures, "_save", lambda fig, out, name, captions: figures.plt.close(fig) or [])  # no files
+    report.build(uri, tmp_path / "once")
+    assert len(reads) == 1, reads
+    assert "| gna | relu |" in (tmp_path / "once" / "report.md").read_text()  # it did read them
+    assert (tmp_path / "once" / "figures" / "agarap2019" / "curves.csv.gz").is_file()
+
+
 def test_report_and_figures_from_the_store(sweep):
     """make report: table, verdicts and every figure regenerated from the sweep's MLflow store."""
     tmp, uri, _ = sweep

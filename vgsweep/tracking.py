@@ -616,6 +616,12 @@ def training_runs(client, exp_id: str, filter_string: str = ""):
             return
 
 
+def has_training_runs(client, exp_id: str) -> bool:
+    """Whether the experiment holds a training run: one query for one row (reading its runs to find one
+    costs a few ms per run)."""
+    return bool(retry(client.search_runs, [exp_id], f"tags.`{TAG_HASH}` LIKE '%'", max_results=1))
+
+
 PROBE_RUNS, PROBE_PER_HASH = 50, 4  # runs_by_hash reads an experiment of up to max(50, 4 per hash) runs whole
 
 

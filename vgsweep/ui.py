@@ -24,7 +24,7 @@ def experiment_urls(uri: str, base: str) -> list[tuple[str, str]]:
     client = tracking.client_for(uri)
     out = []
     for e in sorted(tracking.retry(client.search_experiments), key=lambda e: e.creation_time or 0):
-        if next(tracking.training_runs(client, e.experiment_id), None) is not None:
+        if tracking.has_training_runs(client, e.experiment_id):
             out.append((e.name, experiment_url(base, e.experiment_id)))
     return out
 

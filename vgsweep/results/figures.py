@@ -95,10 +95,16 @@ def kind_of(stem: str) -> str | None:
     return max((k for k in KINDS if stem == k or stem.startswith(k + "_")), key=len, default=None)
 
 
-def load_runs(client, exp_id: str, study: Study) -> pd.DataFrame:
-    """FINISHED runs, one per config (reader.one_per_config: the newest), with the study's axes as columns
-    (by label)."""
-    df = reader.runs_frame(client, exp_id, ("FINISHED",))
+def _finished(ended: pd.DataFrame) -> pd.DataFrame:
+    """The FINISHED runs of reader.runs_frame's ended ones, as runs_frame reads them alone (no column that
+    only the others have: a metric of the failed runs only)."""
+    return ended if ended.empty else ended[ended["status"] == "FINISHED"].dropna(axis=1, how="all")
+
+
+def load_runs(ended: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """FINISHED runs of the ended ones (reader.runs_frame), one per config (reader.one_per_config: the
+    newest), with the study's axes as columns (by label)."""
+    df = _finished(ended)
     if df.empty:
         return df
     df = df[df.index.isin(reader.one_per_config(df).index)]  # in the store's order: newest first
@@ -109,10 +115,11 @@ def load_runs(client, exp_id: str, study: Study) -> pd.DataFrame:
     return df
 
 
-def load_unfinished(client, exp_id: str, study: Study) -> pd.DataFrame:
-    """The configs with no FINISHED run (the run that speaks for them, reader.one_per_config, FAILED or was
-    KILLED), with the study's axes as columns (by label), as load_runs gives the finished ones."""
-    df = reader.runs_frame(client, exp_id)
+def load_unfinished(ended: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """The configs with no FINISHED run among the ended ones (reader.runs_frame; the run that speaks for
+    them, reader.one_per_config, FAILED or was KILLED), with the study's axes as columns (by label), as
+    load_runs gives the finished ones."""
+    df = ended
     if df.empty:
         return df
     df = reader.one_per_config(df)
@@ -831,22 +838,27 @@ def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figur
     return fig
 
 
-def build(uri: str, experiment: str, out: Path, activation: str | None = None, log_to_mlflow: bool = True) -> list[Path]:
-    """Every figure of the experiment's study; `activation` picks the gradient-distribution one's."""
+def build(uri: str, experiment: str, out: Path, activation: str | None = None, log_to_mlflow: bool = True,
+          ended: pd.DataFrame | None = None) -> list[Path]:
+    """Every figure of the experiment's study; `activation` picks the gradient-distribution one's. `ended`:
+    the experiment's ended runs where the caller has read them (reader.runs_frame: the report's table)."""
     with plt.rc_context(RC):  # this module's style, not the caller's matplotlib settings
-        return _build(uri, experiment, out, activation, log_to_mlflow)
+        return _build(uri, experiment, out, activation, log_to_mlflow, ended)
 
 
-def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_mlflow: bool) -> list[Path]:
+def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_mlflow: bool,
+           ended: pd.DataFrame | None) -> list[Path]:
     client, exp = reader.open_experiment(uri, experiment)
     client = reader.Memo(client)  # the curves, the gradient figures and the data files read the same runs
-    probe = reader.runs_frame(client, exp.experiment_id, ("FINISHED",))
+    if ended is None:  # the runs, read once (a few ms per run)
+        ended = reader.runs_frame(client, exp.experiment_id)
+    probe = _finished(ended)
     if probe.empty:
         raise SystemExit(f"vgsweep: no FINISHED runs in experiment {experiment!r}")
     study = study_for(str(probe["study"].iloc[0]) if "study" in probe else experiment,
                       str(probe["model.family"].iloc[0]))
-    runs = load_runs(client, exp.experiment_id, study)
-    failed = load_unfinished(client, exp.experiment_id, study)
+    runs = load_runs(ended, study)
+    failed = load_unfinished(ended, study)
     swept, table_study = _with_swept_axes(runs, study), study  # the table's study: its swept settings blank where inert
     if study.name not in STUDIES:
         study = swept

@@ -117,7 +117,7 @@ def experiments(uri: str, also=None) -> list[str]:
     client = tracking.client_for(uri)
     out = []
     for e in sorted(tracking.retry(client.search_experiments), key=lambda e: e.creation_time or 0):
-        if (also is not None and also(e)) or next(tracking.training_runs(client, e.experiment_id), None) is not None:
+        if (also is not None and also(e)) or tracking.has_training_runs(client, e.experiment_id):
             out.append(e.name)
     return out
 

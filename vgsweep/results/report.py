@@ -102,7 +102,7 @@ def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[l
     """The experiment's part of report.md, and whether it has figures (and so a figures.tex)."""
     experiment, runs, md = sec.name, sec.runs, sec.md
     fig_dir = out / "figures" / reader.folder(experiment)
-    made = figures.build(uri, experiment, fig_dir, activation) \
+    made = figures.build(uri, experiment, fig_dir, activation, ended=runs) \
         if (not runs.empty and runs["status"].eq("FINISHED").any()) else []
     figs = [p for p in made if p.suffix == ".png"]
     data = [p.relative_to(out).as_posix() for p in made if p.name.endswith(".csv.gz")]
