@@ -146,6 +146,24 @@ def test_the_report_reads_the_runs_once(sweep, monkeypatch, tmp_path):
     assert (tmp_path / "once" / "figures" / "agarap2019" / "curves.csv.gz").is_file()
 
 
+def test_the_results_commands_find_the_experiments_that_hold_training_runs(tmp_path):
+    """An experiment whose runs carry no config hash (runs of another tool, or only the `figures` run) is
+    not one the results commands list; one with a training run among others is."""
+    from vgsweep import tracking
+    from vgsweep.results import reader
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = tracking.client_for(uri)
+    other = client.create_experiment("other")
+    client.set_terminated(client.create_run(other, tags={"vgsweep.kind": "figures"}).info.run_id)
+    mixed = client.create_experiment("mixed")
+    client.set_terminated(client.create_run(mixed, tags={tracking.TAG_HASH: "0123456789abcdef"}).info.run_id)
+    for _ in range(3):
+        client.set_terminated(client.create_run(mixed).info.run_id)
+    assert reader.experiments(uri) == ["mixed"]
+    assert [tracking.has_training_runs(client, e) for e in ("0", other, mixed)] == [False, False, True]
+
+
 def test_report_and_figures_from_the_store(sweep):
     """make report: table, verdicts and every figure regenerated from the sweep's MLflow store."""
     tmp, uri, _ = sweep
