@@ -163,6 +163,8 @@ def test_cells_in_the_papers_format():
     # a table of rows the paper has no value for (depth 10) names no published source under it
     deep = to_markdown(aggregate(_runs([("tanh", "baseline", 10, 0, 90.0), ("tanh", "gna", 10, 0, 91.0)])), AGARAP)
     assert "| baseline | tanh |" in deep and "published" not in deep.lower()
+    # `*` is explained where a cell could carry it: two seeds or more (an interval), not one
+    assert "`*`: the 95% interval" in md and "`*`" not in deep
 
 
 def test_runs_from_before_a_key_existed_group_with_its_neutral_value():

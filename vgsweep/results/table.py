@@ -433,7 +433,9 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
                     if show_pub:
                         row.append("" if pub is None or pd.isna(pub) else f"{pub:.{m.digits}f}")
                 rows.append(row)
-        foot = ("`*`: the 95% interval of the delta (paired by seed) excludes 0. " if study.baseline else "")
+        # `*` explained where a cell could carry it: a delta with an interval (two seeds or more, paired)
+        tested = study.baseline and "delta_lo" in d and d["delta_lo"].notna().any()
+        foot = "`*`: the 95% interval of the delta (paired by seed) excludes 0. " if tested else ""
         judged = d["published_outside_noise"].dropna()
         if len(judged):  # cells with a published value and at least 2 seeds of ours
             foot += (f"Within seed noise of the published value: {int((judged == 0).sum())} of {len(judged)} cells. ")
