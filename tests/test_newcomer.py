@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import SMALL, run_cli
+from tests.conftest import SMALL, compose_cfg, run_cli
 
 
 @pytest.mark.e2e
@@ -193,6 +193,39 @@ def test_the_eta_does_not_take_a_packs_start_up_for_its_pace(monkeypatch):
     k.epoch_done(1, 10)  # the third pack (depth 2): its last epoch, then one depth-5 pack at 0.3 s a run-epoch
     setup, close = 2.0, 0.5
     assert k.eta_s() == pytest.approx(1.0 + close + (30 * 0.3 + setup + close))
+
+
+def test_the_eta_of_a_kind_not_timed_yet_goes_by_its_work(monkeypatch):
+    """A 30-layer pack after a 2-layer one (the depth study) does about three times a 2-layer pack's
+    arithmetic per run-epoch: until a pack of its kind has timed an epoch after its first, its epochs
+    count at the pace so far per unit of work (packing.work_per_run_epoch), not per run-epoch. On a real
+    sweep (depth_study, 3 epochs of 4,000 images, 2 cores) the ETA at the second pack's first epoch said
+    4 min 22 s where 9 min 34 s were left; by work, replaying its timings, 7 min 52 s."""
+    from vgsweep import progress
+    from vgsweep.packing import work_per_run_epoch
+
+    d2, d30 = (work_per_run_epoch(compose_cfg([f"depth={d}", "device=cpu"])) for d in (2, 30))
+    params = lambda sizes: sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))  # noqa: E731  weights, biases
+    assert d30 / d2 == pytest.approx(params((784, *[256] * 30, 10)) / params((784, 512, 512, 10)))  # 3.15
+    held = compose_cfg(["data.val_size=10000", "device=cpu"])  # images moved from training to evaluation: less work
+    assert work_per_run_epoch(held) == pytest.approx(d2 * (3 * 50_000 + 20_000) / (3 * 60_000 + 10_000))
+
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    k = progress.Progress([(10, 3, 0, "d2", 1.0), (10, 3, 0, "d30", 3.0)], "log")
+    clock[0] += 2.0  # start-up, then 1 s an epoch: 0.1 s per run-epoch, per unit of work
+    for epoch in range(3):
+        clock[0] += 1.0
+        k.epoch_done(epoch, 10)
+    clock[0] += 0.5
+    k.pack_done()
+    assert k.eta_s() == pytest.approx(30 * 0.1 * 3.0 + 2.0 + 0.5)  # the 30-layer pack at three times the pace
+    clock[0] += 2.0 + 3.0
+    k.epoch_done(0, 10)  # its first epoch: two left at 10 runs x 0.3 s, until its own pace is timed
+    assert k.eta_s() == pytest.approx(2 * 10 * 0.3 + 0.5)
+    clock[0] += 2.5
+    k.epoch_done(1, 10)  # now its own pace
+    assert k.eta_s() == pytest.approx(2.5 + 0.5)
 
 
 def test_curves_say_one_seed_when_there_is_one(monkeypatch):

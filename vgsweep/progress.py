@@ -38,17 +38,20 @@ class Progress:
     compilation), which may be a hundred of its epochs on a GPU. So epochs are timed from one to the next
     within a pack, a pack's first epoch and its close (the time from its last epoch to the next pack) are
     counted as the pack's overhead, and the time left is: the current pack's epochs left at its own pace,
-    plus, per pack still to come, its run-epochs at the pace of the run-epochs so far (of packs of its own
-    kind where one has been timed: a 5-layer pack's run-epoch is not a 2-layer one's) and the mean overhead
-    of a pack. Until a pack has timed one epoch after its first (with more to come) the estimate is not
-    known: `ETA ?`."""
+    plus, per pack still to come, its run-epochs at the pace of packs of its own kind where one has been
+    timed (a 5-layer pack's run-epoch is not a 2-layer one's), else at the pace of all epochs so far per
+    unit of work (a pack's work per run-epoch, packing.work_per_run_epoch: a 30-layer net's run-epoch is
+    about three 2-layer ones), and the mean overhead of a pack. Until a pack has timed one epoch after its
+    first (with more to come) the estimate is not known: `ETA ?`."""
 
     def __init__(self, packs: list[tuple], mode: str = "auto"):
         """packs: (runs, epochs[, the first epoch it trains, from 0: a resumed pack's[, its kind: packs of one
-        kind train at one pace per run-epoch]]) per pack."""
+        kind train at one pace per run-epoch[, its work per run-epoch (any unit, the same for every pack;
+        1 if not given)]]]) per pack."""
         self.packs = [(int(p[0]), int(p[1])) for p in packs]
         self.start = [int(p[2]) if len(p) > 2 else 0 for p in packs]
         self.kind = [p[3] if len(p) > 3 else None for p in packs]
+        self.work = [float(p[4]) if len(p) > 4 and p[4] else 1.0 for p in packs]
         self._kind_steady: dict = {}  # kind -> [seconds, run-epochs] of its packs' epochs after their first
         self.runs_done, self.pack = 0, 0
         self.taken: set = set()  # the runs another sweep took: they leave the count
@@ -63,10 +66,10 @@ class Progress:
         # timing (monotonic seconds): this pack's start (the last pack's end), its last epoch, its last epoch's index
         self._pack_t0, self._epoch_t, self._epoch = self.t0, None, -1
         self._live = 0  # the runs of this pack still training at its last epoch
-        self._steady_s, self._steady_work = 0.0, 0  # epochs after a pack's first: seconds, run-epochs
+        self._steady_s, self._steady_work = 0.0, 0.0  # epochs after a pack's first: seconds, run-epochs x work
         self._pack_steady_s, self._pack_steady_n = 0.0, 0  # the same, this pack's: seconds, epochs
-        self._firsts: list[tuple[float, int, object]] = []  # per pack started: (its first epoch's seconds from its
-        # start, its runs, its kind)
+        self._firsts: list[tuple[float, int, int]] = []  # per pack started: (its first epoch's seconds from its
+        # start, its runs, the pack's index)
         self._closes: list[float] = []  # per pack ended: seconds from its last epoch to its end
         self._after: list[str] = []  # lines for the log once this pack's live line has ended (after_pack)
 
@@ -78,27 +81,30 @@ class Progress:
         started = self._epoch_t is not None
         epochs_left = e - self._epoch - 1 if started else 0
         if self._steady_work:
-            rate = self._steady_s / self._steady_work  # seconds per run-epoch
+            rate = self._steady_s / self._steady_work  # seconds per unit of work
         elif epochs_left > 0:
             return float("nan")  # a pack's first epoch only, more to come: its start-up would pass for its pace
         else:  # packs of one epoch so far: their start-up is their pace
-            rate = sum(s for s, _, _ in self._firsts) / max(1, sum(n for _, n, _ in self._firsts))
+            rate = sum(s for s, _, _ in self._firsts) / (sum(n * self.work[p] for _, n, p in self._firsts) or 1.0)
         # a pack's start-up: its first epoch less one epoch of its runs at its kind's pace (else all packs')
-        setup = sum(max(0.0, s - n * self._rate_of(kind, rate)) for s, n, kind in self._firsts) / len(self._firsts)
+        setup = sum(max(0.0, s - n * self._rate_of(p, rate)) for s, n, p in self._firsts) / len(self._firsts)
         close = sum(self._closes) / len(self._closes) if self._closes else 0.0
         left = 0.0
         if started:  # this pack: its own pace per epoch where it has one (a pack of K runs is not K times one)
-            per_epoch = self._pack_steady_s / self._pack_steady_n if self._pack_steady_n else self._live * rate
+            per_epoch = self._pack_steady_s / self._pack_steady_n if self._pack_steady_n \
+                else self._live * self._rate_of(self.pack, rate)
             left += epochs_left * per_epoch + close
         for p in range(self.pack + (1 if started else 0), len(self.packs)):
             kk, ee = self.packs[p]
-            left += kk * (ee - self.start[p]) * self._rate_of(self.kind[p], rate) + setup + close
+            left += kk * (ee - self.start[p]) * self._rate_of(p, rate) + setup + close
         return left
 
-    def _rate_of(self, kind, rate: float) -> float:
-        """Seconds per run-epoch of a pack of this kind: its kind's where a pack of it was timed, else `rate`."""
-        s, work = self._kind_steady.get(kind, (0.0, 0)) if kind is not None else (0.0, 0)
-        return s / work if work else rate
+    def _rate_of(self, pack: int, rate: float) -> float:
+        """Seconds per run-epoch of this pack: its kind's where a pack of it was timed, else `rate` (seconds
+        per unit of work) times its work per run-epoch."""
+        kind = self.kind[pack]
+        s, runs = self._kind_steady.get(kind, (0.0, 0)) if kind is not None else (0.0, 0)
+        return s / runs if runs else rate * self.work[pack]
 
     def line(self, epoch: int) -> str:
         k, e = self.packs[self.pack]
@@ -122,10 +128,10 @@ class Progress:
     def epoch_done(self, epoch: int, live_runs: int) -> None:
         now = time.monotonic()
         if self._epoch_t is None:  # the pack's first epoch: with its start-up
-            self._firsts.append((now - self._pack_t0, live_runs, self.kind[self.pack]))
+            self._firsts.append((now - self._pack_t0, live_runs, self.pack))
         else:
             self._steady_s += now - self._epoch_t
-            self._steady_work += live_runs
+            self._steady_work += live_runs * self.work[self.pack]
             self._pack_steady_s += now - self._epoch_t
             self._pack_steady_n += 1
             if self.kind[self.pack] is not None:

@@ -40,7 +40,7 @@ from vgsweep.data.sets import DATASETS
 from vgsweep.diagnostics import RunDiagnostics, verdict
 from vgsweep.jobs import Job, Outcome, SweepStopped, override_values
 from vgsweep.families import family_of
-from vgsweep.packing import bytes_per_run, group_packs, input_shape, memory_budget, pack_key
+from vgsweep.packing import bytes_per_run, group_packs, input_shape, memory_budget, pack_key, work_per_run_epoch
 from vgsweep.progress import duration
 from vgsweep.runs import Heartbeat, RunLogger, run_tags
 from vgsweep.trainer import CHECKPOINT_FORMAT, EpochReport, device_name, train_pack
@@ -818,7 +818,8 @@ class Sweep:
                             "s" if len(packs) > 1 else "", ", ".join(map(str, packs)), need / 2**30, budget / 2**30,
                             OVER_BUDGET)
         self.progress = Progress([(len(p), int(jobs[p[0]].cfg.train.epochs), jobs[p[0]].start_epoch,
-                                   pack_key(jobs[p[0]].cfg)) for p in self.packs], progress) \
+                                   pack_key(jobs[p[0]].cfg), work_per_run_epoch(jobs[p[0]].cfg)) for p in self.packs],
+                                 progress) \
             if progress and self.packs and not dry_run else None
         if remote is not None and self.packs and not dry_run:  # every pack a job of the scheduler, submitted now
             remote.start([[jobs[i] for i in p] for p in self.packs])
