@@ -110,3 +110,46 @@ def test_the_sweeps_process_leaves_pyplot_to_its_drawing_workers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["False", "True", "True"]
+
+
+def test_the_results_figures_written_by_a_worker_are_the_ones_written_here(fresh_pool, monkeypatch, tmp_path):
+    """figures.build hands each figure, pickled, to a drawing worker, which writes its PNG and PDF while this
+    process draws the next (about half of `vgsweep report`'s time was writing them): the same PNG bytes and
+    PDF text as written here, and a file a worker cannot write fails the build, after every other file has
+    been written."""
+    import itertools
+
+    from tests.conftest import pdf_text
+    from tests.test_table import _figures_of
+    from vgsweep.results import figures
+
+    rows = [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "status": "FINISHED", "study": "agarap2019",
+             "model.family": "mlp", "diagnostics.enabled": "False", "data.name": "mnist", "model.depth": "2",
+             "activation.name": act, "regime.name": regime, "seed": str(seed), "optimizer.lr": "0.0003",
+             "metric:test_acc": 0.5 + 0.01 * seed + 0.1 * (act == "tanh")}
+            for i, (act, regime, seed) in enumerate(itertools.product(("relu", "tanh"), ("baseline", "gna"), (0, 1)))]
+    sent = []
+    real = plots.in_worker
+    monkeypatch.setattr(plots, "in_worker", lambda fn, *args: sent.append(args[1]) or real(fn, *args))
+    pooled, _ = _figures_of(monkeypatch, tmp_path / "pooled", rows)
+    assert plots._pool is not None and len(sent) == 4  # activations, results, deltas, curves_d2
+    plots.stop_curve_pool()
+    monkeypatch.setattr(plots, "start_curve_pool", lambda n: None)
+    here, _ = _figures_of(monkeypatch, tmp_path / "here", rows)
+    assert len(sent) == 4  # none more
+    assert [p.name for p in pooled] == [p.name for p in here]
+    for a, b in zip(pooled, here):
+        if a.suffix == ".png":
+            assert a.read_bytes() == b.read_bytes(), a.name
+        elif a.suffix == ".pdf":
+            assert pdf_text(a) == pdf_text(b), a.name
+
+    monkeypatch.undo()
+    plots.stop_curve_pool()
+    monkeypatch.setattr(plots, "curve_workers", lambda: 1)
+    blocked = tmp_path / "blocked"
+    (blocked / "results.png").mkdir(parents=True)  # a folder where the PNG goes
+    with pytest.raises(IsADirectoryError):
+        _figures_of(monkeypatch, blocked, rows)
+    assert plots._pool is not None and figures._writing == []  # waited for, every one
+    assert (blocked / "deltas.pdf").exists() and (blocked / "curves_d2.pdf").exists()

@@ -54,7 +54,7 @@ def close(fig) -> None:
     pyplot().close(fig)
 
 
-# --- learning-curve PNGs drawn beside the sweep -----------------------------------------------------
+# --- learning-curve PNGs drawn beside the sweep (and the results figures' files: write_figure) -------
 # One PNG costs about 85 ms of Python (matplotlib's artists, ticks and text; 2-core machine), drawn for
 # every run when its pack ends: 2.6 s of the 30-run paper grid, 13 s of it with 5 seeds, all on the
 # sweep's critical path. Worker processes (not threads: drawing holds the GIL) draw a pack's curves at
@@ -113,6 +113,10 @@ def start_curve_pool(curves: int) -> None:
     atexit.register(stop_curve_pool)
 
 
+def pool_running() -> bool:
+    return _pool is not None
+
+
 def stop_curve_pool() -> None:
     global _pool
     if _pool is not None:
@@ -121,25 +125,25 @@ def stop_curve_pool() -> None:
 
 
 class _Inline:
-    """A curve drawn in this process when its result is asked for (no pool, or the pool broke)."""
+    """fn(*args) run in this process when its result is asked for (no pool, or the pool broke)."""
 
-    def __init__(self, history, title):
-        self.args = (history, title)
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
 
-    def result(self) -> bytes:
-        return curve_png(*self.args)
+    def result(self):
+        return self.fn(*self.args)
 
 
 class _Pooled:
-    def __init__(self, future: Future, history, title):
-        self.future, self.args = future, (history, title)
+    def __init__(self, future: Future, fn, args):
+        self.future, self.fn, self.args = future, fn, args
 
-    def result(self) -> bytes:
+    def result(self):
         try:
             return self.future.result()
-        except BrokenProcessPool:  # a worker died (killed, out of memory): draw here, and stop using the pool
+        except BrokenProcessPool:  # a worker died (killed, out of memory): run it here, and stop using the pool
             _give_up_pool()
-            return curve_png(*self.args)
+            return self.fn(*self.args)
 
 
 def _give_up_pool() -> None:
@@ -148,12 +152,42 @@ def _give_up_pool() -> None:
     stop_curve_pool()
 
 
-def draw_curve(history: list[dict[str, float]], title: str):
-    """Start drawing a learning curve; `.result()` gives its PNG bytes (exceptions of the drawing too)."""
+def in_worker(fn, *args):
+    """Start fn(*args) in a drawing worker where the pool runs, else run it here when its result is asked
+    for; `.result()` gives fn's value (its exceptions too). fn and args must pickle."""
     if _pool is None:
-        return _Inline(history, title)
+        return _Inline(fn, args)
     try:
-        return _Pooled(_pool.submit(curve_png, history, title), history, title)
+        return _Pooled(_pool.submit(fn, *args), fn, args)
     except (BrokenProcessPool, RuntimeError):  # broken, or shut down by the interpreter's exit
         _give_up_pool()
-        return _Inline(history, title)
+        return _Inline(fn, args)
+
+
+def draw_curve(history: list[dict[str, float]], title: str):
+    """Start drawing a learning curve; `.result()` gives its PNG bytes (exceptions of the drawing too)."""
+    return in_worker(curve_png, history, title)
+
+
+# --- the results figures' files ---------------------------------------------------------------------
+def write_figure(fig, png, pdf) -> None:
+    """A results figure as PNG, with its title (the report, the UI), and as PDF without it (for a paper,
+    whose caption says what the title said); then closed."""
+    plt = pyplot()
+    try:
+        fig.savefig(png, dpi=200, bbox_inches="tight")
+        title = fig._suptitle  # noqa: SLF001 - matplotlib >= 3.8 has get_suptitle(); 3.7 only this
+        if title is not None:
+            title.set_visible(False)
+        fig.savefig(pdf, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def write_pickled_figure(blob: bytes, png: str, pdf: str, rc: dict) -> None:
+    """write_figure of a pickled figure, in a worker: with the rcParams it was drawn under (some, such as
+    pdf.fonttype, are read when the file is written)."""
+    import pickle
+
+    with pyplot().rc_context(rc):
+        write_figure(pickle.loads(blob), png, pdf)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vgsweep import plots
 from vgsweep.config import command_line, home_path
 from vgsweep.results import figures, reader, table
 from vgsweep.tracking import hide_passwords
@@ -144,6 +145,7 @@ def latex_page(uri: str, secs: list[table.Section], with_figures: list[bool], wh
 
 
 def build(uri: str, out: Path, experiment: str | None = None, activation: str = "logistic") -> Path:
+    plots.start_curve_pool(plots.POOL_MIN_CURVES)  # the workers that write the figures start while the table is made
     secs = table.sections(uri, experiment)  # the runs of each experiment, read once for the table and the page
     table.write(secs, out)
     names = [sec.name for sec in secs]
