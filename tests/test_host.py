@@ -146,3 +146,11 @@ def test_the_results_figures_written_by_a_worker_are_the_ones_written_here(fresh
         _figures_of(monkeypatch, blocked, rows)
     assert plots._pool is not None and figures._writing == []  # waited for, every one
     assert (blocked / "deltas.pdf").exists() and (blocked / "curves_d2.pdf").exists()
+
+    def boom(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(figures, "write_data", boom)  # the build stops after its figures went to the workers
+    with pytest.raises(RuntimeError, match="boom"):  # its own error, not a worker's (the folder is still there)
+        _figures_of(monkeypatch, blocked, rows)
+    assert figures._writing == []

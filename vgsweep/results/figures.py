@@ -243,25 +243,34 @@ def _save(fig, out: Path, name: str, captions: dict[Path, tuple[str, float]]) ->
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     title = fig._suptitle  # noqa: SLF001 - matplotlib >= 3.8 has get_suptitle(); 3.7 only this
     captions[paths[1]] = (_one_paragraph(title.get_text()) if title is not None else "", fig.get_figwidth())
+    blob = None
     if plots.pool_running():
-        blob = pickle.dumps(fig)
+        try:
+            blob = pickle.dumps(fig)
+        except Exception as e:  # noqa: BLE001 - an artist that does not pickle: written here, as without workers
+            log.debug("figure %s written in this process: %s", name, e)
+    if blob is None:
+        plots.write_figure(fig, paths[0], paths[1])
+    else:
         plt.close(fig)
         _writing.append(plots.in_worker(plots.write_pickled_figure, blob, str(paths[0]), str(paths[1]), RC))
-    else:
-        plots.write_figure(fig, paths[0], paths[1])
     return paths
 
 
-def _written() -> None:
-    """Wait for the figures the workers write; the first error of one is raised, after all have ended."""
+def _written(failed: bool = False) -> None:
+    """Wait for the figures the workers write; the first error of one is raised, after all have ended.
+    failed: the build stopped (an error, Ctrl-C): the figures not started are dropped, and the workers'
+    errors are not raised over the build's own."""
     pending, _writing[:] = list(_writing), []
     errors = []
     for p in pending:
+        if failed and isinstance(p, plots._Pooled) and p.future.cancel():
+            continue
         try:
             p.result()
         except Exception as e:  # noqa: BLE001 - raised below, once every file has been waited for
             errors.append(e)
-    if errors:
+    if errors and not failed:
         raise errors[0]
 
 
@@ -867,8 +876,9 @@ def build(uri: str, experiment: str, out: Path, activation: str | None = None, l
     try:
         with plt.rc_context(RC):  # this module's style, not the caller's matplotlib settings
             return _build(uri, experiment, out, activation, log_to_mlflow, ended)
-    finally:
-        _written()  # on an error too: no worker goes on writing into the folder after this returns
+    except BaseException:
+        _written(failed=True)  # no worker goes on writing into the folder after this returns
+        raise
 
 
 def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_mlflow: bool,
