@@ -133,6 +133,10 @@ class _Inline:
     def result(self):
         return self.fn(*self.args)
 
+    def cancel(self) -> bool:
+        """Not run yet, so never run: True."""
+        return True
+
 
 class _Pooled:
     def __init__(self, future: Future, fn, args):
@@ -144,6 +148,10 @@ class _Pooled:
         except BrokenProcessPool:  # a worker died (killed, out of memory): run it here, and stop using the pool
             _give_up_pool()
             return self.fn(*self.args)
+
+    def cancel(self) -> bool:
+        """True if it had not started and never will; False if it runs or ran."""
+        return self.future.cancel()
 
 
 def _give_up_pool() -> None:

@@ -264,7 +264,7 @@ def _written(failed: bool = False) -> None:
     pending, _writing[:] = list(_writing), []
     errors = []
     for p in pending:
-        if failed and isinstance(p, plots._Pooled) and p.future.cancel():
+        if failed and p.cancel():
             continue
         try:
             p.result()
