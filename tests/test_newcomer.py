@@ -267,6 +267,47 @@ def test_curves_of_one_epoch_show_points_without_an_offset_axis(monkeypatch):
             assert all(list(ax.get_xticks()) == [1] for ax in fig.axes)
 
 
+def test_a_net_stuck_at_chance_is_drawn_against_a_dotted_chance_line(monkeypatch):
+    """A net at chance (loss ln 10, accuracy 10% on MNIST) gets a zoomed axis on which its noise reads
+    as learning: a dotted line at chance is drawn in each panel whose axis spans it (ln C and 100/C % for
+    the data set's C classes), and the title says so; a panel whose curves are far from chance is not
+    stretched to show it, and runs of an unknown data set get none."""
+    import math
+
+    import pandas as pd
+
+    from vgsweep.results import figures, reader
+    from vgsweep.results.studies import AGARAP
+
+    def history(client, run_id, key):
+        stuck = {"train_loss": [2.3027, 2.3025, 2.3026], "train_acc": [0.104, 0.099, 0.102]}
+        learning = {"train_loss": [1.0, 0.5, 0.3], "train_acc": [0.6, 0.8, 0.9]}
+        return (stuck if run_id in "ab" else learning)[key]
+
+    def chance_lines(ax):
+        return [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_color() == "0.35" and list(ln.get_xdata()) == [0, 1]]
+
+    monkeypatch.setattr(reader, "history", history)
+    runs = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "activation": ["relu", "relu", "tanh", "tanh"],
+                         "regime": ["baseline", "gna"] * 2, "depth": ["10"] * 4, "seed": [0] * 4,
+                         "data.name": ["mnist"] * 4})
+    mixed = ["mnist", "cifar100", "mnist", "mnist"]  # relu's two lines: chance at 10% and at 1%, so neither drawn
+    for data, title in (("mnist", "loss ln 10 = 2.30, accuracy 10%"), ("cifar100", None), (None, None), (mixed, None)):
+        fig = figures.fig_curves(SimpleNamespace(), runs.assign(**{"data.name": data}), AGARAP, AGARAP.figures[0],
+                                 "10-layer networks")
+        tanh_loss, relu_loss, tanh_acc, relu_acc = fig.axes  # (metric, activation), row-major, the study's order
+        assert tanh_loss.get_title() == "tanh" and relu_acc.get_ylabel() == ""
+        if data == "mnist":
+            assert chance_lines(relu_loss) == [pytest.approx(math.log(10))] and chance_lines(relu_acc) == [10.0]
+        else:  # CIFAR-100's chance (ln 100, 1%) lies outside these axes; an unknown data set has none
+            assert chance_lines(relu_loss) == chance_lines(relu_acc) == []
+        assert chance_lines(tanh_loss) == chance_lines(tanh_acc) == []
+        assert tanh_loss.get_ylim()[1] < 1.1 and tanh_acc.get_ylim()[0] > 55  # not stretched to chance
+        assert (f"dotted: chance ({title})" in fig._suptitle.get_text()) if title else (
+            "chance" not in fig._suptitle.get_text())
+        figures.plt.close(fig)
+
+
 def test_a_loss_that_spans_decades_is_drawn_on_a_log_axis_for_its_whole_row(monkeypatch):
     """One inflated first epoch (27, then 0.01) flattens every other loss curve on a linear axis: that
     loss row goes to a log axis (a panel per metric: that panel), its ticks written as plain numbers

@@ -396,6 +396,7 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
         ax.xaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))  # epochs 1, 2: not 1.2, 1.4
     lines = _values(d, study, spec.line)
     seeds_n = []
+    classes: dict[int, tuple[object, str, set]] = {}  # id(axes) -> (axes, metric, class counts of its runs)
     loss_range: dict[int, list[float]] = {}  # row (or panel, by metric) -> [min, max] of the loss means drawn
     drawn: dict[tuple, list[tuple[str, np.ndarray]]] = {}  # (panel's name, row's, axes) -> (line's name, its means)
     for j, panel in enumerate(panels):
@@ -412,6 +413,7 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
                 if key.endswith("_loss") and np.isfinite(mean).any():
                     r = loss_range.setdefault(j if by_metric else i, [np.inf, -np.inf])
                     r[:] = min(r[0], np.nanmin(mean)), max(r[1], np.nanmax(mean))
+                classes.setdefault(id(ax), (ax, key, set()))[2].update(_classes(sel))
                 x = np.arange(1, n + 1)
                 color = _color(str(line[-1]) if line else "", li)
                 drawn.setdefault((METRIC_NAMES.get(key, key), "", ax) if by_metric else
@@ -446,11 +448,47 @@ def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) 
     if by_metric:
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
+    chance = _chance_lines(classes.values())
     _legend_below(fig, axes, *_legend_order(spec.line, lines))
     band = "mean over seeds, band ±1 std" if seeds_n and max(seeds_n) > 1 else "one seed per line"
-    fig.suptitle(f"{title}: {band}", fontsize=8)
+    fig.suptitle(f"{title}: {band}{chance}", fontsize=8)
     _note(fig, _coinciding(drawn, log_axes))
     return fig
+
+
+def _classes(runs: pd.DataFrame) -> set:
+    """The class counts of these runs' data sets (None for one vgsweep does not know)."""
+    from vgsweep.data.sets import DATASETS
+
+    col = next((c for c in ("data.name", "dataset") if c in runs), None)  # the setting, or its axis's label
+    names = runs[col] if col else pd.Series([None] * len(runs))
+    return {DATASETS[n].classes if n in DATASETS else None for n in names}
+
+
+def _chance_lines(panels) -> str:
+    """A dotted line at chance, what predicting every class alike scores (loss ln C, accuracy 100/C %
+    for C classes), in each panel whose runs share one C and whose axis already spans it: a net stuck
+    there (a vanishing gradient's usual end) reads as not learning, not as the small ups and downs its
+    own zoomed axis gives it; an axis is never stretched to show it. `panels`: (axes, metric, class
+    counts). The text that says so after the figure's title, or ''."""
+    import math
+
+    drawn = set()
+    for ax, key, counts in panels:
+        if len(counts) != 1 or None in counts or not key.endswith(("_loss", "_acc")):
+            continue
+        c = next(iter(counts))
+        y = math.log(c) if key.endswith("_loss") else 100.0 / c
+        lo, hi = ax.get_ylim()
+        if lo <= y <= hi:
+            ax.axhline(y, color="0.35", ls=":", lw=0.9, zorder=1.5)
+            drawn.add(c)
+    if not drawn:
+        return ""
+    if len(drawn) == 1:
+        c = next(iter(drawn))
+        return f"; dotted: chance (loss ln {c} = {math.log(c):.2f}, accuracy {100 / c:.3g}%)"
+    return "; dotted: chance (loss ln C, accuracy 100/C % for C classes)"
 
 
 def _coinciding(drawn: dict[tuple, list[tuple[str, np.ndarray]]], log_axes: set) -> str:
