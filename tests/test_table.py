@@ -530,6 +530,30 @@ def test_an_accuracy_axis_stops_near_0_and_100_percent_where_a_std_bar_reaches_p
     assert -3 < lo < 0 and 100 < hi < 103, (lo, hi)
 
 
+def test_the_results_figure_marks_chance_where_its_axis_spans_it(monkeypatch, tmp_path):
+    """Nets stuck at chance beside nets that learned: a dotted line at chance (10% on MNIST) across the
+    panel, said in the title; nets that all learned (95-98%) get none, their axis not stretched to 10%;
+    the deltas figure (differences, not accuracies) none either."""
+    def rows(accs):
+        return [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "status": "FINISHED",
+                 "study": "agarap2019", "model.family": "mlp", "diagnostics.enabled": "False", "data.name": "mnist",
+                 "model.depth": "2", "activation.name": "relu", "regime.name": regime, "seed": str(seed),
+                 "optimizer.lr": "0.0003", "metric:test_acc": acc}
+                for i, (regime, seed, acc) in enumerate(zip(("baseline", "baseline", "gna", "gna"), (0, 1) * 2, accs))]
+
+    def chance(fig):
+        return [ln.get_ydata()[0] for ax in fig.axes for ln in ax.get_lines()
+                if ln.get_color() == "0.35" and list(ln.get_xdata()) == [0, 1]]
+
+    _, drawn = _figures_of(monkeypatch, tmp_path / "stuck", rows((0.10, 0.11, 0.95, 0.97)))
+    assert chance(drawn["results"]) == [10.0] and "; dotted: chance (accuracy 10%)" in drawn["results"]._suptitle.get_text()
+    assert chance(drawn["deltas"]) == [] and "chance" not in drawn["deltas"]._suptitle.get_text()
+    monkeypatch.undo()  # _figures_of again: its own fig_results in place of the one patched above
+    _, drawn = _figures_of(monkeypatch, tmp_path / "learned", rows((0.95, 0.96, 0.97, 0.98)))
+    assert chance(drawn["results"]) == [] and drawn["results"].axes[0].get_ylim()[0] > 90
+    assert "chance" not in drawn["results"]._suptitle.get_text()
+
+
 def test_the_results_figure_of_several_data_sets_is_a_row_per_data_set(monkeypatch, tmp_path):
     """Two data sets and two depths: a row of panels per data set, a column per depth (they wrapped three
     to a row: mnist 2, mnist 5, fashion_mnist 2, then fashion_mnist 5 alone)."""

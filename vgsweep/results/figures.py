@@ -465,30 +465,32 @@ def _classes(runs: pd.DataFrame) -> set:
     return {DATASETS[n].classes if n in DATASETS else None for n in names}
 
 
-def _chance_lines(panels) -> str:
+def _chance_lines(panels, acc_scale: float = 100.0) -> str:
     """A dotted line at chance, what predicting every class alike scores (loss ln C, accuracy 100/C %
     for C classes), in each panel whose runs share one C and whose axis already spans it: a net stuck
     there (a vanishing gradient's usual end) reads as not learning, not as the small ups and downs its
     own zoomed axis gives it; an axis is never stretched to show it. `panels`: (axes, metric, class
-    counts). The text that says so after the figure's title, or ''."""
+    counts); accuracies drawn times `acc_scale` (100: in %). The text that says so after the figure's
+    title, or ''."""
     import math
 
-    drawn = set()
+    drawn: dict[str, set] = {}  # loss | accuracy -> the class counts drawn
     for ax, key, counts in panels:
         if len(counts) != 1 or None in counts or not key.endswith(("_loss", "_acc")):
             continue
-        c = next(iter(counts))
-        y = math.log(c) if key.endswith("_loss") else 100.0 / c
+        c, kind = next(iter(counts)), "loss" if key.endswith("_loss") else "accuracy"
+        y = math.log(c) if kind == "loss" else acc_scale / c
         lo, hi = ax.get_ylim()
         if lo <= y <= hi:
             ax.axhline(y, color="0.35", ls=":", lw=0.9, zorder=1.5)
-            drawn.add(c)
+            drawn.setdefault(kind, set()).add(c)
     if not drawn:
         return ""
-    if len(drawn) == 1:
-        c = next(iter(drawn))
-        return f"; dotted: chance (loss ln {c} = {math.log(c):.2f}, accuracy {100 / c:.3g}%)"
-    return "; dotted: chance (loss ln C, accuracy 100/C % for C classes)"
+    if any(len(cs) > 1 for cs in drawn.values()):
+        return "; dotted: chance (" + ", ".join({"loss": "loss ln C", "accuracy": "accuracy 100/C %"}[k]
+                                                 for k in ("loss", "accuracy") if k in drawn) + " for C classes)"
+    return "; dotted: chance (" + ", ".join(f"loss ln {c} = {math.log(c):.2f}" if k == "loss" else f"accuracy {100 / c:.3g}%"
+                                             for k in ("loss", "accuracy") for c in drawn.get(k, ())) + ")"
 
 
 def _coinciding(drawn: dict[tuple, list[tuple[str, np.ndarray]]], log_axes: set) -> str:
@@ -665,6 +667,9 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
             lo, hi = max(lo, -pad), min(hi, metric.scale + pad)  # an accuracy of 1, scaled (100%)
         ax.set_ylim(lo, hi)
         ax.ticklabel_format(axis="y", useOffset=False)
+    chance = "" if deltas else _chance_lines(
+        [(axes.flat[slots[j]], metric.key, _classes(_select(d, panel_axes, panel))) for j, panel in enumerate(panels)],
+        metric.scale)
     for ax in axes[:, 0]:
         ax.set_ylabel(metric.label.replace(" (%)", "") + f": delta to {_name((blabel,), (bvalue,))}"
                       + (" (pp)" if "(%)" in metric.label else "") if deltas else metric.label)
@@ -675,7 +680,7 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
                                                      else ", one seed: no interval")
     else:
         what = f"mean ± std over seeds (n = {n}), each seed a dot" if max(seeds_n) > 1 else "one seed per marker"
-    fig.suptitle(f"{title}: {what}" + ("; ◇ published" if shown_pub else ""), fontsize=8)
+    fig.suptitle(f"{title}: {what}" + ("; ◇ published" if shown_pub else "") + chance, fontsize=8)
     return fig
 
 
