@@ -297,6 +297,28 @@ def test_a_run_whose_process_lives_but_whose_epochs_stopped_is_said_to_be_stuck(
         in resumed_hung, resumed_hung
 
 
+def test_a_running_runs_epochs_and_time_left_are_read_together(tmp_path):
+    """The run as a search found it, then seven epochs flushed before its line is made: the line shows
+    them with their time left (it showed `epoch 7/100000` and no time left when the epochs were read
+    apart from their seconds)."""
+    from vgsweep.results.status import run_line
+
+    client = tracking.client_for(f"sqlite:///{tmp_path / 'm.db'}")
+    exp_id = client.create_experiment("study")
+    tags = {tracking.TAG_HASH: "h", tracking.TAG_HOST: socket.gethostname(), tracking.TAG_PID: str(os.getpid()),
+            tracking.TAG_PROCESS: tracking.process_stamp(os.getpid()), tracking.TAG_HEARTBEAT: f"{time.time():.0f}"}
+    run = client.create_run(exp_id, tags=tags)
+    client.log_param(run.info.run_id, "train.epochs", "100")
+    found = client.get_run(run.info.run_id)  # no metrics yet
+    now = time.time()
+    for step in range(7):
+        for key, value in (("train_loss", 1.0), ("epoch_seconds", 2.0)):
+            client.log_metric(run.info.run_id, key, value, step=step, timestamp=int(now * 1000))
+    assert found.data.metrics == {}
+    state, line = run_line(client, found, now)
+    assert state == "running" and line.startswith("epoch 7/100, about 3 min 06 s left; heartbeat"), line
+
+
 @pytest.mark.e2e
 def test_status_of_a_store_that_does_not_exist_or_is_not_one(tmp_path):
     missing = run_cli(["status", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"], cwd=tmp_path)

@@ -72,13 +72,19 @@ def config_states(runs: list, alias: dict[str, str] | None = None) -> dict[str, 
     return best
 
 
-def epochs_logged(client, run) -> tuple[int, float | None]:
+def epochs_logged(client, run) -> tuple[int, float | None, float | None]:
     """Epochs whose metrics reached the store (metric steps are 0-based epochs; a writer thread sends
-    them every tracking.flush_s, so a running run may be a moment ahead of this), and when the last of
-    them was logged (unix seconds; None before the first)."""
-    hist = tracking.retry(client.get_metric_history, run.info.run_id, "train_loss")
+    them every tracking.flush_s, so a running run may be a moment ahead of this), when the last of them
+    was logged (unix seconds; None before the first) and how long it took (None: not logged). All three
+    from one read: `run`'s latest metrics were read a moment earlier and may not hold these epochs yet
+    (a flush between the two reads showed a run at epoch 7 with no time left)."""
+    hist = tracking.retry(client.get_metric_history, run.info.run_id, "epoch_seconds")
     last = max(hist, key=lambda m: m.step, default=None)
-    return (last.step + 1, last.timestamp / 1000) if last is not None else (0, None)
+    if last is not None:
+        return last.step + 1, last.timestamp / 1000, last.value
+    hist = tracking.retry(client.get_metric_history, run.info.run_id, "train_loss")  # a run that logged no times
+    last = max(hist, key=lambda m: m.step, default=None)
+    return (last.step + 1, last.timestamp / 1000, None) if last is not None else (0, None, None)
 
 
 STALL_EPOCHS, STALL_MIN_S = 10, 600  # no epoch for this many epochs' time (and at least this long): stuck?
@@ -101,12 +107,11 @@ def run_line(client, run, now: float) -> tuple[str, str]:
     process), gone (RUNNING, but its process is gone), failed or killed (why)."""
     p, tags, status = run.data.params, run.data.tags, run.info.status
     epochs = p.get("train.epochs", "?")
-    done, at = epochs_logged(client, run)
+    done, at, secs = epochs_logged(client, run)
     if status == "RUNNING":
         gone = tracking.orphan_reason(run, float(p.get("tracking.stale_after_s", 0) or 0), now)
         if gone:
             return "gone", f"epoch {done}/{epochs}; {gone}"
-        secs = run.data.metrics.get("epoch_seconds")
         # the epochs left at its last epoch's pace, less what of the one in progress has passed since then
         left = (f", about {duration(secs * (int(epochs) - done) - min(max(now - at, 0), secs))} left"
                 if secs is not None and str(epochs).isdigit() and done and at is not None else "")
