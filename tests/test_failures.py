@@ -504,7 +504,7 @@ def test_a_full_store_is_waited_for_once_and_space_freed_meanwhile_goes_on(tmp_p
                 pytest.raises(tracking.TrackingUnavailable) as first:
             tracking.retry(write)
         assert time.monotonic() - t0 >= 0.5 and first.value.error == "database or disk is full"
-        assert 1 <= len(slept) < 10  # it waited, backing off from 0.05 s, doubling
+        assert slept and slept == [0.05 * 2 ** i for i in range(len(slept))]  # it waited: 0.05 s, then doubling
         slept.clear()
         with mock.patch("vgsweep.tracking.time.sleep", side_effect=counted), \
                 pytest.raises(tracking.TrackingUnavailable) as again:
