@@ -135,7 +135,8 @@ def test_a_config_speaks_through_its_finished_run_and_a_rerun_in_progress_shows(
     def run(name: str, h: str, status: str, **tags) -> str:
         r = client.create_run(exp_id, run_name=name, tags={tracking.TAG_HASH: h, **tags})
         client.log_param(r.info.run_id, "train.epochs", "10")
-        client.log_metric(r.info.run_id, "train_loss", 1.0, step=0)
+        for key in ("train_loss", "epoch_seconds"):  # an epoch's metrics, as vgsweep logs them
+            client.log_metric(r.info.run_id, key, 1.0, step=0)
         if status != "RUNNING":
             client.set_terminated(r.info.run_id, status)
         return r.info.run_id

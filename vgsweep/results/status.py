@@ -75,16 +75,13 @@ def config_states(runs: list, alias: dict[str, str] | None = None) -> dict[str, 
 def epochs_logged(client, run) -> tuple[int, float | None, float | None]:
     """Epochs whose metrics reached the store (metric steps are 0-based epochs; a writer thread sends
     them every tracking.flush_s, so a running run may be a moment ahead of this), when the last of them
-    was logged (unix seconds; None before the first) and how long it took (None: not logged). All three
+    was logged (unix seconds; None before the first) and how long it took (None before the first). All three
     from one read: `run`'s latest metrics were read a moment earlier and may not hold these epochs yet
-    (a flush between the two reads showed a run at epoch 7 with no time left)."""
+    (a flush between the two reads showed a run at epoch 7 with no time left). vgsweep has logged
+    `epoch_seconds` with every epoch's metrics since its first version."""
     hist = tracking.retry(client.get_metric_history, run.info.run_id, "epoch_seconds")
     last = max(hist, key=lambda m: m.step, default=None)
-    if last is not None:
-        return last.step + 1, last.timestamp / 1000, last.value
-    hist = tracking.retry(client.get_metric_history, run.info.run_id, "train_loss")  # a run that logged no times
-    last = max(hist, key=lambda m: m.step, default=None)
-    return (last.step + 1, last.timestamp / 1000, None) if last is not None else (0, None, None)
+    return (last.step + 1, last.timestamp / 1000, last.value) if last is not None else (0, None, None)
 
 
 STALL_EPOCHS, STALL_MIN_S = 10, 600  # no epoch for this many epochs' time (and at least this long): stuck?
