@@ -85,6 +85,31 @@ def compose_cfg(overrides: list[str]) -> DictConfig:
     return cfg
 
 
+@contextlib.contextmanager
+def sleeps_of(module, really: bool = False):
+    """The seconds `module` asks time.sleep for inside the block (slept as well where `really`). Only that
+    module's own `time` is replaced: the time module is shared, and a global patch also counted the polls of
+    subprocess's wait (0.001 s, doubling) under a slow scontrol, and any other thread's sleeps."""
+    import time as real
+    import types
+
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        if really:
+            real.sleep(s)
+
+    proxy = types.SimpleNamespace(**{k: getattr(real, k) for k in dir(real) if not k.startswith("__")})
+    proxy.sleep = sleep
+    before = module.time
+    module.time = proxy
+    try:
+        yield slept
+    finally:
+        module.time = before
+
+
 @pytest.fixture
 def ctrl_c_reaches_children():
     """The CLI processes a test starts see Ctrl-C as a terminal's foreground job does. A harness

@@ -12,13 +12,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import (SMALL, assert_finishes_each_epoch_once, assert_interrupted, compose_cfg,
-                            make_idx_dataset, run_cli)
+                            make_idx_dataset, run_cli, sleeps_of)
+from vgsweep import executors
 from vgsweep.executors import slurm_job
 from vgsweep.results.status import summary
 
@@ -675,8 +675,7 @@ def test_waiting_for_an_earlier_sweeps_pack_job_takes_each_configs_result_from_t
         if status == "FAILED":
             client.set_tag(run.info.run_id, tracking.TAG_FAILURE, "train_loss became nan at epoch 3")
         client.set_terminated(run.info.run_id, status)
-    slept = []
-    with mock.patch("vgsweep.executors.time.sleep", side_effect=slept.append):
+    with sleeps_of(executors) as slept:
         done, failed = wait_queued("999999", submitted, jobs, poll_s=0.2)  # a job id SLURM does not know
     assert slept == []  # both answered by the store at the first look: no poll
     assert done.status == "SKIPPED" and done.final["test_acc"] == 0.5

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import SMALL, MlflowServer, make_idx_dataset, run_cli
+from tests.conftest import SMALL, MlflowServer, make_idx_dataset, run_cli, sleeps_of
 
 LONGER = [*SMALL, "model.hidden=[128,128]", "train.epochs=30", "checkpoint.every=0"]
 
@@ -492,22 +492,12 @@ def test_a_full_store_is_waited_for_once_and_space_freed_meanwhile_goes_on(tmp_p
     try:
         tracking.configure(0.5)
         tracking.start_over()
-        slept: list[float] = []
-        sleep = time.sleep
-
-        def counted(s: float) -> None:
-            slept.append(s)
-            sleep(s)
-
         t0 = time.monotonic()
-        with mock.patch("vgsweep.tracking.time.sleep", side_effect=counted), \
-                pytest.raises(tracking.TrackingUnavailable) as first:
+        with sleeps_of(tracking, really=True) as slept, pytest.raises(tracking.TrackingUnavailable) as first:
             tracking.retry(write)
         assert time.monotonic() - t0 >= 0.5 and first.value.error == "database or disk is full"
         assert slept and slept == [0.05 * 2 ** i for i in range(len(slept))]  # it waited: 0.05 s, then doubling
-        slept.clear()
-        with mock.patch("vgsweep.tracking.time.sleep", side_effect=counted), \
-                pytest.raises(tracking.TrackingUnavailable) as again:
+        with sleeps_of(tracking) as slept, pytest.raises(tracking.TrackingUnavailable) as again:
             tracking.retry(write)
         assert slept == [] and again.value.since == first.value.since  # at once: no wait again
         tracking.start_over()
