@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vgsweep.app import compose
 from vgsweep.data.idx import write_idx
+from tests.warm import ZYGOTE, WarmPopen
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -173,10 +174,15 @@ def assert_finishes_each_epoch_once(args: list[str], cwd: Path, uri: str, ids: s
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 600, module: str = "vgsweep") -> subprocess.CompletedProcess:
-    """The real CLI in a subprocess."""
+    """The real CLI in a subprocess: `python -m vgsweep *args`, forked from a warm interpreter that has
+    imported torch, MLflow and Hydra (tests/warm.py), with subprocess.run's result."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return ZYGOTE.run(module, args, cwd, env, timeout)
+
+
+def start_cli(args: list[str], cwd: Path, **popen) -> subprocess.Popen:
+    """subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=cwd, **popen), forked as run_cli's."""
+    return WarmPopen("vgsweep", args, cwd=cwd, **popen)
 
 
 PDFLATEX, PDFTOTEXT = shutil.which("pdflatex"), shutil.which("pdftotext")

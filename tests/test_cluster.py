@@ -17,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import (SMALL, assert_finishes_each_epoch_once, assert_interrupted, compose_cfg,
-                            make_idx_dataset, run_cli, sleeps_of)
+                            make_idx_dataset, run_cli, sleeps_of, start_cli)
 from vgsweep import executors
 from vgsweep.executors import slurm_job
 from vgsweep.results.status import summary
@@ -144,9 +144,9 @@ def test_a_submitit_local_sweep_interrupted_or_its_pack_job_killed_leaves_no_run
     ids = None
     for how in ("ctrl-c", "sigterm", "kill -9"):
         t0 = time.time()
-        proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        proc = start_cli(args, cwd=tmp_path, text=True,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 240
         while len([p for p in ckdir.glob("*.pt") if p.stat().st_mtime > t0]) < 2:  # this sweep's checkpoints
             assert proc.poll() is None, f"the sweep ended before it was interrupted ({how}): make it longer"
@@ -238,9 +238,9 @@ def slurm():
 
 def _sweep(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
     """The real CLI in its own session (Ctrl-C to it alone), its output (stderr too) read line by line."""
-    return subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=cwd, text=True,
-                            env=env or {**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return start_cli(args, cwd=cwd, text=True,
+                     env=env or {**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                     stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _read_until(proc: subprocess.Popen, text: str) -> str:
@@ -350,8 +350,8 @@ def test_a_requeued_pack_resumes_from_its_checkpoints(slurm, tmp_path):
     args = ["-m", "activation=relu,tanh", *_slurm_args(tmp_path, data, "model.hidden=[256,256]", f"train.epochs={epochs}",
                                                       "checkpoint.every=2", f"checkpoint.dir={ck}")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = start_cli(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                     stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
     while len(list(ck.glob("*.pt"))) < 2:
         assert proc.poll() is None, proc.stdout.read()[-3000:]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import SMALL, run_cli
+from tests.conftest import SMALL, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -342,9 +342,9 @@ def test_the_ui_opens_the_experiment_on_its_training_runs(sweep):
     exp = client.get_experiment_by_name("agarap2019")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", "ui", "--tracking-uri", uri, "--port", str(port)],
-                            cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
+    proc = start_cli(["ui", "--tracking-uri", uri, "--port", str(port)],
+                     cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                     start_new_session=True)
     try:
         lines = [proc.stdout.readline() for _ in range(2)]
         url = lines[1].split(": ", 1)[1].strip()

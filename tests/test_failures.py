@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import SMALL, MlflowServer, make_idx_dataset, run_cli, sleeps_of
+from tests.conftest import SMALL, MlflowServer, make_idx_dataset, run_cli, sleeps_of, start_cli
 
 LONGER = [*SMALL, "model.hidden=[128,128]", "train.epochs=30", "checkpoint.every=0"]
 
@@ -30,8 +30,8 @@ def _runs(uri: str):
 
 def _popen(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return start_cli(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _wait_for(cond, proc: subprocess.Popen, seconds: float, what: str) -> None:

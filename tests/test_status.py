@@ -16,7 +16,7 @@ import pytest
 from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import SMALL, run_cli
+from tests.conftest import SMALL, run_cli, start_cli
 from vgsweep import tracking
 
 
@@ -27,9 +27,9 @@ def _status(tmp_path, uri: str) -> str:
 
 
 def _sweep(tmp_path, args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    return start_cli(args, cwd=tmp_path, text=True,
+                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.PIPE, start_new_session=True)
 
 
 def _until(tmp_path, uri: str, proc: subprocess.Popen, done) -> str:

@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import (SMALL, assert_finishes_each_epoch_once, assert_interrupted, compose_cfg,
-                            make_idx_dataset, run_cli, torch_threads)
+                            make_idx_dataset, run_cli, start_cli, torch_threads)
 from vgsweep import activations
 from vgsweep.jobs import Job
 from vgsweep.runs import Heartbeat, RunLogger
@@ -164,8 +164,8 @@ def test_ctrl_c_then_sigterm_end_the_runs_killed_and_the_same_command_finishes_t
     ids = None
     for sig, name, code in ((signal.SIGINT, "SIGINT (Ctrl-C)", 130), (signal.SIGTERM, "SIGTERM", 143)):
         t0 = time.time()
-        proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        proc = start_cli(args, cwd=tmp_path, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 240
         while len([p for p in ckdir.glob("*.pt") if p.stat().st_mtime > t0]) < 2:  # this process's checkpoints
             assert proc.poll() is None, "the sweep ended before it was interrupted: make it longer"
@@ -251,8 +251,8 @@ def test_kill_9_mid_sweep_then_resume_from_checkpoints(tmp_path):
     args = ["-m", "activation=relu,tanh", *common, "checkpoint.every=2", f"tracking.uri={uri}",
             f"hydra.sweep.dir={tmp_path / 'mr'}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = start_cli(args, cwd=tmp_path, env=env,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckdir = tmp_path / "checkpoints"
     deadline = time.monotonic() + 240
     while not (ckdir.is_dir() and len(list(ckdir.glob("*.pt"))) == 2):
