@@ -1,5 +1,5 @@
 """tests/warm.py, through which the tests run the CLI: a run forked from the warm interpreter is the
-run a fresh `python -m vgsweep` makes (numbers, exit status, lines), and it ends at its timeout."""
+run a fresh `python -m vgsweep` makes (numbers, exit status, lines, signals), and it ends at its timeout."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _said(text: str) -> list[str]:
     text = re.sub(r"\[\d{4}-\d\d-\d\d [\d:,]+\]|\d{4}/\d\d/\d\d \d\d:\d\d:\d\d", "[T]", text)
     text = re.sub(r"\b[0-9a-f]{32}\b", "RUN", text)
     text = re.sub(r"\d+(\.\d+)? ?(s|ms|min)\b", "N s", text)
-    return [line for line in text.replace("/cold/", "/X/").replace("/warm/", "/X/").splitlines()]
+    return text.replace("/cold/", "/X/").replace("/warm/", "/X/").splitlines()
 
 
 @pytest.mark.e2e
