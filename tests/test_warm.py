@@ -120,3 +120,39 @@ def test_a_warm_process_takes_signals_as_a_cold_one(tmp_path, sigint):
         signal.signal(signal.SIGINT, before)
     assert ended["warm"] == ended["cold"]
     assert ended["cold"] == ((-signal.SIGINT, ["KeyboardInterrupt"]) if sigint == "caught" else (-signal.SIGTERM, []))
+
+
+ENDING = """import atexit, sys, threading, time
+how = sys.argv[1]
+print("main, not flushed")
+atexit.register(lambda: print("atexit, after the thread"))  # none of it flushed
+threading.Thread(target=lambda: (time.sleep(0.3), print("thread, joined before exit"))).start()
+if how == "code":
+    sys.exit(3)
+if how == "message":
+    sys.exit("a message: exit status 1")
+if how == "raise":
+    raise ValueError("uncaught")
+if how == "ctrl-c":
+    raise KeyboardInterrupt
+"""
+
+
+@pytest.mark.parametrize("how", ["return", "code", "message", "raise", "ctrl-c"])
+def test_a_warm_process_ends_as_a_cold_one(tmp_path, how):
+    """However the module ends (it returns, sys.exit with a number or a message, an uncaught exception
+    or Ctrl-C), a forked process ends as a fresh one: the same exit status, the same output in the same
+    order (a thread that is not a daemon joined, then the atexit handlers, then the buffers flushed)."""
+    (tmp_path / "ender").mkdir()
+    (tmp_path / "ender" / "__main__.py").write_text(ENDING)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout a buffered pipe
+    ended = {}
+    for how_started, start in (("warm", WarmPopen), ("cold", subprocess.Popen)):
+        args = ([sys.executable, "-m", "ender", how],) if how_started == "cold" else ("ender", [how])
+        proc = start(*args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=60)
+        ended[how_started] = (proc.returncode, out, re.sub(r'File "[^"]*", ', "", err))
+    assert ended["warm"] == ended["cold"]
+    code, out, err = ended["cold"]
+    assert out == "main, not flushed\nthread, joined before exit\natexit, after the thread\n"
+    assert code == {"return": 0, "code": 3, "message": 1, "raise": 1, "ctrl-c": -signal.SIGINT}[how], (code, err)

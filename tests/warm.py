@@ -7,7 +7,10 @@ stdin/stdout/stderr, new session (start_new_session) and ignored signals an exec
 would have, puts the folder first on sys.path as `python -m` does, then runs the module as `python -m`
 does (runpy._run_module_as_main): vgsweep and everything it imports beyond the preloaded packages are
 imported fresh in the fork, and the fork ends as any interpreter does (SystemExit or an uncaught
-exception, then Python's own shutdown: threads joined, atexit handlers, streams flushed). WarmPopen is
+exception, then the steps of Python's own shutdown: threads joined, atexit handlers, streams flushed),
+except that it then exits at once (os._exit) instead of tearing down every module: in a fork that would
+touch, and so copy, the pages of all the preloaded packages (0.3 s of CPU a run, up to 1 s; what that
+teardown could print, a fresh interpreter's tests see). WarmPopen is
 subprocess.Popen with only the start replaced: its pipes, communicate, send_signal and kill are
 Popen's own; its exit status (poll, wait) comes from the zygote, the fork's parent.
 
@@ -88,9 +91,48 @@ while True:
         sys.path[0] = os.getcwd()  # as `python -m` puts it
         sys.path_importer_cache.pop("", None)
         sys.argv = ["-m", *req["args"]]
+        import io
+        made = (sys.stdout, sys.stderr)  # the zygote's (PYTHONUNBUFFERED): kept, or fds 1 and 2 would close
+        unbuffered = bool(req["env"].get("PYTHONUNBUFFERED"))
+        for fd, name, was in ((1, "stdout", made[0]), (2, "stderr", made[1])):  # as Python makes them
+            raw = io.FileIO(fd, "wb", closefd=False)
+            f = io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw), encoding=was.encoding,
+                                 errors=was.errors, newline="\n", write_through=unbuffered,
+                                 line_buffering=not unbuffered and (fd == 2 or raw.isatty()))
+            setattr(sys, name, f)
+            setattr(sys, f"__{name}__", f)
         import runpy
-        runpy._run_module_as_main(req["module"])  # what `python -m` calls
-        raise SystemExit(0)
+        code = 0
+        try:
+            runpy._run_module_as_main(req["module"])  # what `python -m` calls
+        except SystemExit as e:  # as Python takes it: None is 0, an int itself, anything else said and 1
+            code = e.code
+            if code is None:
+                code = 0
+            elif not isinstance(code, int):
+                print(code, file=sys.stderr)
+                code = 1
+        except BaseException as e:  # said as Python says it; an uncaught Ctrl-C ends the process by SIGINT
+            e.__traceback__ = e.__traceback__.tb_next  # from runpy's frame on, as `python -m` shows it
+            sys.excepthook(type(e), e, e.__traceback__)
+            code = -signal.SIGINT if isinstance(e, KeyboardInterrupt) else 1
+        # Python's own shutdown, up to where it would tear down every module: in a fork that touches (and
+        # so copies) each page of the preloaded packages, 0.3 to 1 s of CPU a run for nothing a test sees
+        import atexit, threading, traceback
+        try:
+            threading._shutdown()  # the threads that are not daemons, joined
+        except BaseException:
+            traceback.print_exc()
+        atexit._run_exitfuncs()
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except Exception:
+                code = code if code == -signal.SIGINT else 120  # as Python's exit when it cannot flush
+        if code == -signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        os._exit(code & 0xFF)
     for fd in (stdin, stdout, stderr):
         os.close(fd)
     reply = socket.socket(fileno=reply_fd)
