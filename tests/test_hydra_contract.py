@@ -211,10 +211,9 @@ with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
                          OmegaConf.is_readonly(c.hydra)] for c in (got[5], fresh[5])]
         # the batch split between workers and this process, which composes what no worker has taken
         from vgsweep.launcher import compose_batch
-        big = [tuple(o) + (f"optimizer.lr=0.0{k + 1}",) for k in range(2) for o in batch]
-        split = compose_batch(original, master, big)
-        out["split_same"] = sorted(split) == sorted(big) and all(
-            OmegaConf.to_yaml(split[o]) == OmegaConf.to_yaml(original(master, list(o))) for o in big)
+        split = compose_batch(original, master, [tuple(o) for o in batch])
+        out["split_same"] = sorted(split) == sorted(tuple(o) for o in batch) and all(
+            OmegaConf.to_yaml(split[tuple(o)]) == OmegaConf.to_yaml(f) for o, f in zip(batch, fresh))
     else:
         try:
             original(master, batch[7])
