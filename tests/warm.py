@@ -36,7 +36,8 @@ import time
 from pathlib import Path
 
 PRELOAD = ("torch", "mlflow", "mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store", "sqlalchemy", "alembic",
-           "hydra", "hydra.core.hydra_config", "hydra.core.override_parser.overrides_parser", "omegaconf")
+           "sqlalchemy.dialects.sqlite", "filelock", "hydra", "hydra.core.hydra_config",
+           "hydra.core.override_parser.overrides_parser", "hydra._internal.logging_config", "omegaconf")
 
 # The zygote: preload, say "ready", then fork one child per request. Single-threaded, so that a fork
 # never copies a lock another thread holds. Its children are reaped here and their statuses sent back.
