@@ -9,8 +9,9 @@ does (runpy._run_module_as_main): vgsweep and everything it imports beyond the p
 imported fresh in the fork, and the fork ends as any interpreter does (SystemExit or an uncaught
 exception, then the steps of Python's own shutdown: threads joined, atexit handlers, streams flushed),
 except that it then exits at once (os._exit) instead of tearing down every module: in a fork that would
-touch, and so copy, the pages of all the preloaded packages (0.3 s of CPU a run, up to 1 s; what that
-teardown could print, a fresh interpreter's tests see). WarmPopen is
+touch, and so copy, the pages of all the preloaded packages (about 0.3 s of CPU a vgsweep run, which
+freezes its objects before it exits, and 1.3 s for a module that does not; what that teardown could
+print, a fresh interpreter's tests see). WarmPopen is
 subprocess.Popen with only the start replaced: its pipes, communicate, send_signal and kill are
 Popen's own; its exit status (poll, wait) comes from the zygote, the fork's parent.
 
@@ -93,7 +94,7 @@ while True:
         sys.path_importer_cache.pop("", None)
         sys.argv = ["-m", *req["args"]]
         import io
-        made = (sys.stdout, sys.stderr)  # the zygote's (PYTHONUNBUFFERED): kept, or fds 1 and 2 would close
+        made = (sys.stdout, sys.stderr)  # the zygote's, unbuffered (its PYTHONUNBUFFERED), not the run's
         unbuffered = bool(req["env"].get("PYTHONUNBUFFERED"))
         for fd, name, was in ((1, "stdout", made[0]), (2, "stderr", made[1])):  # as Python makes them
             raw = io.FileIO(fd, "wb", closefd=False)
@@ -118,7 +119,7 @@ while True:
             sys.excepthook(type(e), e, e.__traceback__)
             code = -signal.SIGINT if isinstance(e, KeyboardInterrupt) else 1
         # Python's own shutdown, up to where it would tear down every module: in a fork that touches (and
-        # so copies) each page of the preloaded packages, 0.3 to 1 s of CPU a run for nothing a test sees
+        # so copies) each page of the preloaded packages, 0.3 s of CPU a run or more, for nothing a test sees
         import atexit, threading, traceback
         try:
             threading._shutdown()  # the threads that are not daemons, joined
