@@ -192,6 +192,7 @@ def test_the_results_commands_refuse_bad_arguments_in_one_line_and_create_nothin
     # same one line, no usage printed first (argparse's way)
     parsed = [(["table", "--bogus"], 2, ["unrecognized arguments: --bogus", "(vgsweep table --help lists"]),
               (["ui", "--port", "x"], 2, ["argument --port: invalid int value: 'x'"]),
+              (["ui", "--workers", "0"], 2, ["--workers=0 is not accepted; expected an int >= 1"]),
               (["status", "--tracking-uri"], 2, ["argument --tracking-uri: expected one argument"]),
               (["profile", "--top", "0"], 2, ["--top=0 is not accepted; expected an int >= 1"])]
     for args, code, fragments in cases[:3] + cases[4:5] + parsed:  # through the CLI: its one line, its exit status

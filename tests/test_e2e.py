@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
@@ -357,6 +358,12 @@ def test_the_ui_opens_the_experiment_on_its_training_runs(sweep):
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline, "mlflow ui did not start"
                 time.sleep(0.3)
+        session = []  # `mlflow ui` and the one server process it starts (MLflow's default would start four more)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            with contextlib.suppress(ProcessLookupError):
+                if os.getsid(int(pid)) == proc.pid:
+                    session.append(pid)
+        assert len(session) == 2, [Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in session]
         runs = [r for r in client.search_runs([exp.experiment_id]) if "vgsweep.kind" not in r.data.tags]
         page = _page_text(url, tmp)
         assert "Detect Issues" not in page and "Runs" in page  # the training runs, not the GenAI overview
