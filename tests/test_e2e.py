@@ -360,10 +360,10 @@ def test_the_ui_opens_the_experiment_on_its_training_runs(sweep):
                 time.sleep(0.3)
         session = []  # `mlflow ui` and the one server process it starts (MLflow's default would start four more)
         for pid in filter(str.isdigit, os.listdir("/proc")):
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(OSError):  # a process that ended meanwhile
                 if os.getsid(int(pid)) == proc.pid:
-                    session.append(pid)
-        assert len(session) == 2, [Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in session]
+                    session.append(Path(f"/proc/{pid}/cmdline").read_bytes()[:200])
+        assert len(session) == 2, session
         runs = [r for r in client.search_runs([exp.experiment_id]) if "vgsweep.kind" not in r.data.tags]
         page = _page_text(url, tmp)
         assert "Detect Issues" not in page and "Runs" in page  # the training runs, not the GenAI overview

@@ -50,7 +50,7 @@ for name in sys.argv[2].split(","):
     __import__(name)
 import gc
 gc.freeze()  # the preloaded objects out of the collector's reach: a fork's full collection walked, and so
-             # copied, them all (0.3 s of CPU a vgsweep run), as Python's gc.freeze documentation warns
+             # copied, them all (0.3 s of CPU a vgsweep run); Python's gc.freeze documentation advises it
 chan.sendall(b"ready\n")
 waiting = {}  # pid -> the request's reply socket
 while True:
