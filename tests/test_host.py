@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sys
 import time
 
 import matplotlib.pyplot as plt
@@ -40,21 +41,27 @@ def test_gc_thresholds_for_start_up_then_back_for_training(monkeypatch):
         host.startup()
         assert gc.get_threshold() == host.STARTUP_THRESHOLDS != before
         host.startup()  # a second call does not save the start-up thresholds as the ones to restore
+        frozen = gc.get_freeze_count()
+        made = [[] for _ in range(1000)]  # what start-up made (lists: tracked by the collector), frozen by the first pack
         host.training()
         assert gc.get_threshold() == before
+        assert gc.get_freeze_count() >= frozen + len(made) or "triton" in sys.modules
+        frozen = gc.get_freeze_count()
         host.training()  # and a second pack leaves them alone
-        assert gc.get_threshold() == before
+        assert gc.get_threshold() == before and gc.get_freeze_count() == frozen
     finally:
         gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def test_the_exit_after_torchvision_says_nothing_of_leaks():
     """torchvision (a data set's download) loads triton, whose nanobind extension printed dozens of
-    "nanobind: leaked ..." lines after the command's last line when at_exit froze the heap."""
+    "nanobind: leaked ..." lines after the command's last line when at_exit froze the heap (and the first
+    pack, training(), freezes what start-up made the same way)."""
     import subprocess
     import sys
 
-    code = ("import gc, sys, torchvision; from vgsweep import host; host.at_exit(); "
+    code = ("import gc, sys, torchvision; from vgsweep import host; host.startup(); host.training(); host.at_exit(); "
             "print('triton' in sys.modules, gc.get_freeze_count() > 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "leaked" not in proc.stderr, proc.stderr[-2000:]
