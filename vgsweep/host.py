@@ -7,8 +7,8 @@ start-up and 1.4 s of the interpreter's exit (BENCHMARKS.md).
 `startup()` (the CLI, first thing) collects rarely until `training()` (the first pack) restores the
 thresholds it found and freezes what start-up made: training keeps CPython's usual collector over what
 it makes, so no cycle holding device memory lives longer than it would, and no collection walks the
-start-up's objects again (the paper grid's CPU smoke, 30 runs of 3 epochs: the collections took 0.5 s
-instead of 1.0 s; the start-up's garbage left, frozen, was about 5,000 objects). `at_exit()` (the CLI, last thing) freezes what is left, so the
+start-up's objects again (the paper grid's CPU smoke, 30 runs of 3 epochs: the collections took 0.44-0.53 s
+instead of 0.80-1.05 s; the start-up's garbage left, frozen, was about 5,000 objects). `at_exit()` (the CLI, last thing) freezes what is left, so the
 interpreter's exit does not walk it: atexit handlers, logging's flush and finalisers still run.
 """
 
