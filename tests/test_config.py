@@ -250,7 +250,7 @@ def test_every_option_leaves_its_inert_settings_at_the_schemas_defaults():
     from vgsweep.config import flatten, inert_defaults, inert_keys, to_container
 
     for overrides in OPTIONS + [[f"experiment={e}", "hydra.mode=RUN"] for e in EXPERIMENTS]:
-        flat = flatten(to_container(compose_cfg(["device=cpu", *overrides])))
+        flat = flatten(to_container(compose_cfg([*overrides, "device=cpu"])))  # as the option test: composed once
         for k in inert_keys({k: str(v) for k, v in flat.items()}):
             assert k not in flat or flat[k] == inert_defaults()[k], (overrides, k, flat[k])
 
@@ -289,7 +289,9 @@ EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yam
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_study_file_sweeps_over_valid_values(experiment):
-    """Each value a study sweeps composes and validates, so a typo fails here, not mid-sweep."""
+    """Each value a study sweeps composes and validates, so a typo fails here, not mid-sweep: in jobs
+    as its sweep makes them (every key of the study set), the i-th job taking each key's i-th value
+    (its last where it has fewer): every value in one job, as many jobs as the longest list."""
     import yaml
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -299,13 +301,17 @@ def test_every_study_file_sweeps_over_valid_values(experiment):
     assert spec["hydra"]["mode"] == "MULTIRUN"
     params = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in spec["hydra"]["sweeper"]["params"].items()])
     assert any(p.is_sweep_override() for p in params)  # it sweeps something
+    values = {}
     for p in params:
         sweep = p.value()  # a list a,b,c; a search's interval(lo, hi) (Optuna's): both ends
-        values = [sweep.start, sweep.end] if isinstance(sweep, IntervalSweep) else list(p.sweep_string_iterator()) \
-            if p.is_sweep_override() else [p.get_value_element_as_str()]
-        for v in values:
-            cfg = compose_cfg([f"experiment={experiment}", f"{p.key_or_group}={v}", "device=cpu"])
-            validate(cfg)
+        values[p.key_or_group] = [sweep.start, sweep.end] if isinstance(sweep, IntervalSweep) else \
+            list(p.sweep_string_iterator()) if p.is_sweep_override() else [p.get_value_element_as_str()]
+    for i in range(max(map(len, values.values()))):
+        job = [f"{k}={v[min(i, len(v) - 1)]}" for k, v in values.items()]
+        try:
+            validate(compose_cfg([f"experiment={experiment}", *job, "device=cpu"]))
+        except Exception as e:
+            raise AssertionError(f"experiment={experiment} {' '.join(job)}: {e}") from e
 
 
 # Config hashes computed by the version before the engine was opened up to model families
