@@ -182,10 +182,12 @@ def test_a_submitit_local_sweep_interrupted_or_its_pack_job_killed_leaves_no_run
     assert_finishes_each_epoch_once(args, tmp_path, uri, ids, epochs)
 
 
-def test_a_checkpoint_that_is_not_vgsweeps_is_refused_not_run(tiny_root, tmp_path):
+def test_a_checkpoint_that_is_not_vgsweeps_is_refused_not_run(tiny_root, tmp_path, caplog):
     """Checkpoints are read with weights_only=True: a pickle planted where a run's checkpoint should
-    be (a shared scratch folder) is ignored with a warning, never executed, and the run trains anew."""
+    be (a shared scratch folder) is ignored with a warning, never executed, and the run trains anew.
+    The warning is vgsweep's line, not torch's about the pickle's protocol (which asks for a bug report)."""
     import pickle
+    import warnings
 
     import torch
 
@@ -205,9 +207,13 @@ def test_a_checkpoint_that_is_not_vgsweeps_is_refused_not_run(tiny_root, tmp_pat
 
     torch.save({"format": CHECKPOINT_FORMAT, "payload": Payload()}, planted)
     assert load_checkpoint(planted) is None and not (tmp_path / "pwned").exists()
-    planted.write_bytes(pickle.dumps(Payload()))  # a plain pickle too
-    [o] = run_jobs([Job(cfg)])
+    planted.write_bytes(pickle.dumps(Payload(), protocol=4))  # a plain pickle too
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        [o] = run_jobs([Job(cfg)])
     assert o.status == "FINISHED" and not (tmp_path / "pwned").exists()
+    assert not [w for w in said if "pickle" in str(w.message)], [str(w.message) for w in said]
+    assert f"checkpoint {planted} ignored: it is not one this version reads safely" in caplog.text
     good = tmp_path / "good.pt"
     save_checkpoint(good, {"format": CHECKPOINT_FORMAT, "theta": torch.ones(3), "history": [{"a": 1.0}], "run_id": "r"})
     assert load_checkpoint(good)["history"] == [{"a": 1.0}]

@@ -27,6 +27,7 @@ import signal
 import threading
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -102,7 +103,9 @@ def load_checkpoint(path: Path) -> dict | None:
     """A checkpoint written by this version, read with weights_only=True: tensors and plain values
     only, so a file planted in a shared checkpoint folder cannot run code. Anything else is ignored."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's protocol: torch asks for a bug report; the line below says it
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - unreadable, foreign or unsafe: the run starts from scratch
         log.warning("checkpoint %s ignored: it is not one this version reads safely (%s)", path,
                     str(e).splitlines()[0][:200])
