@@ -67,6 +67,39 @@ def test_a_bad_job_stops_the_sweep_before_any_training(tiny_root, tmp_path):
     assert not (tmp_path / "m.db").exists()  # nothing trained, nothing recorded
 
 
+def test_a_jobs_config_is_the_copy_hydras_run_job_makes(tmp_path):
+    """job_of copies the sweep config without its hydra node (that node is not copied only to be deleted):
+    the same config, type and flags as run_job's deep copy with the node deleted; the sweep config is
+    left whole, and the job's folder is the sweep's subdir."""
+    import copy
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    from vgsweep.app import CONF_DIR
+    from vgsweep.config import settle
+    from vgsweep.launcher import job_of
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        sweep = compose(config_name="config", overrides=["activation=tanh", "regime=gna", f"hydra.sweep.dir={tmp_path}"],
+                        return_hydra_config=True)
+    with open_dict(sweep):
+        sweep.hydra.job.num, sweep.hydra.job.id = 3, "3"
+    before = OmegaConf.to_yaml(sweep)
+    plain = copy.deepcopy(sweep)
+    with read_write(plain), open_dict(plain):
+        del plain["hydra"]
+    settle(plain)  # as a Job does
+    job = job_of(sweep)
+    assert OmegaConf.to_yaml(job.cfg) == OmegaConf.to_yaml(plain) and "hydra" not in job.cfg
+    assert OmegaConf.get_type(job.cfg) is OmegaConf.get_type(plain)
+    for flag in ("struct", "readonly"):
+        assert job.cfg._get_flag(flag) == plain._get_flag(flag) and job.cfg.regime._get_flag(flag) == plain.regime._get_flag(flag)
+    assert job.cfg.regime._get_parent() is job.cfg
+    assert OmegaConf.to_yaml(sweep) == before and sweep.hydra._get_parent() is sweep
+    assert job.output_dir == tmp_path / "3"
+
+
 def test_packs_split_by_shape_and_by_budget():
     cfgs = [compose_cfg(["device=cpu", f"seed={s}", f"depth={d}"]) for d in (2, 5) for s in range(5)]
     assert group_packs(cfgs) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]

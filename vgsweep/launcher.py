@@ -370,7 +370,9 @@ def job_of(sweep_config: DictConfig) -> Job:
     HydraConfig.instance().set_config(sweep_config)  # the subdir may interpolate ${hydra:...}
     out = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
         OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
-    cfg = copy.deepcopy(sweep_config)
+    # a copy without the hydra node, as Hydra's run_job makes: that node (most of the config) is not copied
+    # only to be deleted (deepcopy's memo hands out a stand-in for it): 5 ms a job instead of 13
+    cfg = copy.deepcopy(sweep_config, {id(sweep_config._get_node("hydra")): DictConfig({})})
     with read_write(cfg), open_dict(cfg):
         del cfg["hydra"]
     hc = sweep_config.hydra
