@@ -49,6 +49,12 @@ CASES = [
     # NaN and inf (each key: tests/test_config.py); 1e400 is read as inf
     (["optimizer.lr=nan"], ["optimizer.lr=nan is not accepted", "NaN and inf are not"]),
     (["optimizer.lr=1e400"], ["optimizer.lr=inf is not accepted"]),
+    # an interpolation that does not resolve (it was a traceback, from the first use of the key)
+    (["optimizer.lr=${{nope}}"], ["optimizer.lr=${{nope}} is not accepted; expected an interpolation that resolves. "
+                                  "Interpolation key 'nope' not found"]),
+    (["model.hidden=[${{oc.env:VGSWEEP_NO_SUCH_VAR}},16]"],
+     ["model.hidden=['${{oc.env:VGSWEEP_NO_SUCH_VAR}}', 16] is not accepted",
+      "Environment variable 'VGSWEEP_NO_SUCH_VAR' not found"]),
     # the launcher's own options
     (["hydra.launcher.max_pack=-1"], ["hydra.launcher.max_pack=-1", "an int >= 0"]),
     (["hydra.launcher.memory_budget_gb=nan"], ["hydra.launcher.memory_budget_gb=nan", "a positive float (NaN and inf are not)"]),
@@ -85,6 +91,7 @@ CASES = [
 ]
 # Also tried as a single job (no -m): the checks before Hydra makes the job's output folder.
 SINGLE = [c for c in CASES if not c[0][0].startswith(("hydra.", "tracking.retry")) and "," not in c[0][0]][::3]
+SINGLE += [c for c in CASES if "${{" in c[0][0] and c not in SINGLE]  # a single run resolves them elsewhere
 
 
 @pytest.fixture(scope="module")

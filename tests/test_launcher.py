@@ -69,8 +69,8 @@ def test_a_bad_job_stops_the_sweep_before_any_training(tiny_root, tmp_path):
 
 def test_a_jobs_config_is_the_copy_hydras_run_job_makes(tmp_path):
     """job_of copies the sweep config without its hydra node (that node is not copied only to be deleted):
-    the same config, type and flags as run_job's deep copy with the node deleted; the sweep config is
-    left whole, and the job's folder is the sweep's subdir."""
+    the same config, type and flags as run_job's deep copy with the node deleted (and resolved); the sweep
+    config is left whole, and the job's folder is the sweep's subdir."""
     import copy
 
     from hydra import compose, initialize_config_dir
@@ -89,6 +89,7 @@ def test_a_jobs_config_is_the_copy_hydras_run_job_makes(tmp_path):
     plain = copy.deepcopy(sweep)
     with read_write(plain), open_dict(plain):
         del plain["hydra"]
+    OmegaConf.resolve(plain)  # `tracking.experiment: ${study}`: the job's config is resolved, as its task sees it
     settle(plain)  # as a Job does
     job = job_of(sweep)
     assert OmegaConf.to_yaml(job.cfg) == OmegaConf.to_yaml(plain) and "hydra" not in job.cfg
@@ -313,6 +314,23 @@ def test_a_checkpoint_is_on_the_disk_before_it_takes_the_last_ones_name(tmp_path
     assert [e[:2] for e in events] == [("fsync", tmp), ("replace", tmp), ("fsync", path.parent)], events
     assert events[0][2] == path.stat().st_size > 40_000  # every byte written when it was synced
     assert sweep.load_checkpoint(path)["epochs_done"] == 2
+
+
+@pytest.mark.e2e
+def test_a_task_config_reading_hydras_config_gets_each_jobs_own_values(tiny_root, tmp_path):
+    """`seed=${hydra:job.num}` and `${hydra:runtime.output_dir}` in a job's config read the job's own
+    Hydra config, as under Hydra's run_job, although its pack trains the jobs together: two seeds, two
+    checkpoint folders, each in its job's folder (it was a traceback: the seeds resolved after the jobs'
+    configs were set, against none)."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    proc = run_cli(["-m", "activation=relu,tanh", *SMALL, f"data.root={tiny_root}", f"tracking.uri={uri}",
+                    "seed=${hydra:job.num}", "checkpoint.dir=${hydra:runtime.output_dir}/ck",
+                    f"hydra.sweep.dir={tmp_path / 'mr'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    c = MlflowClient(uri)
+    runs = c.search_runs([c.get_experiment_by_name("agarap2019").experiment_id])
+    got = sorted((r.data.params["activation.name"], r.data.params["seed"], r.data.params["checkpoint.dir"]) for r in runs)
+    assert got == [("relu", "0", str(tmp_path / "mr" / "0" / "ck")), ("tanh", "1", str(tmp_path / "mr" / "1" / "ck"))]
 
 
 @pytest.mark.e2e

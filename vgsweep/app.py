@@ -24,7 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 import vgsweep.hydra_compat  # noqa: F401  (numeric group options: depth=2,5)
-from vgsweep.config import CONF_DIR as _CONF, ConfigError, register_configs, settle
+from vgsweep.config import CONF_DIR as _CONF, ConfigError, register_configs, resolve, settle
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -270,6 +270,7 @@ class Preflight(Callback):
                 raise ConfigError("hydra.launcher.dry_run", True, "false for a single run (the launcher plans sweeps)",
                                   "add -m: a single run is a sweep of one")
             check_dir("hydra.run.dir", Path(str(config.hydra.run.dir)))
+            resolve(cfg)  # an interpolation that does not: one line here, not a traceback in the task
             check_jobs([Job(cfg, overrides=list(config.hydra.overrides.task))])
 
     def on_run_end(self, config: DictConfig, job_return=None, **kwargs) -> None:

@@ -514,6 +514,25 @@ def to_container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
+def resolve(cfg: DictConfig, where: str = "") -> None:
+    """The config's interpolations resolved in place (`${study}`, `${hydra:job.num}`, `${oc.env:HOME}`); one
+    that does not resolve is bad input: a ConfigError naming its key, the value as written and why."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:  # OmegaConf.resolve does not say where: the first key that fails
+        why = str(e).strip().splitlines()[0]
+        for key, raw in flatten(OmegaConf.to_container(cfg, resolve=False)).items():
+            try:
+                node = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+                if OmegaConf.is_config(node):  # a list: its items
+                    OmegaConf.to_container(node, resolve=True)
+            except OmegaConfBaseException:
+                raise ConfigError(key, Shown(raw), "an interpolation that resolves", why, where) from None
+        raise ConfigError("interpolation", Shown("?"), "one that resolves", why, where) from None
+
+
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():

@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
-from vgsweep.config import OBJECTIVES, VAL_OBJECTIVES, ConfigError, Shown, config_hash, higher_is_better, one_of
+from vgsweep.config import OBJECTIVES, VAL_OBJECTIVES, ConfigError, Shown, config_hash, higher_is_better, one_of, resolve
 from vgsweep.jobs import Job, Outcome, label
 
 log = logging.getLogger(__name__)
@@ -366,16 +366,24 @@ def _compose_share(share: list[tuple], compose=None, master=None) -> list[tuple[
 
 
 def job_of(sweep_config: DictConfig) -> Job:
-    """The job run_job will run for this config: its task config, output dir, overrides and log file."""
+    """The job run_job will run for this config: its task config, output dir, overrides and log file.
+    The task config's interpolations are resolved here, where Hydra's singleton holds this job's config
+    with its output dir, as run_job sets it before the task runs: `seed=${hydra:job.num}` or
+    `${hydra:runtime.output_dir}` give each job its own value (a pack trains its jobs together; resolved
+    later, they read whichever job's config was set last, or none)."""
     HydraConfig.instance().set_config(sweep_config)  # the subdir may interpolate ${hydra:...}
     out = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
         OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+    runtime = HydraConfig.get().runtime
+    with read_write(runtime), open_dict(runtime):
+        runtime.output_dir = str(out.absolute())
     # a copy without the hydra node, as Hydra's run_job makes: that node (most of the config) is not copied
     # only to be deleted (deepcopy's memo hands out a stand-in for it): 5 ms a job instead of 13
     cfg = copy.deepcopy(sweep_config, {id(sweep_config._get_node("hydra")): DictConfig({})})
     with read_write(cfg), open_dict(cfg):
         del cfg["hydra"]
     hc = sweep_config.hydra
+    resolve(cfg, " in job [" + " ".join(hc.overrides.task) + "]")
     return Job(cfg, out.absolute(), list(hc.overrides.task), log_file=out.absolute() / f"{hc.job.name}.log",
                hydra_later=True)
 
