@@ -67,24 +67,34 @@ def test_a_bad_job_stops_the_sweep_before_any_training(tiny_root, tmp_path):
     assert not (tmp_path / "m.db").exists()  # nothing trained, nothing recorded
 
 
+def _sweep_config(tmp_path, num: int, *overrides: str):
+    """A job's config as Hydra's sweeper hands it to the launcher: with its hydra node and number."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from vgsweep.app import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        sweep = compose(config_name="config", overrides=[*overrides, f"hydra.sweep.dir={tmp_path}"],
+                        return_hydra_config=True)
+    with open_dict(sweep):
+        sweep.hydra.job.num, sweep.hydra.job.id = num, str(num)
+        sweep.hydra.job.override_dirname = ",".join(o for o in overrides if not o.startswith("hydra."))  # as Hydra sets it
+    return sweep
+
+
 def test_a_jobs_config_is_the_copy_hydras_run_job_makes(tmp_path):
     """job_of copies the sweep config without its hydra node (that node is not copied only to be deleted):
     the same config, type and flags as run_job's deep copy with the node deleted (and resolved); the sweep
     config is left whole, and the job's folder is the sweep's subdir."""
     import copy
 
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf, open_dict, read_write
 
-    from vgsweep.app import CONF_DIR
     from vgsweep.config import settle
     from vgsweep.launcher import job_of
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        sweep = compose(config_name="config", overrides=["activation=tanh", "regime=gna", f"hydra.sweep.dir={tmp_path}"],
-                        return_hydra_config=True)
-    with open_dict(sweep):
-        sweep.hydra.job.num, sweep.hydra.job.id = 3, "3"
+    sweep = _sweep_config(tmp_path, 3, "activation=tanh", "regime=gna")
     before = OmegaConf.to_yaml(sweep)
     plain = copy.deepcopy(sweep)
     with read_write(plain), open_dict(plain):
@@ -99,6 +109,19 @@ def test_a_jobs_config_is_the_copy_hydras_run_job_makes(tmp_path):
     assert job.cfg.regime._get_parent() is job.cfg
     assert OmegaConf.to_yaml(sweep) == before and sweep.hydra._get_parent() is sweep
     assert job.output_dir == tmp_path / "3"
+
+
+@pytest.mark.parametrize("subdir,names", [("${hydra:job.override_dirname}", ["activation=tanh", "activation=relu"]),
+                                          ("run${hydra:job.num}", ["run0", "run1"]),
+                                          ("${hydra.job.override_dirname}", ["activation=tanh", "activation=relu"])])
+def test_a_jobs_folder_is_its_own_where_the_subdir_reads_hydras_config(tmp_path, subdir, names):
+    """hydra.sweep.subdir through Hydra's `hydra:` resolver reads the singleton run_job sets per job: each
+    job gets its own folder, not the one of the job checked before it."""
+    from vgsweep.launcher import job_of
+
+    a, b = (_sweep_config(tmp_path, n, f"activation={act}", f"hydra.sweep.subdir={subdir}")
+            for n, act in ((0, "tanh"), (1, "relu")))
+    assert [job_of(a).output_dir, job_of(b).output_dir, job_of(a).output_dir] == [tmp_path / n for n in (*names, names[0])]
 
 
 def test_packs_split_by_shape_and_by_budget():
