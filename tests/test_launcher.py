@@ -357,6 +357,22 @@ def test_a_task_config_reading_hydras_config_gets_each_jobs_own_values(tiny_root
 
 
 @pytest.mark.e2e
+def test_hydras_basic_launcher_refuses_an_interpolation_that_does_not_resolve_in_one_line(tiny_root, tmp_path):
+    """hydra/launcher=basic checks no job ahead: the task itself says it, in the line the packed launcher
+    would, before its job trains (it was a traceback)."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    proc = run_cli(["-m", "hydra/launcher=basic", "activation=relu,tanh", *SMALL, f"data.root={tiny_root}",
+                    f"tracking.uri={uri}", "optimizer.lr=${nope}"], cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    [line] = [x for x in proc.stderr.splitlines() if x.startswith("vgsweep: ")]
+    assert line.startswith("vgsweep: invalid config in job [activation=relu ") and line.endswith(
+        "optimizer.lr=${nope} is not accepted; expected an interpolation that resolves. Interpolation key 'nope' not found")
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("agarap2019")
+    assert exp is None or not c.search_runs([exp.experiment_id])
+
+
+@pytest.mark.e2e
 def test_a_dry_run_through_the_cli_prints_the_plan_and_makes_nothing(tiny_root, tmp_path):
     """-m ... hydra.launcher.dry_run=true: the plan on stdout, exit 0, no sweep folder (nor the folders
     above it it would have made: multirun/<date>/), no store, no job called; without -m it is refused (a
