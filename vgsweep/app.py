@@ -103,10 +103,11 @@ def task(cfg: DictConfig) -> float:
 
     entered()
     hc = HydraConfig.get()
-    with exit_on_bad_input():  # checked already by the packed launcher; not by Hydra's basic one
-        resolve(cfg, " in job [" + " ".join(hc.overrides.task) + "]" if hc.mode.name == "MULTIRUN" else "")
-    settle(cfg)  # as its Job's (jobs.Job): what this call records goes to the same store, under one hash
     packed = launcher.active()
+    if packed is None and hc.mode.name == "MULTIRUN":  # Hydra's basic launcher: no job of it was checked ahead
+        with exit_on_bad_input():
+            resolve(cfg, " in job [" + " ".join(hc.overrides.task) + "]")
+    settle(cfg)  # as its Job's (jobs.Job): what this call records goes to the same store, under one hash
     i = packed.job_for(hc.job.num, cfg) if packed is not None and hc.mode.name == "MULTIRUN" else None
     job = packed.jobs[i] if i is not None else _job(cfg)
     with exit_on_sweep_stopped():
