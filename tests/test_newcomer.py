@@ -69,7 +69,8 @@ def test_hydras_options_may_come_among_the_overrides_and_what_it_refuses_is_one_
     """`vgsweep train.epochs=1 --cfg job activation=tanh`: plain argparse (Hydra's) reads only the overrides
     before the first option and refuses the rest as 'unrecognized arguments'; vgsweep reads them all, and
     `--info` before an override takes no value (argparse's nargs='?' took the override as one and refused
-    it). An unknown option or a wrong choice is one line naming it, exit 2."""
+    it). An unknown option or a wrong choice is one line naming it, exit 2, and so is an override `--info`
+    cannot compose."""
     proc = run_cli(["train.epochs=1", "--cfg", "job", "activation=tanh", "seed=7"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert re.search(r"^seed: 7$", proc.stdout, re.M) and re.search(r"^  epochs: 1$", proc.stdout, re.M)
@@ -79,7 +80,10 @@ def test_hydras_options_may_come_among_the_overrides_and_what_it_refuses_is_one_
     for p in (info, bare):
         assert p.returncode == 0 and re.search(r"^seed: 8$", p.stdout, re.M), p.stderr[-2000:]
     for args, said in [(["seed=1", "--cfg", "jobs", "train.epochs=1"], "argument --cfg/-c: invalid choice: 'jobs'"),
-                       (["seed=1", "--bogus", "train.epochs=1"], "unrecognized arguments: --bogus")]:
+                       (["seed=1", "--bogus", "train.epochs=1"], "unrecognized arguments: --bogus"),
+                       # Hydra runs --info outside its report of refusals: they were its traceback, exit 1
+                       (["--info", "config", "activation=nope"], "invalid config: activation=nope is not accepted"),
+                       (["--info", "plan"], "invalid config: cannot parse the override 'plan'")]:
         bad = run_cli(args, cwd=tmp_path)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith(f"vgsweep: {said}"), \
             (args, bad.stderr)

@@ -205,6 +205,15 @@ def _refusals_as_one_line() -> None:
     run_and_report._vgsweep = True  # type: ignore[attr-defined]
     hydra_utils.run_and_report = run_and_report
 
+    from hydra._internal.hydra import Hydra
+
+    show_info = Hydra.show_info
+
+    def show_info_reported(self, *args, **kwargs):  # Hydra calls `--info` outside run_and_report: what it
+        return run_and_report(lambda: show_info(self, *args, **kwargs))  # refused was a traceback, exit 1
+
+    Hydra.show_info = show_info_reported  # type: ignore[method-assign]
+
 
 def _hydra_parser_in_any_order() -> None:
     """Hydra's command line, read as a researcher types it: its options anywhere among the overrides
