@@ -12,9 +12,15 @@ interval of one run of ours: not reproduced within seed noise.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import json
 import math
+import os
+import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -111,11 +117,73 @@ def _matches(a: tuple, b: tuple, skip: int) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _composed(overrides: tuple[str, ...]) -> dict[str, str]:
-    """The config those overrides compose, flattened to MLflow's param strings."""
+    """The config those overrides compose, flattened to MLflow's param strings. A compose is 0.15-0.3 s
+    (Hydra merging conf/ into the schema), 30 of them most of `vgsweep table`'s time on the paper grid:
+    each is kept in the user's cache folder (published_cache) under a key of everything it reads, and
+    read back from there by later commands."""
+    path = published_cache(overrides)
+    if path is not None:
+        try:
+            got = json.loads(path.read_text())
+            if isinstance(got, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in got.items()):
+                return got
+        except (OSError, ValueError):  # none yet, or unreadable: compose it
+            pass
     from vgsweep.app import compose
     from vgsweep.config import flatten, to_container
 
-    return {k: str(v) for k, v in flatten(to_container(compose(list(overrides)))).items()}
+    out = {k: str(v) for k, v in flatten(to_container(compose(list(overrides)))).items()}
+    if path is not None:
+        with contextlib.suppress(OSError):  # a read-only or full home: composed again next time
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(out))
+            os.replace(tmp, path)  # whole or not at all: another command may be reading it
+    return out
+
+
+def cache_home() -> Path | None:
+    """vgsweep's cache folder: $XDG_CACHE_HOME/vgsweep (default ~/.cache/vgsweep); VGSWEEP_CACHE=0: none."""
+    if os.environ.get("VGSWEEP_CACHE", "1") == "0":
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vgsweep"
+
+
+@functools.lru_cache(maxsize=1)
+def _sources_key() -> str:
+    """A hash of everything a compose reads: conf/'s files, vgsweep's source (the schema, Hydra's shims)
+    and the versions of Hydra and OmegaConf. Any change to one of them is another key."""
+    import hydra
+    import omegaconf
+
+    from vgsweep.config import CONF_DIR
+
+    h = hashlib.sha256(f"hydra {hydra.__version__} omegaconf {omegaconf.__version__}".encode())
+    for root, suffixes in ((CONF_DIR, (".yaml", ".yml")), (Path(__file__).resolve().parents[1], (".py",))):
+        for p in sorted(root.rglob("*")):
+            if p.suffix in suffixes and p.is_file():
+                h.update(b"\0" + p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:32]
+
+
+def published_cache(overrides: tuple[str, ...]) -> Path | None:
+    """The file that keeps the config these overrides compose (None: no cache). One folder per key of the
+    sources (_sources_key): a folder of another key not written to for a week is removed as a new one is made."""
+    home = cache_home()
+    if home is None:
+        return None
+    try:
+        key = _sources_key()
+    except OSError:  # a source that cannot be read: no key that could be trusted
+        return None
+    folder = home / "composed" / key
+    if not folder.is_dir():
+        with contextlib.suppress(OSError):
+            for old in (home / "composed").iterdir():
+                if old.name != key and time.time() - old.stat().st_mtime > 7 * 86400:
+                    shutil.rmtree(old, ignore_errors=True)
+    return folder / (hashlib.sha256("\0".join(overrides).encode()).hexdigest()[:32] + ".json")
 
 
 def paper_differences(study: Study, axis_values: dict, params: dict) -> list[str]:
