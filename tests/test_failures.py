@@ -140,7 +140,7 @@ def test_a_new_store_is_mlflows_own_empty_store_copied(tmp_path, monkeypatch):
     """A new SQLite store is a copy of this MLflow version's empty store (built once by MLflow in the
     user's cache: a second saved on every new store) with its Default experiment's artifact location and
     times set: the same schema, schema version and rows as MLflow's own build at that artifact root, and
-    MLflow records runs in it. Without a cache folder MLflow builds the store itself."""
+    MLflow records runs in it. Without a cache folder, or with VGSWEEP_CACHE=0, MLflow builds the store itself."""
     import sqlite3
 
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -169,6 +169,12 @@ def test_a_new_store_is_mlflows_own_empty_store_copied(tmp_path, monkeypatch):
         assert t0 <= made == updated <= time.time() * 1000
     assert [p.name for p in (tmp_path / "cache" / "vgsweep").iterdir()] == [
         f"mlflow-{__import__('mlflow').__version__}-empty.db"]
+    monkeypatch.setenv("VGSWEEP_CACHE", "0")  # no cache: MLflow builds the store, the cached one unread
+    built.clear()
+    tracking.ensure_sqlite_store(f"sqlite:///{tmp_path / 'uncached.db'}", root)
+    assert len(built) == 1 and "/cache/" not in built[0], built
+    assert _dump(tmp_path / "uncached.db") == _dump(tmp_path / "mlflow.db")
+    monkeypatch.delenv("VGSWEEP_CACHE")
     monkeypatch.setattr(SqlAlchemyStore, "__init__", real_init)
     client = tracking.client_for(f"sqlite:///{tmp_path / 'again.db'}")
     run = client.create_run(client.create_experiment("e"))

@@ -380,11 +380,21 @@ def _build_sqlite(p: Path, artifact_location: str | None) -> None:
 _TEMPLATE_ROOT = "/vgsweep-empty-store-artifacts"
 
 
+def cache_dir() -> Path | None:
+    """vgsweep's cache folder: $XDG_CACHE_HOME/vgsweep (default ~/.cache/vgsweep); VGSWEEP_CACHE=0: none.
+    What it keeps is made again when missing: MLflow's empty store, the tables' composed settings."""
+    if os.environ.get("VGSWEEP_CACHE", "1") == "0":
+        return None
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vgsweep"
+
+
 def _empty_store() -> Path | None:
     """This MLflow version's empty store, built once by MLflow (None: not to be used, see above)."""
     import mlflow  # its version: the package may be mlflow or mlflow-skinny
 
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vgsweep"
+    base = cache_dir()
+    if base is None:
+        return None
     path = base / f"mlflow-{mlflow.__version__}-empty.db"
     if path.exists():
         return path

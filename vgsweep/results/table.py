@@ -119,7 +119,7 @@ def _matches(a: tuple, b: tuple, skip: int) -> bool:
 def _composed(overrides: tuple[str, ...]) -> dict[str, str]:
     """The config those overrides compose, flattened to MLflow's param strings. A compose is 0.15-0.3 s
     (Hydra merging conf/ into the schema), 30 of them most of `vgsweep table`'s time on the paper grid:
-    each is kept in the user's cache folder (published_cache) under a key of everything it reads, and
+    each is kept in vgsweep's cache folder (published_cache) under a key of everything it reads, and
     read back from there by later commands."""
     path = published_cache(overrides)
     if path is not None:
@@ -142,14 +142,6 @@ def _composed(overrides: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def cache_home() -> Path | None:
-    """vgsweep's cache folder: $XDG_CACHE_HOME/vgsweep (default ~/.cache/vgsweep); VGSWEEP_CACHE=0: none."""
-    if os.environ.get("VGSWEEP_CACHE", "1") == "0":
-        return None
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vgsweep"
-
-
 @functools.lru_cache(maxsize=1)
 def _sources_key() -> str:
     """A hash of everything a compose reads: conf/'s files, vgsweep's source (the schema, Hydra's shims)
@@ -170,7 +162,9 @@ def _sources_key() -> str:
 def published_cache(overrides: tuple[str, ...]) -> Path | None:
     """The file that keeps the config these overrides compose (None: no cache). One folder per key of the
     sources (_sources_key): a folder of another key not written to for a week is removed as a new one is made."""
-    home = cache_home()
+    from vgsweep.tracking import cache_dir
+
+    home = cache_dir()
     if home is None:
         return None
     try:
