@@ -1288,7 +1288,8 @@ def test_a_published_setting_is_composed_once_then_read_from_the_cache_until_a_s
     """The config a row's published overrides compose (table._composed, 0.15-0.3 s of Hydra each, 30 per
     paper table) is kept under $XDG_CACHE_HOME/vgsweep and read back by a later command: the same dict as
     composing it. Another key of the sources (a conf/ file changed) composes again; an unreadable entry
-    is composed and written again; VGSWEEP_CACHE=0 or a home that cannot be written keeps nothing."""
+    is composed and written again; VGSWEEP_CACHE=0 or a home that cannot be written keeps nothing. An
+    environment variable conf/ reads (`${oc.env:X}`) is part of the key."""
     import json
     import os
     import shutil
@@ -1336,6 +1337,14 @@ def test_a_published_setting_is_composed_once_then_read_from_the_cache_until_a_s
     table._sources_key.cache_clear()
     table.published_cache(over)
     assert not old.exists() and kept.is_file()  # the key of a day ago stays
+    # an environment variable conf/ reads is part of the key: another value, another key
+    (conf / "depth" / "2.yaml").write_text((conf / "depth" / "2.yaml").read_text() + "# ${oc.env:VGSWEEP_TEST_X}\n")
+    keys = []
+    for value in ("a", "a", "b"):
+        monkeypatch.setenv("VGSWEEP_TEST_X", value)
+        table._sources_key.cache_clear()
+        keys.append(table._sources_key())
+    assert keys[0] == keys[1] != keys[2]
 
     monkeypatch.setenv("VGSWEEP_CACHE", "0")  # no cache: composed each time, nothing written
     table._composed.cache_clear()

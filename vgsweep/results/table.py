@@ -144,18 +144,27 @@ def _composed(overrides: tuple[str, ...]) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1)
 def _sources_key() -> str:
-    """A hash of everything a compose reads: conf/'s files, vgsweep's source (the schema, Hydra's shims)
-    and the versions of Hydra and OmegaConf. Any change to one of them is another key."""
+    """A hash of everything a compose reads: conf/'s files, vgsweep's source (the schema, Hydra's shims),
+    the versions of Hydra and OmegaConf, and the environment variables conf/ reads (`${oc.env:NAME}`).
+    Any change to one of them is another key."""
+    import re
+
     import hydra
     import omegaconf
 
     from vgsweep.config import CONF_DIR
 
     h = hashlib.sha256(f"hydra {hydra.__version__} omegaconf {omegaconf.__version__}".encode())
+    env: set[str] = set()
     for root, suffixes in ((CONF_DIR, (".yaml", ".yml")), (Path(__file__).resolve().parents[1], (".py",))):
         for p in sorted(root.rglob("*")):
             if p.suffix in suffixes and p.is_file():
-                h.update(b"\0" + p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
+                text = p.read_bytes()
+                h.update(b"\0" + p.relative_to(root).as_posix().encode() + b"\0" + text)
+                if root == CONF_DIR:
+                    env.update(m.decode() for m in re.findall(rb"oc\.env:\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)", text))
+    for name in sorted(env):
+        h.update(f"\0{name}={os.environ.get(name)!r}".encode())
     return h.hexdigest()[:32]
 
 
