@@ -70,7 +70,13 @@ def mlflow_server(tmp_path_factory):
 
 def test_two_sweeps_into_one_mlflow_server(tiny_root, tmp_path, mlflow_server):
     """... and each names the experiment's address in MLflow's UI once, at its end, instead of MLflow's
-    client printing two lines per run (through the progress line)."""
+    client printing two lines per run (through the progress line). The figures read each run's diagnostics
+    through the server from where the run's artifacts are (mlflow-artifacts:/..., which the server proxies)."""
+    import numpy as np
+
+    from vgsweep.diagnostics import RunDiagnostics
+    from vgsweep.results import reader
+
     exp_id = None
     for p in _two_sweeps_at_once(mlflow_server, tiny_root, tmp_path):
         out = p.stdout + p.stderr
@@ -79,6 +85,16 @@ def test_two_sweeps_into_one_mlflow_server(tiny_root, tmp_path, mlflow_server):
         exp_id = MlflowClient(mlflow_server).get_experiment_by_name("agarap2019").experiment_id
         assert line.endswith(f"{mlflow_server}/#/experiments/{exp_id}?workflowType=machine_learning"), line
     assert exp_id is not None
+    client = MlflowClient(mlflow_server)
+    ended = reader.runs_frame(client, exp_id)
+    assert len(ended) == 16 and ended.artifact_uri.str.startswith("mlflow-artifacts:").all()
+    memo = reader.Memo(client, ended)
+    client.download_artifacts = None  # each run's file is read from its artifact_uri, not looked up by run id
+    for rid in ended.run_id:
+        got = reader.diagnostics(memo, rid, tmp_path / "memo")
+        own = MlflowClient(mlflow_server).download_artifacts(rid, "diagnostics/diagnostics.npz", str(tmp_path / rid))
+        want = RunDiagnostics.from_npz(Path(own).read_bytes())
+        assert got is not None and np.array_equal(got.grad, want.grad) and np.array_equal(got.hist, want.hist), rid
 
 
 def test_two_overlapping_sweeps_train_each_shared_config_once(tiny_root, tmp_path):

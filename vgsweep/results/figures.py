@@ -928,9 +928,9 @@ def build(uri: str, experiment: str, out: Path, activation: str | None = None, l
 def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_mlflow: bool,
            ended: pd.DataFrame | None) -> list[Path]:
     client, exp = reader.open_experiment(uri, experiment)
-    client = reader.Memo(client)  # the curves, the gradient figures and the data files read the same runs
     if ended is None:  # the runs, read once (a few ms per run)
         ended = reader.runs_frame(client, exp.experiment_id)
+    client = reader.Memo(client, ended)  # the curves, the gradient figures and the data files read the same runs
     probe = _finished(ended)
     if probe.empty:
         raise SystemExit(f"vgsweep: no FINISHED runs in experiment {experiment!r}")

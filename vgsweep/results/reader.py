@@ -125,7 +125,7 @@ def experiments(uri: str, also=None) -> list[str]:
 def runs_frame(client, exp_id: str, statuses: tuple[str, ...] = ENDED) -> pd.DataFrame:
     """One row per training run with one of `statuses`: its params as columns (keys added in later
     versions filled with the value that meant their old behaviour), run_id, run_name, status,
-    start_time, the vgsweep tags (TAGS) and the last value of every metric (accuracies in [0, 1])."""
+    start_time, artifact_uri, the vgsweep tags (TAGS) and the last value of every metric (accuracies in [0, 1])."""
     flt = (f"attributes.status = '{statuses[0]}'" if len(statuses) == 1
            else "attributes.status != 'RUNNING'" if "RUNNING" not in statuses else "")  # MLflow's filters have no OR
     rows = []
@@ -133,7 +133,7 @@ def runs_frame(client, exp_id: str, statuses: tuple[str, ...] = ENDED) -> pd.Dat
         if r.info.status not in statuses:
             continue
         row = {**r.data.params, "run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
-               "start_time": r.info.start_time}
+               "start_time": r.info.start_time, "artifact_uri": r.info.artifact_uri}
         row.update({k: r.data.tags.get(t, "") for k, t in TAGS.items()})
         row.update({f"metric:{k}": v for k, v in r.data.metrics.items()})
         rows.append(row)
@@ -219,10 +219,18 @@ def by_step(client, run_id: str, key: str) -> dict[int, float]:
 class Memo:
     """A client that reads each run's metric history and each artifact once: the figures of a study ask
     for the same runs' curves and diagnostics again (the learning curves and curves.csv, the gradient
-    flow and distributions). Everything else goes to the client as it is."""
+    flow and distributions). Everything else goes to the client as it is.
 
-    def __init__(self, client):
+    `runs`: runs_frame's rows, whose artifact_uri column says where each run's artifacts are: those are
+    downloaded from there. MlflowClient.download_artifacts(run_id, ...) first looks the run up and asks
+    whether it logged a model (two queries, 13 ms a run on SQLite, a report's 150 runs 2 s; from
+    the artifact's URI 1.3 ms)."""
+
+    def __init__(self, client, runs: pd.DataFrame | None = None):
         self._client, self._got = client, {}
+        self._where: dict[str, str] = {}
+        if runs is not None and not runs.empty and "artifact_uri" in runs:
+            self._where = {r: u for r, u in zip(runs["run_id"], runs["artifact_uri"]) if isinstance(u, str) and u}
 
     def _once(self, key: tuple, read):
         if key not in self._got:  # what failed is asked again (a store that was locked for a moment)
@@ -235,8 +243,17 @@ class Memo:
     def download_artifacts(self, run_id: str, path: str, dst_path: str | None = None):
         """The path of the file downloaded the first time: the caller gives each run a folder of its own
         (the same artifact of another run would overwrite it in a shared one)."""
-        return self._once(("artifact", run_id, path, dst_path),
-                          lambda: self._client.download_artifacts(run_id, path, dst_path))
+        return self._once(("artifact", run_id, path, dst_path), lambda: self._download(run_id, path, dst_path))
+
+    def _download(self, run_id: str, path: str, dst_path: str | None):
+        where = self._where.get(run_id)
+        if where is None:
+            return self._client.download_artifacts(run_id, path, dst_path)
+        import mlflow.artifacts
+
+        # the tracking URI resolves a server's proxied artifacts (mlflow-artifacts:/...) to that server
+        return mlflow.artifacts.download_artifacts(artifact_uri=f"{where.rstrip('/')}/{path}", dst_path=dst_path,
+                                                   tracking_uri=self._client.tracking_uri)
 
     def __getattr__(self, name: str):
         return getattr(self._client, name)
