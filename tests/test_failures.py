@@ -288,6 +288,61 @@ def test_a_store_file_that_cannot_be_read_is_one_clear_line(tmp_path, monkeypatc
     assert e.value.key == "tracking.uri" and f"{db} cannot be read as SQLite (disk I/O error)" in str(e.value)
 
 
+def _killed_mid_write(db: Path) -> None:
+    """A process that writes to the SQLite file, more than its page cache holds (so that it writes into
+    the file itself, with the original pages in the journal), killed before it commits: what kill -9
+    or a lost node leaves when it lands while a sweep writes. SQLite calls the journal hot."""
+    import sqlite3
+
+    code = ("import sqlite3, time\n"
+            f"con = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+            "con.execute('PRAGMA cache_size = 10')\n"
+            "con.execute('BEGIN IMMEDIATE')\n"
+            "con.execute('UPDATE filler SET x = x + 1')\n"
+            "print('written', flush=True)\n"
+            "time.sleep(60)\n")
+    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "written\n"
+    writer.kill()
+    writer.wait()
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):  # a read-only connection cannot roll it back
+        sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute("SELECT COUNT(*) FROM runs").fetchall()
+
+
+@pytest.mark.e2e
+def test_a_store_left_mid_write_by_a_killed_process_is_read_and_swept_into(tiny_root, tmp_path):
+    """The results commands and a sweep check a SQLite store before anything else, reading it read-only;
+    a read-only connection cannot roll back the journal a killed writer left, so `vgsweep status` after a
+    kill -9 said `m.db cannot be read as SQLite (attempt to write a readonly database)`, exit 2, and so did
+    the sweep's own command run again (seen when test_status's kill -9 landed while the sweep wrote). The
+    journal is rolled back (what MLflow's connection does at its first read) and the last committed
+    state is read: the finished run, the filler's committed values."""
+    import sqlite3
+
+    db = tmp_path / "m.db"
+    uri = f"sqlite:///{db}"
+    sweep = ["-m", *SMALL, f"data.root={tiny_root}", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
+    first = run_cli([*sweep, "seed=0"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE filler (x, y)")  # another table in the file: MLflow's own rows stay as they are
+    con.executemany("INSERT INTO filler VALUES (?, ?)", [(i, "y" * 200) for i in range(20000)])
+    con.commit()
+    con.close()
+
+    _killed_mid_write(db)
+    status = run_cli(["status", "--tracking-uri", uri], cwd=tmp_path)
+    assert status.returncode == 0 and "agarap2019: 1 config: 1 finished" in status.stdout, status.stdout + status.stderr
+    assert not (tmp_path / "m.db-journal").exists()
+    _killed_mid_write(db)
+    again = run_cli([*sweep, "seed=0,1"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "sweep done: 1 finished, 1 skipped (already in the store), 0 failed" in again.stdout + again.stderr
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*), SUM(x) FROM filler").fetchone() == (20000, sum(range(20000)))
+    con.close()
+
+
 @pytest.mark.e2e
 def test_a_sweep_whose_server_dies_stops_with_one_line_then_resumes(bigger, tmp_path):
     """The tracking server is killed mid-sweep and left down: the sweep retries for tracking.retry_s,

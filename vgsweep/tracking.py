@@ -268,11 +268,28 @@ def sqlite_tables(p: Path) -> set[str] | None:
     with p.open("rb") as f:
         if f.read(16) != SQLITE_MAGIC:
             return None
-    con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    try:
+        return _tables(sqlite3.connect(f"file:{p}?mode=ro", uri=True))
+    except sqlite3.OperationalError as e:
+        journal = p.with_name(p.name + "-journal")
+        if "readonly" not in str(e) or not journal.exists():
+            raise  # e.g. "database is locked": a store in use, not a file that is not SQLite
+        # A process killed while it wrote (kill -9, a node lost) left a hot journal: SQLite rolls it back
+        # at the next connection that may write, which restores the last committed state (what MLflow's
+        # own connection would do at its first read); a read-only one cannot, and fails.
+        try:
+            return _tables(sqlite3.connect(str(p)))
+        except sqlite3.OperationalError as again:
+            raise sqlite3.OperationalError(
+                f"{again}: {journal.name}, left by a process killed while it wrote, must be rolled back, "
+                f"which needs write access to {p} and its folder") from None
+
+
+def _tables(con: sqlite3.Connection) -> set[str] | None:
     try:
         return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.OperationalError:
-        raise  # e.g. "database is locked": a store in use, not a file that is not SQLite
+        raise
     except sqlite3.DatabaseError:
         return None
     finally:
