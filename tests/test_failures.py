@@ -344,6 +344,50 @@ def test_a_store_left_mid_write_by_a_killed_process_is_read_and_swept_into(tiny_
 
 
 @pytest.mark.e2e
+def test_a_moved_store_draws_its_gradients_and_diagnostics_that_cannot_be_read_fail_the_report(tiny_root, tmp_path):
+    """MLflow records each run's artifacts by absolute path: a store copied from the GPU machine or a
+    cluster, or whose folder was renamed, drew its gradient figures empty, without gradients.csv.gz or
+    the gradient-ratio figure, and exited 0. Now its runs' files are read from the folder of that name
+    beside the store (the figures run's go there too, no folder is made at the old path); and a run
+    whose diagnostics cannot be read is named in report.md and on the figures it leaves, exit 1."""
+    import pandas as pd
+
+    was = tmp_path / "gpu-out"
+    was.mkdir()
+    sweep = run_cli(["-m", *SMALL, "activation=relu,tanh", f"data.root={tiny_root}",
+                     f"tracking.uri=sqlite:///{was / 'm.db'}", f"hydra.sweep.dir={tmp_path / 'mr'}"], cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    here = tmp_path / "copied"
+    was.rename(here)
+    uri = f"sqlite:///{here / 'm.db'}"
+    c, runs = _runs(uri)
+    assert len(runs) == 2 and all(r.info.artifact_uri.startswith(str(was)) for r in runs)
+
+    figs = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp_path / "figs")], cwd=tmp_path)
+    assert figs.returncode == 0, figs.stderr[-3000:]
+    grads = pd.read_csv(tmp_path / "figs" / "agarap2019" / "gradients.csv.gz")
+    assert set(grads.run_id) == {r.info.run_id for r in runs}
+    assert not was.exists()  # the figures run's artifacts went beside the others
+    [fig_run] = [r for r in _runs(uri)[1] if r.data.tags.get("vgsweep.kind") == "figures"]
+    assert (here / "mlartifacts" / fig_run.info.run_id / "artifacts" / "figures" / "gradient_flow_d2.png").is_file()
+
+    lost = runs[0].info.run_id
+    (here / "mlartifacts" / lost / "artifacts" / "diagnostics" / "diagnostics.npz").unlink()
+    report = run_cli(["report", "--tracking-uri", uri, "--out", str(tmp_path / "res")], cwd=tmp_path)
+    assert report.returncode == 1, report.stderr[-3000:]
+    [line] = [x for x in report.stderr.splitlines() if x.startswith("vgsweep: ")]
+    assert line.startswith("vgsweep: the diagnostics of 1 runs of experiment 'agarap2019' could not be read, so its "
+                           f"gradient figures and gradients.csv.gz leave them out (run {lost}: "), line
+    assert line.endswith("No such artifact: 'diagnostics.npz')"), line
+    page = (tmp_path / "res" / "report.md").read_text()
+    assert "**The diagnostics of 1 runs could not be read**" in page and f"- `{lost}`: " in page
+    tex = (tmp_path / "res" / "figures" / "agarap2019" / "figures.tex").read_text()
+    assert "Left out: the diagnostics of 1 of its 2 runs, which could not be read." in tex
+    grads = pd.read_csv(tmp_path / "res" / "figures" / "agarap2019" / "gradients.csv.gz")
+    assert set(grads.run_id) == {r.info.run_id for r in runs} - {lost}
+
+
+@pytest.mark.e2e
 def test_a_sweep_whose_server_dies_stops_with_one_line_then_resumes(bigger, tmp_path):
     """The tracking server is killed mid-sweep and left down: the sweep retries for tracking.retry_s,
     then stops with one line (exit 3), its checkpoints kept. With the server back, the same command

@@ -416,7 +416,8 @@ def _figures_of(monkeypatch, tmp_path, rows: list[dict]) -> tuple[list, dict]:
 
     from vgsweep.results import figures, reader
 
-    monkeypatch.setattr(reader, "open_experiment", lambda uri, name: (None, SimpleNamespace(experiment_id="1")))
+    monkeypatch.setattr(reader, "open_experiment",
+                        lambda uri, name: (None, SimpleNamespace(experiment_id="1", artifact_location=None)))
     monkeypatch.setattr(reader, "runs_frame", lambda client, exp_id, statuses=(): pd.DataFrame(rows).assign(
         run_name=lambda d: d.run_id).loc[lambda d: d["status"].isin(statuses) if statuses else d.index == d.index])
     monkeypatch.setattr(reader, "history", lambda client, run_id, key: np.array([2.3, 2.2]))

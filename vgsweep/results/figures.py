@@ -29,6 +29,7 @@ logged to the experiment as the artifacts of one MLflow run named `figures` (rep
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 import re
@@ -930,7 +931,10 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     client, exp = reader.open_experiment(uri, experiment)
     if ended is None:  # the runs, read once (a few ms per run)
         ended = reader.runs_frame(client, exp.experiment_id)
-    client = reader.Memo(client, ended)  # the curves, the gradient figures and the data files read the same runs
+    # the curves, the gradient figures and the data files read the same runs; their artifacts where the
+    # runs say, or beside the store where it was moved with them
+    moved = reader.moved_artifacts(uri, exp.artifact_location)
+    client = reader.Memo(client, ended, moved)
     probe = _finished(ended)
     if probe.empty:
         raise SystemExit(f"vgsweep: no FINISHED runs in experiment {experiment!r}")
@@ -975,10 +979,26 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     _written()
     paths.append(write_latex(out, experiment, captions))
     if log_to_mlflow:  # the figures; their numbers are the store's own
-        log_figures(client, exp.experiment_id, paths)
+        log_figures(client, exp.experiment_id, paths, moved)
     for p in paths + data:
         print(p)
-    return paths + data
+    return Made(paths + data, client.unreadable)
+
+
+class Made(list):
+    """The files a build wrote, and `unreadable`: the runs whose diagnostics could not be read, and why
+    ({run id: the file and the error}): the gradient figures and gradients.csv.gz leave them out."""
+
+    def __init__(self, paths: list[Path], unreadable: dict[str, str]):
+        super().__init__(paths)
+        self.unreadable = dict(unreadable)
+
+
+def unreadable_line(experiment: str, unreadable: dict[str, str]) -> str:
+    """The one line a command that drew the figures without some runs' diagnostics ends with (exit 1)."""
+    first = next(iter(unreadable.items()))
+    return (f"vgsweep: the diagnostics of {len(unreadable)} runs of experiment {experiment!r} could not be read, "
+            f"so its gradient figures and gradients.csv.gz leave them out (run {first[0]}: {first[1]})")
 
 
 CURVE_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "val_loss", "val_acc", "epoch_seconds")
@@ -1122,6 +1142,7 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
                     act = activation if activation in acts else acts[0]
                     fig = fig_gradient_distribution(client, d[d["activation"] == act], study, spec,
                                                     f"{act}, {title}", tmp)
+                    _note(fig, _unread(client, d[d["activation"] == act]))
                     _note(fig, not_drawn(spec, by, act))
                     paths += _save(fig, out, f"gradient_distribution_{act}" + _stem(spec, by)[len(spec.kind):] + suffix,
                                    captions)
@@ -1131,20 +1152,35 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
                 fig = draw(client, d, study, spec, title, tmp)
                 if fig is None:  # gradient_ratio of one depth
                     continue
+                _note(fig, _unread(client, d))
             if spec.kind != "search":
                 _note(fig, not_drawn(spec, by))
             paths += _save(fig, out, _stem(spec, by) + suffix, captions)
     return paths
 
 
-def log_figures(client, exp_id: str, paths: list[Path]) -> None:
+def _unread(client, d: pd.DataFrame) -> str:
+    """The note of a gradient figure drawn without some of its runs' diagnostics (reader.diagnostics)."""
+    lost = [r for r in d["run_id"] if r in getattr(client, "unreadable", {})]
+    return f"Left out: the diagnostics of {len(lost)} of its {len(d)} runs, which could not be read." if lost else ""
+
+
+def log_figures(client, exp_id: str, paths: list[Path], moved: tuple[str, str] | None = None) -> None:
     """The figures as the artifacts of the experiment's `figures` run, replacing the previous one
-    once the new one is complete (a failure leaves the new run FAILED and the previous one as it was)."""
+    once the new one is complete (a failure leaves the new run FAILED and the previous one as it was).
+    `moved` (reader.moved_artifacts): a store moved without its recorded artifact folder gets them
+    beside its other runs', in the folder beside it, not in a new one made at the recorded path."""
     old = tracking.retry(client.search_runs, [exp_id], "tags.`vgsweep.kind` = 'figures'", max_results=1000)
     run = tracking.retry(client.create_run, exp_id, run_name="figures", tags={"vgsweep.kind": "figures"})
+    log = functools.partial(client.log_artifact, run.info.run_id)
+    path = reader.local_path(run.info.artifact_uri)
+    if moved is not None and path is not None and path.startswith(moved[0] + "/") and not Path(moved[0]).exists():
+        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+        log = LocalArtifactRepository(moved[1] + path[len(moved[0]):]).log_artifact
     try:
         for p in paths:
-            tracking.retry(client.log_artifact, run.info.run_id, str(p), "figures")
+            tracking.retry(log, str(p), "figures")
     except BaseException as e:  # Ctrl-C included: the run this process started does not stay RUNNING
         try:
             client.set_tag(run.info.run_id, tracking.TAG_FAILURE, f"{type(e).__name__}: {e}"[:5000])
@@ -1166,9 +1202,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-mlflow", action="store_true", help="do not log the figures to MLflow")
     a = ap.parse_args(argv)
     uri, out = reader.store_uri(a.tracking_uri), reader.out_dir("--out", a.out)
+    failed = 0
     for name in reader.chosen(uri, a.experiment):  # results/figures/<experiment>/
-        build(uri, name, out / reader.folder(name), a.activation, not a.no_mlflow)
-    return 0
+        made = build(uri, name, out / reader.folder(name), a.activation, not a.no_mlflow)
+        if made.unreadable:
+            print(unreadable_line(name, made.unreadable), file=sys.stderr)
+            failed = 1
+    return failed
 
 
 if __name__ == "__main__":

@@ -224,13 +224,17 @@ class Memo:
     `runs`: runs_frame's rows, whose artifact_uri column says where each run's artifacts are: those are
     downloaded from there. MlflowClient.download_artifacts(run_id, ...) first looks the run up and asks
     whether it logged a model (two queries, 13 ms a run on SQLite, a report's 150 runs 2 s; from
-    the artifact's URI 1.3 ms)."""
+    the artifact's URI 1.3 ms). `moved`: moved_artifacts' (recorded root, root now), for a store
+    whose folder was moved or copied. `unreadable`: the runs whose diagnostics could not be read, and why."""
 
-    def __init__(self, client, runs: pd.DataFrame | None = None):
+    def __init__(self, client, runs: pd.DataFrame | None = None, moved: tuple[str, str] | None = None):
         self._client, self._got = client, {}
         self._where: dict[str, str] = {}
         if runs is not None and not runs.empty and "artifact_uri" in runs:
             self._where = {r: u for r, u in zip(runs["run_id"], runs["artifact_uri"]) if isinstance(u, str) and u}
+        if moved is not None:
+            self._where = {r: relocated(u, moved) for r, u in self._where.items()}
+        self.unreadable: dict[str, str] = {}
 
     def _once(self, key: tuple, read):
         if key not in self._got:  # what failed is asked again (a store that was locked for a moment)
@@ -259,13 +263,51 @@ class Memo:
         return getattr(self._client, name)
 
 
+def local_path(uri: str) -> str | None:
+    """The local path an artifact URI names (a path, or file://), else None (a server's, a bucket's)."""
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(uri).path)
+    return None if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", uri) else uri
+
+
+def moved_artifacts(uri: str, recorded_root: str | None) -> tuple[str, str] | None:
+    """A SQLite store whose folder was moved or copied (from the GPU machine, a cluster) still names its
+    artifacts by the absolute paths they had (MLflow records them so): (the experiment's recorded
+    artifact root, the folder of that name beside the store now) where those differ and the second is
+    there (relocated: per run, where the recorded path is gone); else None."""
+    p = tracking.sqlite_path(uri)
+    old = local_path(recorded_root).rstrip("/") if recorded_root and local_path(recorded_root) else None
+    if p is None or not old:
+        return None
+    new = p.resolve().parent / Path(old).name
+    return (old, str(new)) if str(new) != old and new.is_dir() else None
+
+
+def relocated(artifact_uri: str, moved: tuple[str, str] | None) -> str:
+    """Where a run's artifacts are: as recorded, or under the moved store's folder (moved_artifacts)
+    where the recorded path is gone and that one is there."""
+    path = local_path(artifact_uri)
+    if moved is None or path is None or not (path == moved[0] or path.startswith(moved[0] + "/")):
+        return artifact_uri
+    there = moved[1] + path[len(moved[0]):]
+    return there if not Path(path).exists() and Path(there).exists() else artifact_uri
+
+
 def diagnostics(client, run_id: str, tmp: Path) -> RunDiagnostics | None:
     """The run's diagnostics.npz, downloaded into a folder of its own under tmp (a Memo client hands the
-    same file out again), or None for a run without one."""
+    same file out again), or None where it cannot be read: a Memo client keeps why (`unreadable`), for
+    the command to say so and end as failed."""
     dst = tmp / run_id
     dst.mkdir(parents=True, exist_ok=True)
     try:
         p = tracking.retry(client.download_artifacts, run_id, "diagnostics/diagnostics.npz", str(dst))
-    except Exception:  # noqa: BLE001 - a run without diagnostics
+        return RunDiagnostics.from_npz(Path(p).read_bytes())
+    except Exception as e:  # noqa: BLE001 - missing, cut short, a store that fails: the figures go on without it
+        if isinstance(client, Memo):
+            where = client._where.get(run_id, f"runs:/{run_id}")  # noqa: SLF001 - its own module's class
+            # MLflow's download error ends with the file's own ("No such artifact: 'diagnostics.npz'")
+            why = ([x for x in str(e).strip().splitlines() if x.strip()] or [type(e).__name__])[-1]
+            client.unreadable.setdefault(run_id, f"{where}/diagnostics/diagnostics.npz: {why}")
         return None
-    return RunDiagnostics.from_npz(Path(p).read_bytes())

@@ -99,15 +99,26 @@ def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
             table.md_table(bad, index=False) if not bad.empty else "None.", ""]
 
 
-def section(uri: str, sec: table.Section, out: Path, activation: str) -> tuple[list[str], bool]:
-    """The experiment's part of report.md, and whether it has figures (and so a figures.tex)."""
+def section(uri: str, sec: table.Section, out: Path, activation: str,
+            problems: list[str] | None = None) -> tuple[list[str], bool]:
+    """The experiment's part of report.md, and whether it has figures (and so a figures.tex). `problems`:
+    where the line saying what could not be read (figures.unreadable_line) goes, for the command's end."""
     experiment, runs, md = sec.name, sec.runs, sec.md
     fig_dir = out / "figures" / reader.folder(experiment)
     made = figures.build(uri, experiment, fig_dir, activation, ended=runs) \
-        if (not runs.empty and runs["status"].eq("FINISHED").any()) else []
+        if (not runs.empty and runs["status"].eq("FINISHED").any()) else figures.Made([], {})
     figs = [p for p in made if p.suffix == ".png"]
     data = [p.relative_to(out).as_posix() for p in made if p.name.endswith(".csv.gz")]
-    lines = [md.replace("# Results: experiment", "# Experiment"), "## Verdicts", "", *verdict_lines(runs, sec.study)]
+    lines = [md.replace("# Results: experiment", "# Experiment")]
+    if made.unreadable:
+        line = figures.unreadable_line(experiment, made.unreadable)
+        if problems is not None:
+            problems.append(line)
+        lines += [f"**The diagnostics of {len(made.unreadable)} runs could not be read**: the gradient figures and "
+                  "gradients.csv.gz leave them out.", ""]
+        lines += [f"- `{run}`: {why}" for run, why in list(made.unreadable.items())[:10]]
+        lines += [f"- and {len(made.unreadable) - 10} more" if len(made.unreadable) > 10 else "", ""]
+    lines += ["## Verdicts", "", *verdict_lines(runs, sec.study)]
     failed = failed_rows(runs)
     lines += ["## Failed or killed runs", "", table.md_table(failed, index=False) if not failed.empty else "None.", ""]
     if figs:
@@ -144,7 +155,9 @@ def latex_page(uri: str, secs: list[table.Section], with_figures: list[bool], wh
     return "\n".join(lines + [r"\end{document}", ""])
 
 
-def build(uri: str, out: Path, experiment: str | None = None, activation: str = "logistic") -> Path:
+def build(uri: str, out: Path, experiment: str | None = None, activation: str = "logistic",
+          problems: list[str] | None = None) -> Path:
+    """report.md (and the table, the figures, report.tex); `problems`: section's."""
     plots.start_curve_pool(plots.POOL_MIN_CURVES)  # the workers that write the figures start while the table is made
     secs = table.sections(uri, experiment)  # the runs of each experiment, read once for the table and the page
     table.write(secs, out)
@@ -157,7 +170,7 @@ def build(uri: str, out: Path, experiment: str | None = None, activation: str = 
              "[report.tex](report.tex) (`pdflatex report.tex` in this folder).", ""]
     with_figures = []
     for sec in secs:
-        part, figs = section(uri, sec, out, activation)
+        part, figs = section(uri, sec, out, activation, problems)
         lines += part
         with_figures.append(figs)
     (out / "report.tex").write_text(latex_page(uri, secs, with_figures, when))
@@ -174,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder for report.md, table.md and figures/ (default: results)")
     reader.activation_arg(ap)
     a = ap.parse_args(argv)
-    build(reader.store_uri(a.tracking_uri), reader.out_dir("--out", a.out), a.experiment, a.activation)
-    return 0
+    problems: list[str] = []
+    build(reader.store_uri(a.tracking_uri), reader.out_dir("--out", a.out), a.experiment, a.activation, problems)
+    for line in problems:  # the report is written, saying so too; the command ends as failed
+        print(line, file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
