@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -77,6 +80,23 @@ def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(sma
     assert WEIGHTS_ARTIFACT not in [f.path for f in client.list_artifacts(outcomes[3].run_id, "model")]
     with pytest.raises(FileNotFoundError, match="tracking.save_weights=true rerun=true"):
         load_run(outcomes[3].run_id, uri)
+
+    # the store copied elsewhere with its artifact folder (from the GPU machine), the recorded folder
+    # gone: MLflow's paths name the old place; the run is read from the folder beside the copy
+    here = load_run(outcomes[2].run_id, uri)
+    db = Path(uri.removeprefix("sqlite:///"))
+    copied = db.parent / "copied"
+    copied.mkdir()
+    shutil.copy(db, copied / db.name)
+    shutil.copytree(db.parent / "mlartifacts", copied / "mlartifacts")
+    (db.parent / "mlartifacts").rename(db.parent / "gone")
+    there = load_run(outcomes[2].run_id, f"sqlite:///{copied / db.name}")
+    assert torch.equal(there.model.theta, here.model.theta) and there.cfg == here.cfg
+    assert set(there.model.buffers) == set(here.model.buffers)
+    shutil.rmtree(copied / "mlartifacts")  # copied without its artifacts: said so, not "trained without"
+    with pytest.raises(FileNotFoundError, match=f"trained with tracking.save_weights=true, but its {WEIGHTS_ARTIFACT} "
+                                                f"cannot be read from {db.parent / 'mlartifacts'}"):
+        load_run(outcomes[2].run_id, f"sqlite:///{copied / db.name}")
 
 
 def test_a_names_settings_match_the_params_however_the_value_is_written():

@@ -148,17 +148,35 @@ def load_run(run: str, tracking_uri: Optional[str] = None, device: str = "cpu",
     p = tracking.sqlite_path(uri)
     if p is not None and not p.is_file():
         raise FileNotFoundError(f"no store at {p}")
+    import mlflow.artifacts
+
+    from vgsweep.results.reader import moved_artifacts, relocated
+
     client = tracking.client_for(uri)
     run_id = find_run(client, run, experiment)
+    found = tracking.retry(client.get_run, run_id)
+    info, saved = found.info, found.data.params.get("tracking.save_weights") == "True"
+    # where its files are: as recorded, or beside a store that was moved or copied with them
+    where = relocated(info.artifact_uri, moved_artifacts(uri, tracking.retry(client.get_experiment,
+                                                                             info.experiment_id).artifact_location))
+
+    def download(path: str, tmp: str) -> Path:
+        return Path(tracking.retry(mlflow.artifacts.download_artifacts, artifact_uri=f"{where.rstrip('/')}/{path}",
+                                   dst_path=tmp, tracking_uri=uri))
+
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            weights = Path(tracking.retry(client.download_artifacts, run_id, WEIGHTS_ARTIFACT, tmp))
+            weights = download(WEIGHTS_ARTIFACT, tmp)
         except Exception as e:  # noqa: BLE001 - MLflow's error for a missing artifact differs by store
+            if saved:  # its files are not where the store says (a store moved without them, a file deleted)
+                raise FileNotFoundError(f"run {run_id} was trained with tracking.save_weights=true, but its "
+                                        f"{WEIGHTS_ARTIFACT} cannot be read from {where} ({type(e).__name__}: "
+                                        f"{(str(e).strip().splitlines() or [''])[-1]})") from None
             raise FileNotFoundError(f"run {run_id} has no {WEIGHTS_ARTIFACT} in {tracking.hide_passwords(uri)}: it "
                                     "was trained without tracking.save_weights=true (train it again with "
                                     f"tracking.save_weights=true rerun=true) ({type(e).__name__}: {e})") from None
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        raw = OmegaConf.load(tracking.retry(client.download_artifacts, run_id, "config.yaml", tmp))
+        raw = OmegaConf.load(download("config.yaml", tmp))
     if state.get("format") != FORMAT:
         raise ValueError(f"run {run_id}: {WEIGHTS_ARTIFACT} is of format {state.get('format')!r}; this vgsweep "
                          f"reads format {FORMAT}")
