@@ -348,14 +348,16 @@ def test_a_moved_store_draws_its_gradients_and_diagnostics_that_cannot_be_read_f
     """MLflow records each run's artifacts by absolute path: a store copied from the GPU machine or a
     cluster, or whose folder was renamed, drew its gradient figures empty, without gradients.csv.gz or
     the gradient-ratio figure, and exited 0. Now its runs' files are read from the folder of that name
-    beside the store (the figures run's go there too, no folder is made at the old path); and a run
-    whose diagnostics cannot be read is named in report.md and on the figures it leaves, exit 1."""
+    beside the store (the figures run's go there too, no folder is made at the old path); a sweep into
+    it, whose new runs' files MLflow would write at the old path, is refused until that path is made a
+    link to the folder; and a run whose diagnostics cannot be read is named in report.md and on the
+    figures it leaves, exit 1."""
     import pandas as pd
 
     was = tmp_path / "gpu-out"
     was.mkdir()
-    sweep = run_cli(["-m", *SMALL, "activation=relu,tanh", f"data.root={tiny_root}",
-                     f"tracking.uri=sqlite:///{was / 'm.db'}", f"hydra.sweep.dir={tmp_path / 'mr'}"], cwd=tmp_path)
+    sweep_args = ["-m", *SMALL, "activation=relu,tanh", f"data.root={tiny_root}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
+    sweep = run_cli([*sweep_args, f"tracking.uri=sqlite:///{was / 'm.db'}"], cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     here = tmp_path / "copied"
     was.rename(here)
@@ -371,6 +373,25 @@ def test_a_moved_store_draws_its_gradients_and_diagnostics_that_cannot_be_read_f
     [fig_run] = [r for r in _runs(uri)[1] if r.data.tags.get("vgsweep.kind") == "figures"]
     assert (here / "mlartifacts" / fig_run.info.run_id / "artifacts" / "figures" / "gradient_flow_d2.png").is_file()
 
+    # a sweep into the moved store: MLflow would write the new runs' files at the old path; refused before
+    # training, saying how to make the old path the moved folder
+    more = [*sweep_args, f"tracking.uri={uri}", "seed=42,1"]
+    refused = run_cli(more, cwd=tmp_path)
+    assert refused.returncode == 2 and not was.exists(), refused.stderr[-3000:]
+    [line] = refused.stderr.strip().splitlines()
+    assert f"ln -s {here / 'mlartifacts'} {was / 'mlartifacts'}" in line and "is gone" in line, line
+    assert len(_runs(uri)[1]) == 3  # the two runs and the figures run: nothing trained
+    was.mkdir()
+    (was / "mlartifacts").symlink_to(here / "mlartifacts")
+    linked = run_cli(more, cwd=tmp_path)
+    assert linked.returncode == 0, linked.stderr[-3000:]
+    assert "2 finished, 2 skipped" in linked.stdout + linked.stderr
+    new = [r for r in _runs(uri)[1] if r.info.run_id not in {x.info.run_id for x in runs} and "seed" in r.data.params]
+    assert len(new) == 2 and all((here / "mlartifacts" / r.info.run_id / "artifacts" / "config.yaml").is_file()
+                                 for r in new)
+    (was / "mlartifacts").unlink()
+    was.rmdir()
+
     lost = runs[0].info.run_id
     (here / "mlartifacts" / lost / "artifacts" / "diagnostics" / "diagnostics.npz").unlink()
     report = run_cli(["report", "--tracking-uri", uri, "--out", str(tmp_path / "res")], cwd=tmp_path)
@@ -378,13 +399,14 @@ def test_a_moved_store_draws_its_gradients_and_diagnostics_that_cannot_be_read_f
     [line] = [x for x in report.stderr.splitlines() if x.startswith("vgsweep: ")]
     assert line.startswith("vgsweep: the diagnostics of 1 runs of experiment 'agarap2019' could not be read, so its "
                            f"gradient figures and gradients.csv.gz leave them out (run {lost}: "), line
-    assert line.endswith("No such artifact: 'diagnostics.npz')"), line
+    # MLflow's words for it differ by version: "No such artifact: 'diagnostics.npz'", "[Errno 2] No such file ..."
+    assert f"{lost}/artifacts/diagnostics/diagnostics.npz: " in line and "No such " in line, line
     page = (tmp_path / "res" / "report.md").read_text()
     assert "**The diagnostics of 1 runs could not be read**" in page and f"- `{lost}`: " in page
     tex = (tmp_path / "res" / "figures" / "agarap2019" / "figures.tex").read_text()
-    assert "Left out: the diagnostics of 1 of its 2 runs, which could not be read." in tex
+    assert "Left out: the diagnostics of 1 of its 4 runs, which could not be read." in tex
     grads = pd.read_csv(tmp_path / "res" / "figures" / "agarap2019" / "gradients.csv.gz")
-    assert set(grads.run_id) == {r.info.run_id for r in runs} - {lost}
+    assert set(grads.run_id) == {r.info.run_id for r in [*runs, *new]} - {lost}
 
 
 @pytest.mark.e2e

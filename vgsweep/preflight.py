@@ -7,6 +7,7 @@ as one line and exits with status 2. Nothing is created: no job folder, no store
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from vgsweep import tracking
@@ -88,6 +89,33 @@ def check_store(uri: str) -> None:
                           str(e)) from None
 
 
+def check_not_moved(uri: str, experiment: str) -> None:
+    """A SQLite store moved from its folder with its artifact folder (tracking.moved_artifacts): MLflow
+    would write the experiment's new runs' files at the recorded, old path (making it again), apart from
+    the others: refused, with the link that makes the old path the moved folder."""
+    p = tracking.sqlite_path(uri)
+    if p is None or not p.is_file():
+        return
+    try:
+        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT artifact_location FROM experiments WHERE name = ?", (experiment,)).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return  # an empty file, a store not built yet: nothing recorded elsewhere
+    moved = tracking.moved_artifacts(uri, row[0]) if row else None
+    if moved is None or Path(moved[0]).exists():
+        return
+    old, new = moved
+    raise ConfigError("tracking.uri", uri, "a store whose experiments' artifact folders are where it records them",
+                      f"experiment {experiment!r} keeps its runs' files in {old}, which is gone (was the store moved "
+                      f"or copied from there with {new}? MLflow records absolute paths): MLflow would write the new "
+                      f"runs' files at that path, apart from the others. Make the old path the moved folder "
+                      f"(mkdir -p {Path(old).parent} && ln -s {new} {old}), or train into another experiment "
+                      "(tracking.experiment=...)")
+
+
 def check_jobs(jobs: list[Job], dry: list[str] | None = None, devices_here: bool = True) -> None:
     """Raise ConfigError for the first job that cannot run. dry: a dry run's notes; a data set it would
     download is noted there, not downloaded (its sizes are then the data set's published ones).
@@ -103,6 +131,8 @@ def check_jobs(jobs: list[Job], dry: list[str] | None = None, devices_here: bool
             raise ConfigError(e.key, e.value, e.accepted, e.hint, j.where) from None
     for uri in sorted({tracking.resolve_uri(j.cfg) for j in jobs}):
         check_store(uri)
+    for uri, name in sorted({(tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment)) for j in jobs}):
+        check_not_moved(uri, name)
     folders: dict[tuple[str, str], str] = {}  # each folder once (its check makes and removes a folder in it)
     for j in jobs:
         root = tracking.artifact_root(tracking.resolve_uri(j.cfg), j.cfg)

@@ -150,15 +150,13 @@ def load_run(run: str, tracking_uri: Optional[str] = None, device: str = "cpu",
         raise FileNotFoundError(f"no store at {p}")
     import mlflow.artifacts
 
-    from vgsweep.results.reader import moved_artifacts, relocated
-
     client = tracking.client_for(uri)
     run_id = find_run(client, run, experiment)
     found = tracking.retry(client.get_run, run_id)
     info, saved = found.info, found.data.params.get("tracking.save_weights") == "True"
     # where its files are: as recorded, or beside a store that was moved or copied with them
-    where = relocated(info.artifact_uri, moved_artifacts(uri, tracking.retry(client.get_experiment,
-                                                                             info.experiment_id).artifact_location))
+    recorded_root = tracking.retry(client.get_experiment, info.experiment_id).artifact_location
+    where = tracking.relocated(info.artifact_uri, tracking.moved_artifacts(uri, recorded_root))
 
     def download(path: str, tmp: str) -> Path:
         return Path(tracking.retry(mlflow.artifacts.download_artifacts, artifact_uri=f"{where.rstrip('/')}/{path}",

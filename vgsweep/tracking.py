@@ -190,6 +190,38 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
+def local_path(uri: str) -> str | None:
+    """The local path an artifact URI names (a path, or file://), else None (a server's, a bucket's)."""
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(uri).path)
+    return None if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", uri) else uri
+
+
+def moved_artifacts(uri: str, recorded_root: str | None) -> tuple[str, str] | None:
+    """A SQLite store whose folder was moved or copied (from the GPU machine, a cluster) still names its
+    artifacts by the absolute paths they had (MLflow records them so): (the experiment's recorded
+    artifact root, the folder of that name beside the store now) where those differ and the second is
+    there (relocated: per run, where the recorded path is gone); else None."""
+    p = sqlite_path(uri)
+    old = local_path(recorded_root).rstrip("/") if recorded_root and local_path(recorded_root) else None
+    if p is None or not old or not Path(old).is_absolute():  # a relative one is read from wherever MLflow runs
+        return None
+    new = p.resolve().parent / Path(old).name
+    return (old, str(new)) if str(new) != old and new.is_dir() else None
+
+
+def relocated(artifact_uri: str, moved: tuple[str, str] | None) -> str:
+    """Where a run's artifacts are: as recorded, or under the moved store's folder (moved_artifacts)
+    where the recorded path is gone and that one is there."""
+    path = local_path(artifact_uri)
+    if moved is None or path is None or not (path == moved[0] or path.startswith(moved[0] + "/")):
+        return artifact_uri
+    there = moved[1] + path[len(moved[0]):]
+    return there if not Path(path).exists() and Path(there).exists() else artifact_uri
+
+
 def artifact_root(uri: str, cfg) -> str | None:
     """Where a new experiment keeps its artifacts: tracking.artifact_root; else mlartifacts/ beside a
     SQLite file, or in the project root for a database store (MLflow's own default there is mlruns/ in

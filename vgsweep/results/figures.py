@@ -933,7 +933,7 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
         ended = reader.runs_frame(client, exp.experiment_id)
     # the curves, the gradient figures and the data files read the same runs; their artifacts where the
     # runs say, or beside the store where it was moved with them
-    moved = reader.moved_artifacts(uri, exp.artifact_location)
+    moved = tracking.moved_artifacts(uri, exp.artifact_location)
     client = reader.Memo(client, ended, moved)
     probe = _finished(ended)
     if probe.empty:
@@ -1168,12 +1168,12 @@ def _unread(client, d: pd.DataFrame) -> str:
 def log_figures(client, exp_id: str, paths: list[Path], moved: tuple[str, str] | None = None) -> None:
     """The figures as the artifacts of the experiment's `figures` run, replacing the previous one
     once the new one is complete (a failure leaves the new run FAILED and the previous one as it was).
-    `moved` (reader.moved_artifacts): a store moved without its recorded artifact folder gets them
+    `moved` (tracking.moved_artifacts): a store moved without its recorded artifact folder gets them
     beside its other runs', in the folder beside it, not in a new one made at the recorded path."""
     old = tracking.retry(client.search_runs, [exp_id], "tags.`vgsweep.kind` = 'figures'", max_results=1000)
     run = tracking.retry(client.create_run, exp_id, run_name="figures", tags={"vgsweep.kind": "figures"})
     log = functools.partial(client.log_artifact, run.info.run_id)
-    path = reader.local_path(run.info.artifact_uri)
+    path = tracking.local_path(run.info.artifact_uri)
     if moved is not None and path is not None and path.startswith(moved[0] + "/") and not Path(moved[0]).exists():
         from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 

@@ -224,7 +224,7 @@ class Memo:
     `runs`: runs_frame's rows, whose artifact_uri column says where each run's artifacts are: those are
     downloaded from there. MlflowClient.download_artifacts(run_id, ...) first looks the run up and asks
     whether it logged a model (two queries, 13 ms a run on SQLite, a report's 150 runs 2 s; from
-    the artifact's URI 1.3 ms). `moved`: moved_artifacts' (recorded root, root now), for a store
+    the artifact's URI 1.3 ms). `moved`: tracking.moved_artifacts' (recorded root, root now), for a store
     whose folder was moved or copied. `unreadable`: the runs whose diagnostics could not be read, and why."""
 
     def __init__(self, client, runs: pd.DataFrame | None = None, moved: tuple[str, str] | None = None):
@@ -233,7 +233,7 @@ class Memo:
         if runs is not None and not runs.empty and "artifact_uri" in runs:
             self._where = {r: u for r, u in zip(runs["run_id"], runs["artifact_uri"]) if isinstance(u, str) and u}
         if moved is not None:
-            self._where = {r: relocated(u, moved) for r, u in self._where.items()}
+            self._where = {r: tracking.relocated(u, moved) for r, u in self._where.items()}
         self.unreadable: dict[str, str] = {}
 
     def _once(self, key: tuple, read):
@@ -261,38 +261,6 @@ class Memo:
 
     def __getattr__(self, name: str):
         return getattr(self._client, name)
-
-
-def local_path(uri: str) -> str | None:
-    """The local path an artifact URI names (a path, or file://), else None (a server's, a bucket's)."""
-    if uri.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        return unquote(urlparse(uri).path)
-    return None if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", uri) else uri
-
-
-def moved_artifacts(uri: str, recorded_root: str | None) -> tuple[str, str] | None:
-    """A SQLite store whose folder was moved or copied (from the GPU machine, a cluster) still names its
-    artifacts by the absolute paths they had (MLflow records them so): (the experiment's recorded
-    artifact root, the folder of that name beside the store now) where those differ and the second is
-    there (relocated: per run, where the recorded path is gone); else None."""
-    p = tracking.sqlite_path(uri)
-    old = local_path(recorded_root).rstrip("/") if recorded_root and local_path(recorded_root) else None
-    if p is None or not old:
-        return None
-    new = p.resolve().parent / Path(old).name
-    return (old, str(new)) if str(new) != old and new.is_dir() else None
-
-
-def relocated(artifact_uri: str, moved: tuple[str, str] | None) -> str:
-    """Where a run's artifacts are: as recorded, or under the moved store's folder (moved_artifacts)
-    where the recorded path is gone and that one is there."""
-    path = local_path(artifact_uri)
-    if moved is None or path is None or not (path == moved[0] or path.startswith(moved[0] + "/")):
-        return artifact_uri
-    there = moved[1] + path[len(moved[0]):]
-    return there if not Path(path).exists() and Path(there).exists() else artifact_uri
 
 
 def diagnostics(client, run_id: str, tmp: Path) -> RunDiagnostics | None:
