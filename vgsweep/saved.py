@@ -148,8 +148,6 @@ def load_run(run: str, tracking_uri: Optional[str] = None, device: str = "cpu",
     p = tracking.sqlite_path(uri)
     if p is not None and not p.is_file():
         raise FileNotFoundError(f"no store at {p}")
-    import mlflow.artifacts
-
     client = tracking.client_for(uri)
     run_id = find_run(client, run, experiment)
     found = tracking.retry(client.get_run, run_id)
@@ -159,8 +157,7 @@ def load_run(run: str, tracking_uri: Optional[str] = None, device: str = "cpu",
     where = tracking.relocated(info.artifact_uri, tracking.moved_artifacts(uri, recorded_root))
 
     def download(path: str, tmp: str) -> Path:
-        return Path(tracking.retry(mlflow.artifacts.download_artifacts, artifact_uri=f"{where.rstrip('/')}/{path}",
-                                   dst_path=tmp, tracking_uri=uri))
+        return Path(tracking.retry(tracking.download_artifact, where, path, tmp, uri))
 
     with tempfile.TemporaryDirectory() as tmp:
         try:

@@ -222,6 +222,16 @@ def relocated(artifact_uri: str, moved: tuple[str, str] | None) -> str:
     return there if not Path(path).exists() and Path(there).exists() else artifact_uri
 
 
+def download_artifact(where: str, path: str, dst: str | None, tracking_uri: str) -> str:
+    """The file `path` of the artifacts at `where` (a run's artifact_uri, or tracking.relocated's),
+    downloaded into dst: MLflow's download by a run's id looks the run up and asks whether it logged a
+    model first. The tracking URI resolves a server's proxied artifacts (mlflow-artifacts:/...)."""
+    import mlflow.artifacts
+
+    return mlflow.artifacts.download_artifacts(artifact_uri=f"{where.rstrip('/')}/{path}", dst_path=dst,
+                                               tracking_uri=tracking_uri)
+
+
 def artifact_root(uri: str, cfg) -> str | None:
     """Where a new experiment keeps its artifacts: tracking.artifact_root; else mlartifacts/ beside a
     SQLite file, or in the project root for a database store (MLflow's own default there is mlruns/ in

@@ -253,11 +253,11 @@ class Memo:
         where = self._where.get(run_id)
         if where is None:
             return self._client.download_artifacts(run_id, path, dst_path)
-        import mlflow.artifacts
+        return tracking.download_artifact(where, path, dst_path, self._client.tracking_uri)
 
-        # the tracking URI resolves a server's proxied artifacts (mlflow-artifacts:/...) to that server
-        return mlflow.artifacts.download_artifacts(artifact_uri=f"{where.rstrip('/')}/{path}", dst_path=dst_path,
-                                                   tracking_uri=self._client.tracking_uri)
+    def location(self, run_id: str) -> str:
+        """Where the run's artifacts are read from."""
+        return self._where.get(run_id, f"runs:/{run_id}")
 
     def __getattr__(self, name: str):
         return getattr(self._client, name)
@@ -274,8 +274,7 @@ def diagnostics(client, run_id: str, tmp: Path) -> RunDiagnostics | None:
         return RunDiagnostics.from_npz(Path(p).read_bytes())
     except Exception as e:  # noqa: BLE001 - missing, cut short, a store that fails: the figures go on without it
         if isinstance(client, Memo):
-            where = client._where.get(run_id, f"runs:/{run_id}")  # noqa: SLF001 - its own module's class
             # MLflow's download error ends with the file's own ("No such artifact: 'diagnostics.npz'")
             why = ([x for x in str(e).strip().splitlines() if x.strip()] or [type(e).__name__])[-1]
-            client.unreadable.setdefault(run_id, f"{where}/diagnostics/diagnostics.npz: {why}")
+            client.unreadable.setdefault(run_id, f"{client.location(run_id)}/diagnostics/diagnostics.npz: {why}")
         return None

@@ -117,7 +117,7 @@ def section(uri: str, sec: table.Section, out: Path, activation: str,
         lines += [f"**The diagnostics of {len(made.unreadable)} runs could not be read**: the gradient figures and "
                   "gradients.csv.gz leave them out.", ""]
         lines += [f"- `{run}`: {why}" for run, why in list(made.unreadable.items())[:10]]
-        lines += [f"- and {len(made.unreadable) - 10} more" if len(made.unreadable) > 10 else "", ""]
+        lines += [f"- and {len(made.unreadable) - 10} more"] * (len(made.unreadable) > 10) + [""]
     lines += ["## Verdicts", "", *verdict_lines(runs, sec.study)]
     failed = failed_rows(runs)
     lines += ["## Failed or killed runs", "", table.md_table(failed, index=False) if not failed.empty else "None.", ""]
