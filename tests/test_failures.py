@@ -392,19 +392,23 @@ def test_a_moved_store_draws_its_gradients_and_diagnostics_that_cannot_be_read_f
     (was / "mlartifacts").unlink()
     was.rmdir()
 
-    lost = runs[0].info.run_id
+    # the tanh run of seed 1: every gradient figure draws it, and the gradient distribution (of tanh, one
+    # run per panel, its first seed) draws seed 42's instead
+    [lost] = [r.info.run_id for r in new if r.data.params["activation.name"] == "tanh"]
     (here / "mlartifacts" / lost / "artifacts" / "diagnostics" / "diagnostics.npz").unlink()
     report = run_cli(["report", "--tracking-uri", uri, "--out", str(tmp_path / "res")], cwd=tmp_path)
     assert report.returncode == 1, report.stderr[-3000:]
     [line] = [x for x in report.stderr.splitlines() if x.startswith("vgsweep: ")]
-    assert line.startswith("vgsweep: the diagnostics of 1 runs of experiment 'agarap2019' could not be read, so its "
+    assert line.startswith("vgsweep: the diagnostics of 1 run of experiment 'agarap2019' could not be read, so its "
                            f"gradient figures and gradients.csv.gz leave them out (run {lost}: "), line
     # MLflow's words for it differ by version: "No such artifact: 'diagnostics.npz'", "[Errno 2] No such file ..."
     assert f"{lost}/artifacts/diagnostics/diagnostics.npz: " in line and "No such " in line, line
     page = (tmp_path / "res" / "report.md").read_text()
-    assert "**The diagnostics of 1 runs could not be read**" in page and f"- `{lost}`: " in page
+    assert "**The diagnostics of 1 run could not be read**" in page and f"- `{lost}`: " in page
     tex = (tmp_path / "res" / "figures" / "agarap2019" / "figures.tex").read_text()
-    assert "Left out: the diagnostics of 1 of its 4 runs, which could not be read." in tex
+    assert "Left out: the diagnostics of 1 run of its 4, which could not be read." in tex
+    assert "Diagnostics that could not be read: baseline, seed 1 (seed 42 drawn)." in tex
+    assert tex.count("Left out: the diagnostics") == 1  # the distribution's runs are counted only where drawn
     grads = pd.read_csv(tmp_path / "res" / "figures" / "agarap2019" / "gradients.csv.gz")
     assert set(grads.run_id) == {r.info.run_id for r in [*runs, *new]} - {lost}
 

@@ -851,10 +851,10 @@ def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure
     panels = _values(d, study, spec.panel)
     fig, axes, _, _ = _wrapped(len(panels), 4, 2.3, 0.4)
     cmap = plt.get_cmap("viridis")
+    lost: list[str] = []
     for j, panel in enumerate(panels):
         ax = axes.flat[j]
-        run = _select(d, spec.panel, panel).sort_values("seed").iloc[0]
-        diag = reader.diagnostics(client, run.run_id, tmp)
+        run, diag = _first_readable(client, _select(d, spec.panel, panel), tmp, _name(spec.panel, panel), lost)
         if diag is None:
             continue
         g = _mean_abs(diag)  # (epochs, layers)
@@ -870,6 +870,7 @@ def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, max(int(d["train.epochs"].astype(int).max()), 2)))
     fig.colorbar(sm, ax=axes, label="epoch", shrink=0.8)
     fig.suptitle(f"Gradient flow per epoch, {title}: mean |g| of each layer's weights (input side left)", fontsize=8)
+    _note(fig, _unread_seeds(lost))
     return fig
 
 
@@ -888,11 +889,10 @@ def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figur
     for k in range(len(panels), rows * cols):
         for i in range(per):
             axes[per * (k // cols) + i, k % cols].set_visible(False)
-    im = None
+    im, lost = None, []
     for k, panel in enumerate(panels):
         top, j = per * (k // cols), k % cols
-        run = _select(d, spec.panel, panel).sort_values("seed").iloc[0]
-        diag = reader.diagnostics(client, run.run_id, tmp)
+        run, diag = _first_readable(client, _select(d, spec.panel, panel), tmp, _name(spec.panel, panel), lost)
         if diag is None:
             continue
         edges = diag.hist_edges
@@ -910,7 +910,31 @@ def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figur
     if im is not None:
         fig.colorbar(im, ax=axes, label="log10 fraction of weights", shrink=0.8)
     fig.suptitle(f"Gradient distribution over training: {title}", fontsize=8)
+    _note(fig, _unread_seeds(lost))
     return fig
+
+
+def _first_readable(client, dp: pd.DataFrame, tmp: Path, name: str, lost: list[str]):
+    """The run a one-run panel draws, and its diagnostics: the first seed's, or the next seed's where
+    those cannot be read (None where no seed's can); `lost` gets the panel's line for _unread_seeds."""
+    runs = dp.sort_values("seed")
+    for i, run in enumerate(runs.itertuples(index=False)):
+        if (diag := reader.diagnostics(client, run.run_id, tmp)) is not None:
+            if i:
+                lost.append(f"{name}, {_seeds(runs.seed.iloc[:i])} (seed {run.seed} drawn)")
+            return run, diag
+    lost.append(f"{name}, {_seeds(runs.seed)} (its panel empty)")
+    return runs.iloc[0], None
+
+
+def _seeds(seeds) -> str:
+    s = [str(x) for x in seeds]
+    return f"seed {s[0]}" if len(s) == 1 else f"seeds {', '.join(s[:-1])} and {s[-1]}"
+
+
+def _unread_seeds(lost: list[str]) -> str:
+    """The note of a figure of one run per panel drawn without some runs' diagnostics."""
+    return f"Diagnostics that could not be read: {'; '.join(lost)}." if lost else ""
 
 
 def build(uri: str, experiment: str, out: Path, activation: str | None = None, log_to_mlflow: bool = True,
@@ -997,7 +1021,7 @@ class Made(list):
 def unreadable_line(experiment: str, unreadable: dict[str, str]) -> str:
     """The one line a command that drew the figures without some runs' diagnostics ends with (exit 1)."""
     first = next(iter(unreadable.items()))
-    return (f"vgsweep: the diagnostics of {len(unreadable)} runs of experiment {experiment!r} could not be read, "
+    return (f"vgsweep: the diagnostics of {n_runs(len(unreadable))} of experiment {experiment!r} could not be read, "
             f"so its gradient figures and gradients.csv.gz leave them out (run {first[0]}: {first[1]})")
 
 
@@ -1142,7 +1166,6 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
                     act = activation if activation in acts else acts[0]
                     fig = fig_gradient_distribution(client, d[d["activation"] == act], study, spec,
                                                     f"{act}, {title}", tmp)
-                    _note(fig, _unread(client, d[d["activation"] == act]))
                     _note(fig, not_drawn(spec, by, act))
                     paths += _save(fig, out, f"gradient_distribution_{act}" + _stem(spec, by)[len(spec.kind):] + suffix,
                                    captions)
@@ -1152,7 +1175,8 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
                 fig = draw(client, d, study, spec, title, tmp)
                 if fig is None:  # gradient_ratio of one depth
                     continue
-                _note(fig, _unread(client, d))
+                if spec.kind != "gradient_flow_epochs":  # of every run; that one of a run per panel says its own
+                    _note(fig, _unread(client, d))
             if spec.kind != "search":
                 _note(fig, not_drawn(spec, by))
             paths += _save(fig, out, _stem(spec, by) + suffix, captions)
@@ -1162,7 +1186,11 @@ def _study_figures(client, runs: pd.DataFrame, study: Study, out: Path, activati
 def _unread(client, d: pd.DataFrame) -> str:
     """The note of a gradient figure drawn without some of its runs' diagnostics (reader.diagnostics)."""
     lost = [r for r in d["run_id"] if r in getattr(client, "unreadable", {})]
-    return f"Left out: the diagnostics of {len(lost)} of its {len(d)} runs, which could not be read." if lost else ""
+    return f"Left out: the diagnostics of {n_runs(len(lost))} of its {len(d)}, which could not be read." if lost else ""
+
+
+def n_runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
 
 
 def log_figures(client, exp_id: str, paths: list[Path], moved: tuple[str, str] | None = None) -> None:
