@@ -359,6 +359,15 @@ def test_a_moved_store_draws_its_gradients_and_diagnostics_that_cannot_be_read_f
     sweep_args = ["-m", *SMALL, "activation=relu,tanh", f"data.root={tiny_root}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
     sweep = run_cli([*sweep_args, f"tracking.uri=sqlite:///{was / 'm.db'}"], cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
+    assert "keeps its runs' files in" not in sweep.stdout + sweep.stderr
+    # a copy whose original is still there: a sweep into it is said to write its files into the original's
+    shutil.copytree(was, tmp_path / "copy")
+    dry = run_cli([*sweep_args, f"tracking.uri=sqlite:///{tmp_path / 'copy' / 'm.db'}", "seed=42,1",
+                   "hydra.launcher.dry_run=true"], cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    said = dry.stdout + dry.stderr
+    assert (f"experiment 'agarap2019' keeps its runs' files in {was / 'mlartifacts'}, not in "
+            f"{tmp_path / 'copy' / 'mlartifacts'} beside the store") in said, said[-3000:]
     here = tmp_path / "copied"
     was.rename(here)
     uri = f"sqlite:///{here / 'm.db'}"

@@ -6,6 +6,7 @@ as one line and exits with status 2. Nothing is created: no job folder, no store
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 from vgsweep import tracking
 from vgsweep.config import ConfigError, validate
 from vgsweep.jobs import Job
+
+log = logging.getLogger(__name__)
 
 DB_SCHEMES = ("postgresql", "mysql", "mssql")  # SQLAlchemy database URIs MLflow accepts as stores
 
@@ -92,7 +95,8 @@ def check_store(uri: str) -> None:
 def check_not_moved(uri: str, experiment: str) -> None:
     """A SQLite store moved from its folder with its artifact folder (tracking.moved_artifacts): MLflow
     would write the experiment's new runs' files at the recorded, old path (making it again), apart from
-    the others: refused, with the link that makes the old path the moved folder."""
+    the others: refused, with the link that makes the old path the moved folder. A copy whose original
+    folder is still there: said (a warning), as the new runs' files go into the original's folder."""
     p = tracking.sqlite_path(uri)
     if p is None or not p.is_file():
         return
@@ -105,9 +109,15 @@ def check_not_moved(uri: str, experiment: str) -> None:
     except sqlite3.Error:
         return  # an empty file, a store not built yet: nothing recorded elsewhere
     moved = tracking.moved_artifacts(uri, row[0]) if row else None
-    if moved is None or Path(moved[0]).exists():
+    if moved is None:
         return
     old, new = moved
+    if Path(old).exists():  # a copy, its original still there: not refused (extending that may be the point)
+        if Path(old).resolve() != Path(new).resolve():
+            log.warning("experiment %r keeps its runs' files in %s, not in %s beside the store (a copy of a store "
+                        "that is still there? MLflow records absolute paths): the new runs' files go there too, "
+                        "and this store's folder alone will not hold them", experiment, old, new)
+        return
     raise ConfigError("tracking.uri", uri, "a store whose experiments' artifact folders are where it records them",
                       f"experiment {experiment!r} keeps its runs' files in {old}, which is gone (was the store moved "
                       f"or copied from there with {new}? MLflow records absolute paths): MLflow would write the new "
