@@ -354,6 +354,8 @@ def test_a_moved_store_draws_its_gradients_and_diagnostics_that_cannot_be_read_f
     figures it leaves, exit 1."""
     import pandas as pd
 
+    from vgsweep import ui
+
     was = tmp_path / "gpu-out"
     was.mkdir()
     sweep_args = ["-m", *SMALL, "activation=relu,tanh", f"data.root={tiny_root}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
@@ -390,8 +392,13 @@ def test_a_moved_store_draws_its_gradients_and_diagnostics_that_cannot_be_read_f
     [line] = refused.stderr.strip().splitlines()
     assert f"ln -s {here / 'mlartifacts'} {was / 'mlartifacts'}" in line and "is gone" in line, line
     assert len(_runs(uri)[1]) == 3  # the two runs and the figures run: nothing trained
+    # MLflow's UI reads the runs' files at the recorded path only: vgsweep ui says so, with the same link
+    [said] = ui.moved_lines(uri)
+    assert said.startswith(f"agarap2019: its runs' files are in {here / 'mlartifacts'}, recorded as "
+                           f"{was / 'mlartifacts'}, which is gone") and said.endswith(f"ln -s {here / 'mlartifacts'} {was / 'mlartifacts'}"), said
     was.mkdir()
     (was / "mlartifacts").symlink_to(here / "mlartifacts")
+    assert ui.moved_lines(uri) == []
     linked = run_cli(more, cwd=tmp_path)
     assert linked.returncode == 0, linked.stderr[-3000:]
     assert "2 finished, 2 skipped" in linked.stdout + linked.stderr

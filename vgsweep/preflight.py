@@ -122,7 +122,7 @@ def check_not_moved(uri: str, experiment: str) -> None:
                       f"experiment {experiment!r} keeps its runs' files in {old}, which is gone (was the store moved "
                       f"or copied from there with {new}? MLflow records absolute paths): MLflow would write the new "
                       f"runs' files at that path, apart from the others. Make the old path the moved folder "
-                      f"(mkdir -p {Path(old).parent} && ln -s {new} {old}), or train into another experiment "
+                      f"({tracking.link_hint(moved)}), or train into another experiment "
                       "(tracking.experiment=...)")
 
 

@@ -212,6 +212,12 @@ def moved_artifacts(uri: str, recorded_root: str | None) -> tuple[str, str] | No
     return (old, str(new)) if str(new) != old and new.is_dir() else None
 
 
+def link_hint(moved: tuple[str, str]) -> str:
+    """The command that makes a moved store's recorded artifact root (moved_artifacts) its moved folder."""
+    old, new = moved
+    return f"mkdir -p {Path(old).parent} && ln -s {new} {old}"
+
+
 def relocated(artifact_uri: str, moved: tuple[str, str] | None) -> str:
     """Where a run's artifacts are: as recorded, or under the moved store's folder (moved_artifacts)
     where the recorded path is gone and that one is there."""

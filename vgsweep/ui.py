@@ -33,6 +33,22 @@ def experiment_urls(uri: str, base: str) -> list[tuple[str, str]]:
     return out
 
 
+def moved_lines(uri: str) -> list[str]:
+    """A line for each experiment of a SQLite store moved with its artifact folder (tracking.moved_artifacts)
+    whose recorded folder is gone: MLflow's UI reads a run's files at the recorded path only, and so lists
+    none (the figures and the report read them beside the store)."""
+    from pathlib import Path
+
+    out = []
+    for e in tracking.retry(tracking.client_for(uri).search_experiments):
+        moved = tracking.moved_artifacts(uri, e.artifact_location)
+        if moved is not None and not Path(moved[0]).exists():
+            out.append(f"{e.name}: its runs' files are in {moved[1]}, recorded as {moved[0]}, which is gone (the store "
+                       f"was moved): the UI shows none of them (curves, diagnostics, figures) until that path is the "
+                       f"moved folder: {tracking.link_hint(moved)}")
+    return out
+
+
 def experiment_url(base: str, experiment_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}?{WORKFLOW}"
 
@@ -83,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MLflow UI over {tracking.hide_passwords(uri)} on {base}", flush=True)
     for name, url in urls or [("(no training runs yet)", base)]:
         print(f"{name}: {url}", flush=True)
+    for line in moved_lines(uri):
+        print(line, flush=True)
     mlflow = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")  # no GenAI job runners: a faster start
     os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", uri, "--host", a.host, "--port", str(a.port),
