@@ -83,10 +83,22 @@ def test_hydras_options_may_come_among_the_overrides_and_what_it_refuses_is_one_
                        (["seed=1", "--bogus", "train.epochs=1"], "unrecognized arguments: --bogus"),
                        # Hydra runs --info outside its report of refusals: they were its traceback, exit 1
                        (["--info", "config", "activation=nope"], "invalid config: activation=nope is not accepted"),
-                       (["--info", "plan"], "invalid config: cannot parse the override 'plan'")]:
+                       (["--info", "plan"], "invalid config: cannot parse the override 'plan'"),
+                       # Hydra's own refusal of two modes was a traceback (a ValueError), exit 1
+                       (["--cfg", "job", "activation=relu,tanh", "-m"], "--multirun (-m) and --cfg cannot be given "
+                                                                        "together"),
+                       # as was --resolve's of an interpolation a job's Hydra config would set
+                       (["--cfg", "job", "--resolve", "seed=${hydra:job.num}"],
+                        "invalid config: seed=${hydra:job.num} is not accepted; expected an interpolation that resolves"),
+                       (["--cfg", "job", "optimizer.lr=${nope}"], "invalid config: optimizer.lr=${nope} is not accepted")]:
         bad = run_cli(args, cwd=tmp_path)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith(f"vgsweep: {said}"), \
             (args, bad.stderr)
+    # --cfg job prints a config the run would refuse, then says so: it printed it and exited 0
+    shown = run_cli(["--cfg", "job", "train.epochs=0", "seed=3"], cwd=tmp_path)
+    assert re.search(r"^  epochs: 0$", shown.stdout, re.M) and re.search(r"^seed: 3$", shown.stdout, re.M)
+    assert shown.returncode == 2 and shown.stderr == ("vgsweep: invalid config: train.epochs=0 is not accepted; "
+                                                      "expected a positive int\n"), shown.stderr
     assert list(tmp_path.iterdir()) == []  # nothing ran, no outputs/ folder
 
 

@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 import vgsweep.hydra_compat  # noqa: F401  (numeric group options: depth=2,5)
 from vgsweep.config import CONF_DIR as _CONF, ConfigError, register_configs, resolve, settle
@@ -213,6 +214,40 @@ def _refusals_as_one_line() -> None:
         return run_and_report(lambda: show_info(self, *args, **kwargs))  # refused was a traceback, exit 1
 
     Hydra.show_info = show_info_reported  # type: ignore[method-assign]
+    show_cfg = Hydra.show_cfg
+
+    def show_cfg_checked(self, config_name, overrides, cfg_type, package, **kwargs):
+        """`--cfg job` (or all) prints the config, then refuses one the run would (one line, exit 2): it
+        was printed, exit 0, and the run said no; an interpolation that does not resolve is refused first
+        (`--resolve` was Hydra's traceback). Not the checks of this machine (its devices, the data's files,
+        the store): a config may be printed for another."""
+        cfg = config = None
+        if cfg_type in ("job", "all"):
+            from hydra.types import RunMode
+
+            config = self.compose_config(config_name, overrides, run_mode=RunMode.RUN, with_log_configuration=False)
+            HydraConfig.instance().set_config(config)  # what ${hydra:...} reads
+            cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+            with exit_on_bad_input():
+                resolve(cfg)
+        try:
+            show_cfg(self, config_name=config_name, overrides=overrides, cfg_type=cfg_type, package=package, **kwargs)
+        except OmegaConfBaseException as e:  # --resolve, where Hydra's config sets a job's values otherwise
+            from vgsweep.config import Shown, flatten
+
+            key = str(getattr(e, "full_key", "") or "interpolation")
+            raw = flatten(OmegaConf.to_container(config, resolve=False)).get(key, "?") if cfg is not None else "?"
+            with exit_on_bad_input():
+                raise ConfigError(key, Shown(str(raw)), "an interpolation that resolves",
+                                  str(e).strip().splitlines()[0]) from None
+        if cfg is not None:
+            from vgsweep.config import validate
+
+            sys.stdout.flush()  # the config, then the line
+            with exit_on_bad_input():
+                validate(cfg, devices_here=False)
+
+    Hydra.show_cfg = show_cfg_checked  # type: ignore[method-assign]
 
 
 def _hydra_parser_in_any_order() -> None:
@@ -241,7 +276,18 @@ def _hydra_parser_in_any_order() -> None:
         def error(message: str) -> None:
             _die(f"{message} (vgsweep --help lists the options; vgsweep --hydra-help Hydra's)", 2)
 
-        p.parse_args = lambda args=None, namespace=None: argparse.ArgumentParser.parse_intermixed_args(p, args, namespace)
+        def parse(args=None, namespace=None) -> argparse.Namespace:
+            ns = argparse.ArgumentParser.parse_intermixed_args(p, args, namespace)
+            given = [name for name, on in [("--run", ns.run), ("--multirun (-m)", ns.multirun), ("--cfg", ns.cfg),
+                                           ("--info", ns.info is not None), ("--shell-completion", ns.shell_completion)]
+                     if on]
+            if len(given) > 1:  # Hydra's own refusal was a traceback (a ValueError), exit 1
+                _die(f"{' and '.join(given)} cannot be given together: Hydra takes one of --run, --multirun (-m), "
+                     "--cfg, --info and --shell-completion (what a sweep would train: -m ... "
+                     "hydra.launcher.dry_run=true; one job's config: --cfg job, one value per key)", 2)
+            return ns
+
+        p.parse_args = parse
         p.error = error  # type: ignore[method-assign]
         return p
 
