@@ -178,11 +178,17 @@ class RunLogger:
     def hydra_files(hydra_dir: Path | None) -> dict[str, str]:
         """The job's `.hydra/` files (config, hydra, overrides) as the run's `hydra/` artifacts, with any
         password in a URI (`postgresql://user:pw@host/db`) written as ***: whoever reads the store's
-        artifacts need not learn the database's password."""
+        artifacts need not learn the database's password. Text files only: a callback's pickles are left."""
         if hydra_dir is None or not hydra_dir.is_dir():
             return {}
-        return {f"hydra/{f.name}": tracking.hide_passwords(f.read_text()) for f in sorted(hydra_dir.iterdir())
-                if f.is_file()}
+        out = {}
+        for f in sorted(hydra_dir.iterdir()):
+            if f.is_file():
+                try:
+                    out[f"hydra/{f.name}"] = tracking.hide_passwords(f.read_bytes().decode())
+                except UnicodeDecodeError:  # a callback's binary file (Hydra's PickleJobInfoCallback: config.pickle,
+                    continue  # the config again, whose passwords could not be hidden)
+        return out
 
     def log_files(self, files: dict[str, bytes | str]) -> None:
         """Store artifacts (path in the run's artifacts -> content) in one call to the store: each call
