@@ -90,7 +90,8 @@ def test_hydras_options_may_come_among_the_overrides_and_what_it_refuses_is_one_
                        # as was --resolve's of an interpolation a job's Hydra config would set
                        (["--cfg", "job", "--resolve", "seed=${hydra:job.num}"],
                         "invalid config: seed=${hydra:job.num} is not accepted; expected an interpolation that resolves"),
-                       (["--cfg", "job", "optimizer.lr=${nope}"], "invalid config: optimizer.lr=${nope} is not accepted")]:
+                       (["--cfg", "job", "optimizer.lr=${nope}"], "invalid config: optimizer.lr=${nope} is not accepted"),
+                       (["--experimental-rerun", "gone.pickle"], "--experimental-rerun='gone.pickle' is not accepted")]:
         bad = run_cli(args, cwd=tmp_path)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith(f"vgsweep: {said}"), \
             (args, bad.stderr)

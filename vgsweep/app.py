@@ -285,6 +285,10 @@ def _hydra_parser_in_any_order() -> None:
                 _die(f"{' and '.join(given)} cannot be given together: Hydra takes one of --run, --multirun (-m), "
                      "--cfg, --info and --shell-completion (what a sweep would train: -m ... "
                      "hydra.launcher.dry_run=true; one job's config: --cfg job, one value per key)", 2)
+            rerun = getattr(ns, "experimental_rerun", None)
+            if rerun is not None and not os.path.isfile(rerun):  # Hydra's refusal was a traceback, exit 1
+                _die(f"--experimental-rerun={rerun!r} is not accepted; expected a job's config.pickle (written "
+                     "where Hydra's PickleJobInfoCallback is on); no such file", 2)
             return ns
 
         p.parse_args = parse
