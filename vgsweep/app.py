@@ -230,6 +230,17 @@ def _refusals_as_one_line() -> None:
             cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
             with exit_on_bad_input():
                 resolve(cfg)
+        if package not in (None, "_global_"):  # Hydra's refusal of a package not there was its own line
+            import copy
+
+            from hydra.types import RunMode
+
+            whole = config if config is not None else \
+                self.compose_config(config_name, overrides, run_mode=RunMode.RUN, with_log_configuration=False)
+            shown = self.get_sanitized_cfg(copy.deepcopy(whole), cfg_type)
+            if OmegaConf.select(shown, package, throw_on_resolution_failure=False) is None:
+                _die(f"--package={package!r} is not accepted; expected a key of the {cfg_type} config (one of "
+                     f"{', '.join(map(str, shown.keys()))}, or a dotted path below one)", 2)
         try:
             show_cfg(self, config_name=config_name, overrides=overrides, cfg_type=cfg_type, package=package, **kwargs)
         except OmegaConfBaseException as e:  # --resolve, where Hydra's config sets a job's values otherwise
