@@ -93,7 +93,11 @@ def test_hydras_options_may_come_among_the_overrides_and_what_it_refuses_is_one_
                        (["--cfg", "job", "optimizer.lr=${nope}"], "invalid config: optimizer.lr=${nope} is not accepted"),
                        (["--experimental-rerun", "gone.pickle"], "--experimental-rerun='gone.pickle' is not accepted"),
                        (["--cfg", "job", "--package", "train.nope"], "--package='train.nope' is not accepted; expected "
-                                                                     "a key of the job config (one of study, seed")]:
+                                                                     "a key of the job config (one of study, seed"),
+                       # a mapping that takes new keys: Hydra's grammar adds one with + (it said "not in struct")
+                       (["--cfg", "hydra", "hydra.job.env_set.FOO=1"],
+                        "invalid config: hydra.job.env_set.FOO=1 is not accepted; expected a key the config has. "
+                        "+hydra.job.env_set.FOO=1 adds a new one")]:
         bad = run_cli(args, cwd=tmp_path)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith(f"vgsweep: {said}"), \
             (args, bad.stderr)

@@ -276,6 +276,10 @@ def bad_input_message(e: BaseException) -> str | None:
                 hint = f"did you mean {groups[0]}={value}?" if groups else ""
             return str(ConfigError(key, value, f"a list whose items are each {accepted}" if item else accepted, hint,
                                    where))
+    if m is not None and not m.group(1).startswith("+") and re.match(r"Key '.*' is not in struct", cause_first):
+        # a new key of a mapping that takes them (hydra.job.env_set.NAME): Hydra's grammar adds it with +
+        return str(ConfigError(key, value, "a key the config has", f"+{said}={m.group(1).partition('=')[2]} adds "
+                               "a new one", where))
     return str(ConfigError(key, value, "a value of the schema's type", cause_first or first, where))
 
 
