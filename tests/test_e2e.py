@@ -24,14 +24,17 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def sweep(tiny_root, tmp_path_factory):
     """One small multirun shared by the tests of this module: 2 activations x 2 regimes x 2 seeds, with
-    Hydra's PickleJobInfoCallback on (it writes each job's config.pickle into its .hydra/ folder)."""
+    Hydra's PickleJobInfoCallback on (it writes each job's config.pickle into its .hydra/ folder), and the
+    experiment's name read from a variable of hydra.job.env_set (the packed launcher resolved the jobs'
+    configs, and trained them, before Hydra's run_job set it: the name did not resolve)."""
     tmp = tmp_path_factory.mktemp("sweep")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     args = ["-m", "activation=relu,tanh", "regime=baseline,gna", "seed=0,1", "depth=2",
             *[a for a in SMALL if not a.startswith("tracking.learning_curve")],
             f"data.root={tiny_root}", f"tracking.uri={uri}", "regime.grad_noise.eta=0.01",
             f"hydra.sweep.dir={tmp / 'multirun'}",
-            "+hydra.callbacks.save_job_info._target_=hydra.experimental.callbacks.PickleJobInfoCallback"]
+            "+hydra.callbacks.save_job_info._target_=hydra.experimental.callbacks.PickleJobInfoCallback",
+            "+hydra.job.env_set.VGSWEEP_TEST_EXPERIMENT=agarap2019", "tracking.experiment=${oc.env:VGSWEEP_TEST_EXPERIMENT}"]
     proc = run_cli(args, cwd=tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp, uri, proc

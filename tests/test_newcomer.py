@@ -141,6 +141,22 @@ def test_a_path_setting_may_start_with_the_home_folder(tiny_root, tmp_path, monk
 
 
 @pytest.mark.e2e
+def test_hydra_job_env_set_is_in_the_environment_where_a_single_run_is_checked_and_printed(tiny_root, tmp_path):
+    """Hydra's run_job sets hydra.job.env_set around the task; vgsweep resolved a single run's config (its
+    check) and --cfg's before that: `${oc.env:NAME}` of a variable env_set gives did not resolve. (The
+    packed sweep's case: test_e2e's shared sweep.)"""
+    env = ["+hydra.job.env_set.VGSWEEP_TEST_EXPERIMENT=mine", "tracking.experiment=${oc.env:VGSWEEP_TEST_EXPERIMENT}"]
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    one = run_cli([*SMALL, *env, f"data.root={tiny_root}", f"tracking.uri={uri}", f"hydra.run.dir={tmp_path / 'one'}"],
+                  cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    [run] = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("mine").experiment_id])
+    assert run.info.status == "FINISHED"
+    shown = run_cli(["--cfg", "job", "--resolve", *env], cwd=tmp_path)
+    assert shown.returncode == 0 and re.search(r"^  experiment: mine$", shown.stdout, re.M), shown.stderr[-3000:]
+
+
+@pytest.mark.e2e
 def test_the_live_progress_line_ends_before_anything_else_is_written(tiny_root, tmp_path):
     args = ["-m", "regime=baseline,wn", *SMALL, f"data.root={tiny_root}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
             f"hydra.sweep.dir={tmp_path / 'mr'}", "hydra.launcher.progress=bar"]

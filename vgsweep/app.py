@@ -219,38 +219,38 @@ def _refusals_as_one_line() -> None:
     def show_cfg_checked(self, config_name, overrides, cfg_type, package, **kwargs):
         """`--cfg job` (or all) prints the config, then refuses one the run would (one line, exit 2): it
         was printed, exit 0, and the run said no; an interpolation that does not resolve is refused first
-        (`--resolve` was Hydra's traceback). Not the checks of this machine (its devices, the data's files,
-        the store): a config may be printed for another."""
-        cfg = config = None
-        if cfg_type in ("job", "all"):
-            from hydra.types import RunMode
+        (`--resolve` was Hydra's traceback), with hydra.job.env_set in the environment as the run has it.
+        Not the checks of this machine (its devices, the data's files, the store): a config may be printed
+        for another."""
+        import copy
 
-            config = self.compose_config(config_name, overrides, run_mode=RunMode.RUN, with_log_configuration=False)
-            HydraConfig.instance().set_config(config)  # what ${hydra:...} reads
-            cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-            with exit_on_bad_input():
-                resolve(cfg)
-        if package not in (None, "_global_"):  # Hydra's refusal of a package not there was its own line
-            import copy
+        from hydra.core.utils import env_override
+        from hydra.types import RunMode
 
-            from hydra.types import RunMode
+        config = self.compose_config(config_name, overrides, run_mode=RunMode.RUN, with_log_configuration=False)
+        cfg = None
+        with env_override({str(k): str(v) for k, v in (config.hydra.job.env_set or {}).items()}):
+            if cfg_type in ("job", "all"):
+                HydraConfig.instance().set_config(config)  # what ${hydra:...} reads
+                cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+                with exit_on_bad_input():
+                    resolve(cfg)
+            if package not in (None, "_global_"):  # Hydra's refusal of a package not there was its own line
+                shown = self.get_sanitized_cfg(copy.deepcopy(config), cfg_type)
+                if OmegaConf.select(shown, package, throw_on_resolution_failure=False) is None:
+                    _die(f"--package={package!r} is not accepted; expected a key of the {cfg_type} config (one of "
+                         f"{', '.join(map(str, shown.keys()))}, or a dotted path below one)", 2)
+            try:
+                show_cfg(self, config_name=config_name, overrides=overrides, cfg_type=cfg_type, package=package,
+                         **kwargs)
+            except OmegaConfBaseException as e:  # --resolve, where Hydra's config sets a job's values otherwise
+                from vgsweep.config import Shown, flatten
 
-            whole = config if config is not None else \
-                self.compose_config(config_name, overrides, run_mode=RunMode.RUN, with_log_configuration=False)
-            shown = self.get_sanitized_cfg(copy.deepcopy(whole), cfg_type)
-            if OmegaConf.select(shown, package, throw_on_resolution_failure=False) is None:
-                _die(f"--package={package!r} is not accepted; expected a key of the {cfg_type} config (one of "
-                     f"{', '.join(map(str, shown.keys()))}, or a dotted path below one)", 2)
-        try:
-            show_cfg(self, config_name=config_name, overrides=overrides, cfg_type=cfg_type, package=package, **kwargs)
-        except OmegaConfBaseException as e:  # --resolve, where Hydra's config sets a job's values otherwise
-            from vgsweep.config import Shown, flatten
-
-            key = str(getattr(e, "full_key", "") or "interpolation")
-            raw = flatten(OmegaConf.to_container(config, resolve=False)).get(key, "?") if cfg is not None else "?"
-            with exit_on_bad_input():
-                raise ConfigError(key, Shown(str(raw)), "an interpolation that resolves",
-                                  str(e).strip().splitlines()[0]) from None
+                key = str(getattr(e, "full_key", "") or "interpolation")
+                raw = flatten(OmegaConf.to_container(config, resolve=False)).get(key, "?")
+                with exit_on_bad_input():
+                    raise ConfigError(key, Shown(str(raw)), "an interpolation that resolves",
+                                      str(e).strip().splitlines()[0]) from None
         if cfg is not None:
             from vgsweep.config import validate
 
@@ -333,6 +333,8 @@ class Preflight(Callback):
         _SWEEP_DIR = Path(str(config.hydra.sweep.dir))
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from hydra.core.utils import env_override
+
         from vgsweep.jobs import Job
         from vgsweep.preflight import check_dir, check_jobs
 
@@ -343,8 +345,10 @@ class Preflight(Callback):
                 raise ConfigError("hydra.launcher.dry_run", True, "false for a single run (the launcher plans sweeps)",
                                   "add -m: a single run is a sweep of one")
             check_dir("hydra.run.dir", Path(str(config.hydra.run.dir)))
-            resolve(cfg)  # an interpolation that does not: one line here, not a traceback in the task
-            check_jobs([Job(cfg, overrides=list(config.hydra.overrides.task))])
+            # as run_job will run the task: with hydra.job.env_set in the environment (`${oc.env:NAME}`)
+            with env_override({str(k): str(v) for k, v in (config.hydra.job.env_set or {}).items()}):
+                resolve(cfg)  # an interpolation that does not: one line here, not a traceback in the task
+                check_jobs([Job(cfg, overrides=list(config.hydra.overrides.task))])
 
     def on_run_end(self, config: DictConfig, job_return=None, **kwargs) -> None:
         """A single run whose run FAILED ends as a sweep's failed jobs do: vgsweep's one line last

@@ -449,6 +449,19 @@ def _compose_and_check(launcher, job_overrides: Sequence[Sequence[str]],
 
 
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """The sweep's jobs, with its `hydra.job.env_set` in the environment throughout: Hydra's run_job sets it
+    around each job's task, but a pack trains before its jobs' tasks are called, and their configs are
+    resolved before that (`${oc.env:NAME}`), so the whole launch has it, as the pack jobs submitit_local
+    starts from here inherit it (and SLURM's, where sbatch exports the environment, its default). One value
+    for all the jobs: Hydra refuses a sweep over its own config."""
+    from hydra.core.utils import env_override
+
+    env = OmegaConf.select(launcher.config, "hydra.job.env_set") or {}
+    with env_override({str(k): str(v) for k, v in env.items()}):
+        return _launch(launcher, job_overrides, initial_job_idx)
+
+
+def _launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     global _ACTIVE
     from vgsweep import app
 
