@@ -34,7 +34,8 @@ def sweep(tiny_root, tmp_path_factory):
             f"data.root={tiny_root}", f"tracking.uri={uri}", "regime.grad_noise.eta=0.01",
             f"hydra.sweep.dir={tmp / 'multirun'}",
             "+hydra.callbacks.save_job_info._target_=hydra.experimental.callbacks.PickleJobInfoCallback",
-            "+hydra.job.env_set.VGSWEEP_TEST_EXPERIMENT=agarap2019", "tracking.experiment=${oc.env:VGSWEEP_TEST_EXPERIMENT}"]
+            "+hydra.job.env_set.VGSWEEP_TEST_EXPERIMENT=agarap2019",
+            "tracking.experiment=${oc.env:VGSWEEP_TEST_EXPERIMENT}"]
     proc = run_cli(args, cwd=tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp, uri, proc

@@ -395,7 +395,8 @@ def test_a_moved_store_draws_its_gradients_and_diagnostics_that_cannot_be_read_f
     # MLflow's UI reads the runs' files at the recorded path only: vgsweep ui says so, with the same link
     [said] = ui.moved_lines(uri)
     assert said.startswith(f"agarap2019: its runs' files are in {here / 'mlartifacts'}, recorded as "
-                           f"{was / 'mlartifacts'}, which is gone") and said.endswith(f"ln -s {here / 'mlartifacts'} {was / 'mlartifacts'}"), said
+                           f"{was / 'mlartifacts'}, which is gone"), said
+    assert said.endswith(f"ln -s {here / 'mlartifacts'} {was / 'mlartifacts'}"), said
     was.mkdir()
     (was / "mlartifacts").symlink_to(here / "mlartifacts")
     assert ui.moved_lines(uri) == []

@@ -89,8 +89,10 @@ def test_hydras_options_may_come_among_the_overrides_and_what_it_refuses_is_one_
                                                                         "together"),
                        # as was --resolve's of an interpolation a job's Hydra config would set
                        (["--cfg", "job", "--resolve", "seed=${hydra:job.num}"],
-                        "invalid config: seed=${hydra:job.num} is not accepted; expected an interpolation that resolves"),
-                       (["--cfg", "job", "optimizer.lr=${nope}"], "invalid config: optimizer.lr=${nope} is not accepted"),
+                        "invalid config: seed=${hydra:job.num} is not accepted; expected an interpolation that "
+                        "resolves"),
+                       (["--cfg", "job", "optimizer.lr=${nope}"],
+                        "invalid config: optimizer.lr=${nope} is not accepted"),
                        (["--experimental-rerun", "gone.pickle"], "--experimental-rerun='gone.pickle' is not accepted"),
                        (["--cfg", "job", "--package", "train.nope"], "--package='train.nope' is not accepted; expected "
                                                                      "a key of the job config (one of study, seed"),

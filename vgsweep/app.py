@@ -224,12 +224,13 @@ def _refusals_as_one_line() -> None:
         for another."""
         import copy
 
-        from hydra.core.utils import env_override
         from hydra.types import RunMode
+
+        from vgsweep.hydra_compat import job_env
 
         config = self.compose_config(config_name, overrides, run_mode=RunMode.RUN, with_log_configuration=False)
         cfg = None
-        with env_override({str(k): str(v) for k, v in (config.hydra.job.env_set or {}).items()}):
+        with job_env(config):
             if cfg_type in ("job", "all"):
                 HydraConfig.instance().set_config(config)  # what ${hydra:...} reads
                 cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
@@ -333,8 +334,7 @@ class Preflight(Callback):
         _SWEEP_DIR = Path(str(config.hydra.sweep.dir))
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        from hydra.core.utils import env_override
-
+        from vgsweep.hydra_compat import job_env
         from vgsweep.jobs import Job
         from vgsweep.preflight import check_dir, check_jobs
 
@@ -346,7 +346,7 @@ class Preflight(Callback):
                                   "add -m: a single run is a sweep of one")
             check_dir("hydra.run.dir", Path(str(config.hydra.run.dir)))
             # as run_job will run the task: with hydra.job.env_set in the environment (`${oc.env:NAME}`)
-            with env_override({str(k): str(v) for k, v in (config.hydra.job.env_set or {}).items()}):
+            with job_env(config):
                 resolve(cfg)  # an interpolation that does not: one line here, not a traceback in the task
                 check_jobs([Job(cfg, overrides=list(config.hydra.overrides.task))])
 

@@ -303,3 +303,12 @@ def _sampler_key_message(full_key: str, first: str) -> str:
             + (f". {lacking} has no {field}" if lacking else "")
             + (": a grid enumerates listed values (a,b,c), a search of intervals needs a sampler that samples"
                if "grid" in lacking else ""))
+
+
+def job_env(config: DictConfig):
+    """A context with the config's hydra.job.env_set in the environment, as Hydra's run_job sets it around
+    a job's task (hydra.core.utils.env_override: restored after)."""
+    from hydra.core.utils import env_override
+
+    env = OmegaConf.select(config, "hydra.job.env_set") or {}
+    return env_override({str(k): str(v) for k, v in env.items()})

@@ -454,10 +454,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     resolved before that (`${oc.env:NAME}`), so the whole launch has it, as the pack jobs submitit_local
     starts from here inherit it (and SLURM's, where sbatch exports the environment, its default). One value
     for all the jobs: Hydra refuses a sweep over its own config."""
-    from hydra.core.utils import env_override
+    from vgsweep.hydra_compat import job_env
 
-    env = OmegaConf.select(launcher.config, "hydra.job.env_set") or {}
-    with env_override({str(k): str(v) for k, v in env.items()}):
+    with job_env(launcher.config):
         return _launch(launcher, job_overrides, initial_job_idx)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 
 from vgsweep import tracking
 from vgsweep.config import command_line
@@ -37,8 +38,6 @@ def moved_lines(uri: str) -> list[str]:
     """A line for each experiment of a SQLite store moved with its artifact folder (tracking.moved_artifacts)
     whose recorded folder is gone: MLflow's UI reads a run's files at the recorded path only, and so lists
     none (the figures and the report read them beside the store)."""
-    from pathlib import Path
-
     out = []
     for e in tracking.retry(tracking.client_for(uri).search_experiments):
         moved = tracking.moved_artifacts(uri, e.artifact_location)

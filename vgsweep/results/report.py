@@ -114,8 +114,8 @@ def section(uri: str, sec: table.Section, out: Path, activation: str,
         line = figures.unreadable_line(experiment, made.unreadable)
         if problems is not None:
             problems.append(line)
-        lines += [f"**The diagnostics of {figures.n_runs(len(made.unreadable))} could not be read**: the gradient figures and "
-                  "gradients.csv.gz leave them out.", ""]
+        lines += [f"**The diagnostics of {figures.n_runs(len(made.unreadable))} could not be read**: the gradient "
+                  "figures and gradients.csv.gz leave them out.", ""]
         lines += [f"- `{run}`: {why}" for run, why in list(made.unreadable.items())[:10]]
         lines += [f"- and {len(made.unreadable) - 10} more"] * (len(made.unreadable) > 10) + [""]
     lines += ["## Verdicts", "", *verdict_lines(runs, sec.study)]
