@@ -32,6 +32,11 @@ CASES = [
     (["regime.grad_noise.unit=minute"], ["regime.grad_noise.unit='minute'", "one of epoch, step"]),
     (["+train.epoch=3"], ["train.epoch=3 is not accepted", "did you mean train.epochs?"]),
     (["optimizer.lr=interval(0.1,0.2)"], ["interval(...) and other sampled sweeps need a sweeper that samples"]),
+    # Optuna's sweeper took these and failed with a traceback, after the search or in it
+    (["hydra.sweeper.n_trials=0", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize",
+      "optimizer.lr=interval(0.001,0.1)"], ["hydra.sweeper.n_trials=0 is not accepted; expected an int >= 1"]),
+    (["hydra.sweeper.n_jobs=-1", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize",
+      "optimizer.lr=interval(0.001,0.1)"], ["hydra.sweeper.n_jobs=-1 is not accepted; expected an int >= 1"]),
     (["hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "hydra.sweeper.direction=maximize",
       "optimizer.lr=tag(log,interval(1e-4,1))"],
      ["optimizer.lr=tag(log,interval(1e-4,1)) is not accepted", "a list of values (a,b,c) or an interval of ints"]),

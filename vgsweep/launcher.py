@@ -158,6 +158,10 @@ def check_sweeper(config: DictConfig) -> None:
     if direction != want:
         raise ConfigError("hydra.sweeper.direction", Shown(direction), f"{want} for objective={config.objective}",
                           f"the search would look for the {'worst accuracy' if want == 'maximize' else 'highest loss'}")
+    for key, what in (("n_trials", "the trials the search runs"), ("n_jobs", "the trials it proposes at a time")):
+        n = OmegaConf.select(config, f"hydra.sweeper.{key}")  # 0 or less: Optuna's traceback at the end, or mid-way
+        if isinstance(n, int) and not isinstance(n, bool) and n < 1:
+            raise ConfigError(f"hydra.sweeper.{key}", n, f"an int >= 1 ({what})")
     check_grid(config)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_")):
