@@ -147,8 +147,8 @@ def check_one_study(configs: list[DictConfig]) -> None:
 def check_sweeper(config: DictConfig) -> None:
     """A sweeper that optimises (Optuna) is told which way: an accuracy maximised, a loss minimised.
     Optuna's default is minimize, so a search over `objective=test_acc` left at it would look for the
-    worst accuracy. Its noise is turned down: its own INFO lines repeat Hydra's, and the database
-    library it imports announces its plugins."""
+    worst accuracy. Its trials and batch (n_trials, n_jobs) are at least one. Its noise is turned down: its
+    own INFO lines repeat Hydra's, and the database library it imports announces its plugins."""
     direction = OmegaConf.select(config, "hydra.sweeper.direction")
     if direction is None or isinstance(direction, (list, ListConfig)):
         return  # not an optimising sweeper, or several objectives (vgsweep returns one number)
