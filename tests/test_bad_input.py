@@ -37,6 +37,10 @@ CASES = [
       "optimizer.lr=interval(0.001,0.1)"], ["hydra.sweeper.n_trials=0 is not accepted; expected an int >= 1"]),
     (["hydra.sweeper.n_jobs=-1", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize",
       "optimizer.lr=interval(0.001,0.1)"], ["hydra.sweeper.n_jobs=-1 is not accepted; expected an int >= 1"]),
+    # ... and this one as its AssertionError, in one line without the key
+    (["hydra.sweeper.max_failure_rate=2", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize",
+      "optimizer.lr=interval(0.001,0.1)"], ["hydra.sweeper.max_failure_rate=2 is not accepted; expected a number "
+                                            "from 0 to 1"]),
     (["hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "hydra.sweeper.direction=maximize",
       "optimizer.lr=tag(log,interval(1e-4,1))"],
      ["optimizer.lr=tag(log,interval(1e-4,1)) is not accepted", "a list of values (a,b,c) or an interval of ints"]),

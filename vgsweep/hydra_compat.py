@@ -12,6 +12,7 @@ Numeric overrides of plain keys (`seed=3`) are untouched.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from hydra._internal import config_loader_impl, config_repository, defaults_list
@@ -227,6 +228,13 @@ def bad_input_message(e: BaseException) -> str | None:
                 "(a,b,c), range(...) and glob(...)")
     if isinstance(e, ConfigCompositionException) and first.startswith("invalid config"):
         return first  # vgsweep's own refusal while Hydra composes (_refuse_bool)
+    if re.search(r"Error in call to target '[\w.]*OptunaSweeper'", first) and \
+            isinstance(e.__cause__ or e.__context__, AssertionError):  # its one check: max_failure_rate in [0, 1]
+        key = "hydra.sweeper.max_failure_rate="  # the value as the command line gave it
+        given = [o.partition("=")[2] for o in sys.argv[1:] if o.lstrip("+").startswith(key)]
+        return str(ConfigError("hydra.sweeper.max_failure_rate", Shown(given[-1] if given else "?"),
+                               "a number from 0 to 1 (the share of a batch's trials that may fail before the search "
+                               "stops)"))
     if not isinstance(e, ConfigCompositionException):
         return "invalid config: " + " ".join(str(e).split()) if isinstance(e, HydraException) else None
     cause = e.__cause__
