@@ -96,6 +96,10 @@ def test_defaults_reproduce_the_original_code():
     ("optimizer.schedule.eta_min=1", "optimizer.schedule.eta_min", "at most optimizer.lr"),
     ("data.mean=[0.1,0.2] data.std=[1,1]", "data.mean", "1 values, one per channel"),
     ("model=vgg08 regime=gna_bn", "regime.name", "model.bn and model.residual"),
+    # each VGG stage halves the image: past 1x1 its pool failed in the first step, after the runs were made
+    ("model=vgg08 model.stages=5", "model.stages", "at most 4 for 28x28 images. each stage ends in a 2x2 average "
+                                                    "pool that halves them: 28 -> 14 -> 7 -> 3 -> 1"),
+    ("model=vgg08 model.stages=6 data.pad_to=32", "model.stages", "at most 5 for 32x32 images"),
     # NaN and inf, everywhere a number is (through the CLI: tests/test_bad_input.py, a few of them)
     ("optimizer.lr=inf", "optimizer.lr", "a positive float (NaN and inf are not)"),
     ("init.std=inf", "init.std", "(NaN and inf are not)"),

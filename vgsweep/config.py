@@ -783,6 +783,13 @@ def validate(cfg: DictConfig, devices_here: bool = True) -> None:
     if cfg.data.pad_to is not None and cfg.data.pad_to < spec.shape[-1]:
         raise ConfigError("data.pad_to", cfg.data.pad_to, f"null or at least {spec.shape[-1]} ({cfg.data.name} "
                           f"images are {spec.shape[-2]}x{spec.shape[-1]})")
+    if family == "vgg":  # each stage ends in a 2x2 average pool: past 1x1 the pool fails, after training started
+        side = cfg.data.pad_to or min(spec.shape[-2:])
+        if cfg.model.stages > (most := side.bit_length() - 1):
+            sides = [side >> i for i in range(most + 1)]
+            raise ConfigError("model.stages", cfg.model.stages, f"at most {most} for {side}x{side} images",
+                              "each stage ends in a 2x2 average pool that halves them: "
+                              + " -> ".join(map(str, sides)))
     if family == "mlp" and (cfg.data.augment.crop_padding or cfg.data.augment.flip):
         raise ConfigError("data.augment.crop_padding" if cfg.data.augment.crop_padding else "data.augment.flip",
                           cfg.data.augment.crop_padding or True, "0 / false for the MLP family",
