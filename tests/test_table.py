@@ -628,6 +628,45 @@ def test_a_swept_setting_that_does_nothing_in_a_run_is_left_out_of_its_cell_as_i
     assert cells["deltas"]["init=xavier gna"] == pytest.approx(5.0)
 
 
+def test_the_per_epoch_gradient_flow_colours_each_epoch_as_its_colour_bar_says(monkeypatch, tmp_path):
+    """gradient_flow_epochs (the VGG study's): a line per epoch, coloured on the colour bar's scale of the
+    study's epochs, so a run that ended early (here after 2 of 5) ends in epoch 2's colour, not epoch 5's;
+    the bar's ticks are whole epochs (two epochs read 1.0, 1.2, ..., 2.0); `(seed 42)` stays on one line of
+    a wrapped title."""
+    import numpy as np
+
+    from vgsweep.diagnostics import GRAD_COLS, RunDiagnostics
+    from vgsweep.results import figures, reader
+    from vgsweep.results.studies import VGG
+
+    epochs = {"a": 5, "b": 2}
+
+    def fake_diagnostics(client, run_id, tmp):
+        e = epochs[run_id]
+        return RunDiagnostics(np.full((e, 4, len(GRAD_COLS)), 1e-3), np.zeros((e, 2, 4, 4)), np.zeros((e, 5)),
+                              np.zeros((e, 5)), np.zeros(5))
+
+    monkeypatch.setattr(reader, "diagnostics", fake_diagnostics)
+    spec = next(f for f in VGG.figures if f.kind == "gradient_flow_epochs")
+    for n in (5, 2):
+        runs = pd.DataFrame({"run_id": ["a", "b"], "model": ["vgg38_bn_rc", "vgg38_bn_rc"], "lr": ["0.001", "0.01"],
+                             "seed": [42, 42], "train.epochs": [n, n]})
+        epochs = {"a": n, "b": 2}
+        fig = figures.fig_gradient_flow_epochs(None, runs, VGG, spec, "t", tmp_path)
+        fig.canvas.draw()
+        bar = fig.axes[-1]
+        ticks = [t for t in bar.get_yticks() if 1 <= t <= n]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        a, b = (ax for ax in fig.axes[:-1] if ax.get_visible() and ax.get_lines())
+        cmap, norm = figures.plt.get_cmap("viridis"), figures.plt.Normalize(1, n)
+        assert len(a.get_lines()) == n and len(b.get_lines()) == 2
+        assert np.allclose(a.get_lines()[-1].get_color(), cmap(1.0))  # the last epoch: the bar's top
+        assert np.allclose(b.get_lines()[-1].get_color(), cmap(norm(2))), n  # its epoch 2, not the top
+        for ax in (a, b):
+            assert "(seed\u00a042)" in ax.get_title() and not ax.get_title().split("\n")[0].endswith("(seed")
+        figures.plt.close(fig)
+
+
 def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeypatch, tmp_path):
     """Six panels (init_scale's gains x regimes): a row per gain (they wrapped three to a row, a gain's
     regimes split across rows), each with its own title and the layer names under it; the layer axis named

@@ -851,6 +851,9 @@ def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure
     panels = _values(d, study, spec.panel)
     fig, axes, _, _ = _wrapped(len(panels), 4, 2.3, 0.4)
     cmap = plt.get_cmap("viridis")
+    # one colour scale for every panel, the colour bar's: a run that ended early (failed, killed, fewer epochs)
+    # drew its last epoch in the last epoch's colour
+    norm = plt.Normalize(1, max(int(d["train.epochs"].astype(int).max()), 2))
     lost: list[str] = []
     for j, panel in enumerate(panels):
         ax = axes.flat[j]
@@ -859,16 +862,16 @@ def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure
             continue
         g = _mean_abs(diag)  # (epochs, layers)
         for e in range(len(g)):
-            ax.plot(np.arange(1, g.shape[1] + 1), g[e], color=cmap(e / max(len(g) - 1, 1)), lw=0.8, alpha=0.8)
+            ax.plot(np.arange(1, g.shape[1] + 1), g[e], color=cmap(norm(e + 1)), lw=0.8, alpha=0.8)
         step = max(1, g.shape[1] // 10)
         ax.set_xticks(range(1, g.shape[1] + 1, step), diag.layers[::step], rotation=90, fontsize=5)
         ax.set(yscale="log")
-        _title(ax, f"{_name(spec.panel, panel)} (seed {run.seed})")
+        _title(ax, f"{_name(spec.panel, panel)} {_seed_of(run)}")
         ax.grid(alpha=0.3, which="both")
     for ax in axes[:, 0]:
         ax.set_ylabel("mean |gradient|")
-    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, max(int(d["train.epochs"].astype(int).max()), 2)))
-    fig.colorbar(sm, ax=axes, label="epoch", shrink=0.8)
+    bar = fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=norm), ax=axes, label="epoch", shrink=0.8)
+    bar.ax.yaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))  # epochs: not 1.2, 1.4, ...
     fig.suptitle(f"Gradient flow per epoch, {title}: mean |g| of each layer's weights (input side left)", fontsize=8)
     _note(fig, _unread_seeds(lost))
     return fig
@@ -901,7 +904,7 @@ def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figur
             im = axes[top + i, j].imshow(np.log10(h + 1e-4), origin="lower", aspect="auto", cmap="viridis", vmin=-4,
                                          vmax=0, extent=(0.5, h.shape[1] + 0.5, edges[0], edges[-1]))
             axes[top + i, j].xaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))  # epochs: not 0.75
-        _title(axes[top, j], f"{_name(spec.panel, panel)} (seed {run.seed})", *(["before noise"] if noisy else []))
+        _title(axes[top, j], f"{_name(spec.panel, panel)} {_seed_of(run)}", *(["before noise"] if noisy else []))
         if noisy:
             axes[top + 1, j].set_title("after noise")
         axes[top + per - 1, j].set_xlabel("epoch")
@@ -912,6 +915,11 @@ def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figur
     fig.suptitle(f"Gradient distribution over training: {title}", fontsize=8)
     _note(fig, _unread_seeds(lost))
     return fig
+
+
+def _seed_of(run) -> str:
+    """`(seed 42)` with a no-break space: a panel's title wrapped between `(seed` and `42)`."""
+    return f"(seed\u00a0{run.seed})"
 
 
 def _first_readable(client, dp: pd.DataFrame, tmp: Path, name: str, lost: list[str]):
