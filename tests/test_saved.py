@@ -55,6 +55,9 @@ def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(sma
     # by its name, as the report shows it: one config of that name per study, so the study says which
     name = client.get_run(outcomes[1].run_id).info.run_name
     assert load_run(name, uri).run_id == outcomes[1].run_id
+    # printed (a notebook's cell): its name, id, net and epochs, not the whole config and a model object
+    assert repr(load_run(name, uri)) == f"SavedRun({name!r}, run_id={outcomes[1].run_id!r}, mlp 16-16, logistic, " \
+                                        "2 epochs, on cpu)"
     same = client.get_run(outcomes[0].run_id).info.run_name
     assert same == client.get_run(outcomes[4].run_id).info.run_name
     with pytest.raises(LookupError, match=f"{same}' names the runs of 3 configs") as e:

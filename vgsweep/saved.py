@@ -47,6 +47,13 @@ class SavedRun:
     cfg: DictConfig  # the run's resolved config (config.yaml)
     model: object  # its family's PackedModel, K = 1
     epochs: int  # epochs it trained (fewer than train.epochs if it diverged)
+    name: str = ""  # its run name
+
+    def __repr__(self) -> str:  # the dataclass's own printed the whole config and a model object: a screenful
+        m = self.cfg.model
+        net = f"mlp {'-'.join(map(str, m.hidden))}" if m.family == "mlp" else str(m.name)
+        return (f"SavedRun({self.name!r}, run_id={self.run_id!r}, {net}, {self.cfg.activation.name}, "
+                f"{self.epochs} epochs, on {self.model.device})")
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,4 +195,4 @@ def load_run(run: str, tracking_uri: Optional[str] = None, device: str = "cpu",
         for e in model.layout:
             model.theta[0, e.offset:e.offset + e.numel] = state["parameters"][e.name].reshape(-1)
     model.restore_buffers(0, state["buffers"])
-    return SavedRun(run_id, cfg, model, int(state["epochs"]))
+    return SavedRun(run_id, cfg, model, int(state["epochs"]), info.run_name or "")
