@@ -14,10 +14,12 @@ them (`checkpoint.dir`, or `checkpoints/` beside a SQLite store or in the launch
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -540,6 +542,14 @@ def sbatch_refused(stderr: str, o) -> "ConfigError":
     from vgsweep.config import ConfigError, Shown
 
     said = "; ".join(x.strip() for x in stderr.splitlines() if x.strip()) or "sbatch failed"
+    # a flag of additional_parameters (submitit writes each key as --key, `_` as `-`) that sbatch names:
+    # "unrecognized option '--bogus=1'", "Invalid --mail-type specification"
+    extra = {str(k).replace("_", "-"): k for k in (o.additional_parameters or {})}
+    for flag in re.findall(r"--([A-Za-z][\w-]*)", said):
+        if (k := extra.get(flag.replace("_", "-"))) is not None:
+            return ConfigError(f"hydra.launcher.additional_parameters.{k}", o.additional_parameters[k],
+                               "an sbatch flag and value this cluster's SLURM accepts",
+                               f"sbatch refused the pack jobs ({said}): `sbatch --help` lists its flags")
     low = said.lower()
     for word, key, hint in SBATCH_WORDS:
         if word in low:
@@ -625,18 +635,27 @@ class SubmititPacks:
         made_folder = not self.folder.exists()
         local = self.cluster == "local"
         gpus = spread_gpus(local_gpus(), self.options.gpus_per_node, len(packs)) if local else [None] * len(packs)
-        with contextlib.ExitStack() as stack:
-            if local:
-                stack.enter_context(_output_to(self.folder / "controllers.log"))
-            try:
-                with self.ex.batch():
-                    self.handles = [self.ex.submit(PackJob(p, same_devices=local, gpus=g)) for p, g in zip(packs, gpus)]
-            except _import_submitit().core.utils.FailedJobError as e:
-                if self.cluster != "slurm":
-                    raise
-                if made_folder:  # the refused jobs' script and pickles: nothing was submitted
-                    shutil.rmtree(self.folder, ignore_errors=True)
-                raise sbatch_refused(str(e), self.options) from None
+        said, refused = io.StringIO(), False
+        try:
+            with contextlib.ExitStack() as stack:
+                if local:
+                    stack.enter_context(_output_to(self.folder / "controllers.log"))
+                else:  # submitit prints what sbatch said on stderr before it raises: the refusal's line says it
+                    stack.enter_context(contextlib.redirect_stderr(said))
+                try:
+                    with self.ex.batch():
+                        self.handles = [self.ex.submit(PackJob(p, same_devices=local, gpus=g))
+                                        for p, g in zip(packs, gpus)]
+                except _import_submitit().core.utils.FailedJobError as e:
+                    if self.cluster != "slurm":
+                        raise
+                    if made_folder:  # the refused jobs' script and pickles: nothing was submitted
+                        shutil.rmtree(self.folder, ignore_errors=True)
+                    refused = True
+                    raise sbatch_refused(str(e), self.options) from None
+        finally:
+            if not refused and said.getvalue():  # anything else said meanwhile (a warning) is passed on
+                sys.stderr.write(said.getvalue())
         ids = [h.job_id for h in self.handles]
         if self.cluster == "slurm":
             PENDING_SLURM.update(dict.fromkeys(ids))
