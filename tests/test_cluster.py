@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -406,7 +407,11 @@ def test_a_requeued_pack_resumes_from_its_checkpoints(slurm, tmp_path):
     ("+hydra.launcher.additional_parameters={mail_type: BOGUS}", "hydra.launcher.additional_parameters.mail_type='BOGUS'",
      "Invalid --mail-type specification"),
     ("+hydra.launcher.additional_parameters.bogus=1", "hydra.launcher.additional_parameters.bogus=1",
-     "unrecognized option '--bogus=1'")])
+     "unrecognized option '--bogus=1'"),
+    # words that name no setting: the whole request, exclude too (it was left out, and it alone was the cause)
+    (f"hydra.launcher.exclude={socket.gethostname().split('.')[0]}",  # the one node (tools/slurm-local.sh)
+     f"hydra.launcher=[gpus_per_node=0 timeout_min=60 exclude={socket.gethostname().split('.')[0]}]",
+     "Requested node configuration is not available")])
 def test_packs_sbatch_refuses_are_one_line_naming_the_setting(slurm, tiny_root, tmp_path, setting, key, said):
     """A partition the cluster does not have, GPUs its nodes lack (this one has none), an sbatch flag
     it does not know or whose value it refuses: sbatch refuses the pack jobs at submission. One line

@@ -555,7 +555,9 @@ def sbatch_refused(stderr: str, o) -> "ConfigError":
         if word in low:
             return ConfigError(f"hydra.launcher.{key}", getattr(o, key), "what this cluster's SLURM accepts",
                                f"sbatch refused the pack jobs ({said}): {hint}")
-    request = " ".join(f"{k}={getattr(o, k)}" for _, k, _ in SBATCH_WORDS if getattr(o, k) is not None)
+    keys = [k for _, k, _ in SBATCH_WORDS] + ["exclude"]  # exclude: "Requested node configuration is not available"
+    request = " ".join([f"{k}={getattr(o, k)}" for k in keys if getattr(o, k) is not None]
+                       + [f"additional_parameters.{k}={v}" for k, v in (o.additional_parameters or {}).items()])
     return ConfigError("hydra.launcher", Shown(f"[{request}]"), "a request this cluster's SLURM accepts",
                        f"sbatch refused the pack jobs ({said})")
 
