@@ -54,6 +54,27 @@ def test_help_describes_vgsweep_its_groups_and_studies():
     assert said == list(SUBCOMMANDS), f"--help leaves out the commands {set(SUBCOMMANDS) - set(said)}"  # profile was
 
 
+@pytest.mark.parametrize("command", ["table", "figures", "report", "status", "profile", "ui"])
+def test_each_commands_help_says_what_it_does_in_whole_sentences_and_every_option(command, capsys):
+    """`vgsweep <command> --help`: its description ends a sentence (ui's stopped at "MLflow's UI over the
+    store,": the first line of a paragraph), and every option has a line of help (ui's --host and --port
+    had none)."""
+    import importlib
+
+    from vgsweep.app import SUBCOMMANDS
+
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(SUBCOMMANDS[command]).main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    description = " ".join(out.split("\n\n")[1].split())
+    assert description.endswith((".", ")")) and not description.endswith(",)"), description
+    lines = out.split("options:")[1].splitlines()  # an option's help: on its line after 2+ spaces, or below it
+    bare = [ln.split()[0] for i, ln in enumerate(lines) if ln.startswith("  -") and "  " not in ln.strip()
+            and not (i + 1 < len(lines) and lines[i + 1].startswith(" " * 10))]
+    assert not bare, f"options without help: {bare}"
+
+
 def test_the_console_script_is_the_same_command():
     script = Path(sys.executable).parent / "vgsweep"
     if not script.exists():

@@ -74,10 +74,12 @@ def check_port(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = command_line("vgsweep ui", __doc__.splitlines()[0])
+    ap = command_line("vgsweep ui", " ".join(__doc__.split("\n\n")[0].split()))  # its first paragraph, whole
     ap.add_argument("--tracking-uri", default=None, help="the store (default: the project's mlflow.db)")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=5000)
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="the address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to "
+                         "the network, to anyone who reaches it)")
+    ap.add_argument("--port", type=int, default=5000, help="default 5000 (make ui PORT=N)")
     ap.add_argument("--workers", type=int, default=1,
                     help="the server's worker processes (default 1; mlflow ui's own default is 4)")
     a = ap.parse_args(argv)
