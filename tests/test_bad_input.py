@@ -41,6 +41,10 @@ CASES = [
     (["hydra.sweeper.max_failure_rate=2", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize",
       "optimizer.lr=interval(0.001,0.1)"], ["hydra.sweeper.max_failure_rate=2 is not accepted; expected a number "
                                             "from 0 to 1"]),
+    # a sweep given as Hydra's sweeper config: OmegaConf failed to merge it (AttributeError: a traceback)
+    (['hydra.sweeper.params={{activation: "relu,tanh"}}'],
+     ['hydra.sweeper.params={{activation: "relu,tanh"}} is not accepted',
+      "a sweep's keys are overrides (activation=relu,tanh)"]),
     (["hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "hydra.sweeper.direction=maximize",
       "optimizer.lr=tag(log,interval(1e-4,1))"],
      ["optimizer.lr=tag(log,interval(1e-4,1)) is not accepted", "a list of values (a,b,c) or an interval of ints"]),

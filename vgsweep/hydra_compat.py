@@ -201,10 +201,14 @@ def bad_input_message(e: BaseException) -> str | None:
     """vgsweep's one line for a command line that Hydra refused while composing, or None when `e` is
     not such a refusal."""
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
 
     from vgsweep.config import CONF_DIR, ConfigError, Shown, first_leaf, group_options, unknown_key
 
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    merging = re.search(r"^\s*full_key: (\S+)$", str(e), re.M)  # OmegaConf's words on an error of Python's own
+    if merging and not isinstance(e, (HydraException, OmegaConfBaseException)):
+        return _not_merged(e, merging.group(1), first)
     if isinstance(e, MissingConfigException) and "/" in (e.missing_cfg_file or ""):
         group, value = e.missing_cfg_file.rsplit("/", 1)
         options = group_options(group) if (CONF_DIR / group).is_dir() else list(e.options or [])
@@ -289,6 +293,28 @@ def bad_input_message(e: BaseException) -> str | None:
         return str(ConfigError(key, value, "a key the config has", f"+{said}={m.group(1).partition('=')[2]} adds "
                                "a new one", where))
     return str(ConfigError(key, value, "a value of the schema's type", cause_first or first, where))
+
+
+def _not_merged(e: BaseException, key: str, first: str) -> str:
+    """An override OmegaConf failed to merge with an error of Python's own, which Hydra lets through as a
+    traceback: `hydra.sweeper.params={activation: "relu,tanh"}` (a mapping into the sweeper's empty
+    params: AttributeError: 'NoneType' object has no attribute 'get')."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from vgsweep.config import ConfigError, Shown
+
+    given = [o for o in sys.argv[1:] if o.lstrip("+~").partition("=")[0] == key]
+    hint = f"OmegaConf could not merge it ({type(e).__name__}: {first})"
+    if key.endswith("sweeper.params") and given:  # the sweep it meant, as the overrides that give it
+        try:
+            params = OverridesParser.create().parse_override(given[-1]).value()
+            sweep = " ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, dict) else ""
+        except Exception:  # noqa: BLE001 - not a mapping Hydra's grammar reads: no example
+            sweep = ""
+        hint = (f"a sweep's keys are overrides{f' ({sweep})' if sweep else ''}; hydra.sweeper.params is set in a "
+                f"config file, such as an experiment's. {hint}")
+    return str(ConfigError(key, Shown(given[-1].partition("=")[2] if given else "..."),
+                           "a value that merges into the config", hint))
 
 
 def _sampler_key_message(full_key: str, first: str) -> str:
