@@ -84,6 +84,7 @@ def test_a_search_trains_each_batch_as_one_pack_returns_its_objective_and_resume
     assert f"{float(best.data.params['optimizer.lr']):.4g} |" in md
     bold = [line for line in md.splitlines() if "**" in line]  # the best trial's objective, as the figure rings it
     assert len(bold) == 1 and f"**{100 * best.data.metrics['best_val_acc']:.2f}" in bold[0], md
+    assert f"| {float(result['best_params']['optimizer.lr']):.4g} |" in bold[0], (result, md)  # Optuna's, among ties
     assert "Bold: the best trial (its best val acc" in md
     from vgsweep.results import figures
 
@@ -184,3 +185,14 @@ def test_a_search_tables_best_trial_is_each_colours_best_in_the_objectives_direc
     assert _best_trials(d, loss) == ({0, 3}, " of each activation")
     assert _best_trials(d[d.activation == "tanh"], LR_SEARCH) == ({2}, "")
     assert _best_trials(d, AGARAP) == (set(), "")
+    # equal objectives: the trial that started first, the one Optuna's sweeper names best (the first to reach it)
+    tie = pd.DataFrame({"activation": ["relu"] * 3, "mean": [0.7, 0.7, 0.5], "_started": [20, 10, 5]})
+    assert _best_trials(tie, LR_SEARCH) == ({1}, "")
+    from vgsweep.results.figures import fig_search, plt
+
+    trials = pd.DataFrame([{"dataset": "mnist", "regime": "baseline", "activation": "logistic", "depth": "5",
+                            "lr": lr, "momentum": "0.9", "metric:best_val_acc": acc, "start_time": t}
+                           for lr, acc, t in [("0.1", 0.9, 30), ("0.5", 0.9, 10), ("0.001", 0.1, 5)]])
+    fig = fig_search(trials, LR_SEARCH, LR_SEARCH.figures[0], "t")
+    assert list(fig.axes[0].collections[1].get_offsets()[0]) == pytest.approx([0.5, 90.0])  # ringed: started first
+    plt.close(fig)

@@ -691,6 +691,8 @@ def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> objec
     searched setting (the study's numeric axes that vary), one panel per setting, and against SGD's
     effective step lr / (1 − momentum) where both were searched; points coloured by spec.line; a log
     axis where the values span more than two decades; each colour's best trial ringed."""
+    from vgsweep.results.table import best_trial
+
     metric = study.metrics[0]
     if f"metric:{metric.key}" not in d or d[f"metric:{metric.key}"].isna().all():
         return None  # no trial logged the objective (runs without a validation split): nothing to draw
@@ -709,8 +711,9 @@ def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> objec
             sel = _select(d, spec.line, g).index
             ax.scatter(x[sel], y[sel], s=14, color=_color(str(g[-1]) if g else "", gi), label=_name(spec.line, g) or
                        "trials", alpha=0.8, lw=0)
-            if y[sel].notna().any():  # each group's best trial
-                bests.append(y[sel].idxmax() if higher_is_better(metric.key) else y[sel].idxmin())
+            if (i := best_trial(y[sel], d["start_time"].loc[sel] if "start_time" in d else None,
+                                higher_is_better(metric.key))) is not None:  # each group's best trial
+                bests.append(i)
         ax.scatter(x[bests], y[bests], s=60, facecolors="none", edgecolors="black", lw=1, label="best")
         pos = x[x > 0]
         if len(pos) and pos.max() / pos.min() > 100:

@@ -299,7 +299,8 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
                    std=s.std(ddof=1) if len(s) > 1 else float("nan"), failed=int((g["status"] != "FINISHED").sum()),
                    killed=int((g["status"] == "KILLED").sum()),
                    seeds=" ".join(map(str, sorted(s.index))), verdict=summarise_verdicts(fin[k]["verdict"]),
-                   parameters=next((p for p in g["parameters"] if p), ""))
+                   parameters=next((p for p in g["parameters"] if p), ""),
+                   _started=fin[k]["start_time"].min() if "start_time" in g and len(fin[k]) else np.nan)
         for m in study.metrics[1:]:
             v = series(fin[k], m).dropna()
             row[f"{m.key}_mean"] = v.mean() if len(v) else float("nan")
@@ -446,7 +447,8 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
     stat_cols = {c for c in df.columns if c in ("n", "failed", "killed", "mean", "std", "seeds", "verdict", "delta", "delta_lo",
                                                "delta_hi", "published", "ours_minus_published", "not_comparable",
                                                "published_outside_noise",
-                                               "parameters") or c.endswith(("_mean", "_std", "_published"))}
+                                               "parameters") or c.endswith(("_mean", "_std", "_published"))
+                 or c.startswith("_")}  # the aggregate's own (_started): not a setting
     axis_cols = labels + ([study.column.label] if study.column else [])
     extra = [c for c in df.columns if c not in (*axis_cols, *stat_cols)]
     primary = study.metrics[0]
@@ -538,10 +540,22 @@ def _best_trials(d: pd.DataFrame, study: Study) -> tuple[set, str]:
     by = [a for a in spec.line if a in d and d[a].nunique(dropna=False) > 1]
     best = set()
     for _, g in d.groupby(by, sort=False, dropna=False) if by else [((), d)]:
-        y = g[col].astype(float)
-        if y.notna().any():
-            best.add(y.idxmax() if higher_is_better(study.metrics[0].key) else y.idxmin())
+        if (i := best_trial(g[col], g.get("_started"), higher_is_better(study.metrics[0].key))) is not None:
+            best.add(i)
     return best, "".join(f" of each {a}" for a in by)
+
+
+def best_trial(y: pd.Series, started: pd.Series | None, higher: bool):
+    """The index of the best of y; among equal values the trial that started first, which is the one Optuna's
+    sweeper names best (the first to reach it: optimization_results.yaml). The table bolded the first in its
+    own order (by learning rate) and the figure ringed another. None where y has no value."""
+    y = pd.to_numeric(y, errors="coerce").dropna()
+    if y.empty:
+        return None
+    top = y.index[y == (y.max() if higher else y.min())]
+    if started is None or pd.to_numeric(started.loc[top], errors="coerce").isna().all():
+        return top[0]
+    return pd.to_numeric(started.loc[top], errors="coerce").idxmin()
 
 
 def md_cell(value) -> str:
@@ -694,7 +708,7 @@ def write(secs: list[Section], out: Path) -> pd.DataFrame:
     """results/table.md, table.tex and table.csv from the sections; the frames, one table."""
     out.mkdir(parents=True, exist_ok=True)
     df = pd.concat([s.df.assign(experiment=s.name) for s in secs], ignore_index=True)
-    df.to_csv(out / "table.csv", index=False)
+    df.drop(columns=[c for c in df if str(c).startswith("_")]).to_csv(out / "table.csv", index=False)
     md = "\n".join(s.md for s in secs)
     (out / "table.md").write_text(md)
     (out / "table.tex").write_text("% vgsweep table: the tables of table.md for a paper; needs \\usepackage{booktabs, graphicx}\n"
