@@ -100,7 +100,7 @@ def test_a_search_trains_each_batch_as_one_pack_returns_its_objective_and_resume
     assert "## Search" in page and "![search](figures/lr_search/search.png)" in page  # the report embeds it
 
 
-def test_a_search_refuses_a_direction_against_its_objective_and_a_validation_objective_without_a_split(
+def test_a_search_refuses_a_direction_against_its_objective_several_and_a_validation_objective_without_a_split(
         tiny_root, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     wrong = run_cli(_args(tiny_root, uri, "hydra.sweeper.direction=minimize"), cwd=tmp_path)
@@ -108,6 +108,14 @@ def test_a_search_refuses_a_direction_against_its_objective_and_a_validation_obj
     assert _one_line(wrong.stderr) == ("vgsweep: invalid config: hydra.sweeper.direction=minimize is not accepted; "
                                        "expected maximize for objective=best_val_acc. the search would look for the "
                                        "worst accuracy")
+    # Optuna's several objectives: each job returns one number, so Optuna failed every trial after training it,
+    # exit 0; a list of one direction is that direction
+    several = run_cli(_args(tiny_root, uri, "hydra.sweeper.direction=[maximize,minimize]"), cwd=tmp_path)
+    assert several.returncode == 2
+    assert _one_line(several.stderr).startswith("vgsweep: invalid config: hydra.sweeper.direction=[maximize,minimize] "
+                                                "is not accepted; expected one direction (maximize for objective=")
+    one = run_cli(_args(tiny_root, uri, "hydra.sweeper.direction=[minimize]"), cwd=tmp_path)
+    assert one.returncode == 2 and "expected maximize for objective=best_val_acc" in _one_line(one.stderr)
     no_split = run_cli(_args(tiny_root, uri, "data.val_size=0"), cwd=tmp_path)
     assert no_split.returncode == 2
     assert "objective='best_val_acc' is not accepted; expected one of test_acc" in _one_line(no_split.stderr)

@@ -150,11 +150,19 @@ def check_sweeper(config: DictConfig) -> None:
     worst accuracy. Its trials and batch (n_trials, n_jobs) are at least one. Its noise is turned down: its
     own INFO lines repeat Hydra's, and the database library it imports announces its plugins."""
     direction = OmegaConf.select(config, "hydra.sweeper.direction")
-    if direction is None or isinstance(direction, (list, ListConfig)):
-        return  # not an optimising sweeper, or several objectives (vgsweep returns one number)
-    direction = str(getattr(direction, "name", direction))
+    if direction is None:
+        return  # not an optimising sweeper
     one_of("objective", config.objective, OBJECTIVES + VAL_OBJECTIVES)
     want = "maximize" if higher_is_better(str(config.objective)) else "minimize"
+    if isinstance(direction, (list, ListConfig)):  # Optuna's several objectives: one value per direction
+        names = [str(getattr(d, "name", d)) for d in direction]
+        if len(names) != 1:  # each job returns one number: Optuna failed every trial, after training it, exit 0
+            raise ConfigError("hydra.sweeper.direction", Shown(f"[{','.join(names)}]"),
+                              f"one direction ({want} for objective={config.objective})",
+                              "each job returns one number, its objective: a search of several objectives is not "
+                              "supported")
+        direction = names[0]
+    direction = str(getattr(direction, "name", direction))
     if direction != want:
         raise ConfigError("hydra.sweeper.direction", Shown(direction), f"{want} for objective={config.objective}",
                           f"the search would look for the {'worst accuracy' if want == 'maximize' else 'highest loss'}")
