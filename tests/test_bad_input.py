@@ -245,6 +245,27 @@ def test_the_results_commands_refuse_bad_arguments_in_one_line_and_create_nothin
     assert _snapshot(world["store"]) == before
 
 
+@pytest.mark.parametrize("command,args", [("table", ["--experiment", ""]), ("table", ["--out", ""]),
+                                          ("figures", ["--out", " "]), ("status", ["--tracking-uri", ""]),
+                                          ("ui", ["--host", ""]), ("profile", ["--json", ""])])
+def test_a_results_commands_blank_argument_is_refused_not_taken_for_its_default(command, args, tmp_path, monkeypatch,
+                                                                               capsys):
+    """`--out ''` wrote into the current folder, `--experiment ''` read every experiment, `ui --host ''`
+    listened on every address of the machine: a blank value is one line, exit 2, nothing made or read."""
+    import importlib
+
+    from vgsweep.app import SUBCOMMANDS
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(SUBCOMMANDS[command]).main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"vgsweep: argument {args[0]}: {args[1]!r} is not accepted; "
+                                                     "expected a value (leave the option out for its default)"), err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("defect,fragment", [("labels", "label 12, but mnist has 10 classes"),
                                              ("count", "expected images (N, H, W) and as many labels")])
 def test_malformed_data_is_a_data_error_naming_the_file(tmp_path, defect, fragment):

@@ -371,10 +371,21 @@ def expand_home(value: str) -> str:
     return os.path.expanduser(value) if value.startswith("~") else value
 
 
+def nonempty(value: str) -> str:
+    """A command's text argument (argparse's type) that is not blank: `--out ''` wrote into the current folder,
+    `--experiment ''` read every experiment, `vgsweep ui --host ''` listened on every address of the machine."""
+    import argparse
+
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"{value!r} is not accepted; expected a value (leave the option out for "
+                                         "its default)")
+    return value
+
+
 def home_path(value: str) -> Path:
     """A command's path argument (argparse's type), `~` expanded: a shell leaves `--out=~/results` as it
     is (it expands a `~` only at the start of a word), which made a folder named `~` in the current one."""
-    return Path(expand_home(value))
+    return Path(expand_home(nonempty(value)))
 
 
 def expand_home_paths(cfg: DictConfig) -> None:

@@ -55,8 +55,12 @@ def folder(experiment: str) -> str:
 
 def store_args(ap) -> None:
     """The options every results command takes: which store, which experiment."""
-    ap.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the project's mlflow.db)")
-    ap.add_argument("--experiment", default=None, help="one MLflow experiment (default: every one with runs)")
+    from vgsweep.config import nonempty
+
+    ap.add_argument("--tracking-uri", default=None, type=nonempty,
+                    help="MLflow tracking URI (default: the project's mlflow.db)")
+    ap.add_argument("--experiment", default=None, type=nonempty,
+                    help="one MLflow experiment (default: every one with runs)")
 
 
 def activation_arg(ap) -> None:
