@@ -96,6 +96,10 @@ def test_defaults_reproduce_the_original_code():
     ("optimizer.schedule.eta_min=1", "optimizer.schedule.eta_min", "at most optimizer.lr"),
     ("data.mean=[0.1,0.2] data.std=[1,1]", "data.mean", "1 values, one per channel"),
     ("model=vgg08 regime=gna_bn", "regime.name", "model.bn and model.residual"),
+    # a blank place (a shell variable not set: tracking.uri=$STORE) was taken for null, or for the current folder
+    ("tracking.uri=", "tracking.uri", "tracking.uri='' is not accepted; expected a URI, or null for the project's"),
+    ("checkpoint.dir=", "checkpoint.dir", "expected a folder, or null for checkpoints/ beside the store"),
+    ("tracking.artifact_root=", "tracking.artifact_root", "expected a folder, or null for mlartifacts/"),
     # each VGG stage halves the image: past 1x1 its pool failed in the first step, after the runs were made
     ("model=vgg08 model.stages=5", "model.stages", "at most 4 for 28x28 images. each stage ends in a 2x2 average "
                                                     "pool that halves them: 28 -> 14 -> 7 -> 3 -> 1"),

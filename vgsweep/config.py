@@ -765,6 +765,13 @@ def validate(cfg: DictConfig, devices_here: bool = True) -> None:
     for key in ("study", "tracking.experiment"):
         if not str(OmegaConf.select(cfg, key) or "").strip():
             raise ConfigError(key, OmegaConf.select(cfg, key), "a non-empty name", "it names the MLflow experiment")
+    # A blank place, as a shell variable that is not set gives it (`tracking.uri=$STORE`): the runs went into
+    # the project's own store as if it were null, the checkpoints into the folder the command ran in.
+    for key, what in (("tracking.uri", "a URI, or null for the project's mlflow.db"),
+                      ("tracking.artifact_root", "a folder, or null for mlartifacts/ beside the store"),
+                      ("checkpoint.dir", "a folder, or null for checkpoints/ beside the store"), ("data.root", "a folder")):
+        if isinstance(v := OmegaConf.select(cfg, key), str) and not v.strip():
+            raise ConfigError(key, v, what)
     one_of("activation.name", cfg.activation.name, group_options("activation"))
     one_of("init.name", cfg.init.name, group_options("init"))
     one_of("optimizer.name", cfg.optimizer.name, group_options("optimizer"))
