@@ -97,6 +97,8 @@ CASES = [
     (["tracking.artifact_root={afile}/art"], ["tracking.artifact_root=", "is a file"]),
     (["checkpoint.dir={afile}/ck"], ["checkpoint.dir=", "is a file"]),
     (["hydra.sweep.dir={afile}/mr"], ["hydra.sweep.dir=", "is a file"]),
+    # blank, as `hydra.sweep.dir=$OUT` gives where OUT is not set: the jobs' folders went into the current folder
+    (["hydra.sweep.dir="], ["hydra.sweep.dir='' is not accepted; expected a folder"]),
     # /proc, where mkdir fails though access() allows it for root ("no folder can be made in /proc (No such
     # file or directory)"; others read "/proc is not writable"): "/proc " is in the reason, not in the value
     (["hydra.sweep.dir=/proc/vgsweep-mr"], ["hydra.sweep.dir='/proc/vgsweep-mr' is not accepted", "/proc "]),

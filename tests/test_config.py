@@ -431,6 +431,19 @@ def test_a_users_config_file_refused_while_composing_is_one_line_naming_the_file
     assert bad_input_message(e.value) == f"invalid config ({tmp_path / 'experiment' / 'mine.yaml'}): {line}"
 
 
+def test_a_blank_output_folder_is_refused_not_taken_for_the_current_one(tmp_path, monkeypatch):
+    """hydra.run.dir= or hydra.sweep.dir= (a shell variable not set): Path('') is the current folder, where the
+    jobs' folders went; `.` written so is that folder, and taken."""
+    from vgsweep.preflight import check_dir
+
+    monkeypatch.chdir(tmp_path)
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        with pytest.raises(ConfigError) as e:
+            check_dir(key, " ")
+        assert str(e.value).startswith(f"invalid config: {key}=' ' is not accepted; expected a folder. a blank one")
+        check_dir(key, ".")
+
+
 def test_a_folder_check_outlives_another_process_removing_the_folder_it_looked_at(tmp_path, monkeypatch):
     """Two sweeps started together in one folder: the first refused tidies its empty multirun/<date>/
     away while the second checks that its sweep folder can be made inside it. The check then looks

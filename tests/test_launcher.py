@@ -395,6 +395,19 @@ def test_a_dry_run_through_the_cli_prints_the_plan_and_makes_nothing(tiny_root, 
                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert single.returncode == 2 and "hydra.launcher.dry_run=True is not accepted" in single.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "m.db").exists()
+    # the folder of an earlier sweep: a dry run, and a sweep refused once Hydra's sweeper has written its
+    # multirun.yaml, leave that sweep's multirun.yaml as it was (they wrote their own config over it)
+    earlier = tmp_path / "earlier"
+    (earlier / "0").mkdir(parents=True)
+    (earlier / "multirun.yaml").write_text("the earlier sweep's config\n")
+    os.utime(earlier / "multirun.yaml", (1e9, 1e9))
+    for last in ("hydra.launcher.dry_run=true", "train.epochs=0"):
+        again = run_cli(["-m", "seed=1,2", *SMALL, f"data.root={tiny_root}", f"tracking.uri={uri}",
+                         f"hydra.sweep.dir={earlier}", last], cwd=tmp_path)
+        assert again.returncode == (0 if "dry" in last else 2), again.stderr[-3000:]
+        assert (earlier / "multirun.yaml").read_text() == "the earlier sweep's config\n", last
+        assert (earlier / "multirun.yaml").stat().st_mtime == 1e9 and sorted(p.name for p in earlier.iterdir()) == \
+            ["0", "multirun.yaml"]
 
 
 def test_two_commands_started_in_the_same_second_get_folders_of_their_own():

@@ -32,6 +32,7 @@ register_configs()
 CONF_DIR = str(_CONF)  # conf/ beside the package, as an absolute path: the command works from any directory
 _ENTERED = False  # set once vgsweep's own code runs: a Hydra error before that is bad input (exit 2)
 _SWEEP_DIR: Path | None = None  # the sweep folder Hydra's sweeper makes before it composes the jobs
+KEPT_MULTIRUN: dict[Path, tuple[bytes, float]] = {}  # an earlier sweep's multirun.yaml there: content, mtime
 STARTED_AT = __import__("time").time()  # what this process wrote is newer than this
 
 
@@ -329,9 +330,12 @@ class Preflight(Callback):
 
         global _SWEEP_DIR
         with _checking(), exit_on_bad_input():
-            check_dir("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
+            check_dir("hydra.sweep.dir", str(config.hydra.sweep.dir))
             check_sweeper(config)
         _SWEEP_DIR = Path(str(config.hydra.sweep.dir))
+        earlier = _SWEEP_DIR / "multirun.yaml"  # Hydra's sweeper writes over it next: a dry run or a refused sweep
+        if earlier.is_file():  # gives it back (launcher.tidy_sweep_dir)
+            KEPT_MULTIRUN[earlier.absolute()] = (earlier.read_bytes(), earlier.stat().st_mtime)
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         from vgsweep.hydra_compat import job_env
@@ -344,7 +348,7 @@ class Preflight(Callback):
             if OmegaConf.select(config, "hydra.launcher.dry_run", default=False):
                 raise ConfigError("hydra.launcher.dry_run", True, "false for a single run (the launcher plans sweeps)",
                                   "add -m: a single run is a sweep of one")
-            check_dir("hydra.run.dir", Path(str(config.hydra.run.dir)))
+            check_dir("hydra.run.dir", str(config.hydra.run.dir))
             # as run_job will run the task: with hydra.job.env_set in the environment (`${oc.env:NAME}`)
             with job_env(config):
                 resolve(cfg)  # an interpolation that does not: one line here, not a traceback in the task

@@ -73,11 +73,15 @@ def tidy_sweep_dir(sweep_dir: Path) -> None:
     """Undo what Hydra's sweeper wrote before the launcher could refuse the sweep (or a dry run
     stopped): the sweep folder and its multirun.yaml, if this process made them and nothing else is
     there, and the folders above it, inside the working folder, made with it and left empty
-    (multirun/<date>/)."""
-    from vgsweep.app import STARTED_AT
+    (multirun/<date>/); into a folder of an earlier sweep, that sweep's multirun.yaml as it was."""
+    from vgsweep.app import KEPT_MULTIRUN, STARTED_AT
 
     f = sweep_dir / "multirun.yaml"
     try:
+        if (kept := KEPT_MULTIRUN.pop(f.absolute(), None)) is not None:
+            f.write_bytes(kept[0])
+            os.utime(f, (kept[1], kept[1]))
+            return
         if f.is_file() and f.stat().st_mtime >= STARTED_AT - 1 and [p.name for p in sweep_dir.iterdir()] == [f.name]:
             f.unlink()
             sweep_dir.rmdir()
@@ -453,7 +457,7 @@ def _compose_and_check(launcher, job_overrides: Sequence[Sequence[str]],
         swept = swept_keys(config)
         for j in jobs:
             j.label = label(j.overrides, swept, j.cfg.model.family)
-        check_dir("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
+        check_dir("hydra.sweep.dir", str(config.hydra.sweep.dir))
         data_notes: list[str] | None = [] if launcher.dry_run else None
         check_jobs(jobs, data_notes, devices_here=launcher.executor.executor != "slurm")  # a node checks its own
         check_remote(launcher, jobs)

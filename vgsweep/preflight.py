@@ -59,8 +59,12 @@ def _cannot_make_in(q: Path) -> str | None:
     return None
 
 
-def check_dir(key: str, p: Path, where: str = "") -> None:
-    why = not_creatable(p)
+def check_dir(key: str, p: Path | str, where: str = "") -> None:
+    """A folder the command will write in; given as written (a str), a blank one is refused too: Path('') is
+    the current folder, where `hydra.sweep.dir=$OUT` with OUT unset put the jobs' folders."""
+    if isinstance(p, str) and not p.strip():
+        raise ConfigError(key, p, "a folder", "a blank one would be the folder the command runs in", where)
+    why = not_creatable(Path(p))
     if why:
         raise ConfigError(key, str(p), "a folder that exists or can be created", why, where)
 
