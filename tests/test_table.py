@@ -1147,6 +1147,24 @@ def test_the_reports_verdicts_are_counted_apart_for_each_setting_swept_beside_th
                     ["20", "True", "0.18", "0", "1", "0"], ["20", "True", "1.0", "1", "0", "0"]], counts
 
 
+def test_the_vgg_reports_verdicts_count_each_model_at_each_rate_apart():
+    """The VGG study's table has a row per model and rate (vgg38_bn at 1e-3 does not learn, at 1e-2 it
+    does); its report counted the verdicts per model, one row summing both rates."""
+    from vgsweep.results.report import verdict_lines
+    from vgsweep.results.studies import VGG
+
+    rows = [("vgg38", "0.001", "vanishing"), ("vgg38_bn", "0.01", "healthy"), ("vgg38_bn", "0.001", "not_learning")]
+    runs = pd.DataFrame([{"run_id": f"r{i}", "run_name": f"cifar100-{m}-lr{lr}-baseline-s0", "seed": "0",
+                          "start_time": i, "status": "FINISHED", "metric:test_acc": 0.1, "verdict": v,
+                          "verdict_reason": "why",
+                          "model.name": m, "optimizer.lr": lr, "data.name": "cifar100", "config_hash": f"h{i}"}
+                         for i, (m, lr, v) in enumerate(rows)])
+    counts = verdict_lines(runs, VGG)[0].splitlines()
+    assert [c.strip() for c in counts[0].split("|")[1:-1]] == ["model", "lr", "healthy", "not_learning", "vanishing"]
+    assert [[c.strip() for c in ln.split("|")[1:-1]] for ln in counts[2:]] == [
+        ["vgg38", "0.001", "0", "0", "1"], ["vgg38_bn", "0.001", "0", "1", "0"], ["vgg38_bn", "0.01", "1", "0", "0"]]
+
+
 def test_a_curves_figure_names_the_lines_that_lie_on_one_another():
     """Lines of a panel that coincide hide each other (the last drawn on top): in a norm_study figure
     baseline, frozen BN and weight norm trained alike and only weight norm's colour showed. The figure

@@ -69,7 +69,7 @@ def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
-    """report.md's verdicts: how many runs of each depth (or model) have each verdict, and the runs that
+    """report.md's verdicts: how many runs of each depth (or model, at each rate) have each verdict, and the runs that
     are not healthy and why, in the table's order (depth 5 before 10, its regimes and activations)."""
     extra = swept_beside(runs, study)
     v = verdict_rows(runs, extra)
@@ -84,7 +84,9 @@ def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
 
     # a row per data set (where there are several), depth (or model) and value of each setting swept beside
     # the axes: residual_study's verdicts with and without skips, not summed into one count
-    by = [*(["dataset"] if "dataset" in v and v["dataset"].nunique() > 1 else []), group, *extra]
+    # the CNN study's rows are a model at a rate (vgg38_bn at 1e-3 and at 1e-2): counted apart, as in its table
+    lr = ["lr"] if group == "model" and "lr" in axes and "lr" in v and v["lr"].nunique() > 1 else []
+    by = [*(["dataset"] if "dataset" in v and v["dataset"].nunique() > 1 else []), group, *lr, *extra]
     counts = v.groupby([*by, "verdict"]).size().unstack(fill_value=0).reset_index()
     counts = counts.sort_values(by, key=in_order)
     bad = v[v.verdict != "healthy"].drop(columns=list(extra))  # their run names say them (and the data set)
