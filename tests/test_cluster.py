@@ -404,7 +404,8 @@ def test_a_requeued_pack_resumes_from_its_checkpoints(slurm, tmp_path):
     ("hydra.launcher.partition=nope", "hydra.launcher.partition='nope'", "invalid partition specified: nope"),
     ("hydra.launcher.gpus_per_node=1", "hydra.launcher.gpus_per_node=1", "Invalid generic resource (gres)"),
     # a flag of its own: the line named the whole request (hydra.launcher=[gpus_per_node=0 timeout_min=60])
-    ("+hydra.launcher.additional_parameters={mail_type: BOGUS}", "hydra.launcher.additional_parameters.mail_type='BOGUS'",
+    ("+hydra.launcher.additional_parameters={mail_type: BOGUS}",
+     "hydra.launcher.additional_parameters.mail_type='BOGUS'",
      "Invalid --mail-type specification"),
     ("+hydra.launcher.additional_parameters.bogus=1", "hydra.launcher.additional_parameters.bogus=1",
      "unrecognized option '--bogus=1'"),

@@ -769,7 +769,8 @@ def validate(cfg: DictConfig, devices_here: bool = True) -> None:
     # the project's own store as if it were null, the checkpoints into the folder the command ran in.
     for key, what in (("tracking.uri", "a URI, or null for the project's mlflow.db"),
                       ("tracking.artifact_root", "a folder, or null for mlartifacts/ beside the store"),
-                      ("checkpoint.dir", "a folder, or null for checkpoints/ beside the store"), ("data.root", "a folder")):
+                      ("checkpoint.dir", "a folder, or null for checkpoints/ beside the store"),
+                      ("data.root", "a folder")):
         if isinstance(v := OmegaConf.select(cfg, key), str) and not v.strip():
             raise ConfigError(key, v, what)
     one_of("activation.name", cfg.activation.name, group_options("activation"))
