@@ -41,9 +41,21 @@ def test_profile_counts_phases_and_arithmetic(tiny_root, tmp_path, capsys):
     assert 0 < r["floor_s"] and 0 < r["epoch_s"] and r["device_busy_s"] is None  # CPU: no device timeline
     printed = capsys.readouterr().out
     assert "| forward | 12 |" in printed and "aten::" in printed
+    assert printed.startswith("# Profile: 4 runs, hidden [16, 16]") and "(each matmul timed alone here)" in printed
     events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
     assert any(e.get("name") == "vgsweep.backward" for e in events)
     assert trainer.scope.enabled is False  # switched off again: training outside the profiler pays nothing
+
+
+def test_the_printed_profile_says_one_run_and_a_cnns_floor_in_its_own_words():
+    """`# Profile: 1 runs` read wrongly, and a VGG pack's floor, its grouped convolutions, was called matmuls."""
+    r = {"runs": 1, "model": "vgg08 (0 blocks per stage)", "batch": 100, "precision": "fp32", "device": "cpu",
+         "torch": "2.x", "epoch_s": 2.0, "steps": 10, "step_ms": 200.0, "flops_per_epoch": 1e12, "floor_s": 0.5,
+         "floor_of": "grouped convolution", "profiled_epoch_s": 2.1, "host_s": 2.1, "device_busy_s": None,
+         "launches_per_step": None, "phases": {}, "table": "ops"}
+    text = profile.report(r)
+    assert text.startswith("# Profile: 1 run, vgg08 (0 blocks per stage), batch 100, fp32\n")
+    assert "floor 0.500 s (each grouped convolution timed alone here) = 25% of the epoch" in text
 
 
 def _trace(name: str) -> list[dict]:

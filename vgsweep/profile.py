@@ -253,6 +253,7 @@ def profile(cfgs, epochs: int, trace: Path | None = None, top: int = 15) -> dict
         shape = f"{c0.model.name} ({c0.model.blocks_per_stage} blocks per stage)"
     return {"device": trainer.device_name(device), "torch": torch.__version__, "runs": K, "steps": steps,
             "batch": B, "model": shape, "precision": enum_value(c0.precision),
+            "floor_of": "matmul" if c0.model.family == "mlp" else "grouped convolution",
             "epoch_s": epoch_s, "step_ms": 1e3 * epoch_s / steps, "profiled_epoch_s": profiled[1],
             "flops_per_epoch": flops, "floor_s": floor_s, **out,
             "launches_per_step": out["launches"] / steps if out.get("launches") else None}
@@ -274,11 +275,12 @@ def _export(prof, trace: Path | None) -> list[dict]:
 
 
 def report(r: dict) -> str:
-    lines = [f"# Profile: {r['runs']} runs, {r['model']}, batch {r['batch']}, {r['precision']}",
+    lines = [f"# Profile: {r['runs']} run{'s' if r['runs'] != 1 else ''}, {r['model']}, batch {r['batch']}, "
+             f"{r['precision']}",
              f"{r['device']}, torch {r['torch']}", "",
              f"epoch: {r['epoch_s']:.3f} s wall ({r['steps']} steps, {r['step_ms']:.2f} ms a step)",
              (f"arithmetic: {r['flops_per_epoch'] / 1e12:.3f} TFLOP an epoch; "
-              f"floor {r['floor_s']:.3f} s (each matmul timed alone here) = "
+              f"floor {r['floor_s']:.3f} s (each {r.get('floor_of', 'matmul')} timed alone here) = "
               f"{100 * r['floor_s'] / r['epoch_s']:.0f}% of the epoch"),
              (f"profiled epoch: {r['profiled_epoch_s']:.3f} s wall (the profiler adds its own cost), "
               f"host {r['host_s']:.3f} s")
