@@ -415,6 +415,7 @@ def test_a_dry_run_says_what_the_sweep_would_do_and_changes_nothing(small_cfg, t
     text = Sweep(jobs(), dry_run=True).describe()
     assert not (tmp_path / "mlflow.db").exists()
     assert text.startswith("dry run: 4 jobs: 3 to train, 0 to resume from their checkpoints, in 1 pack; 1 skipped")
+    assert Sweep(jobs()[:1], dry_run=True).describe().startswith("dry run: 1 job: 1 to train,")  # not "1 jobs"
     assert "  #0 seed=1: train, pack 1" in text and "  #3 seed=3: skip: the same config as job #2" in text
     assert "  pack 1: 3 runs, mlp 16-16 on mnist, epochs 1-2, batch 32, fp32 on cpu, about " in text
     deep = Sweep([Job(small_cfg("model.hidden=[32,32,16,16,16,16,8]")),

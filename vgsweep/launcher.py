@@ -491,10 +491,10 @@ def _launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: i
     configs, jobs, data_notes = _compose_and_check(launcher, job_overrides, initial_job_idx)
     HydraConfig.instance().set_config(config)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    composed = (f"{COMPOSED['jobs']} configs composed in {COMPOSED['seconds']:.1f} s by {COMPOSED['processes']} "
-                f"process{'es' if COMPOSED['processes'] > 1 else ''}, " if COMPOSED.get("jobs") == len(job_overrides)
-                else "")
-    log.info("Launching %d jobs, trained in packs (%schecked in %.1f s)", len(job_overrides), composed,
+    n = len(job_overrides)
+    composed = (f"{n} config{'s' if n != 1 else ''} composed in {COMPOSED['seconds']:.1f} s by {COMPOSED['processes']} "
+                f"process{'es' if COMPOSED['processes'] > 1 else ''}, " if COMPOSED.get("jobs") == n else "")
+    log.info("Launching %d job%s, trained in packs (%schecked in %.1f s)", n, "s" if n != 1 else "", composed,
              time.perf_counter() - t_checks)
     COMPOSED.clear()  # a later batch (a search's) says its own
 

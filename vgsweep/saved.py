@@ -53,7 +53,7 @@ class SavedRun:
         m = self.cfg.model
         net = f"mlp {'-'.join(map(str, m.hidden))}" if m.family == "mlp" else str(m.name)
         return (f"SavedRun({self.name!r}, run_id={self.run_id!r}, {net}, {self.cfg.activation.name}, "
-                f"{self.epochs} epochs, on {self.model.device})")
+                f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}, on {self.model.device})")
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:

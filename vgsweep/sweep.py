@@ -871,7 +871,8 @@ class Sweep:
         axes = [k for k in dict.fromkeys(k for g in given for k in g) if len({g.get(k) for g in given}) > 1]
         c = self.counts_planned()
         waits = sum(bool(j.queued_in) for j in self.jobs)
-        lines = [f"dry run: {len(self.jobs)} jobs: {c['train']} to train, {c['resume']} to resume from their "
+        n = len(self.jobs)
+        lines = [f"dry run: {n} job{'s' if n != 1 else ''}: {c['train']} to train, {c['resume']} to resume from their "
                  f"checkpoints, in {len(self.packs)} pack{'s' if len(self.packs) != 1 else ''}; {c['skip'] - waits} "
                  "skipped; " + (f"{waits} to wait for (queued in pack jobs of an earlier sweep); " if waits else "")
                  + "nothing was trained or written"]

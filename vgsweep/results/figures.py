@@ -723,7 +723,7 @@ def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> objec
         if j == 0:
             ax.set_ylabel(metric.label)
     _legend_below(fig, axes, *_legend_order(spec.line, groups))
-    fig.suptitle(f"{title}: {len(d)} trials", fontsize=8)
+    fig.suptitle(f"{title}: {len(d)} trial{'s' if len(d) != 1 else ''}", fontsize=8)
     return fig
 
 
