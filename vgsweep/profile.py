@@ -280,7 +280,7 @@ def report(r: dict) -> str:
              f"{r['device']}, torch {r['torch']}", "",
              f"epoch: {r['epoch_s']:.3f} s wall ({r['steps']} steps, {r['step_ms']:.2f} ms a step)",
              (f"arithmetic: {r['flops_per_epoch'] / 1e12:.3f} TFLOP an epoch; "
-              f"floor {r['floor_s']:.3f} s (each {r.get('floor_of', 'matmul')} timed alone here) = "
+              f"floor {r['floor_s']:.3f} s (each {r['floor_of']} timed alone here) = "
               f"{100 * r['floor_s'] / r['epoch_s']:.0f}% of the epoch"),
              (f"profiled epoch: {r['profiled_epoch_s']:.3f} s wall (the profiler adds its own cost), "
               f"host {r['host_s']:.3f} s")

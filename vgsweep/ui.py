@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from vgsweep import tracking
-from vgsweep.config import command_line
+from vgsweep.config import command_line, nonempty
 
 WORKFLOW = "workflowType=machine_learning"
 
@@ -75,8 +75,6 @@ def check_port(host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = command_line("vgsweep ui", " ".join(__doc__.split("\n\n")[0].split()))  # its first paragraph, whole
-    from vgsweep.config import nonempty
-
     ap.add_argument("--tracking-uri", default=None, type=nonempty, help="the store (default: the project's mlflow.db)")
     ap.add_argument("--host", default="127.0.0.1", type=nonempty,
                     help="the address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to "

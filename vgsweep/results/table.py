@@ -553,9 +553,8 @@ def best_trial(y: pd.Series, started: pd.Series | None, higher: bool):
     if y.empty:
         return None
     top = y.index[y == (y.max() if higher else y.min())]
-    if started is None or pd.to_numeric(started.loc[top], errors="coerce").isna().all():
-        return top[0]
-    return pd.to_numeric(started.loc[top], errors="coerce").idxmin()
+    when = None if started is None else pd.to_numeric(started.loc[top], errors="coerce")
+    return top[0] if when is None or when.isna().all() else when.idxmin()
 
 
 def md_cell(value) -> str:
