@@ -59,6 +59,10 @@ CASES = [
     (["model.hidden=[100000000000000000000,512]"], ["model.hidden[0]=100000000000000000000 is not accepted",
                                                     "a positive int of at most 9223372036854775807 in size"]),
     (["data.val_size=100000"], ["data.val_size=100000", "fewer than the"]),
+    # a limit past the files' examples trained on all of them, its run recording the limit as the set's size
+    (["data.limit_train=385"], ["data.limit_train=385 is not accepted; expected at most 384, the mnist training images in",
+                                "MNIST/raw. Or null for all of them"]),
+    (["data.limit_test=129"], ["data.limit_test=129 is not accepted; expected at most 128, the mnist test images"]),
     # NaN and inf (each key: tests/test_config.py); 1e400 is read as inf
     (["optimizer.lr=nan"], ["optimizer.lr=nan is not accepted", "NaN and inf are not"]),
     (["optimizer.lr=1e400"], ["optimizer.lr=inf is not accepted"]),

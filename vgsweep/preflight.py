@@ -162,13 +162,18 @@ def check_jobs(jobs: list[Job], dry: list[str] | None = None, devices_here: bool
         key = (d.name, str(d.root), bool(d.download), bool(d.verify))
         if key not in seen and dry is not None and d.download and missing(DATASETS[d.name], d.root):
             dry.append(f"{d.name} is not in {folder(DATASETS[d.name], d.root)}: the sweep would download it there")
-            seen[key] = {"train_y": range(DATASETS[d.name].n_train)}
+            seen[key] = {"train_y": range(DATASETS[d.name].n_train), "test_y": range(DATASETS[d.name].n_test)}
         if key not in seen:
             try:
                 seen[key] = read_checked(d.name, d.root, d.download, d.verify)
             except DataError as e:
                 raise ConfigError("data.root", str(d.root), f"a folder with intact {d.name} files", str(e)) from None
-        n = len(seen[key]["train_y"]) if d.limit_train is None else min(d.limit_train, len(seen[key]["train_y"]))
+        for split, limit in (("train", d.limit_train), ("test", d.limit_test)):
+            have = len(seen[key][f"{split}_y"])  # a limit past the files used them all, recorded as a smaller set
+            if limit is not None and limit > have:
+                raise ConfigError(f"data.limit_{split}", limit, f"at most {have}, the {d.name} {split.replace('train', 'training')} "
+                                  f"images in {folder(DATASETS[d.name], d.root)}", "Or null for all of them", j.where)
+        n = len(seen[key]["train_y"]) if d.limit_train is None else d.limit_train
         if d.val_size >= n:
             raise ConfigError("data.val_size", d.val_size, f"fewer than the {n} training examples", where=j.where)
         n -= d.val_size
