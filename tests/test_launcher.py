@@ -144,8 +144,12 @@ def test_the_plan_line_gives_each_packs_size(small_cfg, caplog):
     with caplog.at_level("INFO", logger="vgsweep.sweep"):
         Sweep(jobs, max_pack=2, dry_run=True)
         Sweep(jobs, max_pack=5, dry_run=True)
+        Sweep(jobs[:2], max_pack=1, dry_run=True)
+        Sweep(jobs[:1], dry_run=True)
     assert "5 jobs to train in 3 packs of 2, 2 and 1 runs" in caplog.text
     assert "5 jobs to train in 1 pack of 5 runs" in caplog.text
+    assert "2 jobs to train in 2 packs of 1 run\n" in caplog.text  # in the singular where it is one
+    assert "1 job to train in 1 pack of 1 run\n" in caplog.text
 
 
 def test_settings_read_after_training_do_not_split_packs():

@@ -798,9 +798,10 @@ class Sweep:
         self.pack_of = {i: p for p in self.packs for i in p}
         if self.packs:
             sizes = [str(len(p)) for p in self.packs]  # "2 packs of 15 runs", "3 packs of 15, 15 and 1 runs"
-            log.info("%d jobs to train in %d pack%s of %s runs", len(todo), len(self.packs),
-                     "s" if len(self.packs) > 1 else "",
-                     sizes[0] if len(set(sizes)) == 1 else ", ".join(sizes[:-1]) + " and " + sizes[-1])
+            log.info("%d job%s to train in %d pack%s of %s run%s", len(todo), "s" if len(todo) > 1 else "",
+                     len(self.packs), "s" if len(self.packs) > 1 else "",
+                     sizes[0] if len(set(sizes)) == 1 else ", ".join(sizes[:-1]) + " and " + sizes[-1],
+                     "" if set(sizes) == {"1"} else "s")
         if remote is None and len(self.packs) > 1:  # several GPUs, and all but one idle: say how to use them
             from vgsweep.executors import several_gpus_note
 
