@@ -79,6 +79,9 @@ CASES = [
     (["hydra.launcher.executor=pbs"], ["hydra.launcher.executor='pbs'", "local, slurm, submitit_local"]),
     (["hydra.launcher.executor=slurm"], ["tracking.uri=", "an mlflow server", "sqlite_is_shared=true"]),
     (["hydra.launcher.timeout_min=0"], ["hydra.launcher.timeout_min=0", "a positive int"]),
+    # blank, as `account=$ACCOUNT` gives where it is not set: sbatch took it as the default account
+    (["hydra.launcher.account="], ["hydra.launcher.account='' is not accepted; expected a name, or null for SLURM's"]),
+    (["hydra.launcher.submitit_folder=' '"], ["hydra.launcher.submitit_folder=' ' is not accepted; expected a folder"]),
     (["hydra.launcher.result_grace_s=nan"], ["hydra.launcher.result_grace_s=nan", "a float >= 0 (NaN and inf are not)"]),
     # the device
     (["device=cuda"], ["device='cuda'", "no CUDA device"]),

@@ -109,6 +109,11 @@ def check_options(launcher) -> None:
                           "log writes a line every few seconds instead of the live one" if switch else "")
     if launcher.executor.executor not in EXECUTORS:
         raise ConfigError("hydra.launcher.executor", launcher.executor.executor, "one of " + ", ".join(EXECUTORS))
+    for key in ("submitit_folder", "name", "partition", "qos", "account", "constraint", "exclude"):
+        value = getattr(launcher.executor, key)  # blank, as `partition=$PART` gives where PART is not set
+        if value is not None and not str(value).strip():  # sbatch took a blank qos or account as its default
+            raise ConfigError(f"hydra.launcher.{key}", value, "a folder" if key == "submitit_folder" else
+                              "a name" + ("" if key == "name" else ", or null for SLURM's default"))
 
 
 def check_remote(launcher, jobs: list[Job]) -> None:
