@@ -676,6 +676,24 @@ def test_a_pack_job_cancelled_while_pending_fails_its_jobs_and_the_sweep_ends(sl
     assert f"unrun    mnist-d2-tanh-baseline-s42  SLURM job {a1} is gone from SLURM's queue (cancelled?)" in st.stdout
 
 
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_a_setup_line_that_ends_the_pack_job_is_named_with_its_exit_status(slurm, tiny_root, tmp_path):
+    """A hydra.launcher.setup line that exits ends the job's script before its pack starts: its error log
+    is empty, so the failure gives SLURM's exit status, says the pack never started, and names the log
+    that holds something (the script's output)."""
+    setup = 'hydra.launcher.setup=["echo set-up ran", "exit 3"]'
+    proc = run_cli(["-m", *_slurm_args(tmp_path, tiny_root, setup)], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = proc.stderr.rstrip().splitlines()[-1]
+    job = re.search(r"pack job (\d+)", last).group(1)
+    out = tmp_path / "mr" / ".submitit" / job / f"{job}_0_log.out"
+    assert last == (f"vgsweep: 1 job failed: mnist-d2-logistic-baseline-s42 (no run was made): pack job {job} ended FAILED "
+                    "(exit status 3) without a result, before its pack started (its error log is empty; did a line of "
+                    f"hydra.launcher.setup end its script?) (its log: {out})"), last
+    assert out.read_text() == "set-up ran\n"
+
+
 def test_waiting_for_an_earlier_sweeps_pack_job_takes_each_configs_result_from_the_store(small_cfg, tmp_path):
     """What the earlier job made of each config: a FINISHED run is this sweep's result (with its metrics),
     a run FAILED there fails here with its reason; neither waits for the job to end."""

@@ -293,15 +293,29 @@ def slurm_job(job_id: str) -> tuple[str, str]:
     """(state, reason) of a SLURM job from the controller (`scontrol`: no accounting database needed);
     GONE once the controller has forgotten it (an array task cancelled while pending: at once); UNKNOWN
     where scontrol is missing or does not answer. The reason is why a PENDING job waits."""
+    fields = scontrol_job(job_id)
+    return fields.get("JobState", "UNKNOWN").split("+")[0], fields.get("Reason", "")
+
+
+def scontrol_job(job_id: str) -> dict[str, str]:
+    """`scontrol show job`'s fields of a SLURM job (JobState, Reason, ExitCode, ...); JobState GONE once
+    the controller has forgotten it, UNKNOWN where scontrol is missing or does not answer."""
     try:
         out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
-        return "UNKNOWN", ""
+        return {"JobState": "UNKNOWN"}
     if out.returncode != 0:
         said = out.stderr + out.stdout  # a job id: "Invalid job id specified"; an array task: "Job 12_3 not found"
-        return ("GONE" if "Invalid job id" in said or f"Job {job_id} not found" in said else "UNKNOWN"), ""
-    fields = dict(w.split("=", 1) for w in out.stdout.split() if "=" in w)
-    return fields.get("JobState", "UNKNOWN").split("+")[0], fields.get("Reason", "")
+        return {"JobState": "GONE" if "Invalid job id" in said or f"Job {job_id} not found" in said else "UNKNOWN"}
+    return dict(w.split("=", 1) for w in out.stdout.split() if "=" in w)
+
+
+def exit_said(code: str) -> str:
+    """SLURM's ExitCode of a job's script (`3:0`: exit status 3; `0:9`: signal 9) in words; '' for 0:0."""
+    status, _, signal_ = code.partition(":")
+    if signal_ not in ("", "0"):
+        return f"signal {signal_}"
+    return f"exit status {status}" if status not in ("", "0") else ""
 
 
 # Why a PENDING job waits, where it waits for something that will not come by itself: the request is
@@ -736,10 +750,7 @@ class SubmititPacks:
             if self.cluster == "slurm" and self._state(h) in TERMINAL:  # ended, and no result came (yet)
                 gone_since = gone_since or time.monotonic()
                 if time.monotonic() - gone_since >= self.grace_s:  # a shared filesystem may lag
-                    state = self._state(h)
-                    return self._failed(k, h, "is gone from SLURM's queue without a result (cancelled before it "
-                                              "started, or ended long ago)" if state == "GONE" and
-                                        not h.paths.stderr.exists() else f"ended {state} without a result")
+                    return self._failed(k, h, self._ended_without_result(h))
             time.sleep(self.poll_s)
         self._report()
         if self.cluster == "local" and not h.paths.result_pickle.exists():  # written before it ended: no lag here
@@ -752,7 +763,23 @@ class SubmititPacks:
                 first = "ended without a result"
             return self._failed(k, h, f"failed: {first[:300]}")
 
+    def _ended_without_result(self, h) -> str:
+        """Why a SLURM pack job ended without a result, as far as SLURM and its log tell: its state, its
+        script's exit status, and where its error log is empty, that it ended before its pack started."""
+        fields = scontrol_job(h.job_id)
+        state = fields["JobState"].split("+")[0]
+        if state == "GONE" and not h.paths.stderr.exists():
+            return "is gone from SLURM's queue without a result (cancelled before it started, or ended long ago)"
+        code = exit_said(fields.get("ExitCode", ""))
+        what = f"ended {state}" + (f" ({code})" if code else "") + " without a result"
+        if h.paths.stderr.exists() and not h.paths.stderr.stat().st_size:  # the pack's process writes there first
+            what += (", before its pack started (its error log is empty"
+                     + ("; did a line of hydra.launcher.setup end its script?)" if self.options.setup else ")"))
+        return what
+
     def _failed(self, k: int, h, what: str) -> list[Outcome]:
-        reason = f"pack job {h.job_id} {what}" + (f" (its log: {h.paths.stderr})" if h.paths.stderr.exists() else "")
+        logs = [p for p in (h.paths.stderr, h.paths.stdout) if p.exists()]
+        shown = next((p for p in logs if p.stat().st_size), logs[0] if logs else None)  # the one that says something
+        reason = f"pack job {h.job_id} {what}" + (f" (its log: {shown})" if shown else "")
         log.error(reason)
         return _outcomes_from_store(self.packs[k], reason, h.job_id)
