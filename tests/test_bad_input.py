@@ -32,6 +32,18 @@ CASES = [
     (["regime.grad_noise.unit=minute"], ["regime.grad_noise.unit='minute'", "one of epoch, step"]),
     (["+train.epoch=3"], ["train.epoch=3 is not accepted", "did you mean train.epochs?"]),
     (["optimizer.lr=interval(0.1,0.2)"], ["interval(...) and other sampled sweeps need a sweeper that samples"]),
+    # sweeps the sweeper could not expand (tracebacks), or expanded into no job (an IndexError in the launcher)
+    (["seed=range(0,3,0)"], ["seed=range(0,3,0) is not accepted; expected range(start, stop, step) with a step that is "
+                             "not 0", "range() arg 3 must not be zero"]),
+    (["seed=range(5,0)"], ["seed=range(5,0) is not accepted; expected a sweep of at least one value",
+                           "range(5,0,-1) counts down"]),
+    (["activation=glob(zzz*)"], ["activation=glob(zzz*) is not accepted; expected a sweep of at least one value. It "
+                                 "matches no option of activation: elu, gelu, identity"]),
+    (["hydra/sweeper=optuna", "hydra.sweeper.direction=maximize", "optimizer.lr=interval(0.1,0.001)"],
+     ["optimizer.lr=interval(0.1,0.001) is not accepted; expected interval(low, high) with low <= high",
+      "The `low` value must be smaller than or equal to the `high` value (low=0.1, high=0.001)"]),
+    (["hydra/sweeper=optuna", "hydra.sweeper.direction=maximize", "activation=glob(*)"],
+     ["activation=glob(*) is not accepted; expected a list of options (a,b,c) with Optuna's sweeper"]),
     # Optuna's sweeper took these and failed with a traceback, after the search or in it
     (["hydra.sweeper.n_trials=0", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize",
       "optimizer.lr=interval(0.001,0.1)"], ["hydra.sweeper.n_trials=0 is not accepted; expected an int >= 1"]),
@@ -112,7 +124,8 @@ CASES = [
     (["checkpoint.dir=/proc/vgsweep-ck"], ["checkpoint.dir='/proc/vgsweep-ck' is not accepted", "/proc "]),
 ]
 # Also tried as a single job (no -m): the checks before Hydra makes the job's output folder.
-SINGLE = [c for c in CASES if not c[0][0].startswith(("hydra.", "tracking.retry")) and "," not in c[0][0]][::3]
+SINGLE = [c for c in CASES if not c[0][0].startswith(("hydra.", "hydra/", "tracking.retry")) and "," not in c[0][0]
+          and "glob(" not in c[0][0]][::3]  # a sweep's refusal is the sweep's: as a single job, Hydra asks for -m
 SINGLE += [c for c in CASES if "${{" in c[0][0] and c not in SINGLE]  # a single run resolves them elsewhere
 
 

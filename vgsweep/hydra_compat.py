@@ -230,6 +230,8 @@ def bad_input_message(e: BaseException) -> str | None:
         return ("invalid config: interval(...) and other sampled sweeps need a sweeper that samples "
                 "(hydra/sweeper=optuna, see the README's \"Searching\"); Hydra's basic sweeper expands lists "
                 "(a,b,c), range(...) and glob(...)")
+    if (swept := _sweep_not_expanded(e)) is not None:
+        return swept
     if isinstance(e, ConfigCompositionException) and first.startswith("invalid config"):
         return first  # vgsweep's own refusal while Hydra composes (_refuse_bool)
     if re.search(r"Error in call to target '[\w.]*OptunaSweeper'", first) and \
@@ -293,6 +295,35 @@ def bad_input_message(e: BaseException) -> str | None:
         return str(ConfigError(key, value, "a key the config has", f"+{said}={m.group(1).partition('=')[2]} adds "
                                "a new one", where))
     return str(ConfigError(key, value, "a value of the schema's type", cause_first or first, where))
+
+
+def _sweep_not_expanded(e: BaseException) -> str | None:
+    """A sweep override the sweeper failed to expand, as a traceback before any job: Hydra's basic sweeper
+    on `seed=range(0,3,0)` (range() arg 3 must not be zero), Optuna's on a distribution it cannot make
+    (`interval(0.1,0.001)`, `tag(log,interval(0,1))`, `range(5,0)`, a glob). The override is the one the
+    sweeper was expanding (a local of the frame that raised)."""
+    from hydra.core.override_parser.types import ValueType
+
+    from vgsweep.config import ConfigError, Shown
+
+    override, tb = None, e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name in ("split_arguments", "create_optuna_distribution_from_override"):
+            override = tb.tb_frame.f_locals.get("override", override)
+        tb = tb.tb_next
+    if override is None or not hasattr(override, "value_type"):
+        return None
+    said = " ".join(str(e).split()) or type(e).__name__
+    kind = override.value_type
+    if kind == ValueType.GLOB_CHOICE_SWEEP:  # Optuna's sweeper takes no glob (an AssertionError, no words)
+        accepted, said = "a list of options (a,b,c) with Optuna's sweeper", "It does not expand glob(...)"
+    elif kind == ValueType.INTERVAL_SWEEP:
+        accepted = "interval(low, high) with low <= high, and low > 0 on a log scale (tag(log, ...))"
+    elif kind == ValueType.RANGE_SWEEP:
+        accepted = "range(start, stop, step) with a step that is not 0 (above 0, and start <= stop, for Optuna)"
+    else:
+        accepted = "a sweep the sweeper can expand"
+    return str(ConfigError(override.key_or_group, Shown(override.get_value_string()), accepted, said))
 
 
 def _not_merged(e: BaseException, key: str, first: str) -> str:

@@ -206,6 +206,31 @@ def check_grid(config: DictConfig) -> None:
                               "random, or list the values to try")
 
 
+def check_not_empty(launcher) -> None:
+    """A sweep of no jobs (`seed=range(5,0)`, `activation=glob(zzz*)`): Hydra's basic sweeper launches an
+    empty batch, which failed with a traceback. The key whose sweep gives no value is named."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+
+    from vgsweep.config import CONF_DIR, group_options
+
+    config = launcher.config
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    items = [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
+    parser = OverridesParser.create(config_loader=launcher.hydra_context.config_loader)
+    last = {p.key_or_group: p for p in parser.parse_overrides(items)}  # the sweeper uses a key's last one
+    for key, p in last.items():
+        if p.is_discrete_sweep() and not list(p.sweep_string_iterator()):
+            if p.value_type == ValueType.RANGE_SWEEP:
+                hint = ("range(start, stop, step) counts from start up to stop, not to it, by step (1 unless given): "
+                        "this one holds no number; range(5,0,-1) counts down")
+            else:
+                options = group_options(key) if (CONF_DIR / key).is_dir() else []
+                hint = "It matches no option" + (f" of {key}: " + ", ".join(options) if options else "")
+            raise ConfigError(key, Shown(p.get_value_string()), "a sweep of at least one value", hint)
+    raise ConfigError("overrides", Shown(" ".join(items)), "a sweep of at least one job")
+
+
 def swept_keys(config: DictConfig) -> list[str]:
     """The keys the sweep varies: its sweep overrides (`init=xavier,he`, an Optuna `interval(...)`),
     on the command line or in hydra.sweeper.params (a study file's). A key the study sweeps that the
@@ -446,6 +471,8 @@ def _compose_and_check(launcher, job_overrides: Sequence[Sequence[str]],
     configs, jobs = [], []
     with app.exit_on_bad_input(lambda: tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))):
         check_options(launcher)
+        if not job_overrides:
+            check_not_empty(launcher)
         for i, overrides in enumerate(job_overrides):
             idx = initial_job_idx + i
             try:
