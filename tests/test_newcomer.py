@@ -54,6 +54,25 @@ def test_help_describes_vgsweep_its_groups_and_studies():
     assert said == list(SUBCOMMANDS), f"--help leaves out the commands {set(SUBCOMMANDS) - set(said)}"  # profile was
 
 
+def test_version_gives_vgsweeps_and_the_releases_it_runs_on():
+    """`vgsweep --version` (Hydra's own said `Hydra 1.3.8` alone), anywhere among the overrides."""
+    import platform
+
+    import hydra
+    import mlflow
+    import torch
+
+    import vgsweep
+
+    for args in (["--version"], ["activation=relu", "--version"]):
+        proc = run_cli(args, cwd=Path.cwd())
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
+        assert proc.stdout.startswith(f"vgsweep {vgsweep.__version__} (Hydra {hydra.__version__}, PyTorch "
+                                      f"{torch.__version__.split('+')[0]}"), proc.stdout
+        assert f", MLflow {mlflow.__version__}, " in proc.stdout and proc.stdout.endswith(f"Python "
+                                                                                          f"{platform.python_version()})\n")
+
+
 @pytest.mark.parametrize("command", ["table", "figures", "report", "status", "profile", "ui"])
 def test_each_commands_help_says_what_it_does_in_whole_sentences_and_every_option(command, capsys):
     """`vgsweep <command> --help`: its description ends a sentence (ui's stopped at "MLflow's UI over the

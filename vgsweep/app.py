@@ -457,6 +457,26 @@ def cli() -> None:
         host.at_exit()
 
 
+def version_line() -> str:
+    """`vgsweep --version`: vgsweep's and the releases its results depend on (read from the installed
+    packages' metadata: nothing is imported), for a bug report or a methods section."""
+    import platform
+    from importlib import metadata
+
+    from vgsweep import __version__
+
+    def of(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    names = {"hydra-core": "Hydra", "torch": "PyTorch", "mlflow": "MLflow", "submitit": "submitit",
+             "hydra-optuna-sweeper": "Hydra's Optuna sweeper"}
+    return (f"vgsweep {__version__} (" + ", ".join(f"{label} {of(n)}" for n, label in names.items())
+            + f", Python {platform.python_version()})")
+
+
 def _failed_jobs(then: str = "") -> None:
     """Exit 1 if a job of this command failed and the sweeper went on past it (Optuna's
     max_failure_rate), or stopped for a reason of its own after it (no trial left to rank)."""
@@ -476,6 +496,9 @@ def _cli() -> None:
         mod = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
         with exit_on_bad_input():  # a bad argument (an ArgumentError): one line, exit 2
             raise SystemExit(mod.main(sys.argv[2:]))
+    if "--version" in sys.argv[1:]:  # Hydra's says "Hydra 1.3.8" alone
+        print(version_line())
+        raise SystemExit(0)
     modes = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-h", "--help", "--hydra-help",
              "-sc", "--shell-completion"}
     if any(a.startswith("experiment=") for a in sys.argv[1:]) and not modes & set(sys.argv[1:]):
