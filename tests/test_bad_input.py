@@ -42,6 +42,7 @@ CASES = [
     (["hydra/sweeper=optuna", "hydra.sweeper.direction=maximize", "optimizer.lr=interval(0.1,0.001)"],
      ["optimizer.lr=interval(0.1,0.001) is not accepted; expected interval(low, high) with low <= high",
       "The `low` value must be smaller than or equal to the `high` value (low=0.1, high=0.001)"]),
+    (["hydra.sweeper.max_batch_size=0"], ["hydra.sweeper.max_batch_size=0 is not accepted; expected a positive int"]),
     (["hydra/sweeper=optuna", "hydra.sweeper.direction=maximize", "activation=glob(*)"],
      ["activation=glob(*) is not accepted; expected a list of options (a,b,c) with Optuna's sweeper"]),
     # Optuna's sweeper took these and failed with a traceback, after the search or in it

@@ -306,12 +306,21 @@ def _sweep_not_expanded(e: BaseException) -> str | None:
 
     from vgsweep.config import ConfigError, Shown
 
-    override, tb = None, e.__traceback__
+    override, expanding, splitting, tb = None, False, False, e.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code.co_name in ("split_arguments", "create_optuna_distribution_from_override"):
+        name = tb.tb_frame.f_code.co_name
+        if name in ("split_arguments", "create_optuna_distribution_from_override"):
             override = tb.tb_frame.f_locals.get("override", override)
+            expanding, splitting = name != "split_arguments", name == "split_arguments"
+        elif name in ("sweep_iterator", "sweep_string_iterator"):  # raised expanding it, not after the loop
+            expanding = True
         tb = tb.tb_next
-    if override is None or not hasattr(override, "value_type"):
+    if splitting and not expanding and isinstance(e, AssertionError):  # its one check: max_batch_size > 0
+        key = "hydra.sweeper.max_batch_size"
+        given = [o.partition("=")[2] for o in sys.argv[1:] if o.lstrip("+").startswith(key + "=")]
+        return str(ConfigError(key, Shown(given[-1] if given else "?"), "a positive int (jobs launched at once), "
+                               "or null for all of them"))
+    if not expanding or not hasattr(override, "value_type"):
         return None
     said = " ".join(str(e).split()) or type(e).__name__
     kind = override.value_type
