@@ -377,6 +377,19 @@ def test_hydras_basic_launcher_refuses_an_interpolation_that_does_not_resolve_in
 
 
 @pytest.mark.e2e
+def test_a_study_file_with_hydra_mode_run_trains_one_job_as_asked(tiny_root, tmp_path):
+    """`experiment=NAME` alone is a sweep (vgsweep adds -m); with `hydra.mode=RUN` it is the one job asked
+    for (vgsweep's -m overrode it, Hydra warning in three lines that it did, and trained the whole study)."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    proc = run_cli(["experiment=bn_mode", "hydra.mode=RUN", *SMALL, f"data.root={tiny_root}", f"tracking.uri={uri}",
+                    f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'mr'}"], cwd=tmp_path)
+    assert proc.returncode == 0 and "UserWarning" not in proc.stderr, proc.stderr[-3000:]
+    c = MlflowClient(uri)
+    runs = c.search_runs([e.experiment_id for e in c.search_experiments()])
+    assert len(runs) == 1 and (tmp_path / "run" / ".hydra").is_dir() and not (tmp_path / "mr").exists()
+
+
+@pytest.mark.e2e
 def test_a_dry_run_through_the_cli_prints_the_plan_and_makes_nothing(tiny_root, tmp_path):
     """-m ... hydra.launcher.dry_run=true: the plan on stdout, exit 0, no sweep folder (nor the folders
     above it it would have made: multirun/<date>/), no store, no job called; without -m it is refused (a

@@ -501,7 +501,8 @@ def _cli() -> None:
         raise SystemExit(0)
     modes = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-h", "--help", "--hydra-help",
              "-sc", "--shell-completion"}
-    if any(a.startswith("experiment=") for a in sys.argv[1:]) and not modes & set(sys.argv[1:]):
+    if any(a.startswith("experiment=") for a in sys.argv[1:]) and not modes & set(sys.argv[1:]) and \
+            not any(a.startswith("hydra.mode=") for a in sys.argv[1:]):  # `hydra.mode=RUN`: one job, as asked
         sys.argv.insert(1, "-m")  # a study file is a sweep (hydra.mode: MULTIRUN): `seed=0,1,2` may add axes to it
     for sig in (signal.SIGTERM, signal.SIGHUP):  # not where ignored (nohup)
         if signal.getsignal(sig) is signal.SIG_DFL:
