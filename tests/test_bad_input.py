@@ -322,3 +322,16 @@ def test_fashion_mnist_files_are_checked_against_the_published_gzip_md5(tmp_path
         read_checked("fashion_mnist", root, download=False, verify=True)
     assert "train-images-idx3-ubyte.gz" in str(e.value) and "8d4fb7e6c68d591d4c3dfef9ec88bf0d" in str(e.value)
     assert len(read_checked("fashion_mnist", root, download=False, verify=False)["train_y"]) == 384
+
+
+@pytest.mark.parametrize("host, said", [("256.1.1.1", "Name or service not known"),
+                                        ("192.0.2.1", "It is not one of this machine's (Cannot assign requested")])
+def test_ui_host_that_is_not_this_machines_is_said_of_the_host(host, said):
+    """`vgsweep ui --host 256.1.1.1` was refused as `--port=5000 is not accepted; expected a free port`."""
+    from vgsweep.config import ArgumentError
+    from vgsweep.ui import check_port
+
+    with pytest.raises(ArgumentError) as e:
+        check_port(host, 5000)
+    assert str(e.value).startswith(f"invalid argument: --host='{host}' is not accepted; expected an address or name "
+                                   "of this machine") and said in str(e.value), str(e.value)

@@ -59,16 +59,24 @@ def run_url(base: str, experiment_id: str, run_id: str) -> str:
 def check_port(host: str, port: int) -> None:
     """A port the UI can listen on, else an ArgumentError (one line) before MLflow's server starts and
     fails in many lines: `make ui` while another UI holds 5000 is the usual case."""
+    import errno
     import socket
 
     from vgsweep.config import ArgumentError
 
     if not 1 <= port <= 65535:
         raise ArgumentError("--port", port, "a port number from 1 to 65535")
+    mine = "an address or name of this machine (127.0.0.1, ::1, 0.0.0.0 for all of them)"
     try:
-        with socket.create_server((host, port)):
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    except socket.gaierror as e:  # `--host 256.1.1.1`, a misspelt name: it was said of the port
+        raise ArgumentError("--host", host, mine, f"{e.strerror}") from None
+    try:
+        with socket.create_server((host, port), family=family):  # ::1 too (an IPv6 address)
             pass
     except OSError as e:
+        if e.errno == errno.EADDRNOTAVAIL:  # an address of another machine
+            raise ArgumentError("--host", host, mine, f"It is not one of this machine's ({str(e.strerror).split(' (while')[0]})") from None
         raise ArgumentError("--port", port, "a free port", f"{host}:{port} cannot be listened on ({e.strerror or e}: "
                             "another MLflow UI?); pass --port N (make ui PORT=N)") from None
 
@@ -95,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {url}", flush=True)
         return 0
     check_port(a.host, a.port)
-    base = f"http://{a.host}:{a.port}"
+    base = f"http://[{a.host}]:{a.port}" if ":" in a.host else f"http://{a.host}:{a.port}"  # IPv6 in brackets
     urls = experiment_urls(uri, base)
     print(f"MLflow UI over {tracking.hide_passwords(uri)} on {base}", flush=True)
     for name, url in urls or [("(no training runs yet)", base)]:
