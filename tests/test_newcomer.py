@@ -373,18 +373,20 @@ def test_a_net_stuck_at_chance_is_drawn_against_a_dotted_chance_line(monkeypatch
                          "regime": ["baseline", "gna"] * 2, "depth": ["10"] * 4, "seed": [0] * 4,
                          "data.name": ["mnist"] * 4})
     mixed = ["mnist", "cifar100", "mnist", "mnist"]  # relu's two lines: chance at 10% and at 1%, so neither drawn
-    for data, title in (("mnist", "loss ln 10 = 2.30, accuracy 10%"), ("cifar100", None), (None, None), (mixed, None)):
+    apart = ["mnist", "mnist", "cifar100", "cifar100"]  # relu on MNIST (drawn), tanh on CIFAR-100 (not its line)
+    for data, title in (("mnist", " (loss ln 10 = 2.30, accuracy 10%)"), ("cifar100", None), (None, None), (mixed, None),
+                        (apart, " for 10 classes (loss ln 10 = 2.30, accuracy 10%)")):
         fig = figures.fig_curves(SimpleNamespace(), runs.assign(**{"data.name": data}), AGARAP, AGARAP.figures[0],
                                  "10-layer networks")
         tanh_loss, relu_loss, tanh_acc, relu_acc = fig.axes  # (metric, activation), row-major, the study's order
         assert tanh_loss.get_title() == "tanh" and relu_acc.get_ylabel() == ""
-        if data == "mnist":
+        if data in ("mnist", apart):
             assert chance_lines(relu_loss) == [pytest.approx(math.log(10))] and chance_lines(relu_acc) == [10.0]
         else:  # CIFAR-100's chance (ln 100, 1%) lies outside these axes; an unknown data set has none
             assert chance_lines(relu_loss) == chance_lines(relu_acc) == []
         assert chance_lines(tanh_loss) == chance_lines(tanh_acc) == []
         assert tanh_loss.get_ylim()[1] < 1.1 and tanh_acc.get_ylim()[0] > 55  # not stretched to chance
-        assert (f"dotted: chance ({title})" in fig._suptitle.get_text()) if title else (
+        assert (f"dotted: chance{title}" in fig._suptitle.get_text()) if title else (
             "chance" not in fig._suptitle.get_text())
         figures.plt.close(fig)
 

@@ -473,11 +473,13 @@ def _chance_lines(panels, acc_scale: float = 100.0) -> str:
     there (a vanishing gradient's usual end) reads as not learning, not as the small ups and downs its
     own zoomed axis gives it; an axis is never stretched to show it. `panels`: (axes, metric, class
     counts); accuracies drawn times `acc_scale` (100: in %). The text that says so after the figure's
-    title, or ''."""
+    title, or '' (naming the class count where other panels have another, whose line is not drawn)."""
     import math
 
     drawn: dict[str, set] = {}  # loss | accuracy -> the class counts drawn
+    every: set = set()  # the class counts of every panel, drawn or not
     for ax, key, counts in panels:
+        every |= set(counts)
         if len(counts) != 1 or None in counts or not key.endswith(("_loss", "_acc")):
             continue
         c, kind = next(iter(counts)), "loss" if key.endswith("_loss") else "accuracy"
@@ -491,8 +493,11 @@ def _chance_lines(panels, acc_scale: float = 100.0) -> str:
     if any(len(cs) > 1 for cs in drawn.values()):
         return "; dotted: chance (" + ", ".join({"loss": "loss ln C", "accuracy": "accuracy 100/C %"}[k]
                                                  for k in ("loss", "accuracy") if k in drawn) + " for C classes)"
-    return "; dotted: chance (" + ", ".join(f"loss ln {c} = {math.log(c):.2f}" if k == "loss" else f"accuracy {100 / c:.3g}%"
-                                             for k in ("loss", "accuracy") for c in drawn.get(k, ())) + ")"
+    cs = set().union(*drawn.values())  # where panels of other class counts have none: whose line it is
+    whose = f" for {next(iter(cs))} classes" if len(every - {None}) > 1 and len(cs) == 1 else ""
+    return f"; dotted: chance{whose} (" + ", ".join(f"loss ln {c} = {math.log(c):.2f}" if k == "loss" else
+                                                    f"accuracy {100 / c:.3g}%"
+                                                    for k in ("loss", "accuracy") for c in drawn.get(k, ())) + ")"
 
 
 def _coinciding(drawn: dict[tuple, list[tuple[str, np.ndarray]]], log_axes: set) -> str:
