@@ -104,6 +104,9 @@ def test_defaults_reproduce_the_original_code():
     ("model=vgg08 model.stages=5", "model.stages", "at most 4 for 28x28 images. each stage ends in a 2x2 average "
                                                     "pool that halves them: 28 -> 14 -> 7 -> 3 -> 1"),
     ("model=vgg08 model.stages=6 data.pad_to=32", "model.stages", "at most 5 for 32x32 images"),
+    # a padding as large as the image: crops that hold none of it (40 for 4), trained without a word
+    ("model=vgg08 data.augment.crop_padding=28", "data.augment.crop_padding", "at most 27 for mnist's 28x28 images"),
+    ("model=vgg08 data.pad_to=32 data.augment.crop_padding=40", "data.augment.crop_padding", "at most 31 for mnist's"),
     # NaN and inf, everywhere a number is (through the CLI: tests/test_bad_input.py, a few of them)
     ("optimizer.lr=inf", "optimizer.lr", "a positive float (NaN and inf are not)"),
     ("init.std=inf", "init.std", "(NaN and inf are not)"),

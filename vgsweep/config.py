@@ -813,6 +813,11 @@ def validate(cfg: DictConfig, devices_here: bool = True) -> None:
         raise ConfigError("data.augment.crop_padding" if cfg.data.augment.crop_padding else "data.augment.flip",
                           cfg.data.augment.crop_padding or True, "0 / false for the MLP family",
                           "crops and flips act on images; the MLP sees flat vectors")
+    side = cfg.data.pad_to or min(spec.shape[-2:])  # the image the crop is taken from
+    if cfg.data.augment.crop_padding >= side:  # `crop_padding=40` for 4: crops of zeros, trained silently
+        raise ConfigError("data.augment.crop_padding", cfg.data.augment.crop_padding,
+                          f"at most {side - 1} for {cfg.data.name}'s {side}x{side} images",
+                          "A crop from a larger padding may hold none of the image's pixels (4 is usual)")
     n_train = min(spec.n_train, cfg.data.limit_train or spec.n_train)
     one_of("objective", cfg.objective, OBJECTIVES + VAL_OBJECTIVES)
     if cfg.objective in VAL_OBJECTIVES and not cfg.data.val_size:
