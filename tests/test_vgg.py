@@ -351,6 +351,36 @@ def test_packing_never_changes_a_vgg_run(cifar_root):
 
 
 @pytest.mark.e2e
+def test_vggs_trained_into_the_mlp_studys_experiment_get_a_table_and_figures(cifar_root, tmp_path):
+    """`vgsweep -m model=vgg08` without experiment=vgg_cifar100 trains into the MLP study's experiment, whose
+    table needs model.depth, and table, figures and report failed with a KeyError: they take the VGG layout
+    (test accuracy: no validation split). An MLP trained beside them into that experiment failed them too
+    (IntCastingNaNError): the other family's runs are left out, and each command says so."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    common = [f"data.root={cifar_root}", "data.verify=false", "data.download=false", "device=cpu", "dataset=cifar100",
+              "train.epochs=1", "train.batch_size=20", "diagnostics.probe_examples=40", f"tracking.uri={uri}"]
+    proc = run_cli(["-m", "model=vgg08", "model.filters=4", "seed=1,2", *common, f"hydra.sweep.dir={tmp_path / 'a'}"],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for mixed in (False, True):
+        if mixed:
+            proc = run_cli(["-m", *common, f"hydra.sweep.dir={tmp_path / 'b'}"], cwd=tmp_path)  # one MLP beside them
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        out = tmp_path / f"res{int(mixed)}"
+        proc = run_cli(["report", "--tracking-uri", uri, "--out", str(out)], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        md = (out / "table.md").read_text()
+        assert "agarap2019 (vgg_cifar100's layout)." in md and "## cifar100: test accuracy (%)" in md, md
+        assert "| vgg08 | 0.0003 |" in md and "mlp 512" not in md
+        left = ("Left out: 1 run of model.family=mlp, beside the experiment's 2 vgg runs: one table cannot hold two "
+                "model families; train each into an experiment of its own (tracking.experiment=...).")
+        assert (left in md and left in (out / "report.md").read_text()) == mixed, md
+        assert (out / "figures" / "agarap2019" / "results.png").is_file()
+    proc = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp_path / "figs"), "--no-mlflow"], cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == f"vgsweep figures: experiment 'agarap2019': {left}\n", proc.stderr
+
+
+@pytest.mark.e2e
 def test_the_study_through_the_cli_into_mlflow_the_table_and_the_figures(cifar_root, tmp_path):
     """experiment=vgg_cifar100 with its seven rows (shrunk: 4 filters, 1 epoch, 160 images), then
     vgsweep report from the store: the table, the figures, and the page that shows every one of them."""

@@ -971,6 +971,9 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     client, exp = reader.open_experiment(uri, experiment)
     if ended is None:  # the runs, read once (a few ms per run)
         ended = reader.runs_frame(client, exp.experiment_id)
+    ended, left = reader.one_family(ended)
+    if left:
+        print(f"vgsweep figures: experiment {experiment!r}: {left}", file=sys.stderr, flush=True)
     # the curves, the gradient figures and the data files read the same runs; their artifacts where the
     # runs say, or beside the store where it was moved with them
     moved = tracking.moved_artifacts(uri, exp.artifact_location)
@@ -979,7 +982,7 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     if probe.empty:
         raise SystemExit(f"vgsweep: no FINISHED runs in experiment {experiment!r}")
     study = study_for(str(probe["study"].iloc[0]) if "study" in probe else experiment,
-                      str(probe["model.family"].iloc[0]))
+                      str(probe["model.family"].iloc[0]), ended)
     runs = load_runs(ended, study)
     failed = load_unfinished(ended, study)
     swept, table_study = _with_swept_axes(runs, study), study  # the table's study: its swept settings blank where inert

@@ -144,6 +144,24 @@ def runs_frame(client, exp_id: str, statuses: tuple[str, ...] = ENDED) -> pd.Dat
     return fill_neutral(pd.DataFrame(rows))
 
 
+def one_family(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The runs of the experiment's model family (that of most of its runs, the MLP's on a tie), and a
+    sentence naming those of another, which its table and figures leave out ('' where none): an MLP's
+    table has no place for a VGG (no model.depth), a VGG's none for an MLP (`model=vgg08` swept into the
+    MLP study's experiment beside its MLPs)."""
+    if "model.family" not in df or df["model.family"].nunique() < 2:
+        return df, ""
+    counts = df["model.family"].value_counts()
+    family = sorted(counts.index, key=lambda f: (-counts[f], f != "mlp", f))[0]
+    left = df[df["model.family"] != family]
+    others = ", ".join(f"{n} run{'s' if n > 1 else ''} of model.family={f}"
+                       for f, n in left["model.family"].value_counts().items())
+    kept = len(df) - len(left)
+    return df[df["model.family"] == family], (
+        f"Left out: {others}, beside the experiment's {kept} {family} run{'s' if kept > 1 else ''}: one table "
+        "cannot hold two model families; train each into an experiment of its own (tracking.experiment=...).")
+
+
 def fill_neutral(df: pd.DataFrame) -> pd.DataFrame:
     """Runs recorded before a key existed ran with its neutral value (config.HASH_NEUTRAL): say so."""
     if df.empty:

@@ -690,12 +690,15 @@ def section(uri: str, experiment: str) -> Section:
     if runs.empty:
         return Section(experiment, runs, pd.DataFrame(), f"# Results: experiment `{experiment}`\n\nNo ended runs.\n",
                        f"% experiment {tex(experiment)}: no ended runs\n")
+    runs, left = reader.one_family(runs)
     study = study_for(str(runs["study"].iloc[0]) if "study" in runs else experiment,
-                      str(runs["model.family"].iloc[0]) if "model.family" in runs else "mlp")
+                      str(runs["model.family"].iloc[0]) if "model.family" in runs else "mlp", runs)
     df = aggregate(runs, study)
     return Section(experiment, runs, df,
-                   f"# Results: experiment `{experiment}`\n\n{study.title}.\n\n" + to_markdown(df, study),
-                   f"% experiment {tex(experiment)}\n" + to_latex(df, study, study.title), study)
+                   f"# Results: experiment `{experiment}`\n\n{study.title}.\n\n" + to_markdown(df, study)
+                   + (f"\n{left}\n" if left else ""),
+                   f"% experiment {tex(experiment)}\n" + to_latex(df, study, study.title)
+                   + (f"\n{tex(left)}\n" if left else ""), study)
 
 
 def sections(uri: str, experiment: str | None) -> list[Section]:
