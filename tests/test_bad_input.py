@@ -73,8 +73,8 @@ CASES = [
                                                     "a positive int of at most 9223372036854775807 in size"]),
     (["data.val_size=100000"], ["data.val_size=100000", "fewer than the"]),
     # a limit past the files' examples trained on all of them, its run recording the limit as the set's size
-    (["data.limit_train=385"], ["data.limit_train=385 is not accepted; expected at most 384, the mnist training images in",
-                                "MNIST/raw. Or null for all of them"]),
+    (["data.limit_train=385"], ["data.limit_train=385 is not accepted; expected at most 384, the mnist training "
+                                "images in", "MNIST/raw. Or null for all of them"]),
     (["data.limit_test=129"], ["data.limit_test=129 is not accepted; expected at most 128, the mnist test images"]),
     # NaN and inf (each key: tests/test_config.py); 1e400 is read as inf
     (["optimizer.lr=nan"], ["optimizer.lr=nan is not accepted", "NaN and inf are not"]),

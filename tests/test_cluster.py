@@ -688,9 +688,9 @@ def test_a_setup_line_that_ends_the_pack_job_is_named_with_its_exit_status(slurm
     last = proc.stderr.rstrip().splitlines()[-1]
     job = re.search(r"pack job (\d+)", last).group(1)
     out = tmp_path / "mr" / ".submitit" / job / f"{job}_0_log.out"
-    assert last == (f"vgsweep: 1 job failed: mnist-d2-logistic-baseline-s42 (no run was made): pack job {job} ended FAILED "
-                    "(exit status 3) without a result, before its pack started (its error log is empty; did a line of "
-                    f"hydra.launcher.setup end its script?) (its log: {out})"), last
+    assert last == (f"vgsweep: 1 job failed: mnist-d2-logistic-baseline-s42 (no run was made): pack job {job} "
+                    "ended FAILED (exit status 3) without a result, before its pack started (its error log is empty; "
+                    f"did a line of hydra.launcher.setup end its script?) (its log: {out})"), last
     assert out.read_text() == "set-up ran\n"
 
 

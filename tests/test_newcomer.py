@@ -69,8 +69,8 @@ def test_version_gives_vgsweeps_and_the_releases_it_runs_on():
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
         assert proc.stdout.startswith(f"vgsweep {vgsweep.__version__} (Hydra {hydra.__version__}, PyTorch "
                                       f"{torch.__version__.split('+')[0]}"), proc.stdout
-        assert f", MLflow {mlflow.__version__}, " in proc.stdout and proc.stdout.endswith(f"Python "
-                                                                                          f"{platform.python_version()})\n")
+        assert f", MLflow {mlflow.__version__}, " in proc.stdout
+        assert proc.stdout.endswith(f"Python {platform.python_version()})\n"), proc.stdout
 
 
 @pytest.mark.parametrize("command", ["table", "figures", "report", "status", "profile", "ui"])
@@ -374,8 +374,8 @@ def test_a_net_stuck_at_chance_is_drawn_against_a_dotted_chance_line(monkeypatch
                          "data.name": ["mnist"] * 4})
     mixed = ["mnist", "cifar100", "mnist", "mnist"]  # relu's two lines: chance at 10% and at 1%, so neither drawn
     apart = ["mnist", "mnist", "cifar100", "cifar100"]  # relu on MNIST (drawn), tanh on CIFAR-100 (not its line)
-    for data, title in (("mnist", " (loss ln 10 = 2.30, accuracy 10%)"), ("cifar100", None), (None, None), (mixed, None),
-                        (apart, " for 10 classes (loss ln 10 = 2.30, accuracy 10%)")):
+    for data, title in (("mnist", " (loss ln 10 = 2.30, accuracy 10%)"), ("cifar100", None), (None, None),
+                        (mixed, None), (apart, " for 10 classes (loss ln 10 = 2.30, accuracy 10%)")):
         fig = figures.fig_curves(SimpleNamespace(), runs.assign(**{"data.name": data}), AGARAP, AGARAP.figures[0],
                                  "10-layer networks")
         tanh_loss, relu_loss, tanh_acc, relu_acc = fig.axes  # (metric, activation), row-major, the study's order

@@ -58,7 +58,8 @@ def test_status_while_a_sweep_trains_after_it_is_killed_and_after_ctrl_c(tiny_ro
     # for status while the first trains, the record removed once the last pack has trained
     done = run_cli(["-m", "optimizer.lr=0.01,1e20", "activation=relu", "train.epochs=2", "hydra.launcher.max_pack=1",
                     *base], cwd=tmp_path)
-    assert done.returncode == 1 and "2 jobs to train in 2 packs of 1 run" in done.stdout + done.stderr, done.stderr[-2000:]
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "2 jobs to train in 2 packs of 1 run" in done.stdout + done.stderr, done.stderr[-2000:]
     client = MlflowClient(uri)
     assert not [k for k in client.get_experiment_by_name("agarap2019").tags  # the sweep's estimate went with it
                 if k.startswith(("vgsweep.queued.", "vgsweep.eta."))]

@@ -171,8 +171,9 @@ def check_jobs(jobs: list[Job], dry: list[str] | None = None, devices_here: bool
         for split, limit in (("train", d.limit_train), ("test", d.limit_test)):
             have = len(seen[key][f"{split}_y"])  # a limit past the files used them all, recorded as a smaller set
             if limit is not None and limit > have:
-                raise ConfigError(f"data.limit_{split}", limit, f"at most {have}, the {d.name} {split.replace('train', 'training')} "
-                                  f"images in {folder(DATASETS[d.name], d.root)}", "Or null for all of them", j.where)
+                words = "training" if split == "train" else "test"
+                raise ConfigError(f"data.limit_{split}", limit, f"at most {have}, the {d.name} {words} images in "
+                                  f"{folder(DATASETS[d.name], d.root)}", "Or null for all of them", j.where)
         n = len(seen[key]["train_y"]) if d.limit_train is None else d.limit_train
         if d.val_size >= n:
             raise ConfigError("data.val_size", d.val_size, f"fewer than the {n} training examples", where=j.where)

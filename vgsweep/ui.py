@@ -76,7 +76,8 @@ def check_port(host: str, port: int) -> None:
             pass
     except OSError as e:
         if e.errno == errno.EADDRNOTAVAIL:  # an address of another machine
-            raise ArgumentError("--host", host, mine, f"It is not one of this machine's ({str(e.strerror).split(' (while')[0]})") from None
+            why = str(e.strerror).split(" (while")[0]  # create_server adds the address it tried
+            raise ArgumentError("--host", host, mine, f"It is not one of this machine's ({why})") from None
         raise ArgumentError("--port", port, "a free port", f"{host}:{port} cannot be listened on ({e.strerror or e}: "
                             "another MLflow UI?); pass --port N (make ui PORT=N)") from None
 
