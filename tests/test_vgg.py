@@ -377,7 +377,8 @@ def test_vggs_trained_into_the_mlp_studys_experiment_get_a_table_and_figures(cif
         assert (left in md and left in (out / "report.md").read_text()) == mixed, md
         assert (out / "figures" / "agarap2019" / "results.png").is_file()
     proc = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp_path / "figs"), "--no-mlflow"], cwd=tmp_path)
-    assert proc.returncode == 0 and proc.stderr == f"vgsweep figures: experiment 'agarap2019': {left}\n", proc.stderr
+    assert proc.returncode == 0, proc.stderr[-3000:]  # (an older MLflow says its migrations there too)
+    assert f"vgsweep figures: experiment 'agarap2019': {left}" in proc.stderr.splitlines(), proc.stderr[-3000:]
 
 
 @pytest.mark.e2e
