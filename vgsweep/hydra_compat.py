@@ -236,9 +236,7 @@ def bad_input_message(e: BaseException) -> str | None:
         return first  # vgsweep's own refusal while Hydra composes (_refuse_bool)
     if re.search(r"Error in call to target '[\w.]*OptunaSweeper'", first) and \
             isinstance(e.__cause__ or e.__context__, AssertionError):  # its one check: max_failure_rate in [0, 1]
-        key = "hydra.sweeper.max_failure_rate="  # the value as the command line gave it
-        given = [o.partition("=")[2] for o in sys.argv[1:] if o.lstrip("+").startswith(key)]
-        return str(ConfigError("hydra.sweeper.max_failure_rate", Shown(given[-1] if given else "?"),
+        return str(ConfigError("hydra.sweeper.max_failure_rate", Shown(_given("hydra.sweeper.max_failure_rate")),
                                "a number from 0 to 1 (the share of a batch's trials that may fail before the search "
                                "stops)"))
     if not isinstance(e, ConfigCompositionException):
@@ -316,9 +314,8 @@ def _sweep_not_expanded(e: BaseException) -> str | None:
             expanding = True
         tb = tb.tb_next
     if splitting and not expanding and isinstance(e, AssertionError):  # its one check: max_batch_size > 0
-        key = "hydra.sweeper.max_batch_size"
-        given = [o.partition("=")[2] for o in sys.argv[1:] if o.lstrip("+").startswith(key + "=")]
-        return str(ConfigError(key, Shown(given[-1] if given else "?"), "a positive int (jobs launched at once), "
+        return str(ConfigError("hydra.sweeper.max_batch_size", Shown(_given("hydra.sweeper.max_batch_size")),
+                               "a positive int (jobs launched at once), "
                                "or null for all of them"))
     if not expanding or not hasattr(override, "value_type"):
         return None
@@ -335,6 +332,14 @@ def _sweep_not_expanded(e: BaseException) -> str | None:
     return str(ConfigError(override.key_or_group, Shown(override.get_value_string()), accepted, said))
 
 
+def _given(key: str, missing: str | None = "?") -> str | None:
+    """The value the command line gave `key` (its last `key=`, `+key=`, `++key=` or `~key=` override), as
+    written: what a refusal of a value Hydra or a plugin checked in words of its own shows. `missing` where
+    none gave it (an experiment file's value)."""
+    given = [o.partition("=")[2] for o in sys.argv[1:] if o.lstrip("+~").partition("=")[0] == key]
+    return given[-1] if given else missing
+
+
 def _not_merged(e: BaseException, key: str, first: str) -> str:
     """An override OmegaConf failed to merge with an error of Python's own, which Hydra lets through as a
     traceback: `hydra.sweeper.params={activation: "relu,tanh"}` (a mapping into the sweeper's empty
@@ -343,17 +348,17 @@ def _not_merged(e: BaseException, key: str, first: str) -> str:
 
     from vgsweep.config import ConfigError, Shown
 
-    given = [o for o in sys.argv[1:] if o.lstrip("+~").partition("=")[0] == key]
+    given = _given(key, None)
     hint = f"OmegaConf could not merge it ({type(e).__name__}: {first})"
-    if key.endswith("sweeper.params") and given:  # the sweep it meant, as the overrides that give it
+    if key.endswith("sweeper.params") and given is not None:  # the sweep it meant, as the overrides that give it
         try:
-            params = OverridesParser.create().parse_override(given[-1]).value()
+            params = OverridesParser.create().parse_override(f"{key}={given}").value()
             sweep = " ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, dict) else ""
         except Exception:  # noqa: BLE001 - not a mapping Hydra's grammar reads: no example
             sweep = ""
         hint = (f"a sweep's keys are overrides{f' ({sweep})' if sweep else ''}; hydra.sweeper.params is set in a "
                 f"config file, such as an experiment's. {hint}")
-    return str(ConfigError(key, Shown(given[-1].partition("=")[2] if given else "..."),
+    return str(ConfigError(key, Shown("..." if given is None else given),
                            "a value that merges into the config", hint))
 
 
