@@ -24,7 +24,8 @@ from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# conf/ of the checkout (vgsweep/conf links to it), or of an installed vgsweep (its wheel holds the files there)
+CONF_DIR = (Path(__file__).resolve().parent / "conf").resolve()
 
 
 class ConfigError(ValueError):

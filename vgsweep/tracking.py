@@ -16,6 +16,7 @@ The embedded default store is `sqlite:///<project root>/mlflow.db` with artifact
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
@@ -172,10 +173,16 @@ def _first_line(e: BaseException) -> str:
     return re.sub(r"^\(\w+(\.\w+)*\) ", "", line)[:300]
 
 
-def project_root() -> Path:
-    """The checkout that holds conf/ (editable install), else the current directory."""
+def checkout() -> Path | None:
+    """The checkout vgsweep runs from (its conf/ beside the package: an editable install); None for a vgsweep
+    installed from a wheel (pip install . or from git), whose configs are in the package."""
     here = Path(__file__).resolve().parents[1]
-    return here if (here / "conf").is_dir() else Path.cwd()
+    return here if (here / "conf").is_dir() else None
+
+
+def project_root() -> Path:
+    """The checkout (checkout()), else the current directory."""
+    return checkout() or Path.cwd()
 
 
 def default_uri() -> str:
@@ -294,10 +301,21 @@ def check_database(uri: str, timeout: int = 5) -> None:
 
 @functools.lru_cache(maxsize=None)
 def git_commit() -> str:
+    """The commit of vgsweep's source: its checkout's (with -dirty for changes not committed), or for an installed
+    vgsweep the one pip installed it from (pip install git+URL@REV records it: PEP 610's direct_url.json); not
+    that of the folder the command runs in, which may be another project's repository. "unknown" otherwise."""
+    where = checkout()
+    if where is None:
+        try:
+            from importlib.metadata import distribution
+
+            url = json.loads(distribution("vgsweep").read_text("direct_url.json") or "{}")
+            return str(url.get("vcs_info", {}).get("commit_id") or "unknown")
+        except Exception:  # noqa: BLE001 - no metadata, or not JSON: nothing says which commit
+            return "unknown"
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_root(),
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
