@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+import vgsweep
 from tests.conftest import ROOT, SMALL
 
 if os.environ.get("CI") != "true":  # under CI it must run: torch's wheels depend on setuptools
@@ -89,6 +90,9 @@ def test_vgsweep_installed_from_git_trains_and_tables_from_another_folder(tiny_r
     runs = client.search_runs([client.get_experiment_by_name("agarap2019").experiment_id])
     assert sorted(r.data.params["activation.name"] for r in runs) == ["relu", "tanh"]
     assert {r.data.tags["vgsweep.git_commit"] for r in runs} == {commit}
+    version = subprocess.run([str(site / "bin" / "vgsweep"), "--version"], cwd=work, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert version.stdout.startswith(f"vgsweep {vgsweep.__version__} at commit {commit[:12]} (Hydra "), version.stdout
     table = subprocess.run([str(site / "bin" / "vgsweep"), "table"], cwd=work, env=env, capture_output=True,
                            text=True, timeout=300)
     assert table.returncode == 0, table.stderr[-3000:]

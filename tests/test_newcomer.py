@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import SMALL, compose_cfg, run_cli
+from tests.conftest import ROOT, SMALL, compose_cfg, run_cli
 
 
 @pytest.mark.e2e
@@ -67,10 +67,27 @@ def test_version_gives_vgsweeps_and_the_releases_it_runs_on():
     for args in (["--version"], ["activation=relu", "--version"]):
         proc = run_cli(args, cwd=Path.cwd())
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
-        assert proc.stdout.startswith(f"vgsweep {vgsweep.__version__} (Hydra {hydra.__version__}, PyTorch "
-                                      f"{torch.__version__.split('+')[0]}"), proc.stdout
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        assert re.match(rf"vgsweep {re.escape(vgsweep.__version__)} at commit {head[:12]}(-dirty)? \(Hydra "
+                        rf"{hydra.__version__}, PyTorch {re.escape(torch.__version__.split('+')[0])}", proc.stdout), \
+            proc.stdout
         assert f", MLflow {mlflow.__version__}, " in proc.stdout
         assert proc.stdout.endswith(f"Python {platform.python_version()})\n"), proc.stdout
+
+
+def test_tab_completion_as_the_readme_installs_it_lists_options_and_keys():
+    """Hydra's bash completion through vgsweep's command line (its options may come anywhere among the overrides):
+    the script it installs completes `vgsweep`, and the query it runs on each Tab lists a group's options and a
+    node's keys."""
+    command = str(Path(sys.executable).parent / "vgsweep")  # the console script (under python -m Hydra names python)
+    script = subprocess.run([command, "--shell-completion", "install=bash"],
+                            capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0 and script.stdout.rstrip().endswith("-F hydra_bash_completion vgsweep"), script
+    for line, want in (("vgsweep activation=", {f"activation={a}" for a in ("logistic", "relu", "swish", "tanh")}),
+                       ("vgsweep -m depth=2,5 train.", {"train.epochs=", "train.batch_size="})):
+        env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
+        proc = subprocess.run([command, "-sc", "query=bash"], capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 0 and want <= set(proc.stdout.split()), (line, proc.stdout, proc.stderr[-2000:])
 
 
 @pytest.mark.parametrize("command", ["table", "figures", "report", "status", "profile", "ui"])

@@ -458,8 +458,9 @@ def cli() -> None:
 
 
 def version_line() -> str:
-    """`vgsweep --version`: vgsweep's and the releases its results depend on (read from the installed
-    packages' metadata: nothing is imported), for a bug report or a methods section."""
+    """`vgsweep --version`: vgsweep's release and commit (tracking.git_commit), and the releases its results
+    depend on (read from the installed packages' metadata, none of them imported), for a bug report or a
+    methods section."""
     import platform
     from importlib import metadata
 
@@ -471,9 +472,13 @@ def version_line() -> str:
         except metadata.PackageNotFoundError:
             return "not installed"
 
+    from vgsweep.tracking import git_commit
+
     names = {"hydra-core": "Hydra", "torch": "PyTorch", "mlflow": "MLflow", "submitit": "submitit",
              "hydra-optuna-sweeper": "Hydra's Optuna sweeper"}
-    return (f"vgsweep {__version__} (" + ", ".join(f"{label} {of(n)}" for n, label in names.items())
+    commit = git_commit()  # as each run's vgsweep.git_commit tag has it; its first 12 digits name it
+    at = "" if commit == "unknown" else f" at commit {commit[:12]}{'-dirty' * commit.endswith('-dirty')}"
+    return (f"vgsweep {__version__}{at} (" + ", ".join(f"{label} {of(n)}" for n, label in names.items())
             + f", Python {platform.python_version()})")
 
 
