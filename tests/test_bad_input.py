@@ -111,6 +111,11 @@ CASES = [
     (["tracking.uri=sqlite:///{tmp}/no/such/dir/m.db"], ["does not exist"]),
     (["tracking.uri=ftp://example.org/x"], ["tracking.uri='ftp://example.org/x'", "sqlite:///", "a folder store"]),
     (["tracking.uri=sqlite:///{notsqlite}"], ["is not a SQLite database"]),
+    # two slashes, or none: SQLAlchemy reads a host before the path (it was said to be "a folder store")
+    (["tracking.uri=sqlite://runs/m.db"], ["tracking.uri='sqlite://runs/m.db' is not accepted", "a sqlite URI has "
+                                          "three slashes before the file's path: sqlite:///runs/m.db (from the folder "
+                                          "the command runs in) or sqlite:////runs/m.db (from /)"]),
+    (["tracking.uri=sqlite://"], ["sqlite:// alone is a database in memory, lost when the command ends"]),
     (["tracking.uri=sqlite:///{tmp}"], ["is a folder, not a database file"]),
     (["tracking.uri=sqlite:///{foreign}"], ["another application's SQLite database", "songs"]),
     (["study=''"], ["study=''", "a non-empty name"]),

@@ -75,6 +75,12 @@ def _store_hint(uri: str) -> str:
     p = Path(os.path.expanduser(uri))
     if ":" not in uri and (p.is_file() or p.suffix in (".db", ".sqlite", ".sqlite3")):
         return f"a database file is named by a sqlite URI: sqlite:///{p.resolve()}"
+    if uri.startswith("sqlite:"):  # sqlite://m.db, sqlite:m.db: SQLAlchemy reads a host, or nothing, before the path
+        path = uri[len("sqlite:"):].lstrip("/")
+        if not path:
+            return "sqlite:// alone is a database in memory, lost when the command ends; name a file: sqlite:///mlflow.db"
+        return (f"a sqlite URI has three slashes before the file's path: sqlite:///{path} (from the folder the "
+                f"command runs in) or sqlite:////{path} (from /)")
     return "MLflow 3 keeps runs in a database; a folder store (file:) is not supported"
 
 
