@@ -308,8 +308,28 @@ def test_rerunning_the_same_command_trains_nothing(tiny_root, tmp_path):
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0
     assert "sweep done: 0 finished, 8 skipped (already in the store), 0 failed" in again.stdout + again.stderr
-    _, runs = _all_runs(uri)
+    client, runs = _all_runs(uri)
     assert len(runs) == 4
+    assert "made by another vgsweep commit" not in again.stdout + again.stderr
+    # runs made by another commit of vgsweep (one of them recorded no commit it can tell): skipped, and said so
+    from vgsweep.sweep import short_commit
+    from vgsweep.tracking import git_commit
+
+    now = short_commit(git_commit())
+    older, unknown = (r for r in runs if r.data.params["seed"] == "0")
+    client.set_tag(older.info.run_id, "vgsweep.git_commit", "0123456789abcdef0123456789abcdef01234567")
+    client.set_tag(unknown.info.run_id, "vgsweep.git_commit", "unknown")
+    for dry in (False, True):
+        third = run_cli([*args, *["hydra.launcher.dry_run=true"] * dry], cwd=tmp_path)
+        lines = (third.stdout + third.stderr).splitlines()
+        assert third.returncode == 0 and len(_all_runs(uri)[1]) == 4, third.stderr[-3000:]
+        said = [x for x in lines if f"made by vgsweep commit 0123456789ab, not this one ({now})" in x]
+        assert len(said) == 2 + 2 * dry and all(older.info.run_id in x for x in said), lines  # its two jobs (and plan)
+        assert not any(unknown.info.run_id in x and "commit" in x for x in lines), lines
+        done = "sweep done: 0 finished, 8 skipped (already in the store), 0 failed"
+        assert any(x.endswith(done) for x in lines) != dry
+        assert any(x.endswith(f"1 of the runs skipped was made by another vgsweep commit (0123456789ab) than this one "
+                              f"({now}): rerun=true trains it again") for x in lines) != dry, lines
 
 
 def test_training_runs_reads_every_page(small_cfg, monkeypatch):

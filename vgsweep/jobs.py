@@ -65,6 +65,7 @@ class Outcome:
     run_id: Optional[str]
     final: dict[str, float]  # last epoch's metrics
     reason: str = ""
+    made_at: str = ""  # a skipped FINISHED run's vgsweep commit, where it is known and not this one's
 
     def label(self, job_name: str) -> str:
         """How a failure line names it: its run and its config's name (with the swept settings the name

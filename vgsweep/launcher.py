@@ -569,6 +569,7 @@ def _said_at_the_end(sweep, jobs: list[Job]) -> None:
     """The sweep's closing count (its skips split by why where they differ), where to see its runs, and
     each failed job (also kept in FAILED, for the command's one line and exit status 1)."""
     from vgsweep import tracking
+    from vgsweep.sweep import other_code
 
     counts = sweep.counts()
     skipped = [(i, j) for i, (j, o) in enumerate(zip(jobs, sweep.outcomes)) if o is not None and o.status == "SKIPPED"]
@@ -579,6 +580,8 @@ def _said_at_the_end(sweep, jobs: list[Job]) -> None:
     log.info("sweep done: %d finished, %d skipped (%s), %d failed", counts["FINISHED"], counts["SKIPPED"],
              ", ".join(f"{n} {what}" for k, (n, what) in enumerate(why) if n or k == 0) if earlier or repeats
              else "already in the store", counts["FAILED"])
+    if older := other_code(sweep.outcomes):
+        log.info(older)
     for uri, experiment in dict.fromkeys((tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment)) for j in jobs):
         if (url := tracking.web_address(uri, experiment)) is not None:
             log.info("the runs of experiment %s: %s", experiment, url)

@@ -205,6 +205,30 @@ def stored_runs(jobs: list[Job], create: bool = True) -> list[tuple]:
     return out
 
 
+def other_commit(made_at: str) -> str:
+    """A run's vgsweep.git_commit where it names another commit than the one this process runs ('' where either
+    is unknown, or they are the same): the code that made a FINISHED run a sweep skips may not be today's."""
+    now = tracking.git_commit()
+    return made_at if made_at not in ("", "unknown") and now != "unknown" and made_at != now else ""
+
+
+def other_code(outcomes: list[Optional[Outcome]]) -> str:
+    """The line a sweep ends with where some of its skipped jobs were FINISHED by another vgsweep commit ('' where
+    none): the results it hands on may not be what today's code would give."""
+    made = list({o.run_id: o.made_at for o in outcomes if o is not None and o.made_at}.values())  # two jobs, one run
+    if not made:
+        return ""
+    commits = list(dict.fromkeys(short_commit(c) for c in made))
+    return (f"{len(made)} of the runs skipped {'was' if len(made) == 1 else 'were'} made by another vgsweep commit "
+            f"({', '.join(commits[:3])}{', ...' * (len(commits) > 3)}) than this one "
+            f"({short_commit(tracking.git_commit())}): rerun=true trains {'it' if len(made) == 1 else 'them'} again")
+
+
+def short_commit(commit: str) -> str:
+    """A commit as `vgsweep --version` names it: 12 digits, and -dirty where there were changes not committed."""
+    return commit[:12] + "-dirty" * commit.endswith("-dirty")
+
+
 def _done_or_running(j: Job, runs: list, status: dict[str, str]) -> Optional[Outcome]:
     """Job j's SKIPPED outcome if its config has a FINISHED run, or one RUNNING in a live process
     (`status`: each run's status, orphans already KILLED); None if it is to be trained, or `rerun`."""
@@ -214,8 +238,11 @@ def _done_or_running(j: Job, runs: list, status: dict[str, str]) -> Optional[Out
     running = [r for r in runs if status[r.info.run_id] == "RUNNING"]
     if finished:
         r = finished[0]
-        log.info("skip %s: FINISHED as run %s (rerun=true trains it again)", j.name, r.info.run_id)
-        return Outcome("SKIPPED", r.info.run_id, dict(r.data.metrics), "already FINISHED")
+        other = other_commit(r.data.tags.get("vgsweep.git_commit", ""))
+        at = f", made by vgsweep commit {short_commit(other)}, not this one ({short_commit(tracking.git_commit())})" \
+            if other else ""
+        log.info("skip %s: FINISHED as run %s%s (rerun=true trains it again)", j.name, r.info.run_id, at)
+        return Outcome("SKIPPED", r.info.run_id, dict(r.data.metrics), "already FINISHED" + at, made_at=other)
     if running:
         r = running[0]
         age = tracking.heartbeat_age(r)
