@@ -196,6 +196,12 @@ def test_report_and_figures_from_the_store(sweep):
     assert "[curves.csv.gz](figures/agarap2019/curves.csv.gz), [gradients.csv.gz](figures/agarap2019/gradients.csv.gz)." \
         in report
     assert "## Verdicts" in report and "| gna | relu |" in report
+    import torch
+
+    from vgsweep.tracking import git_commit, short_commit
+
+    assert re.search(rf"The table's \d+ runs were made with vgsweep commit {re.escape(short_commit(git_commit()))}; "
+                     rf"PyTorch {re.escape(torch.__version__)}; device cpu \(", report), report[:3000]
     assert "[table.tex](table.tex)" in report and (out / "table.tex").is_file()
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("agarap2019")

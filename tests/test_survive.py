@@ -312,8 +312,7 @@ def test_rerunning_the_same_command_trains_nothing(tiny_root, tmp_path):
     assert len(runs) == 4
     assert "made by another vgsweep commit" not in again.stdout + again.stderr
     # runs made by another commit of vgsweep (one of them recorded no commit it can tell): skipped, and said so
-    from vgsweep.sweep import short_commit
-    from vgsweep.tracking import git_commit
+    from vgsweep.tracking import git_commit, short_commit
 
     now = short_commit(git_commit())
     older, unknown = (r for r in runs if r.data.params["seed"] == "0")

@@ -1080,6 +1080,27 @@ def test_the_reports_lists_of_runs_take_each_config_once_as_the_table_does():
     assert list(failed_rows(runs)["run"]) == ["r4"] and list(failed_rows(runs)["reason"]) == ["failed at 4"]
 
 
+def test_the_report_says_what_made_the_runs_the_table_counts():
+    """report.md names the vgsweep commit, PyTorch release and device of the runs the table counts (one per config,
+    FINISHED), each with its count where they differ: a methods section's facts, and a table that mixes runs of
+    code since changed shows it. A run the table does not count (an older one of a config) is not named."""
+    from vgsweep.results.report import made_line
+
+    def run(t, seed, commit, status="FINISHED"):
+        return {"run_name": f"r{t}", "start_time": t, "seed": str(seed), "status": status, "model.depth": "2",
+                "activation.name": "relu", "regime.name": "baseline", "made_by": commit,
+                "made_with": "2.14.1+cu130", "made_on": "cuda:0 (NVIDIA H100 80GB HBM3)"}
+
+    old, new = "0123456789abcdef0123456789abcdef01234567", "fedcba9876543210fedcba9876543210fedcba98-dirty"
+    runs = pd.DataFrame([run(1, 0, old), run(2, 0, new), run(3, 1, new), run(4, 2, old),
+                         run(5, 3, "unknown", "FAILED")])
+    assert made_line(runs) == ("The table's 3 runs were made with vgsweep commits fedcba987654-dirty (2 runs), "
+                               "0123456789ab (1 run); PyTorch 2.14.1+cu130; device cuda:0 (NVIDIA H100 80GB HBM3).")
+    assert made_line(runs.iloc[[0]]) == ("The table's 1 run was made with vgsweep commit 0123456789ab; PyTorch "
+                                         "2.14.1+cu130; device cuda:0 (NVIDIA H100 80GB HBM3).")
+    assert made_line(runs.iloc[[4]]) == ""  # nothing finished
+
+
 def test_an_option_swept_beside_the_axes_comes_in_the_configs_order_default_first():
     """init_study's rows: xavier (the default), he, normal, zero, as config.yaml lists them; they came
     alphabetically (he, normal, xavier, zero), in the table and in the figures' legends."""

@@ -472,12 +472,12 @@ def version_line() -> str:
         except metadata.PackageNotFoundError:
             return "not installed"
 
-    from vgsweep.tracking import git_commit
+    from vgsweep.tracking import git_commit, short_commit
 
     names = {"hydra-core": "Hydra", "torch": "PyTorch", "mlflow": "MLflow", "submitit": "submitit",
              "hydra-optuna-sweeper": "Hydra's Optuna sweeper"}
     commit = git_commit()  # as each run's vgsweep.git_commit tag has it; its first 12 digits name it
-    at = "" if commit == "unknown" else f" at commit {commit[:12]}{'-dirty' * commit.endswith('-dirty')}"
+    at = "" if commit == "unknown" else f" at commit {short_commit(commit)}"
     return (f"vgsweep {__version__}{at} (" + ", ".join(f"{label} {of(n)}" for n, label in names.items())
             + f", Python {platform.python_version()})")
 

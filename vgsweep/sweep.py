@@ -218,15 +218,10 @@ def other_code(outcomes: list[Optional[Outcome]]) -> str:
     made = list({o.run_id: o.made_at for o in outcomes if o is not None and o.made_at}.values())  # two jobs, one run
     if not made:
         return ""
-    commits = list(dict.fromkeys(short_commit(c) for c in made))
-    return (f"{len(made)} of the runs skipped {'was' if len(made) == 1 else 'were'} made by another vgsweep commit "
+    commits, one = list(dict.fromkeys(tracking.short_commit(c) for c in made)), len(made) == 1
+    return (f"{len(made)} of the runs skipped {'was' if one else 'were'} made by another vgsweep commit "
             f"({', '.join(commits[:3])}{', ...' * (len(commits) > 3)}) than this one "
-            f"({short_commit(tracking.git_commit())}): rerun=true trains {'it' if len(made) == 1 else 'them'} again")
-
-
-def short_commit(commit: str) -> str:
-    """A commit as `vgsweep --version` names it: 12 digits, and -dirty where there were changes not committed."""
-    return commit[:12] + "-dirty" * commit.endswith("-dirty")
+            f"({tracking.short_commit(tracking.git_commit())}): rerun=true trains {'it' if one else 'them'} again")
 
 
 def _done_or_running(j: Job, runs: list, status: dict[str, str]) -> Optional[Outcome]:
@@ -239,8 +234,8 @@ def _done_or_running(j: Job, runs: list, status: dict[str, str]) -> Optional[Out
     if finished:
         r = finished[0]
         other = other_commit(r.data.tags.get("vgsweep.git_commit", ""))
-        at = f", made by vgsweep commit {short_commit(other)}, not this one ({short_commit(tracking.git_commit())})" \
-            if other else ""
+        now = tracking.short_commit(tracking.git_commit())
+        at = f", made by vgsweep commit {tracking.short_commit(other)}, not this one ({now})" if other else ""
         log.info("skip %s: FINISHED as run %s%s (rerun=true trains it again)", j.name, r.info.run_id, at)
         return Outcome("SKIPPED", r.info.run_id, dict(r.data.metrics), "already FINISHED" + at, made_at=other)
     if running:

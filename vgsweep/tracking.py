@@ -322,6 +322,11 @@ def git_commit() -> str:
         return "unknown"
 
 
+def short_commit(commit: str) -> str:
+    """A commit as `vgsweep --version` names it: 12 digits, and -dirty where there were changes not committed."""
+    return commit[:12] + "-dirty" * commit.endswith("-dirty")
+
+
 # --- the SQLite file -----------------------------------------------------------------------------
 SQLITE_MAGIC = b"SQLite format 3\x00"
 MLFLOW_CORE_TABLES = {"experiments", "runs", "metrics", "params", "tags"}

@@ -68,6 +68,26 @@ def failed_rows(runs: pd.DataFrame) -> pd.DataFrame:
                           "overrides": r.overrides} for _, r in bad.iterrows()])
 
 
+def made_line(runs: pd.DataFrame) -> str:
+    """What made the runs the table counts (reader.one_per_config, FINISHED): vgsweep's commit, PyTorch's
+    release, the device, each with its count where they differ; for a methods section, and to see a table mix
+    runs of code since changed. '' where none finished."""
+    from vgsweep.tracking import short_commit
+
+    fin = reader.one_per_config(runs)
+    fin = fin[fin["status"] == "FINISHED"] if not fin.empty else fin
+    if fin.empty:
+        return ""
+    parts = []
+    for col, what, shown in (("made_by", "vgsweep commit", short_commit), ("made_with", "PyTorch", str),
+                             ("made_on", "device", str)):
+        vals = (fin[col].fillna("").astype(str) if col in fin else pd.Series([""] * len(fin))).replace("", "unknown")
+        counts = vals.value_counts()
+        parts.append(f"{what} {shown(counts.index[0])}" if len(counts) == 1 else
+                     f"{what}s " + ", ".join(f"{shown(v)} ({n} run{'s' * (n > 1)})" for v, n in counts.items()))
+    return f"The table's {figures.n_runs(len(fin))} {'was' if len(fin) == 1 else 'were'} made with {'; '.join(parts)}."
+
+
 def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
     """report.md's verdicts: how many runs of each depth (or model, at each rate) have each verdict, and the runs that
     are not healthy and why, in the table's order (depth 5 before 10, its regimes and activations)."""
@@ -112,6 +132,8 @@ def section(uri: str, sec: table.Section, out: Path, activation: str,
     figs = [p for p in made if p.suffix == ".png"]
     data = [p.relative_to(out).as_posix() for p in made if p.name.endswith(".csv.gz")]
     lines = [md.replace("# Results: experiment", "# Experiment")]
+    if by := made_line(runs):
+        lines += [by, ""]
     if made.unreadable:
         line = figures.unreadable_line(experiment, made.unreadable)
         if problems is not None:
