@@ -75,6 +75,29 @@ def test_version_gives_vgsweeps_and_the_releases_it_runs_on():
         assert proc.stdout.endswith(f"Python {platform.python_version()})\n"), proc.stdout
 
 
+def test_the_recorded_commit_is_dirty_for_changed_code_not_for_regenerated_results(tmp_path, monkeypatch):
+    """vgsweep.git_commit: a checkout whose results/ make report has rewritten is not -dirty (every sweep after a
+    report would have said its runs were made by other code); a changed source file is."""
+    from vgsweep import tracking
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "c"]):
+        subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    monkeypatch.setattr(tracking, "checkout", lambda: tmp_path)
+    seen = []
+    for path, text in (("results/table.md", "new\n"), ("code.py", "x = 2\n")):
+        (tmp_path / path).write_text(text)
+        tracking.git_commit.cache_clear()
+        seen.append(tracking.git_commit())
+    tracking.git_commit.cache_clear()
+    assert seen == [head, head + "-dirty"]
+
+
 def test_tab_completion_as_the_readme_installs_it_lists_options_and_keys():
     """Hydra's bash completion through vgsweep's command line (its options may come anywhere among the overrides):
     the script it installs completes `vgsweep`, and the query it runs on each Tab lists a group's options and a

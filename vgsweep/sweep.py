@@ -207,9 +207,11 @@ def stored_runs(jobs: list[Job], create: bool = True) -> list[tuple]:
 
 def other_commit(made_at: str) -> str:
     """A run's vgsweep.git_commit where it names another commit than the one this process runs ('' where either
-    is unknown, or they are the same): the code that made a FINISHED run a sweep skips may not be today's."""
+    is unknown, or they are the same): the code that made a FINISHED run a sweep skips may not be today's. The
+    commits are compared without their -dirty: what changes were not committed, neither says."""
     now = tracking.git_commit()
-    return made_at if made_at not in ("", "unknown") and now != "unknown" and made_at != now else ""
+    known = made_at not in ("", "unknown") and now != "unknown"
+    return made_at if known and made_at.removesuffix("-dirty") != now.removesuffix("-dirty") else ""
 
 
 def other_code(outcomes: list[Optional[Outcome]]) -> str:
