@@ -180,6 +180,13 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, module: str = "vgswe
     return ZYGOTE.run(module, args, cwd, env, timeout)
 
 
+def git(cwd: Path, *args: str) -> str:
+    """git in a test's own repository (a copy of vgsweep, a researcher's project), with an author of its own."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
 def start_cli(args: list[str], cwd: Path, **popen) -> subprocess.Popen:
     """subprocess.Popen([sys.executable, "-m", "vgsweep", *args], cwd=cwd, **popen), forked as run_cli's."""
     return WarmPopen("vgsweep", args, cwd=cwd, **popen)

@@ -14,17 +14,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import vgsweep
-from tests.conftest import ROOT, SMALL
+from tests.conftest import ROOT, SMALL, git
 
 if os.environ.get("CI") != "true":  # under CI it must run: torch's wheels depend on setuptools
     pytest.importorskip("setuptools", minversion="64", reason="building vgsweep's wheel without the network needs "
                         "setuptools >= 64 in this environment (torch brings it)")
-
-
-def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def _source(dest: Path) -> str:
@@ -35,10 +29,10 @@ def _source(dest: Path) -> str:
     for name in ("vgsweep", "hydra_plugins", "conf"):
         shutil.copytree(ROOT / name, dest / name, symlinks=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
-    _git(dest, "init", "-q")
-    _git(dest, "add", "-A")
-    _git(dest, "commit", "-q", "-m", "vgsweep")
-    return _git(dest, "rev-parse", "HEAD")
+    git(dest, "init", "-q")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "vgsweep")
+    return git(dest, "rev-parse", "HEAD")
 
 
 def _pip(*args: str, cwd: Path) -> None:
@@ -75,9 +69,9 @@ def test_vgsweep_installed_from_git_trains_and_tables_from_another_folder(tiny_r
     work = tmp_path / "project"
     work.mkdir()
     (work / "notes.txt").write_text("a researcher's own project")
-    _git(work, "init", "-q")
-    _git(work, "add", "-A")
-    _git(work, "commit", "-q", "-m", "mine")
+    git(work, "init", "-q")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "mine")
     env = {**os.environ, "PYTHONPATH": str(site), "PYTHONUNBUFFERED": "1"}
     where = subprocess.run([sys.executable, "-c", "import vgsweep.config as c; print(c.__file__); print(c.CONF_DIR)"],
                            cwd=work, env=env, capture_output=True, text=True, timeout=120)

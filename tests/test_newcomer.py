@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, SMALL, compose_cfg, run_cli
+from tests.conftest import ROOT, SMALL, compose_cfg, git, run_cli
 
 
 @pytest.mark.e2e
@@ -67,7 +67,7 @@ def test_version_gives_vgsweeps_and_the_releases_it_runs_on():
     for args in (["--version"], ["activation=relu", "--version"]):
         proc = run_cli(args, cwd=Path.cwd())
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        head = git(ROOT, "rev-parse", "HEAD")
         assert re.match(rf"vgsweep {re.escape(vgsweep.__version__)} at commit {head[:12]}(-dirty)? \(Hydra "
                         rf"{hydra.__version__}, PyTorch {re.escape(torch.__version__.split('+')[0])}", proc.stdout), \
             proc.stdout
@@ -80,14 +80,12 @@ def test_the_recorded_commit_is_dirty_for_changed_code_not_for_regenerated_resul
     report would have said its runs were made by other code); a changed source file is."""
     from vgsweep import tracking
 
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "table.md").write_text("old\n")
     (tmp_path / "code.py").write_text("x = 1\n")
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "c"]):
-        subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+        git(tmp_path, *args)
+    head = git(tmp_path, "rev-parse", "HEAD")
     monkeypatch.setattr(tracking, "checkout", lambda: tmp_path)
     seen = []
     for path, text in (("results/table.md", "new\n"), ("code.py", "x = 2\n")):
