@@ -235,9 +235,10 @@ def _done_or_running(j: Job, runs: list, status: dict[str, str]) -> Optional[Out
     running = [r for r in runs if status[r.info.run_id] == "RUNNING"]
     if finished:
         r = finished[0]
-        other = other_commit(r.data.tags.get("vgsweep.git_commit", ""))
-        now = tracking.short_commit(tracking.git_commit())
-        at = f", made by vgsweep commit {tracking.short_commit(other)}, not this one ({now})" if other else ""
+        at = ""
+        if other := other_commit(r.data.tags.get("vgsweep.git_commit", "")):
+            at = (f", made by vgsweep commit {tracking.short_commit(other)}, not this one "
+                  f"({tracking.short_commit(tracking.git_commit())})")
         log.info("skip %s: FINISHED as run %s%s (rerun=true trains it again)", j.name, r.info.run_id, at)
         return Outcome("SKIPPED", r.info.run_id, dict(r.data.metrics), "already FINISHED" + at, made_at=other)
     if running:

@@ -84,7 +84,7 @@ def made_line(runs: pd.DataFrame) -> str:
         vals = (fin[col].fillna("").astype(str) if col in fin else pd.Series([""] * len(fin))).replace("", "unknown")
         counts = vals.value_counts()
         parts.append(f"{what} {shown(counts.index[0])}" if len(counts) == 1 else
-                     f"{what}s " + ", ".join(f"{shown(v)} ({n} run{'s' * (n > 1)})" for v, n in counts.items()))
+                     f"{what}s " + ", ".join(f"{shown(v)} ({figures.n_runs(n)})" for v, n in counts.items()))
     return f"The table's {figures.n_runs(len(fin))} {'was' if len(fin) == 1 else 'were'} made with {'; '.join(parts)}."
 
 
