@@ -204,3 +204,56 @@ def test_a_search_tables_best_trial_is_each_colours_best_in_the_objectives_direc
     fig = fig_search(trials, LR_SEARCH, LR_SEARCH.figures[0], "t")
     assert list(fig.axes[0].collections[1].get_offsets()[0]) == pytest.approx([0.5, 90.0])  # ringed: started first
     plt.close(fig)
+
+
+@pytest.mark.parametrize("launcher", ["packed", "basic"])
+def test_a_search_ends_with_the_command_that_confirms_its_best_trial_over_seeds(tiny_root, tmp_path, launcher):
+    """The study file cannot be that command (its file is Optuna's): the line spells out the trial's config,
+    the file's settings and the command line's, and its seed list starts with the trial's own seed (in the
+    store: skipped), so that the table's row of that trial is then the mean of five seeds. Under either
+    launcher (the trial is read from its job folder's .hydra/overrides.yaml)."""
+    import shlex
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    search = run_cli(_args(tiny_root, uri, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                           "activation=tanh", "model.hidden=[16,8]", f"hydra/launcher={launcher}"), cwd=tmp_path)
+    assert search.returncode == 0, search.stderr[-3000:]
+    best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())["best_params"]
+    said = [x for x in search.stdout.splitlines() if "to confirm it over 5 seeds" in x]
+    assert len(said) == 1, search.stdout[-3000:]
+    shown, command = said[0].split(": vgsweep -m ")
+    lr, momentum = best["optimizer.lr"], best["optimizer.momentum"]
+    assert shown.endswith(f"the best trial, optimizer.lr={lr!r} optimizer.momentum={momentum!r}, trained with seed 42"
+                          "; to confirm it over 5 seeds (the table then gives its row mean ± std)")
+    args = shlex.split(command)
+    assert "experiment=lr_search" not in args and not any("sweeper" in a for a in args)
+    assert f"hydra/launcher={launcher}" in args  # the search's own Hydra overrides, but the sweeper's
+    assert not any(a.startswith("depth=") for a in args)  # the file's depth=5 set back to the default, 2
+    for given in ("study=lr_search", "objective=best_val_acc", "data.val_size=64", "activation=tanh",
+                  "model.hidden=[16,8]", f"optimizer.lr={lr!r}", f"optimizer.momentum={momentum!r}"):
+        assert given in args, args
+    assert args[-1] == "seed=42,0,1,2,3"
+    if launcher == "basic":  # the same command; what it trains is the packed launcher's case
+        return
+
+    confirm = run_cli(["-m", *args, "hydra.sweep.dir=confirm"], cwd=tmp_path)
+    assert confirm.returncode == 0, confirm.stderr[-3000:]
+    assert len(_runs(uri)) == 6  # the trial's own seed was not trained again
+    from vgsweep.results.table import fetch_runs
+
+    df = aggregate(fetch_runs(uri, "lr_search"), LR_SEARCH)
+    assert len(df) == 2  # the two trials, one of them now over five seeds
+    row = df[df["lr"].astype(float) == lr]
+    assert list(row["n"]) == [5], df.to_string()
+
+
+@pytest.mark.parametrize("v", [0.1 + 0.2, 1e-05, -3.5e+20, float("inf"), 3, True, False, None, "relu", "a b",
+                               "it's", "1e-3", "true", "null", "[x]", "a,b", "${study}", [16, 8], [0.5, "x y"],
+                               {"a": 1, "b": "c d"}, ""])
+def test_a_confirmation_writes_each_value_as_hydra_reads_it_back(v):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from vgsweep.confirm import value
+
+    got = OverridesParser.create().parse_override(f"k={value(v)}").value()
+    assert got == v and type(got) is type(v), value(v)

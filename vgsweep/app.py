@@ -333,9 +333,19 @@ class Preflight(Callback):
             check_dir("hydra.sweep.dir", str(config.hydra.sweep.dir))
             check_sweeper(config)
         _SWEEP_DIR = Path(str(config.hydra.sweep.dir))
+        from vgsweep import confirm
+
+        confirm.started()
         earlier = _SWEEP_DIR / "multirun.yaml"  # Hydra's sweeper writes over it next: a dry run or a refused sweep
         if earlier.is_file():  # gives it back (launcher.tidy_sweep_dir)
             KEPT_MULTIRUN[earlier.absolute()] = (earlier.read_bytes(), earlier.stat().st_mtime)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        """After a search, Optuna's best trial and the command that trains it over more seeds."""
+        from vgsweep import confirm
+
+        if (said := confirm.line(config)) is not None:
+            logging.getLogger("vgsweep.confirm").info(said)
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         from vgsweep.hydra_compat import job_env

@@ -1,0 +1,207 @@
+"""The command that confirms a search's best trial over seeds.
+
+An Optuna search trains each trial with one seed; its best trial's accuracy is partly that seed's luck.
+When the search ends, vgsweep prints the plain sweep that trains the best trial's settings over more
+seeds (`vgsweep -m study=lr_search depth=5 ... optimizer.lr=0.0123 seed=42,0,1,2,3`): its own seed,
+already in the store and so skipped, and four more, into the same study, where the table then gives
+that trial's row its mean ± std. A study file that sets up the search (`experiment=lr_search`) cannot
+be that command (its file is Optuna's), so the command spells out what the best trial's config holds:
+the config groups it chose other than the defaults, then each key it sets otherwise. The command is
+checked before it is printed: composed with the trial's seed, it is the trial's config (the same hash),
+else only the best trial's settings are named.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import shlex
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+SEEDS = 5  # the confirmation's seeds, the trial's own among them
+
+_SINCE: list[float] = []  # when this command's sweep started: its optimization_results.yaml is newer
+
+
+def started() -> None:
+    """Called when a sweep starts (app.Preflight.on_multirun_start)."""
+    _SINCE[:] = [time.time()]
+
+
+def value(v: Any) -> str:
+    """A value as a Hydra override writes it, so that Hydra reads back the same value."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")) if not math.isfinite(v) else repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k}:{value(x)}" for k, x in v.items()) + "}"
+    s = str(v)
+    if _reads_back(s, s):
+        return s
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _reads_back(written: str, meant: Any) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        got = OverridesParser.create().parse_override(f"k={written}").value()
+    except HydraException:
+        return False
+    return type(got) is type(meant) and got == meant
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of a config's values, a list one value (an override sets a list whole)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _groups(cfg: DictConfig) -> dict[str, Optional[str]]:
+    """The config groups a config chose (Hydra's own, and `experiment`, left out)."""
+    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    return {g: c for g, c in choices.items() if not g.startswith("hydra/") and g != "experiment"}
+
+
+def _kept_hydra(config: DictConfig) -> list[str]:
+    """The search's overrides of Hydra's config that the confirmation keeps (a launcher, a searchpath, the
+    cluster): not the sweeper's (Optuna's), nor its folder (the confirmation makes its own)."""
+    drop = ("hydra.sweeper", "hydra/sweeper", "hydra.sweep.", "hydra.mode", "hydra.job.id", "hydra.job.num")
+    return [o for o in config.hydra.overrides.hydra if not str(o).lstrip("+~").startswith(drop)]
+
+
+def _config_args(config: DictConfig) -> list[str]:
+    """`--config-dir` / `--config-name` where the search was given them."""
+    args = []
+    for source in config.hydra.runtime.get("config_sources") or []:
+        if source.get("provider") == "command-line" and source.get("schema") == "file":
+            args += ["--config-dir", str(source.path)]
+    if str(config.hydra.job.config_name) != "config":
+        args += ["--config-name", str(config.hydra.job.config_name)]
+    return args
+
+
+def overrides_for(loader, config: DictConfig, trial: list[str]) -> Optional[list[str]]:
+    """The overrides, without a study file, that compose the config of a trial's overrides (its seed
+    included), or None where the difference cannot be written as overrides."""
+    from hydra.types import RunMode
+
+    hydra = _kept_hydra(config)
+    name = str(config.hydra.job.config_name)
+
+    def load(overrides: list[str]) -> DictConfig:
+        return loader.load_configuration(config_name=name, overrides=hydra + overrides, run_mode=RunMode.MULTIRUN)
+
+    best = load(trial)
+    plain = load([])
+    groups = []
+    for g, c in _groups(best).items():
+        had = _groups(plain)
+        if g not in had:
+            groups.append(f"+{g}={c}")
+        elif had[g] != c:
+            groups.append(f"{g}={c}")
+    if set(_groups(plain)) - set(_groups(best)):
+        return None
+    base = load(groups)
+    want = _flat({k: v for k, v in OmegaConf.to_container(best, resolve=False).items() if k != "hydra"})
+    have = _flat({k: v for k, v in OmegaConf.to_container(base, resolve=False).items() if k != "hydra"})
+    if set(have) - set(want):
+        return None
+    return groups + [f"{'' if k in have else '+'}{k}={value(v)}" for k, v in want.items()
+                     if k not in have or have[k] != v or type(have[k]) is not type(v)]
+
+
+def _job(loader, config: DictConfig, overrides: list[str]) -> tuple[str, Any]:
+    """(config hash, seed) of the job these overrides make, resolved as the launcher resolves a job's."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from vgsweep.config import resolve
+    from vgsweep.jobs import Job
+
+    cfg = loader.load_configuration(config_name=str(config.hydra.job.config_name),
+                                    overrides=_kept_hydra(config) + overrides, run_mode=RunMode.MULTIRUN)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        job = copy.deepcopy(cfg)
+        with read_write(job), open_dict(job):
+            del job["hydra"]
+        resolve(job)
+        return Job(job).key(), job.get("seed")
+    finally:
+        HydraConfig.instance().set_config(config)
+
+
+def seeds_for(seed: Any) -> list[Any]:
+    """The trial's seed first (in the store: skipped), then the lowest others."""
+    return [seed] + [s for s in range(SEEDS + 1) if s != seed][:SEEDS - 1]
+
+
+def _trial(sweep_dir: Path, wanted: set[str]) -> Optional[list[str]]:
+    """The overrides of a job of the search (its folder's .hydra/overrides.yaml, as Hydra's run_job wrote
+    them, whichever launcher ran it) that set the best trial's parameters."""
+    for path in sorted(sweep_dir.glob("**/.hydra/overrides.yaml")):
+        overrides = [str(o) for o in OmegaConf.load(path)]
+        if wanted <= set(overrides):
+            return overrides
+    return None
+
+
+def line(config: DictConfig) -> Optional[str]:
+    """The end of a search: its best trial (Optuna's optimization_results.yaml in the sweep folder,
+    written by this command) and the command that confirms it over seeds."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    results = sweep_dir / "optimization_results.yaml"
+    if not _SINCE or not results.is_file() or results.stat().st_mtime < _SINCE[0]:
+        return None
+    best = OmegaConf.load(results).get("best_params")
+    if not best:
+        return None
+    wanted = {f"{k}={v}" for k, v in best.items()}  # as Optuna's sweeper wrote the trial's overrides
+    if (trial := _trial(sweep_dir, wanted)) is None:
+        return None
+    from vgsweep.config import settle_override
+
+    shown = " ".join(sorted(settle_override(w) for w in wanted))
+    loader = GlobalHydra.instance().config_loader()
+    settings = None
+    seed: Any = None
+    try:
+        key, seed = _job(loader, config, trial)
+        settings = overrides_for(loader, config, trial)
+        if settings is not None and _job(loader, config, settings)[0] != key:
+            settings = None
+    except Exception as e:  # noqa: BLE001 - a command it cannot write is said so, the search's results stand
+        log.debug("no confirmation command: %s", e)
+        settings = None
+    if settings is None or seed is None:
+        return (f"the best trial, {shown}: to confirm it over seeds, run its settings as a plain sweep with "
+                f"seed=... into the same study (README, 'Searching')")
+    seeds = ",".join(str(s) for s in seeds_for(seed))
+    args = _config_args(config) + [o for o in settings if not o.startswith(("seed=", "+seed="))]
+    args += [str(o) for o in _kept_hydra(config)] + [f"seed={seeds}"]
+    return (f"the best trial, {shown}, trained with seed {seed}; to confirm it over {SEEDS} seeds (the table then "
+            f"gives its row mean ± std): vgsweep -m " + " ".join(shlex.quote(a) for a in args))
