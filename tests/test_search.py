@@ -164,12 +164,20 @@ def test_a_run_name_shows_the_swept_settings_it_does_not_name():
     assert label(["model.double_softmax=true"], ["model.double_softmax"], "mlp") == "model.double_softmax=true"
 
 
+def _loaded(rows: list[dict]) -> pd.DataFrame:
+    """Runs as figures.load_runs gives them: the study's axes by key and by label, a seed, a start time."""
+    df = pd.DataFrame([{"seed": 42, "status": "FINISHED", "start_time": i, **r} for i, r in enumerate(rows)])
+    for a in LR_SEARCH.all_axes:
+        df[a.key] = df[a.label]
+    return df
+
+
 def test_the_search_figure_adds_sgds_effective_step_when_rate_and_momentum_vary():
     from vgsweep.results.figures import fig_search
 
-    trials = pd.DataFrame([{"dataset": "mnist", "regime": "baseline", "activation": "logistic", "depth": "5",
-                            "lr": lr, "momentum": m, "metric:best_val_acc": acc}
-                           for lr, m, acc in [("0.1", "0.9", 0.9), ("0.5", "0.5", 0.8), ("0.001", "0.5", 0.1)]])
+    trials = _loaded([{"dataset": "mnist", "regime": "baseline", "activation": "logistic", "depth": "5",
+                       "lr": lr, "momentum": m, "metric:best_val_acc": acc}
+                      for lr, m, acc in [("0.1", "0.9", 0.9), ("0.5", "0.5", 0.8), ("0.001", "0.5", 0.1)]])
     fig = fig_search(trials, LR_SEARCH, LR_SEARCH.figures[0], "t")
     assert [ax.get_xlabel() for ax in fig.axes] == ["lr", "momentum", "lr / (1 − momentum)"]
     x, y = fig.axes[2].collections[0].get_offsets().T  # the trials, in the third panel
@@ -177,6 +185,26 @@ def test_the_search_figure_adds_sgds_effective_step_when_rate_and_momentum_vary(
     assert list(fig.axes[2].collections[1].get_offsets()[0]) == pytest.approx([1.0, 90.0])  # the best, ringed
     # trials that never logged the objective (a search run without a validation split): no figure, no error
     assert fig_search(trials.drop(columns="metric:best_val_acc"), LR_SEARCH, LR_SEARCH.figures[0], "t") is None
+
+
+def test_the_search_figure_draws_a_trial_confirmed_over_seeds_as_one_point_as_the_table_counts_it():
+    """The seeds of a confirmed trial are one trial at their mean with a bar from the lowest to the highest;
+    the ring goes to the best mean (the table's bold), not to the luckiest seed."""
+    from vgsweep.results.figures import fig_search, plt
+
+    rows = [{"lr": "0.1", "metric:best_val_acc": acc, "seed": seed} for seed, acc in [(42, 1.0), (0, 0.8), (1, 0.9)]]
+    rows.append({"lr": "0.5", "metric:best_val_acc": 0.95, "seed": 42})
+    trials = _loaded([{"dataset": "mnist", "regime": "baseline", "activation": "logistic", "depth": "5",
+                       "momentum": "0.9", **r} for r in rows])
+    fig = fig_search(trials, LR_SEARCH, LR_SEARCH.figures[0], "t")
+    points, ring, bars = fig.axes[0].collections
+    assert [list(p) for p in points.get_offsets()] == [pytest.approx([0.1, 90.0]), pytest.approx([0.5, 95.0])]
+    assert list(ring.get_offsets()[0]) == pytest.approx([0.5, 95.0])
+    assert [list(map(list, seg)) for seg in bars.get_segments()] == [[[0.1, pytest.approx(80.0)],
+                                                                       [0.1, pytest.approx(100.0)]]]
+    assert fig._suptitle.get_text() == ("t: 2 trials (1 of them over 3 seeds: the mean, a bar from the lowest "
+                                        "to the highest)")
+    plt.close(fig)
 
 
 def test_a_search_tables_best_trial_is_each_colours_best_in_the_objectives_direction():
@@ -198,9 +226,9 @@ def test_a_search_tables_best_trial_is_each_colours_best_in_the_objectives_direc
     assert _best_trials(tie, LR_SEARCH) == ({1}, "")
     from vgsweep.results.figures import fig_search, plt
 
-    trials = pd.DataFrame([{"dataset": "mnist", "regime": "baseline", "activation": "logistic", "depth": "5",
-                            "lr": lr, "momentum": "0.9", "metric:best_val_acc": acc, "start_time": t}
-                           for lr, acc, t in [("0.1", 0.9, 30), ("0.5", 0.9, 10), ("0.001", 0.1, 5)]])
+    trials = _loaded([{"dataset": "mnist", "regime": "baseline", "activation": "logistic", "depth": "5",
+                       "lr": lr, "momentum": "0.9", "metric:best_val_acc": acc, "start_time": t}
+                      for lr, acc, t in [("0.1", 0.9, 30), ("0.5", 0.9, 10), ("0.001", 0.1, 5)]])
     fig = fig_search(trials, LR_SEARCH, LR_SEARCH.figures[0], "t")
     assert list(fig.axes[0].collections[1].get_offsets()[0]) == pytest.approx([0.5, 90.0])  # ringed: started first
     plt.close(fig)
@@ -245,6 +273,11 @@ def test_a_search_ends_with_the_command_that_confirms_its_best_trial_over_seeds(
     assert len(df) == 2  # the two trials, one of them now over five seeds
     row = df[df["lr"].astype(float) == lr]
     assert list(row["n"]) == [5], df.to_string()
+    from vgsweep.results import figures  # the search figure counts as the table does: two trials, one over 5 seeds
+
+    tex = next(p for p in figures.build(uri, "lr_search", tmp_path / "figures", log_to_mlflow=False)
+               if p.name == "figures.tex").read_text()
+    assert "2 trials (1 of them over 5 seeds: the mean, a bar from the lowest to the highest)" in tex, tex
 
 
 @pytest.mark.parametrize("v", [0.1 + 0.2, 1e-05, -3.5e+20, float("inf"), 3, True, False, None, "relu", "a b",

@@ -86,7 +86,8 @@ KINDS = {  # kind -> (heading, what it shows): the report's sections and the cap
     "gradient_distribution": ("Gradient distribution over training",
                               "log10 |g| of the first layer's weights per epoch, before and after the added noise "
                               "(where a run has it)."),
-    "search": ("Search", "Every trial's objective against each searched setting; each group's best ringed."),
+    "search": ("Search", "Every trial's objective against each searched setting (a trial run over several seeds: their "
+                         "mean, a bar from the lowest to the highest); each group's best ringed."),
     "activations": ("Activation functions", "The activations and their derivatives (logistic's is at most 0.25)."),
 }
 
@@ -691,35 +692,61 @@ def fig_results(d: pd.DataFrame, study: Study, spec: Figure, title: str, table_s
     return fig
 
 
+def _trials(d: pd.DataFrame, study: Study, metric) -> pd.DataFrame:
+    """A search's runs as its trials, grouped as the table groups them (table.keyed): one row per config,
+    `_y` its runs' mean objective (display units), `_lo` / `_hi` their lowest and highest, `_n` how many,
+    `start_time` its first run's (a trial confirmed over seeds is one trial, as in the table)."""
+    from vgsweep.results.table import keyed
+
+    runs, keys = keyed(d, study)
+    rows = []
+    for _, g in runs.groupby(keys, dropna=False, sort=False):
+        v = pd.to_numeric(g[f"metric:{metric.key}"], errors="coerce").dropna() * metric.scale
+        row = g.iloc[0].copy()
+        row["_y"], row["_lo"], row["_hi"], row["_n"] = v.mean(), v.min(), v.max(), len(v)
+        if "start_time" in g:
+            row["start_time"] = pd.to_numeric(g["start_time"], errors="coerce").min()
+        rows.append(row)
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
 def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> object | None:
     """A search's landscape: the objective (the study's first metric) of every trial against each
     searched setting (the study's numeric axes that vary), one panel per setting, and against SGD's
     effective step lr / (1 − momentum) where both were searched; points coloured by spec.line; a log
-    axis where the values span more than two decades; each colour's best trial ringed."""
+    axis where the values span more than two decades; each colour's best trial ringed. A trial
+    confirmed over seeds (the command a search ends with) is its seeds' mean, a bar from the lowest
+    to the highest, ringed where that mean is the best, as the table bolds it."""
     from vgsweep.results.table import best_trial
 
     metric = study.metrics[0]
     if f"metric:{metric.key}" not in d or d[f"metric:{metric.key}"].isna().all():
         return None  # no trial logged the objective (runs without a validation split): nothing to draw
+    d = _trials(d, study, metric)
     numeric = [a for a in study.axes if a.numeric]
     searched = [a for a in numeric if d[a.label].nunique() > 1] or numeric[-1:]  # depth is fixed in a search
     xs = [(a.label, pd.to_numeric(d[a.label], errors="coerce")) for a in searched]
     if {"lr", "momentum"} <= {a.label for a in searched}:  # SGD's effective step: what the rate and momentum make
         xs.append(("lr / (1 − momentum)", pd.to_numeric(d["lr"]) / (1 - pd.to_numeric(d["momentum"]))))
     fig, axes = plt.subplots(1, len(xs), figsize=(PAGE_IN, 2.6), squeeze=False, layout="constrained")
-    y = pd.to_numeric(d.get(f"metric:{metric.key}"), errors="coerce") * metric.scale
+    y = d["_y"]
     groups = _values(d, study, spec.line)
+    seeds = d.index[d["_n"] > 1]
     for j, (xlabel, x) in enumerate(xs):
         ax = axes[0, j]
-        bests = []
+        bests, bars = [], []
         for gi, g in enumerate(groups):
             sel = _select(d, spec.line, g).index
-            ax.scatter(x[sel], y[sel], s=14, color=_color(str(g[-1]) if g else "", gi), label=_name(spec.line, g) or
-                       "trials", alpha=0.8, lw=0)
+            color = _color(str(g[-1]) if g else "", gi)
+            ax.scatter(x[sel], y[sel], s=14, color=color, label=_name(spec.line, g) or "trials", alpha=0.8, lw=0)
+            if len(over := sel.intersection(seeds)):
+                bars.append((over, color))
             if (i := best_trial(y[sel], d["start_time"].loc[sel] if "start_time" in d else None,
                                 higher_is_better(metric.key))) is not None:  # each group's best trial
                 bests.append(i)
         ax.scatter(x[bests], y[bests], s=60, facecolors="none", edgecolors="black", lw=1, label="best")
+        for over, color in bars:  # a confirmed trial's seeds, lowest to highest
+            ax.vlines(x[over], d["_lo"][over], d["_hi"][over], color=color, lw=0.8, alpha=0.8, zorder=1)
         pos = x[x > 0]
         if len(pos) and pos.max() / pos.min() > 100:
             ax.set_xscale("log")
@@ -728,8 +755,15 @@ def fig_search(d: pd.DataFrame, study: Study, spec: Figure, title: str) -> objec
         if j == 0:
             ax.set_ylabel(metric.label)
     _legend_below(fig, axes, *_legend_order(spec.line, groups))
-    fig.suptitle(f"{title}: {len(d)} trial{'s' if len(d) != 1 else ''}", fontsize=8)
+    over = (f" ({len(seeds)} of them over {_seed_counts(d['_n'][seeds])} seeds: the mean, a bar from the lowest "
+            "to the highest)") if len(seeds) else ""
+    fig.suptitle(f"{title}: {len(d)} trial{'s' if len(d) != 1 else ''}{over}", fontsize=8)
     return fig
+
+
+def _seed_counts(n: pd.Series) -> str:
+    """`5` or `3 to 5`: how many seeds the confirmed trials have."""
+    return str(n.min()) if n.min() == n.max() else f"{n.min()} to {n.max()}"
 
 
 def _mean_abs(diag) -> np.ndarray:
