@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
@@ -351,14 +352,54 @@ def test_packing_never_changes_a_vgg_run(cifar_root):
 
 
 @pytest.mark.e2e
+def test_a_vgg_trains_into_the_vgg_studys_experiment_its_table_led_by_test_accuracy_without_a_split(
+        cifar_root, tmp_path):
+    """`vgsweep -m model=mlp,vgg08` without a study file: the VGG goes to the VGG study's experiment (it went
+    into the MLP study's, where the report left it out), the MLP to the MLP study's. Trained without a
+    validation split, the VGG study's table leads with the test accuracy (it showed `— ()`, n = 0)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    proc = run_cli(["-m", "model=mlp,vgg08", f"data.root={cifar_root}", "data.verify=false", "data.download=false",
+                    "device=cpu", "dataset=cifar100", "train.epochs=1", "train.batch_size=20", "data.limit_train=100",
+                    "diagnostics.probe_examples=40", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'a'}"],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(uri)
+    for experiment, family in (("vgg_cifar100", "vgg"), ("agarap2019", "mlp")):
+        runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+        assert [r.data.params["model.family"] for r in runs] == [family]
+    proc = run_cli(["report", "--tracking-uri", uri, "--out", str(tmp_path / "res")], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (tmp_path / "res" / "table.md").read_text()
+    assert "Left out" not in md and "— ()" not in md, md
+    vgg = md[md.index("# Results: experiment `vgg_cifar100`"):md.index("# Results: experiment `agarap2019`")]
+    assert "## cifar100: test accuracy (%), mean ± std over seeds (n = 1)" in vgg, md
+    assert "| model | lr | parameters | test accuracy (%) | train acc (%) | train loss |" in vgg, md
+
+
+def test_a_curves_figure_draws_the_test_curves_of_runs_without_a_validation_split():
+    from vgsweep.results.figures import _logged
+
+    metrics = ("train_loss", "val_loss", "train_acc", "val_acc")
+    split = pd.DataFrame({"metric:train_loss": [1.0], "metric:val_loss": [1.0], "metric:train_acc": [0.5],
+                          "metric:val_acc": [0.5], "metric:test_loss": [1.0], "metric:test_acc": [0.5]})
+    assert _logged(split, metrics) == metrics
+    none = split.assign(**{"metric:val_loss": float("nan"), "metric:val_acc": float("nan")})
+    assert _logged(none, metrics) == ("train_loss", "test_loss", "train_acc", "test_acc")  # its panels were empty
+    assert _logged(none.drop(columns=["metric:test_loss"]), metrics) == ("train_loss", "train_acc", "test_acc")
+
+
+@pytest.mark.e2e
 def test_vggs_trained_into_the_mlp_studys_experiment_get_a_table_and_figures(cifar_root, tmp_path):
-    """`vgsweep -m model=vgg08` without experiment=vgg_cifar100 trains into the MLP study's experiment, whose
-    table needs model.depth, and table, figures and report failed with a KeyError: they take the VGG layout
-    (test accuracy: no validation split). An MLP trained beside them into that experiment failed them too
+    """`vgsweep -m model=vgg08 study=agarap2019` trains into the MLP study's experiment, whose table needs
+    model.depth, and table, figures and report failed with a KeyError: they take the VGG layout (test
+    accuracy: no validation split). An MLP trained beside them into that experiment failed them too
     (IntCastingNaNError): the other family's runs are left out, and each command says so."""
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     common = [f"data.root={cifar_root}", "data.verify=false", "data.download=false", "device=cpu", "dataset=cifar100",
-              "train.epochs=1", "train.batch_size=20", "diagnostics.probe_examples=40", f"tracking.uri={uri}"]
+              "train.epochs=1", "train.batch_size=20", "diagnostics.probe_examples=40", f"tracking.uri={uri}",
+              "study=agarap2019"]
     proc = run_cli(["-m", "model=vgg08", "model.filters=4", "seed=1,2", *common, f"hydra.sweep.dir={tmp_path / 'a'}"],
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

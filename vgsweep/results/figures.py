@@ -385,8 +385,21 @@ class _LogPlain(ticker.LogFormatter):
         return np.format_float_positional(float(f"{x:.6g}"), trim="-") if super().__call__(x, pos) else ""
 
 
+def _logged(d: pd.DataFrame, metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """A curves figure's metrics that its runs logged: a validation one that none has (runs trained without
+    a validation split: `experiment=vgg_cifar100 data.val_size=0`) is the test one, where they logged that,
+    else left out (its panels were empty)."""
+    def has(k: str) -> bool:
+        return f"metric:{k}" in d and bool(d[f"metric:{k}"].notna().any())
+
+    kept = [k if has(k) else "test_" + k.removeprefix("val_") for k in metrics
+            if has(k) or (k.startswith("val_") and has("test_" + k.removeprefix("val_")))]
+    return tuple(dict.fromkeys(kept)) or metrics
+
+
 def fig_curves(client, d: pd.DataFrame, study: Study, spec: Figure, title: str) -> object:
     """Panels per value of spec.panel (or per metric), lines per value of spec.line."""
+    spec = replace(spec, metrics=_logged(d, spec.metrics))
     by_metric = spec.panel == ("metric",)
     panels = [(m,) for m in spec.metrics] if by_metric else _values(d, study, spec.panel)
     rows = 1 if by_metric else len(spec.metrics)

@@ -223,16 +223,23 @@ STUDIES: dict[str, Study] = {s.name: s for s in (AGARAP, VGG, NOISE_SCALE, INIT_
 def study_for(name: str, family: str = "mlp", params=None) -> Study:
     """The description of study `name`; an unknown name gets its family's study without published values,
     as does a known one whose layout needs a setting no run has (`params`: the runs' frame; a VGG trained
-    into the MLP study, `vgsweep -m model=vgg08` without experiment=vgg_cifar100, has no model.depth)."""
+    into the MLP study, `vgsweep -m model=vgg08 study=agarap2019`, has no model.depth). Where no run logged
+    the study's first metric (a validation accuracy, of runs trained without a validation split:
+    `experiment=vgg_cifar100 data.val_size=0`), the test accuracy leads, and the metrics no run has are left
+    out (the table showed `— ()` and n = 0)."""
     def has(key: str) -> bool:
         return params is None or (key in params and bool(params[key].notna().any()))
 
-    if name in STUDIES and all(has(a.key) for a in STUDIES[name].all_axes):
-        return STUDIES[name]
-    base = AGARAP if family == "mlp" else VGG
-    metrics = base.metrics
-    if not has(f"metric:{metrics[0].key}"):  # VGGs trained without a validation split
-        metrics = (Metric("test accuracy (%)", "test_acc", 100.0),) + tuple(
+    def logged(metrics: tuple) -> tuple:
+        if has(f"metric:{metrics[0].key}"):
+            return metrics
+        return (Metric("test accuracy (%)", "test_acc", 100.0),) + tuple(
             m for m in metrics[1:] if has(f"metric:{m.key}"))
-    return Study(name, f"{name} ({base.name}'s layout)", base.axes, base.column, metrics, base.baseline, {},
-                 base.paper_overrides, "", base.figures)
+
+    if name in STUDIES and all(has(a.key) for a in STUDIES[name].all_axes):
+        known = STUDIES[name]
+        metrics = logged(known.metrics)
+        return known if metrics == known.metrics else replace(known, metrics=metrics)
+    base = AGARAP if family == "mlp" else VGG
+    return Study(name, f"{name} ({base.name}'s layout)", base.axes, base.column, logged(base.metrics), base.baseline,
+                 {}, base.paper_overrides, "", base.figures)
