@@ -92,3 +92,27 @@ def test_vgsweep_installed_from_git_trains_and_tables_from_another_folder(tiny_r
     assert table.returncode == 0, table.stderr[-3000:]
     rows = [line for line in (work / "results" / "table.md").read_text().splitlines() if line.startswith("| baseline")]
     assert sorted(r.split("|")[2].strip() for r in rows) == ["relu", "tanh"], rows
+
+
+def test_a_copy_without_git_records_the_commit_its_maker_gives(tmp_path):
+    """A copy of the checkout without .git (a container image, a folder rsync'd to a cluster or a GPU machine):
+    git cannot say its commit, so $VGSWEEP_GIT_COMMIT does, as --version and each run's tag read it (they said
+    `unknown`, and the report's line "made with vgsweep commit unknown")."""
+    for name in ("vgsweep", "hydra_plugins", "conf"):
+        shutil.copytree(ROOT / name, tmp_path / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+    script = "from vgsweep import tracking; print(tracking.checkout()); print(tracking.git_commit())"
+    env = {k: v for k, v in os.environ.items() if k != "VGSWEEP_GIT_COMMIT"}
+    for given, want in ((None, "unknown"), ("0123456789abcdef0123456789abcdef01234567", None), ("  ", "unknown")):
+        e = {**env, "PYTHONPATH": str(tmp_path), **({"VGSWEEP_GIT_COMMIT": given} if given else {})}
+        proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=e, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.stdout.split() == [str(tmp_path), want or given], proc.stderr[-2000:]
+    e = {**env, "PYTHONPATH": str(tmp_path), "VGSWEEP_GIT_COMMIT": "0123456789abcdef0123456789abcdef01234567"}
+    version = subprocess.run([sys.executable, "-m", "vgsweep", "--version"], cwd=tmp_path, env=e, capture_output=True,
+                             text=True, timeout=120)
+    assert version.stdout.startswith(f"vgsweep {vgsweep.__version__} at commit 0123456789ab (Hydra "), version.stdout
+    # in a checkout git answers: the variable does not speak over it
+    here = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**e, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert here.stdout.split()[1].startswith(git(ROOT, "rev-parse", "HEAD")), here.stdout

@@ -8,7 +8,9 @@
 #               a call carries 64 MiB at most)
 # Device call:  carry [".whl", ".devdata"], timeout_s 590, command (after 2026-12-04's sessions: the grid ran)
 #               `STEPS=gputest,bench,profile DEADLINE_S=480 BENCH_ARGS="--rows tf32,compile,compilewarm,fp32,basic"
-#               bash tools/gpu_session.sh` (bench/grid.py --rows: the rows to run; all of them take over 9 minutes;
+#               bash tools/gpu_session.sh`, begun with VGSWEEP_GIT_COMMIT=<git rev-parse HEAD here, written out>
+#               (the device's copy has no .git: its runs record that commit, not `unknown`)
+#               (bench/grid.py --rows: the rows to run; all of them take over 9 minutes;
 #               PROFILE_RUNS: the profiled packs, depth:precision:cuda_graph[:compile] each)
 #               The steps run in the order STEPS names them, the most wanted first; DEADLINE_S starts no step
 #               after that many seconds (from the end of the install), so a slow one leaves the rest untried
@@ -56,7 +58,7 @@ export PYTHONUNBUFFERED=1
 # the device and versions, kept apart for paper-grid.md: gpu.txt gets each step's time appended
 DEVICE_INFO=$({ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "no nvidia-smi"
   $PY -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', sys.version.split()[0])"
-  date -u; })
+  echo "vgsweep commit ${VGSWEEP_GIT_COMMIT:-unknown (VGSWEEP_GIT_COMMIT not set)}"; date -u; })
 echo "$DEVICE_INFO" | tee "$OUT/gpu.txt"
 
 pack() {

@@ -173,6 +173,9 @@ def _first_line(e: BaseException) -> str:
     return re.sub(r"^\(\w+(\.\w+)*\) ", "", line)[:300]
 
 
+COMMIT_ENV = "VGSWEEP_GIT_COMMIT"  # the commit of a copy of vgsweep that has no .git (git_commit)
+
+
 def checkout() -> Path | None:
     """The checkout vgsweep runs from (its conf/ beside the package: an editable install); None for a vgsweep
     installed from a wheel (pip install . or from git), whose configs are in the package."""
@@ -303,24 +306,29 @@ def check_database(uri: str, timeout: int = 5) -> None:
 def git_commit() -> str:
     """The commit of vgsweep's source: its checkout's (with -dirty for changes not committed), or for an installed
     vgsweep the one pip installed it from (pip install git+URL@REV records it: PEP 610's direct_url.json); not
-    that of the folder the command runs in, which may be another project's repository. "unknown" otherwise."""
+    that of the folder the command runs in, which may be another project's repository. Where neither says (a
+    copy without .git: a container image, a folder rsync'd to a cluster or a GPU machine), $VGSWEEP_GIT_COMMIT
+    as its maker gave it; "unknown" otherwise."""
+    given = os.environ.get(COMMIT_ENV, "").strip() or "unknown"
     where = checkout()
     if where is None:
         try:
             from importlib.metadata import distribution
 
             url = json.loads(distribution("vgsweep").read_text("direct_url.json") or "{}")
-            return str(url.get("vcs_info", {}).get("commit_id") or "unknown")
+            return str(url.get("vcs_info", {}).get("commit_id") or given)
         except Exception:  # noqa: BLE001 - no metadata, or not JSON: nothing says which commit
-            return "unknown"
+            return given
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        if out.returncode != 0:
+            return given
         # changes to the checkout's results/ (make report writes there) are not changes to the code
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
                                cwd=where, capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+        return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return given
 
 
 def short_commit(commit: str) -> str:
