@@ -120,6 +120,12 @@ def test_a_search_refuses_a_direction_against_its_objective_several_and_a_valida
     assert no_split.returncode == 2
     assert "objective='best_val_acc' is not accepted; expected one of test_acc" in _one_line(no_split.stderr)
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "sweep").exists()
+    # the test set as the objective is not refused, but said, before anything trains (here a dry run)
+    warned = "the search chooses by objective=test_acc, the test set's: its best trial's test accuracy then overstates"
+    on_test = run_cli(_args(tiny_root, uri, "objective=test_acc", "hydra.launcher.dry_run=true"), cwd=tmp_path)
+    assert on_test.returncode == 0 and warned in on_test.stdout, on_test.stdout[-3000:]
+    on_val = run_cli(_args(tiny_root, uri, "hydra.launcher.dry_run=true"), cwd=tmp_path)
+    assert on_val.returncode == 0 and "the search chooses by" not in on_val.stdout + on_val.stderr
 
 
 def test_a_search_goes_on_past_a_diverging_trial_and_ends_with_exit_status_1(tiny_root, tmp_path):

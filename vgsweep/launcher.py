@@ -180,6 +180,11 @@ def check_sweeper(config: DictConfig) -> None:
         if isinstance(n, int) and not isinstance(n, bool) and n < 1:
             raise ConfigError(f"hydra.sweeper.{key}", n, f"an int >= 1 ({what})")
     check_grid(config)
+    if str(config.objective).startswith("test_"):  # not refused: a search may mean to, but it should know
+        log.warning("the search chooses by objective=%s, the test set's: its best trial's test %s then overstates "
+                    "what its settings give on data it has not seen. Tune on a validation split instead: "
+                    "data.val_size=5000 objective=best_val_acc (as experiment=lr_search does)", config.objective,
+                    "accuracy" if higher_is_better(str(config.objective)) else "loss")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_")):
         import optuna
