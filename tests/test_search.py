@@ -219,17 +219,17 @@ def test_a_search_tables_best_trial_is_each_colours_best_in_the_objectives_direc
     from dataclasses import replace
 
     from vgsweep.results.studies import AGARAP, LR_SEARCH, Metric
-    from vgsweep.results.table import _best_trials
+    from vgsweep.results.table import best_trials
 
     d = pd.DataFrame({"activation": ["relu", "relu", "tanh", "tanh", "tanh"], "mean": [0.5, 0.7, 0.9, 0.2, float("nan")]})
-    assert _best_trials(d, LR_SEARCH) == ({1, 2}, " of each activation")
+    assert best_trials(d, LR_SEARCH) == ({1, 2}, " of each activation")
     loss = replace(LR_SEARCH, metrics=(Metric("best val loss", "best_val_loss"),))
-    assert _best_trials(d, loss) == ({0, 3}, " of each activation")
-    assert _best_trials(d[d.activation == "tanh"], LR_SEARCH) == ({2}, "")
-    assert _best_trials(d, AGARAP) == (set(), "")
+    assert best_trials(d, loss) == ({0, 3}, " of each activation")
+    assert best_trials(d[d.activation == "tanh"], LR_SEARCH) == ({2}, "")
+    assert best_trials(d, AGARAP) == (set(), "")
     # equal objectives: the trial that started first, the one Optuna's sweeper names best (the first to reach it)
     tie = pd.DataFrame({"activation": ["relu"] * 3, "mean": [0.7, 0.7, 0.5], "_started": [20, 10, 5]})
-    assert _best_trials(tie, LR_SEARCH) == ({1}, "")
+    assert best_trials(tie, LR_SEARCH) == ({1}, "")
     from vgsweep.results.figures import fig_search, plt
 
     trials = _loaded([{"dataset": "mnist", "regime": "baseline", "activation": "logistic", "depth": "5",
@@ -267,12 +267,21 @@ def test_a_search_ends_with_the_command_that_confirms_its_best_trial_over_seeds(
                   "model.hidden=[16,8]", f"optimizer.lr={lr!r}", f"optimizer.momentum={momentum!r}"):
         assert given in args, args
     assert args[-1] == "seed=42,0,1,2,3"
+    # the store keeps it (the terminal may not): the best trial's run's tag, and the report below the table
+    tagged = [r for r in _runs(uri) if "vgsweep.confirm" in r.data.tags]
+    assert len(tagged) == 1 and float(tagged[0].data.params["optimizer.lr"]) == lr
+    assert tagged[0].data.tags["vgsweep.confirm"] == "vgsweep -m " + command
     if launcher == "basic":  # the same command; what it trains is the packed launcher's case
         return
+    from vgsweep.results import report
+
+    said = "The best trial has one seed; to confirm it over five, the command its search ended with"
+    page = report.build(uri, tmp_path / "before", "lr_search").read_text()
+    assert f"{said} (the table then gives its row mean ± std):\n\n```\nvgsweep -m {command}\n```" in page, page
 
     confirm = run_cli(["-m", *args, "hydra.sweep.dir=confirm"], cwd=tmp_path)
     assert confirm.returncode == 0, confirm.stderr[-3000:]
-    assert len(_runs(uri)) == 6  # the trial's own seed was not trained again
+    assert len([r for r in _runs(uri) if "vgsweep.config_hash" in r.data.tags]) == 6  # its seed 42 not again
     from vgsweep.results.table import fetch_runs
 
     df = aggregate(fetch_runs(uri, "lr_search"), LR_SEARCH)
@@ -284,6 +293,7 @@ def test_a_search_ends_with_the_command_that_confirms_its_best_trial_over_seeds(
     tex = next(p for p in figures.build(uri, "lr_search", tmp_path / "figures", log_to_mlflow=False)
                if p.name == "figures.tex").read_text()
     assert "2 trials (1 of them over 5 seeds: the mean, a bar from the lowest to the highest)" in tex, tex
+    assert said not in report.build(uri, tmp_path / "after", "lr_search").read_text()  # confirmed: nothing to say
 
 
 @pytest.mark.parametrize("v", [0.1 + 0.2, 1e-05, -3.5e+20, float("inf"), 3, True, False, None, "relu", "a b",

@@ -8,7 +8,8 @@ that trial's row its mean ± std. A study file that sets up the search (`experim
 be that command (its file is Optuna's), so the command spells out what the best trial's config holds:
 the config groups it chose other than the defaults, then each key it sets otherwise. The command is
 checked before it is printed: composed with the trial's seed, it is the trial's config (the same hash),
-else only the best trial's settings are named.
+else only the best trial's settings are named. The store keeps it as the best trial's run's tag, which
+`vgsweep report` shows below the search's table while that trial has one seed.
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ def overrides_for(loader, config: DictConfig, trial: list[str]) -> Optional[list
                      if k not in have or have[k] != v or type(have[k]) is not type(v)]
 
 
-def _job(loader, config: DictConfig, overrides: list[str]) -> tuple[str, Any]:
-    """(config hash, seed) of the job these overrides make, resolved as the launcher resolves a job's."""
+def _job(loader, config: DictConfig, overrides: list[str]):
+    """The job these overrides make (vgsweep.jobs.Job: its config and hash), resolved as the launcher resolves a
+    job's."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -148,7 +150,7 @@ def _job(loader, config: DictConfig, overrides: list[str]) -> tuple[str, Any]:
         with read_write(job), open_dict(job):
             del job["hydra"]
         resolve(job)
-        return Job(job).key(), job.get("seed")
+        return Job(job)
     finally:
         HydraConfig.instance().set_config(config)
 
@@ -189,10 +191,12 @@ def line(config: DictConfig) -> Optional[str]:
     loader = GlobalHydra.instance().config_loader()
     settings = None
     seed: Any = None
+    job = None
     try:
-        key, seed = _job(loader, config, trial)
+        job = _job(loader, config, trial)
+        seed = job.cfg.get("seed")
         settings = overrides_for(loader, config, trial)
-        if settings is not None and _job(loader, config, settings)[0] != key:
+        if settings is not None and _job(loader, config, settings).key() != job.key():
             settings = None
     except Exception as e:  # noqa: BLE001 - a command it cannot write is said so, the search's results stand
         log.debug("no confirmation command: %s", e)
@@ -203,5 +207,26 @@ def line(config: DictConfig) -> Optional[str]:
     seeds = ",".join(str(s) for s in seeds_for(seed))
     args = _config_args(config) + [o for o in settings if not o.startswith(("seed=", "+seed="))]
     args += [str(o) for o in _kept_hydra(config)] + [f"seed={seeds}"]
+    command = "vgsweep -m " + " ".join(shlex.quote(a) for a in args)
+    record(job, command)
     return (f"the best trial, {shown}, trained with seed {seed}; to confirm it over {SEEDS} seeds (the table then "
-            f"gives its row mean ± std): vgsweep -m " + " ".join(shlex.quote(a) for a in args))
+            f"gives its row mean ± std): {command}")
+
+
+def record(job, command: str) -> None:
+    """The command as the best trial's run's tag (tracking.TAG_CONFIRM, on its newest FINISHED run), which the
+    report shows below the table while that trial has one seed: the store is the record, the terminal is not."""
+    from mlflow.tracking import MlflowClient
+
+    from vgsweep import tracking
+
+    try:
+        client = MlflowClient(tracking.resolve_uri(job.cfg))
+        runs = tracking.runs_by_hash(client, str(job.cfg.tracking.experiment), {job.key()}).get(job.key(), [])
+        run = next((r for r in runs if r.info.status == "FINISHED"), None)
+        if run is not None:
+            tracking.retry(client.set_tag, run.info.run_id, tracking.TAG_CONFIRM, command)
+    except Exception as e:  # noqa: BLE001 - the line is said all the same; the report then has no command
+        why = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        log.warning("the confirmation command could not be recorded in the store: %s", why)
+

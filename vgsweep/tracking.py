@@ -42,6 +42,7 @@ TAG_HEARTBEAT = "vgsweep.heartbeat"  # unix seconds of the training process's la
 TAG_PROCESS = "vgsweep.process"  # "<boot id>:<start time>" of the training process (process_stamp)
 TAG_FAILURE = "vgsweep.failure"
 TAG_RESUMED_AT = "vgsweep.resumed_at"  # unix seconds: the run was continued from a checkpoint then
+TAG_CONFIRM = "vgsweep.confirm"  # a search's best trial's run: the command that confirms it over seeds (confirm.py)
 
 _RETRY_S = 300.0  # tracking.retry_s of the sweep in progress (configure)
 _GIVEN_UP: "TrackingUnavailable | None" = None  # raised once after waiting tracking.retry_s (retry)

@@ -19,7 +19,7 @@ ENDED = ("FINISHED", "FAILED", "KILLED")
 TAGS = {"config_hash": tracking.TAG_HASH, "verdict": "vgsweep.verdict", "verdict_reason": "vgsweep.verdict_reason",
         "failure": tracking.TAG_FAILURE, "failed_epoch": "vgsweep.failed_epoch", "overrides": tracking.TAG_OVERRIDES,
         "parameters": "vgsweep.parameters", "made_by": "vgsweep.git_commit", "made_with": "vgsweep.torch_version",
-        "made_on": "vgsweep.device"}
+        "made_on": "vgsweep.device", "confirm": tracking.TAG_CONFIRM}
 # MLflow draws a progress bar for every artifact it downloads: a report reads one file per run (its
 # diagnostics), and 60 runs printed 120 bars of "Downloading artifacts" around the figures' paths.
 # The environment still decides where it says so.

@@ -88,6 +88,22 @@ def made_line(runs: pd.DataFrame) -> str:
     return f"The table's {figures.n_runs(len(fin))} {'was' if len(fin) == 1 else 'were'} made with {'; '.join(parts)}."
 
 
+def confirm_lines(sec: table.Section) -> list[str]:
+    """A search's best trials (the table's bold rows) that have one seed: the command each one's search ended
+    with, which trains it over more seeds (its run's tag, confirm.record). None once confirmed."""
+    df = sec.df
+    if sec.study is None or df.empty or "_confirm" not in df:
+        return []
+    best, _ = table.best_trials(df, sec.study)
+    commands = list(dict.fromkeys(df.loc[i, "_confirm"] for i in sorted(best)
+                                  if df.loc[i, "n"] == 1 and df.loc[i, "_confirm"]))
+    if not commands:
+        return []
+    which = "The best trial has" if len(commands) == 1 else "These best trials have"
+    return [f"{which} one seed; to confirm {'it' if len(commands) == 1 else 'each'} over five, the command its "
+            "search ended with (the table then gives its row mean ± std):", "", "```", *commands, "```", ""]
+
+
 def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
     """report.md's verdicts: how many runs of each depth (or model, at each rate) have each verdict, and the runs that
     are not healthy and why, in the table's order (depth 5 before 10, its regimes and activations)."""
@@ -131,7 +147,7 @@ def section(uri: str, sec: table.Section, out: Path, activation: str,
         if (not runs.empty and runs["status"].eq("FINISHED").any()) else figures.Made([], {})
     figs = [p for p in made if p.suffix == ".png"]
     data = [p.relative_to(out).as_posix() for p in made if p.name.endswith(".csv.gz")]
-    lines = [md.replace("# Results: experiment", "# Experiment")]
+    lines = [md.replace("# Results: experiment", "# Experiment"), *confirm_lines(sec)]
     if by := made_line(runs):
         lines += [by, ""]
     if made.unreadable:

@@ -300,7 +300,8 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
                    killed=int((g["status"] == "KILLED").sum()),
                    seeds=" ".join(map(str, sorted(s.index))), verdict=summarise_verdicts(fin[k]["verdict"]),
                    parameters=next((p for p in g["parameters"] if p), ""),
-                   _started=fin[k]["start_time"].min() if "start_time" in g and len(fin[k]) else np.nan)
+                   _started=fin[k]["start_time"].min() if "start_time" in g and len(fin[k]) else np.nan,
+                   _confirm=next((c for c in fin[k]["confirm"] if c), "") if "confirm" in g else "")
         for m in study.metrics[1:]:
             v = series(fin[k], m).dropna()
             row[f"{m.key}_mean"] = v.mean() if len(v) else float("nan")
@@ -493,7 +494,7 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
                 head.append(m.label)
                 if show_pub:
                     head.append("published")
-            best, per = _best_trials(d, study)
+            best, per = best_trials(d, study)
             for i, r in d.iterrows():
                 row = [shown(r[c]) for c in rows_by]
                 if has_params:
@@ -527,7 +528,7 @@ def layout(df: pd.DataFrame, study: Study | None = None) -> list[Block]:
     return blocks
 
 
-def _best_trials(d: pd.DataFrame, study: Study) -> tuple[set, str]:
+def best_trials(d: pd.DataFrame, study: Study) -> tuple[set, str]:
     """A search's table (a study with a search figure): the index of each group's best row by the primary
     metric, the groups being the figure's colours (search figures ring the same trials), and the words
     for the footnote (" of each activation"; "" for one group)."""
