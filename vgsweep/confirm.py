@@ -67,17 +67,6 @@ def _reads_back(written: str, meant: Any) -> bool:
     return type(got) is type(meant) and got == meant
 
 
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    """Dotted keys of a config's values, a list one value (an override sets a list whole)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _groups(cfg: DictConfig) -> dict[str, Optional[str]]:
     """The config groups a config chose (Hydra's own, and `experiment`, left out)."""
     choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
@@ -102,31 +91,27 @@ def _config_args(config: DictConfig) -> list[str]:
     return args
 
 
+def _load(loader, config: DictConfig, overrides: list[str]) -> DictConfig:
+    """The config these overrides compose, with the search's own Hydra overrides but the sweeper's."""
+    from hydra.types import RunMode
+
+    return loader.load_configuration(config_name=str(config.hydra.job.config_name),
+                                     overrides=_kept_hydra(config) + overrides, run_mode=RunMode.MULTIRUN)
+
+
 def overrides_for(loader, config: DictConfig, trial: list[str]) -> Optional[list[str]]:
     """The overrides, without a study file, that compose the config of a trial's overrides (its seed
     included), or None where the difference cannot be written as overrides."""
-    from hydra.types import RunMode
+    from vgsweep.config import flatten
 
-    hydra = _kept_hydra(config)
-    name = str(config.hydra.job.config_name)
-
-    def load(overrides: list[str]) -> DictConfig:
-        return loader.load_configuration(config_name=name, overrides=hydra + overrides, run_mode=RunMode.MULTIRUN)
-
-    best = load(trial)
-    plain = load([])
-    groups = []
-    for g, c in _groups(best).items():
-        had = _groups(plain)
-        if g not in had:
-            groups.append(f"+{g}={c}")
-        elif had[g] != c:
-            groups.append(f"{g}={c}")
-    if set(_groups(plain)) - set(_groups(best)):
+    best, plain = _load(loader, config, trial), _load(loader, config, [])
+    chose, had = _groups(best), _groups(plain)
+    if set(had) - set(chose):
         return None
-    base = load(groups)
-    want = _flat({k: v for k, v in OmegaConf.to_container(best, resolve=False).items() if k != "hydra"})
-    have = _flat({k: v for k, v in OmegaConf.to_container(base, resolve=False).items() if k != "hydra"})
+    groups = [f"{'+' if g not in had else ''}{g}={c}" for g, c in chose.items() if g not in had or had[g] != c]
+    base = _load(loader, config, groups)
+    want, have = ({k: v for k, v in flatten(OmegaConf.to_container(c, resolve=False)).items()
+                   if not k.startswith("hydra.")} for c in (best, base))
     if set(have) - set(want):
         return None
     return groups + [f"{'' if k in have else '+'}{k}={value(v)}" for k, v in want.items()
@@ -137,13 +122,11 @@ def _job(loader, config: DictConfig, overrides: list[str]):
     """The job these overrides make (vgsweep.jobs.Job: its config and hash), resolved as the launcher resolves a
     job's."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     from vgsweep.config import resolve
     from vgsweep.jobs import Job
 
-    cfg = loader.load_configuration(config_name=str(config.hydra.job.config_name),
-                                    overrides=_kept_hydra(config) + overrides, run_mode=RunMode.MULTIRUN)
+    cfg = _load(loader, config, overrides)
     HydraConfig.instance().set_config(cfg)
     try:
         job = copy.deepcopy(cfg)
