@@ -19,6 +19,9 @@ CASES = [
     (["activation=sigmoidd"], ["activation=sigmoidd is not accepted", "one of elu, gelu, identity, leaky_relu, logistic"]),
     (["experiment=bn_mode,noise_scale"], ["experiment='bn_mode,noise_scale'", "one study per command",
                                           "vgsweep experiment=bn_mode; vgsweep experiment=noise_scale"]),
+    # a list selects several options, merged into one config (one tanh net trained); here as a sweep's value
+    (["activation=[relu,tanh],gelu"], ["activation=[relu,tanh] is not accepted; expected one option of activation",
+                                       "to train each, sweep them: vgsweep -m activation=relu,tanh"]),
     # ... in a sweep's list, found when Hydra's sweeper composes each of the 8 jobs
     (["activation=relu,tanh,swish,sigmoidd"], ["activation=sigmoidd is not accepted", "logistic"]),
     (["model.double_softmax=false,3"], ["model.double_softmax=3 is not accepted; expected true or false"]),

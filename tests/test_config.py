@@ -164,6 +164,23 @@ def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted)
     ("data=fashion_mnist", ValidationError, "data='fashion_mnist' is not accepted; expected one of its keys set on its "
      "own (key.subkey=value). did you mean dataset=fashion_mnist?"),
     ("activation=[relu", HydraException, "cannot parse the override 'activation=[relu'"),
+    # a list selects several options of one group, merged: it trained one tanh net; [] the schema's logistic
+    ("activation=[relu,tanh]", ConfigCompositionException, "activation=[relu,tanh] is not accepted; expected one "
+     "option of activation: elu, gelu, identity, leaky_relu, logistic, relu, swish, tanh. a list selects every option "
+     "in it, merged into one config (tanh's settings over the others'): to train each, sweep them: vgsweep -m "
+     "activation=relu,tanh"),
+    ("activation=[]", ConfigCompositionException, "an empty list selects none"),
+    ("depth=[5]", ConfigCompositionException, "one option is written without brackets: depth=5"),
+    ("experiment=[paper_table1,lr_search]", ConfigCompositionException,
+     "run each study on its own (vgsweep experiment=paper_table1; vgsweep experiment=lr_search)"),
+    # no option of a group the schema needs: ~activation trained the schema's default (logistic); null was a traceback
+    ("~activation", ConfigCompositionException, "activation=(deleted) is not accepted; expected one option of "
+     "activation: elu, gelu, identity, leaky_relu, logistic, relu, swish, tanh. with none, the schema's built-in "
+     "defaults would train"),
+    ("~regime", ConfigCompositionException, "regime=(deleted) is not accepted; expected one option of regime:"),
+    ("init=null", ConfigCompositionException, "init=null is not accepted; expected one option of init: he, normal,"),
+    ("vgg_row=null", ConfigCompositionException, "vgg_row=null is not accepted; expected one option of vgg_row: vgg08, "
+     "vgg38,"),
     ("activation=relu,tanh", HydraException, "activation=relu,tanh lists values to sweep over, in a single run; "
      "expected -m"),
     ("~train.epochs", HydraException, "train.epochs=(deleted) is not accepted; expected a value"),
@@ -184,6 +201,16 @@ def test_composition_refusals_become_one_line_naming_key_value_and_what_is_accep
     message = bad_input_message(e.value)
     assert message is not None and "\n" not in message, (override, str(e.value))
     assert message.startswith("invalid config: ") and line in message, message
+
+
+def test_a_group_empty_by_default_may_be_emptied_and_a_needed_one_may_not():
+    """`~experiment` after an experiment (or `~vgg_row`) selects none, as the default does; the groups the
+    schema needs an option of are those conf/config.yaml sets."""
+    from vgsweep.hydra_compat import _needed_groups
+
+    assert _needed_groups() == {"dataset", "depth", "model", "activation", "regime", "init", "optimizer"}
+    assert compose_cfg(["experiment=paper_table1", "~experiment"]).study == compose_cfg([]).study
+    assert compose_cfg(["~vgg_row", "~paper_column"]).model.double_softmax is False
 
 
 def test_config_hash_ignores_where_and_tracks_what():

@@ -6,11 +6,13 @@ as a group choice ("Config group override must be a string or a list. Got int");
 would work. Before Hydra sorts the overrides, this turns the numeric value of an override whose key
 names a config group into its string, so `depth=5` on the command line, `depth: 2,5` in an
 experiment's sweep and `- override /depth: 5` in its defaults list all select conf/depth/5.yaml.
-Numeric overrides of plain keys (`seed=3`) are untouched.
+Numeric overrides of plain keys (`seed=3`) are untouched. A list as a group's option
+(`activation=[relu,tanh]`, Hydra's merge of several options) is refused: vgsweep's options are alternatives.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from pathlib import Path
@@ -24,13 +26,78 @@ _orig_init = defaults_list.Overrides.__init__
 def _init(self, repo, overrides_list):
     for o in overrides_list:
         v = getattr(o, "_value", None)
+        group = o.key_or_group.lstrip("+")
+        if (o.is_delete() or v is None) and not o.is_sweep_override() and _alternatives(group):
+            _refuse_none(o, group)
         if o.is_sweep_override() or o.is_delete():
             continue
         if isinstance(v, (int, float)) and not isinstance(v, bool) and repo.group_exists(o.key_or_group):
             o._value = str(v)
+        elif isinstance(v, list) and _alternatives(o.key_or_group.lstrip("+")):
+            _refuse_list(o, v)
         elif o.key_or_group.lstrip("+") in _bool_keys() and not _a_switch(o.key_or_group.lstrip("+"), v):
             _refuse_bool(o)
     _orig_init(self, repo, overrides_list)
+
+
+def _alternatives(group: str) -> bool:
+    """Whether `group` is one of vgsweep's config groups, whose options are alternatives (one activation,
+    one depth): not Hydra's own (hydra/callbacks takes a list)."""
+    from vgsweep.config import CONF_DIR
+
+    return not group.startswith("hydra") and (CONF_DIR / group).is_dir()
+
+
+def _refuse_list(o, v: list) -> None:
+    """`activation=[relu,tanh]` is Hydra's selection of several options of one group, merged into one
+    config: it trained one tanh net (tanh's settings over relu's), where a sweep was meant; `[]` selected
+    none and trained the schema's default (logistic); `[relu]` left the group out of the run's recorded
+    choices."""
+    from hydra.errors import ConfigCompositionException
+
+    from vgsweep.config import ConfigError, Shown, group_options
+
+    group = o.key_or_group.lstrip("+")
+    names = [str(x) for x in v]
+    if len(names) == 1:
+        hint = f"one option is written without brackets: {group}={names[0]}"
+    elif not names:
+        hint = "an empty list selects none, and the schema's defaults would train"
+    else:
+        hint = (f"a list selects every option in it, merged into one config ({names[-1]}'s settings over the "
+                "others'): " + ("run each study on its own (" + "; ".join(f"vgsweep experiment={n}" for n in names)
+                                + ")" if group == "experiment" else
+                                f"to train each, sweep them: vgsweep -m {group}={','.join(names)}"))
+    raise ConfigCompositionException(str(ConfigError(group, Shown(f"[{','.join(names)}]"),
+                                                     f"one option of {group}: " + ", ".join(group_options(group)),
+                                                     hint)))
+
+
+def _refuse_none(o, group: str) -> None:
+    """`~activation` (and `activation=null`, a traceback of Hydra's) selected no activation, and the schema's
+    default trained (logistic), which the command did not name. A group that is empty by default (experiment,
+    paper_column, vgg_row) may be emptied with `~group`."""
+    from hydra.errors import ConfigCompositionException
+
+    from vgsweep.config import ConfigError, Shown, group_options
+
+    if o.is_delete() and group not in _needed_groups():
+        return
+    hint = ("with none, the schema's built-in defaults would train, not an option the command chose" if
+            group in _needed_groups() else f"~{group} selects none (as the default does)")
+    raise ConfigCompositionException(str(ConfigError(group, Shown("(deleted)" if o.is_delete() else "null"),
+                                                     f"one option of {group}: " + ", ".join(group_options(group)),
+                                                     hint)))
+
+
+@functools.cache
+def _needed_groups() -> frozenset[str]:
+    """The groups conf/config.yaml's defaults list sets an option of (dataset, depth, model, ...)."""
+    from vgsweep.config import CONF_DIR
+
+    defaults = OmegaConf.load(CONF_DIR / "config.yaml").defaults
+    return frozenset(k for d in defaults if isinstance(d, DictConfig) for k, v in d.items()
+                     if v is not None and _alternatives(k))
 
 
 # OmegaConf reads 1, 0, 3, yes, no, on, off into a bool field (`model.double_softmax=3` trained the
