@@ -222,6 +222,54 @@ def test_report_and_figures_from_the_store(sweep):
             assert "grad/dense1/norm" in r.data.metrics and "units/hidden1/dead" in r.data.metrics
 
 
+def test_the_results_commands_read_only_the_runs_where_a_setting_has_a_value(sweep):
+    """`--where seed=0 --where activation=relu`: the table, the report and its figures of those runs only
+    (as the sweep's command line writes values; a group names its option), said under the heading; the
+    store's figures run is not replaced by a selection's. A key the config lacks is one line, exit 2; a
+    selection that no run meets, exit 1."""
+    import gzip
+
+    tmp, uri, _ = sweep
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("agarap2019")
+
+    def figure_runs():
+        return {r.info.run_id for r in client.search_runs([exp.experiment_id], "tags.`vgsweep.kind` = 'figures'")}
+
+    _, runs = _runs(uri)
+    acc = {(r.data.params["activation.name"], r.data.params["regime.name"], r.data.params["seed"]):
+           100 * r.data.metrics["test_acc"] for r in runs if "vgsweep.kind" not in r.data.tags}
+    before, out = figure_runs(), tmp / "where"
+    proc = run_cli(["report", "--tracking-uri", uri, "--out", str(out), "--where", "seed=0", "--where",
+                    "activation=relu"], cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert sorted((r["activation"], r["regime"], r["n"]) for r in rows) == [("relu", "baseline", "1"),
+                                                                           ("relu", "gna", "1")]
+    for r in rows:
+        assert float(r["mean"]) == pytest.approx(acc[("relu", r["regime"], "0")])
+    md = (out / "table.md").read_text()
+    assert "Only the runs where seed=0 and activation=relu: 2 of the experiment's 8 ended runs." in md
+    assert "Only the runs where `seed=0 and activation=relu`." in (out / "report.md").read_text()
+    with gzip.open(out / "figures" / "agarap2019" / "curves.csv.gz", "rt") as f:
+        drawn = {(r["activation"], r["seed"]) for r in csv.DictReader(f)}
+    assert drawn == {("relu", "0")}
+    assert figure_runs() == before  # the store's figures stay those of every run
+
+    # Hydra's grammar: a list of values, a range; a float as written another way than the store holds it
+    proc = run_cli(["table", "--tracking-uri", uri, "--out", str(tmp / "where2"), "--where", "seed=range(0,5)",
+                    "--where", "regime=baseline", "--where", "regime.grad_noise.eta=1e-2"], cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Only the runs where seed=range(0,5) and regime=baseline and regime.grad_noise.eta=1e-2: 4 of" \
+        in proc.stdout
+    bad = run_cli(["table", "--tracking-uri", uri, "--out", str(tmp / "where3"), "--where", "train.epoch=2"], cwd=tmp)
+    assert bad.returncode == 2 and "train.epoch is not a key of the runs' config" in bad.stderr, bad.stderr
+    assert "did you mean train.epochs?" in bad.stderr and not (tmp / "where3").exists()
+    none = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp / "where4"), "--where", "seed=7"], cwd=tmp)
+    assert none.returncode == 1 and "no ended run in" in none.stderr and "where seed=7" in none.stderr, none.stderr
+    assert figure_runs() == before
+
+
 def _figure_data(figs: Path, uri: str) -> None:
     """curves.csv.gz and gradients.csv.gz beside the figures: every run's own numbers, as the store holds
     them (each run's diagnostics its own, not another run's: the figures read each file once, into a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -1438,3 +1439,29 @@ def test_a_published_setting_is_composed_once_then_read_from_the_cache_until_a_s
     assert table._composed(over) == fresh and len(calls) == 4 and blocked.is_file()
     table._composed.cache_clear()
     table._sources_key.cache_clear()
+
+
+def test_a_where_condition_matches_a_setting_however_the_store_and_the_command_line_write_it():
+    """The store holds params as strings ('0.0003', 'True', '[16, 16]', 'None'); `--where` values are
+    Hydra's (3e-4, true, [16,16], null). A bool matches a bool only (1 is not true)."""
+    import argparse
+
+    from vgsweep.results.reader import select, where_item
+
+    df = pd.DataFrame({"optimizer.lr": ["0.0003", "0.001", "0.0003"], "model.hidden": ["[16, 16]", "[16, 16]", "[8]"],
+                       "regime.grad_noise.enabled": ["True", "False", "True"],
+                       "data.limit_train": ["None", "100", "100"], "activation.name": ["relu", "tanh", "relu"],
+                       "seed": ["0", "1", "2"]})
+
+    def rows(*items):
+        return list(select(df, [where_item(i) for i in items]).index)
+
+    assert rows("optimizer.lr=3e-4") == [0, 2] and rows("optimizer.lr=0.001,1") == [1]
+    assert rows("model.hidden=[16,16]") == [0, 1] and rows("model.hidden=[8]") == [2]
+    assert rows("regime.grad_noise.enabled=true") == [0, 2] and rows("regime.grad_noise.enabled=1") == []
+    assert rows("data.limit_train=null") == [0] and rows("activation=relu", "seed=range(1,3)") == [2]
+    assert rows("depth=5") == []  # a key no run holds: none
+    for bad, said in (("activation.nme=relu", "did you mean activation.name?"), ("seed", "is not KEY=VALUE"),
+                      ("seed=[0", "is not KEY=VALUE")):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(said)):
+            where_item(bad)

@@ -38,6 +38,7 @@ import tempfile
 import textwrap
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -1001,23 +1002,24 @@ def _unread_seeds(lost: list[str]) -> str:
 
 
 def build(uri: str, experiment: str, out: Path, activation: str | None = None, log_to_mlflow: bool = True,
-          ended: pd.DataFrame | None = None) -> list[Path]:
+          ended: pd.DataFrame | None = None, where: Sequence[reader.Where] = ()) -> list[Path]:
     """Every figure of the experiment's study; `activation` picks the gradient-distribution one's. `ended`:
-    the experiment's ended runs where the caller has read them (reader.runs_frame: the report's table)."""
+    the experiment's ended runs where the caller has read them (reader.runs_frame: the report's table).
+    `where` (reader.where_item): only the runs that meet it."""
     plots.start_curve_pool(plots.POOL_MIN_CURVES)  # the workers start while the runs are read
     try:
         with plt.rc_context(RC):  # this module's style, not the caller's matplotlib settings
-            return _build(uri, experiment, out, activation, log_to_mlflow, ended)
+            return _build(uri, experiment, out, activation, log_to_mlflow, ended, where)
     except BaseException:
         _written(failed=True)  # no worker goes on writing into the folder after this returns
         raise
 
 
 def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_mlflow: bool,
-           ended: pd.DataFrame | None) -> list[Path]:
+           ended: pd.DataFrame | None, where: Sequence[reader.Where]) -> list[Path]:
     client, exp = reader.open_experiment(uri, experiment)
     if ended is None:  # the runs, read once (a few ms per run)
-        ended = reader.runs_frame(client, exp.experiment_id)
+        ended = reader.select(reader.runs_frame(client, exp.experiment_id), list(where))
     ended, left = reader.one_family(ended)
     if left:
         print(f"vgsweep figures: experiment {experiment!r}: {left}", file=sys.stderr, flush=True)
@@ -1068,8 +1070,8 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
         data = write_data(client, runs, study, out, Path(tmp))
     _written()
     paths.append(write_latex(out, experiment, captions))
-    if log_to_mlflow:  # the figures; their numbers are the store's own
-        log_figures(client, exp.experiment_id, paths, moved)
+    if log_to_mlflow and not where:  # the figures; their numbers are the store's own (all of its runs': a
+        log_figures(client, exp.experiment_id, paths, moved)  # selection's do not replace them)
     for p in paths + data:
         print(p)
     return Made(paths + data, client.unreadable)
@@ -1287,18 +1289,30 @@ def log_figures(client, exp_id: str, paths: list[Path], moved: tuple[str, str] |
         tracking.retry(client.delete_run, r.info.run_id)
 
 
+def _ids(uri: str, experiment: str):
+    client, exp = reader.open_experiment(uri, experiment)
+    return client, exp.experiment_id
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = command_line("vgsweep figures", __doc__.splitlines()[0])
     reader.store_args(ap)
     ap.add_argument("--out", default="results/figures", type=home_path,
                     help="folder for the figures, one subfolder per experiment (default: results/figures)")
     reader.activation_arg(ap)
-    ap.add_argument("--no-mlflow", action="store_true", help="do not log the figures to MLflow")
+    ap.add_argument("--no-mlflow", action="store_true", help="do not log the figures to MLflow (with --where they "
+                                                             "are not: the store's figures stay those of every run)")
+    reader.where_arg(ap)
     a = ap.parse_args(argv)
     uri, out = reader.store_uri(a.tracking_uri), reader.out_dir("--out", a.out)
     failed = 0
-    for name in reader.chosen(uri, a.experiment):  # results/figures/<experiment>/
-        made = build(uri, name, out / reader.folder(name), a.activation, not a.no_mlflow)
+    names = reader.chosen(uri, a.experiment)
+    if a.where and not a.experiment:  # the experiments with runs that meet it
+        names = [n for n in names if not reader.select(reader.runs_frame(*_ids(uri, n)), a.where).empty]
+        if not names:
+            raise SystemExit(f"vgsweep: no ended run in {tracking.hide_passwords(uri)} where {reader.said(a.where)}")
+    for name in names:  # results/figures/<experiment>/
+        made = build(uri, name, out / reader.folder(name), a.activation, not a.no_mlflow, where=a.where)
         if made.unreadable:
             print(unreadable_line(name, made.unreadable), file=sys.stderr)
             failed = 1

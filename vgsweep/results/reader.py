@@ -64,6 +64,115 @@ def store_args(ap) -> None:
                     help="one MLflow experiment (default: every one with runs)")
 
 
+# --- --where: the runs of a results command -------------------------------------------------------
+# A group named as on the sweep's command line (`--where activation=relu`): the key its option sets.
+GROUP_KEYS = {"dataset": "data.name", "depth": "model.depth"}
+
+
+def where_arg(ap) -> None:
+    ap.add_argument("--where", action="append", default=[], type=where_item, metavar="KEY=VALUE",
+                    help="only the runs whose config has this value (or one of a,b,c; range(0,5) too), as the sweep's "
+                         "command line writes it: --where train.epochs=100 --where seed=0,1,2; a config group "
+                         "names its option (activation=relu). Repeat for several keys (all must hold)")
+
+
+class Where(tuple):
+    """One `--where` condition: (key, the values it accepts, as written)."""
+
+    def __new__(cls, key: str, values: list, text: str):
+        return super().__new__(cls, (key, values, text))
+
+    def __str__(self) -> str:
+        return self[2]
+
+
+def where_item(item: str) -> Where:
+    """`--where key=value` parsed with Hydra's override grammar (a,b,c; range(...); [1,2] a list value),
+    the key checked against the training config's (a group's name stands for the key its option sets).
+    Anything else is argparse's error: one line, exit 2, before anything is read."""
+    import argparse
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from vgsweep.config import CONF_DIR, unknown_key
+
+    key, eq, _ = item.partition("=")
+    try:
+        if not eq or not key.strip():
+            raise ValueError("no key=value")
+        o = OverridesParser.create().parse_override(item)
+        values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+    except Exception as e:  # noqa: BLE001 - Hydra's parser says why in its own words
+        raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE (or KEY=a,b,c) as Hydra's overrides write it: "
+                                         + " ".join(str(e).split())[:200]) from None
+    key = key.strip()
+    known = schema_keys()
+    if key not in known:
+        name = GROUP_KEYS.get(key, f"{key}.name")
+        if (CONF_DIR / key).is_dir() and name in known:
+            key = name
+        else:
+            parent = key.rpartition(".")[0]
+            while parent and not any(k.startswith(parent + ".") for k in known):
+                parent = parent.rpartition(".")[0]
+            siblings = {k[len(parent) + 1:].split(".")[0] if parent else k.split(".")[0] for k in known
+                        if not parent or k.startswith(parent + ".")}
+            missing = key[:len(parent) + 1 + len(key[len(parent) + 1:].split(".")[0])] if parent else key.split(".")[0]
+            e = unknown_key(key, values, siblings, missing if missing != key else None)
+            hint = "" if e.hint == "vgsweep reads no other key" else f". {e.hint}"
+            raise argparse.ArgumentTypeError(f"{key} is not a key of the runs' config; expected {e.accepted}{hint}")
+    return Where(key, values, item)
+
+
+def _typed(value):
+    """A param as MLflow holds it (a string: '5', '0.0003', 'True', 'None', '[512, 512]') or an override's
+    value (Hydra's: 5, 3e-4, True, None, [512, 512]) in one form, so that equal settings compare equal."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_typed(v) for v in value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    s = str(value).strip()
+    if s in ("True", "False", "true", "false"):
+        return s.lower() == "true"
+    if s in ("None", "null"):
+        return None
+    if s.startswith("[") and s.endswith("]"):
+        import yaml
+
+        try:
+            return _typed(yaml.safe_load(s))
+        except yaml.YAMLError:
+            return s
+    try:
+        return float(s)
+    except ValueError:
+        return s
+
+
+def select(df: pd.DataFrame, where: list[Where]) -> pd.DataFrame:
+    """The runs (rows of runs_frame) whose params meet every condition; a key no run has matches none."""
+    for key, values, _ in where:
+        if df.empty:
+            break
+        if key not in df:
+            return df.iloc[0:0]
+        wanted = [_typed(v) for v in values]
+        keep = df[key].map(lambda p: any(_equal(_typed(p), w) for w in wanted))
+        df = df[keep.astype(bool)]
+    return df
+
+
+def _equal(a, b) -> bool:
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+def said(where: list[Where]) -> str:
+    """The conditions as a clause: `train.epochs=100 and seed=0,1,2` ('' for none)."""
+    return " and ".join(map(str, where))
+
+
 def activation_arg(ap) -> None:
     from vgsweep.config import group_options
 

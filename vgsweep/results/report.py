@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -138,12 +139,12 @@ def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
 
 
 def section(uri: str, sec: table.Section, out: Path, activation: str,
-            problems: list[str] | None = None) -> tuple[list[str], bool]:
+            problems: list[str] | None = None, where: Sequence[reader.Where] = ()) -> tuple[list[str], bool]:
     """The experiment's part of report.md, and whether it has figures (and so a figures.tex). `problems`:
     where the line saying what could not be read (figures.unreadable_line) goes, for the command's end."""
     experiment, runs, md = sec.name, sec.runs, sec.md
     fig_dir = out / "figures" / reader.folder(experiment)
-    made = figures.build(uri, experiment, fig_dir, activation, ended=runs) \
+    made = figures.build(uri, experiment, fig_dir, activation, ended=runs, where=where) \
         if (not runs.empty and runs["status"].eq("FINISHED").any()) else figures.Made([], {})
     figs = [p for p in made if p.suffix == ".png"]
     data = [p.relative_to(out).as_posix() for p in made if p.name.endswith(".csv.gz")]
@@ -174,7 +175,8 @@ def section(uri: str, sec: table.Section, out: Path, activation: str,
     return lines, bool(figs)
 
 
-def latex_page(uri: str, secs: list[table.Section], with_figures: list[bool], when: str) -> str:
+def latex_page(uri: str, secs: list[table.Section], with_figures: list[bool], when: str,
+               where: Sequence[reader.Where] = ()) -> str:
     """report.tex: one LaTeX document of every experiment's tables and figures (their figures.tex,
     with the captions), to compile into report.pdf in the report's folder."""
     from vgsweep.results.table import FIT_MACRO, tex, tex_path_line
@@ -185,7 +187,8 @@ def latex_page(uri: str, secs: list[table.Section], with_figures: list[bool], wh
              r"\providecommand{\vgsweepfigures}{figures}", FIT_MACRO,
              r"\extrafloats{200}",  # a study's dozens of figures wait for pages without "Too many unprocessed floats"
              r"\title{vgsweep report}", r"\author{}",
-             r"\date{Generated " + tex(when) + r" from \texttt{" + tex(hide_passwords(uri)) + "}}",
+             r"\date{Generated " + tex(when) + r" from \texttt{" + tex(hide_passwords(uri)) + "}"
+             + (r"\\ only the runs where \texttt{" + tex(reader.said(where)) + "}" if where else "") + "}",
              r"\begin{document}", r"\maketitle", ""]
     for sec, figs in zip(secs, with_figures):
         lines += [r"\section{Experiment \texttt{" + tex(sec.name) + "}}", sec.tex]
@@ -196,24 +199,26 @@ def latex_page(uri: str, secs: list[table.Section], with_figures: list[bool], wh
 
 
 def build(uri: str, out: Path, experiment: str | None = None, activation: str = "logistic",
-          problems: list[str] | None = None) -> Path:
-    """report.md (and the table, the figures, report.tex); `problems`: section's."""
+          problems: list[str] | None = None, where: Sequence[reader.Where] = ()) -> Path:
+    """report.md (and the table, the figures, report.tex); `problems`: section's; `where`: only the runs
+    that meet it (reader.where_item)."""
     plots.start_curve_pool(plots.POOL_MIN_CURVES)  # the workers that write the figures start while the table is made
-    secs = table.sections(uri, experiment)  # the runs of each experiment, read once for the table and the page
+    secs = table.sections(uri, experiment, where)  # the runs of each experiment, read once for the table and the page
     table.write(secs, out)
     names = [sec.name for sec in secs]
     when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     lines = ["# vgsweep report", "",
-             f"Generated {when} from `{hide_passwords(uri)}`: " + ", ".join(f"`{n}`" for n in names) + ".",
+             f"Generated {when} from `{hide_passwords(uri)}`: " + ", ".join(f"`{n}`" for n in names) + "."
+             + (f" Only the runs where `{reader.said(where)}`." if where else ""),
              "The same tables for a paper in [table.tex](table.tex) (LaTeX, booktabs), every number unrounded in "
              "[table.csv](table.csv); this page as one LaTeX document, tables and figures with their captions, in "
              "[report.tex](report.tex) (`pdflatex report.tex` in this folder).", ""]
     with_figures = []
     for sec in secs:
-        part, figs = section(uri, sec, out, activation, problems)
+        part, figs = section(uri, sec, out, activation, problems, where)
         lines += part
         with_figures.append(figs)
-    (out / "report.tex").write_text(latex_page(uri, secs, with_figures, when))
+    (out / "report.tex").write_text(latex_page(uri, secs, with_figures, when, where))
     path = out / "report.md"
     path.write_text("\n".join(lines))
     print(path)
@@ -226,9 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="results", type=home_path,
                     help="folder for report.md, table.md and figures/ (default: results)")
     reader.activation_arg(ap)
+    reader.where_arg(ap)
     a = ap.parse_args(argv)
     problems: list[str] = []
-    build(reader.store_uri(a.tracking_uri), reader.out_dir("--out", a.out), a.experiment, a.activation, problems)
+    build(reader.store_uri(a.tracking_uri), reader.out_dir("--out", a.out), a.experiment, a.activation, problems,
+          a.where)
     for line in problems:  # the report is written, saying so too; the command ends as failed
         print(line, file=sys.stderr)
     return 1 if problems else 0

@@ -23,11 +23,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from vgsweep import tracking
 from vgsweep.config import command_line, excluded, home_path
 from vgsweep.jobs import shown
 from vgsweep.results import reader
@@ -686,25 +687,36 @@ class Section:
     study: Optional[Study] = None  # None where no run has ended
 
 
-def section(uri: str, experiment: str) -> Section:
+def section(uri: str, experiment: str, where: Sequence[reader.Where] = ()) -> Section:
+    """One experiment's section; `where` (reader.where_item): only the runs that meet it, said below its heading."""
     runs = fetch_runs(uri, experiment)
+    n_ended, runs = len(runs), reader.select(runs, list(where))
+    only = (f"Only the runs where {reader.said(where)}: {len(runs)} of the experiment's {n_ended} ended runs.\n\n"
+            if where else "")
     if runs.empty:
-        return Section(experiment, runs, pd.DataFrame(), f"# Results: experiment `{experiment}`\n\nNo ended runs.\n",
+        return Section(experiment, runs, pd.DataFrame(),
+                       f"# Results: experiment `{experiment}`\n\n{only}No ended runs{' there' if where else ''}.\n",
                        f"% experiment {tex(experiment)}: no ended runs\n")
     runs, left = reader.one_family(runs)
     study = study_for(str(runs["study"].iloc[0]) if "study" in runs else experiment,
                       str(runs["model.family"].iloc[0]) if "model.family" in runs else "mlp", runs)
     df = aggregate(runs, study)
     return Section(experiment, runs, df,
-                   f"# Results: experiment `{experiment}`\n\n{study.title}.\n\n" + to_markdown(df, study)
+                   f"# Results: experiment `{experiment}`\n\n{study.title}.\n\n{only}" + to_markdown(df, study)
                    + (f"\n{left}\n" if left else ""),
-                   f"% experiment {tex(experiment)}\n" + to_latex(df, study, study.title)
-                   + (f"\n{tex(left)}\n" if left else ""), study)
+                   f"% experiment {tex(experiment)}" + (f", {tex(only.strip())}" if only else "") + "\n"
+                   + to_latex(df, study, study.title) + (f"\n{tex(left)}\n" if left else ""), study)
 
 
-def sections(uri: str, experiment: str | None) -> list[Section]:
-    """One section per experiment (all of the store's unless named)."""
-    return [section(uri, name) for name in reader.chosen(uri, experiment)]
+def sections(uri: str, experiment: str | None, where: Sequence[reader.Where] = ()) -> list[Section]:
+    """One section per experiment (all of the store's unless named). With `where`, the experiments
+    with no run that meets it are left out, unless named; SystemExit where none has one."""
+    secs = [section(uri, name, where) for name in reader.chosen(uri, experiment)]
+    if where and not experiment:
+        secs = [s for s in secs if not s.runs.empty]
+        if not secs:
+            raise SystemExit(f"vgsweep: no ended run in {tracking.hide_passwords(uri)} where {reader.said(where)}")
+    return secs
 
 
 def write(secs: list[Section], out: Path) -> pd.DataFrame:
@@ -720,18 +732,19 @@ def write(secs: list[Section], out: Path) -> pd.DataFrame:
     return df
 
 
-def build(uri: str, experiment: str | None, out: Path) -> pd.DataFrame:
+def build(uri: str, experiment: str | None, out: Path, where: Sequence[reader.Where] = ()) -> pd.DataFrame:
     """results/table.md, table.tex and table.csv: one section per experiment (all of the store's
-    unless named)."""
-    return write(sections(uri, experiment), out)
+    unless named), of the runs that meet `where`."""
+    return write(sections(uri, experiment, where), out)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = command_line("vgsweep table", __doc__.splitlines()[0])
     reader.store_args(ap)
     ap.add_argument("--out", default="results", type=home_path, help="folder for table.md, table.tex and table.csv")
+    reader.where_arg(ap)
     a = ap.parse_args(argv)
-    build(reader.store_uri(a.tracking_uri), a.experiment, reader.out_dir("--out", a.out))
+    build(reader.store_uri(a.tracking_uri), a.experiment, reader.out_dir("--out", a.out), a.where)
     return 0
 
 
