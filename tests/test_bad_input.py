@@ -70,6 +70,10 @@ CASES = [
                                          "log writes a line every few seconds instead of the live one"]),
     # values out of range (every rule of validate(): tests/test_config.py, in its process; here one of each kind)
     (["train.epochs=0"], ["train.epochs=0 is not accepted", "a positive int"]),
+    # a grid's invalid cells, all named at once by the settings the sweep varies (with its seed=1,2)
+    (["init=zero,xavier,he", "regime=baseline,wn"],
+     ["init.name='zero' is not accepted", "(2 of the sweep's 12 jobs are refused: seed=1 init=zero regime=wn; seed=2 "
+                                          "init=zero regime=wn)"]),
     (["model.hidden=[64,64,64]"], ["model.depth=2", "len(model.hidden) = 3"]),
     # ints that no tensor or store holds (it failed inside the first run with torch's overflow traceback)
     (["model.hidden=[100000000000000000000,512]"], ["model.hidden[0]=100000000000000000000 is not accepted",

@@ -136,6 +136,25 @@ def check_not_moved(uri: str, experiment: str) -> None:
                       "(tracking.experiment=...)")
 
 
+def _how_many(refused: list[tuple[Job, ConfigError]], jobs: list[Job]) -> str:
+    """How much of a sweep its checks refuse, each refused job by the settings the sweep varies:
+    ` (2 of the sweep's 9 jobs are refused: init=zero regime=wn; init=zero regime=wn_data)`, so that a
+    grid with a few invalid cells is mended in one go. '' for a job alone."""
+    from vgsweep.jobs import override_values
+
+    if len(jobs) < 2:
+        return ""
+    if len(refused) == len(jobs):
+        return f" (all {len(jobs)} jobs of the sweep are refused)"
+    given = [override_values(j.overrides) for j in jobs]
+    varying = [k for k in dict.fromkeys(k for g in given for k in g) if len({g.get(k) for g in given}) > 1]
+    named = [" ".join(f"{k}={override_values(j.overrides)[k]}" for k in varying if k in override_values(j.overrides))
+             for j, _ in refused]
+    shown = "; ".join(named[:6]) + (f"; and {len(named) - 6} more" if len(named) > 6 else "")
+    return (f" ({len(refused)} of the sweep's {len(jobs)} jobs {'is' if len(refused) == 1 else 'are'} refused"
+            + (f": {shown}" if any(named) else "") + ")")
+
+
 def check_jobs(jobs: list[Job], dry: list[str] | None = None, devices_here: bool = True) -> None:
     """Raise ConfigError for the first job that cannot run. dry: a dry run's notes; a data set it would
     download is noted there, not downloaded (its sizes are then the data set's published ones).
@@ -144,11 +163,15 @@ def check_jobs(jobs: list[Job], dry: list[str] | None = None, devices_here: bool
     from vgsweep.data.errors import DataError
     from vgsweep.data.sets import DATASETS
 
+    refused: list[tuple[Job, ConfigError]] = []
     for j in jobs:
         try:
             validate(j.cfg, devices_here)
         except ConfigError as e:
-            raise ConfigError(e.key, e.value, e.accepted, e.hint, j.where) from None
+            refused.append((j, e))
+    if refused:
+        j, e = refused[0]
+        raise ConfigError(e.key, e.value, e.accepted, (e.hint + _how_many(refused, jobs)).strip(), j.where) from None
     for uri in sorted({tracking.resolve_uri(j.cfg) for j in jobs}):
         check_store(uri)
     for uri, name in sorted({(tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment)) for j in jobs}):
