@@ -321,6 +321,25 @@ def test_a_running_runs_epochs_and_time_left_are_read_together(tmp_path):
     assert state == "running" and line.startswith("epoch 7/100, about 3 min 06 s left; heartbeat"), line
 
 
+def test_the_time_left_goes_by_the_pace_of_the_last_epochs_not_one_slow_epoch(tmp_path):
+    """29 epochs of 2 s, then one of 20 s (the cores taken by another process): 70 epochs left at the
+    mean of the last 20 epochs' 2.9 s, 3 min 23 s (at the last epoch's 20 s it said 23 min 20 s)."""
+    from vgsweep.results.status import run_line
+
+    client = tracking.client_for(f"sqlite:///{tmp_path / 'm.db'}")
+    exp_id = client.create_experiment("study")
+    tags = {tracking.TAG_HASH: "h", tracking.TAG_HOST: socket.gethostname(), tracking.TAG_PID: str(os.getpid()),
+            tracking.TAG_PROCESS: tracking.process_stamp(os.getpid()), tracking.TAG_HEARTBEAT: f"{time.time():.0f}"}
+    run = client.create_run(exp_id, tags=tags)
+    client.log_param(run.info.run_id, "train.epochs", "100")
+    now = time.time()
+    for step in range(30):
+        client.log_metric(run.info.run_id, "epoch_seconds", 20.0 if step == 29 else 2.0, step=step,
+                          timestamp=int(now * 1000))
+    state, line = run_line(client, client.get_run(run.info.run_id), now)
+    assert state == "running" and line.startswith("epoch 30/100, about 3 min 23 s left; heartbeat"), line
+
+
 @pytest.mark.e2e
 def test_status_of_a_store_that_does_not_exist_or_is_not_one(tmp_path):
     missing = run_cli(["status", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"], cwd=tmp_path)

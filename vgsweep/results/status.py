@@ -72,16 +72,25 @@ def config_states(runs: list, alias: dict[str, str] | None = None) -> dict[str, 
     return best
 
 
+PACE_EPOCHS = 20  # an epoch's time, as the time left counts it: the mean of the last this many
+
+
 def epochs_logged(client, run) -> tuple[int, float | None, float | None]:
     """Epochs whose metrics reached the store (metric steps are 0-based epochs; a writer thread sends
     them every tracking.flush_s, so a running run may be a moment ahead of this), when the last of them
-    was logged (unix seconds; None before the first) and how long it took (None before the first). All three
+    was logged (unix seconds; None before the first) and how long an epoch takes: the mean of its last
+    PACE_EPOCHS epochs' `epoch_seconds` (None before the first), so that one slow epoch (another process
+    on its cores: `vgsweep status` itself on a small machine made an epoch of 0.22 s take 1.5 s, and the
+    time left read 8 min 42 s for 80 s) does not set the pace, and an epoch's periodic costs
+    (diagnostics, a checkpoint every few epochs) count as often as they come. All three
     from one read: `run`'s latest metrics were read a moment earlier and may not hold these epochs yet
     (a flush between the two reads showed a run at epoch 7 with no time left). vgsweep has logged
     `epoch_seconds` with every epoch's metrics since its first version."""
-    hist = tracking.retry(client.get_metric_history, run.info.run_id, "epoch_seconds")
-    last = max(hist, key=lambda m: m.step, default=None)
-    return (last.step + 1, last.timestamp / 1000, last.value) if last is not None else (0, None, None)
+    hist = sorted(tracking.retry(client.get_metric_history, run.info.run_id, "epoch_seconds"), key=lambda m: m.step)
+    if not hist:
+        return 0, None, None
+    recent = [m.value for m in hist[-PACE_EPOCHS:]]
+    return hist[-1].step + 1, hist[-1].timestamp / 1000, sum(recent) / len(recent)
 
 
 STALL_EPOCHS, STALL_MIN_S = 10, 600  # no epoch for this many epochs' time (and at least this long): stuck?
