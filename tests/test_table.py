@@ -1462,6 +1462,7 @@ def test_a_where_condition_matches_a_setting_however_the_store_and_the_command_l
     assert rows("data.limit_train=null") == [0] and rows("activation=relu", "seed=range(1,3)") == [2]
     assert rows("depth=5") == []  # a key no run holds: none
     for bad, said in (("activation.nme=relu", "did you mean activation.name?"), ("seed", "is not KEY=VALUE"),
+                      ("train=3", "train holds keys of its own; expected one of them: train.epochs, train.batch_size"),
                       ("seed=[0", "is not KEY=VALUE")):
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(said)):
             where_item(bad)

@@ -110,17 +110,18 @@ def where_item(item: str) -> Where:
     if key not in known:
         name = GROUP_KEYS.get(key, f"{key}.name")
         if (CONF_DIR / key).is_dir() and name in known:
-            key = name
-        else:
-            parent = key.rpartition(".")[0]
-            while parent and not any(k.startswith(parent + ".") for k in known):
-                parent = parent.rpartition(".")[0]
-            siblings = {k[len(parent) + 1:].split(".")[0] if parent else k.split(".")[0] for k in known
-                        if not parent or k.startswith(parent + ".")}
-            missing = key[:len(parent) + 1 + len(key[len(parent) + 1:].split(".")[0])] if parent else key.split(".")[0]
-            e = unknown_key(key, values, siblings, missing if missing != key else None)
-            hint = "" if e.hint == "vgsweep reads no other key" else f". {e.hint}"
-            raise argparse.ArgumentTypeError(f"{key} is not a key of the runs' config; expected {e.accepted}{hint}")
+            return Where(name, values, item)
+        parts = key.split(".")
+        prefixes = {".".join(k.split(".")[:i]) for k in known for i in range(1, k.count(".") + 1)}
+        if key in prefixes:  # `train=3`: a node of keys
+            raise argparse.ArgumentTypeError(f"{key} holds keys of its own; expected one of them: "
+                                             + ", ".join(k for k in known if k.startswith(key + ".")))
+        i = next(i for i in range(len(parts)) if ".".join(parts[:i + 1]) not in prefixes | set(known))
+        parent = ".".join(parts[:i])
+        siblings = {k.split(".")[i] for k in known if not parent or k.startswith(parent + ".")}
+        e = unknown_key(key, values, siblings, ".".join(parts[:i + 1]) if i + 1 < len(parts) else None)
+        hint = "" if e.hint == "vgsweep reads no other key" else f". {e.hint}"
+        raise argparse.ArgumentTypeError(f"{key} is not a key of the runs' config; expected {e.accepted}{hint}")
     return Where(key, values, item)
 
 
