@@ -1461,8 +1461,10 @@ def test_a_where_condition_matches_a_setting_however_the_store_and_the_command_l
     assert rows("regime.grad_noise.enabled=true") == [0, 2] and rows("regime.grad_noise.enabled=1") == []
     assert rows("data.limit_train=null") == [0] and rows("activation=relu", "seed=range(1,3)") == [2]
     assert rows("depth=5") == []  # a key no run holds: none
+    assert rows("activation=glob(*relu)") == [0, 2] and rows("activation=glob(*,exclude=relu)") == [1]
     for bad, said in (("activation.nme=relu", "did you mean activation.name?"), ("seed", "is not KEY=VALUE"),
                       ("train=3", "train holds keys of its own; expected one of them: train.epochs, train.batch_size"),
+                      ("seed=", "is not KEY=VALUE"), ("seed=glob(*)", "glob(...) picks options of a config group"),
                       ("seed=[0", "is not KEY=VALUE")):
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(said)):
             where_item(bad)

@@ -414,12 +414,18 @@ def test_vggs_trained_into_the_mlp_studys_experiment_get_a_table_and_figures(cif
         assert "agarap2019 (vgg_cifar100's layout)." in md and "## cifar100: test accuracy (%)" in md, md
         assert "| vgg08 | 0.0003 |" in md and "mlp 512" not in md
         left = ("Left out: 1 run of model.family=mlp, beside the experiment's 2 vgg runs: one table cannot hold two "
-                "model families; train each into an experiment of its own (tracking.experiment=...).")
+                "model families; --where model.family=mlp tables them, or train each family into an experiment of "
+                "its own (tracking.experiment=...).")
         assert (left in md and left in (out / "report.md").read_text()) == mixed, md
         assert (out / "figures" / "agarap2019" / "results.png").is_file()
     proc = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp_path / "figs"), "--no-mlflow"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]  # (an older MLflow says its migrations there too)
     assert f"vgsweep figures: experiment 'agarap2019': {left}" in proc.stderr.splitlines(), proc.stderr[-3000:]
+    proc = run_cli(["table", "--tracking-uri", uri, "--out", str(tmp_path / "mlp"), "--where", "model.family=mlp"],
+                   cwd=tmp_path)  # as the line says: the MLP's table, in the MLP study's layout
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Only the runs where model.family=mlp: 1 of the experiment's 3 ended runs." in proc.stdout
+    assert "| logistic | " in proc.stdout and "Left out" not in proc.stdout and "vgg08" not in proc.stdout, proc.stdout
 
 
 @pytest.mark.e2e

@@ -96,12 +96,21 @@ def where_item(item: str) -> Where:
 
     from vgsweep.config import CONF_DIR, unknown_key
 
-    key, eq, _ = item.partition("=")
+    from hydra.core.override_parser.types import Glob
+
+    from vgsweep.config import group_options
+
+    key, eq, written = item.partition("=")
     try:
-        if not eq or not key.strip():
+        if not eq or not key.strip() or not written.strip():
             raise ValueError("no key=value")
         o = OverridesParser.create().parse_override(item)
-        values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+        if isinstance(o.value(), Glob):  # glob(*relu): of a group's options, as a sweep's
+            if not (CONF_DIR / key.strip()).is_dir():
+                raise ValueError(f"glob(...) picks options of a config group (activation=glob(*relu)); {key} is none")
+            values = o.value().filter(group_options(key.strip()))
+        else:
+            values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
     except Exception as e:  # noqa: BLE001 - Hydra's parser says why in its own words
         raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE (or KEY=a,b,c) as Hydra's overrides write it: "
                                          + " ".join(str(e).split())[:200]) from None
@@ -268,9 +277,11 @@ def one_family(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     others = ", ".join(f"{n} run{'s' if n > 1 else ''} of model.family={f}"
                        for f, n in left["model.family"].value_counts().items())
     kept = len(df) - len(left)
+    wheres = " or ".join(f"--where model.family={f}" for f in left["model.family"].value_counts().index)
     return df[df["model.family"] == family], (
         f"Left out: {others}, beside the experiment's {kept} {family} run{'s' if kept > 1 else ''}: one table "
-        "cannot hold two model families; train each into an experiment of its own (tracking.experiment=...).")
+        f"cannot hold two model families; {wheres} tables them, or train each family into an experiment of its "
+        "own (tracking.experiment=...).")
 
 
 def fill_neutral(df: pd.DataFrame) -> pd.DataFrame:
