@@ -1465,6 +1465,7 @@ def test_a_where_condition_matches_a_setting_however_the_store_and_the_command_l
     for bad, said in (("activation.nme=relu", "did you mean activation.name?"), ("seed", "is not KEY=VALUE"),
                       ("train=3", "train holds keys of its own; expected one of them: train.epochs, train.batch_size"),
                       ("seed=", "is not KEY=VALUE"), ("seed=glob(*)", "glob(...) picks options of a config group"),
+                      ("seed.x=1", "expected seed=VALUE (it holds a value, not keys)"),
                       ("seed=[0", "is not KEY=VALUE")):
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(said)):
             where_item(bad)

@@ -73,7 +73,8 @@ def where_arg(ap) -> None:
     ap.add_argument("--where", action="append", default=[], type=where_item, metavar="KEY=VALUE",
                     help="only the runs whose config has this value (or one of a,b,c; range(0,5) too), as the sweep's "
                          "command line writes it: --where train.epochs=100 --where seed=0,1,2; a config group "
-                         "names its option (activation=relu). Repeat for several keys (all must hold)")
+                         "names its option (activation=relu, or 'activation=glob(*relu)'). Repeat for several keys "
+                         "(all must hold)")
 
 
 class Where(tuple):
@@ -93,12 +94,9 @@ def where_item(item: str) -> Where:
     import argparse
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from vgsweep.config import CONF_DIR, unknown_key
-
     from hydra.core.override_parser.types import Glob
 
-    from vgsweep.config import group_options
+    from vgsweep.config import CONF_DIR, group_options, unknown_key
 
     key, eq, written = item.partition("=")
     try:
@@ -125,7 +123,10 @@ def where_item(item: str) -> Where:
         if key in prefixes:  # `train=3`: a node of keys
             raise argparse.ArgumentTypeError(f"{key} holds keys of its own; expected one of them: "
                                              + ", ".join(k for k in known if k.startswith(key + ".")))
-        i = next(i for i in range(len(parts)) if ".".join(parts[:i + 1]) not in prefixes | set(known))
+        i = next(i for i in range(len(parts)) if ".".join(parts[:i + 1]) not in prefixes)  # the first unknown part
+        if ".".join(parts[:i + 1]) in known:  # `seed.x=1`: under a key that holds a value
+            raise argparse.ArgumentTypeError(f"{key} is not a key of the runs' config; expected "
+                                             f"{'.'.join(parts[:i + 1])}=VALUE (it holds a value, not keys)")
         parent = ".".join(parts[:i])
         siblings = {k.split(".")[i] for k in known if not parent or k.startswith(parent + ".")}
         e = unknown_key(key, values, siblings, ".".join(parts[:i + 1]) if i + 1 < len(parts) else None)
