@@ -267,6 +267,15 @@ def test_the_results_commands_read_only_the_runs_where_a_setting_has_a_value(swe
     assert "did you mean train.epochs?" in bad.stderr and not (tmp / "where3").exists()
     none = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp / "where4"), "--where", "seed=7"], cwd=tmp)
     assert none.returncode == 1 and "no ended run in" in none.stderr and "where seed=7" in none.stderr, none.stderr
+    none = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp / "where4"), "--where", "seed=7", "--experiment",
+                    "agarap2019"], cwd=tmp)
+    assert none.returncode == 1 and "no FINISHED runs in experiment 'agarap2019' where seed=7" in none.stderr
+    figs = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp / "where5"), "--where", "seed=1", "--where",
+                    "regime=gna"], cwd=tmp)
+    assert figs.returncode == 0 and "the figures of the runs where seed=1 and regime=gna are not logged to MLflow" \
+        in figs.stderr, figs.stderr[-3000:]
+    with gzip.open(tmp / "where5" / "agarap2019" / "curves.csv.gz", "rt") as f:
+        assert {(r["regime"], r["seed"]) for r in csv.DictReader(f)} == {("gna", "1")}
     assert figure_runs() == before
 
 

@@ -1029,7 +1029,8 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     client = reader.Memo(client, ended, moved)
     probe = _finished(ended)
     if probe.empty:
-        raise SystemExit(f"vgsweep: no FINISHED runs in experiment {experiment!r}")
+        raise SystemExit(f"vgsweep: no FINISHED runs in experiment {experiment!r}"
+                         + (f" where {reader.said(where)}" if where else ""))
     study = study_for(str(probe["study"].iloc[0]) if "study" in probe else experiment,
                       str(probe["model.family"].iloc[0]), ended)
     runs = load_runs(ended, study)
@@ -1311,6 +1312,9 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in names if not reader.select(reader.runs_frame(*_ids(uri, n)), a.where).empty]
         if not names:
             raise SystemExit(f"vgsweep: no ended run in {tracking.hide_passwords(uri)} where {reader.said(a.where)}")
+    if a.where and not a.no_mlflow:
+        print(f"vgsweep figures: the figures of the runs where {reader.said(a.where)} are not logged to MLflow: the "
+              "store's figures run stays that of every run", file=sys.stderr)
     for name in names:  # results/figures/<experiment>/
         made = build(uri, name, out / reader.folder(name), a.activation, not a.no_mlflow, where=a.where)
         if made.unreadable:
