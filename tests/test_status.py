@@ -299,18 +299,24 @@ def test_a_run_whose_process_lives_but_whose_epochs_stopped_is_said_to_be_stuck(
         in resumed_hung, resumed_hung
 
 
-def test_a_running_runs_epochs_and_time_left_are_read_together(tmp_path):
-    """The run as a search found it, then seven epochs flushed before its line is made: the line shows
-    them with their time left (it showed `epoch 7/100000` and no time left when the epochs were read
-    apart from their seconds)."""
-    from vgsweep.results.status import run_line
-
+def _running_run(tmp_path):
+    """(client, run): a run of 100 epochs that this live process trains, as a sweep's would be, no epoch yet."""
     client = tracking.client_for(f"sqlite:///{tmp_path / 'm.db'}")
     exp_id = client.create_experiment("study")
     tags = {tracking.TAG_HASH: "h", tracking.TAG_HOST: socket.gethostname(), tracking.TAG_PID: str(os.getpid()),
             tracking.TAG_PROCESS: tracking.process_stamp(os.getpid()), tracking.TAG_HEARTBEAT: f"{time.time():.0f}"}
     run = client.create_run(exp_id, tags=tags)
     client.log_param(run.info.run_id, "train.epochs", "100")
+    return client, run
+
+
+def test_a_running_runs_epochs_and_time_left_are_read_together(tmp_path):
+    """The run as a search found it, then seven epochs flushed before its line is made: the line shows
+    them with their time left (it showed `epoch 7/100000` and no time left when the epochs were read
+    apart from their seconds)."""
+    from vgsweep.results.status import run_line
+
+    client, run = _running_run(tmp_path)
     found = client.get_run(run.info.run_id)  # no metrics yet
     now = time.time()
     for step in range(7):
@@ -326,12 +332,7 @@ def test_the_time_left_goes_by_the_pace_of_the_last_epochs_not_one_slow_epoch(tm
     mean of the last 20 epochs' 2.9 s, 3 min 23 s (at the last epoch's 20 s it said 23 min 20 s)."""
     from vgsweep.results.status import run_line
 
-    client = tracking.client_for(f"sqlite:///{tmp_path / 'm.db'}")
-    exp_id = client.create_experiment("study")
-    tags = {tracking.TAG_HASH: "h", tracking.TAG_HOST: socket.gethostname(), tracking.TAG_PID: str(os.getpid()),
-            tracking.TAG_PROCESS: tracking.process_stamp(os.getpid()), tracking.TAG_HEARTBEAT: f"{time.time():.0f}"}
-    run = client.create_run(exp_id, tags=tags)
-    client.log_param(run.info.run_id, "train.epochs", "100")
+    client, run = _running_run(tmp_path)
     now = time.time()
     for step in range(30):
         client.log_metric(run.info.run_id, "epoch_seconds", 20.0 if step == 29 else 2.0, step=step,
