@@ -33,9 +33,9 @@ def _init(self, repo, overrides_list):
             continue
         if isinstance(v, (int, float)) and not isinstance(v, bool) and repo.group_exists(o.key_or_group):
             o._value = str(v)
-        elif isinstance(v, list) and _alternatives(o.key_or_group.lstrip("+")):
-            _refuse_list(o, v)
-        elif o.key_or_group.lstrip("+") in _bool_keys() and not _a_switch(o.key_or_group.lstrip("+"), v):
+        elif isinstance(v, list) and _alternatives(group):
+            _refuse_list(group, v)
+        elif group in _bool_keys() and not _a_switch(group, v):
             _refuse_bool(o)
     _orig_init(self, repo, overrides_list)
 
@@ -48,16 +48,11 @@ def _alternatives(group: str) -> bool:
     return not group.startswith("hydra") and (CONF_DIR / group).is_dir()
 
 
-def _refuse_list(o, v: list) -> None:
+def _refuse_list(group: str, v: list) -> None:
     """`activation=[relu,tanh]` is Hydra's selection of several options of one group, merged into one
     config: it trained one tanh net (tanh's settings over relu's), where a sweep was meant; `[]` selected
     none and trained the schema's default (logistic); `[relu]` left the group out of the run's recorded
     choices."""
-    from hydra.errors import ConfigCompositionException
-
-    from vgsweep.config import ConfigError, Shown, group_options
-
-    group = o.key_or_group.lstrip("+")
     names = [str(x) for x in v]
     if len(names) == 1:
         hint = f"one option is written without brackets: {group}={names[0]}"
@@ -68,24 +63,28 @@ def _refuse_list(o, v: list) -> None:
                 "others'): " + ("run each study on its own (" + "; ".join(f"vgsweep experiment={n}" for n in names)
                                 + ")" if group == "experiment" else
                                 f"to train each, sweep them: vgsweep -m {group}={','.join(names)}"))
-    raise ConfigCompositionException(str(ConfigError(group, Shown(f"[{','.join(names)}]"),
-                                                     f"one option of {group}: " + ", ".join(group_options(group)),
-                                                     hint)))
+    _refuse_option(group, f"[{','.join(names)}]", hint)
 
 
 def _refuse_none(o, group: str) -> None:
     """`~activation` (and `activation=null`, a traceback of Hydra's) selected no activation, and the schema's
     default trained (logistic), which the command did not name. A group that is empty by default (experiment,
     paper_column, vgg_row) may be emptied with `~group`."""
+    if o.is_delete() and group not in _needed_groups():
+        return
+    _refuse_option(group, "(deleted)" if o.is_delete() else "null",
+                   "with none, the schema's built-in defaults would train, not an option the command chose"
+                   if group in _needed_groups() else f"~{group} selects none (as the default does)")
+
+
+def _refuse_option(group: str, shown: str, hint: str) -> None:
+    """vgsweep's one line for a group given no single option: `group=shown is not accepted; expected one option
+    of group: a, b, c. hint`, raised as Hydra's refusal while composing."""
     from hydra.errors import ConfigCompositionException
 
     from vgsweep.config import ConfigError, Shown, group_options
 
-    if o.is_delete() and group not in _needed_groups():
-        return
-    hint = ("with none, the schema's built-in defaults would train, not an option the command chose" if
-            group in _needed_groups() else f"~{group} selects none (as the default does)")
-    raise ConfigCompositionException(str(ConfigError(group, Shown("(deleted)" if o.is_delete() else "null"),
+    raise ConfigCompositionException(str(ConfigError(group, Shown(shown),
                                                      f"one option of {group}: " + ", ".join(group_options(group)),
                                                      hint)))
 

@@ -146,10 +146,10 @@ def _how_many(refused: list[tuple[Job, ConfigError]], jobs: list[Job]) -> str:
         return ""
     if len(refused) == len(jobs):
         return f" (all {len(jobs)} jobs of the sweep are refused)"
-    given = [override_values(j.overrides) for j in jobs]
-    varying = [k for k in dict.fromkeys(k for g in given for k in g) if len({g.get(k) for g in given}) > 1]
-    named = [" ".join(f"{k}={override_values(j.overrides)[k]}" for k in varying if k in override_values(j.overrides))
-             for j, _ in refused]
+    given = {id(j): override_values(j.overrides) for j in jobs}
+    varying = [k for k in dict.fromkeys(k for g in given.values() for k in g)
+               if len({g.get(k) for g in given.values()}) > 1]
+    named = [" ".join(f"{k}={given[id(j)][k]}" for k in varying if k in given[id(j)]) for j, _ in refused]
     shown = "; ".join(named[:6]) + (f"; and {len(named) - 6} more" if len(named) > 6 else "")
     return (f" ({len(refused)} of the sweep's {len(jobs)} jobs {'is' if len(refused) == 1 else 'are'} refused"
             + (f": {shown}" if any(named) else "") + ")")

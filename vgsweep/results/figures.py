@@ -1308,15 +1308,18 @@ def main(argv: list[str] | None = None) -> int:
     uri, out = reader.store_uri(a.tracking_uri), reader.out_dir("--out", a.out)
     failed = 0
     names = reader.chosen(uri, a.experiment)
-    if a.where and not a.experiment:  # the experiments with runs that meet it
-        names = [n for n in names if not reader.select(reader.runs_frame(*_ids(uri, n)), a.where).empty]
+    selected: dict[str, pd.DataFrame] = {}  # with --where and no experiment named: the runs of those that have some
+    if a.where and not a.experiment:
+        selected = {n: runs for n in names if not (runs := reader.select(reader.runs_frame(*_ids(uri, n)),
+                                                                         a.where)).empty}
+        names = list(selected)
         if not names:
             raise SystemExit(f"vgsweep: no ended run in {tracking.hide_passwords(uri)} where {reader.said(a.where)}")
     if a.where and not a.no_mlflow:
         print(f"vgsweep figures: the figures of the runs where {reader.said(a.where)} are not logged to MLflow: the "
               "store's figures run stays that of every run", file=sys.stderr)
     for name in names:  # results/figures/<experiment>/
-        made = build(uri, name, out / reader.folder(name), a.activation, not a.no_mlflow, where=a.where)
+        made = build(uri, name, out / reader.folder(name), a.activation, not a.no_mlflow, selected.get(name), a.where)
         if made.unreadable:
             print(unreadable_line(name, made.unreadable), file=sys.stderr)
             failed = 1
