@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -77,14 +78,15 @@ def where_arg(ap) -> None:
                          "(all must hold)")
 
 
-class Where(tuple):
-    """One `--where` condition: (key, the values it accepts, as written)."""
+class Where(NamedTuple):
+    """One `--where` condition: the key, the values it accepts, and the condition as written."""
 
-    def __new__(cls, key: str, values: list, text: str):
-        return super().__new__(cls, (key, values, text))
+    key: str
+    values: list
+    text: str
 
     def __str__(self) -> str:
-        return self[2]
+        return self.text
 
 
 def where_item(item: str) -> Where:
