@@ -1469,3 +1469,18 @@ def test_a_where_condition_matches_a_setting_however_the_store_and_the_command_l
                       ("seed=[0", "is not KEY=VALUE")):
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(said)):
             where_item(bad)
+
+
+def test_a_setting_that_keeps_only_some_rows_from_the_published_values_says_in_how_many():
+    """The table's note under a heading names every setting off the paper's; one that holds in only some of
+    the rows with a published value (Adam's own rate beside SGD's) says in how many, not as if in all;
+    a row the paper has no value for (gna_wn) counts in neither."""
+    from vgsweep.results.table import not_comparable_note
+
+    df = aggregate(_runs([("tanh", "baseline", 2, 0, 91.0, {"train.epochs": "3"}),
+                          ("tanh", "gna", 2, 0, 90.5, {"train.epochs": "3", "optimizer.lr": "0.001"}),
+                          ("tanh", "gna_wn", 2, 0, 90.0, {"train.epochs": "3", "optimizer.lr": "0.001"})]))
+    assert df.set_index("regime")["not_comparable"].isna().tolist() == [False, False, True]
+    note = not_comparable_note(df)
+    assert note.startswith("**optimizer.lr=0.001 (in 1 of the 2 rows), train.epochs=3: not comparable"), note
+    assert not_comparable_note(aggregate(_runs([("tanh", "baseline", 2, 0, 91.0), ("tanh", "gna", 2, 0, 90.5)]))) == ""

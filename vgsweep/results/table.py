@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -322,7 +323,8 @@ def aggregate(runs: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
         pub = study.published.get(tuple(axis_values[a.label] for a in study.all_axes), {})
         first = g.assign(_f=g["status"].ne("FINISHED")).sort_values("_f").iloc[0] if len(g) else None
         diff = paper_differences(study, axis_values, first.to_dict()) if (pub and first is not None) else []
-        row["not_comparable"] = "; ".join(d for d in diff if d.split("=")[0] not in keys)
+        # None where no published value exists for the row: nothing to be comparable with
+        row["not_comparable"] = "; ".join(d for d in diff if d.split("=")[0] not in keys) if pub else None
         if pub and not diff:
             for m in study.metrics:
                 if m.key in pub:
@@ -417,11 +419,13 @@ def published_cell(study: Study, values: tuple, metric: str = "") -> str:
 
 
 def not_comparable_note(df: pd.DataFrame) -> str:
-    """The settings that keep rows from being compared with the published values."""
-    notes = sorted({x.strip() for v in df.get("not_comparable", pd.Series(dtype=str)).dropna() for x in str(v).split(";")
-                    if x.strip()})
-    if not notes:
+    """The settings that keep rows from being compared with the published values; one that holds in only
+    some of the rows that have a published value says in how many (`optimizer.lr=0.001 (in 2 of the 4 rows)`)."""
+    told = df.get("not_comparable", pd.Series(dtype=object)).dropna()
+    counts = Counter(n for v in told for n in {x.strip() for x in str(v).split(";")} if n)
+    if not counts:
         return ""
+    notes = [n if c == len(told) else f"{n} (in {c} of the {len(told)} rows)" for n, c in sorted(counts.items())]
     return f"**{', '.join(notes)}: not comparable with the published values**, which are not shown beside these rows."
 
 
