@@ -113,7 +113,7 @@ def test_compile_keeps_the_hash_of_the_runs_made_before_it_and_marks_its_own(sma
 
 @pytest.mark.usefixtures("aot_eager")
 def test_a_vgg_pack_compiles_whole_to_the_eager_numbers(tmp_path, caplog):
-    """The VGG family (grouped convolutions, batch norm on some runs, skips on some), with Adam, compiles
+    """The VGG family (its convolutions, batch norm on some runs, skips on some), with Adam, compiles
     as one graph too: its forward pass reads no config object (a DictConfig read inside it broke the graph)."""
     from tests.test_vgg import _tiny, write_cifar
 

@@ -1,6 +1,7 @@
 """What only a CUDA GPU can show: the captured training step against the eager one, tf32 and bf16
 packs, the memory budget read from CUDA, a pack too big for the device split and retried,
-deterministic=true repeatable, the grouped activation against the plain one, compile=true's Triton
+deterministic=true repeatable, the grouped activation against the plain one, a VGG pack's grouped
+convolutions against a run alone, compile=true's Triton
 kernels inside the graph, and submitit_local pack jobs that see the GPU. On a machine without CUDA
 every test here skips, saying why.
 
@@ -137,6 +138,38 @@ def test_the_grouped_activation_is_each_activation_alone_on_the_gpu():
         grouped = GroupedActivation.apply(b, groups)
         assert torch.equal(grouped, alone), sizes
         assert torch.equal(torch.autograd.grad(grouped, b, up)[0], torch.autograd.grad(alone, a, up)[0]), sizes
+
+
+def test_a_vgg_packs_grouped_convolutions_give_each_run_its_numbers_alone_on_the_gpu():
+    """On CUDA a VGG pack runs each layer's convolution of all its runs as one grouped convolution: the
+    middle run of three (with batch norm and skips beside one without) has the output, gradient and
+    batch-norm statistics it has alone, and those of one convolution per run (the CPU's way), at fp32
+    (TF32 off) within float tolerance."""
+    from tests.test_vgg import _cfg
+    from vgsweep.families import vgg
+    from vgsweep.seeding import generator
+    from vgsweep.trainer import tf32
+
+    cuda = torch.device("cuda")
+    cfg = _cfg("model=vgg38_bn_rc", "model.blocks_per_stage=1", "model.filters=8")
+    cfgs = [cfg, _cfg("model=vgg38", "model.blocks_per_stage=1", "model.filters=8"), cfg]
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(3, 10, 3, 32, 32, generator=g).to(cuda), torch.randint(0, 100, (3, 10), generator=g).to(cuda)
+
+    def step(cs, seeds, xs, ys, grouped=True):
+        model = vgg.build(cs, (3, 32, 32), 100, [generator(s, "init") for s in seeds], cuda)
+        assert model.grouped is True  # the GPU's own way
+        model.grouped = grouped
+        out = model.forward(xs, train=True)
+        return out, model.grad(model.loss(out, ys).sum()), model.buffers["s1.b1.conv1.var"].clone()
+
+    with tf32(False):
+        packed = step(cfgs, (1, 5, 2), x, y)
+        per_run = step(cfgs, (1, 5, 2), x, y, grouped=False)
+        alone = step([cfg], (2,), x[2:], y[2:])
+    for a, b, c in zip(packed, per_run, alone):  # the output, the gradient, the statistics
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * a.abs().max().item())
+        assert torch.allclose(a[2], c[0], rtol=1e-4, atol=1e-5 * c.abs().max().item())
 
 
 def test_deterministic_true_is_repeatable(small_cfg):

@@ -114,8 +114,9 @@ def matmul_floor(cfg, K: int, sizes: tuple[int, ...], n_test: int, steps: int, r
 def conv_floor(cfg, K: int, shape: tuple[int, ...], classes: int, n_test: int, steps: int,
                repeats: int = 10) -> tuple[float, float]:
     """(seconds, FLOPs) of one epoch's convolutions (the VGG family), each shape timed alone as the
-    pack runs it (one grouped convolution of K runs), at the pack's precision. Backward counts as two
-    more convolutions of the same cost (dX, dW; the first layer's dX is not needed). A lower bound."""
+    pack runs it (on a GPU one grouped convolution of K runs, on the CPU one convolution per run:
+    PackedVGG._conv), at the pack's precision. Backward counts as two more convolutions of the same
+    cost (dX, dW; the first layer's dX is not needed). A lower bound."""
     import torch.nn.functional as F
 
     from vgsweep.families.vgg import convs
@@ -124,18 +125,21 @@ def conv_floor(cfg, K: int, shape: tuple[int, ...], classes: int, n_test: int, s
     precision = enum_value(cfg.precision)
     B, Fn = int(cfg.train.batch_size), int(cfg.model.filters)
 
+    grouped = device.type != "cpu"  # as PackedVGG chooses
+    G = K if grouped else 1  # runs in one call; the CPU's K calls are one call's time K times
+
     def timed(n: int, cin: int, h: int, w: int) -> float:
-        x = torch.randn(n, K * cin, h, w, device=device)
-        wt = torch.randn(K * Fn, cin, 3, 3, device=device)
+        x = torch.randn(n, G * cin, h, w, device=device)
+        wt = torch.randn(G * Fn, cin, 3, 3, device=device)
         with trainer.tf32(precision == "tf32" and device.type == "cuda"), trainer.precision_ctx(precision, device):
             for _ in range(2):
-                F.conv2d(x, wt, padding=1, groups=K)
+                F.conv2d(x, wt, padding=1, groups=G)
             _sync(device)
             t0 = time.perf_counter()
             for _ in range(repeats):
-                F.conv2d(x, wt, padding=1, groups=K)
+                F.conv2d(x, wt, padding=1, groups=G)
             _sync(device)
-        return (time.perf_counter() - t0) / repeats
+        return (time.perf_counter() - t0) / repeats * K / G
 
     seconds = flops = 0.0
     C, h, w = shape
@@ -253,7 +257,8 @@ def profile(cfgs, epochs: int, trace: Path | None = None, top: int = 15) -> dict
         shape = f"{c0.model.name} ({c0.model.blocks_per_stage} blocks per stage)"
     return {"device": trainer.device_name(device), "torch": torch.__version__, "runs": K, "steps": steps,
             "batch": B, "model": shape, "precision": enum_value(c0.precision),
-            "floor_of": "matmul" if c0.model.family == "mlp" else "grouped convolution",
+            "floor_of": "matmul" if c0.model.family == "mlp" else
+            "grouped convolution" if device.type != "cpu" else "convolution, one per run,",
             "epoch_s": epoch_s, "step_ms": 1e3 * epoch_s / steps, "profiled_epoch_s": profiled[1],
             "flops_per_epoch": flops, "floor_s": floor_s, **out,
             "launches_per_step": out["launches"] / steps if out.get("launches") else None}

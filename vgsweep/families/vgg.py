@@ -11,10 +11,11 @@ CIFAR-100), VGG38 has 5 (336,196). Batch norm goes after a convolution, before i
 (model.bn: processing blocks, or all blocks); a skip connection goes from before a processing
 block's first convolution to before its last activation (model.residual).
 
-The K runs' convolutions run as one grouped convolution (groups=K): activations are kept as
-(K, B, C, H, W) views of (B, K*C, H, W) memory, so a convolution takes its input as
+On a GPU the K runs' convolutions run as one grouped convolution (groups=K): activations are kept
+as (K, B, C, H, W) views of (B, K*C, H, W) memory, so a convolution takes its input as
 (B, K*C, H, W) without a copy and every run sees only its own channels. (torch.func.vmap over
-F.conv2d lowers to the same grouped convolution.)
+F.conv2d lowers to the same grouped convolution.) On the CPU each run's convolution is its own call
+(PackedVGG._conv), its numbers bit for bit those it has alone.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class PackedVGG(PackedModel):
         ms = list(m) if isinstance(m, (list, tuple)) else [m] * self.K
         m = ms[0]
         self.m, self.F = m, int(m.filters)
+        self.grouped = device.type != "cpu"  # one grouped convolution for all runs (_conv)
         self.stages, self.blocks = int(m.stages), int(m.blocks_per_stage)  # plain ints: forward reads no config
         per_run = [convs(mk) for mk in ms]
         # the pack's convolutions: (name, bias, bn somewhere, stage); bn_runs[name]: None (every run) or a mask
@@ -162,9 +164,20 @@ class PackedVGG(PackedModel):
         return [name for name, *_ in self.convs]
 
     def _conv(self, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        """h (K, B, Ci, H, W), w (K, Co, Ci, 3, 3), b (K, Co) -> (K, B, Co, H, W); one grouped conv."""
+        """h (K, B, Ci, H, W), w (K, Co, Ci, 3, 3), b (K, Co) -> (K, B, Co, H, W).
+
+        On a GPU (self.grouped) one grouped convolution, its output a (K, B, Co, H, W) view of
+        (B, K*Co, H, W) memory. On the CPU one convolution per run, the call a run alone makes, its
+        output (K, B, Co, H, W) memory: oneDNN's grouped convolution sums in another order than a
+        single one (a run packed came out of two epochs of Adam ~1e-3 off its numbers alone), and was
+        no faster (bench/cpu_conv.py). As packed_linear, unbind rather than h[k]: its backward is one
+        stack, not K zero-filled (K, ...) gradients."""
         K, B, Ci, H, W = h.shape
         Co = w.shape[1]
+        if not self.grouped:
+            bs = [None] * K if b is None else b.unbind(0)
+            return torch.stack([F.conv2d(hk, wk, bk, padding=KERNEL // 2)
+                                for hk, wk, bk in zip(h.unbind(0), w.unbind(0), bs)])
         x = h.transpose(0, 1).reshape(B, K * Ci, H, W)
         y = F.conv2d(x, w.reshape(K * Co, Ci, KERNEL, KERNEL), None if b is None else b.reshape(K * Co),
                      padding=KERNEL // 2, groups=K)
@@ -202,8 +215,12 @@ class PackedVGG(PackedModel):
             name, bias, bn, _ = next(it)
             h = self._unit(h, name, bias, bn, p, train, preacts)
             K, B, C, H, W = h.shape
-            h = F.avg_pool2d(h.transpose(0, 1).reshape(B, K * C, H, W), 2)
-            h = h.view(B, K, C, *h.shape[-2:]).transpose(0, 1)
+            if h.is_contiguous():  # the CPU's (K, B, C, H, W) memory (_conv)
+                h = F.avg_pool2d(h.view(K * B, C, H, W), 2)
+                h = h.view(K, B, C, *h.shape[-2:])
+            else:  # a GPU's (B, K*C, H, W) memory
+                h = F.avg_pool2d(h.transpose(0, 1).reshape(B, K * C, H, W), 2)
+                h = h.view(B, K, C, *h.shape[-2:]).transpose(0, 1)
             name, bias, bn, _ = next(it)
             h = self._unit(h, name, bias, bn, p, train, preacts)
         h = h.mean(dim=(3, 4))  # global average pool: (K, B, F)
