@@ -267,6 +267,9 @@ def test_the_results_commands_read_only_the_runs_where_a_setting_has_a_value(swe
     assert "did you mean train.epochs?" in bad.stderr and not (tmp / "where3").exists()
     none = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp / "where4"), "--where", "seed=7"], cwd=tmp)
     assert none.returncode == 1 and "no ended run in" in none.stderr and "where seed=7" in none.stderr, none.stderr
+    assert "; the ended runs have seed 0, 1" in none.stderr, none.stderr
+    typo = run_cli(["table", "--tracking-uri", uri, "--out", str(tmp / "where6"), "--where", "seed=0,7"], cwd=tmp)
+    assert typo.returncode == 0 and "ended runs (none has seed=7)." in typo.stdout, typo.stdout[-2000:]
     none = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp / "where4"), "--where", "seed=7", "--experiment",
                     "agarap2019"], cwd=tmp)
     assert none.returncode == 1 and "no FINISHED runs in experiment 'agarap2019' where seed=7" in none.stderr

@@ -1443,7 +1443,9 @@ def test_a_published_setting_is_composed_once_then_read_from_the_cache_until_a_s
 
 def test_a_where_condition_matches_a_setting_however_the_store_and_the_command_line_write_it():
     """The store holds params as strings ('0.0003', 'True', '[16, 16]', 'None'); `--where` values are
-    Hydra's (3e-4, true, [16,16], null). A bool matches a bool only (1 is not true)."""
+    Hydra's (3e-4, true, [16,16], null). A value the key cannot hold is refused, each of a list's values
+    (a typo among them left its runs out unsaid): 1 for a bool, a word for an int, NaN, an option the
+    group does not have."""
     import argparse
 
     from vgsweep.results.reader import select, where_item
@@ -1458,7 +1460,7 @@ def test_a_where_condition_matches_a_setting_however_the_store_and_the_command_l
 
     assert rows("optimizer.lr=3e-4") == [0, 2] and rows("optimizer.lr=0.001,1") == [1]
     assert rows("model.hidden=[16,16]") == [0, 1] and rows("model.hidden=[8]") == [2]
-    assert rows("regime.grad_noise.enabled=true") == [0, 2] and rows("regime.grad_noise.enabled=1") == []
+    assert rows("regime.grad_noise.enabled=true") == [0, 2] and rows("seed=1.0") == [1]
     assert rows("data.limit_train=null") == [0] and rows("activation=relu", "seed=range(1,3)") == [2]
     assert rows("depth=5") == []  # a key no run holds: none
     assert rows("activation=glob(*relu)") == [0, 2] and rows("activation=glob(*,exclude=relu)") == [1]
@@ -1466,9 +1468,31 @@ def test_a_where_condition_matches_a_setting_however_the_store_and_the_command_l
                       ("train=3", "train holds keys of its own; expected one of them: train.epochs, train.batch_size"),
                       ("seed=", "is not KEY=VALUE"), ("seed=glob(*)", "glob(...) picks options of a config group"),
                       ("seed.x=1", "expected seed=VALUE (it holds a value, not keys)"),
-                      ("seed=[0", "is not KEY=VALUE")):
+                      ("seed=[0", "is not KEY=VALUE"),
+                      ("regime.grad_noise.enabled=1", "grad_noise.enabled=1 is not accepted; expected true or false"),
+                      ("seed=0,1,x", "seed=x is not accepted; expected an int"), ("seed=null", "seed=null is not"),
+                      ("optimizer.lr=nan", "optimizer.lr=nan is not accepted; expected a float"),
+                      ("activation=relu,tanhh", "activation=tanhh is not accepted; expected one of elu, gelu,"),
+                      ("dataset=cifar", "expected one of cifar10, cifar100, fashion_mnist, mnist"),
+                      ("regime.bn.placement=before", "expected one of none, last, all"),
+                      ("model.hidden=[1.5,2]", "model.hidden=[1.5, 2] is not accepted; expected a list of ints")):
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(said)):
             where_item(bad)
+
+
+def test_a_where_value_no_run_holds_is_said_with_the_values_the_runs_hold():
+    """`--where seed=0,1,22`: the table says none has seed=22 (a typo would otherwise pass unsaid); a
+    selection that leaves no run says what the runs hold instead."""
+    from vgsweep.results.reader import held, none_where, unmatched, where_item
+
+    df = pd.DataFrame({"seed": ["0", "1", "42"], "model.depth": ["2", "5", "2"], "data.limit_train": ["None"] * 3})
+    assert unmatched(df, [where_item("seed=0,1,22"), where_item("depth=range(2,4)")]) == ["seed=22", "model.depth=3"]
+    assert unmatched(df, [where_item("seed=1.0"), where_item("data.limit_train=null")]) == []
+    assert held([df, pd.DataFrame({"seed": ["7"]})], [where_item("seed=3"), where_item("depth=3")]) == \
+        "seed 0, 1, 7, 42; model.depth 2, 5"
+    assert none_where("sqlite:///m.db", [where_item("seed=3")], [df]) == \
+        "vgsweep: no ended run in sqlite:///m.db where seed=3; the ended runs have seed 0, 1, 42"
+    assert held([df], [where_item("train.epochs=3")]) == ""
 
 
 def test_a_setting_that_keeps_only_some_rows_from_the_published_values_says_in_how_many():

@@ -702,6 +702,27 @@ def schema_keys(schema: type | None = None, prefix: str = "") -> list[str]:
     return keys
 
 
+def schema_hint(key: str) -> Any:
+    """The type the training config's schema declares for a dotted key (under `model.`, that of the first
+    family that has it); None for a key it does not have."""
+    schema: Any = Config
+    *parents, leaf = key.split(".")
+    for i, part in enumerate(parents):
+        if schema is Config and part == "model":
+            rest = ".".join(key.split(".")[i + 1:])
+            return next((h for family in MODEL_SCHEMAS.values() if (h := _hint_in(family, rest)) is not None), None)
+        schema = type_hints(schema).get(part) if dataclasses.is_dataclass(schema) else None
+    return type_hints(schema).get(leaf) if dataclasses.is_dataclass(schema) else None
+
+
+def _hint_in(schema: type, key: str) -> Any:
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(schema):
+            return None
+        schema = type_hints(schema).get(part)
+    return schema
+
+
 def check_schema(node: Any, schema: type, prefix: str) -> None:
     """Check `node` against `schema`: no key it lacks, a list where it wants one, and every number
     against the rule its field declares (the training config's and the launcher's options alike: one

@@ -1310,11 +1310,11 @@ def main(argv: list[str] | None = None) -> int:
     names = reader.chosen(uri, a.experiment)
     selected: dict[str, pd.DataFrame] = {}  # with --where and no experiment named: the runs of those that have some
     if a.where and not a.experiment:
-        selected = {n: runs for n in names if not (runs := reader.select(reader.runs_frame(*_ids(uri, n)),
-                                                                         a.where)).empty}
+        ended = {n: reader.runs_frame(*_ids(uri, n)) for n in names}
+        selected = {n: runs for n in names if not (runs := reader.select(ended[n], a.where)).empty}
+        if not selected:
+            raise SystemExit(reader.none_where(uri, a.where, list(ended.values())))
         names = list(selected)
-        if not names:
-            raise SystemExit(f"vgsweep: no ended run in {tracking.hide_passwords(uri)} where {reader.said(a.where)}")
     if a.where and not a.no_mlflow:
         print(f"vgsweep figures: the figures of the runs where {reader.said(a.where)} are not logged to MLflow: the "
               "store's figures run stays that of every run", file=sys.stderr)

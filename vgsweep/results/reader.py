@@ -119,7 +119,7 @@ def where_item(item: str) -> Where:
     if key not in known:
         name = GROUP_KEYS.get(key, f"{key}.name")
         if (CONF_DIR / key).is_dir() and name in known:
-            return Where(name, values, item)
+            return _checked(Where(name, values, item), key)
         parts = key.split(".")
         prefixes = {".".join(k.split(".")[:i]) for k in known for i in range(1, k.count(".") + 1)}
         if key in prefixes:  # `train=3`: a node of keys
@@ -134,7 +134,67 @@ def where_item(item: str) -> Where:
         e = unknown_key(key, values, siblings, ".".join(parts[:i + 1]) if i + 1 < len(parts) else None)
         hint = "" if e.hint == "vgsweep reads no other key" else f". {e.hint}"
         raise argparse.ArgumentTypeError(f"{key} is not a key of the runs' config; expected {e.accepted}{hint}")
-    return Where(key, values, item)
+    return _checked(Where(key, values, item), key)
+
+
+def _checked(where: Where, written: str) -> Where:
+    """`where`, each of its values one the key can hold (_unaccepted); else argparse's error, naming the key
+    as written (`activation`, for activation.name)."""
+    import argparse
+
+    for v in where.values:
+        if (expected := _unaccepted(where.key, v)) is not None:
+            raise argparse.ArgumentTypeError(f"{written}={_text(v)} is not accepted; expected {expected}")
+    return where
+
+
+def _text(value) -> str:
+    """A value as an override writes it: null, true, [1, 2]."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_text, value)) + "]"
+    return str(value)
+
+
+def _unaccepted(key: str, value) -> str | None:
+    """What `key` holds where `value` (as Hydra parsed it) is none of it, else None: `seed=abc` (an int), a
+    typo in one of several options (`activation=relu,tanhh`) that would leave its runs out unsaid."""
+    import enum
+    import math
+    import typing
+
+    from vgsweep.config import MODEL_SCHEMAS, group_options, schema_hint
+    from vgsweep.data.sets import DATASETS
+
+    hint = schema_hint(key)
+    if typing.get_origin(hint) is typing.Union:  # Optional[X]: X or null
+        if value is None:
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    names = {"activation.name": group_options("activation"), "init.name": group_options("init"),
+             "optimizer.name": group_options("optimizer"), "data.name": sorted(DATASETS),
+             "model.family": list(MODEL_SCHEMAS)}
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if key in names:
+        return None if str(value) in names[key] else "one of " + ", ".join(names[key])
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        options = [m.value for m in hint]
+        return None if str(value) in options else "one of " + ", ".join(options)
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if number and float(value).is_integer() else "an int"
+    if hint is float:
+        return None if number and math.isfinite(value) else "a float (NaN and inf match no run)"
+    if typing.get_origin(hint) is list:
+        item = typing.get_args(hint)[0]
+        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             and (item is float or float(v).is_integer()) for v in value)
+        return None if ok else f"a list of {item.__name__}s, e.g. {'[512,512]' if item is int else '[0.5]'}"
+    return None
 
 
 def _typed(value):
@@ -179,6 +239,38 @@ def select(df: pd.DataFrame, where: list[Where]) -> pd.DataFrame:
 
 def _equal(a, b) -> bool:
     return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+def unmatched(df: pd.DataFrame, where: list[Where]) -> list[str]:
+    """Each value of `where` that no run of df holds, as key=value: the 22 of `--where seed=0,1,22`."""
+    out = []
+    for key, values, _ in where:
+        held_here = {_typed(p) for p in df[key].dropna()} if key in df else set()
+        out += [f"{key}={_text(v)}" for v in values if not any(_equal(_typed(v), h) for h in held_here)]
+    return out
+
+
+def held(frames: list[pd.DataFrame], where: list[Where], most: int = 12) -> str:
+    """What the runs of `frames` hold of each key of `where`: `seed 0, 1, 2, 42; model.depth 2`
+    ('' where they hold none of them)."""
+    def order(v: str):
+        t = _typed(v)
+        return (0, t, "") if isinstance(t, float) else (1, 0.0, str(v))
+
+    parts = []
+    for key in dict.fromkeys(w.key for w in where):
+        values = sorted({str(v) for f in frames if key in f for v in f[key].dropna()}, key=order)
+        if values:
+            shown = ", ".join(values[:most]) + (f", ... ({len(values)} values)" if len(values) > most else "")
+            parts.append(f"{key} {shown}")
+    return "; ".join(parts)
+
+
+def none_where(uri: str, where: list[Where], frames: list[pd.DataFrame]) -> str:
+    """The line of a results command whose `--where` leaves no run: what the store's runs hold instead."""
+    have = held(frames, where)
+    return (f"vgsweep: no ended run in {tracking.hide_passwords(uri)} where {said(where)}"
+            + (f"; the ended runs have {have}" if have else ""))
 
 
 def said(where: list[Where]) -> str:

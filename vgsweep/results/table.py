@@ -29,7 +29,6 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from vgsweep import tracking
 from vgsweep.config import command_line, excluded, home_path
 from vgsweep.jobs import shown
 from vgsweep.results import reader
@@ -693,13 +692,16 @@ class Section:
 
 def section(uri: str, experiment: str, where: Sequence[reader.Where] = ()) -> Section:
     """One experiment's section; `where` (reader.where_item): only the runs that meet it, said below its heading."""
-    runs = fetch_runs(uri, experiment)
-    n_ended, runs = len(runs), reader.select(runs, list(where))
-    only = (f"Only the runs where {reader.said(where)}: {len(runs)} of the experiment's {n_ended} ended runs.\n\n"
-            if where else "")
+    ended = fetch_runs(uri, experiment)
+    runs = reader.select(ended, list(where))
+    none = reader.unmatched(ended, list(where)) if len(runs) else []  # a value no run has: a typo the rest hides
+    only = (f"Only the runs where {reader.said(where)}: {len(runs)} of the experiment's {len(ended)} ended runs"
+            + (f" (none has {', '.join(none)})" if none else "") + ".\n\n" if where else "")
     if runs.empty:
+        have = reader.held([ended], list(where)) if where else ""
         return Section(experiment, runs, pd.DataFrame(),
-                       f"# Results: experiment `{experiment}`\n\n{only}No ended runs{' there' if where else ''}.\n",
+                       f"# Results: experiment `{experiment}`\n\n{only}No ended runs{' there' if where else ''}"
+                       + (f" (they have {have})" if have else "") + ".\n",
                        f"% experiment {tex(experiment)}: no ended runs\n")
     runs, left = reader.one_family(runs)
     study = study_for(str(runs["study"].iloc[0]) if "study" in runs else experiment,
@@ -715,11 +717,12 @@ def section(uri: str, experiment: str, where: Sequence[reader.Where] = ()) -> Se
 def sections(uri: str, experiment: str | None, where: Sequence[reader.Where] = ()) -> list[Section]:
     """One section per experiment (all of the store's unless named). With `where`, the experiments
     with no run that meets it are left out, unless named; SystemExit where none has one."""
-    secs = [section(uri, name, where) for name in reader.chosen(uri, experiment)]
+    names = reader.chosen(uri, experiment)
+    secs = [section(uri, name, where) for name in names]
     if where and not experiment:
         secs = [s for s in secs if not s.runs.empty]
         if not secs:
-            raise SystemExit(f"vgsweep: no ended run in {tracking.hide_passwords(uri)} where {reader.said(where)}")
+            raise SystemExit(reader.none_where(uri, list(where), [fetch_runs(uri, n) for n in names]))
     return secs
 
 
