@@ -273,6 +273,7 @@ def test_the_results_commands_read_only_the_runs_where_a_setting_has_a_value(swe
     none = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp / "where4"), "--where", "seed=7", "--experiment",
                     "agarap2019"], cwd=tmp)
     assert none.returncode == 1 and "no FINISHED runs in experiment 'agarap2019' where seed=7" in none.stderr
+    assert "; its FINISHED runs have seed 0, 1" in none.stderr, none.stderr
     figs = run_cli(["figures", "--tracking-uri", uri, "--out", str(tmp / "where5"), "--where", "seed=1", "--where",
                     "regime=gna"], cwd=tmp)
     assert figs.returncode == 0 and "the figures of the runs where seed=1 and regime=gna are not logged to MLflow" \

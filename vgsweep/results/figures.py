@@ -1026,11 +1026,13 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
     # the curves, the gradient figures and the data files read the same runs; their artifacts where the
     # runs say, or beside the store where it was moved with them
     moved = tracking.moved_artifacts(uri, exp.artifact_location)
-    client = reader.Memo(client, ended, moved)
+    raw, client = client, reader.Memo(client, ended, moved)
     probe = _finished(ended)
     if probe.empty:
+        have = reader.held([_finished(reader.runs_frame(raw, exp.experiment_id))], list(where)) if where else ""
         raise SystemExit(f"vgsweep: no FINISHED runs in experiment {experiment!r}"
-                         + (f" where {reader.said(where)}" if where else ""))
+                         + (f" where {reader.said(where)}" if where else "")
+                         + (f"; its FINISHED runs have {have}" if have else ""))
     study = study_for(str(probe["study"].iloc[0]) if "study" in probe else experiment,
                       str(probe["model.family"].iloc[0]), ended)
     runs = load_runs(ended, study)
