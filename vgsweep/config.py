@@ -705,17 +705,12 @@ def schema_keys(schema: type | None = None, prefix: str = "") -> list[str]:
 def schema_hint(key: str) -> Any:
     """The type the training config's schema declares for a dotted key (under `model.`, that of the first
     family that has it); None for a key it does not have."""
-    schema: Any = Config
-    *parents, leaf = key.split(".")
-    for i, part in enumerate(parents):
-        if schema is Config and part == "model":
-            rest = ".".join(key.split(".")[i + 1:])
-            return next((h for family in MODEL_SCHEMAS.values() if (h := _hint_in(family, rest)) is not None), None)
-        schema = type_hints(schema).get(part) if dataclasses.is_dataclass(schema) else None
-    return type_hints(schema).get(leaf) if dataclasses.is_dataclass(schema) else None
+    if key.startswith("model."):
+        return next((h for family in MODEL_SCHEMAS.values() if (h := _hint_in(family, key[6:])) is not None), None)
+    return _hint_in(Config, key)
 
 
-def _hint_in(schema: type, key: str) -> Any:
+def _hint_in(schema: Any, key: str) -> Any:
     for part in key.split("."):
         if not dataclasses.is_dataclass(schema):
             return None
