@@ -1,9 +1,8 @@
 """What only a CUDA GPU can show: the captured training step against the eager one, tf32 and bf16
 packs, the memory budget read from CUDA, a pack too big for the device split and retried,
 deterministic=true repeatable, the grouped activation against the plain one, a VGG pack's grouped
-convolutions against a run alone, compile=true's Triton
-kernels inside the graph, and submitit_local pack jobs that see the GPU. On a machine without CUDA
-every test here skips, saying why.
+convolutions against a run alone, compile=true's Triton kernels inside the graph, and submitit_local
+pack jobs that see the GPU. On a machine without CUDA every test here skips, saying why.
 
 Run on the GPU machine: `python -m pytest -m gpu tests/test_gpu.py` (tools/gpu_session.sh: STEPS=gputest).
 """

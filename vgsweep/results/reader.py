@@ -174,12 +174,13 @@ def _unaccepted(key: str, value) -> str | None:
         if value is None:
             return None
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    names = {"activation.name": group_options("activation"), "init.name": group_options("init"),
-             "optimizer.name": group_options("optimizer"), "data.name": sorted(DATASETS),
-             "model.family": list(MODEL_SCHEMAS)}
+    names = {"activation.name": lambda: group_options("activation"), "init.name": lambda: group_options("init"),
+             "optimizer.name": lambda: group_options("optimizer"), "data.name": lambda: sorted(DATASETS),
+             "model.family": lambda: list(MODEL_SCHEMAS)}  # the closed sets, read only for their own key
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if key in names:
-        return None if str(value) in names[key] else "one of " + ", ".join(names[key])
+        options = names[key]()
+        return None if str(value) in options else "one of " + ", ".join(options)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         options = [m.value for m in hint]
         return None if str(value) in options else "one of " + ", ".join(options)
