@@ -709,7 +709,9 @@ def test_a_gradient_flow_figure_of_many_panels_wraps_them_three_to_a_row(monkeyp
     rows = [{"run_id": f"r{i}", "seed": 0, "init gain": "1.0", "regime": r, "optimizer.momentum": m,
              "activation": "logistic", "depth": "5"}
             for i, (r, m) in enumerate((r, m) for r in ("baseline", "gna") for m in ("0", "0.5", "0.9", "0.95", "0.99"))]
-    fig = figures.fig_gradient_flow(None, pd.DataFrame(rows), mom, spec, "t", tmp_path)
+    fig = figures.fig_gradient_flow(None, pd.DataFrame(rows), mom, spec, "5-layer networks (mnist)", tmp_path)
+    # the title's settings and what the figure shows in one pair of parentheses (there were two in a row)
+    assert fig._suptitle.get_text() == "Gradient flow, 5-layer networks (mnist; mean over epochs and seeds)"
     where = {ax.get_title().replace("\n", " "): (ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start, bool(ax.get_xlabel()))
              for ax in fig.axes if ax.get_visible()}
     assert where["gna optimizer.momentum=0"] == (2, 0, False) and where["baseline optimizer.momentum=0.95"] == (1, 0, False)

@@ -846,8 +846,13 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
         for ax in axes.flat:
             ax.xaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))
     _legend_below(fig, axes, *_legend_order(spec.line, _values(d, study, spec.line)))
-    fig.suptitle(f"Gradient flow, {title} (mean over epochs and seeds)", fontsize=8)
+    fig.suptitle(f"Gradient flow, {_aside(title, 'mean over epochs and seeds')}", fontsize=8)
     return fig
+
+
+def _aside(title: str, text: str) -> str:
+    """The title with `text` in parentheses: inside those it ends with (its settings), not a second pair."""
+    return f"{title[:-1]}; {text})" if title.endswith(")") else f"{title} ({text})"
 
 
 def fig_gradient_ratio(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object | None:
