@@ -517,6 +517,28 @@ def test_with_cancel_unrunnable_false_such_a_job_waits_and_is_named_with_its_set
             subprocess.run(["scancel", job], timeout=30)
 
 
+def test_a_pack_job_splits_its_pack_on_the_node_as_the_launcher_was_told(small_cfg, monkeypatch):
+    """A pack job plans its pack again on its node: with the launcher's max_pack and memory budget,
+    which it carries through submitit's pickle (it split by the node's own memory alone); without a
+    max_pack, on a CPU node, by the CPU's own limit (here made 1 run)."""
+    import pickle
+
+    from vgsweep import packing, tracking
+    from vgsweep.executors import PackJob
+    from vgsweep.jobs import Job
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(packing, "CPU_TENSOR_BYTES", 1)
+    client = tracking.client_for(tracking.resolve_uri(small_cfg()))
+    for told, seeds, sizes in (({"max_pack": 3}, (1, 2, 3), ["3"] * 3), ({}, (4, 5), ["1", "1"]),
+                               ({"max_pack": 3, "memory_budget_gb": 1e-6}, (6, 7), ["1", "1"])):
+        job = pickle.loads(pickle.dumps(PackJob([Job(small_cfg(f"seed={s}")) for s in seeds], same_devices=True,
+                                                **told)))
+        outcomes = job.train()
+        assert [o.status for o in outcomes] == ["FINISHED"] * len(seeds)
+        assert [client.get_run(o.run_id).data.tags["vgsweep.pack_size"] for o in outcomes] == sizes, told
+
+
 def test_a_requeued_job_takes_back_the_runs_its_earlier_incarnation_left_running(small_cfg):
     """A pack job that died without its SIGTERM (SIGKILL, its node lost) left its runs RUNNING, with a
     heartbeat from another host that is still fresh: another sweep skips them as running, but the

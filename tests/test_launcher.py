@@ -135,6 +135,33 @@ def test_packs_split_by_shape_and_by_budget():
     assert [len(p) for p in packs] == [3, 2, 3, 2]
 
 
+def test_a_cpu_pack_keeps_every_tensor_of_its_training_step_within_32_mib(caplog):
+    """Without hydra.launcher.max_pack, a pack on the CPU holds as many runs as keep each tensor of a
+    step within 32 MiB: the VGG study's activations (batch 100, 32 filters at 32x32) are 13 MB a run,
+    so packs of 2 (a pack of six was 1.6 times slower, BENCHMARKS.md). A max_pack given is kept, a GPU
+    is not limited, nor are packs planned for a scheduler's nodes (each node applies it to itself)."""
+    from vgsweep.packing import cpu_pack_limit
+
+    vggs = [compose_cfg(["experiment=vgg_cifar100", "vgg_row=vgg38_bn_rc", "device=cpu", f"seed={s}"])
+            for s in range(6)]
+    assert cpu_pack_limit(vggs[0]) == 2
+    with caplog.at_level("INFO", logger="vgsweep.packing"):
+        assert group_packs(vggs, memory_budget_gb=100) == [[0, 1], [2, 3], [4, 5]]
+    assert ("on the CPU, packs of at most 2 runs here: every tensor of a training step within 32 MiB (larger ones "
+            "slow each step down, BENCHMARKS.md); hydra.launcher.max_pack sets another size") in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="vgsweep.packing"):
+        assert group_packs(vggs, max_pack=6, memory_budget_gb=100) == [list(range(6))]
+        assert group_packs(vggs, memory_budget_gb=100, here=False) == [list(range(6))]
+        for c in vggs:
+            c.device = "cuda"
+        assert group_packs(vggs, memory_budget_gb=100) == [list(range(6))]
+    assert "at most" not in caplog.text
+    # the MLPs: the paper's depth 2 gathers a (1024, 784) batch a run, 3.2 MB: packs of 10; depth 5 (512) 20
+    assert [cpu_pack_limit(compose_cfg(["device=cpu", f"depth={d}"])) for d in (2, 5)] == [10, 20]
+    assert cpu_pack_limit(compose_cfg([*SMALL])) == 334  # 32 images a step: no limit in practice
+
+
 def test_the_plan_line_gives_each_packs_size(small_cfg, caplog):
     """A dry run plans without training; its line says how many runs each pack holds."""
     from vgsweep.jobs import Job

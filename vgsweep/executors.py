@@ -380,14 +380,17 @@ class PackJob:
     """What a scheduler job runs: one pack of jobs, planned again on the node (see the module doc).
     submitit pickles it; `checkpoint` (submitit's requeue hook) resubmits it as it is."""
 
-    def __init__(self, jobs: list[Job], same_devices: bool = False, gpus: Optional[str] = None):
+    def __init__(self, jobs: list[Job], same_devices: bool = False, gpus: Optional[str] = None,
+                 max_pack: Optional[int] = None, memory_budget_gb: Optional[float] = None):
         """same_devices: the job runs on this machine (submitit_local) and sees the GPUs this process
         sees, or `gpus` of them (CUDA_VISIBLE_DEVICES' form); submitit's local executor would set
-        CUDA_VISIBLE_DEVICES to none (gpus_per_node 0)."""
+        CUDA_VISIBLE_DEVICES to none (gpus_per_node 0). max_pack, memory_budget_gb: the launcher's,
+        for splitting the pack on the node (None: as the node's device allows)."""
         # what the node needs: configs, output folders and logs (planning state is made there again)
         self.jobs = [replace(j, resume_run=None, resume_state=None) for j in jobs]
         self.same_devices = same_devices
         self.visible = gpus if gpus is not None else os.environ.get("CUDA_VISIBLE_DEVICES")
+        self.max_pack, self.memory_budget_gb = max_pack, memory_budget_gb
 
     def __call__(self) -> list[Outcome]:
         import signal
@@ -433,7 +436,9 @@ class PackJob:
         outcomes = plan(self.jobs, adopt=scheduler_job_id())
         todo = [i for i, o in enumerate(outcomes) if o is None]
         starts = [self.jobs[i].start_epoch for i in todo]
-        for part in group_packs([self.jobs[i].cfg for i in todo], starts):  # resumed runs may be at other epochs
+        # resumed runs may be at other epochs; a job pickled by an older vgsweep has no max_pack or budget
+        for part in group_packs([self.jobs[i].cfg for i in todo], starts, getattr(self, "max_pack", None),
+                                getattr(self, "memory_budget_gb", None)):
             idx = [todo[i] for i in part]
             for i, o in zip(idx, run_isolated([self.jobs[i] for i in idx], None)):
                 outcomes[i] = o
@@ -618,8 +623,9 @@ def spread_gpus(gpus: list[str], per_job: Optional[int], jobs: int) -> list[Opti
 class SubmititPacks:
     """Submits every pack as one job (one SLURM array) and hands back each pack's outcomes."""
 
-    def __init__(self, o):
-        """o: the launcher's executor options (PackedLauncherConf)."""
+    def __init__(self, o, max_pack: Optional[int] = None, memory_budget_gb: Optional[float] = None):
+        """o: the launcher's executor options (PackedLauncherConf); max_pack, memory_budget_gb: the
+        launcher's, passed on to each pack job (PackJob)."""
         submitit = _import_submitit()
         self.cluster = cluster = "slurm" if o.executor == "slurm" else "local"
         self.ex = submitit.AutoExecutor(folder=str(o.submitit_folder), cluster=cluster,
@@ -635,6 +641,7 @@ class SubmititPacks:
         params.update({f"slurm_{k}": v for k, v in slurm.items() if v is not None})
         self.ex.update_parameters(**params)
         self.poll_s, self.grace_s, self.options = float(o.poll_s), float(o.result_grace_s), o
+        self.max_pack, self.memory_budget_gb = max_pack, memory_budget_gb
         self.folder = Path(str(o.submitit_folder))
         while "%" in self.folder.name:  # the part submitit names after each job
             self.folder = self.folder.parent
@@ -660,7 +667,8 @@ class SubmititPacks:
                     stack.enter_context(contextlib.redirect_stderr(said))
                 try:
                     with self.ex.batch():
-                        self.handles = [self.ex.submit(PackJob(p, same_devices=local, gpus=g))
+                        self.handles = [self.ex.submit(PackJob(p, same_devices=local, gpus=g, max_pack=self.max_pack,
+                                                               memory_budget_gb=self.memory_budget_gb))
                                         for p, g in zip(packs, gpus)]
                 except _import_submitit().core.utils.FailedJobError as e:
                     if self.cluster != "slurm":

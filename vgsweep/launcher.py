@@ -541,7 +541,7 @@ def _launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: i
     if launcher.executor.executor != "local" and not launcher.dry_run:
         from vgsweep.executors import SubmititPacks
 
-        remote = SubmititPacks(launcher.executor)
+        remote = SubmititPacks(launcher.executor, launcher.max_pack or None, launcher.memory_budget_gb)
     with app.exit_on_sweep_stopped(), app.exit_on_bad_input(lambda: tidy_sweep_dir(Path(str(config.hydra.sweep.dir)))):
         sweep = Sweep(jobs, max_pack=launcher.max_pack or None, memory_budget_gb=launcher.memory_budget_gb,
                       progress=launcher.progress if remote is None else None, remote=remote,

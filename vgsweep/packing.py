@@ -11,6 +11,7 @@ per-run setting inside the pack. Settings read only after training (verdict thre
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 
@@ -19,6 +20,11 @@ from omegaconf import DictConfig
 from vgsweep.config import enum_value
 from vgsweep.data.sets import DATASETS
 from vgsweep.families import family_of
+
+log = logging.getLogger(__name__)
+
+# glibc's malloc serves every block over this (its largest mmap threshold on 64-bit) with a fresh mmap
+CPU_TENSOR_BYTES = 32 * 2**20
 
 
 def data_key(d: DictConfig) -> tuple:
@@ -99,24 +105,44 @@ def memory_budget(device, budget_gb: float | None) -> int | None:
     return int(0.5 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
+def cpu_pack_limit(cfg: DictConfig) -> int:
+    """Most runs a pack on the CPU holds when hydra.launcher.max_pack leaves it open: as many as keep
+    every tensor of its training step within CPU_TENSOR_BYTES. A larger one comes from a fresh mmap,
+    faulted in page by page, for each of a step's hundreds of temporaries: a VGG pack of three at batch
+    100 (39 MB an activation) took 14.4 s a run-epoch where two took 8.5 (BENCHMARKS.md). On the CPU
+    packing buys no speed (two cores are bound by arithmetic), so smaller packs cost nothing."""
+    spec = DATASETS[cfg.data.name]
+    return max(1, CPU_TENSOR_BYTES // family_of(cfg).step_tensor_bytes(cfg, input_shape(cfg.data), spec.classes))
+
+
 def group_packs(cfgs: list[DictConfig], starts: list[int] | None = None, max_pack: int | None = None,
-                memory_budget_gb: float | None = None) -> list[list[int]]:
+                memory_budget_gb: float | None = None, here: bool = True) -> list[list[int]]:
     """Indices of cfgs grouped by pack key (and the epoch each resumes from), in first-seen order; a
     pack holds at most `max_pack` runs and at most what fits the memory budget, split into near-equal
-    parts."""
+    parts. here: the packs train on this machine, and without `max_pack` one on the CPU holds at most
+    cpu_pack_limit runs (a scheduler's pack job applies it on its node)."""
     from vgsweep.config import resolve_device
 
     starts = starts or [0] * len(cfgs)
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(cfgs):
         groups.setdefault((pack_key(c), starts[i]), []).append(i)
-    packs = []
+    packs, limited = [], set()
     for idx in groups.values():
         cfg = cfgs[idx[0]]
-        budget = memory_budget(resolve_device(cfg.device), memory_budget_gb)
+        device = resolve_device(cfg.device)
+        budget = memory_budget(device, memory_budget_gb)
         fit = max(1, budget // bytes_per_run(cfg)) if budget is not None else len(idx)
         n = min(max_pack or len(idx), fit, len(idx))
+        if here and not max_pack and device.type == "cpu" and cpu_pack_limit(cfg) < n:
+            n = cpu_pack_limit(cfg)
+            limited.add(n)
         parts = -(-len(idx) // n)  # ceil: as few packs as allowed, of near-equal size
         size = -(-len(idx) // parts)
         packs += [idx[i:i + size] for i in range(0, len(idx), size)]
+    if limited:
+        sizes = sorted(limited)
+        log.info("on the CPU, packs of at most %s run%s here: every tensor of a training step within %d MiB (larger "
+                 "ones slow each step down, BENCHMARKS.md); hydra.launcher.max_pack sets another size",
+                 " or ".join(map(str, sizes)), "" if sizes == [1] else "s", CPU_TENSOR_BYTES // 2**20)
     return packs

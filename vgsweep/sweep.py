@@ -818,7 +818,7 @@ class Sweep:
                      len(self.twin), len(jobs), ", ".join(f"#{i} = #{f}{self._inert_note(i)}"
                                                           for i, f in self.twin.items()))
         sub = group_packs([jobs[i].cfg for i in todo], [jobs[i].start_epoch for i in todo], max_pack,
-                          memory_budget_gb)
+                          memory_budget_gb, here=remote is None)
         self.packs = [[todo[i] for i in p] for p in sub]
         self.pack_of = {i: p for p in self.packs for i in p}
         if self.packs:

@@ -1,7 +1,7 @@
 """Model families: one module each (see base.py for what a family provides), chosen by `model.family`.
 
-Adding a family: a module here with shape_key, order_key, build and bytes_per_run, its entry in
-FAMILIES, its schema in vgsweep/config.py (MODEL_SCHEMAS) and one YAML per option in conf/model/.
+Adding a family: a module here with shape_key, order_key, build, bytes_per_run and step_tensor_bytes,
+its entry in FAMILIES, its schema in vgsweep/config.py (MODEL_SCHEMAS) and one YAML per option in conf/model/.
 """
 
 from __future__ import annotations

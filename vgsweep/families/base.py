@@ -10,6 +10,8 @@ A family is a module with:
                                     (parameters, optimiser state, one step's activations, evaluation),
                                     an upper estimate; captured: the step is a CUDA graph, whose
                                     private memory pool holds a second copy of a step's activations
+    step_tensor_bytes(cfg, shape, classes) -> int   the largest tensor one run adds to a training
+                                    step (a pack's CPU size limit: packing.cpu_pack_limit)
 
 and `PackedModel` below is what it builds: K networks with identical shapes whose parameters live in
 one flat tensor `theta` (K, P). Each layout entry is a view of theta that autograd treats as its own

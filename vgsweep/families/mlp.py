@@ -96,6 +96,12 @@ def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int, capture
     return 4 * (5 * P + acts + evals)
 
 
+def step_tensor_bytes(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:
+    """The largest tensor one run adds to a training step, bytes: its gathered batch or its widest
+    layer's activations, (B, width) floats (packing.cpu_pack_limit)."""
+    return 4 * int(cfg.train.batch_size) * max(math.prod(shape), *cfg.model.hidden, classes)
+
+
 class PackedMLP(PackedModel):
     def __init__(self, arch: Arch | list[Arch], members: list[Member], generators: list[torch.Generator],
                  device: torch.device):

@@ -97,6 +97,14 @@ def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int, capture
     return 4 * (5 * n_params(m, C, classes) + (acts + batch) * (2 if captured else 1) + evals)
 
 
+def step_tensor_bytes(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:
+    """The largest tensor one run adds to a training step, bytes: a first-stage activation (B, filters,
+    H, W) or the padded batch it is cropped from (packing.cpu_pack_limit)."""
+    C, H, W = shape
+    pad = int(cfg.data.augment.crop_padding)
+    return 4 * int(cfg.train.batch_size) * max(int(cfg.model.filters) * H * W, C * (H + 2 * pad) * (W + 2 * pad))
+
+
 class PackedVGG(PackedModel):
     eval_rows = 500  # test images per forward pass in evaluation: K x 500 x 32 x 32 x 32 floats a tensor
 
