@@ -226,6 +226,43 @@ def test_a_config_whose_name_another_shares_is_told_apart_by_its_settings(tmp_pa
     assert sorted(verdict_rows(runs)["run"]) == sorted([f"{name} optimizer.lr=0.01", other])
 
 
+def test_status_where_counts_only_the_configs_that_meet_it(tmp_path, small_cfg):
+    """`vgsweep status --where`: the configs whose runs meet every condition, counted and listed as
+    without it; a value no config holds is named (a typo the others hide); none meeting it says what
+    the configs hold; a config queued with no run yet is counted apart (its settings are not in the
+    store before it starts)."""
+    from vgsweep.jobs import Job
+    from vgsweep.results.reader import where_item
+    from vgsweep.results.status import summary
+    from vgsweep.sweep import run_jobs
+
+    out = run_jobs([Job(small_cfg("activation=relu", "optimizer.lr=0.01")), Job(small_cfg("activation=relu",
+                    "optimizer.lr=1e30")), Job(small_cfg("activation=tanh", "seed=3"))])
+    assert [o.status for o in out] == ["FINISHED", "FAILED", "FINISHED"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = tracking.client_for(uri)
+    exp = client.get_experiment_by_name(small_cfg().tracking.experiment)
+    where = lambda *items: [where_item(i) for i in items]  # noqa: E731
+    lines = summary(client, exp, where=where("activation=relu"))
+    assert lines[0] == f"{exp.name}: 2 configs where activation=relu: 1 finished, 1 failed", lines
+    assert lines[1].split()[0] == "failed" and len(lines) == 3, lines
+    assert summary(client, exp, where=where("activation=tanh,swish", "seed=3")) == [
+        f"{exp.name}: 1 config where activation=tanh,swish and seed=3: 1 finished (none has activation.name=swish)"]
+    assert summary(client, exp, where=where("seed=7")) == [f"{exp.name}: no config where seed=7 (its configs have "
+                                                           "seed 3, 42)"]
+    rec = {"submitted": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
+           "process": tracking.process_stamp(os.getpid()), "configs": {"h-not-run": "later-one"}}
+    client.set_experiment_tag(exp.experiment_id, "vgsweep.queued.local-x", json.dumps(rec))
+    exp = client.get_experiment(exp.experiment_id)  # with the record
+    assert summary(client, exp)[0].endswith(": 4 configs: 2 finished, 1 queued, 1 failed")
+    assert summary(client, exp, where=where("seed=3"))[0] == (
+        f"{exp.name}: 1 config where seed=3: 1 finished (not counted: 1 config queued with no run yet, whose "
+        "settings the store does not hold until it starts)")
+    proc = run_cli(["status", "--tracking-uri", uri, "--where", "optimizer.lr=1e30"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"{exp.name}: 1 config where optimizer.lr=1e30: 1 failed (not counted" in proc.stdout, proc.stdout
+
+
 def test_a_local_sweeps_estimate_is_written_once_a_minute_and_each_pack_and_read_less_its_age(monkeypatch):
     """Progress hands the sweep's estimate on after an epoch, at most once a minute, as soon as it is first
     known, and again at each new pack; status takes from it the time since it was made, and reads an

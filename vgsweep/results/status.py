@@ -15,8 +15,9 @@ from vgsweep.config import command_line
 from vgsweep.progress import duration
 from vgsweep.executors import (LOCAL, TAG_JOB, TAG_QUEUED, TERMINAL, ended_for_requeue, local_sweep, read_eta,
                                read_queued, slurm_job, state_said)
-from vgsweep.results.reader import (TAGS, chosen, config_keys, fill_neutral, open_experiment, store_args,
-                                    store_uri)
+from vgsweep.results.reader import (TAGS, chosen, config_keys, fill_neutral, held, open_experiment, select,
+                                    store_args, store_uri, unmatched, where_arg)
+from vgsweep.results.reader import said as said_where
 from vgsweep.results.reader import told_apart as told_apart_frame
 
 # the states of the lines, in the order shown: a config that is not finished (running; queued: in a
@@ -230,9 +231,19 @@ def _local_line(rec: dict, best: dict[str, object], now: float, eta: dict | None
     return "queued", f"a later pack of the sweep of {who}; {started}"
 
 
-def summary(client, exp, now: float | None = None) -> list[str]:
+def meeting(best: dict[str, object], where: list) -> tuple[set[str], pd.DataFrame]:
+    """The configs (hashes of `best`: config_states) whose run meets every `--where` condition
+    (reader.where_item), and the params of all of them (what the others hold, said when none meets it)."""
+    hashes = list(best)
+    df = fill_neutral(pd.DataFrame([best[h].data.params for h in hashes], index=range(len(hashes))))
+    return {hashes[i] for i in select(df, where).index}, df
+
+
+def summary(client, exp, now: float | None = None, where: list | tuple = ()) -> list[str]:
     """The experiment's lines: its configs counted by state, then one line per config that is not
-    finished and per RUNNING rerun of a finished one, in the order of STATES."""
+    finished and per RUNNING rerun of a finished one, in the order of STATES. `where` (reader.where_item):
+    only the configs whose runs meet it; a config queued with no run yet is counted apart, since its
+    settings reach the store only when it starts."""
     now = time.time() if now is None else now
     runs = list(tracking.training_runs(client, exp.experiment_id))
     alias = same_configs(runs)
@@ -242,6 +253,20 @@ def summary(client, exp, now: float | None = None) -> list[str]:
     for r in runs:
         started.setdefault(config_of(r), (r.info.start_time or 0) / 1000)
     queued = queued_lines(exp, best, now, started, alias)
+    unseen = 0  # queued configs without a run, which `where` cannot read
+    if where:
+        kept, params = meeting(best, list(where))
+        unseen = len({x[3] for x in queued if x[3] not in best})
+        queued = [x for x in queued if x[3] in kept]
+        runs = [r for r in runs if config_of(r) in kept]
+        best = {h: r for h, r in best.items() if h in kept}
+        if not best:
+            have = held([params], list(where))
+            missing = (f"{unseen} config{'s' if unseen != 1 else ''} queued with no run yet, whose settings the "
+                       "store does not hold until it starts" if unseen else "")
+            return [f"{exp.name}: no config where {said_where(where)}"
+                    + (f" (its configs have {have}" + (f"; {missing})" if missing else ")") if have
+                       else f" ({missing})" if missing else "")]
     waiting = {x[3] for x in queued}
     lines = [x[:3] for x in queued]
     names = told_apart(list(best.values()))
@@ -261,7 +286,14 @@ def summary(client, exp, now: float | None = None) -> list[str]:
     words = {**STATE_WORDS, "finished": f"finished ({again}: rerun=true)" if again else "finished"}
     said = ", ".join(f"{n} {words.get(s, s)}" for s, n in counts.items() if n)
     configs = len(best.keys() | waiting)
-    out = [f"{exp.name}: {configs} config{'s' if configs != 1 else ''}: {said}"]
+    only = f" where {said_where(where)}" if where else ""
+    out = [f"{exp.name}: {configs} config{'s' if configs != 1 else ''}{only}: {said}"]
+    if where:
+        none = unmatched(params, list(where))  # a value no config has: a typo the others hide
+        also = ([f"none has {', '.join(none)}"] if none else []) + (
+            [f"not counted: {unseen} config{'s' if unseen != 1 else ''} queued with no run yet, whose settings the "
+             "store does not hold until it starts"] if unseen else [])
+        out[0] += f" ({'; '.join(also)})" if also else ""
     width = max((len(x[2]) for x in lines), default=0)
     out += [f"  {state:<8} {name:<{width}}  {what}" for state, what, name in lines]
     if counts["gone"] or counts["unrun"] or counts["failed"] or counts["killed"]:
@@ -274,13 +306,14 @@ def summary(client, exp, now: float | None = None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = command_line("vgsweep status", __doc__.split("\n\n")[0].replace("\n", " "))
     store_args(ap)
+    where_arg(ap)
     args = ap.parse_args(argv)
     uri = store_uri(args.tracking_uri)
     names = chosen(uri, args.experiment, also=lambda e: any(k.startswith(TAG_QUEUED) for k in e.tags))
     print(f"store {tracking.hide_passwords(uri)}")
     for name in names:
         client, exp = open_experiment(uri, name)
-        print("\n".join(summary(client, exp)))
+        print("\n".join(summary(client, exp, where=args.where)))
     return 0
 
 
