@@ -1,8 +1,9 @@
 """What only a CUDA GPU can show: the captured training step against the eager one, tf32 and bf16
 packs, the memory budget read from CUDA, a pack too big for the device split and retried,
 deterministic=true repeatable, the grouped activation against the plain one, a VGG pack's grouped
-convolutions against a run alone, compile=true's Triton kernels inside the graph, and submitit_local
-pack jobs that see the GPU. On a machine without CUDA every test here skips, saying why.
+convolutions against a run alone, a VGG pack's peak memory against its estimate, compile=true's
+Triton kernels inside the graph, and submitit_local pack jobs that see the GPU. On a machine without
+CUDA every test here skips, saying why.
 
 Run on the GPU machine: `python -m pytest -m gpu tests/test_gpu.py` (tools/gpu_session.sh: STEPS=gputest).
 """
@@ -169,6 +170,26 @@ def test_a_vgg_packs_grouped_convolutions_give_each_run_its_numbers_alone_on_the
     for a, b, c in zip(packed, per_run, alone):  # the output, the gradient, the statistics
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * a.abs().max().item())
         assert torch.allclose(a[2], c[0], rtol=1e-4, atol=1e-5 * c.abs().max().item())
+
+
+def test_a_vgg_packs_peak_memory_stays_within_its_estimate(tmp_path):
+    """Three VGG38 runs of the study's shape (batch 100, 32 filters, diagnostics on, the step a CUDA
+    graph) trained one epoch: CUDA's peak allocation stays within three times bytes_per_run (the
+    probe's end-of-epoch chunk, which holds every convolution's output at once, was not counted), and
+    the estimate is of the right size, not a blanket."""
+    from tests.test_vgg import _tiny, write_cifar
+    from vgsweep.packing import bytes_per_run
+
+    cifar_root = write_cifar(tmp_path / "cifar")
+    cfgs = [_tiny(cifar_root, "device=cuda", "model.blocks_per_stage=5", "model.filters=32", "train.batch_size=100",
+                  "train.epochs=1", "diagnostics.probe_examples=10000", f"seed={s}") for s in range(3)]
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    train_pack(cfgs)
+    peak = torch.cuda.max_memory_allocated() - before
+    estimate = 3 * bytes_per_run(cfgs[0])
+    assert 0.2 * estimate < peak <= estimate, (peak / 2**30, estimate / 2**30)
 
 
 def test_deterministic_true_is_repeatable(small_cfg):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from tests.conftest import compose_cfg, run_cli
 from vgsweep.data import cifar
-from vgsweep.families import vgg
+from vgsweep.families import FAMILIES, vgg
 from vgsweep.seeding import generator
 
 VARIANTS = ("vgg08", "vgg38", "vgg38_bn", "vgg38_rc", "vgg38_bn_rc")
@@ -135,6 +135,26 @@ def test_the_memory_estimate_bounds_what_a_training_step_keeps():
     graphed = _cfg("model=vgg38_bn_rc", "model.blocks_per_stage=2", "cuda_graph=true", f"train.batch_size={B}")
     assert bytes_per_run(graphed) == bytes_per_run(_cfg("model=vgg38_bn_rc", "model.blocks_per_stage=2",
                                                         "cuda_graph=false", f"train.batch_size={B}"))  # CPU: no graph
+
+
+@pytest.mark.parametrize("family", ["vgg", "mlp"])
+def test_the_memory_estimate_counts_the_probes_chunk_with_diagnostics_on(family):
+    """The end-of-epoch probe keeps every unit layer's input of a chunk at once (probe.units): with
+    diagnostics on, the estimate adds at least those bytes, and not many times them (a VGG38's chunk of
+    500 test images is about 1 GB a run, beside its step's 1.2 GB, and the estimate left it out)."""
+    from vgsweep.packing import bytes_per_run
+
+    make = (lambda *o: _cfg("model=vgg38_bn_rc", "model.blocks_per_stage=1", *o)) if family == "vgg" else (
+        lambda *o: compose_cfg(["device=cpu", "model.hidden=[64,48,32]", *o]))
+    on, off = (make(f"diagnostics.enabled={e}", "diagnostics.probe_examples=40") for e in (True, False))
+    shape, classes = ((3, 32, 32), 100) if family == "vgg" else ((1, 28, 28), 10)
+    model = FAMILIES[family].build([on] * 2, shape, classes, [generator(k, "init") for k in range(2)],
+                                   torch.device("cpu"))
+    pre: list = []
+    model.forward(torch.randn(40, *shape), train=False, preacts=pre)
+    kept = 4 * sum(z.numel() for z in pre) / 2  # a run's share
+    added = bytes_per_run(on) - bytes_per_run(off)
+    assert kept > 0 and kept <= added < 2 * kept, (kept, added)
 
 
 def test_the_vgg38_variants_pack_together_and_each_is_its_own_network(cifar_root):

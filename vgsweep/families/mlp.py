@@ -85,15 +85,19 @@ def parameter_count(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> in
 
 def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int, captured: bool = False) -> int:
     """Parameters with gradient, optimiser and noise buffers; one step's activations and their gradients
-    (twice when the step is a CUDA graph: its pool beside the eager steps'); an evaluation chunk. Upper
-    estimate, bytes."""
+    (twice when the step is a CUDA graph: its pool beside the eager steps'); an evaluation chunk; with
+    diagnostics, the end-of-epoch probe's chunk, which keeps every hidden layer's input at once
+    (probe.units). Upper estimate, bytes."""
     dim = math.prod(shape)
     sizes = (dim, *cfg.model.hidden, classes)
     P = sum(a * b + 2 * b for a, b in zip(sizes[:-1], sizes[1:])) + 2 * sum(cfg.model.hidden)  # + g, BN
     B = int(cfg.train.batch_size)
     acts = B * (dim + 4 * sum(sizes[1:])) * (2 if captured else 1)  # gathered batch; pre/post activations, grads
     evals = EVAL_ROWS * 3 * max(sizes[1:])
-    return 4 * (5 * P + acts + evals)
+    rows = min(EVAL_ROWS, int(cfg.diagnostics.probe_examples))
+    widest = max(cfg.model.hidden, default=0)
+    probe = rows * (sum(cfg.model.hidden) + 2 * widest) if cfg.diagnostics.enabled else 0  # + derivative, mask
+    return 4 * (5 * P + acts + evals + probe)
 
 
 def step_tensor_bytes(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:

@@ -81,20 +81,25 @@ def build(cfgs: list[DictConfig], shape: tuple[int, ...], classes: int, generato
 def bytes_per_run(cfg: DictConfig, shape: tuple[int, ...], classes: int, captured: bool = False) -> int:
     """Parameters x 5 (weights, gradient, two optimiser moments, noise); one step's activations (about
     five (B, C, H, W) tensors per convolution kept for backward and their gradients; twice when the
-    step is a CUDA graph: its pool beside the eager steps'); an evaluation chunk. Upper estimate, bytes."""
+    step is a CUDA graph: its pool beside the eager steps'); an evaluation chunk; with diagnostics, the
+    end-of-epoch probe's chunk, which keeps every convolution's output at once (probe.units). Upper
+    estimate, bytes."""
     m = cfg.model
     C, H, W = shape
     F_ = int(m.filters)
     B = int(cfg.train.batch_size)
     pad = int(cfg.data.augment.crop_padding)
-    acts, h, w = 0, H, W
+    units, h, w = 0, H, W  # one example's convolution outputs, all layers
     for name, _, _, stage in convs(m):
         if name.endswith("red.conv2"):
             h, w = h // 2, w // 2
-        acts += 5 * B * F_ * h * w
+        units += F_ * h * w
+    acts = 5 * B * units
     batch = 3 * B * C * (H + 2 * pad) * (W + 2 * pad)
     evals = 3 * PackedVGG.eval_rows * F_ * H * W
-    return 4 * (5 * n_params(m, C, classes) + (acts + batch) * (2 if captured else 1) + evals)
+    rows = min(PackedVGG.eval_rows, int(cfg.diagnostics.probe_examples))
+    probe = rows * (units + 2 * F_ * H * W) if cfg.diagnostics.enabled else 0  # + a layer's derivative, its mask
+    return 4 * (5 * n_params(m, C, classes) + (acts + batch) * (2 if captured else 1) + evals + probe)
 
 
 def step_tensor_bytes(cfg: DictConfig, shape: tuple[int, ...], classes: int) -> int:
