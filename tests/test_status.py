@@ -258,6 +258,9 @@ def test_status_where_counts_only_the_configs_that_meet_it(tmp_path, small_cfg):
     assert summary(client, exp, where=where("seed=3"))[0] == (
         f"{exp.name}: 1 config where seed=3: 1 finished (not counted: 1 config queued with no run yet, whose "
         "settings the store does not hold until it starts)")
+    assert summary(client, exp, where=where("seed=7")) == [
+        f"{exp.name}: no config where seed=7 (its configs have seed 3, 42; 1 config queued with no run yet, whose "
+        "settings the store does not hold until it starts)"]
     proc = run_cli(["status", "--tracking-uri", uri, "--where", "optimizer.lr=1e30"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"{exp.name}: 1 config where optimizer.lr=1e30: 1 failed (not counted" in proc.stdout, proc.stdout

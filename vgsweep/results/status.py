@@ -260,13 +260,12 @@ def summary(client, exp, now: float | None = None, where: list | tuple = ()) -> 
         queued = [x for x in queued if x[3] in kept]
         runs = [r for r in runs if config_of(r) in kept]
         best = {h: r for h, r in best.items() if h in kept}
+        apart = (f"{unseen} config{'s' if unseen != 1 else ''} queued with no run yet, whose settings the store "
+                 "does not hold until it starts") if unseen else ""
         if not best:
             have = held([params], list(where))
-            missing = (f"{unseen} config{'s' if unseen != 1 else ''} queued with no run yet, whose settings the "
-                       "store does not hold until it starts" if unseen else "")
-            return [f"{exp.name}: no config where {said_where(where)}"
-                    + (f" (its configs have {have}" + (f"; {missing})" if missing else ")") if have
-                       else f" ({missing})" if missing else "")]
+            notes = [f"its configs have {have}"] * bool(have) + [apart] * bool(apart)
+            return [f"{exp.name}: no config where {said_where(where)}" + (f" ({'; '.join(notes)})" if notes else "")]
     waiting = {x[3] for x in queued}
     lines = [x[:3] for x in queued]
     names = told_apart(list(best.values()))
@@ -290,10 +289,8 @@ def summary(client, exp, now: float | None = None, where: list | tuple = ()) -> 
     out = [f"{exp.name}: {configs} config{'s' if configs != 1 else ''}{only}: {said}"]
     if where:
         none = unmatched(params, list(where))  # a value no config has: a typo the others hide
-        also = ([f"none has {', '.join(none)}"] if none else []) + (
-            [f"not counted: {unseen} config{'s' if unseen != 1 else ''} queued with no run yet, whose settings the "
-             "store does not hold until it starts"] if unseen else [])
-        out[0] += f" ({'; '.join(also)})" if also else ""
+        notes = [f"none has {', '.join(none)}"] * bool(none) + [f"not counted: {apart}"] * bool(apart)
+        out[0] += f" ({'; '.join(notes)})" if notes else ""
     width = max((len(x[2]) for x in lines), default=0)
     out += [f"  {state:<8} {name:<{width}}  {what}" for state, what, name in lines]
     if counts["gone"] or counts["unrun"] or counts["failed"] or counts["killed"]:
