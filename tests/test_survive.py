@@ -686,6 +686,31 @@ def test_each_pack_says_where_its_time_went(small_cfg, caplog):
     assert grid.seconds("1 min 05 s") == 65 and grid.seconds("1 h 02 min") == 3720
 
 
+def test_the_packs_are_numbered_in_the_order_they_train(small_cfg, caplog):
+    """A sweep trains a pack when its first job's result is asked for, in job order. With two shapes whose
+    jobs alternate (depth varied fastest) and each split (max_pack=2), the plan listed the first shape's
+    two packs first, but the second shape's first pack trained second: the progress line then called it
+    `pack 2/4 (1 run)` while it trained 2, and counted the runs trained wrong. Now the plan is the order
+    of training, and each pack's line names the pack that trains."""
+    import re
+
+    from vgsweep.sweep import Sweep
+
+    deep = ("model.hidden=[16,16,16]", "model.depth=3")
+    jobs = [Job(small_cfg(f"seed={s}", *d)) for s in (1, 2, 3) for d in ((), deep)]
+    sweep = Sweep(jobs, max_pack=2, progress="log")
+    assert [len(p) for p in sweep.packs] == [2, 2, 1, 1] and [min(p) for p in sweep.packs] == [0, 1, 4, 5]
+    with caplog.at_level("INFO"):
+        [sweep.outcome(i) for i in range(len(jobs))]
+    lines = [r.getMessage() for r in caplog.records if r.name == "vgsweep.progress"]
+    last = [lines[i - 1] for i, x in enumerate(lines) if x.startswith("pack of ")]  # each pack's last epoch
+    said = [re.match(r"pack (\d)/4 \((\d) runs?\) \| epoch 2/2 \| runs trained (\d)/6", x) for x in last]
+    assert all(said), last
+    took = [int(re.match(r"pack of (\d) runs? took", x).group(1)) for x in lines if x.startswith("pack of ")]
+    assert [(int(m[1]), int(m[2]), int(m[3])) for m in said] == [(1, 2, 2), (2, 2, 4), (3, 1, 5), (4, 1, 6)]
+    assert took == [2, 2, 1, 1]
+
+
 @pytest.mark.parametrize("flush_s, streamed", [(0.01, True), (600.0, False)])
 def test_metrics_reach_the_store_while_the_pack_trains(small_cfg, monkeypatch, flush_s, streamed):
     """tracking.flush_s: a run's epochs are in the store before its pack ends (what `make ui` shows during a

@@ -117,10 +117,11 @@ def cpu_pack_limit(cfg: DictConfig) -> int:
 
 def group_packs(cfgs: list[DictConfig], starts: list[int] | None = None, max_pack: int | None = None,
                 memory_budget_gb: float | None = None, here: bool = True) -> list[list[int]]:
-    """Indices of cfgs grouped by pack key (and the epoch each resumes from), in first-seen order; a
-    pack holds at most `max_pack` runs and at most what fits the memory budget, split into near-equal
-    parts. here: the packs train on this machine, and without `max_pack` one on the CPU holds at most
-    cpu_pack_limit runs (a scheduler's pack job applies it on its node)."""
+    """Indices of cfgs grouped by pack key (and the epoch each resumes from), the packs ordered by their
+    first index (the order a sweep trains them in); a pack holds at most `max_pack` runs and at most what
+    fits the memory budget, split into near-equal parts. here: the packs train on this machine, and
+    without `max_pack` one on the CPU holds at most cpu_pack_limit runs (a scheduler's pack job applies
+    it on its node)."""
     from vgsweep.config import resolve_device
 
     starts = starts or [0] * len(cfgs)
@@ -140,6 +141,11 @@ def group_packs(cfgs: list[DictConfig], starts: list[int] | None = None, max_pac
         parts = -(-len(idx) // n)  # ceil: as few packs as allowed, of near-equal size
         size = -(-len(idx) // parts)
         packs += [idx[i:i + size] for i in range(0, len(idx), size)]
+    # in the order they train: a sweep trains a pack when its first job's result is asked for, in job order,
+    # so a group split in two whose jobs alternate with another group's (depth=2,5 varied fastest) trains
+    # its second part after the other group's first; the plan, the progress line and the queued records
+    # number them so
+    packs.sort(key=lambda p: p[0])
     if limited:
         sizes = sorted(limited)
         log.info("on the CPU, packs of at most %s run%s here: every tensor of a training step within %d MiB (larger "
