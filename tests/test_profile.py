@@ -100,3 +100,14 @@ def test_profile_refuses_a_grid_of_several_packs(tiny_root, capsys):
     code = profile.main([*SMALL, f"data.root={tiny_root}", "regime=baseline,wn"])
     err = capsys.readouterr().err
     assert code == 2 and "overrides" in err and "one pack" in err
+    # a sweep's command with profile put in front: its -m, anywhere, is taken (argparse refused it with every
+    # override after it), and the grid is judged as without it
+    for args in (["-m", *SMALL], [*SMALL, "--multirun"], [SMALL[0], "-m", *SMALL[1:]]):
+        code = profile.main([*args, f"data.root={tiny_root}", "regime=baseline,wn"])
+        err = capsys.readouterr().err
+        assert code == 2 and "one pack" in err and "unrecognized" not in err, err
+    # what the data cannot hold, as a sweep's check says it (the trainer's ValueError was a traceback)
+    code = profile.main([*SMALL, f"data.root={tiny_root}", "train.batch_size=100000"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("vgsweep: invalid config: train.batch_size=100000 is not accepted; expected "
+                                        "at most ") and err.count("\n") == 1, err

@@ -159,10 +159,6 @@ def check_jobs(jobs: list[Job], dry: list[str] | None = None, devices_here: bool
     """Raise ConfigError for the first job that cannot run. dry: a dry run's notes; a data set it would
     download is noted there, not downloaded (its sizes are then the data set's published ones).
     devices_here: false where the packs train on other machines (config.validate)."""
-    from vgsweep.data.files import folder, missing, read_checked
-    from vgsweep.data.errors import DataError
-    from vgsweep.data.sets import DATASETS
-
     refused: list[tuple[Job, ConfigError]] = []
     for j in jobs:
         try:
@@ -185,6 +181,17 @@ def check_jobs(jobs: list[Job], dry: list[str] | None = None, devices_here: bool
             folders.setdefault(("checkpoint.dir", str(j.cfg.checkpoint.dir)), j.where)
     for (key, path), where in folders.items():
         check_dir(key, Path(path), where)
+    check_data(jobs, dry)
+
+
+def check_data(jobs: list[Job], dry: list[str] | None = None) -> None:
+    """Raise ConfigError for the first job whose data cannot be had or does not hold its settings: files
+    missing, damaged, not downloadable; a limit, a validation split or a batch larger than the data.
+    (check_jobs's last part; vgsweep profile, which reaches no store, checks its pack with it alone.)"""
+    from vgsweep.data.errors import DataError
+    from vgsweep.data.files import folder, missing, read_checked
+    from vgsweep.data.sets import DATASETS
+
     seen: dict[tuple, dict] = {}
     for j in jobs:
         d = j.cfg.data

@@ -58,6 +58,9 @@ def compose(overrides: list[str]):
 
 
 def pack_of(overrides: list[str]):
+    from vgsweep.jobs import Job
+    from vgsweep.preflight import check_data
+
     cfgs = [compose(o) for o in expand(overrides)]
     for c in cfgs:
         settle(c)
@@ -66,6 +69,7 @@ def pack_of(overrides: list[str]):
         raise ConfigError("overrides", " ".join(overrides), "a grid whose jobs share one pack",
                           "Profile one pack at a time: the same model shape, normalisation, batch, data "
                           "and precision for every job")
+    check_data([Job(c) for c in cfgs])  # as a sweep checks it: one line, not the trainer's traceback
     return cfgs
 
 
@@ -312,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=15, help="operators in the table (default 15)")
     ap.add_argument("--trace", type=home_path, default=None, help="write a Chrome trace (.json or .json.gz)")
     ap.add_argument("--json", type=home_path, default=None, help="write the numbers as JSON")
-    a = ap.parse_args(argv)
+    # a sweep's command with `profile` put in front (`vgsweep profile -m activation=relu,tanh`): its -m was
+    # refused with every override after it ("unrecognized arguments: -m activation=relu,tanh")
+    ap.add_argument("-m", "--multirun", action="store_true",
+                    help="taken as a sweep's command line takes it: comma lists expand to the pack's runs either way")
+    a = ap.parse_intermixed_args(argv)  # options among the overrides, as a sweep's command line has them
     for key in ("epochs", "top"):
         if getattr(a, key) < 1:
             raise ArgumentError(f"--{key}", getattr(a, key), "an int >= 1")
