@@ -143,8 +143,8 @@ def group_packs(cfgs: list[DictConfig], starts: list[int] | None = None, max_pac
         packs += [idx[i:i + size] for i in range(0, len(idx), size)]
     # in the order they train: a sweep trains a pack when its first job's result is asked for, in job order,
     # so a group split in two whose jobs alternate with another group's (depth=2,5 varied fastest) trains
-    # its second part after the other group's first; the plan, the progress line and the queued records
-    # number them so
+    # its second part after the other group's first; the plan, the progress line and `vgsweep status`
+    # (`the sweep: pack 2 of 4`) number them so
     packs.sort(key=lambda p: p[0])
     if limited:
         sizes = sorted(limited)
