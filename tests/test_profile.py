@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SMALL, compose_cfg
+from tests.conftest import SMALL, compose_cfg, run_cli
 from vgsweep import profile, trainer
 
 
@@ -45,6 +46,17 @@ def test_profile_counts_phases_and_arithmetic(tiny_root, tmp_path, capsys):
     events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
     assert any(e.get("name") == "vgsweep.backward" for e in events)
     assert trainer.scope.enabled is False  # switched off again: training outside the profiler pays nothing
+
+
+@pytest.mark.e2e
+def test_vgsweep_profile_on_the_cpu_prints_the_profile_and_no_kinetos_lines(tiny_root, tmp_path):
+    """Through the CLI (Kineto reads its log level once per process, as its first profiler starts): the
+    profile on stdout, and none of PyTorch's Kineto lines on stderr (`USDT: ... profiler_start`, `ERROR: ...
+    gpuGetDeviceCount failed with code 35` where no GPU is, alarming and meaningless for a CPU's profile)."""
+    proc = run_cli(["profile", *SMALL, f"data.root={tiny_root}", "activation=relu,tanh", "--epochs", "1"], cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("# Profile: 2 runs, hidden [16, 16]"), proc.stderr[-2000:]
+    kineto = [line for line in proc.stderr.splitlines() if re.match(r"[A-Z]+:\d{4}-\d\d-\d\d \d", line)]
+    assert not kineto, kineto
 
 
 def test_the_printed_profile_says_one_run_and_a_cnns_floor_in_its_own_words():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -244,6 +245,11 @@ def profile(cfgs, epochs: int, trace: Path | None = None, top: int = 15) -> dict
         out.update(device_timeline(events, steps), phases=phase_times(events))
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    if device.type != "cuda":  # PyTorch's Kineto says on stderr where no GPU is profiled: `USDT: ... profiler_start`
+        # and `ERROR: ... gpuGetDeviceCount failed`, alarming and meaningless here. It reads its log level once, as
+        # the process's first profiler starts; on a GPU its level stays (its USDT level is above ERROR: CUPTI's
+        # errors would go with it). A level the user set is theirs.
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     trainer.scope.enabled = True
     try:
         with warnings.catch_warnings(), torch_profile(activities=activities, on_trace_ready=ready,
