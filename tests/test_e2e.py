@@ -174,6 +174,35 @@ def test_the_results_commands_find_the_experiments_that_hold_training_runs(tmp_p
     assert [tracking.has_training_runs(client, e) for e in ("0", other, mixed)] == [False, False, True]
 
 
+def test_ctrl_c_on_vgsweep_figures_is_one_line_and_leaves_whole_files_and_no_worker(sweep, ctrl_c_reaches_children):
+    """Ctrl-C (SIGINT to the terminal's foreground group: the command and its drawing workers) while the
+    figures are drawn: one line and exit 130, not a traceback; the figures being written are finished (no file
+    is left cut short) and those not begun are dropped, and no worker outlives the command."""
+    tmp, uri, _ = sweep
+    out = tmp / "interrupted"
+    proc = start_cli(["figures", "--tracking-uri", uri, "--out", str(out), "--no-mlflow"], cwd=tmp,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "agarap2019").glob("*.png")):  # past its start: drawing
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    seen = sorted(p.name for p in (out / "agarap2019").iterdir())
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, (seen, err[-3000:])
+    assert [line for line in err.splitlines() if line.startswith("vgsweep")] == [
+        "vgsweep: interrupted by SIGINT (Ctrl-C): vgsweep figures stopped before it finished; run it again for all "
+        "of its output"], err[-3000:]
+    group = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(proc.pid)], capture_output=True, text=True)
+    assert not [p for p in group.stdout.splitlines() if p.split()[1][0] != "Z"], group.stdout  # exited: reaped or not
+    for f in (out / "agarap2019").iterdir():
+        if f.suffix == ".png":
+            assert f.read_bytes().endswith(b"IEND\xaeB`\x82"), f.name
+        elif f.suffix == ".pdf":
+            assert f.read_bytes().rstrip().endswith(b"%%EOF"), f.name
+
+
 def test_report_and_figures_from_the_store(sweep):
     """make report: table, verdicts and every figure regenerated from the sweep's MLflow store."""
     tmp, uri, _ = sweep

@@ -102,6 +102,29 @@ def test_a_killed_worker_does_not_lose_a_curve(fresh_pool):
     assert plots._pool is None
 
 
+def test_an_interrupted_command_drops_what_its_workers_have_not_begun(fresh_pool, tmp_path):
+    """Ctrl-C: the drawings queued and not begun are dropped, those in the workers' own queue too (a future
+    can no longer be cancelled once the pool hands it to them: Python's exit wrote every queued figure, 14
+    to 18 s of `vgsweep figures` after Ctrl-C); one being drawn is finished."""
+    from pathlib import Path
+
+    plots.start_curve_pool(plots.POOL_MIN_CURVES)
+    plots.in_worker(time.sleep, 0).result()  # the worker has started
+    busy = plots.in_worker(time.sleep, 3)  # and is busy past the interruption below
+    queued = [plots.in_worker(Path.write_text, tmp_path / f"{i}.txt", "drawn") for i in range(6)]
+    deadline = time.monotonic() + 2
+    while not (busy.future.running() and queued[0].future.running()) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the pool has handed the worker its task and queued the next beside it
+    assert queued[0].future.running()
+    plots.stop_curve_pool(interrupted=True)
+    assert busy.result() is None and plots._pool is None
+    assert not list(tmp_path.iterdir()), sorted(p.name for p in tmp_path.iterdir())
+    assert any(q.future.cancelled() for q in queued) and not all(q.future.cancelled() for q in queued)
+    # a pool started afterwards draws again
+    plots.start_curve_pool(plots.POOL_MIN_CURVES)
+    assert plots.in_worker(Path.write_text, tmp_path / "later.txt", "drawn").result() == 5
+
+
 def test_the_sweeps_process_leaves_pyplot_to_its_drawing_workers():
     """Importing plots and starting the drawing workers import no pyplot in the sweep's process (half a
     second on the way to its first pack, 2-core machine); each worker imports it when it starts, during

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import signal
 
 import numpy as np
 import pandas as pd
@@ -272,9 +273,10 @@ def test_lines_keyed_on_two_axes_differ_in_dash_where_they_share_a_colour():
     assert _style([("relu",)], ("relu",)) == "-"
 
 
-def test_a_figures_run_that_fails_ends_failed_and_keeps_the_previous_one(tmp_path, monkeypatch):
+def test_a_figures_run_that_fails_ends_failed_or_killed_and_keeps_the_previous_one(tmp_path, monkeypatch):
     """`figures` replaces the experiment's figures run only once the new one is complete: an upload
-    that fails leaves the new run FAILED with the reason (not RUNNING) and the previous run intact."""
+    that fails leaves the new run FAILED with the reason (not RUNNING), one interrupted KILLED, and the
+    previous run intact."""
     from mlflow.tracking import MlflowClient
 
     from vgsweep.results.figures import log_figures
@@ -299,8 +301,24 @@ def test_a_figures_run_that_fails_ends_failed_and_keeps_the_previous_one(tmp_pat
     assert runs[first.info.run_id].info.status == "FINISHED" and len(runs) == 2  # the previous one is kept
     [new] = [r for r in runs.values() if r.info.run_id != first.info.run_id]
     assert new.info.status == "FAILED" and new.data.tags["vgsweep.failure"] == "OSError: disk full"
+    # interrupted while it uploads (Ctrl-C; SIGTERM and SIGHUP raised as vgsweep's Terminated): KILLED, as a
+    # sweep's runs are, with what interrupted it
+    from vgsweep.app import Terminated
+
+    for signal_, said in ((KeyboardInterrupt(), "SIGINT (Ctrl-C)"), (Terminated(signal.SIGTERM), "SIGTERM"),
+                          (Terminated(signal.SIGHUP), "SIGHUP (its terminal closed)")):
+        def interrupted(run_id, path, artifact_path=None, e=signal_):
+            raise e
+
+        monkeypatch.setattr(client, "log_artifact", interrupted)
+        with pytest.raises(type(signal_)):
+            log_figures(client, exp, pngs)
+        [killed] = [r for r in client.search_runs([exp]) if r.info.run_id not in runs]
+        assert killed.info.status == "KILLED" and killed.data.tags["vgsweep.failure"] == f"interrupted by {said}"
+        runs[killed.info.run_id] = killed
+    assert runs[first.info.run_id].info.status == "FINISHED"  # still the experiment's figures
     monkeypatch.undo()
-    log_figures(client, exp, pngs)  # a complete one replaces both
+    log_figures(client, exp, pngs)  # a complete one replaces them all
     [last] = client.search_runs([exp])
     assert last.info.status == "FINISHED" and last.info.run_id not in runs
     assert sorted(a.path for a in client.list_artifacts(last.info.run_id, "figures")) == ["figures/a.png", "figures/b.png"]

@@ -62,6 +62,10 @@ def close(fig) -> None:
 POOL_MIN_CURVES = 4  # fewer curves than this in a pack are drawn in the process: a worker's start costs more
 _pool: ProcessPoolExecutor | None = None
 _pool_failed = False
+# Set by an interrupted command: a task a worker takes after it returns at once instead of drawing. A future
+# can be cancelled only until the pool hands it to a worker's queue (a worker's task and as many again besides),
+# and those took seconds each to write after Ctrl-C (a results figure's PNG and PDF).
+_stopping = None  # the parent's multiprocessing Event; a worker's own handle to it
 
 
 def curve_png(history: list[dict[str, float]], title: str) -> bytes:
@@ -83,8 +87,17 @@ def curve_workers() -> int:
     return min(8, cores() - 1)
 
 
-def _worker_init() -> None:
+def _worker_init(stopping=None) -> None:
+    global _stopping
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle; it shuts the pool down
+    _stopping = stopping
+
+
+def _unless_stopping(fn, *args):
+    """fn(*args) in a worker, or None where the command that queued it has been interrupted since."""
+    if _stopping is not None and _stopping.is_set():
+        return None
+    return fn(*args)
 
 
 def _ready() -> None:
@@ -96,7 +109,7 @@ def start_curve_pool(curves: int) -> None:
     """Start the drawing workers, for a pack that will draw `curves` PNGs, if they are worth it. Call
     before training: the workers' start-up overlaps it. Where processes cannot be started, curves are
     drawn in the process, as before."""
-    global _pool, _pool_failed
+    global _pool, _pool_failed, _stopping
     n = curve_workers()
     if _pool is not None or _pool_failed or curves < POOL_MIN_CURVES or n < 1:
         return
@@ -104,7 +117,9 @@ def start_curve_pool(curves: int) -> None:
 
     try:
         # spawn, not fork: the sweep's process has CUDA and threads (metrics writer, heartbeat) by now
-        _pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+        ctx = multiprocessing.get_context("spawn")
+        _stopping = ctx.Event()
+        _pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init, initargs=(_stopping,))
         for _ in range(n):
             _pool.submit(_ready)
     except (OSError, RuntimeError):
@@ -117,9 +132,13 @@ def pool_running() -> bool:
     return _pool is not None
 
 
-def stop_curve_pool() -> None:
+def stop_curve_pool(interrupted: bool = False) -> None:
+    """Shut the drawing workers down, after the tasks they hold; `interrupted`: the tasks not begun yet are
+    dropped (a file being written is finished, none is left cut short)."""
     global _pool
     if _pool is not None:
+        if interrupted and _stopping is not None:
+            _stopping.set()
         _pool.shutdown(wait=True, cancel_futures=True)
         _pool = None
 
@@ -166,7 +185,7 @@ def in_worker(fn, *args):
     if _pool is None:
         return _Inline(fn, args)
     try:
-        return _Pooled(_pool.submit(fn, *args), fn, args)
+        return _Pooled(_pool.submit(_unless_stopping, fn, *args), fn, args)
     except (BrokenProcessPool, RuntimeError):  # broken, or shut down by the interpreter's exit
         _give_up_pool()
         return _Inline(fn, args)

@@ -263,16 +263,19 @@ def _save(fig, out: Path, name: str, captions: dict[Path, tuple[str, float]]) ->
 def _written(failed: bool = False) -> None:
     """Wait for the figures the workers write; the first error of one is raised, after all have ended.
     failed: the build stopped (an error, Ctrl-C): the figures not started are dropped, and the workers'
-    errors are not raised over the build's own."""
-    pending, _writing[:] = list(_writing), []
+    errors are not raised over the build's own. Each leaves the list once ended, so a wait that Ctrl-C cuts
+    short leaves the rest to the build's `_written(failed=True)`; that drops every one not started before it
+    waits for any (one by one, the workers took the next while it waited: Ctrl-C, then 15 to 30 s of
+    figures written)."""
+    if failed:
+        _writing[:] = [p for p in _writing if not p.cancel()]
     errors = []
-    for p in pending:
-        if failed and p.cancel():
-            continue
+    while _writing:
         try:
-            p.result()
+            _writing[0].result()
         except Exception as e:  # noqa: BLE001 - raised below, once every file has been waited for
             errors.append(e)
+        _writing.pop(0)
     if errors and not failed:
         raise errors[0]
 
@@ -1015,7 +1018,9 @@ def build(uri: str, experiment: str, out: Path, activation: str | None = None, l
     try:
         with plt.rc_context(RC):  # this module's style, not the caller's matplotlib settings
             return _build(uri, experiment, out, activation, log_to_mlflow, ended, where)
-    except BaseException:
+    except BaseException as e:
+        if not isinstance(e, Exception):  # Ctrl-C, SIGTERM: the figures the workers have not begun are dropped
+            plots.stop_curve_pool(interrupted=True)
         _written(failed=True)  # no worker goes on writing into the folder after this returns
         raise
 
@@ -1286,11 +1291,16 @@ def log_figures(client, exp_id: str, paths: list[Path], moved: tuple[str, str] |
         for p in paths:
             tracking.retry(log, str(p), "figures")
     except BaseException as e:  # Ctrl-C included: the run this process started does not stay RUNNING
+        # interrupted (Ctrl-C, or SIGTERM/SIGHUP raised as app.Terminated): KILLED, as a sweep's runs are
+        signal = "SIGINT (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else getattr(e, "name", None) \
+            if hasattr(e, "signum") else None
+        status = "KILLED" if signal else "FAILED"
         try:
-            client.set_tag(run.info.run_id, tracking.TAG_FAILURE, f"{type(e).__name__}: {e}"[:5000])
-            client.set_terminated(run.info.run_id, "FAILED")
+            client.set_tag(run.info.run_id, tracking.TAG_FAILURE,
+                           f"interrupted by {signal}" if signal else f"{type(e).__name__}: {e}"[:5000])
+            client.set_terminated(run.info.run_id, status)
         except Exception as again:  # noqa: BLE001 - the store itself failed: say so, raise the first error
-            print(f"the figures run {run.info.run_id} could not be marked FAILED: {again}", file=sys.stderr)
+            print(f"the figures run {run.info.run_id} could not be marked {status}: {again}", file=sys.stderr)
         raise
     tracking.retry(client.set_terminated, run.info.run_id, "FINISHED")
     for r in old:
