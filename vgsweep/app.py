@@ -431,23 +431,29 @@ def _raise_terminated(signum, frame) -> None:
 
 
 def _interrupted(name: str, code: int) -> None:
-    """The sweep was interrupted: the runs it held RUNNING end KILLED with the reason, one line, exit."""
-    from vgsweep.executors import PENDING_LOCAL, PENDING_SLURM, WAITING, stop_local_jobs
-    from vgsweep.runs import end_open_runs
-
-    ended = end_open_runs("KILLED", f"interrupted by {name}")  # what it cannot end, it says (a warning)
-    if PENDING_LOCAL:  # submitit_local: its pack jobs are this machine's processes, stopped with the sweep
-        ended += stop_local_jobs(f"interrupted by {name}")
+    """The sweep was interrupted: the runs it held RUNNING end KILLED with the reason, one line, exit.
+    What holds runs or pack jobs is asked only where imported: an interruption can come while torch is
+    imported (the sweep's jobs composed beside it), and importing it again failed (`partially initialized
+    module 'torch'`: a traceback and exit 1); where nothing was imported, nothing was started."""
+    runs, executors = sys.modules.get("vgsweep.runs"), sys.modules.get("vgsweep.executors")
+    # what it cannot end, it says (a warning)
+    ended = runs.end_open_runs("KILLED", f"interrupted by {name}") if runs is not None else []
+    local, slurm, waiting = ((executors.PENDING_LOCAL, executors.PENDING_SLURM, executors.WAITING)
+                             if executors is not None else ({}, {}, {}))
+    if local:  # submitit_local: its pack jobs are this machine's processes, stopped with the sweep
+        ended += executors.stop_local_jobs(f"interrupted by {name}")
+    if not _ENTERED and _SWEEP_DIR is not None and "vgsweep.launcher" in sys.modules:
+        sys.modules["vgsweep.launcher"].tidy_sweep_dir(_SWEEP_DIR)  # no job began: nothing is left, as of a refusal
     logging.getLogger().handlers.clear()  # the line below is the last thing said, not a log record after it
     _stop_drawing()
     if ended:
         what = (f"{len(ended)} run{'s' if len(ended) > 1 else ''} it was training marked KILLED in the store; "
                 "run the same command to go on: finished runs are skipped, the interrupted ones continue from "
                 "their last checkpoint (checkpoint.every) or start again")
-    elif PENDING_SLURM or WAITING:
-        ids = " ".join({**PENDING_SLURM, **WAITING})
-        whose = ("the pack jobs it submitted" if not WAITING else "the pack jobs of an earlier sweep it waited for"
-                 if not PENDING_SLURM else "the pack jobs it submitted and those of an earlier sweep it waited for")
+    elif slurm or waiting:
+        ids = " ".join({**slurm, **waiting})
+        whose = ("the pack jobs it submitted" if not waiting else "the pack jobs of an earlier sweep it waited for"
+                 if not slurm else "the pack jobs it submitted and those of an earlier sweep it waited for")
         what = (f"{whose} go on in SLURM (scancel {ids} stops them; `vgsweep status` follows "
                 "them; the same command run again waits for them instead of submitting their configs again)")
     else:
