@@ -52,7 +52,8 @@ def postgres():
 def test_a_sweep_into_postgresql_keeps_its_password_out_of_the_store(postgres, tiny_root, tmp_path):
     """Two jobs into a PostgreSQL store: FINISHED runs, a second launch skips them, the report reads
     them back. The URI's password is in none of what the store keeps (config.yaml, hydra/*.yaml,
-    tags) nor in report.md and report.tex, which name the store: *** stands there."""
+    tags, params: the config's tracking.uri is one) nor in report.md and report.tex, which name the store: ***
+    stands there."""
     args = ["-m", "activation=relu,tanh", *SMALL, f"data.root={tiny_root}", f"tracking.uri={postgres}",
             f"tracking.artifact_root={tmp_path / 'art'}", f"hydra.sweep.dir={tmp_path / 'mr'}"]
     proc = run_cli(args, cwd=tmp_path)
@@ -60,12 +61,13 @@ def test_a_sweep_into_postgresql_keeps_its_password_out_of_the_store(postgres, t
     c = MlflowClient(postgres)
     runs = c.search_runs([c.get_experiment_by_name("agarap2019").experiment_id])
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
-    kept = [str(v) for r in runs for v in r.data.tags.values()]
+    kept = [str(v) for r in runs for v in [*r.data.tags.values(), *r.data.params.values()]]
     for r in runs:
         for name in ("config.yaml", "hydra/overrides.yaml", "hydra/config.yaml", "hydra/hydra.yaml"):
             kept.append(Path(c.download_artifacts(r.info.run_id, name, str(tmp_path / r.info.run_id))).read_text())
     assert not [k for k in kept if "s3cret" in k]
     assert any("vgsweep:***@127.0.0.1" in k for k in kept)
+    assert {r.data.params["tracking.uri"] for r in runs} == {postgres.replace("s3cret", "***")}
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0 and "0 finished, 2 skipped" in again.stdout + again.stderr, again.stderr[-3000:]
     out = tmp_path / "results"

@@ -110,7 +110,9 @@ class RunLogger:
         run = retry(client.create_run, exp_id, run_name=run_name, tags=tags)
         lg = cls(client, run.info.run_id, flush_s)
         _OPEN[lg.run_id] = lg
-        items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
+        # a database URI's password (tracking.uri=postgresql://user:pw@host/db) is not kept: MLflow shows
+        # params to everyone who can read the store
+        items = [Param(k, tracking.hide_passwords(str(v))[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
         # the writer sends them, before the run's metrics, while the pack trains (15 ms a run on the
         # sweep's critical path otherwise); finishing the run waits for them
         for chunk in _chunks(items, PARAMS_PER_CALL):
