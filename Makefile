@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 ARGS   ?=
 PORT   ?= 5000
 DATA_ROOT ?= data
-STORE  := sqlite:///$(CURDIR)/mlflow.db
+STORE  ?= $(if $(MLFLOW_TRACKING_URI),$(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
 .DEFAULT_GOAL := help
 .PHONY: help install sweep table figures report status ui test test-fast test-oldest bench bench-vgg profile clean
@@ -36,7 +36,7 @@ report: install ## results/report.md: the table, the verdicts and the figures, a
 status: install ## where each study stands: configs finished, running (epoch, time left, heartbeat), queued (SLURM, a later pack; a local sweep's time left), failed, killed (STATUS_ARGS="--experiment X")
 	$(PY) -m vgsweep status $(STATUS_ARGS)
 
-ui: install ## the MLflow UI over the project's store on 127.0.0.1 (PORT=5000); prints each experiment's address
+ui: install ## the MLflow UI over the store (MLFLOW_TRACKING_URI, else the project's) on 127.0.0.1 (PORT=5000); prints each experiment's address
 	$(PY) -m vgsweep ui --tracking-uri $(STORE) --port $(PORT)
 
 test: install ## the whole test suite (unit + end-to-end + real MNIST), CPU only, on 2 workers

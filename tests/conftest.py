@@ -14,6 +14,9 @@ from pathlib import Path
 # make test runs two workers on two cores, each starting CLI subprocesses: one compute thread per
 # process (inherited by the subprocesses) instead of every process spinning up one per core.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# A developer's own MLFLOW_TRACKING_URI (a team's server) is the store of every command that names none: not
+# the tests' (the one that needs it sets it).
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 import torch  # noqa: E402
 

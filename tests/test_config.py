@@ -97,7 +97,8 @@ def test_defaults_reproduce_the_original_code():
     ("data.mean=[0.1,0.2] data.std=[1,1]", "data.mean", "1 values, one per channel"),
     ("model=vgg08 regime=gna_bn", "regime.name", "model.bn and model.residual"),
     # a blank place (a shell variable not set: tracking.uri=$STORE) was taken for null, or for the current folder
-    ("tracking.uri=", "tracking.uri", "tracking.uri='' is not accepted; expected a URI, or null for the project's"),
+    ("tracking.uri=", "tracking.uri",
+     "tracking.uri='' is not accepted; expected a URI, or null for MLFLOW_TRACKING_URI"),
     ("checkpoint.dir=", "checkpoint.dir", "expected a folder, or null for checkpoints/ beside the store"),
     ("tracking.artifact_root=", "tracking.artifact_root", "expected a folder, or null for mlartifacts/"),
     # each VGG stage halves the image: past 1x1 its pool failed in the first step, after the runs were made

@@ -29,16 +29,19 @@ def sweep(tiny_root, tmp_path_factory):
     configs, and trained them, before Hydra's run_job set it: the name did not resolve)."""
     tmp = tmp_path_factory.mktemp("sweep")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    args = ["-m", "activation=relu,tanh", "regime=baseline,gna", "seed=0,1", "depth=2",
+    proc = run_cli([*_sweep_args(tmp / "multirun", tiny_root), f"tracking.uri={uri}"], cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp, uri, proc
+
+
+def _sweep_args(folder: Path, tiny_root: Path) -> list[str]:
+    """The fixture's sweep, but for its store, its jobs' folders in `folder`."""
+    return ["-m", "activation=relu,tanh", "regime=baseline,gna", "seed=0,1", "depth=2",
             *[a for a in SMALL if not a.startswith("tracking.learning_curve")],
-            f"data.root={tiny_root}", f"tracking.uri={uri}", "regime.grad_noise.eta=0.01",
-            f"hydra.sweep.dir={tmp / 'multirun'}",
+            f"data.root={tiny_root}", "regime.grad_noise.eta=0.01", f"hydra.sweep.dir={folder}",
             "+hydra.callbacks.save_job_info._target_=hydra.experimental.callbacks.PickleJobInfoCallback",
             "+hydra.job.env_set.VGSWEEP_TEST_EXPERIMENT=agarap2019",
             "tracking.experiment=${oc.env:VGSWEEP_TEST_EXPERIMENT}"]
-    proc = run_cli(args, cwd=tmp)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return tmp, uri, proc
 
 
 def _runs(uri):
@@ -138,6 +141,31 @@ def test_table_from_the_store(sweep):
     assert "not comparable with the published values" in md and "model.hidden=[16, 16]" in md
     tex = (out / "table.tex").read_text()
     assert r"\begin{tabular}" in tex and r"\textbf{model.hidden=[16, 16]" in tex and "gna & relu &" in tex
+
+
+def test_mlflow_tracking_uri_names_the_store_where_vgsweep_is_given_none(sweep, tiny_root, tmp_path, monkeypatch):
+    """MLflow's own setting of the store, MLFLOW_TRACKING_URI, is where a sweep and the results commands go
+    when they name no store (MLflow's commands and client take it so); the sweep says so. It was ignored: the
+    runs went into the project's mlflow.db. A store named on the command line wins; one the variable names
+    that cannot be used is one line naming the variable, exit 2."""
+    tmp, uri, _ = sweep
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    again = run_cli(_sweep_args(tmp_path / "multirun", tiny_root), cwd=tmp_path)  # every config is in that store
+    said = again.stdout + again.stderr
+    assert again.returncode == 0 and "0 finished, 8 skipped" in said, said[-3000:]
+    assert f"tracking.uri is unset: the runs go to {uri}, the store MLFLOW_TRACKING_URI names" in said
+    status = run_cli(["status"], cwd=tmp_path)
+    assert status.returncode == 0 and f"store {uri}" in status.stdout and "8 finished" in status.stdout, status
+    bad = f"sqlite:///{tmp_path / 'no' / 'm.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", bad)
+    for args in (["table", "--out", str(tmp_path / "t")], _sweep_args(tmp_path / "multirun", tiny_root)):
+        proc = run_cli(args, cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        [line] = [x for x in proc.stderr.splitlines() if x.startswith("vgsweep: ")]
+        assert f"MLFLOW_TRACKING_URI='{bad}' is not accepted" in line and "unset MLFLOW_TRACKING_URI" in line, line
+    named = run_cli(["table", "--tracking-uri", uri, "--out", str(tmp_path / "t")], cwd=tmp_path)
+    assert named.returncode == 0 and "| gna | relu |" in named.stdout, named.stderr[-3000:]
+    assert not (tmp_path / "no").exists()
 
 
 def test_the_report_reads_the_runs_once(sweep, monkeypatch, tmp_path):

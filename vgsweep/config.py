@@ -282,7 +282,7 @@ class DataConfig:
 
 @dataclass
 class TrackingConfig:
-    uri: Optional[str] = None  # None: sqlite:///<project root>/mlflow.db
+    uri: Optional[str] = None  # None: MLFLOW_TRACKING_URI where set, else sqlite:///<project root>/mlflow.db
     experiment: str = "${study}"
     artifact_root: Optional[str] = None  # None: <dir of the sqlite file>/mlartifacts
     learning_curve: bool = True  # log a learning-curve PNG per run
@@ -784,7 +784,7 @@ def validate(cfg: DictConfig, devices_here: bool = True) -> None:
             raise ConfigError(key, OmegaConf.select(cfg, key), "a non-empty name", "it names the MLflow experiment")
     # A blank place, as a shell variable that is not set gives it (`tracking.uri=$STORE`): the runs went into
     # the project's own store as if it were null, the checkpoints into the folder the command ran in.
-    for key, what in (("tracking.uri", "a URI, or null for the project's mlflow.db"),
+    for key, what in (("tracking.uri", "a URI, or null for MLFLOW_TRACKING_URI's store, else the project's mlflow.db"),
                       ("tracking.artifact_root", "a folder, or null for mlartifacts/ beside the store"),
                       ("checkpoint.dir", "a folder, or null for checkpoints/ beside the store"),
                       ("data.root", "a folder")):

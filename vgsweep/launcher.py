@@ -134,7 +134,7 @@ def check_remote(launcher, jobs: list[Job]) -> None:
     for j in jobs:
         uri = tracking.resolve_uri(j.cfg)
         if tracking.sqlite_path(uri) is not None:
-            raise ConfigError("tracking.uri", uri, "an mlflow server (http://host:port) with "
+            raise ConfigError(tracking.uri_key(j.cfg), uri, "an mlflow server (http://host:port) with "
                               "hydra.launcher.executor=slurm",
                               "the pack jobs run on other nodes, which see this SQLite file only if it lives on a "
                               "filesystem they share: start a server (mlflow server --host 0.0.0.0 --port 5000 "

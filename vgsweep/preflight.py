@@ -84,8 +84,12 @@ def _store_hint(uri: str) -> str:
     return "MLflow 3 keeps runs in a database; a folder store (file:) is not supported"
 
 
-def check_store(uri: str) -> None:
-    """The tracking URI names a store vgsweep can use, and it answers (a server) or is sound (a file)."""
+def check_store(uri: str, key: str = "tracking.uri") -> None:
+    """The tracking URI names a store vgsweep can use, and it answers (a server) or is sound (a file);
+    else a ConfigError naming `key`, what set it (MLFLOW_TRACKING_URI said so: tracking.ENV_URI)."""
+    shown = tracking.hide_passwords(uri)
+    also = " (MLflow's environment variable, which vgsweep takes where tracking.uri is left unset)" if (
+        key == tracking.ENV_URI) else ""
     scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
     try:
         if uri.startswith("sqlite:///"):
@@ -95,11 +99,11 @@ def check_store(uri: str) -> None:
         elif scheme in DB_SCHEMES:
             tracking.check_database(uri)
         else:
-            raise ConfigError("tracking.uri", uri, "sqlite:///<path of a database file>, http(s)://<mlflow server>, "
-                              "or a postgresql / mysql / mssql database URI", _store_hint(uri))
+            raise ConfigError(key, shown, "sqlite:///<path of a database file>, http(s)://<mlflow server>, "
+                              "or a postgresql / mysql / mssql database URI" + also, _store_hint(uri))
     except tracking.TrackingError as e:
-        raise ConfigError("tracking.uri", tracking.hide_passwords(uri), "an MLflow store vgsweep can use",
-                          str(e)) from None
+        raise ConfigError(key, shown, "an MLflow store vgsweep can use" + also,
+                          str(e).removeprefix(f"tracking.uri={shown!r}: ")) from None
 
 
 def check_not_moved(uri: str, experiment: str) -> None:
@@ -168,8 +172,10 @@ def check_jobs(jobs: list[Job], dry: list[str] | None = None, devices_here: bool
     if refused:
         j, e = refused[0]
         raise ConfigError(e.key, e.value, e.accepted, (e.hint + _how_many(refused, jobs)).strip(), j.where) from None
-    for uri in sorted({tracking.resolve_uri(j.cfg) for j in jobs}):
-        check_store(uri)
+    for uri, key in sorted({(tracking.resolve_uri(j.cfg), tracking.uri_key(j.cfg)) for j in jobs}):
+        check_store(uri, key)
+        if key == tracking.ENV_URI:  # not this command's own setting: said, as runs going elsewhere than usual
+            log.info("tracking.uri is unset: the runs go to %s, the store %s names", tracking.hide_passwords(uri), key)
     for uri, name in sorted({(tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment)) for j in jobs}):
         check_not_moved(uri, name)
     folders: dict[tuple[str, str], str] = {}  # each folder once (its check makes and removes a folder in it)

@@ -141,9 +141,9 @@ def find_run(client, run: str, experiment: Optional[str] = None) -> str:
 def load_run(run: str, tracking_uri: Optional[str] = None, device: str = "cpu",
              experiment: Optional[str] = None) -> SavedRun:
     """The trained model of `run` (a run id, or a run name: `find_run`) in the store at `tracking_uri`
-    (default: the project's mlflow.db), on `device`. FileNotFoundError where the store or the run's
-    weights are missing (a run trained without tracking.save_weights=true: train it again with it and
-    rerun=true); LookupError where no run, or more than one config, has that name."""
+    (default: MLFLOW_TRACKING_URI's, else the project's mlflow.db), on `device`. FileNotFoundError where the
+    store or the run's weights are missing (a run trained without tracking.save_weights=true: train it again
+    with it and rerun=true); LookupError where no run, or more than one config, has that name."""
     from vgsweep import tracking
     from vgsweep.config import MODEL_SCHEMAS, Config
     from vgsweep.data.sets import DATASETS

@@ -792,8 +792,9 @@ class Sweep:
         except tracking.TrackingUnavailable as e:
             raise stopped(jobs[0].cfg, e) from None
         except tracking.TrackingError as e:  # a store found unusable on opening it: bad input, nothing written
-            raise ConfigError("tracking.uri", tracking.hide_passwords(tracking.resolve_uri(jobs[0].cfg)),
-                              "an MLflow store vgsweep can use", str(e)) from None
+            shown = tracking.hide_passwords(tracking.resolve_uri(jobs[0].cfg))
+            raise ConfigError(tracking.uri_key(jobs[0].cfg), shown, "an MLflow store vgsweep can use",
+                              str(e).removeprefix(f"tracking.uri={shown!r}: ")) from None
         # A config listed twice (`seed=1,1`) is trained once; the later job reports the earlier's run.
         first: dict[tuple, int] = {}
         self.twin: dict[int, int] = {}

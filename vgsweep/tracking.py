@@ -1,7 +1,8 @@
 """The MLflow store: where it is, creating it safely, reaching it, and reading its runs.
 
 The embedded default store is `sqlite:///<project root>/mlflow.db` with artifacts beside it in
-`mlartifacts/`; `tracking.uri` points anywhere else (another SQLite file, an `mlflow server`).
+`mlartifacts/`; `tracking.uri` points anywhere else (another SQLite file, an `mlflow server`), and
+so does MLflow's `MLFLOW_TRACKING_URI` where tracking.uri is left unset.
 
 - A new SQLite store is built in a file beside it and renamed into place, under a file lock: a
   process killed while creating it leaves no half-built store. A half-built store left by an older
@@ -189,12 +190,35 @@ def project_root() -> Path:
     return checkout() or Path.cwd()
 
 
+ENV_URI = "MLFLOW_TRACKING_URI"  # MLflow's own setting of the store, which its commands and client read
+
+
+def environment_uri() -> str | None:
+    """The store MLFLOW_TRACKING_URI names, where it is set and not blank (its `~` the home folder's)."""
+    from vgsweep.config import expand_home
+
+    v = os.environ.get(ENV_URI, "").strip()
+    return expand_home(v) if v else None
+
+
 def default_uri() -> str:
-    return f"sqlite:///{project_root() / 'mlflow.db'}"
+    """The store of a command that names none (tracking.uri null, no --tracking-uri): MLFLOW_TRACKING_URI's,
+    as MLflow's own commands take it, else the project's sqlite:///<project root>/mlflow.db."""
+    return environment_uri() or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def to_the_project_store() -> str:
+    """How a command gets the project's own store (advice closing a line that refuses another)."""
+    return "leave tracking.uri unset" if environment_uri() is None else f"unset {ENV_URI} and leave tracking.uri unset"
 
 
 def resolve_uri(cfg) -> str:
     return cfg.tracking.uri or default_uri()
+
+
+def uri_key(cfg) -> str:
+    """What names a config's store, for a line that refuses it: tracking.uri, or the environment variable."""
+    return "tracking.uri" if cfg.tracking.uri or environment_uri() is None else ENV_URI
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -388,7 +412,7 @@ def check_sqlite_store(uri: str) -> None:
     assert p is not None
     if not p.parent.is_dir():
         raise TrackingError(f"tracking.uri={uri!r}: folder {p.parent} does not exist "
-                            "(create it, or leave tracking.uri unset for the project's mlflow.db)")
+                            f"(create it, or {to_the_project_store()} for the project's mlflow.db)")
     if p.is_dir():
         raise TrackingError(f"tracking.uri={uri!r}: {p} is a folder, not a database file "
                             f"(use e.g. sqlite:///{p / 'mlflow.db'})")
@@ -672,7 +696,7 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).read()
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise TrackingError(f"tracking.uri={uri!r}: no MLflow server answers there ({e}); start one "
-                            "(mlflow server --host 127.0.0.1 --port 5000) or leave tracking.uri unset "
+                            f"(mlflow server --host 127.0.0.1 --port 5000) or {to_the_project_store()} "
                             "for the embedded SQLite store") from None
 
 

@@ -84,7 +84,8 @@ def check_port(host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = command_line("vgsweep ui", " ".join(__doc__.split("\n\n")[0].split()))  # its first paragraph, whole
-    ap.add_argument("--tracking-uri", default=None, type=nonempty, help="the store (default: the project's mlflow.db)")
+    ap.add_argument("--tracking-uri", default=None, type=nonempty,
+                    help="the store (default: MLFLOW_TRACKING_URI where it is set, else the project's mlflow.db)")
     ap.add_argument("--host", default="127.0.0.1", type=nonempty,
                     help="the address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to "
                          "the network, to anyone who reaches it)")

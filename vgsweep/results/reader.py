@@ -60,7 +60,8 @@ def store_args(ap) -> None:
     from vgsweep.config import nonempty
 
     ap.add_argument("--tracking-uri", default=None, type=nonempty,
-                    help="MLflow tracking URI (default: the project's mlflow.db)")
+                    help="MLflow tracking URI (default: MLFLOW_TRACKING_URI where it is set, else "
+                         "the project's mlflow.db)")
     ap.add_argument("--experiment", default=None, type=nonempty,
                     help="one MLflow experiment (default: every one with runs)")
 
@@ -288,23 +289,23 @@ def activation_arg(ap) -> None:
 
 
 def store_uri(tracking_uri: str | None, must_exist: bool = True) -> str:
-    """The store a results command reads (--tracking-uri, else the project's), checked before anything
-    is read as a sweep checks it: a URI that names no store, a file that is not an MLflow store or a
-    server that does not answer is an ArgumentError (one line, exit 2). Reading never creates a store:
-    a missing SQLite file is SystemExit (exit 1), saying to run a sweep first."""
+    """The store a results command reads (--tracking-uri, else MLFLOW_TRACKING_URI's, else the project's),
+    checked before anything is read as a sweep checks it: a URI that names no store, a file that is not an
+    MLflow store or a server that does not answer is an ArgumentError (one line, exit 2). Reading never
+    creates a store: a missing SQLite file is SystemExit (exit 1), saying to run a sweep first."""
     from vgsweep.config import ArgumentError, ConfigError, expand_home
     from vgsweep.preflight import check_store
 
     uri = expand_home(tracking_uri) if tracking_uri else tracking.default_uri()
+    key = "--tracking-uri" if tracking_uri or tracking.environment_uri() is None else tracking.ENV_URI
     try:
-        check_store(uri)
+        check_store(uri, key)
     except ConfigError as e:
-        shown = tracking.hide_passwords(uri)
-        hint = e.hint.removeprefix(f"tracking.uri={shown!r}: ")  # the line names the argument already
-        raise ArgumentError("--tracking-uri", shown, e.accepted, hint) from None
+        raise ArgumentError(e.key, e.value, e.accepted, e.hint) from None
     p = tracking.sqlite_path(uri)
     if must_exist and p is not None and not p.is_file():
-        raise SystemExit(f"vgsweep: no store at {p}: run a sweep first (or pass --tracking-uri)")
+        raise SystemExit(f"vgsweep: no store at {p}" + (f" (where {key} points)" if key == tracking.ENV_URI else "")
+                         + ": run a sweep first (or pass --tracking-uri)")
     return uri
 
 
