@@ -97,6 +97,25 @@ def test_two_sweeps_into_one_mlflow_server(tiny_root, tmp_path, mlflow_server):
         assert got is not None and np.array_equal(got.grad, want.grad) and np.array_equal(got.hist, want.hist), rid
 
 
+def test_a_server_named_with_a_user_and_password_is_reached_and_its_password_kept_out(tiny_root, tmp_path,
+                                                                                    mlflow_server):
+    """tracking.uri=http://user:pw@host:port, as MLflow's client takes it (basic auth): the run is trained there;
+    the password is in neither the run's params nor the addresses printed for a browser (which asks for it).
+    vgsweep's own check of the server took `user:pw@127.0.0.1` for a host name: refused, exit 2, the line
+    printing the password."""
+    uri = mlflow_server.replace("http://", "http://ada:s3cret@")
+    proc = run_cli([*SMALL, f"data.root={tiny_root}", f"tracking.uri={uri}", "study=with_a_password"], cwd=tmp_path)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0, said[-3000:]
+    c = MlflowClient(mlflow_server)
+    [run] = c.search_runs([c.get_experiment_by_name("with_a_password").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["tracking.uri"] == uri.replace("s3cret", "***")
+    assert f"in MLflow's UI: {mlflow_server}/#/experiments/" in said
+    ui = run_cli(["ui", "--tracking-uri", uri], cwd=tmp_path)
+    assert ui.returncode == 0 and f"with_a_password: {mlflow_server}/#/experiments/" in ui.stdout, ui.stderr
+    assert "s3cret" not in said + ui.stdout + ui.stderr
+
+
 def test_two_overlapping_sweeps_train_each_shared_config_once(tiny_root, tmp_path):
     """Two sweeps launched together plan at about the same moment: each sees the configs they share
     (hidden [16,16], seeds 0 and 1: their second pack) as not yet trained, and trains its first pack

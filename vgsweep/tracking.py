@@ -688,16 +688,22 @@ def client_for(uri: str, artifact_location: str | None = None):
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
-    """An MLflow server answers at uri (preflight), or TrackingError."""
-    import urllib.error
-    import urllib.request
+    """An MLflow server answers at uri (preflight), or TrackingError, its password hidden. Asked as MLflow's
+    client asks (requests): a user and password in the URI (http://user:pw@host:5000) are its basic auth (the
+    health check needs none, but urllib took `user:pw@host` for the host's name and refused a server MLflow
+    reaches), and MLflow's MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH check its TLS."""
+    import requests
+    from mlflow.environment_variables import MLFLOW_TRACKING_INSECURE_TLS, MLFLOW_TRACKING_SERVER_CERT_PATH
 
+    verify = False if MLFLOW_TRACKING_INSECURE_TLS.get() else (MLFLOW_TRACKING_SERVER_CERT_PATH.get() or True)
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).read()
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        raise TrackingError(f"tracking.uri={uri!r}: no MLflow server answers there ({e}); start one "
-                            f"(mlflow server --host 127.0.0.1 --port 5000) or {to_the_project_store()} "
-                            "for the embedded SQLite store") from None
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout, verify=verify).raise_for_status()
+    except (requests.RequestException, ValueError) as e:
+        errno = re.search(r"\[Errno -?\d+\] [^'\")(]+", str(e))  # a refused connection: not requests' whole chain
+        why = errno.group(0).strip() if errno else f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        raise TrackingError(f"tracking.uri={hide_passwords(uri)!r}: no MLflow server answers there "
+                            f"({hide_passwords(why)}); start one (mlflow server --host 127.0.0.1 --port 5000) or "
+                            f"{to_the_project_store()} for the embedded SQLite store") from None
 
 
 def web_address(uri: str, experiment: str, run_id: str | None = None) -> str | None:
@@ -710,8 +716,14 @@ def web_address(uri: str, experiment: str, run_id: str | None = None) -> str | N
     exp = retry(client_for(uri).get_experiment_by_name, experiment)
     if exp is None:
         return None
-    base = hide_passwords(uri.rstrip("/"))  # http://user:password@host: the browser asks for it instead
+    base = browser_address(uri)
     return run_url(base, exp.experiment_id, run_id) if run_id else experiment_url(base, exp.experiment_id)
+
+
+def browser_address(uri: str) -> str:
+    """A server's address for a browser: without the user and password of http://user:pw@host:5000 (a
+    browser asks for them; `user:***@` would be sent as they are)."""
+    return re.sub(r"^([a-z]+://)[^/@]*@", r"\1", uri.rstrip("/"))
 
 
 def experiment_id(client, uri: str, name: str, artifact_location: str | None) -> str:

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     uri = store_uri(a.tracking_uri, must_exist=False)  # an empty store is a UI with no runs yet
     if uri.startswith(("http://", "https://")):  # a server has its own UI
-        for name, url in experiment_urls(uri, uri.rstrip("/")):
+        for name, url in experiment_urls(uri, tracking.browser_address(uri)):
             print(f"{name}: {url}", flush=True)
         return 0
     check_port(a.host, a.port)
