@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import getpass
 import os
 import re
 import shutil
@@ -67,6 +68,11 @@ def test_every_job_is_one_finished_run_with_params_tags_metrics(sweep):
         assert p["model.hidden"] == "[16, 16]" and p["train.epochs"] == "2" and p["optimizer.lr"] == "0.01"
         assert len(t["vgsweep.config_hash"]) == 16 and t["vgsweep.torch_version"] and t["vgsweep.device"].startswith("cpu")
         assert t["vgsweep.git_commit"] and f"seed={p['seed']}" in t["vgsweep.overrides"]
+        # MLflow's own tags of who ran it from what (its UI's User and Source), which create_run leaves out
+        assert t["mlflow.user"] == r.info.user_id == getpass.getuser(), (t, r.info.user_id)
+        assert t["mlflow.source.name"] == "vgsweep" and t["mlflow.source.type"] == "LOCAL"
+        assert t.get("mlflow.source.git.commit") == (t["vgsweep.git_commit"].removesuffix("-dirty")
+                                                     if t["vgsweep.git_commit"] != "unknown" else None)
         for m in ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds"):
             hist = client.get_metric_history(r.info.run_id, m)
             assert sorted(h.step for h in hist) == [0, 1], m
@@ -270,6 +276,8 @@ def test_report_and_figures_from_the_store(sweep):
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     fig_runs = [r for r in runs if r.data.tags.get("vgsweep.kind") == "figures"]
     assert len(fig_runs) == 1  # the figures run is replaced, not added to
+    assert fig_runs[0].data.tags["mlflow.source.name"] == "vgsweep figures"
+    assert fig_runs[0].data.tags["mlflow.user"] == fig_runs[0].info.user_id == getpass.getuser()
     logged = {Path(a.path).name for a in client.list_artifacts(fig_runs[0].info.run_id, "figures")}
     assert {f"{s}.png" for s in expected} <= logged
     for r in runs:

@@ -73,6 +73,7 @@ def _writer():
 
 def run_tags(config_hash: str, overrides: list[str], pack_size: int, device: str) -> dict[str, str]:
     return {
+        **tracking.system_tags(),
         tracking.TAG_HASH: config_hash,
         tracking.TAG_OVERRIDES: tracking.hide_passwords(" ".join(overrides)),
         tracking.TAG_HOST: socket.gethostname(),

@@ -328,6 +328,28 @@ def check_database(uri: str, timeout: int = 5) -> None:
 
 
 @functools.lru_cache(maxsize=None)
+def system_tags(source: str = "vgsweep") -> dict[str, str]:
+    """MLflow's own tags of who made a run, from what and at which commit (mlflow.user, mlflow.source.name,
+    .type, .git.commit), which its fluent API sets and MlflowClient.create_run does not: MLflow's UI shows
+    them (the runs' User and Source, the commit), and the user is the run's user_id. Written here rather
+    than through MLflow's context registry, which takes seconds (its plug-ins, Databricks's checks) and
+    names the script sys.argv[0]. The commit is vgsweep's (git_commit), where known, without its -dirty."""
+    import getpass
+
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
+
+    tags = {MLFLOW_SOURCE_NAME: source, MLFLOW_SOURCE_TYPE: "LOCAL"}
+    try:
+        tags[MLFLOW_USER] = getpass.getuser()
+    except (KeyError, OSError):  # no login name in the environment and none in the password database (a container)
+        pass
+    commit = git_commit().removesuffix("-dirty")
+    if re.fullmatch(r"[0-9a-f]{40}", commit):
+        tags[MLFLOW_GIT_COMMIT] = commit
+    return tags
+
+
+@functools.lru_cache(maxsize=None)
 def git_commit() -> str:
     """The commit of vgsweep's source: its checkout's (with -dirty for changes not committed), or for an installed
     vgsweep the one pip installed it from (pip install git+URL@REV records it: PEP 610's direct_url.json); not

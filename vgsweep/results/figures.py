@@ -1280,7 +1280,8 @@ def log_figures(client, exp_id: str, paths: list[Path], moved: tuple[str, str] |
     `moved` (tracking.moved_artifacts): a store moved without its recorded artifact folder gets them
     beside its other runs', in the folder beside it, not in a new one made at the recorded path."""
     old = tracking.retry(client.search_runs, [exp_id], "tags.`vgsweep.kind` = 'figures'", max_results=1000)
-    run = tracking.retry(client.create_run, exp_id, run_name="figures", tags={"vgsweep.kind": "figures"})
+    run = tracking.retry(client.create_run, exp_id, run_name="figures",
+                         tags={**tracking.system_tags("vgsweep figures"), "vgsweep.kind": "figures"})
     log = functools.partial(client.log_artifact, run.info.run_id)
     path = tracking.local_path(run.info.artifact_uri)
     if moved is not None and path is not None and path.startswith(moved[0] + "/") and not Path(moved[0]).exists():
