@@ -483,6 +483,7 @@ def test_the_ui_opens_the_experiment_on_its_training_runs(sweep):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("agarap2019")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    from vgsweep.results.studies import STUDIES
     port = free_port()
     proc = start_cli(["ui", "--tracking-uri", uri, "--port", str(port)],
                      cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -512,6 +513,9 @@ def test_the_ui_opens_the_experiment_on_its_training_runs(sweep):
         r = runs[0]
         run_page = _page_text(ui.run_url(f"http://127.0.0.1:{port}", exp.experiment_id, r.info.run_id), tmp)
         assert f"test_acc {r.data.metrics['test_acc']}" in run_page, run_page[:3000]
+        # MLflow's own tags: who made the run from what; the study's title as the experiment's description
+        assert f"Created by {getpass.getuser()}" in run_page and "Source vgsweep" in run_page, run_page[-3000:]
+        assert exp.tags["mlflow.note.content"] == STUDIES["agarap2019"].title and STUDIES["agarap2019"].title in page
         second = subprocess.run([sys.executable, "-m", "vgsweep", "ui", "--tracking-uri", uri, "--port", str(port)],
                                 cwd=tmp, capture_output=True, text=True, timeout=120)  # the port is this UI's
         assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr[-2000:]

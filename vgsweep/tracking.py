@@ -748,24 +748,34 @@ def browser_address(uri: str) -> str:
     return re.sub(r"^([a-z]+://)[^/@]*@", r"\1", uri.rstrip("/"))
 
 
+NOTE = "mlflow.note.content"  # an experiment's (or run's) description in MLflow's UI
+
+
 def experiment_id(client, uri: str, name: str, artifact_location: str | None) -> str:
     """Get or create the experiment (a concurrent creator is not an error), marked as a training one
-    so that MLflow 3's UI opens it on its runs."""
+    so that MLflow 3's UI opens it on its runs; a built-in study's experiment has the study's title as its
+    description (MLflow's mlflow.note.content, shown above its runs), where it has none (one a user wrote
+    stays)."""
     from mlflow.exceptions import MlflowException
 
+    from vgsweep.results.studies import STUDIES
+
+    wanted = {"mlflow.experimentKind": EXPERIMENT_KIND}
+    if name in STUDIES:
+        wanted[NOTE] = STUDIES[name].title
     exp = retry(client.get_experiment_by_name, name)
     if exp is None:
         with store_lock(uri):
             try:
-                exp_id = retry(client.create_experiment, name, artifact_location=artifact_location,
-                               tags={"mlflow.experimentKind": EXPERIMENT_KIND})
+                exp_id = retry(client.create_experiment, name, artifact_location=artifact_location, tags=wanted)
                 return exp_id
             except MlflowException:
                 exp = retry(client.get_experiment_by_name, name)
                 if exp is None:
                     raise
-    if "mlflow.experimentKind" not in exp.tags:  # made by an older version: tag it once
-        retry(client.set_experiment_tag, exp.experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
+    for key, value in wanted.items():  # an experiment made by an older version: tagged once
+        if key not in exp.tags:
+            retry(client.set_experiment_tag, exp.experiment_id, key, value)
     return exp.experiment_id
 
 
