@@ -306,3 +306,20 @@ def test_a_confirmation_writes_each_value_as_hydra_reads_it_back(v):
 
     got = OverridesParser.create().parse_override(f"k={value(v)}").value()
     assert got == v and type(got) is type(v), value(v)
+
+
+def test_the_confirmation_command_kept_in_the_store_hides_a_database_password(small_cfg):
+    """The command names the search's store as its command line did (tracking.uri=postgresql://user:pw@...):
+    the tag, which the report prints, writes the password *** as every other tag does."""
+    from vgsweep import confirm, tracking
+    from vgsweep.jobs import Job
+
+    job = Job(small_cfg())
+    uri = tracking.resolve_uri(job.cfg)
+    client = tracking.client_for(uri)
+    exp = tracking.experiment_id(client, uri, str(job.cfg.tracking.experiment), None)
+    run = client.create_run(exp, tags={tracking.TAG_HASH: job.key()})
+    client.set_terminated(run.info.run_id)
+    confirm.record(job, "vgsweep -m 'tracking.uri=postgresql://ada:s3cret@db/mlflow' optimizer.lr=0.1 seed=42,0,1")
+    assert client.get_run(run.info.run_id).data.tags[tracking.TAG_CONFIRM] == \
+        "vgsweep -m 'tracking.uri=postgresql://ada:***@db/mlflow' optimizer.lr=0.1 seed=42,0,1"

@@ -207,8 +207,8 @@ def record(job, command: str) -> None:
         client = MlflowClient(tracking.resolve_uri(job.cfg))
         runs = tracking.runs_by_hash(client, str(job.cfg.tracking.experiment), {job.key()}).get(job.key(), [])
         run = next((r for r in runs if r.info.status == "FINISHED"), None)
-        if run is not None:
-            tracking.retry(client.set_tag, run.info.run_id, tracking.TAG_CONFIRM, command)
+        if run is not None:  # a database's password (tracking.uri=postgresql://user:pw@...) as ***, as in every tag
+            tracking.retry(client.set_tag, run.info.run_id, tracking.TAG_CONFIRM, tracking.hide_passwords(command))
     except Exception as e:  # noqa: BLE001 - the line is said all the same; the report then has no command
         why = (str(e).splitlines() or [type(e).__name__])[0][:200]
         log.warning("the confirmation command could not be recorded in the store: %s", why)
