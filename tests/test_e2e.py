@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import getpass
+import gzip
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -78,6 +81,25 @@ def test_every_job_is_one_finished_run_with_params_tags_metrics(sweep):
             assert sorted(h.step for h in hist) == [0, 1], m
         assert 0.0 <= r.data.metrics["test_acc"] <= 1.0
     assert len({r.data.tags["vgsweep.config_hash"] for r in runs}) == 8
+    # each run records the data it saw as MLflow dataset inputs (its UI's Datasets): the train and test
+    # splits of the data set's files, each with the digest of its examples as the files hold them
+    root = next(Path(a.split("=", 1)[1]) for a in proc.args if str(a).startswith("data.root="))
+    raw = root / "MNIST" / "raw"
+    expect = {}
+    for context, split in (("train", "train"), ("test", "t10k")):
+        images = gzip.decompress((raw / f"{split}-images-idx3-ubyte.gz").read_bytes())[16:]
+        labels = gzip.decompress((raw / f"{split}-labels-idx1-ubyte.gz").read_bytes())[8:]
+        h = hashlib.md5(repr(((len(labels), 1, 28, 28), "uint8", (len(labels),))).encode())
+        h.update(images)
+        h.update(b"".join(int(v).to_bytes(8, "little") for v in labels))
+        expect[context] = (h.hexdigest()[:8], len(labels))
+    for r in runs:
+        seen = {i.tags[0].value: i.dataset for i in r.inputs.dataset_inputs}
+        assert {c: (d.digest, json.loads(d.profile)["features_shape"][0]) for c, d in seen.items()} == expect, seen
+        assert {(d.name, d.source_type, json.loads(d.source)["uri"]) for d in seen.values()} == {
+            ("mnist", "local", str(raw.resolve()))}
+    found = client.search_runs([runs[0].info.experiment_id], f"datasets.digest = '{expect['train'][0]}'")
+    assert len([r for r in found if "vgsweep.kind" not in r.data.tags]) == 8
 
 
 def test_artifacts_and_hydra_output_dirs(sweep):
@@ -515,6 +537,9 @@ def test_the_ui_opens_the_experiment_on_its_training_runs(sweep):
         assert f"test_acc {r.data.metrics['test_acc']}" in run_page, run_page[:3000]
         # MLflow's own tags: who made the run from what; the study's title as the experiment's description
         assert f"Created by {getpass.getuser()}" in run_page and "Source vgsweep" in run_page, run_page[-3000:]
+        seen = {i.tags[0].value: i.dataset.digest for i in r.inputs.dataset_inputs}  # the data it trained on
+        assert f"Datasets mnist ({seen['train']}) train" in run_page, run_page[-3000:]
+        assert f"mnist ({seen['train']}) train , mnist ({seen['test']}) test" in page, page[:3000]
         assert exp.tags["mlflow.note.content"] == STUDIES["agarap2019"].title and STUDIES["agarap2019"].title in page
         second = subprocess.run([sys.executable, "-m", "vgsweep", "ui", "--tracking-uri", uri, "--port", str(port)],
                                 cwd=tmp, capture_output=True, text=True, timeout=120)  # the port is this UI's

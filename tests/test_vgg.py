@@ -265,6 +265,22 @@ def test_the_course_codes_train_validation_split(cifar_root):
     assert torch.allclose(ds.train.x[0], (torch.from_numpy(raw["train_x"][tr[0]]).float() / 255 - 0.5) / 0.25)
     assert torch.equal(ds.val.y, torch.from_numpy(raw["train_y"][va]))
     assert torch.allclose(ds.black, torch.full((3,), -2.0))  # (0 - 0.5) / 0.25: what padding fills in
+    # each split's digest (the runs' MLflow dataset inputs) is of its examples in order, not of the settings
+    # that pad or normalise them: another split seed, other examples; a limit on the test set, another test set
+    from vgsweep.data.loader import digest
+
+    assert ds.digests == {"train": digest(raw["train_x"][tr], raw["train_y"][tr]),
+                          "validation": digest(raw["train_x"][va], raw["train_y"][va]),
+                          "test": digest(raw["test_x"], raw["test_y"])}
+    assert len(set(ds.digests.values())) == 3
+    assert digest(raw["train_x"][tr[::-1]], raw["train_y"][tr[::-1]]) != ds.digests["train"]  # the order counts
+    other = load(_cfg(f"data.root={cifar_root}", "data.verify=false", "data.val_size=40", "data.split_seed=1",
+                      "data.limit_test=50", "data.pad_to=36").data, torch.device("cpu")).digests
+    assert other["train"] != ds.digests["train"] and other["validation"] != ds.digests["validation"]
+    assert other["test"] != ds.digests["test"]
+    same = load(_cfg(f"data.root={cifar_root}", "data.verify=false", "data.val_size=40", "data.pad_to=36").data,
+                torch.device("cpu")).digests
+    assert same == ds.digests
 
 
 def test_crops_and_flips_per_run_from_its_own_generator(cifar_root):

@@ -71,6 +71,34 @@ def _writer():
     return _WRITER
 
 
+def dataset_inputs(ds) -> list:
+    """MLflow's record of the data a run sees (vgsweep.data.loader.Dataset `ds`): one DatasetInput per split,
+    named after the data set, with the split's digest, its context (mlflow.data.context: train,
+    validation, test), the folder read (a local source), and its tensors' schema and shapes as MLflow's
+    NumpyDataset writes them. MLflow's UI shows them as the run's Datasets; `datasets.digest = '...'`
+    finds the runs that saw the same examples."""
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    def spec(dtype: str, shape: list[int]) -> str:
+        return json.dumps([{"type": "tensor", "tensor-spec": {"dtype": dtype, "shape": [-1, *shape[1:]]}}])
+
+    made = []
+    for context, split in (("train", ds.train), ("validation", ds.val), ("test", ds.test)):
+        if split is None:
+            continue
+        x, y = list(split.x.shape), list(split.y.shape)
+        schema = {"mlflow_tensorspec": {"features": spec("float32", x), "targets": spec("int64", y)}}
+        profile = {"features_shape": x, "features_size": split.x.numel(), "features_nbytes": split.x.numel() * 4,
+                   "targets_shape": y, "targets_size": split.y.numel(), "targets_nbytes": split.y.numel() * 8}
+        made.append(DatasetInput(Dataset(ds.name, ds.digests[context], "local", json.dumps({"uri": ds.source}),
+                                         json.dumps(schema), json.dumps(profile)),
+                                 tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+    return made
+
+
 def run_tags(config_hash: str, overrides: list[str], pack_size: int, device: str) -> dict[str, str]:
     return {
         **tracking.system_tags(),
@@ -167,6 +195,11 @@ class RunLogger:
     def _send(self, **batch) -> None:
         """Hand one log_batch to the writer thread (in order); what it meets is raised at a flush."""
         self._sent.append(_writer().submit(retry, self.client.log_batch, self.run_id, **batch))
+
+    def log_inputs(self, datasets: list) -> None:
+        """Record the data set the run trains on (MLflow DatasetInputs, see dataset_inputs), sent by the
+        writer while the pack trains; the store keeps one of each (name, digest) per run."""
+        self._sent.append(_writer().submit(retry, self.client.log_inputs, self.run_id, datasets))
 
     def set_tags(self, tags: dict[str, str]) -> None:
         if tags:

@@ -43,7 +43,7 @@ from vgsweep.jobs import Job, Outcome, SweepStopped, override_values
 from vgsweep.families import family_of
 from vgsweep.packing import bytes_per_run, group_packs, input_shape, memory_budget, pack_key, work_per_run_epoch
 from vgsweep.progress import duration
-from vgsweep.runs import Heartbeat, RunLogger, run_tags
+from vgsweep.runs import Heartbeat, RunLogger, dataset_inputs, run_tags
 from vgsweep.trainer import CHECKPOINT_FORMAT, EpochReport, device_name, train_pack
 
 log = logging.getLogger(__name__)
@@ -480,6 +480,12 @@ class _PackRecorder:
                         f"trained in a pack of {len(pack)}\n")
                 f.flush()
 
+    def on_data(self, data) -> None:
+        """The data set loaded: each run records it (MLflow's dataset inputs)."""
+        inputs = dataset_inputs(data)
+        for lg in self.loggers:
+            lg.log_inputs(inputs)
+
     def close(self) -> None:
         for f in self.files:
             if f:
@@ -703,7 +709,7 @@ def _train_pack(rec: "_PackRecorder") -> tuple[list[Outcome], dict, float]:
     try:
         with Heartbeat(rec.loggers, float(pack[0].cfg.tracking.heartbeat_s)):
             result = train_pack([j.cfg for j in pack], on_epoch=rec.on_epoch, on_checkpoint=rec.on_checkpoint,
-                                resume=[j.resume_state for j in pack])
+                                resume=[j.resume_state for j in pack], on_data=rec.on_data)
     except tracking.TrackingUnavailable:
         raise  # the store is gone: nothing can be recorded, the runs keep their checkpoints
     except Exception as e:  # noqa: BLE001 - the runs are closed as FAILED; the caller may split and retry

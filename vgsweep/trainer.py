@@ -454,14 +454,19 @@ class Pack:
 
 def train_pack(cfgs: list[DictConfig], on_epoch: Callable[[EpochReport], None] | None = None,
                dataset: Dataset | None = None, resume: list[Optional[dict]] | None = None,
-               on_checkpoint: Callable[[int, list[dict]], None] | None = None) -> PackResult:
+               on_checkpoint: Callable[[int, list[dict]], None] | None = None,
+               on_data: Callable[[Dataset], None] | None = None) -> PackResult:
     """Train the runs of `cfgs` (all with the same pack key) together; returns their histories.
+
+    on_data(dataset): called once the data set is loaded, before the first epoch.
 
     resume: per run, a state from `on_checkpoint` to continue from (all at the same epoch), or None.
     on_checkpoint(epochs_done, states): called every `checkpoint.every` epochs with one state per run.
     """
     t_start = time.perf_counter()
     pack = Pack(cfgs, dataset)
+    if on_data:
+        on_data(pack.ds)
     pack.restore(resume)
     t_ready = time.perf_counter()
     c0 = cfgs[0]

@@ -4,18 +4,23 @@ Images stay (N, C, H, W) float32: pixels / 255, zero-padded to `data.pad_to`, th
 channel with `data.mean`/`data.std` when given. `data.val_size` holds out validation examples with
 `RandomState(data.split_seed).choice(N, N - val_size, replace=False)` as the training indices (in
 that order; the course code's split of CIFAR), the rest (sorted) as validation.
+
+Each split has a digest (`Dataset.digests`): md5 of its images and labels as read, in order, with their
+shapes, cut to 8 hex digits as MLflow's own dataset digests are; the same examples in the same order give
+the same digest wherever they are read (padding and normalisation are settings, kept in the params).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
-from vgsweep.data.files import read_checked
+from vgsweep.data.files import folder, read_checked
 from vgsweep.data.sets import DATASETS
 
 
@@ -36,6 +41,8 @@ class Dataset:
     val: Optional[Split]
     num_classes: int
     black: torch.Tensor  # (C,): the value a zero pixel has after normalisation (crops pad with it)
+    digests: dict[str, str] = field(default_factory=dict)  # per split (train, validation, test): see digest
+    source: str = ""  # the folder its files were read from (absolute)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -55,6 +62,16 @@ def split_indices(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndar
     keep = np.ones(n, dtype=bool)
     keep[train] = False
     return train, np.flatnonzero(keep)
+
+
+def digest(x: np.ndarray, y: np.ndarray) -> str:
+    """A split's digest: md5 of its images (as read: uint8) and labels (as int64), in order, and their
+    shapes; 8 hex digits, as MLflow's dataset digests."""
+    h = hashlib.md5(usedforsecurity=False)
+    h.update(repr((x.shape, str(x.dtype), y.shape)).encode())
+    h.update(np.ascontiguousarray(x).data)
+    h.update(np.ascontiguousarray(y, dtype=np.int64).data)
+    return h.hexdigest()[:8]
 
 
 def _pad(x: np.ndarray, size: Optional[int]) -> np.ndarray:
@@ -90,10 +107,13 @@ def load(d, device: torch.device) -> Dataset:
 
     tx, ty = arrays["train_x"][:d.limit_train], arrays["train_y"][:d.limit_train]
     tr, va = split_indices(len(ty), int(d.val_size), int(d.split_seed))
-    train = tensors(tx[tr], ty[tr]) if d.val_size else tensors(tx, ty)
-    val = tensors(tx[va], ty[va]) if d.val_size else None
-    test = tensors(arrays["test_x"][:d.limit_test], arrays["test_y"][:d.limit_test])
+    splits = {"train": (tx[tr], ty[tr]) if d.val_size else (tx, ty),
+              "validation": (tx[va], ty[va]) if d.val_size else None,
+              "test": (arrays["test_x"][:d.limit_test], arrays["test_y"][:d.limit_test])}
     black = torch.from_numpy((0.0 - mean) / std).to(device)
-    ds = Dataset(d.name, train, test, val, spec.classes, black)
+    made = {k: tensors(*xy) for k, xy in splits.items() if xy is not None}
+    ds = Dataset(d.name, made["train"], made["test"], made.get("validation"), spec.classes, black,
+                 digests={k: digest(*xy) for k, xy in splits.items() if xy is not None},
+                 source=str(folder(spec, d.root).resolve()))
     _CACHE[key] = ds
     return ds
