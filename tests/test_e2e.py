@@ -196,6 +196,38 @@ def test_mlflow_tracking_uri_names_the_store_where_vgsweep_is_given_none(sweep, 
     assert not (tmp_path / "no").exists()
 
 
+def test_a_config_finished_on_other_data_is_skipped_with_a_warning_that_says_so(sweep, tiny_root, tmp_path):
+    """The config hash leaves data.root out (the same files elsewhere are the same data), so a config FINISHED
+    on a smoke test's small set counted as done for the real one, silently. The runs' recorded digests tell
+    them apart: a copy of the data in another folder is skipped as before; other files are skipped with a
+    warning naming the digests, and the sweep's last lines count them. Nothing is trained either way."""
+    from tests.conftest import make_idx_dataset
+
+    tmp, uri, _ = sweep
+    copy = shutil.copytree(tiny_root, tmp_path / "copy")
+    other = make_idx_dataset(tmp_path / "other", seed=1)
+    args = ["-m", "activation=relu", "regime=baseline", "seed=0", "depth=2", *SMALL, "regime.grad_noise.eta=0.01",
+            f"data.root={copy},{other}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
+            "tracking.experiment=agarap2019", f"tracking.uri={uri}"]
+    proc = run_cli(args, cwd=tmp_path)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "0 finished, 2 skipped" in said, said[-3000:]
+    skips = [x for x in said.splitlines() if "skip mnist-d2-relu-baseline-s0 data.root=" in x]  # root: swept
+    assert len(skips) == 2 and "other data" not in skips[0], said[-3000:]  # the copy: the same examples
+    client, runs = _runs(uri)
+    [run] = [r for r in runs if r.info.run_name == "mnist-d2-relu-baseline-s0"]
+    was = {i.tags[0].value: i.dataset.digest for i in run.inputs.dataset_inputs}
+    from vgsweep.data.files import read_checked
+    from vgsweep.data.loader import digest
+
+    now = read_checked("mnist", other, False, False)
+    assert (f"which trained on other data (its train set's digest {was['train']}, here "
+            f"{digest(now['train_x'], now['train_y'])}; its test set's digest {was['test']}, here "
+            f"{digest(now['test_x'], now['test_y'])}) (rerun=true trains it again)") in skips[1], skips[1]
+    assert ("1 of the runs skipped trained on other data than this sweep's (their data set's digests differ; see "
+            "the skip lines above): rerun=true trains it again on this data") in said, said[-3000:]
+
+
 def test_the_report_reads_the_runs_once(sweep, monkeypatch, tmp_path):
     """make report reads the experiment's runs once for its table, verdicts and figures (a few ms a run:
     it read them six times, once only to see that the experiment holds a training run)."""
@@ -291,6 +323,10 @@ def test_report_and_figures_from_the_store(sweep):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("agarap2019")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
+    trained = next(r for r in runs if "vgsweep.kind" not in r.data.tags)  # its data: every training run's
+    seen = {i.tags[0].value: i.dataset.digest for i in trained.inputs.dataset_inputs}
+    assert (f"They trained on mnist: train set {seen['train']}, test set {seen['test']} (digests of the examples"
+            in report), report[:3000]
     fig_runs = [r for r in runs if r.data.tags.get("vgsweep.kind") == "figures"]
     assert len(fig_runs) == 1
     again = run_cli(["report", "--tracking-uri", uri, "--out", str(out)], cwd=tmp)  # make report, twice

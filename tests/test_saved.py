@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from tests.conftest import make_idx_dataset
 from vgsweep.jobs import Job
 from vgsweep.sweep import run_jobs
 
 
-def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(small_cfg, tiny_root):
+def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(small_cfg, tiny_root, tmp_path):
     """Runs with and without batch norm (frozen, and real with running statistics) trained as one pack: each
     run's weights hold its own layout (no other run's batch norm), and the network load_run rebuilds from
     them computes the run's recorded test accuracy and loss exactly (CPU). A run trained without
@@ -48,6 +50,15 @@ def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(sma
         assert correct == round(metrics["test_acc"] * len(test))
         loss = float(torch.nn.functional.cross_entropy(logits, test.y))
         assert loss == pytest.approx(metrics["test_loss"], rel=1e-6)
+    # its data given from a folder that holds other files (a smoke test's small set): said, with the digests
+    other = make_idx_dataset(tmp_path / "other-data", seed=1)
+    with pytest.warns(UserWarning, match=rf"{other / 'MNIST' / 'raw'} does not hold the data run {run.name} trained on "
+                                         r"\(its train set's digest \w{8}, here \w{8}; its test set's digest \w{8}, here "
+                                         r"\w{8}\): its predictions on them will not give its recorded metrics"):
+        run.data(root=str(other))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run.data(root=str(shutil.copytree(tiny_root, tmp_path / "same-data")))  # the same files elsewhere
     bn = load_run(outcomes[2].run_id, uri).model.buffers  # real batch norm: its running statistics, trained
     assert set(bn) == {"bn0.mean", "bn0.var", "bn1.mean", "bn1.var"}
     assert all(not torch.equal(v[0], torch.full_like(v[0], 0.0 if n.endswith(".mean") else 1.0)) for n, v in bn.items())

@@ -1120,6 +1120,15 @@ def test_the_report_says_what_made_the_runs_the_table_counts():
     assert made_line(runs.iloc[[0]]) == ("The table's 1 run was made with vgsweep commit 0123456789ab; PyTorch "
                                          "2.14.1+cu130; device cuda:0 (NVIDIA H100 80GB HBM3).")
     assert made_line(runs.iloc[[4]]) == ""  # nothing finished
+    # and the examples they trained on where the runs recorded them (their dataset inputs' digests): a table
+    # that mixes a smoke test's small set with the real one shows it
+    runs = runs.assign(**{"data.name": "mnist", "data:train": ["aaaa0000", "e8c78536", "e8c78536", "7bcab36f", ""],
+                          "data:test": "9295b4d5"})
+    assert made_line(runs).endswith("device cuda:0 (NVIDIA H100 80GB HBM3). They trained on mnist: train sets "
+                                    "e8c78536 (2 runs), 7bcab36f (1 run), test set 9295b4d5 (digests of the examples, "
+                                    "as MLflow's Datasets show them)."), made_line(runs)
+    runs.loc[3, "data:train"] = None  # a run recorded before vgsweep kept them
+    assert "train sets e8c78536 (2 runs), not recorded (1 run), test set" in made_line(runs), made_line(runs)
 
 
 def test_an_option_swept_beside_the_axes_comes_in_the_configs_order_default_first():

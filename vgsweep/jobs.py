@@ -66,6 +66,7 @@ class Outcome:
     final: dict[str, float]  # last epoch's metrics
     reason: str = ""
     made_at: str = ""  # a skipped FINISHED run's vgsweep commit, where it is known and not this one's
+    other_data: bool = False  # a skipped FINISHED run trained on other examples than the job's data gives now
 
     def label(self, job_name: str) -> str:
         """How a failure line names it: its run and its config's name (with the swept settings the name

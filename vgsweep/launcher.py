@@ -608,7 +608,7 @@ def _said_at_the_end(sweep, jobs: list[Job]) -> None:
     """The sweep's closing count (its skips split by why where they differ), where to see its runs, and
     each failed job (also kept in FAILED, for the command's one line and exit status 1)."""
     from vgsweep import tracking
-    from vgsweep.sweep import other_code
+    from vgsweep.sweep import on_other_data, other_code
 
     counts = sweep.counts()
     skipped = [(i, j) for i, (j, o) in enumerate(zip(jobs, sweep.outcomes)) if o is not None and o.status == "SKIPPED"]
@@ -621,6 +621,8 @@ def _said_at_the_end(sweep, jobs: list[Job]) -> None:
              else "already in the store", counts["FAILED"])
     if older := other_code(sweep.outcomes):
         log.info(older)
+    if elsewhere := on_other_data(sweep.outcomes):
+        log.warning(elsewhere)
     for uri, experiment in dict.fromkeys((tracking.resolve_uri(j.cfg), str(j.cfg.tracking.experiment)) for j in jobs):
         if (url := tracking.web_address(uri, experiment)) is not None:
             log.info("the runs of experiment %s: %s", experiment, url)

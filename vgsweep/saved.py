@@ -21,7 +21,8 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -48,6 +49,7 @@ class SavedRun:
     model: object  # its family's PackedModel, K = 1
     epochs: int  # epochs it trained (fewer than train.epochs if it diverged)
     name: str = ""  # its run name
+    trained_on: dict = field(default_factory=dict)  # per split, the digest of the data it recorded (tracking.data_digests)
 
     def __repr__(self) -> str:  # the dataclass's own printed the whole config and a model object: a screenful
         m = self.cfg.model
@@ -71,7 +73,14 @@ class SavedRun:
         from vgsweep.data.loader import load
 
         d = OmegaConf.merge(self.cfg.data, {"download": download, **({"root": root} if root is not None else {})})
-        return load(d, self.model.device)
+        ds = load(d, self.model.device)
+        differ = [f"its {c} set's digest {was}, here {ds.digests[c]}" for c, was in self.trained_on.items()
+                  if c in ds.digests and ds.digests[c] not in was.split("+")]
+        if differ:  # a smoke test's small set, another copy: its accuracy on these is not the recorded one
+            warnings.warn(f"{ds.source} does not hold the data run {self.name or self.run_id} trained on "
+                          f"({'; '.join(differ)}): its predictions on them will not give its recorded metrics",
+                          stacklevel=2)
+        return ds
 
 
 def _same_value(given: str, param: Optional[str]) -> bool:
@@ -195,4 +204,4 @@ def load_run(run: str, tracking_uri: Optional[str] = None, device: str = "cpu",
         for e in model.layout:
             model.theta[0, e.offset:e.offset + e.numel] = state["parameters"][e.name].reshape(-1)
     model.restore_buffers(0, state["buffers"])
-    return SavedRun(run_id, cfg, model, int(state["epochs"]), info.run_name or "")
+    return SavedRun(run_id, cfg, model, int(state["epochs"]), info.run_name or "", tracking.data_digests(found))

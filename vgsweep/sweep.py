@@ -214,6 +214,39 @@ def other_commit(made_at: str) -> str:
     return made_at if known and made_at.removesuffix("-dirty") != now.removesuffix("-dirty") else ""
 
 
+def other_data(j: Job, run) -> str:
+    """Where the FINISHED `run` of job j's config recorded the digests of the data it trained on (its MLflow
+    dataset inputs) and a split of j's data now has another (the config hash leaves data.root out: a copy of
+    the data elsewhere is the same data, a smoke test's small set there is not), which splits and digests, as
+    `its train set's digest a0037d06, here e8c78536`; '' where they agree, or the run recorded none, or
+    the data cannot be read here."""
+    from vgsweep.data import DataError
+    from vgsweep.data.loader import digests
+
+    recorded = {c: d.split("+") for c, d in tracking.data_digests(run).items()}
+    if not recorded:
+        return ""
+    try:
+        now = digests(j.cfg.data)
+    except (DataError, OSError) as e:
+        log.debug("the digests of %s's data are not known here: %s", j.name, e)
+        return ""
+    differ = [c for c in now if c in recorded and now[c] not in recorded[c]]
+    differ += [c for c in recorded if c not in now]  # it held out a validation split this config does not
+    return "; ".join(f"its {c} set's digest {', '.join(recorded[c])}, here " + now.get(c, "none") for c in differ)
+
+
+def on_other_data(outcomes: list[Optional[Outcome]]) -> str:
+    """The line a sweep ends with where some of its skipped jobs' FINISHED runs trained on other data than
+    the data set the sweep names ('' where none): the results it hands on are not of these examples."""
+    runs = {o.run_id for o in outcomes if o is not None and o.other_data}  # two jobs, one run
+    if not runs:
+        return ""
+    one = len(runs) == 1
+    return (f"{len(runs)} of the runs skipped trained on other data than this sweep's (their data set's digests "
+            f"differ; see the skip lines above): rerun=true trains {'it' if one else 'them'} again on this data")
+
+
 def other_code(outcomes: list[Optional[Outcome]]) -> str:
     """The line a sweep ends with where some of its skipped jobs were FINISHED by another vgsweep commit ('' where
     none): the results it hands on may not be what today's code would give."""
@@ -239,8 +272,12 @@ def _done_or_running(j: Job, runs: list, status: dict[str, str]) -> Optional[Out
         if other := other_commit(r.data.tags.get("vgsweep.git_commit", "")):
             at = (f", made by vgsweep commit {tracking.short_commit(other)}, not this one "
                   f"({tracking.short_commit(tracking.git_commit())})")
-        log.info("skip %s: FINISHED as run %s%s (rerun=true trains it again)", j.name, r.info.run_id, at)
-        return Outcome("SKIPPED", r.info.run_id, dict(r.data.metrics), "already FINISHED" + at, made_at=other)
+        seen = other_data(j, r)
+        at += f", which trained on other data ({seen})" if seen else ""
+        (log.warning if seen else log.info)("skip %s: FINISHED as run %s%s (rerun=true trains it again)", j.name,
+                                            r.info.run_id, at)
+        return Outcome("SKIPPED", r.info.run_id, dict(r.data.metrics), "already FINISHED" + at, made_at=other,
+                       other_data=bool(seen))
     if running:
         r = running[0]
         age = tracking.heartbeat_age(r)

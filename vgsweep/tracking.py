@@ -987,3 +987,19 @@ def heartbeat_age(run, now: float | None = None) -> float | None:
     if not beat.replace(".", "", 1).isdigit():
         return None
     return (time.time() if now is None else now) - float(beat)
+
+
+SPLITS = ("train", "validation", "test")  # the contexts of the dataset inputs a run records (runs.dataset_inputs)
+DATA_CONTEXT = "mlflow.data.context"  # MLflow's input tag of a dataset's context (mlflow_tags.MLFLOW_DATASET_CONTEXT)
+
+
+def data_digests(run) -> dict[str, str]:
+    """The digests of the data set's splits a run recorded it trained on (its MLflow dataset inputs, by their
+    context), as `{"train": "e8c78536", "test": "9295b4d5"}`; {} for a run recorded before vgsweep kept them.
+    A run resumed on other files has two of a split: both, joined by `+`."""
+    seen: dict[str, list[str]] = {}
+    for i in run.inputs.dataset_inputs if run.inputs else []:
+        context = next((t.value for t in i.tags if t.key == DATA_CONTEXT), None)
+        if context in SPLITS and i.dataset.digest not in seen.get(context, []):
+            seen.setdefault(context, []).append(i.dataset.digest)
+    return {c: "+".join(seen[c]) for c in SPLITS if c in seen}

@@ -83,6 +83,34 @@ def _pad(x: np.ndarray, size: Optional[int]) -> np.ndarray:
 
 
 _CACHE: dict[tuple, Dataset] = {}
+_DIGESTS: dict[tuple, dict[str, str]] = {}
+
+
+def _splits(d, arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The (images, labels) as read of each split data config `d` takes from `arrays`: train, validation
+    (where val_size holds one out), test."""
+    tx, ty = arrays["train_x"][:d.limit_train], arrays["train_y"][:d.limit_train]
+    tr, va = split_indices(len(ty), int(d.val_size), int(d.split_seed))
+    splits = {"train": (tx[tr], ty[tr]) if d.val_size else (tx, ty)}
+    if d.val_size:
+        splits["validation"] = (tx[va], ty[va])
+    splits["test"] = (arrays["test_x"][:d.limit_test], arrays["test_y"][:d.limit_test])
+    return splits
+
+
+def _examples_key(d) -> tuple:
+    """What decides which examples data config `d` gives, in which order (not how they are padded or normalised)."""
+    return (d.name, str(Path(d.root).resolve()), d.limit_train, d.limit_test, int(d.val_size), int(d.split_seed))
+
+
+def digests(d) -> dict[str, str]:
+    """Each split's digest (as `load(d, ...).digests`), reading the files (with d.verify's checks) but
+    making no tensors; cached per process."""
+    key = _examples_key(d)
+    if key not in _DIGESTS:
+        arrays = read_checked(d.name, d.root, bool(d.download), bool(d.verify))
+        _DIGESTS[key] = {k: digest(*xy) for k, xy in _splits(d, arrays).items()}
+    return _DIGESTS[key]
 
 
 def load(d, device: torch.device) -> Dataset:
@@ -105,15 +133,11 @@ def load(d, device: torch.device) -> Dataset:
         return Split(torch.from_numpy(np.ascontiguousarray(x)).to(device),
                      torch.from_numpy(y.astype(np.int64)).to(device))
 
-    tx, ty = arrays["train_x"][:d.limit_train], arrays["train_y"][:d.limit_train]
-    tr, va = split_indices(len(ty), int(d.val_size), int(d.split_seed))
-    splits = {"train": (tx[tr], ty[tr]) if d.val_size else (tx, ty),
-              "validation": (tx[va], ty[va]) if d.val_size else None,
-              "test": (arrays["test_x"][:d.limit_test], arrays["test_y"][:d.limit_test])}
+    splits = _splits(d, arrays)
+    made = {k: tensors(*xy) for k, xy in splits.items()}
+    sums = _DIGESTS.setdefault(_examples_key(d), {k: digest(*xy) for k, xy in splits.items()})
     black = torch.from_numpy((0.0 - mean) / std).to(device)
-    made = {k: tensors(*xy) for k, xy in splits.items() if xy is not None}
     ds = Dataset(d.name, made["train"], made["test"], made.get("validation"), spec.classes, black,
-                 digests={k: digest(*xy) for k, xy in splits.items() if xy is not None},
-                 source=str(folder(spec, d.root).resolve()))
+                 digests=dict(sums), source=str(folder(spec, d.root).resolve()))
     _CACHE[key] = ds
     return ds

@@ -21,6 +21,7 @@ TAGS = {"config_hash": tracking.TAG_HASH, "verdict": "vgsweep.verdict", "verdict
         "failure": tracking.TAG_FAILURE, "failed_epoch": "vgsweep.failed_epoch", "overrides": tracking.TAG_OVERRIDES,
         "parameters": "vgsweep.parameters", "made_by": "vgsweep.git_commit", "made_with": "vgsweep.torch_version",
         "made_on": "vgsweep.device", "confirm": tracking.TAG_CONFIRM}
+DATA = {f"data:{s}": s for s in tracking.SPLITS}  # runs_frame's columns of the digests of the data a run saw
 # MLflow draws a progress bar for every artifact it downloads: a report reads one file per run (its
 # diagnostics), and 60 runs printed 120 bars of "Downloading artifacts" around the figures' paths.
 # The environment still decides where it says so.
@@ -357,6 +358,7 @@ def runs_frame(client, exp_id: str, statuses: tuple[str, ...] = ENDED) -> pd.Dat
                "start_time": r.info.start_time, "artifact_uri": r.info.artifact_uri}
         row.update({k: r.data.tags.get(t, "") for k, t in TAGS.items()})
         row.update({f"metric:{k}": v for k, v in r.data.metrics.items()})
+        row.update({f"data:{c}": d for c, d in tracking.data_digests(r).items()})
         rows.append(row)
     return fill_neutral(pd.DataFrame(rows))
 

@@ -86,7 +86,25 @@ def made_line(runs: pd.DataFrame) -> str:
         counts = vals.value_counts()
         parts.append(f"{what} {shown(counts.index[0])}" if len(counts) == 1 else
                      f"{what}s " + ", ".join(f"{shown(v)} ({figures.n_runs(n)})" for v, n in counts.items()))
-    return f"The table's {figures.n_runs(len(fin))} {'was' if len(fin) == 1 else 'were'} made with {'; '.join(parts)}."
+    line = f"The table's {figures.n_runs(len(fin))} {'was' if len(fin) == 1 else 'were'} made with {'; '.join(parts)}."
+    return line + data_said(fin)
+
+
+def data_said(fin: pd.DataFrame) -> str:
+    """Which examples the runs `fin` trained and were tested on: per split, the digest their records hold
+    (runs.dataset_inputs), with counts where they differ, as ` They trained on mnist: train set e8c78536,
+    test set 9295b4d5.`; '' where none recorded one (runs made before vgsweep kept them)."""
+    parts = []
+    for col, split in reader.DATA.items():
+        if col not in fin or not fin[col].fillna("").astype(bool).any():
+            continue
+        counts = fin[col].fillna("").astype(str).replace("", "not recorded").value_counts()
+        parts.append(f"{split} set {counts.index[0]}" if len(counts) == 1 else
+                     f"{split} sets " + ", ".join(f"{v} ({figures.n_runs(n)})" for v, n in counts.items()))
+    if not parts:
+        return ""
+    names = ", ".join(dict.fromkeys(fin["data.name"].astype(str))) if "data.name" in fin else "their data set"
+    return f" They trained on {names}: {', '.join(parts)} (digests of the examples, as MLflow's Datasets show them)."
 
 
 def confirm_lines(sec: table.Section) -> list[str]:

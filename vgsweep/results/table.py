@@ -35,7 +35,7 @@ from vgsweep.results import reader
 from vgsweep.results.studies import Axis, Study, study_for
 
 NOT_COMPARED = ("seed",)  # besides the keys that do not change a run's numbers (config.HASH_EXCLUDE)
-META = ("run_id", "run_name", "status", "start_time", "artifact_uri", *reader.TAGS)
+META = ("run_id", "run_name", "status", "start_time", "artifact_uri", *reader.TAGS, *reader.DATA)
 
 
 def fetch_runs(uri: str, experiment: str) -> pd.DataFrame:
