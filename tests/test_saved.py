@@ -52,9 +52,10 @@ def test_a_saved_run_gives_back_its_own_test_numbers_alone_from_a_mixed_pack(sma
         assert loss == pytest.approx(metrics["test_loss"], rel=1e-6)
     # its data given from a folder that holds other files (a smoke test's small set): said, with the digests
     other = make_idx_dataset(tmp_path / "other-data", seed=1)
-    with pytest.warns(UserWarning, match=rf"{other / 'MNIST' / 'raw'} does not hold the data run {run.name} trained on "
-                                         r"\(its train set's digest \w{8}, here \w{8}; its test set's digest \w{8}, here "
-                                         r"\w{8}\): its predictions on them will not give its recorded metrics"):
+    said = (rf"{other / 'MNIST' / 'raw'} does not hold the data run {run.name} trained on \(its train set's digest "
+            r"\w{8}, here \w{8}; its test set's digest \w{8}, here \w{8}\): its predictions on them will not give its "
+            r"recorded metrics")
+    with pytest.warns(UserWarning, match=said):
         run.data(root=str(other))
     with warnings.catch_warnings():
         warnings.simplefilter("error")

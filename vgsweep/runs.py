@@ -80,13 +80,12 @@ def dataset_inputs(ds) -> list:
     import json
 
     from mlflow.entities import Dataset, DatasetInput, InputTag
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     def spec(dtype: str, shape: list[int]) -> str:
         return json.dumps([{"type": "tensor", "tensor-spec": {"dtype": dtype, "shape": [-1, *shape[1:]]}}])
 
     made = []
-    for context, split in (("train", ds.train), ("validation", ds.val), ("test", ds.test)):
+    for context, split in zip(tracking.SPLITS, (ds.train, ds.val, ds.test)):
         if split is None:
             continue
         x, y = list(split.x.shape), list(split.y.shape)
@@ -95,7 +94,7 @@ def dataset_inputs(ds) -> list:
                    "targets_shape": y, "targets_size": split.y.numel(), "targets_nbytes": split.y.numel() * 8}
         made.append(DatasetInput(Dataset(ds.name, ds.digests[context], "local", json.dumps({"uri": ds.source}),
                                          json.dumps(schema), json.dumps(profile)),
-                                 tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+                                 tags=[InputTag(tracking.DATA_CONTEXT, context)]))
     return made
 
 

@@ -49,7 +49,7 @@ class SavedRun:
     model: object  # its family's PackedModel, K = 1
     epochs: int  # epochs it trained (fewer than train.epochs if it diverged)
     name: str = ""  # its run name
-    trained_on: dict = field(default_factory=dict)  # per split, the digest of the data it recorded (tracking.data_digests)
+    trained_on: dict = field(default_factory=dict)  # per split, the digest of the data it recorded (data_digests)
 
     def __repr__(self) -> str:  # the dataclass's own printed the whole config and a model object: a screenful
         m = self.cfg.model

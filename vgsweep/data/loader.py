@@ -135,9 +135,11 @@ def load(d, device: torch.device) -> Dataset:
 
     splits = _splits(d, arrays)
     made = {k: tensors(*xy) for k, xy in splits.items()}
-    sums = _DIGESTS.setdefault(_examples_key(d), {k: digest(*xy) for k, xy in splits.items()})
+    examples = _examples_key(d)
+    if examples not in _DIGESTS:  # another padding or normalisation of the same examples: hashed once
+        _DIGESTS[examples] = {k: digest(*xy) for k, xy in splits.items()}
     black = torch.from_numpy((0.0 - mean) / std).to(device)
     ds = Dataset(d.name, made["train"], made["test"], made.get("validation"), spec.classes, black,
-                 digests=dict(sums), source=str(folder(spec, d.root).resolve()))
+                 digests=dict(_DIGESTS[examples]), source=str(folder(spec, d.root).resolve()))
     _CACHE[key] = ds
     return ds
