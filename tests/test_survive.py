@@ -415,6 +415,43 @@ def _fake_running_run(cfg, host: str, pid: str, heartbeat: float | None):
     return RunLogger.create(client, exp, "left-running", flatten(to_container(cfg)), tags).run_id
 
 
+def test_a_run_that_stopped_on_other_data_is_not_resumed_on_this_data(small_cfg, tiny_root, tmp_path, monkeypatch,
+                                                                       caplog):
+    """A run that failed after its checkpoint, then its config launched again on other files (data.root is not
+    in the config hash): going on from the checkpoint would make one run of two data sets. It trains anew,
+    and says why; the failed run stays as it was. The same files in another folder resume it, as before."""
+    import logging
+
+    from tests.conftest import make_idx_dataset
+    from vgsweep import sweep
+
+    on_epoch = sweep._PackRecorder.on_epoch
+
+    def fail_in_the_second(self, r):
+        if r.epoch == 1:
+            raise RuntimeError("stopped in epoch 2")
+        on_epoch(self, r)
+
+    def cfg(root):
+        return small_cfg("checkpoint.every=1", f"checkpoint.dir={tmp_path / 'checkpoints'}", f"data.root={root}")
+
+    with monkeypatch.context() as m:
+        m.setattr(sweep._PackRecorder, "on_epoch", fail_in_the_second)
+        [failed] = run_jobs([Job(cfg(tiny_root))])
+    assert failed.status == "FAILED"
+    same = Job(cfg(shutil.copytree(tiny_root, tmp_path / "copy")))
+    assert sweep.plan([same]) == [None] and same.resume_run == failed.run_id  # the same files elsewhere
+    other = Job(cfg(make_idx_dataset(tmp_path / "other", seed=1)))
+    with caplog.at_level(logging.WARNING, logger="vgsweep"):
+        [anew] = run_jobs([other])
+    assert anew.status == "FINISHED" and anew.run_id != failed.run_id, anew
+    assert (f"is not resumed from its checkpoint at epoch 1 into run {failed.run_id}, which trained on other data "
+            "(its train set's digest") in caplog.text and "): it trains anew" in caplog.text, caplog.text
+    client = MlflowClient(other.cfg.tracking.uri)
+    assert client.get_run(failed.run_id).info.status == "FAILED"
+    assert [h.step for h in client.get_metric_history(anew.run_id, "test_acc")] == [0, 1]  # both epochs: its own
+
+
 def test_a_run_whose_host_went_silent_is_killed_and_retrained(small_cfg):
     """Another host's RUNNING run: skipped while its heartbeat is fresh, KILLED and retrained once stale."""
     cfg = small_cfg("seed=7", "tracking.stale_after_s=600")

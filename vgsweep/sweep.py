@@ -170,9 +170,13 @@ def plan(jobs: list[Job], adopt: Optional[str] = None, dry: Optional[list[str]] 
             state = load_checkpoint(ck)
             owner = next((r for r in runs if state and r.info.run_id == state["run_id"]), None)
             if owner is not None and status[owner.info.run_id] in ("KILLED", "FAILED"):
-                j.resume_run, j.resume_state = state["run_id"], state
-                log.info("resume %s from its checkpoint at epoch %d into run %s", j.name,
-                         state["epochs_done"], state["run_id"])
+                if seen := other_data(j, owner):  # its epochs so far saw other examples: not one run of two data sets
+                    log.warning("%s is not resumed from its checkpoint at epoch %d into run %s, which trained on "
+                                "other data (%s): it trains anew", j.name, state["epochs_done"], state["run_id"], seen)
+                else:
+                    j.resume_run, j.resume_state = state["run_id"], state
+                    log.info("resume %s from its checkpoint at epoch %d into run %s", j.name,
+                             state["epochs_done"], state["run_id"])
         out.append(None)
     return out
 
