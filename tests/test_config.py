@@ -83,7 +83,11 @@ def test_defaults_reproduce_the_original_code():
     ("model=vgg08 +model.foo=1", "model.foo", "a key of model: blocks_per_stage"),
     # a key of the other model family is said to be one, not offered as its own hint
     ("model=vgg08 +model.hidden=[8]", "model.hidden", "model.hidden (the MLP's widths) is a key of model.family=mlp only"),
-    ("+model.filters=[8]", "model.filters", "hidden, residual, residual_scale. model.filters is a key of model.family=vgg only"),
+    ("+model.filters=[8]", "model.filters",
+     "residual, residual_scale, width. model.filters is a key of model.family=vgg only"),
+    ("model=vgg08 +model.width=8", "model.width", "model.width (the MLP's widths) is a key of model.family=mlp only"),
+    ("model.depth=10001 model.width=8", "model.depth", "a positive int of at most 10000"),
+    ("model.width=0", "model.width", "positive int"),
     ("model.hidden=abc", "model.hidden", "a list of ints"),
     ("~seed", "seed", "seed=(deleted) is not accepted; expected a value"),  # Hydra's ~ deletes a key
     ("~diagnostics", "diagnostics", "~diagnostics removed it"),
@@ -146,7 +150,7 @@ def test_bad_values_name_key_value_and_what_is_accepted(override, key, accepted)
     ("model=vgg38 model.hidden=[10]", ConfigKeyError, "entry_bn, family, filters, name, residual, stages. "
                                                       "model.hidden is a key of model.family=mlp only"),
     ("model=vgg38 model.hiden=[10]", ConfigKeyError, "did you mean model.hidden (a key of model.family=mlp only)?"),
-    ("model.hiden=[10]", ConfigKeyError, "hidden, residual, residual_scale. did you mean model.hidden?"),
+    ("model.hiden=[10]", ConfigKeyError, "hidden, residual, residual_scale, width. did you mean model.hidden?"),
     ("seedd=3", ConfigKeyError, "seedd=3 is not accepted; expected a key of the config: activation,"),
     ("train.epochs=abc", ValidationError, "train.epochs='abc' is not accepted; expected an int"),
     ("seed=1.5", ValidationError, "seed=1.5 is not accepted; expected an int"),
@@ -276,6 +280,33 @@ def test_a_setting_that_changes_nothing_in_a_run_does_not_change_its_hash():
     assert h("optimizer=adam") == h("optimizer=adam", "optimizer.momentum=0.5")
     assert h("optimizer=adam") != h("optimizer=adam", "optimizer.eps=0.1")
     assert h() == h("data.split_seed=3") and h("data.val_size=100") != h("data.val_size=100", "data.split_seed=3")
+
+
+def test_a_width_gives_every_layer_of_any_depth_and_is_the_config_of_its_widths_written_out():
+    """`model.depth=50 model.width=256`: fifty hidden layers of 256 (where model.hidden would be a list of fifty),
+    made so as its Job is (settle), before it is hashed, recorded or trained: `depth=30` and `model.depth=30
+    model.width=256` are one config, one hash. --cfg job validates it as composed (hidden not yet made)."""
+    from vgsweep.jobs import Job
+
+    job = Job(compose_cfg(["device=cpu", "model.depth=50", "model.width=256"]))
+    assert list(job.cfg.model.hidden) == [256] * 50 and job.cfg.model.depth == 50
+    validate(job.cfg)
+    assert job.key() == Job(compose_cfg(["device=cpu", "depth=30", "model.width=256", "model.depth=50",
+                                         "train.batch_size=1024"])).key()  # depth=2's batch, as the first
+    assert Job(compose_cfg(["device=cpu", "depth=30"])).key() == Job(compose_cfg(
+        ["device=cpu", "model.depth=30", "model.width=256", "train.batch_size=512"])).key() != Job(compose_cfg(
+            ["device=cpu", "model.depth=30", "model.width=128", "train.batch_size=512"])).key()
+    assert job.name == "mnist-d50-logistic-baseline-s42"
+    validate(compose_cfg(["device=cpu", "model.depth=7", "model.width=64"]))  # as composed: hidden is depth 2's
+    with pytest.raises(ConfigError, match=r"model.depth=7 is not accepted; expected len\(model.hidden\) = 2. set "
+                                          r"both, or pick a depth=... option, or give every layer one width: "
+                                          r"model.width=512"):
+        validate(compose_cfg(["device=cpu", "model.depth=7"]))
+    huge = Job(compose_cfg(["device=cpu", "model.depth=10000000000", "model.width=8"]))  # no list of 1e10 made
+    assert len(huge.cfg.model.hidden) == 2
+    with pytest.raises(ConfigError, match="model.depth=10000000000 is not accepted; expected a positive int of at "
+                                          "most"):
+        validate(huge.cfg)
 
 
 OPTIONS = [[]] + [[f"{g}={o}"] for g in ("activation", "init", "regime", "optimizer", "model", "dataset", "depth",

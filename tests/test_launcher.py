@@ -428,6 +428,10 @@ def test_a_dry_run_through_the_cli_prints_the_plan_and_makes_nothing(tiny_root, 
     assert "dry run: 4 jobs: 4 to train, 0 to resume from their checkpoints, in 1 pack; 0 skipped" in proc.stdout
     assert "  #3 activation=tanh seed=2: train, pack 1" in proc.stdout and "epoch 1" not in proc.stdout + proc.stderr
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "mr").exists()
+    deep = run_cli(["-m", "model.depth=3,40", "model.width=4", *SMALL, f"data.root={tiny_root}", f"tracking.uri={uri}",
+                    f"hydra.sweep.dir={tmp_path / 'mr'}", "hydra.launcher.dry_run=true"], cwd=tmp_path)
+    assert deep.returncode == 0, deep.stderr[-3000:]  # any depth: every layer model.width wide
+    assert "pack 1: 1 run, mlp 4x3 on mnist" in deep.stdout and "pack 2: 1 run, mlp 4x40 on mnist" in deep.stdout
     empty = tmp_path / "no-data"
     empty.mkdir()
     fresh = run_cli(["-m", "seed=1,2", *SMALL, f"data.root={empty}", "data.download=true", f"tracking.uri={uri}",

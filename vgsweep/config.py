@@ -80,6 +80,9 @@ RULES: dict[str, tuple[Any, str]] = {
 
 
 INT64_MAX = 2**63 - 1
+# An MLP's most hidden layers: model.width makes a list of model.depth widths before validate reads them
+# (model.depth=10**9 would hold the machine's memory first).
+MAX_DEPTH = 10_000
 
 
 def rule(default: Any, name: str, **kw: Any) -> Any:
@@ -203,6 +206,9 @@ class MLPConfig:
     # Set by the depth group (conf/depth/*.yaml), which comes before the model in the defaults list.
     depth: int = rule(MISSING, "positive")  # number of hidden layers; must equal len(hidden)
     hidden: list[int] = rule(MISSING, "positive")
+    # every hidden layer this wide, depth of them (settle makes hidden [width] * depth): any depth in one
+    # override, `model.depth=50 model.width=256`, where hidden would be a list of 50. null: hidden as set
+    width: Optional[int] = rule(None, "positive")
     double_softmax: bool = False  # softmax output fed to softmax cross-entropy (original code's bug)
     residual: bool = False  # h_{i+1} = f(W h_i + b) + h_i wherever a hidden layer keeps its width
     # s in h_{i+1} = s * f(W h_i + b) + h_i (residual: true). Each skip adds its branch's variance, so a deep
@@ -425,6 +431,12 @@ def settle(cfg: DictConfig) -> None:
     (in a list too) that is a short decimal's neighbour by float arithmetic made that decimal, so that
     `eta=range(0.1,1,0.1)`'s third job is the config `eta=0.3` (one hash, one row of the table)."""
     expand_home_paths(cfg)
+    m = cfg.get("model")
+    if isinstance(m, DictConfig) and m.get("family") == "mlp" and isinstance(w := m.get("width"), int) and w > 0:
+        depth = m.get("depth")
+        if isinstance(depth, int) and 0 < depth <= MAX_DEPTH:  # else validate names model.depth
+            with read_write(m), open_dict(m):
+                m.hidden = [w] * depth
     for key, v in flatten(to_container(cfg)).items():
         new = [short_decimal(x) for x in v] if isinstance(v, list) else short_decimal(v)
         if new != v:
@@ -434,8 +446,10 @@ def settle(cfg: DictConfig) -> None:
 
 # Keys that do not change what a run computes: left out of the config hash, so the same experiment
 # logged to another store, read from another data folder or run on another device is "the same".
+# model.width: settle has written it into model.hidden, which the hash holds (`depth=30` is the config
+# `model.depth=30 model.width=256`).
 HASH_EXCLUDE = ("tracking", "data.root", "data.download", "data.verify", "device", "study", "rerun",
-                "checkpoint", "deterministic", "diagnostics", "cuda_graph", "objective")
+                "checkpoint", "deterministic", "diagnostics", "cuda_graph", "objective", "model.width")
 
 
 def _zero(text: str) -> bool:
@@ -773,10 +787,10 @@ def validate(cfg: DictConfig, devices_here: bool = True) -> None:
                           "pick a model=... option")
     known = {f.name for f in dataclasses.fields(MODEL_SCHEMAS[family])}
     for k in cfg.model:
-        if k in ("depth", "hidden") and k not in known:
+        if k in ("depth", "hidden", "width") and k not in known:
             raise ConfigError(f"model.{k}", cfg.model[k], f"a key of model.family={family}: " + ", ".join(sorted(known)),
                               "depth=... sets the MLP's widths; it does not apply to this family" if k == "depth"
-                              else "model.hidden (the MLP's widths) is a key of model.family=mlp only")
+                              else f"model.{k} (the MLP's widths) is a key of model.family=mlp only")
     check_schema(cfg, Config, "")
     check_schema(cfg.model, MODEL_SCHEMAS[family], "model.")
     for key in ("study", "tracking.experiment"):
@@ -795,12 +809,15 @@ def validate(cfg: DictConfig, devices_here: bool = True) -> None:
     one_of("optimizer.name", cfg.optimizer.name, group_options("optimizer"))
     one_of("data.name", cfg.data.name, DATASETS)
     if family == "mlp":
-        hidden = list(cfg.model.hidden)
+        hidden, width = list(cfg.model.hidden), cfg.model.get("width")
+        if cfg.model.depth > MAX_DEPTH:
+            raise ConfigError("model.depth", cfg.model.depth, f"a positive int of at most {MAX_DEPTH}")
         if not hidden:
             raise ConfigError("model.hidden", hidden, "a non-empty list of positive layer widths")
-        if cfg.model.depth != len(hidden):
+        if width is None and cfg.model.depth != len(hidden):  # with a width, hidden is made from it (settle)
             raise ConfigError("model.depth", cfg.model.depth, f"len(model.hidden) = {len(hidden)}",
-                              "set both, or pick a depth=... option")
+                              "set both, or pick a depth=... option, or give every layer one width: "
+                              f"model.width={max(hidden)}")
     else:
         if enum_value(cfg.regime.bn.placement) != "none" or cfg.regime.weight_norm:
             raise ConfigError("regime.name", cfg.regime.name, "a regime without regime.bn or weight_norm "
