@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from vgsweep.results.studies import AGARAP
+from vgsweep.jobs import shown
 from vgsweep.results.table import aggregate, cell, delta_interval, published_cell, to_markdown
 
 
@@ -102,6 +103,22 @@ def test_a_swept_key_becomes_a_column_but_implied_ones_do_not():
                       ("relu", "baseline", 2, 0, 80.0, {"optimizer.lr": "0.01"})])
     df = aggregate(paper_lr).set_index("optimizer.lr")
     assert df.loc["0.0003", "published"] == 91.62 and pd.isna(df.loc["0.01", "published"])
+
+
+def test_a_width_swept_at_any_depth_reads_as_its_depth_columns_and_compact_widths():
+    """`-m model.depth=3,40 model.width=16,32`: a column per depth (model.hidden, which the width makes, varies
+    with the depth alone there, so it is no column of its own), and where widths are swept a row per width,
+    named as the dry run writes widths (`16x40`: its forty widths made a cell of 200 characters)."""
+    hidden = lambda w, d: str([w] * d)  # noqa: E731 - as MLflow's param holds it
+    rows = [("relu", "baseline", d, 0, 50.0 + w + d, {"model.hidden": hidden(w, d), "model.width": str(w)})
+            for d in (3, 40) for w in (16, 32)]
+    md = to_markdown(aggregate(_runs(rows)), AGARAP)
+    assert "| baseline | relu | 16x3 | 69.00 |  |" in md and "| baseline | relu | 32x40 |  | 122.00 |" in md, md
+    assert "| model.hidden | 3-layer | 40-layer |" in md and "[16, 16" not in md and "model.width" not in md
+    md = to_markdown(aggregate(_runs([r for r in rows if "16" in r[5]["model.width"]])), AGARAP)
+    assert "| baseline | relu | 69.00 | 106.00 |" in md and "model.hidden" not in md, md  # one width: a depth sweep
+    assert [shown(h) for h in ("[512, 512]", "[512, 512, 256, 256, 128]", "[256, 256, 256, 8]", "[0.1, 0.1, 0.1]")] \
+        == ["[512, 512]", "[512, 512, 256, 256, 128]", "256x3-8", "[0.1, 0.1, 0.1]"]
 
 
 def test_an_option_swept_beside_the_axes_is_its_name_not_also_the_settings_it_brings():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -99,10 +100,30 @@ def override_values(overrides: list[str]) -> dict[str, str]:
     return dict(o.split("=", 1) for o in overrides if "=" in o)
 
 
+def widths(hidden) -> str:
+    """An MLP's hidden widths as a dry run shows them: `512-512-256-256-128`; three or more equal widths in
+    a row as one `256x20` (a 30-layer net's 30 widths made a line of 120 characters)."""
+    parts, ws = [], [int(w) for w in hidden]
+    i = 0
+    while i < len(ws):
+        j = i
+        while j < len(ws) and ws[j] == ws[i]:
+            j += 1
+        parts += [f"{ws[i]}x{j - i}"] if j - i >= 3 else [str(w) for w in ws[i:j]]
+        i = j
+    return "-".join(parts)
+
+
 def shown(v) -> str:
     """A setting as names and tables show it: a long number to 4 significant digits (0.01568 for an
-    Optuna trial's 0.01567667719550607; the params and table.csv keep every digit), the rest as it is."""
+    Optuna trial's 0.01567667719550607; the params and table.csv keep every digit), a list of widths with
+    three or more equal in a row as widths() writes them (`[8, 8, 8, ...]` of a 1000-layer net as `8x1000`),
+    the rest as it is."""
     s = str(v)
+    if s.startswith("[") and s.endswith("]") and re.fullmatch(r"\[\d+(, \d+)*\]", s):
+        ws = s[1:-1].split(", ")
+        if any(ws[i] == ws[i + 1] == ws[i + 2] for i in range(len(ws) - 2)):
+            return widths(ws)
     if len(s) <= 8 or not any(c in s for c in ".eE"):
         return s
     try:

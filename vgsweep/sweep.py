@@ -39,7 +39,7 @@ from vgsweep import host, tracking
 from vgsweep.config import ConfigError, flatten, inert_differences, resolve_device, to_container
 from vgsweep.data.sets import DATASETS
 from vgsweep.diagnostics import RunDiagnostics, verdict
-from vgsweep.jobs import Job, Outcome, SweepStopped, override_values
+from vgsweep.jobs import Job, Outcome, SweepStopped, override_values, widths
 from vgsweep.families import family_of
 from vgsweep.packing import bytes_per_run, group_packs, input_shape, memory_budget, pack_key, work_per_run_epoch
 from vgsweep.progress import duration
@@ -800,20 +800,6 @@ def run_isolated(jobs: list[Job], progress) -> list[Outcome]:
 
 
 # --- a whole sweep -------------------------------------------------------------------------------
-
-
-def widths(hidden) -> str:
-    """An MLP's hidden widths as a dry run shows them: `512-512-256-256-128`; three or more equal widths in
-    a row as one `256x20` (a 30-layer net's 30 widths made a line of 120 characters)."""
-    parts, ws = [], [int(w) for w in hidden]
-    i = 0
-    while i < len(ws):
-        j = i
-        while j < len(ws) and ws[j] == ws[i]:
-            j += 1
-        parts += [f"{ws[i]}x{j - i}"] if j - i >= 3 else [str(w) for w in ws[i:j]]
-        i = j
-    return "-".join(parts)
 
 
 class Sweep:
