@@ -760,7 +760,9 @@ def test_the_vanishing_ratio_against_depth_is_drawn_where_the_runs_span_depths(m
     """A study of several depths gets `gradient_ratio`: the verdict's ratio (first weight layer's mean |g|
     over the last's, mean over epochs) at each depth, a line per activation through the seeds' geometric
     mean, a panel per regime, the verdict's threshold dashed; none where the runs have one depth. A zero
-    ratio (init=zero) is no point on the log axis; the verdict uses the same ratio."""
+    ratio (a first layer's gradient that underflowed float32, or init=zero's), which a log axis leaves out,
+    is a ▼ a decade below the smallest ratio shown, the line down to it, the title saying so; the verdict
+    uses the same ratio."""
     import itertools
 
     from vgsweep.config import VerdictConfig
@@ -792,7 +794,15 @@ def test_the_vanishing_ratio_against_depth_is_drawn_where_the_runs_span_depths(m
     assert np.allclose(lines["logistic"], [[2, 1e-2 * gm], [5, 1e-5 * gm], [10, 1e-10 * gm]])
     assert np.allclose(lines["relu"], [[2, 0.5 * gm], [5, 0.5 * gm], [10, 0.5 * gm]])
     assert [ln.get_ydata()[0] for ln in base.get_lines() if ln.get_linestyle() == "--"] == [VerdictConfig().vanish_ratio]
-    assert not [ln for ln in gna.get_lines() if not ln.get_label().startswith("_")]  # its zeros: no points
+    [zeros] = [ln for ln in gna.get_lines() if ln.get_label() == "logistic"]  # seeds' 0: their mean 0
+    assert zeros.get_xydata().tolist() == [[2, 1e-11], [5, 1e-11], [10, 1e-11]]  # the smallest shown: 1e-10
+    downs = [ln.get_xydata().tolist() for ln in gna.get_lines() if ln.get_marker() == "v"]
+    assert sorted(downs) == [[[2, 1e-11], [5, 1e-11], [10, 1e-11]]] * 2  # relu's and logistic's
+    dots = [c.get_offsets().tolist() for c in gna.collections if c.get_paths() and len(c.get_offsets())]
+    assert [[2, 1e-11], [2, 1e-11]] in dots and not [p for d in dots for p in d if p[1] == 0]  # each seed's
+    assert gna.get_ylim()[0] < 1e-11 and "▼: a value of 0 (below float32's smallest number, about 1e-45, or " \
+        "exactly 0), drawn at 1e-11, a decade below the smallest value shown." in fig._suptitle.get_text().replace(
+            "\n", " ")  # noqa: SLF001
     assert "coincide" not in fig._suptitle.get_text()  # noqa: SLF001
     figures.plt.close(fig)
     relu = [r for r in grid if r["activation"] == "relu"]  # a tanh line on relu's, hidden by it: named below
@@ -872,6 +882,78 @@ def test_a_gradient_flow_figure_of_many_layers_numbers_them_in_whole_layers(monk
         for ax in (ax for ax in fig.axes if ax.get_visible()):
             shown = [x for x in ax.get_xticks() if ax.get_xlim()[0] <= x <= ax.get_xlim()[1]]
             assert len(shown) >= 3 and all(float(x).is_integer() for x in shown), shown
+    figures.plt.close(fig)
+
+
+def test_gradients_that_underflowed_to_0_are_drawn_on_the_floor_of_the_log_axis(monkeypatch, tmp_path):
+    """A 1000-layer logistic net's first layers' mean |gradient| is 0 in float32 (it halves and more per layer):
+    the log axis left them out, its gradient flow a line that began at layer 935 without a word. Now each 0 is
+    a ▼ a decade below the smallest value shown, the line running down to it, its own markers only where it has
+    a value; the title says so. The per-epoch figure (the VGG study's) the same; one without a 0 says nothing.
+    The gradient distribution, whose histogram counts them in its bottom row (at -10), says that row holds them."""
+    import numpy as np
+
+    from vgsweep.diagnostics import GRAD_COLS, RunDiagnostics
+    from vgsweep.results import figures, reader
+    from vgsweep.results.studies import VGG, study_for
+
+    flow = np.logspace(-30, 0, 40)
+    flow[:10] = 0  # (layers,): the first ten underflowed
+    last = np.zeros(40)
+    last[-1] = 1e-3  # a VGG's: a gradient in its last layer alone
+    monkeypatch.setattr(reader, "diagnostics", lambda client, run_id, tmp: RunDiagnostics(
+        np.broadcast_to((flow if run_id != "r9" else last)[None, :, None], (3, 40, len(GRAD_COLS))).copy(),
+        np.zeros((3, 2, 40, 4)), np.zeros((3, 5)), np.zeros((3, 5)), np.zeros(5)))
+    said = "▼: a value of 0 (below float32's smallest number, about 1e-45, or exactly 0), drawn at 1e-24, a decade"
+    study = study_for("depth_study")
+    spec = next(f for f in study.figures if f.kind == "gradient_flow")
+    rows = [{"run_id": f"r{i}", "seed": 0, "regime": "baseline", "activation": act, "depth": "40"}
+            for i, act in enumerate(("logistic", "tanh"))]
+    fig = figures.fig_gradient_flow(None, pd.DataFrame(rows), study, spec, "t", tmp_path)
+    [ax] = [ax for ax in fig.axes if ax.get_visible()]
+    line = next(ln for ln in ax.get_lines() if ln.get_label() == "logistic")
+    # the smallest value shown is layer 11's, 10**-22.3: the floor a decade below its decade
+    assert np.allclose(line.get_ydata(), np.where(flow == 0, 1e-24, flow), rtol=1e-6, atol=0)
+    assert line.get_markevery() == list(range(10, 40))
+    [down] = [ln for ln in ax.get_lines() if ln.get_marker() == "v" and ln.get_color() == line.get_color()]
+    assert down.get_xydata().tolist() == [[x, 1e-24] for x in range(1, 11)] and ax.get_ylim()[0] < 1e-24
+    assert said in fig._suptitle.get_text().replace("\n", " ")  # noqa: SLF001
+    figures.plt.close(fig)
+    spec = next(f for f in VGG.figures if f.kind == "gradient_flow_epochs")
+    runs = pd.DataFrame([{"run_id": "r9", "seed": 0, "model": "vgg38", "lr": "0.001", "train.epochs": 3}])
+    fig = figures.fig_gradient_flow_epochs(None, runs, VGG, spec, "t", tmp_path)
+    ax = next(ax for ax in fig.axes if ax.get_visible() and ax.get_lines())
+    epochs = [ln for ln in ax.get_lines() if ln.get_marker() != "v"]
+    assert len(epochs) == 3 and all(ln.get_ydata().tolist() == [1e-4] * 39 + [1e-3] for ln in epochs)
+    assert len([ln for ln in ax.get_lines() if ln.get_marker() == "v"]) == 3
+    assert "drawn at 0.0001, a decade" in fig._suptitle.get_text().replace("\n", " ")  # noqa: SLF001
+    figures.plt.close(fig)
+    # the distribution's histogram counts a |g| past its range in its end rows (0 in the bottom one): said
+    hist = np.zeros((3, 2, 40, 4))
+    hist[:, :, 0, 0] = 1.0  # every first-layer gradient in the bottom row (below 1e-10: it underflowed)
+    monkeypatch.setattr(reader, "diagnostics", lambda client, run_id, tmp: RunDiagnostics(
+        np.ones((3, 40, len(GRAD_COLS))), hist.copy(), np.zeros((3, 5)), np.zeros((3, 5)), np.linspace(-10, 2, 5)))
+    spec = next(f for f in study.figures if f.kind == "gradient_distribution")
+    fig = figures.fig_gradient_distribution(None, pd.DataFrame(rows[:1]), study, spec, "t", tmp_path)
+    assert fig._suptitle.get_text().endswith(  # noqa: SLF001
+        "\nThe bottom row also counts every |g| below 1e-10 (0 included)."), fig._suptitle.get_text()  # noqa: SLF001
+    figures.plt.close(fig)
+    hist[:, :, 0] = [0, 0.5, 0.25, 0.25]  # the top row too, the bottom one empty: said of the top alone
+    fig = figures.fig_gradient_distribution(None, pd.DataFrame(rows[:1]), study, spec, "t", tmp_path)
+    assert fig._suptitle.get_text().endswith("\nThe top row also counts every |g| above 1e2.")  # noqa: SLF001
+    figures.plt.close(fig)
+    hist[:, :, 0] = [0, 0.5, 0.5, 0]
+    fig = figures.fig_gradient_distribution(None, pd.DataFrame(rows[:1]), study, spec, "t", tmp_path)
+    assert "row" not in fig._suptitle.get_text()  # noqa: SLF001
+    figures.plt.close(fig)
+    flow[:10] = 1e-33
+    monkeypatch.setattr(reader, "diagnostics", lambda client, run_id, tmp: RunDiagnostics(
+        np.broadcast_to(flow[None, :, None], (3, 40, len(GRAD_COLS))).copy(), np.zeros((3, 2, 40, 4)),
+        np.zeros((3, 5)), np.zeros((3, 5)), np.zeros(5)))
+    fig = figures.fig_gradient_flow(None, pd.DataFrame(rows), study, next(f for f in study.figures
+                                                                          if f.kind == "gradient_flow"), "t", tmp_path)
+    assert "▼" not in fig._suptitle.get_text()  # noqa: SLF001
+    assert not [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "v"]
     figures.plt.close(fig)
 
 
@@ -1340,7 +1422,8 @@ def test_figures_tex_and_report_tex_name_folders_with_latex_specials(tmp_path, f
     ax.text(0.5, 0.5, "vgsweepdrawn", ha="center")
     fig.savefig(out / "results.pdf")
     pyplot().close(fig)
-    write_latex(out, experiment, {out / "results.pdf": (f"{experiment}: mean over seeds", 2.0)})
+    caption = f"{experiment}: mean over seeds; ◇ published. ▼: a value of 0"  # the figures' signs, in LaTeX's
+    write_latex(out, experiment, {out / "results.pdf": (caption, 2.0)})
     # a paper's own document elsewhere: figures.tex's own \vgsweepfigures, the folder's whole path as written
     paper = tmp_path / "paper"
     paper.mkdir()
@@ -1350,7 +1433,8 @@ def test_figures_tex_and_report_tex_name_folders_with_latex_specials(tmp_path, f
     (tmp_path / folder / "report.tex").write_text(page)
     log = pdflatex(tmp_path / folder, name="report")
     text = pdf_text(tmp_path / folder / "report.pdf")
-    assert "vgsweepdrawn" in text and "Figure 1: Results: mean over seeds." in text, (text, log[-2000:])
+    assert "vgsweepdrawn" in text and "Figure 1: Results: mean over seeds; ⋄ published. ▽: a value of 0." in text, (
+        text, log[-2000:])
 
 
 def test_a_folder_latex_cannot_name_gets_a_figures_tex_that_says_so(tmp_path, caplog):

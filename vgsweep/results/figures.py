@@ -528,7 +528,8 @@ def _coinciding(drawn: dict[tuple, list[tuple[str, np.ndarray]]], log_axes: set)
     said: dict[str, dict[str, list[str]]] = {}  # panel -> row -> its groups, as text
     for (panel, row, ax), series in drawn.items():
         groups_said = said.setdefault(panel, {}).setdefault(row, [])
-        named = [(name, np.log(m) if id(ax) in log_axes else m) for name, m in series if name]
+        with np.errstate(divide="ignore"):  # a 0 (on the floor: _zeros_on_the_floor) is -inf, not compared
+            named = [(name, np.log(m) if id(ax) in log_axes else m) for name, m in series if name]
         vals = np.concatenate([m for _, m in named]) if named else np.array([])
         vals = vals[np.isfinite(vals)]
         if len(named) < 2 or not len(vals):
@@ -818,6 +819,44 @@ def _wrapped(n: int, max_cols: int, row_in: float, extra_in: float, groups: list
     return fig, axes, cols, slots
 
 
+def _zeros_on_the_floor(axes) -> str:
+    """Values of 0 on the panels' shared log y axis: a mean |gradient| that underflowed float32 (a 1000-layer
+    logistic net's first layers, past about 1e-45), or that is 0 (a zero init's first layer). Matplotlib
+    leaves them out of a log axis, so a line's end, or a depth's point, was gone without a word: the runs
+    that vanish most. Each is drawn as a ▼ a decade below the smallest value shown, a line running down to
+    it. The note that says so, '' where there is none."""
+    from matplotlib.collections import PathCollection
+
+    shown = [ax for ax in np.ravel(axes) if ax.get_visible()]
+    lines = [ln for ax in shown for ln in ax.get_lines()]
+    dots = [c for ax in shown for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets())]
+    ys = np.concatenate([np.asarray(ln.get_ydata(), float) for ln in lines]
+                        + [np.asarray(c.get_offsets(), float)[:, 1] for c in dots] + [np.zeros(0)])
+    if not (ys == 0).any():
+        return ""
+    pos = ys[np.isfinite(ys) & (ys > 0)]
+    floor = 10.0 ** (np.floor(np.log10(pos.min())) - 1) if len(pos) else 1e-45  # float32's smallest: 1.4e-45
+    for ln in lines:
+        y = np.asarray(ln.get_ydata(), float)
+        if (zero := y == 0).any():
+            if ln.get_marker() not in (None, "None", "", " "):
+                ln.set_markevery(np.flatnonzero(~zero).tolist())  # its own marker where it has a value
+            ln.set_ydata(np.where(zero, floor, y))
+            x = np.asarray(ln.get_xdata(), float)[zero]
+            ln.axes.plot(x, np.full(len(x), floor), ls="none", marker="v", ms=4, color=ln.get_color(), clip_on=False)
+    for c in dots:
+        xy = np.asarray(c.get_offsets(), float)
+        if (zero := xy[:, 1] == 0).any():
+            c.set_offsets(xy[~zero])
+            c.axes.scatter(xy[zero, 0], np.full(zero.sum(), floor), s=12, marker="v", color=c.get_facecolor()[:1],
+                           lw=0, clip_on=False)
+    for ax in shown:
+        ax.relim()
+        ax.autoscale_view()
+    return (f"▼: a value of 0 (below float32's smallest number, about 1e-45, or exactly 0), drawn at {floor:g}, "
+            "a decade below the smallest value shown.")
+
+
 def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title: str, tmp: Path) -> object:
     """Mean |g| of each weight layer (mean over epochs and seeds); panels per spec.panel, lines per spec.line."""
     panels = _values(d, study, spec.panel)
@@ -848,8 +887,10 @@ def fig_gradient_flow(client, d: pd.DataFrame, study: Study, spec: Figure, title
     else:  # numbered: layer 5, 10, ...; not 2.5, 7.5 (sharex=False: each panel's own locator)
         for ax in axes.flat:
             ax.xaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))
+    zeros = _zeros_on_the_floor(axes)
     _legend_below(fig, axes, *_legend_order(spec.line, _values(d, study, spec.line)))
     fig.suptitle(f"Gradient flow, {_aside(title, 'mean over epochs and seeds')}", fontsize=8)
+    _note(fig, zeros)
     return fig
 
 
@@ -879,10 +920,10 @@ def fig_gradient_ratio(client, d: pd.DataFrame, study: Study, spec: Figure, titl
                 diags = [g for r in _select(_select(dp, spec.line, line), (xlab,), (x,)).run_id
                          if (g := reader.diagnostics(client, r, tmp)) is not None]
                 r = np.array([first_to_last(g) for g in diags])
-                r = r[np.isfinite(r) & (r > 0)]  # a zero init's 0 has no place on a log axis (its verdict says so)
+                r = r[np.isfinite(r) & (r >= 0)]  # a 0 (underflowed, a zero init's): on the axis' floor, below
                 if len(r):
                     ax.scatter(np.full(len(r), float(x)), r, s=5, color=color, alpha=0.45, lw=0)
-                    pts.append((float(x), float(np.exp(np.log(r).mean()))))
+                    pts.append((float(x), float(np.exp(np.log(r).mean())) if r.all() else 0.0))
             if pts:
                 ax.plot(*zip(*pts), ls=_style(lines, line), marker="o", ms=3, color=color, label=_name(spec.line, line))
                 if len(pts) == len(xs):  # a line of every depth: comparable point by point
@@ -895,6 +936,7 @@ def fig_gradient_ratio(client, d: pd.DataFrame, study: Study, spec: Figure, titl
     if not any(ax.get_lines() for ax in axes.flat):
         plt.close(fig)
         return None
+    zeros = _zeros_on_the_floor(axes)
     col = "diagnostics.verdict.vanish_ratio"
     given = pd.to_numeric(d[col], errors="coerce").dropna().unique() if col in d else []
     threshold = float(given[0]) if len(given) == 1 else VerdictConfig().vanish_ratio
@@ -906,6 +948,7 @@ def fig_gradient_ratio(client, d: pd.DataFrame, study: Study, spec: Figure, titl
     _legend_below(fig, axes, *_legend_order(spec.line, _values(d, study, spec.line)))
     fig.suptitle(f"Vanishing across depth, {title}", fontsize=8)
     _note(fig, f"Below the dashed line ({threshold:g}) a run's verdict is vanishing.")  # wrapped to the figure
+    _note(fig, zeros)
     _note(fig, _coinciding(drawn, {id(ax) for ax in axes.flat}))  # on the log axis: by ratio
     return fig
 
@@ -936,7 +979,9 @@ def fig_gradient_flow_epochs(client, d: pd.DataFrame, study: Study, spec: Figure
         ax.set_ylabel("mean |gradient|")
     bar = fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=norm), ax=axes, label="epoch", shrink=0.8)
     bar.ax.yaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))  # epochs: not 1.2, 1.4, ...
+    zeros = _zeros_on_the_floor(axes)
     fig.suptitle(f"Gradient flow per epoch, {title}: mean |g| of each layer's weights (input side left)", fontsize=8)
+    _note(fig, zeros)
     _note(fig, _unread_seeds(lost))
     return fig
 
@@ -956,7 +1001,7 @@ def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figur
     for k in range(len(panels), rows * cols):
         for i in range(per):
             axes[per * (k // cols) + i, k % cols].set_visible(False)
-    im, lost = None, []
+    im, lost, ends = None, [], set()
     for k, panel in enumerate(panels):
         top, j = per * (k // cols), k % cols
         run, diag = _first_readable(client, _select(d, spec.panel, panel), tmp, _name(spec.panel, panel), lost)
@@ -965,6 +1010,7 @@ def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figur
         edges = diag.hist_edges
         for i in range(per):
             h = diag.hist[:, i, 0, :].T  # (bins, epochs): first layer
+            ends |= {e for e, row in ((edges[0], h[0]), (edges[-1], h[-1])) if row.any()}
             im = axes[top + i, j].imshow(np.log10(h + 1e-4), origin="lower", aspect="auto", cmap="viridis", vmin=-4,
                                          vmax=0, extent=(0.5, h.shape[1] + 0.5, edges[0], edges[-1]))
             axes[top + i, j].xaxis.set_major_locator(ticker.MaxNLocator("auto", integer=True))  # epochs: not 0.75
@@ -977,8 +1023,19 @@ def fig_gradient_distribution(client, d: pd.DataFrame, study: Study, spec: Figur
     if im is not None:
         fig.colorbar(im, ax=axes, label="log10 fraction of weights", shrink=0.8)
     fig.suptitle(f"Gradient distribution over training: {title}", fontsize=8)
+    _note(fig, _end_rows(ends, edges) if ends else "")
     _note(fig, _unread_seeds(lost))
     return fig
+
+
+def _end_rows(ends: set, edges: np.ndarray) -> str:
+    """The note of a gradient distribution whose bottom or top row holds values: the histogram counts every
+    |g| past its range in its end rows (probe.py), so a row at -10 held every gradient that underflowed to 0
+    (a 1000-layer logistic net's first layer: all of them), read as 1e-10."""
+    said = [f"the bottom row also counts every |g| below 1e{edges[0]:g} (0 included)" * (edges[0] in ends),
+            f"the top row also counts every |g| above 1e{edges[-1]:g}" * (edges[-1] in ends)]
+    text = "; ".join(filter(None, said))
+    return text[:1].upper() + text[1:] + "."
 
 
 def _seed_of(run) -> str:

@@ -590,7 +590,8 @@ def to_markdown(df: pd.DataFrame, study: Study | None = None) -> str:
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                 "±": r"$\pm$", "−": r"$-$", "—": "---", "×": r"$\times$", "†": r"$^{\dagger}$",
-                "·": r"$\cdot$", "√": r"$\surd$", "|": r"$|$", "◇": r"$\diamond$"}
+                "·": r"$\cdot$", "√": r"$\surd$", "|": r"$|$", "◇": r"$\diamond$",
+                "▼": r"$\bigtriangledown$"}
 
 
 def tex(text: str) -> str:
