@@ -511,6 +511,36 @@ def test_a_setting_swept_beside_the_studys_axes_is_a_marker_of_the_one_results_f
     assert fig.get_tightbbox().width <= fig.get_figwidth() + 0.05
 
 
+def test_figures_of_runs_apart_by_long_widths_get_file_names_a_file_system_takes(monkeypatch, tmp_path):
+    """Runs of three model.hidden at one depth: figures apart per value, each named by it as names show it
+    (`16x1000`, not a list of 1,000 widths: OSError, file name too long, and no figure written after it),
+    a value that stays long cut with a short hash of it (two such never share a name); the title too."""
+    import hashlib
+    import itertools
+
+    from vgsweep.results import figures
+
+    values = (str([8] * 1000), str([512, 256] * 40))
+    rows = [{"run_id": f"r{i}", "config_hash": f"h{i}", "start_time": i, "status": "FINISHED", "study": "agarap2019",
+             "model.family": "mlp", "diagnostics.enabled": "False", "data.name": "mnist", "model.depth": "2",
+             "activation.name": "relu", "regime.name": regime, "seed": "0", "model.hidden": v,
+             "optimizer.lr": "0.0003", "metric:test_acc": 0.5}
+            for i, (regime, v) in enumerate(itertools.product(("baseline", "gna"), values))]
+    titles = []
+    real = figures.fig_curves
+    monkeypatch.setattr(figures, "fig_curves", lambda client, d, study, spec, title: titles.append(title) or real(
+        client, d, study, spec, title))
+    paths, _ = _figures_of(monkeypatch, tmp_path, rows)
+    curves = sorted(p.name for p in paths if p.name.startswith("curves_d2") and p.suffix == ".png")
+    cut = "512-256-" * 6 + "512-256-512"
+    digest = hashlib.sha256(values[1].encode()).hexdigest()[:8]
+    assert curves == sorted(["curves_d2_hidden-8x1000.png", f"curves_d2_hidden-{cut[:51]}-{digest}.png"]), curves
+    assert all(p.is_file() and len(p.name) < 100 for p in paths)
+    assert sorted(titles) == sorted(f"2-layer networks (model.hidden={v})" for v in ("8x1000", values[1]))
+    assert [figures._in_file_name(v) for v in ("[16, 16]", "init/he", "0.01567667719550607")] == [
+        "16-16", "init-he", "0.01567667719550607"]  # two trials' rates stay two names
+
+
 def test_no_figure_but_the_results_ones_mixes_data_sets(monkeypatch, tmp_path):
     """The paper grid on MNIST and Fashion-MNIST: the curves and gradient figures come one per data set
     (files `curves_d2_mnist`, `curves_d2_fashion_mnist`, the data set in the title); they averaged the

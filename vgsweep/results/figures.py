@@ -48,6 +48,7 @@ from matplotlib.lines import Line2D
 from vgsweep import plots, tracking
 from vgsweep.config import VerdictConfig, command_line, higher_is_better, home_path
 from vgsweep.diagnostics import GRAD_COLS, first_to_last
+from vgsweep.jobs import shown
 from vgsweep.plots import pyplot
 from vgsweep.results import reader
 from vgsweep.results.studies import ACTIVATIONS, STUDIES, Axis, Figure, Study, study_for
@@ -191,6 +192,21 @@ def _short(key: str) -> str:
     """A setting's name in a file name: its last part, the group where that is `name` (init.name: init)."""
     parts = key.split(".")
     return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+
+def _in_file_name(value) -> str:
+    """A setting's value in a file name: a list of widths as names show it (jobs.shown: `16x40` for forty
+    widths of 16; a number keeps every digit, two trials' rates apart), characters other than letters,
+    digits, `.`, `+` and `-` as `-` (`[512, 512]`: `512-512`); past 60 of them cut, with a short hash of
+    the value that keeps apart two it would make one. The value as written made a name of 5,000 characters
+    for a 1000-layer net's widths, which no file system takes (OSError: no figure after it written)."""
+    import hashlib
+
+    text = shown(value) if str(value).startswith("[") else str(value)
+    text = re.sub(r"[^\w.+-]+", "-", text).strip("-") or "-"
+    if len(text) <= 60:
+        return text
+    return text[:51] + "-" + hashlib.sha256(str(value).encode()).hexdigest()[:8]
 
 
 def _name(labels: tuple[str, ...], combo: tuple) -> str:
@@ -1132,8 +1148,10 @@ def _build(uri: str, experiment: str, out: Path, activation: str | None, log_to_
                 ds_runs, ds_name = runs[runs["dataset"] == ds], str(ds)
                 ds_failed = failed if failed.empty else failed[failed["dataset"].astype(str) == ds_name]
             for extra, part in _by_other_settings(ds_runs, study):  # nor runs of different configs
-                suffix = "".join(f"_{v}" for v in [ds_name] if v) + "".join(f"_{_short(k)}-{v}" for k, v in extra)
-                settings = ", ".join(x for x in [ds_name, *(_name((k,), (v,)) for k, v in extra)] if x)  # init=he
+                suffix = "".join(f"_{v}" for v in [ds_name] if v) + "".join(f"_{_short(k)}-{_in_file_name(v)}"
+                                                                           for k, v in extra)
+                settings = ", ".join(x for x in [ds_name, *(_name((k,), (shown(v),)) for k, v in extra)]
+                                     if x)  # init=he
                 paths += _study_figures(client, part, study, out, activation, Path(tmp), suffix, settings, captions,
                                         lambda spec, by, act=None, f=ds_failed, extra=extra:
                                         _not_drawn(f, study, spec, by, extra, act))
