@@ -100,9 +100,12 @@ def test_verdict_rules(norms, dead, acc, diverged, expected):
 
 def test_a_first_layer_no_gradient_reaches_is_said_so():
     """A zero init (init=zero) passes no gradient back at all: its reason said `0 x the last layer's`, as if
-    the gradient had faded with depth; it says none reaches the first layer."""
+    the gradient had faded with depth; it says none reaches the first layer, and why that may be (a deep
+    net's gradient that underflowed float32 too: it named zero weights and dead units only)."""
     v, why = verdict(_diag([[0.0, 1.0], [0.0, 1.0]]), 0.1135, 10, V)
     assert v == "vanishing" and why.startswith("no gradient reaches the first layer"), why
+    assert why.endswith("zero weights, every unit off, or a gradient shrunk layer by layer below float32's smallest "
+                        "number, about 1e-45)"), why
     v, why = verdict(_diag([[1e-9, 1.0], [0.0, 1.0]]), 0.1135, 10, V)
     assert v == "vanishing" and why.startswith("first layer's mean |gradient| is"), why
 

@@ -1325,6 +1325,12 @@ def test_the_reports_verdicts_are_counted_apart_for_each_setting_swept_beside_th
     assert rows == [["10", "False", "", "0", "0", "1"], ["10", "True", "0.18", "0", "1", "0"],
                     ["10", "True", "1.0", "1", "0", "0"], ["20", "False", "", "0", "0", "1"],
                     ["20", "True", "0.18", "0", "1", "0"], ["20", "True", "1.0", "1", "0", "0"]], counts
+    # widths swept at a depth (model.width): a row per width, its widths as the table writes them
+    wide = pd.DataFrame([{**runs.iloc[0].to_dict(), "run_id": f"w{w}", "config_hash": f"w{w}", "model.depth": "40",
+                          "model.hidden": str([w] * 40), "model.residual": "False"} for w in (16, 32)])
+    counts = verdict_lines(wide, AGARAP)[0].splitlines()
+    rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in counts[2:]]
+    assert rows == [["40", "16x40", "1"], ["40", "32x40", "1"]], counts
 
 
 def test_the_vgg_reports_verdicts_count_each_model_at_each_rate_apart():

@@ -111,9 +111,12 @@ def verdict(d: RunDiagnostics | None, final_test_acc: float | None, num_classes:
                                  f"{vcfg.explode_norm:g}")
         m = d.grad[:, :, mag]
         ratio = first_to_last(d)
-        if m.size and np.all(m[:, 0] == 0):  # a zero init's symmetric net, or every unit above it off
+        # a zero init's symmetric net, every unit above it off, or a gradient shrunk past float32 on its way
+        # down (a 1000-layer logistic net's: each layer's derivative at most 1/4)
+        if m.size and np.all(m[:, 0] == 0):
             return "vanishing", ("no gradient reaches the first layer: exactly 0 at every measured step (the "
-                                 "layers above pass none back: zero weights, or every unit off)")
+                                 "layers above pass none back: zero weights, every unit off, or a gradient shrunk "
+                                 "layer by layer below float32's smallest number, about 1e-45)")
         if ratio < vcfg.vanish_ratio:
             return "vanishing", (f"first layer's mean |gradient| is {ratio:.2g} x the last layer's "
                                  f"(mean over epochs) < {vcfg.vanish_ratio:g}")

@@ -114,16 +114,22 @@ def widths(hidden) -> str:
     return "-".join(parts)
 
 
-def shown(v) -> str:
-    """A setting as names and tables show it: a long number to 4 significant digits (0.01568 for an
-    Optuna trial's 0.01567667719550607; the params and table.csv keep every digit), a list of widths with
-    three or more equal in a row as widths() writes them (`[8, 8, 8, ...]` of a 1000-layer net as `8x1000`),
-    the rest as it is."""
+def compact(v) -> str:
+    """A list of ints as a param holds it, with three or more equal in a row, as widths() writes it (`[8, 8,
+    8, ...]` of a 1000-layer net as `8x1000`); anything else as str() writes it."""
     s = str(v)
-    if s.startswith("[") and s.endswith("]") and re.fullmatch(r"\[\d+(, \d+)*\]", s):
+    if s.startswith("[") and re.fullmatch(r"\[\d+(, \d+)*\]", s):
         ws = s[1:-1].split(", ")
         if any(ws[i] == ws[i + 1] == ws[i + 2] for i in range(len(ws) - 2)):
             return widths(ws)
+    return s
+
+
+def shown(v) -> str:
+    """A setting as names and tables show it: a long number to 4 significant digits (0.01568 for an
+    Optuna trial's 0.01567667719550607; the params and table.csv keep every digit), a list of widths
+    compact (`8x1000`), the rest as it is."""
+    s = compact(v)
     if len(s) <= 8 or not any(c in s for c in ".eE"):
         return s
     try:

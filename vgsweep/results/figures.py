@@ -48,7 +48,7 @@ from matplotlib.lines import Line2D
 from vgsweep import plots, tracking
 from vgsweep.config import VerdictConfig, command_line, higher_is_better, home_path
 from vgsweep.diagnostics import GRAD_COLS, first_to_last
-from vgsweep.jobs import shown
+from vgsweep.jobs import compact, shown
 from vgsweep.plots import pyplot
 from vgsweep.results import reader
 from vgsweep.results.studies import ACTIVATIONS, STUDIES, Axis, Figure, Study, study_for
@@ -195,15 +195,14 @@ def _short(key: str) -> str:
 
 
 def _in_file_name(value) -> str:
-    """A setting's value in a file name: a list of widths as names show it (jobs.shown: `16x40` for forty
-    widths of 16; a number keeps every digit, two trials' rates apart), characters other than letters,
+    """A setting's value in a file name: a list of widths compact (jobs.compact: `16x40` for forty widths
+    of 16; a number keeps every digit, two trials' rates apart), characters other than letters,
     digits, `.`, `+` and `-` as `-` (`[512, 512]`: `512-512`); past 60 of them cut, with a short hash of
     the value that keeps apart two it would make one. The value as written made a name of 5,000 characters
     for a 1000-layer net's widths, which no file system takes (OSError: no figure after it written)."""
     import hashlib
 
-    text = shown(value) if str(value).startswith("[") else str(value)
-    text = re.sub(r"[^\w.+-]+", "-", text).strip("-") or "-"
+    text = re.sub(r"[^\w.+-]+", "-", compact(value)).strip("-") or "-"
     if len(text) <= 60:
         return text
     return text[:51] + "-" + hashlib.sha256(str(value).encode()).hexdigest()[:8]
@@ -843,9 +842,9 @@ def _zeros_on_the_floor(axes) -> str:
     it. The note that says so, '' where there is none."""
     from matplotlib.collections import PathCollection
 
-    shown = [ax for ax in np.ravel(axes) if ax.get_visible()]
-    lines = [ln for ax in shown for ln in ax.get_lines()]
-    dots = [c for ax in shown for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets())]
+    visible = [ax for ax in np.ravel(axes) if ax.get_visible()]
+    lines = [ln for ax in visible for ln in ax.get_lines()]
+    dots = [c for ax in visible for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets())]
     ys = np.concatenate([np.asarray(ln.get_ydata(), float) for ln in lines]
                         + [np.asarray(c.get_offsets(), float)[:, 1] for c in dots] + [np.zeros(0)])
     if not (ys == 0).any():
@@ -866,7 +865,7 @@ def _zeros_on_the_floor(axes) -> str:
             c.set_offsets(xy[~zero])
             c.axes.scatter(xy[zero, 0], np.full(zero.sum(), floor), s=12, marker="v", color=c.get_facecolor()[:1],
                            lw=0, clip_on=False)
-    for ax in shown:
+    for ax in visible:
         ax.relim()
         ax.autoscale_view()
     return (f"▼: a value of 0 (below float32's smallest number, about 1e-45, or exactly 0), drawn at {floor:g}, "

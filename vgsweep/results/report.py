@@ -144,6 +144,10 @@ def verdict_lines(runs: pd.DataFrame, study) -> list[str]:
     by = [*(["dataset"] if "dataset" in v and v["dataset"].nunique() > 1 else []), group, *lr, *extra]
     counts = v.groupby([*by, "verdict"]).size().unstack(fill_value=0).reset_index()
     counts = counts.sort_values(by, key=in_order)
+    from vgsweep.jobs import compact
+
+    for c in extra:  # a list of widths as the table shows it (8x1000: a 1000-layer net's row was 3,000 characters)
+        counts[c] = counts[c].map(lambda x: compact(x) if str(x).startswith("[") else x)
     bad = v[v.verdict != "healthy"].drop(columns=list(extra))  # their run names say them (and the data set)
     bad = bad.sort_values([c for c in ("dataset", group, "activation", "regime", "run") if c in bad], key=in_order)
     bad = bad.drop(columns=["dataset"] if "dataset" in bad else [])
